@@ -1,0 +1,134 @@
+"""``run_audit``: config -> catalog, recommender, probes -> engine -> analyses -> AuditResult.
+
+One failing probe does not stop the run: its result has ``status="error"`` and the message.
+Gates (if any) are evaluated on the finished result.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import sys
+from importlib import metadata
+from typing import Any
+
+from . import __version__
+from .config import AuditConfig
+from .errors import RecauditError
+from .probes.registry import AuditContext, Query, build_probe
+from .recommenders.base import Decoding, Recommender
+from .results import AuditResult, ProbeResult, Provenance
+
+PACKAGES = ("numpy", "scipy", "pandas", "torch", "transformers", "sentence-transformers",
+            "fairlearn", "aif360", "scikit-learn", "rapidfuzz", "pydantic", "jinja2")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def load_catalog(cfg: AuditConfig):
+    from .catalog import Catalog
+
+    c = cfg.catalog
+    if c.source == "movielens":
+        return Catalog.from_movielens(holdout=c.holdout)
+    if not c.path:
+        from .errors import ConfigError
+        raise ConfigError(f"catalog.path: required for source {c.source!r}")
+    kwargs: dict[str, Any] = dict(id_col=c.id_col, title_col=c.title_col, year_col=c.year_col,
+                                  genres_col=c.genres_col, genres_sep=c.genres_sep,
+                                  popularity_col=c.popularity_col, group_cols=tuple(c.group_cols),
+                                  interactions=c.interactions, holdout=c.holdout)
+    loader = Catalog.from_csv if c.source == "csv" else Catalog.from_parquet
+    return loader(c.path, **kwargs)
+
+
+def build_recommender(cfg: AuditConfig) -> Recommender:
+    from .recommenders import load_recommender
+
+    d = cfg.decoding
+    return load_recommender(cfg.model, Decoding(d.max_new_tokens, d.temperature, d.seed),
+                            allow_pickle=cfg.allow_pickle, **cfg.model_options)
+
+
+def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catalog: Any = None,
+              progress: bool = True, command_line: str | None = None) -> AuditResult:
+    """Run every probe of ``cfg`` and return the :class:`AuditResult` (gates evaluated)."""
+    from .engine import Engine
+
+    started = _now()
+    catalog = catalog if catalog is not None else load_catalog(cfg)
+    rec = recommender if recommender is not None else build_recommender(cfg)
+    ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=rec.capabilities,
+                       config=cfg, recommender=rec)
+    probes = [build_probe(spec) for spec in cfg.probes]
+    planned: list[tuple[Any, list[Query] | None, str | None]] = []
+    for p in probes:
+        if p.requires and not (p.requires & rec.capabilities):
+            planned.append((p, None, f"skipped: {rec.spec} lacks {'/'.join(sorted(p.requires))}"))
+            continue
+        try:
+            planned.append((p, p.plan(ctx), None))
+        except RecauditError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
+            planned.append((p, None, f"{type(err).__name__}: {err}"))
+    requests = [q.request for _, qs, _ in planned if qs for q in qs]
+    e = cfg.engine
+    engine = Engine(rec, catalog, cache_path=e.cache, batch_size=e.batch_size,
+                    max_requests=e.max_requests, dry_run=e.dry_run,
+                    progress=progress and e.progress, backend=e.backend)
+    try:
+        answers_by_key = engine.run(requests)
+    finally:
+        engine.close()
+    results: list[ProbeResult] = []
+    for p, queries, err in planned:
+        if queries is None:
+            status = "skipped" if err and err.startswith("skipped") else "error"
+            results.append(ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status=status,
+                                       error=err, params=p.params.model_dump(mode="json")))
+            continue
+        answers = {q.id: answers_by_key[q.request.key()] for q in queries
+                   if q.request.key() in answers_by_key}
+        try:
+            res = p.analyse(ctx, queries, answers)
+        except RecauditError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            res = ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status="error",
+                              error=f"{type(exc).__name__}: {exc}",
+                              params=p.params.model_dump(mode="json"))
+        res.n_queries = len(queries)
+        res.n_failed = sum(1 for q in queries if q.id not in answers or not answers[q.id].ok)
+        missing = sum(1 for q in queries if q.id not in answers)
+        if missing:
+            res.warnings.append(f"{missing} of {len(queries)} requests were not computed "
+                                "(--max-requests/--dry-run); rerun to resume from the cache")
+        results.append(res)
+    text = cfg.source_text
+    prov = Provenance(
+        tool_version=__version__, model_spec=rec.spec, model_fingerprint=rec.fingerprint(),
+        weights_sha256=rec.weights_sha256(), config_text=text,
+        config_sha256=hashlib.sha256(text.encode()).hexdigest() if text else cfg.fingerprint(),
+        catalog_sha256=catalog.fingerprint() if hasattr(catalog, "fingerprint") else None,
+        seeds={"stats": cfg.stats.seed, "decoding": cfg.decoding.seed},
+        packages=package_versions(), started_at=started, finished_at=_now(),
+        command_line=command_line or " ".join(sys.argv), engine=engine.stats.to_dict())
+    result = AuditResult(name=cfg.name, provenance=prov,
+                         config=cfg.model_dump(mode="json"), probes=results)
+    if cfg.gates:
+        from .gates import evaluate_gates
+        result.gates = evaluate_gates(result, cfg.gates)
+    return result

@@ -1,0 +1,293 @@
+"""The ``recaudit`` command. Thin: parses arguments and calls the Python API.
+
+Exit codes: 0 success / all gates pass, 1 a gate failed (or compare found a regression),
+2 usage or input error, 3 runtime failure (a model could not be loaded or run).
+Heavy libraries are imported inside the command functions, so ``recaudit --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, RecauditError
+
+EPILOG = """exit codes:
+  0  success (all gates pass)
+  1  a gate failed, or compare found a regression
+  2  usage or input error (config, catalog, model path, endpoint, results file)
+  3  runtime failure (a model could not be loaded or run)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep it one line
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"recaudit: error: {message}")
+
+
+def _add_model_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--model", required=required, help="model spec: smollm2, minilm, hf:PATH, "
+                   "gguf:PATH, embedding:PATH, openai:URL#MODEL, python:MODULE:FUNC")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow loading pickle weights (.bin/.pt/.pkl): they can execute code")
+    p.add_argument("--batch-size", type=int, help="requests per model batch")
+    p.add_argument("--max-new-tokens", type=int, help="generation length limit")
+    p.add_argument("--cache", help="SQLite response cache file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="recaudit", description="Audit LLM-based recommenders for fairness, "
+                     "popularity and position bias, with confidence intervals and CI gates.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"recaudit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("recommend", help="ask one model for a grounded top-k list",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_flags(p, required=True)
+    p.add_argument("--prompt", required=True, help="user message")
+    p.add_argument("--system", default="You are a movie recommendation system.")
+    p.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    p.add_argument("--raw", action="store_true", help="also print the raw model output")
+
+    sub.add_parser("models", help="list model kinds and bundled short names")
+    sub.add_parser("probes", help="list registered probes and bundled suites")
+
+    p = sub.add_parser("audit", help="run the probes of an audit config",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="audit YAML file")
+    _add_model_flags(p)
+    p.add_argument("--out", help="output directory (default: config 'out')")
+    p.add_argument("--max-requests", type=int, help="compute at most N uncached requests")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, compute nothing")
+    p.add_argument("--seed", type=int, help="statistics seed")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", default="json,html,junit,md",
+                   help="outputs to write (comma list of json, html, junit, md)")
+
+    p = sub.add_parser("gate", help="evaluate gates on saved results",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="results.json (or its directory)")
+    p.add_argument("--gates", help="YAML file with a 'gates:' list (default: the audit's own)")
+    p.add_argument("--junit", help="write a JUnit XML file of the verdicts")
+    p.add_argument("--markdown", help="write a Markdown summary of the verdicts")
+
+    p = sub.add_parser("compare", help="flag metrics that regressed against a baseline",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("baseline")
+    p.add_argument("current")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="allowed worsening in metric units before a test is run (default 0.02)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--markdown", help="write the comparison as Markdown")
+
+    p = sub.add_parser("report", help="re-render reports from saved results (no model run)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results")
+    p.add_argument("--format", default="html", help="html, md, junit or a comma list")
+    p.add_argument("--out", help="output directory (default: next to results.json)")
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if getattr(args, "batch_size", None):
+        opts["batch_size"] = args.batch_size
+    return opts
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .catalog import Catalog
+    from .engine import Engine
+    from .recommenders import Decoding, Request, load_recommender
+
+    if args.k < 1:
+        raise RecauditError("--k must be at least 1")
+    rec = load_recommender(args.model, Decoding(max_new_tokens=args.max_new_tokens or 256),
+                           allow_pickle=args.allow_pickle, **_model_options(args))
+    catalog = Catalog.from_movielens()
+    engine = Engine(rec, catalog, cache_path=args.cache, progress=False)
+    try:
+        req = Request.from_prompt(args.prompt, k=args.k, system=args.system)
+        answer = engine.run([req])[req.key()]
+    finally:
+        engine.close()
+    print(render_list(args.model, answer, catalog, args.k, raw=args.raw))
+    return EXIT_RUNTIME if answer.response.error else EXIT_OK
+
+
+def render_list(spec: str, answer: Any, catalog: Any, k: int, raw: bool = False) -> str:
+    g = answer.grounding
+    lines = [f"== {spec}: top-{k} grounded to the catalog "
+             f"({'cached' if answer.cached else 'computed'}) =="]
+    if answer.response.error:
+        lines.append(f"error: {answer.response.error}")
+        return "\n".join(lines)
+    for rank, item in enumerate((g.item_ids if g else [])[:k], 1):
+        lines.append(f"{rank:>3}. {catalog.title(item)}  [item {item}]")
+    if g and g.unmatched:
+        lines.append(f"  unmatched ({len(g.unmatched)}): " + "; ".join(g.unmatched[:10]))
+    if raw:
+        lines.append("-- raw output --")
+        lines.append(answer.response.text)
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .recommenders import KINDS, SHORT_NAMES
+
+    print("kinds:")
+    for kind, text in KINDS.items():
+        print(f"  {kind + ':':<11} {text}")
+    print("bundled short names:")
+    for name, text in SHORT_NAMES.items():
+        print(f"  {name:<11} {text}")
+    return EXIT_OK
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from .probes.registry import registry, suite_names
+
+    print("probes:")
+    for name, cls in sorted(registry().items()):
+        print(f"  {name:<15} [{', '.join(cls.tags)}] {cls.description}")
+    print("suites:", ", ".join(suite_names()))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import run_audit
+    from .config import load_config
+
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["model"] = args.model
+    if args.allow_pickle:
+        overrides["allow_pickle"] = True
+    if args.batch_size or args.max_requests is not None or args.dry_run or args.cache \
+            or args.no_progress:
+        eng: dict[str, Any] = {}
+        if args.batch_size:
+            eng["batch_size"] = args.batch_size
+        if args.max_requests is not None:
+            eng["max_requests"] = args.max_requests
+        if args.dry_run:
+            eng["dry_run"] = True
+        if args.cache:
+            eng["cache"] = args.cache
+        if args.no_progress:
+            eng["progress"] = False
+        overrides["engine"] = eng
+    if args.max_new_tokens:
+        overrides["decoding"] = {"max_new_tokens": args.max_new_tokens}
+    if args.seed is not None:
+        overrides["stats"] = {"seed": args.seed}
+    if args.out:
+        overrides["out"] = args.out
+    cfg = load_config(args.config, overrides=overrides)
+    result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]))
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    written = result.save(cfg.out, formats=formats)
+    from .summary import print_summary
+    print_summary(result)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    failed = [g for g in result.gates if not g.passed]
+    return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .gates import evaluate_gates, load_gates
+    from .results import AuditResult
+
+    result = AuditResult.load(args.results)
+    specs = load_gates(args.gates) if args.gates else None
+    if specs is None:
+        from .config import GateSpec
+        specs = [GateSpec.model_validate(g) for g in result.config.get("gates", [])]
+    result.gates = evaluate_gates(result, specs)
+    for g in result.gates:
+        print(f"{'PASS' if g.passed else 'FAIL'}  {g.name}: {g.message}")
+    from .report import render_all
+    from pathlib import Path
+    if args.junit:
+        render_all(result, Path(args.junit).parent, formats=("junit",),
+                   names={"junit": Path(args.junit).name})
+    if args.markdown:
+        render_all(result, Path(args.markdown).parent, formats=("md",),
+                   names={"md": Path(args.markdown).name})
+    return EXIT_GATE_FAILED if any(not g.passed for g in result.gates) else EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_results, render_comparison
+    from .results import AuditResult
+
+    cmp = compare_results(AuditResult.load(args.baseline), AuditResult.load(args.current),
+                          tolerance=args.tolerance, alpha=args.alpha)
+    text = render_comparison(cmp)
+    print(text)
+    if args.markdown:
+        from pathlib import Path
+        Path(args.markdown).write_text(text + "\n", encoding="utf-8")
+    return EXIT_GATE_FAILED if cmp.regressions else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import render_all
+    from .results import AuditResult
+
+    result = AuditResult.load(args.results)
+    src = Path(args.results)
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    for kind, path in render_all(result, out, formats=formats).items():
+        print(f"{kind}: {path}")
+    return EXIT_OK
+
+
+COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_probes,
+            "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_USAGE
+        return int(exc.code or 0) and EXIT_USAGE
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except RecauditError as err:
+        if args.debug:
+            raise
+        print(f"recaudit: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("recaudit: interrupted; finished requests are cached, rerun to resume",
+              file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - unexpected: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"recaudit: error: unexpected {type(err).__name__}: {err} (rerun with --debug)",
+              file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

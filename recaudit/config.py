@@ -1,0 +1,187 @@
+"""Audit configuration: pydantic v2 models loaded from YAML, with unknown keys forbidden.
+
+Every validation error becomes one :class:`~recaudit.errors.ConfigError` line naming the file and
+the key path (``audit.yaml: probes[0].params.k: Input should be greater than or equal to 1``).
+Probe parameters are validated by each probe's own ``Params`` model (see
+:mod:`recaudit.probes.registry`); a probe entry may name a bundled suite (``suite: fairllm``)
+whose parameters the entry's ``params`` override key by key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecodingConfig(_Strict):
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    temperature: float = Field(0.0, ge=0.0)
+    seed: int = 0
+
+
+class CatalogConfig(_Strict):
+    """Where items (and optionally interactions) come from."""
+
+    source: Literal["movielens", "csv", "parquet"] = "movielens"
+    path: str | None = None
+    id_col: str = "id"
+    title_col: str = "title"
+    year_col: str | None = None
+    genres_col: str | None = None
+    genres_sep: str = "|"
+    popularity_col: str | None = None
+    group_cols: list[str] = Field(default_factory=list)
+    interactions: str | None = None
+    holdout: int = Field(5, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path_for_files(cls, v: str | None) -> str | None:
+        return v
+
+
+class EngineConfig(_Strict):
+    cache: str | None = Field(None, description="SQLite response cache; default in cache dir")
+    batch_size: int = Field(16, ge=1)
+    max_requests: int | None = Field(None, ge=0)
+    dry_run: bool = False
+    backend: Literal["local", "ray"] = "local"
+    progress: bool = True
+
+
+class StatsConfig(_Strict):
+    n_bootstrap: int = Field(1000, ge=50)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    n_permutations: int = Field(2000, ge=99)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    seed: int = 0
+    min_group_size: int = Field(10, ge=1)
+
+
+class ProbeSpec(_Strict):
+    probe: str
+    suite: str | None = None
+    id: str | None = Field(None, description="unique name of this probe run; default probe/suite")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.id or (f"{self.probe}:{self.suite}" if self.suite else self.probe)
+
+
+class GateSpec(_Strict):
+    """A bound on one metric of the results (see :mod:`recaudit.gates`)."""
+
+    name: str | None = None
+    probe: str
+    metric: str
+    attribute: str | None = None
+    value: str | None = None
+    k: int | None = None
+    max: float | None = None
+    min: float | None = None
+    mode: Literal["point", "ci", "significant"] = "ci"
+
+
+class AuditConfig(_Strict):
+    name: str = "audit"
+    model: str = "smollm2"
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    allow_pickle: bool = False
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    probes: list[ProbeSpec] = Field(default_factory=list)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    gates: list[GateSpec] = Field(default_factory=list)
+    out: str = "out"
+    # Filled by load_config: where the config came from and its exact text.
+    source_path: str | None = Field(None, exclude=True)
+    source_text: str | None = Field(None, exclude=True)
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the validated config (without output location)."""
+        data = self.model_dump(mode="json", exclude={"out", "engine"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, where: str, prefix: str = "") -> str:
+    first = err.errors()[0]
+    path = _loc(tuple(first["loc"]))
+    if prefix:
+        path = prefix + ("" if path == "(top level)" else (path if path.startswith("[") else "." + path))
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{where}: {path}: {msg}{more}"
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, val in override.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def parse_config(data: Any, where: str = "<config>", text: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> AuditConfig:
+    """Validate a mapping (from YAML) into an :class:`AuditConfig`; probe params included."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping of keys, got {type(data).__name__}")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        cfg = AuditConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, where)) from None
+    cfg.source_path = None if where.startswith("<") else where
+    cfg.source_text = text
+    from .probes.registry import resolve_probe_params  # lazy: probes import metrics
+    for i, spec in enumerate(cfg.probes):
+        spec.params = resolve_probe_params(spec, where=where, index=i)
+    ids = [p.run_id for p in cfg.probes]
+    dup = {x for x in ids if ids.count(x) > 1}
+    if dup:
+        raise ConfigError(f"{where}: probes: duplicate probe id {sorted(dup)[0]!r}; set 'id:'")
+    return cfg
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AuditConfig:
+    """Load and validate an audit YAML file; ``overrides`` (e.g. from CLI flags) win."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    return parse_config(data, where=str(p), text=text, overrides=overrides)

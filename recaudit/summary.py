@@ -1,0 +1,41 @@
+"""A short rich table of an AuditResult for the terminal (stderr-free, plain when piped)."""
+
+from __future__ import annotations
+
+from .results import AuditResult
+
+
+def headline_metrics(result: AuditResult) -> list[tuple[str, str, str, str]]:
+    """Rows (probe, metric, where, value) of the aggregate metrics a reader looks at first."""
+    rows = []
+    for p in result.probes:
+        if p.status != "ok":
+            rows.append((p.id, p.status, "", p.error or ""))
+            continue
+        for m in p.metrics:
+            if m.value is not None:  # per-value rows live in the report
+                continue
+            where = " ".join(x for x in (m.attribute or "", f"k={m.k}" if m.k else "") if x)
+            ci = (f" [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+                  if m.ci_low is not None and m.ci_high is not None else "")
+            p_txt = f" p_adj={m.p_adjusted:.3g}" if m.p_adjusted is not None else ""
+            est = "n/a" if m.estimate is None else f"{m.estimate:.3f}"
+            rows.append((p.id, m.metric, where, f"{est}{ci}{p_txt}"))
+    return rows
+
+
+def print_summary(result: AuditResult, max_rows: int = 40) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"recaudit: {result.name} ({result.provenance.model_spec})")
+    for col in ("probe", "metric", "where", "estimate [CI]"):
+        table.add_column(col)
+    rows = headline_metrics(result)
+    for row in rows[:max_rows]:
+        table.add_row(*row)
+    if len(rows) > max_rows:
+        table.add_row("...", f"{len(rows) - max_rows} more rows in the report", "", "")
+    for g in result.gates:
+        table.add_row("gate", g.name, g.mode, ("PASS " if g.passed else "FAIL ") + g.message)
+    Console(highlight=False).print(table)
