@@ -142,10 +142,16 @@ def resolve_probe_params(spec: "ProbeSpec", where: str, index: int) -> dict[str,
     """Merge suite params with the entry's params and validate them with the probe's Params."""
     from ..config import _deep_merge, format_validation_error
 
-    cls = get_probe(spec.probe)
+    try:
+        cls = get_probe(spec.probe)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: probes[{index}].probe: {err}") from None
     params: dict[str, Any] = {}
     if spec.suite:
-        suite = load_suite(spec.suite)
+        try:
+            suite = load_suite(spec.suite)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: probes[{index}].suite: {err}") from None
         if suite["probe"] != spec.probe:
             raise ConfigError(f"{where}: probes[{index}].suite: suite {spec.suite!r} is for probe "
                               f"{suite['probe']!r}, not {spec.probe!r}")

@@ -1,0 +1,340 @@
+"""Adapter for OpenAI-compatible chat endpoints (OpenAI, vLLM, llama.cpp server, Ollama, ...).
+
+Each :class:`~recaudit.recommenders.base.Request` becomes one ``POST {base}/v1/chat/completions``
+with ``model``, ``messages``, ``max_tokens``, ``temperature`` and ``seed`` taken from the
+:class:`~recaudit.recommenders.base.Decoding`. Requests run on a thread pool of ``concurrency``
+workers sharing one ``httpx.Client``.
+
+Failure policy (what the audit sees):
+
+* **429 / 500 / 502 / 503 / 504, read timeouts, dropped connections**: retried up to
+  ``max_retries`` times (so at most ``max_retries + 1`` attempts) with exponential backoff
+  ``backoff * 2**(attempt-1)`` times a jitter factor in [0.5, 1.5), capped at 30 s. A
+  ``Retry-After`` header (seconds or an HTTP date) replaces the computed delay, capped at 120 s.
+* **Retries exhausted on a reachable endpoint** (it kept answering 429/5xx or kept timing out for
+  that request): that request's :class:`Response` gets ``error`` set; the audit continues and the
+  engine reports how many requests failed.
+* **Unreachable endpoint** (connection refused, DNS failure, connect timeout on every attempt):
+  :class:`~recaudit.errors.EndpointError` naming the URL. Pending requests are cancelled.
+* **HTTP 401 / 403 / 404** (bad key, wrong URL, unknown model): :class:`EndpointError` at once;
+  retrying cannot help and every other request would fail the same way.
+* **Other 4xx** (e.g. a prompt longer than the context): ``Response.error`` for that request.
+* **A malformed body** (not JSON, or no ``choices[0].message.content``): ``Response.error`` for
+  that request, not retried; the audit continues.
+
+The API key is read from the environment variable named by ``api_key_env`` and sent as
+``Authorization: Bearer ...``. It never appears in fingerprints, ``repr``, errors or logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+from recaudit.errors import EndpointError, ModelSpecError
+from recaudit.recommenders.base import GENERATE, Decoding, Recommender, Request, Response
+
+ADAPTER_VERSION = "1"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+FATAL_STATUSES = frozenset({401, 403, 404})
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 120.0
+# /v1/models "created" values this close to the local clock are the time of the request
+# (vLLM, llama.cpp server), not of the model: they are left out of the fingerprint.
+CREATED_IS_NOW_WINDOW_S = 3600.0
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Return ``scheme://host[:port][/prefix]/v1`` for a base URL given with or without ``/v1``."""
+    url = str(base_url).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ModelSpecError(
+            f"invalid endpoint URL {base_url!r}: expected http(s)://host[:port][/v1]")
+    if parts.query or parts.fragment:
+        raise ModelSpecError(f"invalid endpoint URL {base_url!r}: no query or fragment allowed")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class _Fatal(Exception):
+    """Internal: the endpoint is unreachable, or answered in a way no retry can fix."""
+
+
+class OpenAIRecommender(Recommender):
+    """Recommend via an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    Parameters
+    ----------
+    base_url
+        Endpoint root, with or without a trailing ``/v1`` (``http://127.0.0.1:8000`` or
+        ``http://127.0.0.1:8000/v1``).
+    model
+        The ``model`` field sent with every request.
+    decoding
+        ``max_new_tokens`` -> ``max_tokens``, ``temperature``, ``seed``.
+    api_key_env
+        Name of the environment variable holding the API key (sent as a Bearer token if set).
+    concurrency
+        Maximum number of requests in flight at once.
+    timeout
+        Per-request timeout in seconds (connect, read, write and pool).
+    max_retries
+        Retries after the first attempt on retryable failures (see the module docstring).
+    backoff
+        Base of the exponential backoff, in seconds.
+    transport
+        Optional ``httpx`` transport (tests, proxies).
+    """
+
+    capabilities = frozenset({GENERATE})
+
+    def __init__(self, base_url: str, model: str, decoding: Decoding | None = None, *,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4,
+                 timeout: float = 60.0, max_retries: int = 5, backoff: float = 0.5,
+                 spec: str | None = None, transport: Any = None) -> None:
+        import httpx
+
+        self.base_url = normalize_base_url(base_url)
+        if not str(model).strip():
+            raise ModelSpecError(f"endpoint {self.base_url}: a model name is required")
+        super().__init__(spec or f"openai:{self.base_url}#{model}", decoding)
+        self.model = str(model)
+        self.concurrency = max(int(concurrency), 1)
+        self.timeout = float(timeout)
+        self.max_retries = max(int(max_retries), 0)
+        self.backoff = max(float(backoff), 0.0)
+        self.api_key_env = api_key_env
+        self.chat_url = self.base_url + "/chat/completions"
+        self.models_url = self.base_url + "/models"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(self.timeout), transport=transport,
+            limits=httpx.Limits(max_connections=self.concurrency,
+                                max_keepalive_connections=self.concurrency),
+            follow_redirects=False, trust_env=transport is None,
+        )
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        # Backoff waits go through this hook when set (tests record the delays); by default
+        # they wait on the batch's abort event so an unreachable endpoint stops them early.
+        self._sleep: Callable[[float], None] | None = None
+        self._fingerprint: str | None = None
+        self._model_info: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIRecommender(base_url={self.base_url!r}, model={self.model!r})"
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def model_info(self) -> dict[str, Any]:
+        """The ``/v1/models`` entry of this model (``id``, ``created``, ``owned_by``) or ``{}``.
+
+        Tolerant: an unreachable endpoint, a non-JSON body or a missing entry gives ``{}``.
+        """
+        if self._model_info is None:
+            info: dict[str, Any] = {}
+            try:
+                r = self._client.get(self.models_url, timeout=min(self.timeout, 10.0))
+                body = r.json() if r.status_code == 200 else None
+                entries = body.get("data") if isinstance(body, dict) else body
+                if isinstance(entries, list):
+                    for entry in entries:
+                        if isinstance(entry, dict) and entry.get("id") == self.model:
+                            info = {k: entry[k] for k in ("id", "created", "owned_by")
+                                    if k in entry and isinstance(entry[k], (str, int, float))}
+                            break
+            except Exception:  # noqa: BLE001 -- identity is best effort, never fatal
+                info = {}
+            self._model_info = info
+        return dict(self._model_info)
+
+    def fingerprint(self) -> str:
+        """sha256 of the endpoint URL, model name and its ``/v1/models`` id/created/owned_by.
+
+        ``created`` is left out when it lies within an hour of the local clock: vLLM and the
+        llama.cpp server report the time of the request there, which would change the
+        fingerprint (and defeat the response cache) on every run. The API key is never part of it.
+        """
+        if self._fingerprint is None:
+            info = self.model_info()
+            created = info.get("created")
+            if isinstance(created, (int, float)) and \
+                    abs(time.time() - float(created)) < CREATED_IS_NOW_WINDOW_S:
+                info.pop("created")
+            blob = json.dumps({"adapter": "openai", "version": ADAPTER_VERSION,
+                               "base_url": self.base_url, "model": self.model,
+                               "model_info": info}, sort_keys=True)
+            self._fingerprint = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return self._fingerprint
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def payload(self, request: Request) -> dict[str, Any]:
+        """The JSON body sent for ``request``."""
+        return {"model": self.model, "messages": request.chat_dicts(),
+                "max_tokens": self.decoding.max_new_tokens,
+                "temperature": self.decoding.temperature, "seed": self.decoding.seed}
+
+    def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        requests = list(requests)
+        if not requests:
+            return []
+        abort = threading.Event()
+        workers = min(self.concurrency, len(requests))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recaudit-openai")
+        try:
+            futures = [pool.submit(self._complete_or_abort, r, abort) for r in requests]
+            results: list[Response] = []
+            for fut in futures:
+                try:
+                    results.append(fut.result())
+                except _Fatal as exc:
+                    raise EndpointError(str(exc)) from None
+            return results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        with self._rng_lock:
+            jitter = 0.5 + self._rng.random()
+        return min(self.backoff * (2 ** (attempt - 1)) * jitter, MAX_BACKOFF_S)
+
+    def _complete_or_abort(self, request: Request, abort: threading.Event) -> Response:
+        try:
+            return self._complete(request, abort)
+        except _Fatal:
+            abort.set()
+            raise
+
+    def _complete(self, request: Request, abort: threading.Event) -> Response:
+        import httpx
+
+        body = self.payload(request)
+        attempts = self.max_retries + 1
+        last = ""
+        reached = False  # did the endpoint ever answer (or accept the connection)?
+        for attempt in range(1, attempts + 1):
+            if abort.is_set():
+                return Response(error="cancelled: endpoint unreachable",
+                                meta={"attempts": attempt - 1})
+            retry_after = None
+            t0 = time.perf_counter()
+            try:
+                r = self._client.post(self.chat_url, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+                last = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}"
+                if isinstance(exc, httpx.UnsupportedProtocol):
+                    break
+            except httpx.TimeoutException:
+                reached = True
+                last = f"timed out after {self.timeout:g} s"
+            except httpx.TransportError as exc:  # dropped connection, protocol error
+                reached = True
+                last = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection error'}"
+            else:
+                reached = True
+                if r.status_code == 200:
+                    return self._parse(r, attempt, time.perf_counter() - t0)
+                detail = _one_line(r.text, 160)
+                if r.status_code in FATAL_STATUSES:
+                    hint = (f" (is ${self.api_key_env} set and valid?)"
+                            if r.status_code in (401, 403) else "")
+                    raise _Fatal(
+                        f"endpoint {self.chat_url} answered HTTP {r.status_code} for model "
+                        f"{self.model!r}{hint}: {detail}")
+                last = f"HTTP {r.status_code}: {detail}" if detail else f"HTTP {r.status_code}"
+                if r.status_code not in RETRY_STATUSES:
+                    return Response(error=f"endpoint {self.chat_url}: {last}",
+                                    meta={"attempts": attempt})
+                retry_after = _parse_retry_after(r.headers.get("Retry-After"))
+            if attempt < attempts and not abort.is_set():
+                delay = self._delay(attempt, retry_after)
+                if self._sleep is not None:
+                    self._sleep(delay)
+                else:
+                    abort.wait(delay)
+        if not reached:
+            raise _Fatal(f"cannot reach endpoint {self.chat_url} after {attempts} "
+                               f"attempt(s): {last}")
+        return Response(error=f"endpoint {self.chat_url} failed after {attempts} attempt(s): "
+                              f"{last}", meta={"attempts": attempts})
+
+    def _parse(self, r: Any, attempt: int, latency: float) -> Response:
+        meta: dict[str, Any] = {"attempts": attempt, "latency_s": round(latency, 4)}
+        try:
+            data = r.json()
+        except ValueError:
+            return Response(error=f"malformed response from {self.chat_url}: body is not JSON "
+                                  f"({_one_line(r.text, 80)!r})", meta=meta)
+        try:
+            choice = data["choices"][0]
+            content = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return Response(error=f"malformed response from {self.chat_url}: no "
+                                  "choices[0].message.content", meta=meta)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+            meta["finish_reason"] = str(choice["finish_reason"])
+        if isinstance(data.get("model"), str):
+            meta["model"] = data["model"]
+        if not isinstance(content, str):
+            return Response(error=f"malformed response from {self.chat_url}: message content "
+                                  f"is {type(content).__name__}, not text", meta=meta,
+                            n_prompt_tokens=_as_int(usage.get("prompt_tokens")),
+                            n_output_tokens=_as_int(usage.get("completion_tokens")))
+        return Response(text=content, n_prompt_tokens=_as_int(usage.get("prompt_tokens")),
+                        n_output_tokens=_as_int(usage.get("completion_tokens")), meta=meta)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "OpenAIRecommender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

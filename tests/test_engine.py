@@ -1,0 +1,151 @@
+"""Engine: dedup, cache hits, resumability after a crash or a kill, max-requests, dry-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from recaudit.engine import Engine, ResponseCache
+from recaudit.errors import ModelRuntimeError
+from recaudit.recommenders.base import GENERATE, Recommender, Request, Response
+
+
+class CountingRecommender(Recommender):
+    capabilities = frozenset({GENERATE})
+
+    def __init__(self, fail_after_batches: int | None = None, tag: str = "v1") -> None:
+        super().__init__(spec="counting")
+        self.calls: list[str] = []
+        self.batches = 0
+        self.fail_after = fail_after_batches
+        self.tag = tag
+
+    def fingerprint(self) -> str:
+        return f"counting-{self.tag}"
+
+    def recommend(self, requests):
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.batches += 1
+        out = []
+        for r in requests:
+            self.calls.append(r.key())
+            out.append(Response(text=f"1. Movie {r.messages[-1].content}"))
+        return out
+
+
+def _requests(n: int) -> list[Request]:
+    return [Request.from_prompt(f"prompt {i}", k=5) for i in range(n)]
+
+
+def test_dedup_and_cache_hits(tmp_path):
+    rec = CountingRecommender()
+    reqs = _requests(10) + _requests(10)  # every request twice
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", batch_size=3, progress=False)
+    answers = eng.run(reqs)
+    assert len(answers) == 10 and len(rec.calls) == 10
+    assert eng.stats.estimate.unique == 10 and eng.stats.computed == 10
+    again = Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    assert len(rec.calls) == 10  # nothing recomputed
+    assert all(a.cached for a in again.values())
+    assert {k: a.response.text for k, a in again.items()} == \
+        {k: a.response.text for k, a in answers.items()}
+
+
+def test_other_model_or_decoding_is_a_cache_miss(tmp_path):
+    reqs = _requests(4)
+    Engine(CountingRecommender(), cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    other = CountingRecommender(tag="v2")
+    Engine(other, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    assert len(other.calls) == 4
+    rec = CountingRecommender()
+    rec.decoding = type(rec.decoding)(max_new_tokens=17)
+    Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    assert len(rec.calls) == 4
+
+
+def test_crash_mid_run_keeps_finished_batches(tmp_path):
+    reqs = _requests(10)
+    crashing = CountingRecommender(fail_after_batches=2)
+    with pytest.raises(ModelRuntimeError, match="simulated crash"):
+        Engine(crashing, cache_path=tmp_path / "c.sqlite", batch_size=3, progress=False).run(reqs)
+    assert len(crashing.calls) == 6
+    rerun = CountingRecommender()
+    answers = Engine(rerun, cache_path=tmp_path / "c.sqlite", batch_size=3,
+                     progress=False).run(reqs)
+    assert len(answers) == 10
+    assert len(rerun.calls) == 4  # only the unfinished ones
+    assert not set(rerun.calls) & set(crashing.calls)
+
+
+def test_max_requests_and_dry_run(tmp_path):
+    reqs = _requests(7)
+    rec = CountingRecommender()
+    dry = Engine(rec, cache_path=tmp_path / "c.sqlite", dry_run=True, progress=False)
+    assert dry.run(reqs) == {} and rec.calls == []
+    assert dry.stats.estimate.to_run == 0 and dry.stats.estimate.capped == 7
+    capped = Engine(rec, cache_path=tmp_path / "c.sqlite", max_requests=3, progress=False)
+    assert len(capped.run(reqs)) == 3
+    assert capped.stats.estimate.capped == 4
+    full = Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    assert len(full) == 7 and len(rec.calls) == 7
+
+
+def test_failed_responses_are_not_cached(tmp_path):
+    class Flaky(CountingRecommender):
+        def recommend(self, requests):
+            return [Response(error="boom") for _ in requests]
+
+    reqs = _requests(3)
+    Engine(Flaky(), cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.count() == 0
+
+
+KILL_SCRIPT = textwrap.dedent('''
+    import sys, time
+    from recaudit.engine import Engine
+    from recaudit.recommenders.base import GENERATE, Recommender, Request, Response
+
+    class Slow(Recommender):
+        capabilities = frozenset({GENERATE})
+        def fingerprint(self):
+            return "slow"
+        def recommend(self, requests):
+            time.sleep(0.3)
+            with open(sys.argv[2], "a") as fh:
+                for r in requests:
+                    fh.write(r.key() + "\\n")
+            return [Response(text="x") for _ in requests]
+
+    reqs = [Request.from_prompt(f"p{i}") for i in range(int(sys.argv[3]))]
+    Engine(Slow(spec="slow"), cache_path=sys.argv[1], batch_size=2, progress=False).run(reqs)
+''')
+
+
+def test_killed_process_resumes_without_recomputing(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    cache, log = tmp_path / "c.sqlite", tmp_path / "calls.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(cache), str(log), "30"])
+    deadline = time.time() + 60
+    while time.time() < deadline and (not log.exists() or len(log.read_text().split()) < 6):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = log.read_text().split()
+    assert 6 <= len(first) < 30
+    with sqlite3.connect(cache) as db:
+        cached = {row[0] for row in db.execute("SELECT request_key FROM responses")}
+    log.unlink()
+    subprocess.run([sys.executable, str(script), str(cache), str(log), "30"], check=True)
+    second = log.read_text().split()
+    assert not set(second) & cached  # nothing that was cached is recomputed
+    assert len(cached) + len(second) == 30
