@@ -1,0 +1,388 @@
+"""Gates: bounds on metrics of an :class:`~recaudit.results.AuditResult`, for CI pipelines.
+
+A gate (:class:`~recaudit.config.GateSpec`) selects metric records and bounds them::
+
+    gates:
+      - name: gender-jaccard-gap
+        probe: counterfactual          # a probe run id ("counterfactual:fairllm") or probe name
+        metric: snsr_jaccard
+        attribute: gender              # optional: unset = every attribute
+        value: null                    # optional: unset = every value (and the aggregates)
+        k: 20                          # optional: unset = the largest k recorded for the metric
+        max: 0.10                      # at least one of max / min
+        mode: ci                       # point | ci | significant
+
+Selection
+    ``probe`` matches :attr:`ProbeResult.id` exactly; failing that, every probe run whose
+    :attr:`ProbeResult.probe` equals it. ``metric``, ``attribute``, ``value`` and ``k`` filter the
+    records of those runs; an unset ``attribute``/``value`` keeps all of them, an unset ``k``
+    keeps, per probe run, the records at the largest ``k`` of the selection (records without
+    a ``k``, such as ``hallucination``, are kept as they are). The gate passes only if every
+    selected record passes; the message reports the worst one.
+
+Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks both)
+    ``point``        fails when the estimate is above ``max``.
+    ``ci``           fails only when the whole confidence interval is above ``max``
+                     (``ci_low > max``). A record without a CI falls back to ``point`` and the
+                     message says so.
+    ``significant``  fails only when the estimate is above ``max`` *and* the record's test is
+                     significant: ``p_adjusted`` (else ``p_value``) below ``alpha``, taken from the
+                     audit's ``stats.alpha`` (default 0.05). A record without a p-value falls
+                     back to ``ci`` (then ``point``) and the message says so.
+    A bound is inclusive: an estimate equal to ``max`` passes. A selected record without an
+    estimate (e.g. an empty group) fails: a gate never passes on missing data.
+
+Errors (:class:`~recaudit.errors.GateSpecError`, exit code 2, never a silent pass)
+    a gate naming a probe that did not run, was skipped or ended in error; a metric, attribute,
+    value or k that the probe did not record (the message lists what exists); a gate without
+    ``max``/``min``, with ``min > max``, or with a bound that is not a number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from .config import GateSpec, format_validation_error
+from .errors import ConfigError, GateSpecError
+from .results import AuditResult, GateResult, MetricRecord, ProbeResult
+
+__all__ = ["load_gates", "parse_gates", "evaluate_gates", "gate_name", "DEFAULT_ALPHA"]
+
+DEFAULT_ALPHA = 0.05
+_NUMERIC = ("max", "min")
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_gates(path: str | Path) -> list[GateSpec]:
+    """Read gate specs from a YAML file: a top-level ``gates:`` list, or the list itself.
+
+    Raises :class:`~recaudit.errors.ConfigError` when the file is missing or not YAML and
+    :class:`~recaudit.errors.GateSpecError` (one line naming the file and key path) when a gate
+    is malformed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"gates file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    return parse_gates(data, where=str(p))
+
+
+def parse_gates(data: Any, where: str = "<gates>") -> list[GateSpec]:
+    """Validate gate specs from parsed YAML (``{"gates": [...]}`` or a bare list)."""
+    prefix = "gates"
+    if isinstance(data, dict):
+        unknown = sorted(str(k) for k in data if k != "gates")
+        if "gates" not in data:
+            raise GateSpecError(f"{where}: expected a top-level 'gates:' list"
+                                + (f" (found keys: {', '.join(unknown)})" if unknown else ""))
+        data = data["gates"]
+    else:
+        prefix = ""
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise GateSpecError(f"{where}: {prefix or '(top level)'}: expected a list of gates, "
+                            f"got {type(data).__name__}")
+    specs: list[GateSpec] = []
+    for i, item in enumerate(data):
+        specs.append(_parse_one(item, where, f"{prefix}[{i}]"))
+    names = [gate_name(s) for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise GateSpecError(f"{where}: {prefix or 'gates'}: duplicate gate name {dup[0]!r}; "
+                            "give each gate a distinct 'name:'")
+    return specs
+
+
+def _parse_one(item: Any, where: str, loc: str) -> GateSpec:
+    if not isinstance(item, dict):
+        raise GateSpecError(f"{where}: {loc}: expected a mapping with probe, metric and "
+                            f"max/min, got {type(item).__name__}")
+    _check_types(item, f"{where}: {loc}")
+    try:
+        spec = GateSpec.model_validate(item)
+    except ValidationError as err:
+        raise GateSpecError(format_validation_error(err, where, prefix=loc)) from None
+    _check_bounds(spec, f"{where}: {loc}")
+    return spec
+
+
+def _check_types(item: dict[str, Any], where: str) -> None:
+    """Catch what pydantic's lax mode would coerce: ``max: "0.1"``, ``max: true``, ``k: 2.5``."""
+    for key in _NUMERIC:
+        val = item.get(key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))):
+            raise GateSpecError(f"{where}.{key}: the bound must be a number, got {val!r}")
+        if isinstance(val, float) and math.isnan(val):
+            raise GateSpecError(f"{where}.{key}: the bound must be a number, got nan")
+    k = item.get("k")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise GateSpecError(f"{where}.k: must be a positive integer, got {k!r}")
+    for key in ("probe", "metric", "attribute", "value", "name"):
+        val = item.get(key)
+        if val is not None and not isinstance(val, str):
+            # YAML reads `value: yes` or `value: 1` as bool/int; values are strings in results.
+            raise GateSpecError(f"{where}.{key}: must be a string, got {val!r} "
+                                f"(quote it in YAML: {key}: \"{val}\")")
+
+
+def _check_bounds(spec: GateSpec, where: str) -> None:
+    if spec.max is None and spec.min is None:
+        raise GateSpecError(f"{where}: a gate needs 'max:' or 'min:' (or both)")
+    if spec.max is not None and spec.min is not None and spec.min > spec.max:
+        raise GateSpecError(f"{where}: min {spec.min:g} is greater than max {spec.max:g}")
+
+
+def gate_name(spec: GateSpec) -> str:
+    """``spec.name`` or a name built from the selection (``counterfactual.snsr_jaccard.gender``)."""
+    if spec.name:
+        return spec.name
+    parts = [spec.probe, spec.metric]
+    parts += [x for x in (spec.attribute, spec.value) if x is not None]
+    if spec.k is not None:
+        parts.append(f"k{spec.k}")
+    return ".".join(parts)
+
+
+def bound_text(spec: GateSpec) -> str:
+    if spec.max is not None and spec.min is not None:
+        return f"in [{spec.min:g}, {spec.max:g}]"
+    if spec.max is not None:
+        return f"<= {spec.max:g}"
+    return f">= {spec.min:g}"
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def result_alpha(result: AuditResult) -> float:
+    stats = result.config.get("stats") if isinstance(result.config, dict) else None
+    alpha = stats.get("alpha") if isinstance(stats, dict) else None
+    try:
+        alpha = float(alpha) if alpha is not None else DEFAULT_ALPHA
+    except (TypeError, ValueError):
+        return DEFAULT_ALPHA
+    return alpha if 0.0 < alpha < 1.0 else DEFAULT_ALPHA
+
+
+def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any]]
+                   ) -> list[GateResult]:
+    """Evaluate each gate on ``result``; one :class:`GateResult` per spec, in order.
+
+    Raises :class:`~recaudit.errors.GateSpecError` for a gate that cannot be evaluated (see the
+    module docstring): a misspelt gate must stop a CI job with exit code 2, not pass.
+    """
+    alpha = result_alpha(result)
+    out: list[GateResult] = []
+    for i, raw in enumerate(specs):
+        spec = raw if isinstance(raw, GateSpec) else _parse_one(raw, "gates", f"[{i}]")
+        name = gate_name(spec)
+        _check_bounds(spec, f"gate {name!r}")
+        records = select_records(result, spec)
+        out.append(_evaluate(spec, name, records, alpha))
+    return out
+
+
+def _fmt_list(values: Iterable[Any], limit: int = 25) -> str:
+    vals = sorted({("null" if v is None else str(v)) for v in values},
+                  key=lambda s: (len(s) if s.isdigit() else 0, s))
+    if not vals:
+        return "none"
+    more = f", ... ({len(vals) - limit} more)" if len(vals) > limit else ""
+    return ", ".join(vals[:limit]) + more
+
+
+def _matching_probes(result: AuditResult, spec: GateSpec, name: str) -> list[ProbeResult]:
+    exact = [p for p in result.probes if p.id == spec.probe]
+    runs = exact or [p for p in result.probes if p.probe == spec.probe]
+    if not runs:
+        ran = _fmt_list(p.id for p in result.probes)
+        raise GateSpecError(f"gate {name!r}: probe {spec.probe!r} did not run in this audit; "
+                            f"probe runs: {ran}")
+    bad = [p for p in runs if p.status != "ok"]
+    if bad:
+        p = bad[0]
+        why = f": {p.error}" if p.error else ""
+        raise GateSpecError(f"gate {name!r}: probe {p.id} has status {p.status}{why}; "
+                            "a gate on it cannot pass")
+    return runs
+
+
+def select_records(result: AuditResult, spec: GateSpec) -> list[MetricRecord]:
+    """The metric records a gate applies to (see the module docstring for the rules)."""
+    name = gate_name(spec)
+    selected: list[MetricRecord] = []
+    for p in _matching_probes(result, spec, name):
+        recs = [m for m in p.metrics if m.metric == spec.metric]
+        if not recs:
+            raise GateSpecError(f"gate {name!r}: no metric {spec.metric!r} in probe {p.id}; "
+                                f"available: {_fmt_list(m.metric for m in p.metrics)}")
+        for field in ("attribute", "value"):
+            want = getattr(spec, field)
+            if want is None:
+                continue
+            kept = [m for m in recs if getattr(m, field) == want]
+            if not kept:
+                where = (f" for attribute {spec.attribute!r}"
+                         if field == "value" and spec.attribute else "")
+                have = _fmt_list(getattr(m, field) for m in recs)
+                raise GateSpecError(f"gate {name!r}: no {field} {want!r} for metric "
+                                    f"{spec.metric!r}{where} in probe {p.id}; available: {have}")
+            recs = kept
+        ks = [m.k for m in recs if m.k is not None]
+        if spec.k is not None:
+            kept = [m for m in recs if m.k == spec.k]
+            if not kept:
+                have = _fmt_list(m.k for m in recs)
+                raise GateSpecError(f"gate {name!r}: no k={spec.k} for metric {spec.metric!r} "
+                                    f"in probe {p.id}; available k: {have}")
+            recs = kept
+        elif ks:
+            top = max(ks)
+            recs = [m for m in recs if m.k is None or m.k == top]
+        selected.extend(recs)
+    return selected
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.2e}"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
+
+
+def _where(m: MetricRecord, n_runs: int) -> str:
+    bits = []
+    if m.attribute is not None:
+        bits.append(f"{m.attribute}={m.value}" if m.value is not None else m.attribute)
+    elif m.value is not None:
+        bits.append(m.value)
+    if m.k is not None:
+        bits.append(f"k={m.k}")
+    where = ", ".join(bits)
+    probe = f"{m.probe} " if n_runs > 1 else ""
+    return f"{probe}{m.metric}" + (f" ({where})" if where else "")
+
+
+class _Verdict:
+    """How one record fared: pass/fail, how far past (or short of) the bound, and notes."""
+
+    __slots__ = ("record", "passed", "margin", "mode", "p", "note")
+
+    def __init__(self, record: MetricRecord, passed: bool, margin: float, mode: str,
+                 p: float | None, note: str) -> None:
+        self.record, self.passed, self.margin = record, passed, margin
+        self.mode, self.p, self.note = mode, p, note
+
+
+def _excess(value: float, spec: GateSpec, use_low: float | None = None,
+            use_high: float | None = None) -> float:
+    """Signed distance beyond the bound (> 0 means on the wrong side).
+
+    ``use_low``/``use_high`` replace ``value`` on the max/min side (the CI ends in ``ci`` mode).
+    """
+    out = -math.inf
+    if spec.max is not None:
+        out = max(out, (value if use_low is None else use_low) - spec.max)
+    if spec.min is not None:
+        out = max(out, spec.min - (value if use_high is None else use_high))
+    return out
+
+
+def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
+    if m.estimate is None:
+        why = f" ({m.warning})" if m.warning else ""
+        return _Verdict(m, False, math.inf, spec.mode, None, f"no estimate{why}")
+    est = m.estimate
+    has_ci = m.ci_low is not None and m.ci_high is not None
+    mode, note = spec.mode, ""
+    p = m.p_adjusted if m.p_adjusted is not None else m.p_value
+    if mode == "significant":
+        if p is None:
+            mode = "ci" if has_ci else "point"
+            note = f"no p-value recorded: judged in {mode} mode"
+        else:
+            excess = _excess(est, spec)
+            significant = p < alpha
+            p_name = "p_adj" if m.p_adjusted is not None else "p (unadjusted)"
+            if excess > 0 and not significant:
+                note = f"beyond the bound but not significant ({p_name}={_fmt(p)} >= {alpha:g})"
+            elif m.p_adjusted is None:
+                note = "no adjusted p-value: raw p used"
+            return _Verdict(m, not (excess > 0 and significant), excess, "significant", p, note)
+    if mode == "ci":
+        if not has_ci:
+            mode = "point"
+            note = (note + "; " if note else "") + "no CI recorded: judged on the point estimate"
+        else:
+            excess = _excess(est, spec, use_low=m.ci_low, use_high=m.ci_high)
+            return _Verdict(m, excess <= 0, excess, "ci", p, note)
+    excess = _excess(est, spec)
+    return _Verdict(m, excess <= 0, excess, "point", p, note)
+
+
+def _side_words(v: _Verdict, spec: GateSpec) -> str:
+    m = v.record
+    assert m.estimate is not None
+    above = spec.max is not None and m.estimate > spec.max
+    if v.mode == "ci":
+        if spec.max is not None and m.ci_low is not None and m.ci_low > spec.max:
+            return f"whole CI above the maximum {spec.max:g}"
+        if spec.min is not None and m.ci_high is not None and m.ci_high < spec.min:
+            return f"whole CI below the minimum {spec.min:g}"
+        if _excess(m.estimate, spec) > 0:
+            return "estimate beyond the bound but the CI reaches it: not conclusive, passes"
+        return f"within the bound {bound_text(spec)}"
+    if _excess(m.estimate, spec) > 0:
+        side = f"above the maximum {spec.max:g}" if above else f"below the minimum {spec.min:g}"
+        if v.mode == "significant" and v.p is not None and not v.passed:
+            return f"{side}, significantly (p={_fmt(v.p)})"
+        return side
+    return f"within the bound {bound_text(spec)}"
+
+
+def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha: float
+              ) -> GateResult:
+    verdicts = [_judge(m, spec, alpha) for m in records]
+    # Worst: a failing record before a passing one, then the largest excess beyond the bound.
+    worst = max(verdicts, key=lambda v: (not v.passed, v.margin))
+    failed = [v for v in verdicts if not v.passed]
+    m = worst.record
+    n_runs = len({r.probe for r in records})
+    desc = _where(m, n_runs)
+    if m.estimate is None:
+        observed = f"{desc} has no estimate"
+    else:
+        conf = f"{round(100 * m.confidence)}% " if m.confidence else ""
+        ci = (f" ({conf}CI {_fmt(m.ci_low)} to {_fmt(m.ci_high)})"
+              if m.ci_low is not None and m.ci_high is not None else " (no CI)")
+        observed = f"{desc} = {_fmt(m.estimate)}{ci}"
+        if spec.mode == "significant" and worst.p is not None:
+            observed += f", p_adj={_fmt(worst.p)}" if m.p_adjusted is not None \
+                else f", p={_fmt(worst.p)}"
+    verdict = "no estimate" if m.estimate is None else _side_words(worst, spec)
+    msg = f"{observed}: {verdict}"
+    if worst.note:
+        msg += f" [{worst.note}]"
+    if len(verdicts) > 1:
+        lead = "worst of" if failed else "closest to the bound of"
+        msg += f"; {len(failed)} of {len(verdicts)} selected records fail ({lead} them shown)"
+    msg += f"; bound {bound_text(spec)}, {spec.mode} mode"
+    if spec.mode == "significant":
+        msg += f" at alpha {alpha:g}"
+    return GateResult(name=name, probe=m.probe, metric=spec.metric, mode=spec.mode,
+                      bound=bound_text(spec), passed=not failed, observed=m.estimate,
+                      ci_low=m.ci_low, ci_high=m.ci_high,
+                      p_adjusted=m.p_adjusted if m.p_adjusted is not None else m.p_value,
+                      selected=len(verdicts), message=msg)

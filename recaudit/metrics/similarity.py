@@ -1,0 +1,555 @@
+"""List-similarity metrics for consumer-side counterfactual fairness (METRICS.md section 1).
+
+Every function is called ``f(S, N)`` with the list of the counterfactual (sensitive) prompt
+first and the list of the neutral prompt second: SERP* and PRAG* are asymmetric. Lists are any
+sequences of hashable item ids (grounded catalogue ids); duplicates are allowed and handled as
+each docstring states.
+
+The scalar functions are the reference implementations. :func:`similarity_matrix` computes the
+same numbers for many pairs and every truncation ``k`` at once with numpy; the tests check the
+two agree exactly (up to float rounding) on random lists with duplicates, short and empty lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from itertools import chain
+
+import numpy as np
+
+__all__ = [
+    "SIMILARITY_METRICS",
+    "jaccard",
+    "prag_star",
+    "rbo",
+    "serp_star",
+    "similarity_matrix",
+    "snsr",
+    "snsv",
+]
+
+#: Names accepted by :func:`similarity_matrix` (``serp_star`` is the ``"fairllm"`` variant).
+SIMILARITY_METRICS: tuple[str, ...] = (
+    "jaccard",
+    "serp_star",
+    "serp_star_normalized",
+    "prag_star",
+    "rbo",
+)
+
+_SERP_VARIANTS = ("fairllm", "normalized")
+
+
+def _check_p(p: float) -> float:
+    p = float(p)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"RBO persistence p must satisfy 0 < p < 1, got {p!r}")
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar reference implementations
+# --------------------------------------------------------------------------------------------
+
+
+def jaccard(S: Sequence[Hashable], N: Sequence[Hashable]) -> float:
+    r"""Jaccard similarity of the item sets of two lists.
+
+    .. math:: J(S, N) = \frac{|set(S) \cap set(N)|}{|set(S) \cup set(N)|}
+
+    Duplicates collapse (sets). Two empty lists are identical: ``jaccard([], []) == 1.0``
+    (METRICS.md: "both empty -> define as 1.0 and count it"); one empty list gives 0.
+
+    Source: FaiRLLM, Zhang et al., RecSys 2023 (arXiv 2305.07609), "Jaccard*".
+
+    Parameters
+    ----------
+    S, N : sequence of hashable
+        Sensitive-prompt list and neutral-prompt list (already truncated to ``k``).
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Examples
+    --------
+    >>> jaccard(["a", "b", "c"], ["b", "c", "d"])
+    0.5
+    >>> jaccard([], [])
+    1.0
+    """
+    s, n = set(S), set(N)
+    union = len(s | n)
+    if union == 0:
+        return 1.0
+    return len(s & n) / union
+
+
+def serp_star(S: Sequence[Hashable], N: Sequence[Hashable], variant: str = "fairllm") -> float:
+    r"""SERP*: rank-weighted overlap of the sensitive list with the neutral list.
+
+    ``variant="fairllm"`` (the normaliser the FaiRLLM reference code and Table 1 use), with
+    0-based positions ``p`` of ``S`` and ``c(x, N)`` the number of occurrences of ``x`` in ``N``:
+
+    .. math:: \mathrm{SERP}^*(S, N) = \frac{\sum_{p=0}^{L_s-1} (L_s - p + 1)\, c(S_p, N)}
+              {2 L_n (L_n + 1)}
+
+    and 0 when ``L_n = 0``. For identical lists of length ``K`` its value is
+    ``(K + 3) / (4 (K + 1))`` (0.273810 at ``K = 20``), not 1.
+
+    ``variant="normalized"`` (the formula printed in the paper, eq. 2), with 1-based ranks ``r``
+    in ``S`` and ``K = L_s``:
+
+    .. math:: \mathrm{SERP}^*_{norm}(S, N) = \frac{\sum_{r=1}^{L_s} \mathbb{1}[S_r \in N]\,
+              (L_s - r + 1)}{L_s (L_s + 1) / 2}
+
+    whose maximum is 1 for any inputs (the indicator, not the count, makes duplicates in ``N``
+    harmless); 0 when either list is empty.
+
+    Source: FaiRLLM, Zhang et al., RecSys 2023 (arXiv 2305.07609); METRICS.md section 1.
+
+    Parameters
+    ----------
+    S, N : sequence of hashable
+        Sensitive-prompt list and neutral-prompt list (already truncated to ``k``).
+    variant : {"fairllm", "normalized"}
+        Which normaliser; reports must say which one produced a number.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(serp_star(list(range(20)), list(range(20))), 6)
+    0.27381
+    >>> serp_star(list(range(20)), list(range(20)), variant="normalized")
+    1.0
+    """
+    if variant not in _SERP_VARIANTS:
+        raise ValueError(f"variant must be one of {_SERP_VARIANTS}, got {variant!r}")
+    S, N = list(S), list(N)
+    ls, ln = len(S), len(N)
+    if variant == "fairllm":
+        if ln == 0:
+            return 0.0
+        counts = Counter(N)
+        num = sum((ls - p + 1) * counts.get(x, 0) for p, x in enumerate(S))
+        return num / (2 * ln * (ln + 1))
+    if ls == 0 or ln == 0:
+        return 0.0
+    in_n = set(N)
+    num = sum(ls - p for p, x in enumerate(S) if x in in_n)
+    return num / (ls * (ls + 1) / 2)
+
+
+def prag_star(S: Sequence[Hashable], N: Sequence[Hashable]) -> float:
+    r"""PRAG*: share of ordered pairs of the sensitive list whose order the neutral list keeps.
+
+    0 if either list is empty. If ``L_s = 1``: 1 when ``S == N`` (as lists) else 0. Otherwise,
+    over all index pairs ``i < j`` of ``S``:
+
+    .. math:: \mathrm{PRAG}^*(S, N) = \frac{\sum_{i<j} \mathbb{1}[S_i \in N \wedge
+              (S_j \notin N \vee pos_N(S_i) < pos_N(S_j))]}{L_s (L_s - 1) / 2}
+
+    where ``pos_N(x)`` is the *last* index of ``x`` in ``N`` (as in the FaiRLLM reference
+    code). A pair of equal items (duplicates in ``S``) never scores.
+
+    Source: FaiRLLM, Zhang et al., RecSys 2023 (arXiv 2305.07609); METRICS.md section 1.
+
+    Parameters
+    ----------
+    S, N : sequence of hashable
+        Sensitive-prompt list and neutral-prompt list (already truncated to ``k``).
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Examples
+    --------
+    >>> prag_star(["a", "b", "c"], ["a", "b", "c"])
+    1.0
+    >>> prag_star(["a", "b", "c"], ["c", "b", "a"])
+    0.0
+    """
+    S, N = list(S), list(N)
+    ls, ln = len(S), len(N)
+    if ls == 0 or ln == 0:
+        return 0.0
+    if ls == 1:
+        return 1.0 if S == N else 0.0
+    last = {x: j for j, x in enumerate(N)}
+    # rank key: last position in N, or +inf when absent. Pair (i, j) scores iff key_i < key_j:
+    # key_i finite (S_i in N) and either key_j infinite (S_j not in N) or pos_i < pos_j.
+    key = [last.get(x, math.inf) for x in S]
+    hits = sum(1 for i in range(ls - 1) for j in range(i + 1, ls) if key[i] < key[j])
+    return hits / (ls * (ls - 1) / 2)
+
+
+def rbo(S: Sequence[Hashable], N: Sequence[Hashable], p: float = 0.9) -> float:
+    r"""Extrapolated rank-biased overlap for lists of unequal length (RBO_ext).
+
+    Webber, Moffat & Zobel, "A similarity measure for indefinite rankings", ACM TOIS 2010,
+    eq. 32. Let ``L`` be the longer list (length ``l``), ``T`` the shorter (length ``s``),
+    ``X_d`` the overlap of the depth-``d`` prefixes (for ``d > s`` the whole short list):
+
+    .. math:: \mathrm{RBO}_{ext} = \frac{1-p}{p} \Big( \sum_{d=1}^{l} \frac{X_d}{d} p^d
+              + \sum_{d=s+1}^{l} \frac{X_s (d-s)}{s\, d} p^d \Big)
+              + \Big( \frac{X_l - X_s}{l} + \frac{X_s}{s} \Big) p^l
+
+    With ``s = l`` it reduces to eq. 30. RBO is defined on rankings without repeats: each list
+    is de-duplicated first, keeping the first occurrence of an item. Conventions for empty
+    lists (not in the paper): both empty -> 1.0 (identical), exactly one empty -> 0.0.
+
+    Parameters
+    ----------
+    S, N : sequence of hashable
+        Sensitive-prompt list and neutral-prompt list (RBO itself is symmetric).
+    p : float
+        Persistence, ``0 < p < 1``; give it explicitly and report it (0.9 weights the first
+        10 ranks with about 86% of the total).
+
+    Returns
+    -------
+    float
+        In [0, 1].
+
+    Examples
+    --------
+    >>> round(rbo([1, 2, 3, 4, 5], [2, 3, 4, 1, 5], p=0.9), 6)
+    0.828
+    """
+    p = _check_p(p)
+    a = list(dict.fromkeys(S))
+    b = list(dict.fromkeys(N))
+    if not a and not b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    s, l = len(short), len(long_)
+    seen_short: set = set()
+    seen_long: set = set()
+    overlap = 0
+    x = [0] * (l + 1)  # x[d] = X_d
+    for d in range(1, l + 1):
+        if d <= s:
+            item = short[d - 1]
+            seen_short.add(item)
+            if item in seen_long:
+                overlap += 1
+        item = long_[d - 1]
+        seen_long.add(item)
+        if item in seen_short:
+            overlap += 1
+        x[d] = overlap
+    x_s, x_l = x[s], x[l]
+    sum1 = sum(x[d] / d * p**d for d in range(1, l + 1))
+    sum2 = sum(x_s * (d - s) / (s * d) * p**d for d in range(s + 1, l + 1))
+    return (1 - p) / p * (sum1 + sum2) + ((x_l - x_s) / l + x_s / s) * p**l
+
+
+# --------------------------------------------------------------------------------------------
+# Sensitive-attribute spread (SNSR / SNSV)
+# --------------------------------------------------------------------------------------------
+
+
+def _sim_values(sims: Mapping[Hashable, float] | Iterable[float]) -> np.ndarray:
+    values = list(sims.values()) if isinstance(sims, Mapping) else list(sims)
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError("need at least one attribute value's similarity")
+    return arr
+
+
+def snsr(sims: Mapping[Hashable, float] | Iterable[float]) -> float:
+    r"""Sensitive-to-Neutral Similarity Range: ``max_a Sim(a) - min_a Sim(a)``.
+
+    Source: FaiRLLM, Zhang et al., RecSys 2023 (arXiv 2305.07609); METRICS.md section 1.
+
+    Parameters
+    ----------
+    sims : mapping value -> float (or a sequence of floats)
+        ``Sim(a)`` for every value ``a`` of one attribute (mean similarity over instructions).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> snsr({"a boy": 0.8, "a girl": 0.6})
+    0.20000000000000007
+    """
+    v = _sim_values(sims)
+    return float(v.max() - v.min())
+
+
+def snsv(sims: Mapping[Hashable, float] | Iterable[float]) -> float:
+    r"""Sensitive-to-Neutral Similarity Variance: population standard deviation of ``Sim(a)``.
+
+    .. math:: \mathrm{SNSV} = \sqrt{\frac{1}{|A|} \sum_a (Sim(a) - \overline{Sim})^2}
+
+    A standard deviation with ``ddof=0`` despite the name (the paper's numbers are); with two
+    values ``SNSV = SNSR / 2`` exactly.
+
+    Source: FaiRLLM, Zhang et al., RecSys 2023 (arXiv 2305.07609); METRICS.md section 1.
+
+    Examples
+    --------
+    >>> round(snsv({"a boy": 0.8, "a girl": 0.6}), 12)
+    0.1
+    """
+    v = _sim_values(sims)
+    return float(np.std(v, ddof=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised batch version
+# --------------------------------------------------------------------------------------------
+
+# Largest number of elements of the (pairs x K x K x n_k) boolean block PRAG* builds per chunk.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def _encode(
+    S_lists: Sequence[Sequence[Hashable]], N_lists: Sequence[Sequence[Hashable]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Map items to ints and pad: S with -1, N with -2 (so padding never matches)."""
+    ls = np.fromiter((len(x) for x in S_lists), dtype=np.int64, count=len(S_lists))
+    ln = np.fromiter((len(x) for x in N_lists), dtype=np.int64, count=len(N_lists))
+    width = max(int(ls.max(initial=0)), int(ln.max(initial=0)), 1)
+    vocab: dict[Hashable, int] = {}
+    total = int(ls.sum() + ln.sum())
+    codes = np.fromiter(
+        (vocab.setdefault(x, len(vocab)) for x in chain(chain.from_iterable(S_lists),
+                                                          chain.from_iterable(N_lists))),
+        dtype=np.int64,
+        count=total,
+    )
+    out = []
+    start = 0
+    for lengths, pad in ((ls, -1), (ln, -2)):
+        n = lengths.size
+        mat = np.full((n, width), pad, dtype=np.int64)
+        m = int(lengths.sum())
+        rows = np.repeat(np.arange(n), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        cols = np.arange(m) - np.repeat(offsets, lengths)
+        mat[rows, cols] = codes[start : start + m]
+        start += m
+        out.append(mat)
+    return out[0], out[1], ls, ln
+
+
+def _dedup(mat: np.ndarray, valid: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """First-occurrence mask and the de-duplicated lists (left-aligned, padded)."""
+    c, w = mat.shape
+    same = mat[:, :, None] == mat[:, None, :]
+    earlier = np.tril(np.ones((w, w), dtype=bool), k=-1)  # [i, j] = j < i
+    first = valid & ~(same & earlier).any(axis=2)
+    dedup = np.full((c, w), pad, dtype=mat.dtype)
+    q = np.cumsum(first, axis=1) - 1
+    rows = np.broadcast_to(np.arange(c)[:, None], (c, w))
+    dedup[rows[first], q[first]] = mat[first]
+    return first, dedup
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.broadcast_shapes(num.shape, den.shape), dtype=float)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _chunk_metrics(
+    S: np.ndarray,
+    N: np.ndarray,
+    ls: np.ndarray,
+    ln: np.ndarray,
+    kc: np.ndarray,
+    metrics: Sequence[str],
+    p: float,
+) -> dict[str, np.ndarray]:
+    c, w = S.shape
+    pos = np.arange(w)
+    rows = np.arange(c)[:, None]
+    lsk = np.minimum(ls[:, None], kc[None, :])  # (c, nk) truncated lengths
+    lnk = np.minimum(ln[:, None], kc[None, :])
+    out: dict[str, np.ndarray] = {}
+    wanted = set(metrics)
+
+    if wanted & {"serp_star", "serp_star_normalized", "prag_star"}:
+        eq = S[:, :, None] == N[:, None, :]  # (c, w, w): S_i == N_j; padding never matches
+
+    if "serp_star" in wanted:
+        # Sum over the k x k prefix square of E and of p*E = diagonal of 2-D prefix sums.
+        e = eq.astype(np.int64)
+        sq = np.zeros((c, w + 1), dtype=np.int64)
+        sq[:, 1:] = e.cumsum(1).cumsum(2)[:, pos, pos]
+        sqp = np.zeros((c, w + 1), dtype=np.int64)
+        sqp[:, 1:] = (e * pos[None, :, None]).cumsum(1).cumsum(2)[:, pos, pos]
+        num = (lsk + 1) * sq[:, kc] - sqp[:, kc]
+        out["serp_star"] = _safe_div(num.astype(float), 2.0 * lnk * (lnk + 1))
+
+    if "serp_star_normalized" in wanted:
+        has = eq.any(axis=2)
+        first_in_n = eq.argmax(axis=2)
+        big = w + 1
+        t = np.where(has, np.maximum(pos[None, :], first_in_n), big)  # S_p counts once k > t
+        inside = t[:, :, None] < kc[None, None, :]  # (c, w, nk)
+        cnt = inside.sum(axis=1)
+        psum = (inside * pos[None, :, None]).sum(axis=1)
+        num = lsk * cnt - psum
+        out["serp_star_normalized"] = _safe_div(num.astype(float), lsk * (lsk + 1) / 2.0)
+
+    if "prag_star" in wanted:
+        # last[:, i, j] = last position of S_i within N[:j+1], else -1.
+        last = np.maximum.accumulate(np.where(eq, pos[None, None, :], -1), axis=2)
+        kidx = np.maximum(kc - 1, 0)
+        key = last[:, :, kidx]  # (c, w, nk)
+        key = np.where(key < 0, w, key)  # absent -> larger than any position
+        upper = np.triu(np.ones((w, w), dtype=bool), k=1)  # [i, j] = i < j
+        jvalid = pos[None, :, None] < lsk[:, None, :]  # (c, w, nk): j < L_s(k)
+        hits = np.zeros(lsk.shape, dtype=np.int64)
+        # Loop over i only (positions, not pairs): (c, w, nk) blocks.
+        for i in range(w - 1):
+            block = key[:, i, None, :] < key[:, :, :]
+            block &= upper[i][None, :, None]
+            block &= jvalid
+            hits += block.sum(axis=1)
+        res = _safe_div(hits.astype(float), lsk * (lsk - 1) / 2.0)
+        single = (lsk == 1) & (lnk == 1) & eq[:, 0, 0][:, None]
+        res = np.where(lsk == 1, single.astype(float), res)
+        res = np.where((lsk == 0) | (lnk == 0), 0.0, res)
+        out["prag_star"] = res
+
+    if wanted & {"jaccard", "rbo"}:
+        first_s, ds = _dedup(S, pos[None, :] < ls[:, None], -1)
+        first_n, dn = _dedup(N, pos[None, :] < ln[:, None], -2)
+        us = np.zeros((c, w + 1), dtype=np.int64)
+        us[:, 1:] = first_s.cumsum(1)
+        un = np.zeros((c, w + 1), dtype=np.int64)
+        un[:, 1:] = first_n.cumsum(1)
+        a = us[:, kc]  # distinct items in S[:k] = length of dedup(S[:k])
+        b = un[:, kc]
+        match = (ds[:, :, None] == dn[:, None, :]).astype(np.int64)
+        # ov[:, d1, d2] = |dedup(S)[:d1] & dedup(N)[:d2]|
+        ov = np.zeros((c, w + 1, w + 1), dtype=np.int64)
+        ov[:, 1:, 1:] = match.cumsum(1).cumsum(2)
+        x_ab = ov[rows, a, b]
+
+        if "jaccard" in wanted:
+            union = a + b - x_ab
+            out["jaccard"] = np.where(union == 0, 1.0, _safe_div(x_ab.astype(float), union))
+
+        if "rbo" in wanted:
+            d = np.arange(w + 1)
+            pw = p ** d.astype(float)
+            wd = np.zeros(w + 1)
+            wd[1:] = pw[1:] / d[1:]
+            gp = np.concatenate([[0.0], np.cumsum(pw[1:])])  # sum_{d<=x} p^d
+            hp = np.cumsum(wd)  # sum_{d<=x} p^d / d
+            ovf = ov.astype(float)
+            diag_w = np.cumsum(ovf[:, d, d] * wd[None, :], axis=1)  # sum_{d<=x} X_d p^d / d
+            col_w = np.cumsum(ovf * wd[None, :, None], axis=1)  # [n, x, b] = sum_{d<=x} O[d,b]w_d
+            row_w = np.cumsum(ovf * wd[None, None, :], axis=2)  # [n, a, x] = sum_{d<=x} O[a,d]w_d
+            s = np.minimum(a, b)
+            l = np.maximum(a, b)
+            tail_s_longer = col_w[rows, l, b] - col_w[rows, s, b]  # X_d = O[d, b] for s < d <= l
+            tail_n_longer = row_w[rows, a, l] - row_w[rows, a, s]  # X_d = O[a, d]
+            sum1 = diag_w[rows, s] + np.where(a >= b, tail_s_longer, tail_n_longer)
+            x_s = ovf[rows, s, s]
+            s_f = s.astype(float)
+            inv_s = _safe_div(np.ones_like(s_f), s_f)
+            sum2 = x_s * ((gp[l] - gp[s]) * inv_s - (hp[l] - hp[s]))
+            inv_l = _safe_div(np.ones_like(s_f), l.astype(float))
+            tail = ((x_ab - x_s) * inv_l + x_s * inv_s) * pw[l]
+            val = (1 - p) / p * (sum1 + sum2) + tail
+            val = np.where(s == 0, 0.0, val)
+            val = np.where(l == 0, 1.0, val)
+            out["rbo"] = val
+    return out
+
+
+def similarity_matrix(
+    S_lists: Sequence[Sequence[Hashable]],
+    N_lists: Sequence[Sequence[Hashable]],
+    k_values: Iterable[int] | None = None,
+    metrics: Sequence[str] = SIMILARITY_METRICS,
+    *,
+    p: float = 0.9,
+) -> dict[str, np.ndarray]:
+    r"""Every similarity metric for every pair and every truncation ``k``, vectorised.
+
+    Entry ``[i, j]`` of ``result[m]`` equals the scalar reference
+    ``m(S_lists[i][:k], N_lists[i][:k])`` with ``k = k_values[j]``: ``"jaccard"``
+    (:func:`jaccard`), ``"serp_star"`` (:func:`serp_star` with ``variant="fairllm"``),
+    ``"serp_star_normalized"`` (``variant="normalized"``), ``"prag_star"`` (:func:`prag_star`)
+    and ``"rbo"`` (:func:`rbo` with the given ``p``).
+
+    Items are encoded to integers once; all truncations are read off cumulative sums over
+    positions (2-D prefix sums of the item-equality matrix), so the work is numpy array
+    operations of size ``pairs x K x K`` (``pairs x K x K x len(k_values)`` for PRAG*),
+    processed in chunks of pairs to bound memory.
+
+    Parameters
+    ----------
+    S_lists, N_lists : sequence of sequences of hashable
+        Sensitive-prompt lists and, aligned with them, neutral-prompt lists. A neutral list is
+        usually repeated once per attribute value.
+    k_values : iterable of int, optional
+        Truncations, each >= 1; default ``1..K`` with ``K`` the longest list. A ``k`` beyond a
+        list's length uses the whole list.
+    metrics : sequence of str
+        Subset of :data:`SIMILARITY_METRICS`.
+    p : float
+        RBO persistence (keyword only; pass it explicitly and report it).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Each of shape ``(n_pairs, len(k_values))``, float64.
+
+    Examples
+    --------
+    >>> out = similarity_matrix([["a", "b"]], [["b", "a"]], k_values=[1, 2], p=0.9)
+    >>> out["jaccard"].tolist()
+    [[0.0, 1.0]]
+    """
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in SIMILARITY_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {SIMILARITY_METRICS}")
+    p = _check_p(p)
+    S_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in S_lists]
+    N_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in N_lists]
+    if len(S_lists) != len(N_lists):
+        raise ValueError(
+            f"S_lists and N_lists must be aligned: {len(S_lists)} != {len(N_lists)} lists"
+        )
+    n = len(S_lists)
+    if k_values is None:
+        longest = max((len(x) for x in chain(S_lists, N_lists)), default=0)
+        kv = np.arange(1, max(longest, 1) + 1, dtype=np.int64)
+    else:
+        kv = np.asarray(list(k_values), dtype=np.int64).reshape(-1)
+        if kv.size and kv.min() < 1:
+            raise ValueError("k_values must all be >= 1")
+    out = {m: np.zeros((n, kv.size), dtype=float) for m in metrics}
+    if n == 0 or kv.size == 0 or not metrics:
+        return out
+    S, N, ls, ln = _encode(S_lists, N_lists)
+    w = S.shape[1]
+    kc = np.minimum(kv, w)
+    chunk = max(1, _CHUNK_ELEMENTS // (w * w * max(kv.size, 1)))
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        part = _chunk_metrics(S[sl], N[sl], ls[sl], ln[sl], kc, metrics, p)
+        for m in metrics:
+            out[m][sl] = part[m]
+    return out
