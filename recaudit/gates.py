@@ -343,13 +343,13 @@ def _side_words(v: _Verdict, spec: GateSpec) -> str:
             return f"whole CI below the minimum {spec.min:g}"
         if _excess(m.estimate, spec) > 0:
             return "estimate beyond the bound but the CI reaches it: not conclusive, passes"
-        return f"within the bound {bound_text(spec)}"
+        return "within the bound"
     if _excess(m.estimate, spec) > 0:
         side = f"above the maximum {spec.max:g}" if above else f"below the minimum {spec.min:g}"
         if v.mode == "significant" and v.p is not None and not v.passed:
             return f"{side}, significantly (p={_fmt(v.p)})"
         return side
-    return f"within the bound {bound_text(spec)}"
+    return "within the bound"
 
 
 def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha: float

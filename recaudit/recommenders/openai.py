@@ -263,7 +263,6 @@ class OpenAIRecommender(Recommender):
                 return Response(error="cancelled: endpoint unreachable",
                                 meta={"attempts": attempt - 1})
             retry_after = None
-            t0 = time.perf_counter()
             try:
                 r = self._client.post(self.chat_url, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
@@ -279,7 +278,7 @@ class OpenAIRecommender(Recommender):
             else:
                 reached = True
                 if r.status_code == 200:
-                    return self._parse(r, attempt, time.perf_counter() - t0)
+                    return self._parse(r, attempt)
                 detail = _one_line(r.text, 160)
                 if r.status_code in FATAL_STATUSES:
                     hint = (f" (is ${self.api_key_env} set and valid?)"
@@ -300,12 +299,12 @@ class OpenAIRecommender(Recommender):
                     abort.wait(delay)
         if not reached:
             raise _Fatal(f"cannot reach endpoint {self.chat_url} after {attempts} "
-                               f"attempt(s): {last}")
+                         f"attempt(s): {last}")
         return Response(error=f"endpoint {self.chat_url} failed after {attempts} attempt(s): "
                               f"{last}", meta={"attempts": attempts})
 
-    def _parse(self, r: Any, attempt: int, latency: float) -> Response:
-        meta: dict[str, Any] = {"attempts": attempt, "latency_s": round(latency, 4)}
+    def _parse(self, r: Any, attempt: int) -> Response:
+        meta: dict[str, Any] = {"attempts": attempt}
         try:
             data = r.json()
         except ValueError:

@@ -17,8 +17,8 @@ import pytest
 from recaudit.errors import EndpointError, ModelSpecError
 from recaudit.recommenders.base import Decoding, Request
 from recaudit.recommenders.openai import OpenAIRecommender, normalize_base_url
-from support.openai_server import OpenAIServer, free_port
-from support.tiny_lm import build_tiny_lm
+from tests.support.openai_server import OpenAIServer, free_port
+from tests.support.tiny_lm import build_tiny_lm
 
 PROMPT = "Recommend 10 movies for me . I am a fan of science fiction ."
 
@@ -178,12 +178,13 @@ def test_unauthorized_raises_endpoint_error_without_leaking_key(srv, monkeypatch
 
 
 def test_concurrency_bound_is_respected(srv):
-    srv.hold = 0.15
+    srv.hold = 0.3
     rec, _ = make(srv, concurrency=3)
     out = rec.recommend([Request.from_prompt(f"I am a man . {i}") for i in range(9)])
     rec.close()
     assert all(r.error is None for r in out)
-    assert srv.max_in_flight == 3  # the pool filled up, and never beyond the bound
+    # requests did overlap, and never beyond the bound (3 on a quiet machine)
+    assert 2 <= srv.max_in_flight <= 3
 
 
 def test_concurrency_one_is_sequential(srv):
@@ -313,3 +314,40 @@ def test_real_smollm2_behind_the_endpoint():
     assert resp.error is None, resp.error
     assert resp.n_output_tokens > 0 and resp.n_prompt_tokens > 10
     assert any(ch.isalpha() for ch in resp.text), json.dumps(resp.text)
+
+
+def test_retry_after_parsing():
+    import email.utils
+    import time
+
+    from recaudit.recommenders.openai import MAX_RETRY_AFTER_S, _parse_retry_after
+
+    assert _parse_retry_after("3") == 3.0 and _parse_retry_after(" 0.5 ") == 0.5
+    assert _parse_retry_after(None) is None and _parse_retry_after("soon") is None
+    assert _parse_retry_after("-4") == 0.0 and _parse_retry_after("99999") == MAX_RETRY_AFTER_S
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= _parse_retry_after(future) <= 31
+    past = email.utils.formatdate(time.time() - 30, usegmt=True)
+    assert _parse_retry_after(past) == 0.0
+
+
+@pytest.mark.parametrize("body,error,text", [
+    ({"choices": [{"message": {"content": None}}]}, "not text", None),
+    ({"choices": []}, "malformed", None),
+    ([1, 2], "malformed", None),
+    ({"choices": [{"message": {"content": "1. Heat"}}], "usage": "n/a"}, None, "1. Heat"),
+    ({"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "7",
+                                                           "completion_tokens": None}}, None, "x"),
+])
+def test_response_body_shapes(body, error, text):
+    import httpx
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    rec = OpenAIRecommender("http://127.0.0.1:9/v1", "m", transport=transport)
+    (resp,) = rec.recommend([Request.from_prompt("x")])
+    rec.close()
+    if error is None:
+        assert resp.error is None and resp.text == text
+        assert resp.n_output_tokens == 0
+    else:
+        assert error in resp.error

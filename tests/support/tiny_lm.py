@@ -1,4 +1,4 @@
-"""A tiny random causal LM built on disk, for fast tests that need a *real* ``from_pretrained`` path.
+"""A tiny random causal LM built on disk, for tests that need a real ``from_pretrained`` path.
 
 The model is a 2-layer Llama with hidden size 32 and random weights; the tokenizer is a word-level
 ``tokenizers`` model trained on a few sentences (movie titles and prompt words), wrapped in

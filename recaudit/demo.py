@@ -1,0 +1,51 @@
+"""``make demo``: audit both bundled models with the standard suite and write one report.
+
+A generative LLM (SmolLM2-135M-Instruct) and an embedding model (all-MiniLM-L6-v2) run the
+same probes (``examples/demo.yaml``); each result is saved under ``reports/demo/<model>/`` and
+one side-by-side report is written to ``reports/demo/index.html``. Rerunning is fast: every
+model response is cached.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .errors import RecauditError
+
+MODELS = ("smollm2", "minilm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .audit import run_audit
+    from .config import load_config
+    from .report import render_html
+
+    argv = sys.argv[1:] if argv is None else argv
+    root = Path(__file__).resolve().parents[1]
+    config = Path(argv[0]) if argv else root / "examples" / "demo.yaml"
+    out = Path(argv[1]) if len(argv) > 1 else root / "reports" / "demo"
+    results = []
+    t0 = time.perf_counter()
+    try:
+        for spec in MODELS:
+            t = time.perf_counter()
+            cfg = load_config(config, overrides={"model": spec})
+            result = run_audit(cfg, command_line=f"python -m recaudit.demo ({spec})")
+            result.save(out / spec)
+            results.append(result)
+            print(f"[demo] {spec}: {time.perf_counter() - t:.1f} s "
+                  f"({result.provenance.engine.get('computed', 0)} requests computed, "
+                  f"{result.provenance.engine.get('cached', 0)} cached)")
+        path = render_html(results, out / "index.html")
+    except RecauditError as err:
+        print(f"recaudit: error: {err}", file=sys.stderr)
+        return err.exit_code
+    size = path.stat().st_size
+    print(f"[demo] done in {time.perf_counter() - t0:.1f} s; report: {path} ({size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Exposure and provider-side fairness (METRICS.md section 6).
+
+Exposure of the item at 1-based rank ``r`` is ``1 / log2(1 + r)`` (the DCG position discount).
+Item groups (providers, head/tail, genres) come from a mapping ``item -> group``. Skew@k and
+NDKL compare the group make-up of a ranking with a desired distribution (Geyik, Ambler &
+Kenthapadi, "Fairness-Aware Ranking in Search & Recommendation Systems with Application to
+LinkedIn Talent Search", KDD 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["exposure_weights", "group_exposure_share", "ndkl", "skew_at_k"]
+
+
+def exposure_weights(n: int) -> np.ndarray:
+    r"""Position exposure ``1 / log2(1 + r)`` for ranks ``r = 1..n``.
+
+    Source: the DCG discount (Järvelin & Kekäläinen 2002) as the exposure model of
+    Singh & Joachims, KDD 2018; METRICS.md section 6.
+
+    Examples
+    --------
+    >>> exposure_weights(3).round(4).tolist()
+    [1.0, 0.6309, 0.5]
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return 1.0 / np.log2(1.0 + np.arange(1, int(n) + 1))
+
+
+def _group_of(item: Hashable, item_group: Mapping[Hashable, Any], default: Any) -> Any:
+    try:
+        return item_group[item]
+    except KeyError:
+        if default is None:
+            raise KeyError(f"item {item!r} has no group (pass default=... to assign one)") from None
+        return default
+
+
+def group_exposure_share(
+    lists: Iterable[Sequence[Hashable]],
+    item_group: Mapping[Hashable, Any],
+    *,
+    default: Any = None,
+) -> dict[Any, float]:
+    r"""Share of the total position exposure that each item group receives.
+
+    .. math:: share(g) = \frac{\sum_u \sum_{r} \mathbb{1}[group(L_{u,r}) = g] / \log_2(1+r)}
+              {\sum_u \sum_{r} 1 / \log_2(1+r)}
+
+    Every group that appears in ``item_group`` (and ``default``, if used) is in the result,
+    with 0.0 when it got no exposure. NaN shares when the lists are all empty.
+
+    Parameters
+    ----------
+    lists : iterable of sequences
+        Ranked lists (truncated to ``k``).
+    item_group : mapping item -> group
+    default : optional
+        Group for items missing from ``item_group``; ``None`` (default) raises ``KeyError``.
+
+    Examples
+    --------
+    >>> s = group_exposure_share([["a", "b"]], {"a": "x", "b": "y"})
+    >>> round(s["x"], 4), round(s["y"], 4)
+    (0.6131, 0.3869)
+    """
+    groups = list(dict.fromkeys(item_group.values()))
+    if default is not None and default not in groups:
+        groups.append(default)
+    totals = dict.fromkeys(groups, 0.0)
+    grand = 0.0
+    for lst in lists:
+        w = exposure_weights(len(lst))
+        for item, weight in zip(lst, w):
+            g = _group_of(item, item_group, default)
+            totals[g] = totals.get(g, 0.0) + float(weight)
+            grand += float(weight)
+    if grand == 0:
+        return {g: float("nan") for g in totals}
+    return {g: v / grand for g, v in totals.items()}
+
+
+def _prefix(ranked: Sequence[Hashable], k: int | None) -> list:
+    ranked = list(ranked)
+    if k is None:
+        return ranked
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return ranked[: int(k)]
+
+
+def skew_at_k(
+    ranked: Sequence[Hashable],
+    item_group: Mapping[Hashable, Any],
+    group: Any,
+    desired_share: float,
+    k: int,
+    *,
+    default: Any = None,
+) -> float:
+    r"""Skew of a group in the top ``k`` relative to its desired share.
+
+    .. math:: Skew_g@k = \ln \frac{N_{k,g} / k'}{p_g}
+
+    with ``N_{k,g}`` the number of top-``k`` entries in group ``g`` and ``k' = min(k, |list|)``.
+    0 = the desired share, < 0 under-represented (``-inf`` when absent), > 0 over-represented.
+    NaN for an empty list.
+
+    Source: Geyik, Ambler & Kenthapadi, KDD 2019, eq. 1; METRICS.md section 6.
+
+    Examples
+    --------
+    >>> round(skew_at_k(["a", "b", "c", "d"], {"a": 1, "b": 0, "c": 0, "d": 0}, 1, 0.5, k=4), 6)
+    -0.693147
+    """
+    if not 0.0 < desired_share <= 1.0:
+        raise ValueError(f"desired_share must be in (0, 1], got {desired_share!r}")
+    top = _prefix(ranked, k)
+    if not top:
+        return float("nan")
+    count = sum(_group_of(i, item_group, default) == group for i in top)
+    if count == 0:
+        return -math.inf
+    return math.log((count / len(top)) / desired_share)
+
+
+def ndkl(
+    ranked: Sequence[Hashable],
+    item_group: Mapping[Hashable, Any],
+    desired: Mapping[Any, float],
+    k: int | None = None,
+    *,
+    default: Any = None,
+) -> float:
+    r"""Normalized Discounted cumulative KL-divergence of a ranking's group distribution.
+
+    .. math:: NDKL(\tau) = \frac{1}{Z} \sum_{i=1}^{|\tau|} \frac{1}{\log_2(i+1)}
+              d_{KL}(D_{\tau_i} \,\|\, D), \quad Z = \sum_{i=1}^{|\tau|} \frac{1}{\log_2(i+1)}
+
+    where ``D_{tau_i}`` is the group distribution of the top ``i`` entries and ``D`` the desired
+    distribution; ``d_KL(P || Q) = sum_j P_j ln(P_j / Q_j)`` (natural log, ``0 ln 0 = 0``).
+    0 = every prefix matches ``D``; ``inf`` when a prefix holds a group with desired share 0
+    (or absent from ``desired``). NaN for an empty ranking.
+
+    Source: Geyik, Ambler & Kenthapadi, KDD 2019, section 4.1.2; METRICS.md section 6.
+
+    Parameters
+    ----------
+    ranked : sequence
+    item_group : mapping item -> group
+    desired : mapping group -> share (must sum to 1)
+    k : int, optional
+        Evaluate the top ``k`` only.
+
+    Examples
+    --------
+    >>> ndkl(["a", "b"], {"a": 0, "b": 1}, {0: 0.5, 1: 0.5}) > 0
+    True
+    """
+    target = {g: float(v) for g, v in desired.items()}
+    if any(v < 0 for v in target.values()) or not math.isclose(sum(target.values()), 1.0,
+                                                                 rel_tol=0, abs_tol=1e-9):
+        raise ValueError("desired shares must be non-negative and sum to 1")
+    top = _prefix(ranked, k)
+    if not top:
+        return float("nan")
+    labels = [_group_of(i, item_group, default) for i in top]
+    counts: dict[Any, int] = {}
+    total = 0.0
+    z = 0.0
+    for i, g in enumerate(labels, start=1):
+        counts[g] = counts.get(g, 0) + 1
+        kl = 0.0
+        for grp, c in counts.items():
+            share = c / i
+            q = target.get(grp, 0.0)
+            kl += math.inf if q == 0 else share * math.log(share / q)
+        weight = 1.0 / math.log2(i + 1)
+        total += weight * kl
+        z += weight
+    return total / z

@@ -1,0 +1,346 @@
+"""Attribute leakage: can an observer infer the stated attribute value from the list?
+(after UP5, Hua et al., arXiv 2305.12090; METRICS.md section 3).
+
+Queries are FaiRLLM's movie prompts ("I am {value} fan of {name}. Please provide me with a list
+of {K} movie titles...") for every subject and every value of each attribute; with the default
+template, system prompt and ``k`` they are byte-identical to the ``counterfactual`` probe's, so
+an audit running both computes them once (engine dedup / cache).
+
+Per attribute, every list is one sample: features = bag of recommended item ids (binary
+presence, ``MultiLabelBinarizer``), label = the stated value. An L2 logistic regression
+(``C``) is cross-validated with ``n_folds`` folds *grouped by subject* (all lists of one
+subject are in the same fold, so the classifier must generalise to unseen subjects; a
+recommender that ignores the value then gets exactly AUC 0.5); the out-of-fold predicted
+probabilities give the AUC (``roc_auc`` for two values, the unweighted mean of one-vs-rest
+AUCs, sklearn's ``multi_class="ovr", average="macro"``, for more). 0.5 = no leakage, 1 = the
+value can be read off the list.
+
+* p-value: permutation test refitting the whole cross-validation on labels shuffled *within
+  each subject* (the values are exchangeable within a subject under the null),
+  ``p = (1 + #{AUC_perm >= AUC_obs}) / (1 + n_permutations)``; Benjamini-Hochberg across
+  attributes.
+* CI: bootstrap over subjects of the AUC of the fixed out-of-fold predictions (it reflects the
+  sampling of the evaluated subjects, not refitting variability).
+* ``leakage_auc`` per attribute (``value`` empty) with estimate, CI, p, p_adjusted and
+  ``n`` = subjects; and per value the one-vs-rest AUC (``value`` set, no p-value).
+
+Only subjects whose answers for every value of the attribute succeeded are used (the design
+stays balanced); the number left out is a warning. Degenerate inputs do not crash: fewer than 2
+subjects or only empty lists give ``estimate=None``; identical lists everywhere give AUC 0.5 and
+p = 1; fewer subjects than ``n_folds`` reduce the folds; each case carries a warning.
+``examples`` lists, per value, the items whose presence differs most from the other values'
+lists; ``records`` holds every query's raw text, grounded ids, unmatched entries and error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from ..recommenders.base import EMBED, GENERATE, Request
+from ..results import Finding, MetricRecord, ProbeResult
+from .counterfactual import DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE
+from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .subjects import SubjectSource
+
+DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
+    "gender": ["a female", "a male"],
+    "age": ["a young", "a middle aged", "an old"],
+}
+_MOVIE = DOMAINS["movie"]
+LEAKAGE_TEMPLATE = (FAIRLLM_TEMPLATE.replace("{items}", _MOVIE["items"])
+                    .replace("{about}", _MOVIE["about"]))
+LEAKAGE_SYSTEM = f"You are a {_MOVIE['kind']} recommendation system."
+CONVENTION = "logistic regression on bag of items, CV grouped by subject, macro one-vs-rest AUC"
+
+
+class LeakageParams(ProbeParams):
+    attributes: dict[str, list[str]] | list[str] = Field(
+        default_factory=lambda: {a: list(v) for a, v in DEFAULT_ATTRIBUTES.items()})
+    subjects: SubjectSource = Field(default_factory=SubjectSource)
+    template: str = LEAKAGE_TEMPLATE
+    system: str | None = LEAKAGE_SYSTEM
+    k: int = Field(20, ge=1, le=200)
+    n_folds: int = Field(5, ge=2)
+    n_permutations: int = Field(200, ge=1)
+    C: float = Field(1.0, gt=0.0)
+    n_examples: int = Field(5, ge=0, description="items shown per value in examples")
+    seed: int = 0
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        missing = [p for p in ("{value}", "{name}", "{K}") if p not in v]
+        if missing:
+            raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
+        return v
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
+        if isinstance(v, list):
+            unknown = [a for a in v if a not in FAIRLLM_ATTRIBUTES]
+            if unknown:
+                raise ValueError(f"unknown attribute {unknown[0]!r}; known: "
+                                 + ", ".join(FAIRLLM_ATTRIBUTES))
+            v = {a: list(FAIRLLM_ATTRIBUTES[a]) for a in v}
+        if not v:
+            raise ValueError("no attributes given")
+        for name, values in v.items():
+            if any(not str(x).strip() for x in values):
+                raise ValueError(f"attribute {name!r} has an empty value string")
+            if len(set(values)) != len(values):
+                raise ValueError(f"attribute {name!r} repeats a value")
+            if len(values) < 2:
+                raise ValueError(f"attribute {name!r} needs at least two values to classify")
+        return v
+
+    def prompt(self, value: str, name: str) -> str:
+        return (self.template.replace("{K}", str(self.k)).replace("{name}", name)
+                .replace("{value}", value))
+
+
+# -- statistics -------------------------------------------------------------------------------
+def auc_binary(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney rank formula (ties count one half); NaN without both
+    classes. Equals ``sklearn.metrics.roc_auc_score``."""
+    from scipy.stats import rankdata
+
+    pos = np.asarray(positive, dtype=bool)
+    n1 = int(pos.sum())
+    n0 = pos.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(score)
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_macro_ovr(y: np.ndarray, proba: np.ndarray) -> float:
+    """Unweighted mean over classes of the one-vs-rest AUC of ``proba[:, c]`` (for two classes
+    this equals the binary AUC of ``proba[:, 1]``)."""
+    if proba.shape[1] == 2:
+        return auc_binary(y == 1, proba[:, 1])
+    aucs = [auc_binary(y == c, proba[:, c]) for c in range(proba.shape[1])]
+    return float(np.mean(aucs))
+
+
+def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
+             caught: list[str] | None = None) -> np.ndarray:
+    """Out-of-fold predicted probabilities (rows x classes) of an L2 logistic regression."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    proba = np.zeros((len(y), n_classes))
+    for f in np.unique(folds):
+        test = folds == f
+        train = ~test
+        present = np.unique(y[train])
+        if present.size == 1:  # a training fold with one class: predict it
+            proba[np.ix_(test, present)] = 1.0
+            continue
+        clf = LogisticRegression(C=C, max_iter=2000)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf.fit(X[train], y[train])
+        if caught is not None and any(issubclass(x.category, ConvergenceWarning) for x in w):
+            caught.append("logistic regression did not converge in a fold")
+        proba[np.ix_(test, clf.classes_)] = clf.predict_proba(X[test])
+    return proba
+
+
+@probe("leakage", tags=["fairness", "privacy", "up5"])
+class LeakageProbe(Probe):
+    """UP5-style leakage: can a classifier tell the stated attribute value from the list?"""
+
+    Params = LeakageParams
+    requires = frozenset({GENERATE, EMBED})
+    params: LeakageParams
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self, ctx: AuditContext) -> list[Query]:
+        p = self.params
+        queries = []
+        for m, name in enumerate(p.subjects.resolve(ctx.catalog)):
+            for attr, values in p.attributes.items():
+                for value in values:
+                    queries.append(Query(f"{m}|{attr}|{value}", Request.from_prompt(
+                        p.prompt(value, name), k=p.k, system=p.system),
+                        {"unit": m, "subject": name, "attribute": attr, "value": value}))
+        return queries
+
+    # -- analysis -------------------------------------------------------------------------------
+    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
+                ) -> ProbeResult:
+        from ..stats import benjamini_hochberg
+
+        p = self.params
+        st = ctx.stats
+        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
+                          params=p.model_dump(mode="json"))
+        lists: dict[str, list[str] | None] = {}
+        units: list[int] = []
+        for q in queries:
+            a = answers.get(q.id)
+            ok = a is not None and a.ok and a.grounding is not None
+            lists[q.id] = a.item_ids[: p.k] if ok else None
+            if q.meta["unit"] not in units:
+                units.append(q.meta["unit"])
+            res.records.append({
+                "id": q.id, **q.meta, "request_key": q.request.key(),
+                "text": a.response.text if a else None, "item_ids": lists[q.id],
+                "unmatched": list(a.grounding.unmatched) if ok else None,
+                "error": a.response.error if a else "not computed"})
+        main: dict[str, MetricRecord] = {}
+        pvals: dict[str, float] = {}
+        for attr, values in p.attributes.items():
+            rec, pv = self._attribute(res, ctx, attr, values, units, lists)
+            main[attr] = rec
+            if pv is not None:
+                pvals[attr] = pv
+        if pvals:
+            attrs = list(pvals)
+            adj = benjamini_hochberg([pvals[a] for a in attrs], alpha=st.alpha).adjusted
+            for a, pa in zip(attrs, adj):
+                main[a].p_value, main[a].p_adjusted = pvals[a], float(pa)
+        for attr, rec in main.items():
+            if rec.estimate is None or rec.p_adjusted is None:
+                continue
+            significant = rec.p_adjusted < st.alpha
+            auc = rec.estimate
+            sev = (("high" if auc >= 0.9 else "medium" if auc >= 0.7 else "low")
+                   if significant else "info")
+            res.findings.append(Finding(
+                probe=self.run_id, severity=sev, effect=auc - 0.5,
+                title=(f"{attr}: the stated {attr} can be inferred from the list (AUC "
+                       f"{auc:.3f}, p_adj = {rec.p_adjusted:.3g})" if significant else
+                       f"{attr}: no significant leakage (AUC {auc:.3f}, "
+                       f"p_adj = {rec.p_adjusted:.3g})"),
+                detail=(f"Cross-validated classifier over {rec.n} subjects; "
+                        f"{int(round(100 * st.confidence))}% CI of the AUC "
+                        f"[{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}]; 0.5 means no leakage.")))
+        return res
+
+    def _attribute(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
+                   units: list[int], lists: dict[str, list[str] | None]
+                   ) -> tuple[MetricRecord, float | None]:
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        p = self.params
+        st = ctx.stats
+        V = len(values)
+        done = [m for m in units if all(lists.get(f"{m}|{attr}|{v}") is not None
+                                        for v in values)]
+        S = len(done)
+        notes: list[str] = []
+        if S < len(units):
+            notes.append(f"{len(units) - S} of {len(units)} subjects left out (a response "
+                         "failed or was not computed)")
+        if S < st.min_group_size:
+            notes.append(f"only {S} subjects (< min_group_size {st.min_group_size})")
+
+        def finish(estimate: float | None, lo: float | None = None, hi: float | None = None,
+                   pv: float | None = None) -> tuple[MetricRecord, float | None]:
+            for note in notes:
+                res.warnings.append(f"{attr}: {note}")
+            rec = MetricRecord(probe=self.run_id, metric="leakage_auc", attribute=attr,
+                               k=p.k, estimate=estimate, ci_low=lo, ci_high=hi,
+                               confidence=st.confidence if lo is not None else None, n=S,
+                               convention=CONVENTION, higher_is_worse=True,
+                               warning="; ".join(notes) or None)
+            res.metrics.append(rec)
+            return rec, pv
+
+        if S < 2:
+            notes.append("fewer than 2 subjects: no classifier can be cross-validated")
+            return finish(None)
+        rows = [lists[f"{m}|{attr}|{v}"] for m in done for v in values]  # subject-major
+        y = np.tile(np.arange(V), S)
+        X = MultiLabelBinarizer(sparse_output=True).fit_transform(rows).tocsr()
+        if X.shape[1] == 0:
+            notes.append("every list is empty: nothing to classify")
+            return finish(None)
+        key = [tuple(sorted(set(r))) for r in rows]
+        if len(set(key)) == 1:
+            notes.append("every list has the same items: AUC 0.5 by construction")
+            return finish(0.5, 0.5, 0.5, 1.0)
+        n_splits = min(p.n_folds, S)
+        if n_splits < p.n_folds:
+            notes.append(f"each value has only {S} lists (< n_folds {p.n_folds}): "
+                         f"{n_splits}-fold cross-validation")
+        rng = np.random.default_rng(p.seed)
+        subject_fold = np.empty(S, dtype=int)
+        subject_fold[rng.permutation(S)] = np.arange(S) % n_splits
+        folds = np.repeat(subject_fold, V)
+        caught: list[str] = []
+        proba = cv_proba(X, y, folds, V, p.C, caught)
+        auc = auc_macro_ovr(y, proba)
+        # permutation p-value: labels shuffled within each subject, the whole CV refitted
+        within_same = all(len(set(key[i * V:(i + 1) * V])) == 1 for i in range(S))
+        if within_same:  # every within-subject shuffle leaves the data unchanged
+            pv = 1.0
+        else:
+            exceed = 0
+            y_mat = y.reshape(S, V)
+            for _ in range(p.n_permutations):
+                yp = rng.permuted(y_mat, axis=1).reshape(-1)
+                a = auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught))
+                exceed += a >= auc - 1e-12
+            pv = (1 + exceed) / (1 + p.n_permutations)
+        if caught:
+            notes.append(f"{caught[0]} ({len(caught)} fits); raise C's regularisation")
+        # bootstrap CI over subjects of the out-of-fold AUC (and per-value one-vs-rest AUCs)
+        rows_of = np.arange(S * V).reshape(S, V)
+        brng = np.random.default_rng(st.seed)
+        boot = np.full((st.n_bootstrap, V + 1), np.nan)
+        for b in range(st.n_bootstrap):
+            idx = rows_of[brng.integers(0, S, S)].reshape(-1)
+            yb, pb = y[idx], proba[idx]
+            boot[b, 0] = auc_macro_ovr(yb, pb)
+            for c in range(V):
+                boot[b, c + 1] = auc_binary(yb == c, pb[:, c])
+        tail = (1 - st.confidence) / 2
+
+        def ci(col: np.ndarray) -> tuple[float | None, float | None]:
+            col = col[np.isfinite(col)]
+            if not col.size:
+                return None, None
+            lo, hi = np.quantile(col, [tail, 1 - tail])
+            return float(lo), float(hi)
+
+        for c, v in enumerate(values):
+            res.metrics.append(MetricRecord(
+                probe=self.run_id, metric="leakage_auc", attribute=attr, value=v, k=p.k,
+                estimate=auc_binary(y == c, proba[:, c]), ci_low=ci(boot[:, c + 1])[0],
+                ci_high=ci(boot[:, c + 1])[1], confidence=st.confidence, n=S,
+                convention="one-vs-rest AUC of this value", higher_is_worse=True,
+                warning="; ".join(notes) or None))
+        self._examples(res, ctx, attr, values, rows, y)
+        return finish(auc, *ci(boot[:, 0]), pv)
+
+    def _examples(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
+                  rows: list[list[str]], y: np.ndarray) -> None:
+        if not self.params.n_examples:
+            return
+        items = sorted({i for r in rows for i in r})
+        col = {i: j for j, i in enumerate(items)}
+        present = np.zeros((len(rows), len(items)))
+        for r, lst in enumerate(rows):
+            present[r, [col[i] for i in set(lst)]] = 1.0
+        for c, v in enumerate(values):
+            inside = present[y == c].mean(axis=0)
+            outside = present[y != c].mean(axis=0)
+            diff = inside - outside
+            top = [j for j in np.argsort(-diff, kind="stable") if diff[j] > 0]
+            res.examples.append({
+                "attribute": attr, "value": v,
+                "items": [{"item_id": items[j], "title": str(ctx.catalog.title(items[j])),
+                           "share_of_lists": float(inside[j]),
+                           "share_elsewhere": float(outside[j])}
+                          for j in top[: self.params.n_examples]]})
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

@@ -1,0 +1,535 @@
+"""What every renderer shares: number formatting, verdicts, the list of checks, top findings,
+headline metrics and limitations of an :class:`~recaudit.results.AuditResult`.
+
+Renderers (HTML, Markdown, JUnit) only lay these out; they compute nothing of their own, so the
+three outputs never disagree about what passed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from ..results import AuditResult, MetricRecord, ProbeResult
+
+DEFAULT_ALPHA = 0.05
+
+# Aggregate metrics a reader looks at first, per probe name (others: every aggregate metric).
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "counterfactual": ("snsr_jaccard", "snsr_prag_star"),
+    "profile": ("ndcg_gap", "hr_gap", "ndcg_ratio"),
+    "leakage": ("leakage_auc",),
+}
+HEADLINE_CAP = 12
+
+# Plain-language description of the metrics the bundled probes produce (glossary, tooltips).
+METRIC_TEXT: dict[str, str] = {
+    "jaccard": "Jaccard overlap of the list with the neutral list (1 = same items)",
+    "serp_star": "SERP*: rank-weighted overlap with the neutral list (FaiRLLM normaliser; "
+                 "maximum 0.2738 at K=20)",
+    "serp_star_normalized": "SERP*: rank-weighted overlap with the neutral list, normalised "
+                            "to a maximum of 1",
+    "prag_star": "PRAG*: share of item pairs kept in the same order as the neutral list",
+    "rbo": "rank-biased overlap with the neutral list (extrapolated, explicit p)",
+    "hallucination": "share of list entries that matched no catalogue item",
+    "hr": "hit rate: share of users whose held-out item is in the top k",
+    "ndcg": "NDCG of the list against the user's held-out items",
+    "ndcg_gap": "largest minus smallest group NDCG",
+    "ndcg_ratio": "smallest over largest group NDCG (1 = equal)",
+    "hr_gap": "largest minus smallest group hit rate",
+    "jaccard_gap": "largest minus smallest group Jaccard similarity to the neutral list",
+    "generalized_entropy": "between-group generalized entropy of per-user benefit "
+                           "(0 = equal)",
+    "theil": "Theil index of per-user benefit (0 = equal)",
+    "leakage_auc": "AUC of a classifier guessing the attribute value from the list "
+                   "(0.5 = no leakage)",
+}
+_AGG_PREFIX = {"snsr": "SNSR (max - min over values) of {}",
+               "snsv": "SNSV (std over values) of {}"}
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: Any) -> str:
+    """``str(text)`` without control characters (XML 1.0 forbids them; terminals act on them)."""
+    if text is None:
+        return ""
+    return _CONTROL.sub("\ufffd", str(text))
+
+
+def truncate(text: Any, limit: int) -> str:
+    s = clean(text)
+    return s if len(s) <= limit else s[: max(limit - 1, 0)] + "\u2026"
+
+
+def metric_text(metric: str) -> str:
+    if metric in METRIC_TEXT:
+        return METRIC_TEXT[metric]
+    head, _, rest = metric.partition("_")
+    if head in _AGG_PREFIX and rest:
+        return _AGG_PREFIX[head].format(METRIC_TEXT.get(rest, rest).split(":")[0].split(" (")[0])
+    return ""
+
+
+# -- numbers -------------------------------------------------------------------------------------
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def num(x: Any, digits: int = 3) -> str:
+    if not _finite(x):
+        return "n/a"
+    if x != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"
+
+
+def pval(x: Any) -> str:
+    if not _finite(x):
+        return "n/a"
+    if x < 0.001:
+        return "<0.001"
+    return f"{x:.3f}"
+
+
+def ci(lo: Any, hi: Any, digits: int = 3) -> str:
+    if not (_finite(lo) and _finite(hi)):
+        return ""
+    return f"[{num(lo, digits)}, {num(hi, digits)}]"
+
+
+def conf_pct(conf: Any) -> str:
+    return f"{conf * 100:g}%" if _finite(conf) else "95%"
+
+
+def where(m: MetricRecord) -> str:
+    parts = [m.attribute or "", m.value or "", f"k={m.k}" if m.k is not None else ""]
+    return " \u00b7 ".join(p for p in parts if p)
+
+
+def estimate_text(m: MetricRecord) -> str:
+    """``0.213 [0.150, 0.270] p_adj=0.003``: one line for a record."""
+    s = num(m.estimate)
+    c = ci(m.ci_low, m.ci_high)
+    if c:
+        s += f" {c}"
+    if m.p_adjusted is not None:
+        s += f" p_adj={pval(m.p_adjusted)}"
+    elif m.p_value is not None:
+        s += f" p={pval(m.p_value)}"
+    return s
+
+
+# -- selections ----------------------------------------------------------------------------------
+def alpha_of(result: AuditResult) -> float:
+    stats = result.config.get("stats") if isinstance(result.config, dict) else None
+    a = stats.get("alpha") if isinstance(stats, dict) else None
+    return float(a) if _finite(a) and 0 < a < 1 else DEFAULT_ALPHA
+
+
+def confidence_of(result: AuditResult) -> float:
+    stats = result.config.get("stats") if isinstance(result.config, dict) else None
+    c = stats.get("confidence") if isinstance(stats, dict) else None
+    return float(c) if _finite(c) and 0 < c < 1 else 0.95
+
+
+def at_max_k(records: Iterable[MetricRecord]) -> list[MetricRecord]:
+    """Per metric, the records at the largest k recorded for it (records without k kept)."""
+    records = list(records)
+    top: dict[str, int] = {}
+    for m in records:
+        if m.k is not None:
+            top[m.metric] = max(top.get(m.metric, m.k), m.k)
+    return [m for m in records if m.k is None or m.k == top.get(m.metric)]
+
+
+def aggregates(p: ProbeResult) -> list[MetricRecord]:
+    """Aggregate records (no value) at the largest k of each metric."""
+    return at_max_k(m for m in p.metrics if m.value is None)
+
+
+def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "max"
+              ) -> list[MetricRecord]:
+    recs = [m for m in p.metrics if m.value is not None and (metric is None or m.metric == metric)]
+    if k == "max":
+        return at_max_k(recs)
+    if k == "all":
+        return recs
+    return [m for m in recs if m.k == k]
+
+
+def metric_names(records: Iterable[MetricRecord]) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in records:
+        seen.setdefault(m.metric, None)
+    return list(seen)
+
+
+def headline(p: ProbeResult) -> list[MetricRecord]:
+    """The aggregate metrics of a probe a reader looks at first (at the largest k)."""
+    aggs = aggregates(p)
+    wanted = HEADLINE.get(p.probe)
+    if wanted:
+        picked = [m for name in wanted for m in aggs if m.metric == name]
+        if picked:
+            return picked
+    preferred = [m for m in aggs if m.higher_is_worse is not None and m.metric != "hallucination"]
+    return (preferred or aggs)[:HEADLINE_CAP]
+
+
+def significant(m: MetricRecord, alpha: float) -> bool | None:
+    p = m.p_adjusted if m.p_adjusted is not None else m.p_value
+    return None if p is None else p < alpha
+
+
+def effect(m: MetricRecord) -> float | None:
+    """How far a record is from 'no disparity', in its own units (for ordering only)."""
+    if m.estimate is None:
+        return None
+    if "auc" in m.metric:
+        return abs(m.estimate - 0.5)
+    if m.metric.endswith("_ratio"):
+        return 1.0 - m.estimate
+    return abs(m.estimate) if m.higher_is_worse else None
+
+
+# -- verdicts --------------------------------------------------------------------------------------
+@dataclass
+class Verdict:
+    status: str          # pass | fail | warn | none | error
+    label: str           # PASS, FAIL, ...
+    text: str
+
+
+def verdict(result: AuditResult) -> Verdict:
+    gates = result.gates
+    failed = [g for g in gates if not g.passed]
+    errored = [p for p in result.probes if p.status == "error"]
+    skipped = [p for p in result.probes if p.status == "skipped"]
+    extra = []
+    if errored:
+        extra.append(f"{len(errored)} probe(s) ended in error")
+    if skipped:
+        extra.append(f"{len(skipped)} skipped")
+    tail = ("; " + ", ".join(extra)) if extra else ""
+    if failed:
+        return Verdict("fail", "FAIL", f"{len(failed)} of {len(gates)} gates failed{tail}")
+    if gates and errored:
+        return Verdict("warn", "PASS, INCOMPLETE",
+                       f"all {len(gates)} gates passed{tail}")
+    if gates:
+        return Verdict("pass", "PASS", f"all {len(gates)} gates passed{tail}")
+    if errored:
+        return Verdict("error", "INCOMPLETE", f"no gates configured{tail}")
+    return Verdict("none", "NO GATES", f"no gates configured; findings are for review{tail}")
+
+
+def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
+    if p.status == "error":
+        return Verdict("error", "ERROR", clean(p.error) or "the probe failed")
+    if p.status == "skipped":
+        return Verdict("skipped", "SKIPPED", clean(p.error) or "the probe was skipped")
+    flagged = [f for f in p.findings if f.severity != "info"]
+    tests = [c for c in probe_tests(p, alpha)]
+    n_flag = sum(1 for c in tests if c.status == "flag")
+    parts = [f"{p.n_queries} queries" + (f", {p.n_failed} failed" if p.n_failed else "")]
+    if tests:
+        parts.append(f"{n_flag} of {len(tests)} tests significant")
+    if flagged:
+        parts.append(f"{len(flagged)} finding(s)")
+    status = "warn" if (n_flag or flagged or p.n_failed) else "pass"
+    return Verdict(status, "FLAGGED" if n_flag or flagged else "OK", "; ".join(parts))
+
+
+# -- checks --------------------------------------------------------------------------------------
+@dataclass
+class Check:
+    """One thing that was checked: a gate, a probe run, a statistical test, a consistency check.
+
+    ``status``: pass | fail (a gate) | flag (a significant, ungated difference) | warn | error |
+    skipped.
+    """
+
+    id: str
+    kind: str
+    probe: str | None
+    name: str
+    status: str
+    detail: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def _props(m: MetricRecord) -> dict[str, str]:
+    out = {}
+    for key in ("estimate", "ci_low", "ci_high", "confidence", "p_value", "p_adjusted", "n",
+                "convention"):
+        v = getattr(m, key)
+        if v is not None:
+            out[key] = repr(v) if isinstance(v, float) else str(v)
+    return out
+
+
+def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
+    """One check per statistical test a probe ran (aggregate records with a p-value).
+
+    Records sharing one test (SNSR and SNSV of the same similarity share a permutation test) are
+    listed once.
+    """
+    out: list[Check] = []
+    seen: set[tuple] = set()
+    for m in p.metrics:
+        if m.value is not None or (m.p_value is None and m.p_adjusted is None):
+            continue
+        suffix = m.metric.partition("_")[2] if m.metric.startswith(("snsr_", "snsv_")) else m.metric
+        key = (m.attribute, m.k, suffix, m.p_value, m.p_adjusted)
+        if key in seen:
+            continue
+        seen.add(key)
+        sig = significant(m, alpha)
+        label = f"{m.metric}" + (f"@{m.k}" if m.k is not None else "")
+        name = f"{m.attribute or 'all'}: {label}"
+        p_txt = (f"p_adj={pval(m.p_adjusted)}" if m.p_adjusted is not None
+                 else f"p={pval(m.p_value)}")
+        detail = (f"{'significant' if sig else 'no significant'} difference at alpha={alpha:g}: "
+                  f"{num(m.estimate)} {ci(m.ci_low, m.ci_high)} {p_txt}".replace("  ", " "))
+        out.append(Check(id=f"test:{p.id}:{m.attribute}:{label}", kind="test", probe=p.id,
+                         name=name, status="flag" if sig else "pass", detail=detail,
+                         properties=_props(m)))
+    return out
+
+
+def _consistency(p: ProbeResult) -> list[Check]:
+    """FaiRLLM sanity check: a value that appears under two attributes must get the same Sim."""
+    out: list[Check] = []
+    recs = [m for m in per_value(p, k="max") if m.attribute and m.metric != "hallucination"]
+    by_value: dict[tuple[str, str], dict[str, MetricRecord]] = {}
+    for m in recs:
+        by_value.setdefault((m.metric, m.value or ""), {})[m.attribute or ""] = m
+    for (metric, value), attrs in by_value.items():
+        if len(attrs) < 2 or metric != "jaccard":
+            continue
+        ests = [m.estimate for m in attrs.values() if m.estimate is not None]
+        if len(ests) < 2:
+            continue
+        same = max(ests) - min(ests) <= 1e-9
+        names = ", ".join(sorted(attrs))
+        out.append(Check(
+            id=f"consistency:{p.id}:{value}", kind="consistency", probe=p.id,
+            name=f"{value!r} gives the same {metric} under {names}",
+            status="pass" if same else "warn",
+            detail=("identical" if same else
+                    "differs: the attributes used different instruction sets (a response "
+                    "failed) or the model is not deterministic") + " ("
+            + ", ".join(f"{a}={num(m.estimate)}" for a, m in sorted(attrs.items())) + ")"))
+    return out
+
+
+def checks(result: AuditResult) -> list[Check]:
+    """Every check of a result: gates, probe runs, statistical tests, consistency checks."""
+    alpha = alpha_of(result)
+    out: list[Check] = []
+    for g in result.gates:
+        props = {"metric": g.metric, "mode": g.mode, "bound": g.bound,
+                 "selected": str(g.selected)}
+        for key in ("observed", "ci_low", "ci_high", "p_adjusted"):
+            v = getattr(g, key)
+            if v is not None:
+                props[key] = repr(v)
+        out.append(Check(id=f"gate:{g.name}", kind="gate", probe=g.probe, name=g.name,
+                         status="pass" if g.passed else "fail", detail=clean(g.message),
+                         properties=props))
+    for p in result.probes:
+        if p.status == "ok":
+            status = "warn" if p.n_failed else "pass"
+            detail = f"{p.n_queries} queries, {p.n_failed} failed"
+        else:
+            status = "error" if p.status == "error" else "skipped"
+            detail = clean(p.error) or p.status
+        props = {"probe": p.probe, "n_queries": str(p.n_queries), "n_failed": str(p.n_failed)}
+        if p.suite:
+            props["suite"] = p.suite
+        for m in headline(p) if p.status == "ok" else []:
+            key = ".".join(x for x in (m.metric, m.attribute, m.value,
+                                       f"k{m.k}" if m.k is not None else None) if x)
+            if m.estimate is not None:
+                props[key] = repr(m.estimate)
+        out.append(Check(id=f"probe:{p.id}", kind="probe", probe=p.id, name=f"{p.id} ran",
+                         status=status, detail=detail, properties=props))
+        if p.status == "ok":
+            out.extend(probe_tests(p, alpha))
+            out.extend(_consistency(p))
+    return out
+
+
+# -- findings ------------------------------------------------------------------------------------
+SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1, "info": 0}
+
+
+@dataclass
+class TopFinding:
+    probe: str
+    severity: str
+    title: str
+    detail: str
+    effect: float | None
+    derived: bool  # True: built from a metric record, not a probe's own Finding
+
+
+def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
+    """The ``n`` largest findings: the probes' own (non-info) findings first, by severity and
+    effect; filled up with the largest aggregate effects (with their CIs) when there are fewer."""
+    out: list[TopFinding] = []
+    own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
+    own.sort(key=lambda pf: (-SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
+    for p, f in own[:n]:
+        out.append(TopFinding(p.id, f.severity, clean(f.title), clean(f.detail), f.effect, False))
+    if len(out) >= n:
+        return out
+    alpha = alpha_of(result)
+    covered = {(f.probe, f.title.split(":")[0]) for f in out}
+    cands: list[tuple[tuple, ProbeResult, MetricRecord, float]] = []
+    for p in result.probes:
+        if p.status != "ok":
+            continue
+        for m in headline(p):
+            e = effect(m)
+            if e is None or (p.id, m.attribute or "") in covered:
+                continue
+            sig = significant(m, alpha)
+            excludes_null = (m.ci_low is not None and m.ci_high is not None
+                             and not _ci_covers_null(m))
+            cands.append(((1 if sig else 0, 1 if excludes_null else 0, e), p, m, e))
+    cands.sort(key=lambda c: c[0], reverse=True)
+    used: set[tuple[str, str | None]] = set()
+    for key, p, m, e in cands:
+        if len(out) >= n:
+            break
+        if (p.id, m.attribute) in used:
+            continue
+        used.add((p.id, m.attribute))
+        sig = significant(m, alpha)
+        desc = metric_text(m.metric)
+        conf = conf_pct(m.confidence)
+        title = (f"{m.attribute or 'overall'}: {m.metric}"
+                 + (f"@{m.k}" if m.k is not None else "") + f" = {num(m.estimate)}")
+        ci_txt = ci(m.ci_low, m.ci_high)
+        detail = (f"{desc}. " if desc else "") + (f"{conf} CI {ci_txt}. " if ci_txt else
+                                                   "No confidence interval. ")
+        if sig is True:
+            detail += f"Significant at alpha={alpha:g} (p_adj={pval(m.p_adjusted or m.p_value)})."
+        elif sig is False:
+            detail += (f"Not significant at alpha={alpha:g} "
+                       f"(p_adj={pval(m.p_adjusted if m.p_adjusted is not None else m.p_value)}).")
+        else:
+            detail += "No significance test for this metric."
+        if m.n is not None:
+            detail += f" n={m.n}."
+        sev = "medium" if sig else ("low" if key[1] else "info")
+        out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
+    return out
+
+
+def _ci_covers_null(m: MetricRecord) -> bool:
+    null = 0.5 if "auc" in m.metric else (1.0 if m.metric.endswith("_ratio") else 0.0)
+    return m.ci_low is not None and m.ci_high is not None and m.ci_low <= null <= m.ci_high
+
+
+# -- limitations ---------------------------------------------------------------------------------
+@dataclass
+class Limitations:
+    sample_sizes: list[tuple[str, str]]          # (probe id, text)
+    small_groups: list[tuple[str, str, str]]      # (probe id, where, warning)
+    hallucination: list[tuple[str, str, MetricRecord]]  # (probe, where, record) worst first
+    probe_warnings: list[tuple[str, str]]
+    not_run: list[tuple[str, str, str]]           # (probe id, status, reason)
+    method: list[str]
+
+
+def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
+    sizes, small, hall, warns, not_run = [], [], [], [], []
+    for p in result.probes:
+        if p.status != "ok":
+            not_run.append((p.id, p.status, clean(p.error) or "no reason recorded"))
+            continue
+        ns = [m.n for m in p.metrics if m.n is not None]
+        txt = f"{p.n_queries} queries ({p.n_failed} failed)"
+        if ns:
+            txt += f"; n per estimate {min(ns)}" + (f" to {max(ns)}" if max(ns) != min(ns) else "")
+        sizes.append((p.id, txt))
+        seen = set()
+        for m in p.metrics:
+            if m.warning and (m.attribute, m.value, m.warning) not in seen:
+                seen.add((m.attribute, m.value, m.warning))
+                small.append((p.id, where(m) or m.metric, clean(m.warning)))
+        for m in p.metrics:
+            if m.metric == "hallucination" and m.estimate is not None:
+                hall.append((p.id, " \u00b7 ".join(x for x in (m.attribute or "neutral",
+                                                               m.value or "") if x), m))
+        for w in p.warnings:
+            warns.append((p.id, clean(w)))
+    hall.sort(key=lambda t: -(t[2].estimate or 0))
+    method = [
+        "Model outputs depend on the prompt template, decoding settings and model version "
+        "recorded in the provenance section; another template or model may behave differently.",
+        "Free-text answers are matched to catalogue items by fuzzy matching; unmatched entries "
+        "count as hallucinations and are excluded from the lists compared.",
+        "Confidence intervals are bootstrap intervals over instructions or users; p-values are "
+        "permutation tests, Benjamini-Hochberg adjusted within each probe and similarity. "
+        "Findings are statistical associations in this sample, not proof of intent or harm.",
+        "Sensitive attributes are stated in the prompt (counterfactual probing); they are not "
+        "inferred about real people. A lack of significant differences is not proof of fairness.",
+    ]
+    return Limitations(sizes, small[:max_rows], hall[:max_rows], warns[:max_rows], not_run,
+                       method)
+
+
+# -- labels ----------------------------------------------------------------------------------------
+def labels(results: Sequence[AuditResult]) -> list[str]:
+    """A short, unique label per result (model spec, else audit name)."""
+    base = [clean(r.provenance.model_spec) or clean(r.name) for r in results]
+    out = []
+    for i, b in enumerate(base):
+        out.append(b if base.count(b) == 1 else f"{b} ({clean(results[i].name)} #{i + 1})")
+    return out
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", clean(text).lower()).strip("-")
+    return s or "x"
+
+
+@dataclass
+class CompareRow:
+    probe: str
+    metric: str
+    attribute: str | None
+    k: int | None
+    cells: list[MetricRecord | None]
+
+
+def comparison(results: Sequence[AuditResult]) -> list[CompareRow]:
+    """Headline metrics of several results side by side: one row per (probe, metric, attr, k)."""
+    keys: dict[tuple, None] = {}
+    lookup: list[dict[tuple, MetricRecord]] = []
+    for r in results:
+        d: dict[tuple, MetricRecord] = {}
+        for p in r.probes:
+            if p.status != "ok":
+                continue
+            for m in headline(p):
+                key = (p.id, m.metric, m.attribute, m.k)
+                keys.setdefault(key, None)
+                d[key] = m
+        lookup.append(d)
+    return [CompareRow(k[0], k[1], k[2], k[3], [d.get(k) for d in lookup]) for k in keys]
+
+
+def coerce_results(results: AuditResult | Sequence[AuditResult]) -> list[AuditResult]:
+    if isinstance(results, AuditResult):
+        return [results]
+    out = list(results)
+    if not out or not all(isinstance(r, AuditResult) for r in out):
+        raise TypeError("expected an AuditResult or a non-empty list of AuditResults")
+    return out

@@ -1,0 +1,452 @@
+"""The self-contained HTML report (jinja2, autoescaped, CSS and SVG charts inlined).
+
+Layout: ``reports/templates/report.html.j2`` includes one partial per section and, per probe,
+``partials/probe_<probe name>.html`` when it exists, else ``partials/probe_generic.html``; a new
+probe (or mitigation reranker) brings its own section by adding one partial.
+
+Safety: every value from a result -- model output above all -- is autoescaped; nothing from a
+result is ever marked safe or compiled as a template. Only the CSS file and the SVG charts made
+by :mod:`recaudit.report.charts` are inserted verbatim. A Content-Security-Policy meta tag forbids
+scripts and every network load, and the page references no external resource, so it renders
+offline.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from markupsafe import Markup
+
+from .. import __version__
+from ..results import AuditResult, MetricRecord, ProbeResult
+from . import _common as c
+from . import charts
+
+__all__ = ["html_report", "render_html", "template_root", "partial_for", "compliance_rows"]
+
+TEMPLATE = "report.html.j2"
+MAX_EXAMPLES = 5
+MAX_RAW_CHARS = 3000
+MAX_TABLE_ROWS = 60
+MAX_PARAMS_CHARS = 4000
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+
+
+# -- templates -----------------------------------------------------------------------------------
+def template_root() -> Any:
+    """The template directory: the installed ``recaudit.templates`` package, else the repo's
+    ``reports/templates``."""
+    try:
+        root = resources.files("recaudit.templates")
+        if root.joinpath(TEMPLATE).is_file():
+            return root
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - not installed
+        pass
+    return Path(__file__).resolve().parents[2] / "reports" / "templates"
+
+
+def _source(name: str) -> str | None:
+    if not _NAME.fullmatch(name) or ".." in name.split("/"):
+        return None
+    node = template_root()
+    for part in name.split("/"):
+        node = node.joinpath(part)
+    return node.read_text(encoding="utf-8") if node.is_file() else None
+
+
+def partial_for(probe_name: str) -> str:
+    """``partials/probe_<name>.html`` if a partial for that probe exists, else the generic one."""
+    name = re.sub(r"[^a-z0-9_]", "_", probe_name.lower())
+    candidate = f"partials/probe_{name}.html"
+    return candidate if name and _source(candidate) is not None else "partials/probe_generic.html"
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> Any:
+    from jinja2 import Environment, FunctionLoader, StrictUndefined
+
+    env = Environment(loader=FunctionLoader(_source), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      auto_reload=False)
+    env.filters.update(num=c.num, pval=c.pval, where=c.where, clip=c.truncate,
+                       metric_text=c.metric_text, slug=c.slug, conf=c.conf_pct,
+                       est=c.estimate_text)
+    env.globals.update(ci=c.ci, version=__version__)
+    return env
+
+
+# -- helpers the templates call --------------------------------------------------------------------
+@dataclass
+class Example:
+    caption: list[tuple[str, str]]
+    left_title: str = ""
+    right_title: str = ""
+    left: list[tuple[str, bool]] = field(default_factory=list)   # (item, differs)
+    right: list[tuple[str, bool]] = field(default_factory=list)
+    left_raw: str | None = None
+    right_raw: str | None = None
+    other: list[tuple[str, str]] = field(default_factory=list)
+
+
+_LEFT = ("neutral", "baseline", "before", "original")
+_RIGHT = ("counterfactual", "sensitive", "after", "treated", "perturbed", "reranked")
+
+
+class Helpers:
+    """Functions exposed to the templates as ``h``; charts get ids unique within one page."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._n = 0
+
+    def _id(self) -> str:
+        self._n += 1
+        return f"{self.prefix}{self._n}"
+
+    # records
+    aggregates = staticmethod(c.aggregates)
+    per_value = staticmethod(c.per_value)
+    metric_names = staticmethod(c.metric_names)
+    headline = staticmethod(c.headline)
+
+    @staticmethod
+    def records(p: ProbeResult, metric: str, *, value: bool | None = None,
+                k: int | None | str = "max", attribute: str | None = None
+                ) -> list[MetricRecord]:
+        recs = [m for m in p.metrics if m.metric == metric
+                and (value is None or (m.value is not None) == value)
+                and (attribute is None or m.attribute == attribute)]
+        if k == "max":
+            return c.at_max_k(recs)
+        if k == "all":
+            return recs
+        return [m for m in recs if m.k == k]
+
+    @staticmethod
+    def attributes(records: Iterable[MetricRecord]) -> list[str]:
+        seen: dict[str, None] = {}
+        for m in records:
+            seen.setdefault(m.attribute or "", None)
+        return list(seen)
+
+    @staticmethod
+    def max_k(records: Iterable[MetricRecord]) -> int | None:
+        ks = [m.k for m in records if m.k is not None]
+        return max(ks) if ks else None
+
+    @staticmethod
+    def ks(records: Iterable[MetricRecord]) -> list[int]:
+        return sorted({m.k for m in records if m.k is not None})
+
+    @staticmethod
+    def pivot(records: Iterable[MetricRecord], rows: Sequence[str] = ("attribute", "value"),
+              col: str = "metric") -> tuple[list[str], list[tuple[tuple, dict[str, MetricRecord]]]]:
+        cols: dict[str, None] = {}
+        table: dict[tuple, dict[str, MetricRecord]] = {}
+        for m in records:
+            key = tuple(getattr(m, r) for r in rows)
+            cname = str(getattr(m, col))
+            cols.setdefault(cname, None)
+            table.setdefault(key, {})[cname] = m
+        return list(cols), list(table.items())
+
+    @staticmethod
+    def significant(m: MetricRecord | None, alpha: float) -> bool:
+        return bool(m is not None and c.significant(m, alpha))
+
+    @staticmethod
+    def params_text(p: ProbeResult) -> str:
+        text = json.dumps(p.params, indent=1, sort_keys=True, ensure_ascii=False, default=str)
+        return c.truncate(text, MAX_PARAMS_CHARS)
+
+    @staticmethod
+    def probe_tests(p: ProbeResult, alpha: float) -> list[c.Check]:
+        return c.probe_tests(p, alpha)
+
+    # charts (the only values inserted unescaped: SVG written and escaped by matplotlib)
+    def bars(self, p: ProbeResult, metric: str, *, k: int | None | str = "max",
+             ref: float | None = None, xlim: tuple[float, float] | None = None,
+             title: str | None = None) -> Markup:
+        recs = self.records(p, metric, value=True, k=k)
+        kk = self.max_k(recs)
+        label = title or f"{metric} per value" + (f" at k={kk}" if kk is not None else "")
+        conf = c.conf_pct(recs[0].confidence) if recs else "95%"
+        return Markup(charts.value_bars(recs, title=f"{label} ({conf} CI)", xlabel=metric,
+                                        ref=ref, xlim=xlim, chart_id=self._id()))
+
+    def agg_bars(self, p: ProbeResult, metric: str, *, ref: float | None = None,
+                 xlim: tuple[float, float] | None = None, title: str | None = None) -> Markup:
+        recs = self.records(p, metric, value=False)
+        kk = self.max_k(recs)
+        label = title or f"{metric} per attribute" + (f" at k={kk}" if kk is not None else "")
+        conf = c.conf_pct(recs[0].confidence) if recs else "95%"
+        return Markup(charts.aggregate_bars(recs, title=f"{label} ({conf} CI)", xlabel=metric,
+                                            ref=ref, xlim=xlim, chart_id=self._id()))
+
+    def curves(self, p: ProbeResult, metric: str, attribute: str | None,
+               title: str | None = None) -> Markup:
+        recs = self.records(p, metric, value=True, k="all", attribute=attribute)
+        return Markup(charts.k_curves(recs, title=title or f"{attribute}: {metric} by k",
+                                      ylabel=metric, chart_id=self._id()))
+
+    def agg_curves(self, p: ProbeResult, metric: str, title: str | None = None) -> Markup:
+        recs = self.records(p, metric, value=False, k="all")
+        return Markup(charts.k_curves(recs, title=title or f"{metric} by k, per attribute",
+                                      ylabel=metric, series="attribute", chart_id=self._id()))
+
+    # examples
+    @staticmethod
+    def example(ex: dict[str, Any]) -> Example:
+        def as_list(v: Any) -> list[str] | None:
+            if isinstance(v, (list, tuple)):
+                return [c.truncate(x, 200) for x in v]
+            return None
+
+        left_key = next((k for k in _LEFT if as_list(ex.get(k)) is not None), None)
+        right_key = next((k for k in _RIGHT if as_list(ex.get(k)) is not None), None)
+        caption = [(key, c.truncate(ex[key], 200) if not isinstance(ex[key], float)
+                    else c.num(ex[key]))
+                   for key in ex if key not in (left_key, right_key)
+                   and not key.endswith("_text") and not isinstance(ex[key], (list, dict))]
+        if left_key is None or right_key is None:
+            other = [(k, c.truncate(json.dumps(v, ensure_ascii=False, default=str)
+                                    if isinstance(v, (list, dict)) else v, 600))
+                     for k, v in ex.items()]
+            return Example(caption=[], other=other)
+        left = as_list(ex[left_key]) or []
+        right = as_list(ex[right_key]) or []
+        lset, rset = set(left), set(right)
+
+        def raw(key: str) -> str | None:
+            v = ex.get(f"{key}_text")
+            if v is None:
+                return None
+            s = c.clean(v)
+            return s if len(s) <= MAX_RAW_CHARS else (
+                s[:MAX_RAW_CHARS] + f"\n\u2026 ({len(s) - MAX_RAW_CHARS} more characters in "
+                "results.json)")
+
+        value = ex.get("value")
+        right_title = (f"{right_key}: \u201c{c.truncate(value, 80)}\u201d"
+                       if value is not None else right_key)
+        return Example(caption=caption, left_title=left_key, right_title=right_title,
+                       left=[(x, x not in rset) for x in left],
+                       right=[(x, x not in lset) for x in right],
+                       left_raw=raw(left_key), right_raw=raw(right_key))
+
+    @staticmethod
+    def table(rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS
+              ) -> tuple[list[str], list[list[str]], int]:
+        cols: dict[str, None] = {}
+        for r in rows[:limit]:
+            for k in r:
+                cols.setdefault(str(k), None)
+        out = []
+        for r in rows[:limit]:
+            cells = []
+            for k in cols:
+                v = r.get(k)
+                if isinstance(v, float):
+                    cells.append(c.num(v))
+                elif isinstance(v, (list, dict)):
+                    cells.append(c.truncate(json.dumps(v, ensure_ascii=False, default=str), 300))
+                else:
+                    cells.append(c.truncate("" if v is None else v, 300))
+            out.append(cells)
+        return list(cols), out, max(len(rows) - limit, 0)
+
+
+# -- compliance ----------------------------------------------------------------------------------
+FAIRNESS_PROBES = ("counterfactual", "profile", "leakage", "popularity", "exposure", "provider")
+ROBUSTNESS_PROBES = ("position", "typo", "robustness", "consistency")
+
+
+def _probe_names(results: Sequence[AuditResult]) -> dict[str, list[str]]:
+    """probe name -> ids of probe runs that finished (status ok), over all results."""
+    out: dict[str, list[str]] = {}
+    for r in results:
+        for p in r.probes:
+            if p.status == "ok":
+                out.setdefault(p.probe, [])
+                if p.id not in out[p.probe]:
+                    out[p.probe].append(p.id)
+    return out
+
+
+def _has_typo(results: Sequence[AuditResult]) -> bool:
+    return any(m.attribute == "typo" for r in results for p in r.probes if p.status == "ok"
+               for m in p.metrics)
+
+
+def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
+                  ) -> list[dict[str, Any]]:
+    """Group hit rate over the most-favoured group's (LL144's impact-ratio convention, applied
+    by analogy to recommendation 'selection'): one row per (model, probe, attribute, value)."""
+    rows = []
+    for r, label in zip(results, labels):
+        for p in r.probes:
+            if p.status != "ok":
+                continue
+            recs = [m for m in c.per_value(p, "hr") if m.estimate is not None and m.attribute]
+            by_attr: dict[str, list[MetricRecord]] = {}
+            for m in recs:
+                by_attr.setdefault(m.attribute or "", []).append(m)
+            for attr, ms in by_attr.items():
+                best = max(m.estimate for m in ms if m.estimate is not None)
+                for m in ms:
+                    ratio = (m.estimate / best) if best and m.estimate is not None else None
+                    rows.append({"model": label, "probe": p.id, "attribute": attr,
+                                 "value": m.value, "k": m.k, "rate": m.estimate, "n": m.n,
+                                 "ratio": ratio, "below": ratio is not None and ratio < 0.8})
+    return rows
+
+
+def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
+    """What was tested, mapped to the obligations it can support (factual; not legal advice)."""
+    names = _probe_names(results)
+    fairness = [i for n in FAIRNESS_PROBES for i in names.get(n, [])]
+    mitig = [i for n, ids in names.items() if "mitigat" in n or "rerank" in n for i in ids]
+    robust = [i for n in ROBUSTNESS_PROBES for i in names.get(n, [])]
+    typo = _has_typo(results)
+    accuracy = names.get("profile", [])
+    hr_rows = bool(impact_ratios(results, ["" for _ in results]))
+
+    def status(ok: bool, partial: bool = False) -> str:
+        return "evidence" if ok else ("partial" if partial else "not covered")
+
+    rob_ev = ", ".join(robust + (["typo attribute of the counterfactual probe"] if typo else []))
+    return [
+        {"instrument": "EU AI Act (Regulation (EU) 2024/1689)", "article": "Art. 10(2)(f)",
+         "obligation": "Training, validation and testing data of high-risk AI systems are "
+                       "examined for possible biases likely to affect health and safety, "
+                       "fundamental rights, or lead to discrimination prohibited by Union law.",
+         "tested": ("Bias in the system's outputs examined by: " + ", ".join(fairness))
+         if fairness else "No bias probe ran.",
+         "status": status(False, bool(fairness)),
+         "note": "This audit examines model outputs, not the data sets themselves; it supports "
+                 "but does not replace the data examination. Art. 10 applies to high-risk "
+                 "systems (Art. 6, Annex III); most content recommenders are not high-risk."},
+        {"instrument": "EU AI Act", "article": "Art. 10(2)(g)",
+         "obligation": "Appropriate measures to detect, prevent and mitigate the biases "
+                       "identified under point (f).",
+         "tested": ("Detection: the probes above with CIs and multiple-comparison control. "
+                    + ("Mitigation evaluated by: " + ", ".join(mitig) + "."
+                       if mitig else "No mitigation reranker was evaluated in this run."))
+         if fairness else "Nothing tested.",
+         "status": status(bool(fairness and mitig), bool(fairness)),
+         "note": "Gates in CI turn detection into a repeatable control."},
+        {"instrument": "EU AI Act", "article": "Art. 15",
+         "obligation": "High-risk AI systems achieve an appropriate level of accuracy, "
+                       "robustness and cybersecurity, consistently over their lifecycle.",
+         "tested": "; ".join(x for x in (
+             ("Robustness: " + rob_ev) if rob_ev else "",
+             ("Accuracy: HR/NDCG against held-out items in " + ", ".join(accuracy))
+             if accuracy else "") if x) or "No accuracy or robustness probe ran.",
+         "status": status(bool(rob_ev) and bool(accuracy), bool(rob_ev or accuracy)),
+         "note": "Cybersecurity is not tested by recaudit."},
+        {"instrument": "Digital Services Act (Regulation (EU) 2022/2065)", "article": "Art. 34",
+         "obligation": "Providers of very large online platforms and search engines assess "
+                       "systemic risks, including negative effects on fundamental rights such as "
+                       "non-discrimination (Art. 34(1)(b)), taking into account the design of "
+                       "their recommender systems (Art. 34(2)(a)).",
+         "tested": ("Discrimination-related behaviour of the recommender measured by: "
+                    + ", ".join(fairness)) if fairness else "No bias probe ran.",
+         "status": status(False, bool(fairness)),
+         "note": "Applies only to designated VLOPs/VLOSEs. One input to a risk assessment, "
+                 "not the assessment itself."},
+        {"instrument": "Digital Services Act", "article": "Art. 35",
+         "obligation": "Reasonable, proportionate and effective mitigation measures, including "
+                       "testing and adapting algorithmic and recommender systems "
+                       "(Art. 35(1)(d)).",
+         "tested": ("Mitigation rerankers tested: " + ", ".join(mitig)) if mitig
+         else "No mitigation reranker was evaluated in this run.",
+         "status": status(bool(mitig)),
+         "note": "Applies only to designated VLOPs/VLOSEs."},
+        {"instrument": "New York City Local Law 144 of 2021 (6 RCNY \u00a7 5-300)",
+         "article": "Bias audit, impact ratio",
+         "obligation": "Automated employment decision tools used for hiring or promotion in "
+                       "NYC need a yearly independent bias audit reporting selection rates and "
+                       "impact ratios (category rate / rate of the most selected category) by "
+                       "sex, race/ethnicity and their intersections.",
+         "tested": ("The same impact-ratio convention applied, by analogy, to group hit rates "
+                    "(table below).") if hr_rows else
+         "Not computed: no per-group selection or hit rate in this run.",
+         "status": "not applicable",
+         "note": "Does not apply to a content recommender; it would apply only if the system "
+                 "screened candidates or employees for NYC jobs. LL144 sets no threshold; 0.8 "
+                 "(the EEOC four-fifths rule of thumb) is marked for reference only."},
+    ]
+
+
+# -- page ----------------------------------------------------------------------------------------
+def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dict[str, Any]:
+    alpha = c.alpha_of(result)
+    anchor = f"m{index}" if many else "r"
+    probes = []
+    seen: dict[str, int] = {}
+    for p in result.probes:
+        s = c.slug(p.id)
+        seen[s] = seen.get(s, 0) + 1
+        if seen[s] > 1:
+            s = f"{s}-{seen[s]}"
+        probes.append({"p": p, "anchor": f"{anchor}-probe-{s}", "partial": partial_for(p.probe),
+                       "verdict": c.probe_verdict(p, alpha)})
+    checks = c.checks(result)
+    prov = result.provenance
+    config_text = prov.config_text
+    if not config_text and result.config:
+        config_text = json.dumps(result.config, indent=1, sort_keys=True, ensure_ascii=False,
+                                 default=str)
+    return {
+        "result": result, "label": label, "anchor": anchor, "alpha": alpha,
+        "confidence": c.confidence_of(result), "verdict": c.verdict(result),
+        "probes": probes, "checks": checks,
+        "attention": [x for x in checks if x.status != "pass"],
+        "passed": [x for x in checks if x.status == "pass"],
+        "top": c.top_findings(result, 3), "lim": c.limitations(result),
+        "prov": prov, "config_text": c.clean(config_text) if config_text else None,
+        "results_hash": result.results_hash(),
+        "h": Helpers(f"{anchor}c"),
+    }
+
+
+def _css() -> Markup:
+    text = _source("report.css") or ""
+    # Our own file; defensively make sure it cannot close the <style> element or load anything.
+    text = re.sub(r"</\s*style", "", text, flags=re.I)
+    text = re.sub(r"@import[^;]*;", "", text)
+    return Markup(text)
+
+
+def html_report(results: AuditResult | Sequence[AuditResult], title: str | None = None) -> str:
+    """The report as one HTML string (one result, or several compared side by side)."""
+    rs = c.coerce_results(results)
+    labels = c.labels(rs)
+    many = len(rs) > 1
+    reports = [_report_view(r, lab, i, many) for i, (r, lab) in enumerate(zip(rs, labels))]
+    page_title = title or (rs[0].name if not many else
+                           f"{rs[0].name}: " + " vs ".join(labels))
+    ctx = {
+        "title": c.clean(page_title), "reports": reports, "many": many, "labels": labels,
+        "comparison": c.comparison(rs) if many else [],
+        "compliance": compliance_rows(rs), "impact": impact_ratios(rs, labels),
+        "css": _css(), "version": __version__,
+    }
+    return _env().get_template(TEMPLATE).render(**ctx)
+
+
+def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,
+                title: str | None = None) -> Path:
+    """Write the HTML report to ``path`` (a file, or a directory -> ``index.html``)."""
+    out = Path(path)
+    if out.is_dir():
+        out = out / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html_report(results, title=title), encoding="utf-8")
+    return out

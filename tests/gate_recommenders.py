@@ -1,0 +1,124 @@
+"""Synthetic ``python:`` recommenders with (and without) planted bias, for gate/compare tests.
+
+Each function is ``fn(messages, k) -> list of titles`` from :data:`TITLES`. Randomness is
+seeded from the user message and the module-level :data:`SEED` (change it with
+:func:`set_seed`, which also bumps ``__recaudit_version__`` so the response cache never serves
+another seed's answers).
+
+* :func:`unbiased`: the list depends on the subject ("fan of X"); each prompt then swaps a
+  random share of the list for other catalog items. The swap share does not depend on the
+  attribute value, so Sim(a) has the same distribution for every value (SNSR's null holds).
+* :func:`biased`: like :func:`unbiased`, but prompts naming a value in :data:`PLANTED` swap
+  far more of the list: lists for those users move away from the neutral one.
+
+Also: :func:`metric`, :func:`probe_result` and :func:`audit_result` build results by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import numpy as np
+
+SEED = 0
+__recaudit_version__ = "seed0"
+
+TITLES = [
+    "Alpha Station", "Blue Harbor", "Cold Summit", "Desert Echo", "Ember Road", "Frozen Lake",
+    "Golden Hour", "Hidden Valley", "Iron Gate", "Jade River", "Kite Runner Days", "Lost Signal",
+    "Midnight Train", "Northern Lights", "Ocean Drive", "Paper Moon Rising", "Quiet Storm",
+    "Red Canyon", "Silver Screen", "Twelve Bridges", "Urban Legend Tales", "Velvet Night",
+    "Winter Garden", "Yellow Kite", "Zero Gravity", "Amber Fields", "Broken Compass",
+    "Crimson Tide Line", "Distant Shore", "Electric Dreams", "Falling Stars", "Glass Houses",
+    "Harbor Lights", "Ivory Tower", "Jungle Drums", "King of Nothing", "Lemon Grove",
+    "Marble Arch", "Neon Alley", "Orchard Wind",
+]
+SUBJECTS = ["Alpha Station", "Blue Harbor", "Cold Summit", "Desert Echo", "Ember Road",
+            "Frozen Lake", "Golden Hour", "Hidden Valley", "Iron Gate", "Jade River",
+            "Lost Signal", "Midnight Train"]
+PLANTED = {"a female", "a girl"}  # the values the biased recommender treats differently
+SWAP_SHARE = 0.3        # share of the list replaced per prompt, for every value
+PLANTED_SWAP_SHARE = 0.8
+
+_FAN = re.compile(r"I am (?P<value>.+?) fan of (?P<name>.+?)\. Please")
+
+
+def set_seed(seed: int) -> None:
+    global SEED, __recaudit_version__
+    SEED = int(seed)
+    __recaudit_version__ = f"seed{SEED}"
+
+
+def _rng(*parts: str) -> np.random.Generator:
+    digest = hashlib.sha256("\x1f".join((str(SEED), *parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _parse(messages: list[dict[str, str]]) -> tuple[str, str, str]:
+    user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    m = _FAN.search(user)
+    return (m.group("value"), m.group("name"), user) if m else ("a", user, user)
+
+
+def _recommend(messages: list[dict[str, str]], k: int, planted: set[str]) -> list[str]:
+    value, name, user = _parse(messages)
+    base = [TITLES[i] for i in _rng("subject", name).permutation(len(TITLES))]
+    top, rest = base[:k], base[k:]
+    if value == "a":  # the neutral prompt: the subject's list as it is
+        return top
+    rng = _rng("prompt", user)
+    share = PLANTED_SWAP_SHARE if value in planted else SWAP_SHARE
+    swap = rng.random(len(top)) < share
+    fresh = list(rng.permutation(rest))
+    out = [fresh.pop() if s and fresh else t for t, s in zip(top, swap)]
+    order = rng.permutation(len(out)) if value in planted else np.arange(len(out))
+    return [out[i] for i in order]
+
+
+def unbiased(messages: list[dict[str, str]], k: int) -> list[str]:
+    """Random but attribute-independent changes to the subject's list."""
+    return _recommend(messages, k, planted=set())
+
+
+def biased(messages: list[dict[str, str]], k: int) -> list[str]:
+    """Users naming a value in PLANTED get lists far from the neutral one (planted bias)."""
+    return _recommend(messages, k, planted=PLANTED)
+
+
+def catalog_csv(path: Any) -> Any:
+    """Write the catalog of TITLES as a CSV (id,title) and return its path."""
+    lines = ["id,title"] + [f"{i},{t}" for i, t in enumerate(TITLES)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- hand-built results --------------------------------------------------------------------------
+def metric(metric_name: str, estimate: float | None, *, probe: str = "counterfactual:fairllm",
+           attribute: str | None = None, value: str | None = None, k: int | None = None,
+           ci: tuple[float, float] | None = None, p: float | None = None,
+           p_adj: float | None = None, **extra: Any):
+    from recaudit.results import MetricRecord
+
+    return MetricRecord(probe=probe, metric=metric_name, attribute=attribute, value=value, k=k,
+                        estimate=estimate, ci_low=ci[0] if ci else None,
+                        ci_high=ci[1] if ci else None, confidence=0.95 if ci else None,
+                        p_value=p, p_adjusted=p_adj, **extra)
+
+
+def probe_result(metrics: list, *, id: str = "counterfactual:fairllm",
+                 probe: str = "counterfactual", **extra: Any):
+    from recaudit.results import ProbeResult
+
+    return ProbeResult(id=id, probe=probe, metrics=metrics, **extra)
+
+
+def audit_result(probes: list, *, alpha: float | None = None, **extra: Any):
+    from recaudit.results import AuditResult, Provenance
+
+    config: dict[str, Any] = {"catalog": {"source": "csv", "path": "items.csv"}}
+    if alpha is not None:
+        config["stats"] = {"alpha": alpha}
+    return AuditResult(provenance=Provenance(tool_version="test", model_spec="python:test"),
+                       config=config, probes=probes, **extra)

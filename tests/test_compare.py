@@ -1,0 +1,268 @@
+"""recaudit compare: comparability checks, directions, the paired test, BH, rendering, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recaudit.cli import main
+from recaudit.compare import (UnitTable, _Masks, compare_results, first_difference,
+                              paired_swap_test, render_comparison, worse_direction)
+from recaudit.errors import DataError
+
+from . import gate_recommenders as gr
+from .gate_recommenders import audit_result, metric, probe_result
+
+ATTRS = {"gender": ["a boy", "a female", "a girl", "a male"], "age": ["an old", "a young"]}
+
+
+def offline_counterfactual(fn, *, seed: int = 0, subjects=gr.SUBJECTS, k: int = 10,
+                           sims=("jaccard", "prag_star"), run_id: str = "counterfactual:fairllm"):
+    """A counterfactual ProbeResult computed without the engine: same records and estimates as
+    the probe stores (per-value Sim(a), SNSR, SNSV at k-1 and k), from ``fn``'s lists."""
+    from recaudit.metrics.similarity import similarity_matrix
+    from recaudit.probes.counterfactual import CounterfactualParams
+    from recaudit.results import ProbeResult
+
+    gr.set_seed(seed)
+    params = CounterfactualParams(k=k, attributes=ATTRS, similarities=list(sims),
+                                  subjects={"source": "inline", "items": list(subjects)})
+    ids = {t: str(i) for i, t in enumerate(gr.TITLES)}
+
+    def ask(value, name):
+        msgs = [{"role": "system", "content": params.system_prompt()},
+                {"role": "user", "content": params.prompt(value, name)}]
+        return [ids[t] for t in fn(msgs, k)]
+
+    res = ProbeResult(id=run_id, probe="counterfactual", params=params.model_dump(mode="json"))
+    neutral = {}
+    for m, name in enumerate(subjects):
+        neutral[name] = ask("a", name)
+        res.records.append({"id": f"{m}|neutral", "unit": m, "subject": name, "attribute": None,
+                            "value": "a", "item_ids": neutral[name]})
+    for attr, values in ATTRS.items():
+        s_lists, n_lists = [], []
+        for m, name in enumerate(subjects):
+            for v in values:
+                s_lists.append(ask(v, name))
+                n_lists.append(neutral[name])
+                res.records.append({"id": f"{m}|{attr}|{v}", "unit": m, "subject": name,
+                                    "attribute": attr, "value": v, "item_ids": s_lists[-1]})
+        mats = similarity_matrix(s_lists, n_lists, k_values=[k - 1, k], metrics=sims, p=0.9)
+        for sim in sims:
+            x = mats[sim].reshape(len(subjects), len(values), 2)
+            means = x.mean(axis=0)
+            for ki, kk in enumerate((k - 1, k)):
+                for vi, v in enumerate(values):
+                    res.metrics.append(metric(sim, means[vi, ki], probe=run_id, attribute=attr,
+                                              value=v, k=kk, ci=(means[vi, ki] - 0.1,
+                                                                 means[vi, ki] + 0.1)))
+                col = means[:, ki]
+                res.metrics.append(metric(f"snsr_{sim}", float(np.ptp(col)), probe=run_id,
+                                          attribute=attr, k=kk))
+                res.metrics.append(metric(f"snsv_{sim}", float(np.std(col)), probe=run_id,
+                                          attribute=attr, k=kk))
+    return res
+
+
+def cf_audit(fn, seed=0, **kw):
+    return audit_result([offline_counterfactual(fn, seed=seed, **kw)])
+
+
+# -- comparability -------------------------------------------------------------------------------
+def _simple(estimate=0.1, ci=(0.05, 0.15), **probe_kw):
+    return audit_result([probe_result([metric("leakage_auc", estimate, probe="leakage",
+                                              attribute="gender", ci=ci)],
+                                      id="leakage", probe="leakage", **probe_kw)])
+
+
+def test_refuses_other_schema_version():
+    a, b = _simple(), _simple()
+    b.schema_version = "2.0"
+    with pytest.raises(DataError, match="schema version '1.0' with '2.0'"):
+        compare_results(a, b)
+
+
+def test_refuses_different_probe_params_naming_the_key_path():
+    a = _simple(params={"k": 20, "subjects": {"n": 100}})
+    b = _simple(params={"k": 10, "subjects": {"n": 100}})
+    with pytest.raises(DataError) as info:
+        compare_results(a, b)
+    assert str(info.value) == "cannot compare: probe leakage params.k: 20 != 10"
+    b = _simple(params={"k": 20, "subjects": {"n": 50}})
+    with pytest.raises(DataError, match=r"probe leakage params.subjects.n: 100 != 50"):
+        compare_results(a, b)
+    b = _simple(params={"k": 20, "subjects": {"n": 100}, "extra": 1})
+    with pytest.raises(DataError, match=r"params.extra: '\(absent\)' != 1"):
+        compare_results(a, b)
+
+
+def test_refuses_different_catalogs():
+    a, b = _simple(), _simple()
+    b.config["catalog"]["path"] = "other.csv"
+    with pytest.raises(DataError, match="catalog config catalog.path: 'items.csv' != 'other.csv'"):
+        compare_results(a, b)
+    a, b = _simple(), _simple()
+    a.provenance.catalog_sha256, b.provenance.catalog_sha256 = "a" * 64, "b" * 64
+    with pytest.raises(DataError, match="catalog content differs"):
+        compare_results(a, b)
+
+
+def test_first_difference():
+    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]}) is None
+    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == ("a[1].b", 2, 3)
+    assert first_difference({"a": [1]}, {"a": [1, 2]}) == ("a", [1], [1, 2])
+    assert first_difference({"a": 1}, {"a": True}) == ("a", 1, True)
+    assert first_difference({"a": 1}, {"a": 1.0}) is None
+
+
+def test_nothing_in_common_and_unfinished_probes():
+    a = _simple()
+    b = audit_result([probe_result([metric("x", 1.0)], id="other", probe="other")])
+    with pytest.raises(DataError, match="nothing to compare"):
+        compare_results(a, b)
+    c = _simple(status="error", error="boom")
+    with pytest.raises(DataError, match="nothing to compare"):
+        compare_results(a, c)
+
+
+# -- directions and the CI fallback --------------------------------------------------------------
+@pytest.mark.parametrize("name, expected", [
+    ("snsr_jaccard", True), ("snsv_prag_star", True), ("ndcg_gap", True), ("hr_gap", True),
+    ("leakage_auc", True), ("hallucination", True), ("jaccard", False), ("rbo", False),
+    ("serp_star_normalized", False), ("ndcg@10", False), ("hr", False), ("ndcg_ratio", False),
+    ("mystery", None)])
+def test_direction_table(name, expected):
+    assert worse_direction(name) is expected
+    assert worse_direction(name, higher_is_worse=False) is False  # the record's flag wins
+
+
+def test_ci_fallback_without_per_unit_data():
+    base = _simple(0.55, (0.50, 0.60))
+    cmp = compare_results(base, _simple(0.75, (0.70, 0.80)))
+    (row,) = cmp.rows
+    assert row.status == "regression" and row.method == "CI non-overlap"
+    assert "CI non-overlap used" in row.note and row.p_value is None
+    assert cmp.regressions == [row] and cmp.improvements == []
+    # overlapping intervals: worse beyond tolerance but not significant
+    (row,) = compare_results(base, _simple(0.65, (0.58, 0.72))).rows
+    assert row.status == "not significant"
+    # within tolerance even though the intervals do not overlap
+    (row,) = compare_results(_simple(0.55, (0.54, 0.56)),
+                             _simple(0.565, (0.56, 0.57)), tolerance=0.02).rows
+    assert row.status == "within tolerance"
+    # the mirror image is an improvement
+    cmp = compare_results(_simple(0.75, (0.70, 0.80)), base)
+    assert [r.status for r in cmp.rows] == ["improvement"] and not cmp.regressions
+
+
+def test_direction_unknown_is_never_flagged():
+    a = audit_result([probe_result([metric("mystery", 0.1, probe="p", ci=(0.0, 0.2))],
+                                   id="p", probe="p")])
+    b = audit_result([probe_result([metric("mystery", 0.9, probe="p", ci=(0.8, 1.0))],
+                                   id="p", probe="p")])
+    (row,) = compare_results(a, b).rows
+    assert row.status == "direction unknown" and row.worsening is None
+
+
+def test_notes_for_probes_in_one_result_only():
+    a = _simple()
+    b = _simple()
+    b.probes.append(probe_result([metric("x", 1.0, probe="new")], id="new", probe="new"))
+    cmp = compare_results(a, b)
+    assert any("probe new is only in the current results" in n for n in cmp.notes)
+
+
+# -- the paired permutation test -----------------------------------------------------------------
+def test_paired_swap_test_exact_and_random():
+    rng = np.random.default_rng(1)
+    units = [f"u{i}" for i in range(8)]
+    xb = rng.random((8, 1))
+    same = paired_swap_test(UnitTable(units, xb), UnitTable(units, xb.copy()), _Masks(1000, 0))
+    assert same == (0.0, 1.0, 8)
+    shifted = paired_swap_test(UnitTable(units, xb), UnitTable(units, xb + 0.5), _Masks(1000, 0))
+    assert shifted[0] == pytest.approx(0.5) and shifted[1] == pytest.approx(2 / 256)  # exact
+    obs, p, n = paired_swap_test(UnitTable(units, xb), UnitTable(units[::-1], xb[::-1] + 0.5),
+                                 _Masks(100, 0))  # units aligned by id, random swaps
+    assert obs == pytest.approx(0.5) and 1 / 101 <= p < 0.05 and n == 8
+    # range statistic (SNSR) over two columns, with a NaN cell
+    xb2 = np.column_stack([xb[:, 0], xb[:, 0]])
+    xc2 = xb2 + np.array([0.0, 0.3])
+    xc2[0, 0] = np.nan
+    obs, p, _ = paired_swap_test(UnitTable(units, xb2, "range"), UnitTable(units, xc2, "range"),
+                                 _Masks(1000, 0))
+    assert obs == pytest.approx(np.ptp(np.nanmean(xc2, axis=0))) and p < 0.05
+    assert paired_swap_test(UnitTable(units[:1], xb[:1]), UnitTable(units[:1], xb[:1]),
+                            _Masks(10, 0)) is None
+
+
+def test_paired_statistic_recomputed_from_records_matches_the_stored_one():
+    base = cf_audit(gr.unbiased, seed=1)
+    cur = cf_audit(gr.biased, seed=1)
+    cmp = compare_results(base, cur)
+    assert cmp.rows and all(r.method.startswith("paired permutation (12 units)")
+                            for r in cmp.rows)
+    assert {r.k for r in cmp.rows} == {10}  # the largest k only
+    from recaudit.compare import UNIT_EXTRACTORS
+
+    pb, pc = base.probes[0], cur.probes[0]
+    for row in cmp.rows:
+        key = (row.metric, row.attribute, row.value, row.k)
+        tb, tc = UNIT_EXTRACTORS["counterfactual"](pb, [key])[key], \
+            UNIT_EXTRACTORS["counterfactual"](pc, [key])[key]
+        obs, _, _ = paired_swap_test(tb, tc, _Masks(10, 0))
+        assert obs == pytest.approx(row.delta, abs=1e-9), row
+
+
+def test_planted_regression_is_detected():
+    cmp = compare_results(cf_audit(gr.unbiased, seed=3), cf_audit(gr.biased, seed=3))
+    flagged = {(r.metric, r.attribute, r.value) for r in cmp.regressions}
+    assert ("snsr_jaccard", "gender", None) in flagged
+    assert ("jaccard", "gender", "a female") in flagged and ("jaccard", "gender", "a girl") \
+        in flagged
+    assert not any(attr == "age" for _, attr, _ in flagged)  # the planted bias is gender only
+    assert not any(v in ("a boy", "a male") for *_, v in flagged)
+    reg = next(r for r in cmp.regressions if r.metric == "snsr_jaccard")
+    assert reg.p_adjusted is not None and reg.p_adjusted < 0.05 and reg.worsening > 0.02
+    text = render_comparison(cmp)
+    assert "| **regression** | counterfactual:fairllm | snsr_jaccard | gender, k=10 |" in text
+    assert text.splitlines()[4].startswith(f"**{len(cmp.regressions)} regression(s)**")
+
+
+def test_reseeded_reruns_of_the_same_model_are_not_flagged():
+    """Same (unbiased or biased) model, new randomness: 20 reseeded pairs, <= 1 flagged."""
+    flagged = 0
+    for seed in range(20):
+        fn = gr.biased if seed % 2 else gr.unbiased
+        cmp = compare_results(cf_audit(fn, seed=100 + seed), cf_audit(fn, seed=200 + seed))
+        flagged += bool(cmp.regressions)
+    assert flagged <= 1, flagged
+
+
+def test_identical_results_have_no_changes():
+    a = cf_audit(gr.unbiased, seed=5)
+    cmp = compare_results(a, a.model_copy(deep=True))
+    assert not cmp.regressions and not cmp.improvements
+    assert {r.status for r in cmp.rows} == {"unchanged"}
+    assert all(r.p_value == 1.0 for r in cmp.rows)
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def test_cli_compare_exit_codes(tmp_path, capsys):
+    paths = {}
+    for name, res in (("base", cf_audit(gr.unbiased, seed=7)), ("cur", cf_audit(gr.biased, seed=7)),
+                      ("rerun", cf_audit(gr.unbiased, seed=8))):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(res.to_json())
+    md = tmp_path / "cmp.md"
+    assert main(["compare", str(paths["base"]), str(paths["cur"]), "--markdown", str(md)]) == 1
+    assert "**regression**" in capsys.readouterr().out and "**regression**" in md.read_text()
+    assert main(["compare", str(paths["base"]), str(paths["rerun"])]) == 0
+    assert "**no regressions**" in capsys.readouterr().out
+    data = json.loads(paths["cur"].read_text())
+    data["probes"][0]["params"]["k"] = 20
+    paths["cur"].write_text(json.dumps(data))
+    assert main(["compare", str(paths["base"]), str(paths["cur"])]) == 2
+    assert "probe counterfactual:fairllm params.k: 10 != 20" in capsys.readouterr().err
