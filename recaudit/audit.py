@@ -49,7 +49,9 @@ def load_catalog(cfg: AuditConfig):
     kwargs: dict[str, Any] = dict(id_col=c.id_col, title_col=c.title_col, year_col=c.year_col,
                                   genres_col=c.genres_col, genres_sep=c.genres_sep,
                                   popularity_col=c.popularity_col, group_cols=tuple(c.group_cols),
-                                  interactions=c.interactions, holdout=c.holdout)
+                                  interactions=c.interactions, holdout=c.holdout,
+                                  user_col=c.user_col, item_col=c.item_col,
+                                  rating_col=c.rating_col, timestamp_col=c.timestamp_col)
     loader = Catalog.from_csv if c.source == "csv" else Catalog.from_parquet
     return loader(c.path, **kwargs)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
@@ -44,12 +44,11 @@ class CatalogConfig(_Strict):
     popularity_col: str | None = None
     group_cols: list[str] = Field(default_factory=list)
     interactions: str | None = None
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    rating_col: str | None = "rating"
+    timestamp_col: str | None = "timestamp"
     holdout: int = Field(5, ge=1)
-
-    @field_validator("path")
-    @classmethod
-    def _path_for_files(cls, v: str | None) -> str | None:
-        return v
 
 
 class EngineConfig(_Strict):

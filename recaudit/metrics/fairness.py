@@ -34,9 +34,11 @@ class GroupGaps:
     Attributes
     ----------
     by_group : pandas.Series
-        Mean value per group (a MultiIndex for several sensitive features).
+        Mean value per group (a MultiIndex for several sensitive features, with NaN for a
+        combination of feature values that has no unit).
     counts : pandas.Series
-        Number of units per group (same index): report small groups, never drop them.
+        Number of units per group (same index, 0 for empty combinations): report small
+        groups, never drop them.
     difference : float
         ``max - min`` of the group means (fairlearn ``difference(method="between_groups")``).
     ratio : float
@@ -126,8 +128,8 @@ def group_gaps(
         sensitive_features=groups,
         **kwargs,
     )
-    by_group = mf.by_group["mean"].astype(float)
-    counts = mf.by_group["count"].astype(int)
+    by_group = mf.by_group["mean"].astype(float)  # NaN for an empty intersection
+    counts = mf.by_group["count"].fillna(0).astype(int)
     difference = float(mf.difference(method="between_groups")["mean"])
     ratio = float(mf.ratio(method="between_groups")["mean"])
     if n_boot is None:
@@ -154,7 +156,8 @@ def generalized_entropy_index(benefits: Sequence[float], alpha: float = 2) -> fl
     r"""Generalized entropy index of individual benefits (Speicher et al., KDD 2018).
 
     .. math:: GE(\alpha) = \begin{cases}
-              \frac{1}{n\,\alpha(\alpha-1)} \sum_i \big[(b_i/\mu)^\alpha - 1\big] & \alpha \ne 0, 1\\
+              \frac{1}{n\,\alpha(\alpha-1)} \sum_i \big[(b_i/\mu)^\alpha - 1\big]
+                  & \alpha \ne 0, 1\\
               \frac{1}{n} \sum_i \frac{b_i}{\mu} \ln\frac{b_i}{\mu} & \alpha = 1 \text{ (Theil)}\\
               -\frac{1}{n} \sum_i \ln\frac{b_i}{\mu} & \alpha = 0
               \end{cases}

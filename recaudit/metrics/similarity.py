@@ -313,8 +313,8 @@ def snsv(sims: Mapping[Hashable, float] | Iterable[float]) -> float:
 # Vectorised batch version
 # --------------------------------------------------------------------------------------------
 
-# Largest number of elements of the (pairs x K x K x n_k) boolean block PRAG* builds per chunk.
-_CHUNK_ELEMENTS = 1 << 23
+# Pairs per chunk are chosen so that a (pairs x K x K) block has about this many elements.
+_CHUNK_ELEMENTS = 1 << 19
 
 
 def _encode(
@@ -347,17 +347,15 @@ def _encode(
     return out[0], out[1], ls, ln
 
 
-def _dedup(mat: np.ndarray, valid: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """First-occurrence mask and the de-duplicated lists (left-aligned, padded)."""
+def _first_occurrence(mat: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mask of the positions holding the first occurrence of their item in the row."""
     c, w = mat.shape
-    same = mat[:, :, None] == mat[:, None, :]
-    earlier = np.tril(np.ones((w, w), dtype=bool), k=-1)  # [i, j] = j < i
-    first = valid & ~(same & earlier).any(axis=2)
-    dedup = np.full((c, w), pad, dtype=mat.dtype)
-    q = np.cumsum(first, axis=1) - 1
-    rows = np.broadcast_to(np.arange(c)[:, None], (c, w))
-    dedup[rows[first], q[first]] = mat[first]
-    return first, dedup
+    span = int(mat.max(initial=0)) + 3  # codes >= 0, pads -1 / -2
+    keys = (np.arange(c, dtype=np.int64)[:, None] * span + (mat + 2)).ravel()
+    _, first_idx = np.unique(keys, return_index=True)  # index of each key's first occurrence
+    first = np.zeros(c * w, dtype=bool)
+    first[first_idx] = True
+    return first.reshape(c, w) & valid
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -375,103 +373,120 @@ def _chunk_metrics(
     metrics: Sequence[str],
     p: float,
 ) -> dict[str, np.ndarray]:
+    """All requested metrics for a chunk of pairs; ``kc`` = truncations clipped to the width.
+
+    Notation: ``eq[c, i, j] = (S_i == N_j)``. A position enters the truncation-``k`` prefix when
+    it is ``< k``, so a pair of positions ``(i, j)`` is inside the ``k x k`` prefix square iff
+    ``max(i, j) < k``. A sum over the prefix square for every ``k`` is therefore a histogram of
+    the "entry time" ``max(i, j)`` of the nonzero terms followed by a cumulative sum over ``k``
+    (``cum_hist``); no work is repeated per ``k``. The same holds for the set-based metrics,
+    with one term per distinct shared item entering at ``max(first pos in S, first pos in N)``.
+    RBO uses the depth at which each shared item enters the overlap ``X_d`` of the
+    de-duplicated lists: ``sum_d X_d p^d / d = sum_items (H[l] - H[depth - 1])``.
+    Only PRAG* loops, over the distinct ``k`` (never over pairs), comparing the
+    ``k(k-1)/2`` position pairs of that prefix for all pairs of lists at once.
+    """
     c, w = S.shape
     pos = np.arange(w)
-    rows = np.arange(c)[:, None]
+    small = np.int8 if w < 127 else np.int32  # positions fit: cheaper comparisons
     lsk = np.minimum(ls[:, None], kc[None, :])  # (c, nk) truncated lengths
     lnk = np.minimum(ln[:, None], kc[None, :])
+    valid_s = pos[None, :] < ls[:, None]
+    rows = np.repeat(np.arange(c), w)
     out: dict[str, np.ndarray] = {}
     wanted = set(metrics)
 
-    if wanted & {"serp_star", "serp_star_normalized", "prag_star"}:
-        eq = S[:, :, None] == N[:, None, :]  # (c, w, w): S_i == N_j; padding never matches
+    def cum_hist(row_idx, entry, weights=None):
+        """[c, k] -> sum of weights of terms with entry < k (entry w = never)."""
+        h = np.bincount(row_idx * (w + 1) + entry, weights=weights, minlength=c * (w + 1))
+        return np.cumsum(h.reshape(c, w + 1), axis=1)[:, kc - 1]
+
+    eq = S[:, :, None] == N[:, None, :]  # padding never matches (-1 vs -2)
+    in_n = eq.any(axis=2)  # S_i occurs somewhere in N
+    first_in_n = eq.argmax(axis=2)  # first position of S_i in N (where in_n)
+    # enter[c, i]: S_i is in S[:k] and in N[:k] iff enter < k; w if never.
+    enter = np.where(in_n, np.maximum(pos[None, :], first_in_n), w)
 
     if "serp_star" in wanted:
-        # Sum over the k x k prefix square of E and of p*E = diagonal of 2-D prefix sums.
-        e = eq.astype(np.int64)
-        sq = np.zeros((c, w + 1), dtype=np.int64)
-        sq[:, 1:] = e.cumsum(1).cumsum(2)[:, pos, pos]
-        sqp = np.zeros((c, w + 1), dtype=np.int64)
-        sqp[:, 1:] = (e * pos[None, :, None]).cumsum(1).cumsum(2)[:, pos, pos]
-        num = (lsk + 1) * sq[:, kc] - sqp[:, kc]
+        # sum_{p<k, j<k} E[p, j] and sum p * E[p, j] (weights L_s - p + 1 = (L_s + 1) - p).
+        r_idx, p_idx, j_idx = np.nonzero(eq)
+        t = np.maximum(p_idx, j_idx)
+        tot = cum_hist(r_idx, t)
+        wpos = cum_hist(r_idx, t, p_idx.astype(float))
+        num = (lsk + 1) * tot - wpos
         out["serp_star"] = _safe_div(num.astype(float), 2.0 * lnk * (lnk + 1))
 
     if "serp_star_normalized" in wanted:
-        has = eq.any(axis=2)
-        first_in_n = eq.argmax(axis=2)
-        big = w + 1
-        t = np.where(has, np.maximum(pos[None, :], first_in_n), big)  # S_p counts once k > t
-        inside = t[:, :, None] < kc[None, None, :]  # (c, w, nk)
-        cnt = inside.sum(axis=1)
-        psum = (inside * pos[None, :, None]).sum(axis=1)
-        num = lsk * cnt - psum
+        flat_enter = enter.ravel()
+        cnt = cum_hist(rows, flat_enter)  # #{p < k : S_p in N[:k]}
+        psum = cum_hist(rows, flat_enter, np.tile(pos, c).astype(float))
+        num = lsk * cnt - psum  # weights L_s - p
         out["serp_star_normalized"] = _safe_div(num.astype(float), lsk * (lsk + 1) / 2.0)
 
     if "prag_star" in wanted:
-        # last[:, i, j] = last position of S_i within N[:j+1], else -1.
-        last = np.maximum.accumulate(np.where(eq, pos[None, None, :], -1), axis=2)
-        kidx = np.maximum(kc - 1, 0)
-        key = last[:, :, kidx]  # (c, w, nk)
-        key = np.where(key < 0, w, key)  # absent -> larger than any position
-        upper = np.triu(np.ones((w, w), dtype=bool), k=1)  # [i, j] = i < j
-        jvalid = pos[None, :, None] < lsk[:, None, :]  # (c, w, nk): j < L_s(k)
+        # last[c, i, j] = last position of S_i within N[:j+1], else -1.
+        last = np.maximum.accumulate(np.where(eq, pos.astype(small)[None, None, :], -1)
+                                     .astype(small), axis=2)
+        jj, ii = np.tril_indices(w, -1)  # pairs i < j, ordered by j: j < k <=> first k(k-1)/2
         hits = np.zeros(lsk.shape, dtype=np.int64)
-        # Loop over i only (positions, not pairs): (c, w, nk) blocks.
-        for i in range(w - 1):
-            block = key[:, i, None, :] < key[:, :, :]
-            block &= upper[i][None, :, None]
-            block &= jvalid
-            hits += block.sum(axis=1)
+        for k in np.unique(kc[kc >= 2]):
+            key = last[:, :, k - 1].copy()
+            key[key < 0] = w  # absent from N[:k]: after every position
+            key[~valid_s] = -1  # padding: never after anything, so its pairs never score
+            npairs = k * (k - 1) // 2
+            count = np.count_nonzero(key[:, ii[:npairs]] < key[:, jj[:npairs]], axis=1)
+            hits[:, kc == k] = count[:, None]
         res = _safe_div(hits.astype(float), lsk * (lsk - 1) / 2.0)
-        single = (lsk == 1) & (lnk == 1) & eq[:, 0, 0][:, None]
+        single = (lnk == 1) & eq[:, 0, 0][:, None]
         res = np.where(lsk == 1, single.astype(float), res)
         res = np.where((lsk == 0) | (lnk == 0), 0.0, res)
         out["prag_star"] = res
 
     if wanted & {"jaccard", "rbo"}:
-        first_s, ds = _dedup(S, pos[None, :] < ls[:, None], -1)
-        first_n, dn = _dedup(N, pos[None, :] < ln[:, None], -2)
-        us = np.zeros((c, w + 1), dtype=np.int64)
-        us[:, 1:] = first_s.cumsum(1)
-        un = np.zeros((c, w + 1), dtype=np.int64)
-        un[:, 1:] = first_n.cumsum(1)
-        a = us[:, kc]  # distinct items in S[:k] = length of dedup(S[:k])
-        b = un[:, kc]
-        match = (ds[:, :, None] == dn[:, None, :]).astype(np.int64)
-        # ov[:, d1, d2] = |dedup(S)[:d1] & dedup(N)[:d2]|
-        ov = np.zeros((c, w + 1, w + 1), dtype=np.int64)
-        ov[:, 1:, 1:] = match.cumsum(1).cumsum(2)
-        x_ab = ov[rows, a, b]
+        # De-duplicated lists: an item lives at its first occurrence; its rank in dedup(S) is
+        # the number of first occurrences before it. dedup(S[:k]) = dedup(S)[:a(k)].
+        first_s = _first_occurrence(S, valid_s)
+        first_n = _first_occurrence(N, pos[None, :] < ln[:, None])
+        cs = np.cumsum(first_s, axis=1)
+        cn = np.cumsum(first_n, axis=1)
+        zeros = np.zeros((c, 1), dtype=cs.dtype)
+        a = np.concatenate([zeros, cs], axis=1)[:, kc]  # |dedup(S[:k])|
+        b = np.concatenate([zeros, cn], axis=1)[:, kc]
+        # A shared item = a first occurrence in S found in N (first_in_n is N's first
+        # occurrence). It is in both truncated lists once k > enter.
+        shared = first_s & in_n
+        shared_enter = np.where(shared, enter, w).ravel()
+        x_ab = cum_hist(rows, shared_enter)  # |set(S[:k]) & set(N[:k])|
 
         if "jaccard" in wanted:
             union = a + b - x_ab
             out["jaccard"] = np.where(union == 0, 1.0, _safe_div(x_ab.astype(float), union))
 
         if "rbo" in wanted:
-            d = np.arange(w + 1)
+            # Depth at which a shared item enters the overlap X_d of the dedup lists.
+            rank_n = np.take_along_axis(cn, first_in_n, axis=1)  # 1-based rank in dedup(N)
+            depth = np.maximum(np.maximum(cs, rank_n), 1)  # 1-based: X_d counts it for d >= depth
+            d = np.arange(w + 2)
             pw = p ** d.astype(float)
-            wd = np.zeros(w + 1)
+            wd = np.zeros(w + 2)
             wd[1:] = pw[1:] / d[1:]
-            gp = np.concatenate([[0.0], np.cumsum(pw[1:])])  # sum_{d<=x} p^d
-            hp = np.cumsum(wd)  # sum_{d<=x} p^d / d
-            ovf = ov.astype(float)
-            diag_w = np.cumsum(ovf[:, d, d] * wd[None, :], axis=1)  # sum_{d<=x} X_d p^d / d
-            col_w = np.cumsum(ovf * wd[None, :, None], axis=1)  # [n, x, b] = sum_{d<=x} O[d,b]w_d
-            row_w = np.cumsum(ovf * wd[None, None, :], axis=2)  # [n, a, x] = sum_{d<=x} O[a,d]w_d
-            s = np.minimum(a, b)
-            l = np.maximum(a, b)
-            tail_s_longer = col_w[rows, l, b] - col_w[rows, s, b]  # X_d = O[d, b] for s < d <= l
-            tail_n_longer = row_w[rows, a, l] - row_w[rows, a, s]  # X_d = O[a, d]
-            sum1 = diag_w[rows, s] + np.where(a >= b, tail_s_longer, tail_n_longer)
-            x_s = ovf[rows, s, s]
-            s_f = s.astype(float)
-            inv_s = _safe_div(np.ones_like(s_f), s_f)
-            sum2 = x_s * ((gp[l] - gp[s]) * inv_s - (hp[l] - hp[s]))
-            inv_l = _safe_div(np.ones_like(s_f), l.astype(float))
-            tail = ((x_ab - x_s) * inv_l + x_s * inv_s) * pw[l]
+            hp = np.cumsum(wd)  # H[x] = sum_{d<=x} p^d / d
+            gp = np.cumsum(np.concatenate([[0.0], pw[1:]]))  # G[x] = sum_{d<=x} p^d
+            s_len = np.minimum(a, b)
+            l_len = np.maximum(a, b)
+            # sum_{d=1}^{l} X_d p^d / d = sum over shared items of H[l] - H[depth - 1].
+            sum1 = x_ab * hp[l_len] - cum_hist(rows, shared_enter, hp[depth - 1].ravel())
+            # X_s: shared items present at k whose depth is within the shorter list.
+            present = shared_enter.reshape(c, w)[:, :, None] < kc[None, None, :]
+            x_s = np.count_nonzero(present & (depth[:, :, None] <= s_len[:, None, :]), axis=1)
+            inv_s = _safe_div(np.ones(s_len.shape), s_len.astype(float))
+            inv_l = _safe_div(np.ones(l_len.shape), l_len.astype(float))
+            # sum_{d=s+1}^{l} X_s (d - s) / (s d) p^d = X_s [(G[l] - G[s]) / s - (H[l] - H[s])]
+            sum2 = x_s * ((gp[l_len] - gp[s_len]) * inv_s - (hp[l_len] - hp[s_len]))
+            tail = ((x_ab - x_s) * inv_l + x_s * inv_s) * pw[l_len]
             val = (1 - p) / p * (sum1 + sum2) + tail
-            val = np.where(s == 0, 0.0, val)
-            val = np.where(l == 0, 1.0, val)
+            val = np.where(s_len == 0, 0.0, val)
+            val = np.where(l_len == 0, 1.0, val)
             out["rbo"] = val
     return out
 
@@ -494,8 +509,8 @@ def similarity_matrix(
 
     Items are encoded to integers once; all truncations are read off cumulative sums over
     positions (2-D prefix sums of the item-equality matrix), so the work is numpy array
-    operations of size ``pairs x K x K`` (``pairs x K x K x len(k_values)`` for PRAG*),
-    processed in chunks of pairs to bound memory.
+    operations of size ``pairs x K x K`` or ``pairs x K x len(k_values)`` (PRAG*: the
+    ``k(k-1)/2`` position pairs of each ``k``), processed in chunks of pairs to bound memory.
 
     Parameters
     ----------
@@ -546,7 +561,7 @@ def similarity_matrix(
     S, N, ls, ln = _encode(S_lists, N_lists)
     w = S.shape[1]
     kc = np.minimum(kv, w)
-    chunk = max(1, _CHUNK_ELEMENTS // (w * w * max(kv.size, 1)))
+    chunk = max(1, _CHUNK_ELEMENTS // (w * max(w, kv.size)))
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         part = _chunk_metrics(S[sl], N[sl], ls[sl], ln[sl], kc, metrics, p)

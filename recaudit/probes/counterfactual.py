@@ -5,8 +5,9 @@ For each neutral instruction I_m (subject m, value "a") take the top-K list N_m;
 similarity ``f`` (jaccard, serp_star [FaiRLLM normaliser], serp_star_normalized, prag_star,
 rbo) and every truncation k = 1..K; ``SNSR = max_a Sim(a) - min_a Sim(a)`` and
 ``SNSV = std_a Sim(a)`` (ddof=0). Every mean carries a seeded bootstrap CI over instructions;
-SNSR/SNSV carry a paired-bootstrap CI, and at k = K a paired permutation p-value (null: value
-labels are exchangeable within an instruction), Benjamini-Hochberg adjusted across attributes.
+SNSR/SNSV carry a paired-bootstrap CI, and at k = K a paired permutation p-value of SNSR
+(:func:`recaudit.stats.permutation_test_values`; null: value labels are exchangeable within an
+instruction), Benjamini-Hochberg adjusted across attributes.
 The hallucination share (list entries that matched no catalog item) is reported per value.
 """
 
@@ -129,25 +130,6 @@ def unit_bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generat
     return out.reshape((n_resamples, *x.shape[1:]))
 
 
-def paired_permutation_pvalue(y: np.ndarray, n_permutations: int, rng: np.random.Generator
-                              ) -> tuple[float, float]:
-    """SNSR of column means of ``y`` (units x values) and its permutation p-value.
-
-    Null: within each unit the value labels are exchangeable. Each permutation shuffles every
-    row independently; p = (1 + #{SNSR_perm >= SNSR_obs}) / (1 + n_permutations).
-    """
-    observed = float(np.ptp(y.mean(axis=0)))
-    n, v = y.shape
-    exceed = 0
-    for start in range(0, n_permutations, 200):
-        b = min(200, n_permutations - start)
-        order = rng.random((b, n, v)).argsort(axis=2)
-        perm = np.take_along_axis(np.broadcast_to(y, (b, n, v)), order, axis=2)
-        stats = np.ptp(perm.mean(axis=1), axis=1)
-        exceed += int(np.sum(stats >= observed - 1e-12))
-    return observed, (1 + exceed) / (1 + n_permutations)
-
-
 @probe("counterfactual", tags=["fairness", "consumer", "fairllm", "robustness"])
 class CounterfactualProbe(Probe):
     """FaiRLLM counterfactual prompts: does the list change when the user says who they are?"""
@@ -176,6 +158,7 @@ class CounterfactualProbe(Probe):
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
                 ) -> ProbeResult:
         from ..metrics.similarity import similarity_matrix
+        from ..stats import permutation_test_values
 
         p = self.params
         st = ctx.stats
@@ -198,7 +181,8 @@ class CounterfactualProbe(Probe):
                 "error": (a.response.error if a else "not computed")})
         n_units = len({q.meta["unit"] for q in queries})
         rng = np.random.default_rng(st.seed)
-        pvals: dict[str, dict[str, float]] = {s: {} for s in p.similarities}
+        pvals: dict[tuple[str, str], dict[str, float]] = {
+            (agg, s): {} for agg in ("snsr", "snsv") for s in p.similarities}
         snsr_k_records: dict[tuple[str, str], MetricRecord] = {}
         divergent: list[tuple[float, int, str, str]] = []
         neutral_h = [halluc[f"{m}|neutral"] for m in range(n_units) if f"{m}|neutral" in halluc]
@@ -222,7 +206,7 @@ class CounterfactualProbe(Probe):
             s_lists = [lists[f"{m}|{attr}|{v}"] for m in units for v in values]
             n_lists = [lists[f"{m}|neutral"] for m in units for v in values]
             mats = similarity_matrix(s_lists, n_lists, k_values=ks, metrics=tuple(p.similarities),
-                                     rbo_p=p.rbo_p)
+                                     p=p.rbo_p)
             for sim in p.similarities:
                 x = np.asarray(mats[sim], dtype=float).reshape(len(units), len(values), len(ks))
                 boot = unit_bootstrap_means(x, st.n_bootstrap, rng)  # (B, V, K)
@@ -252,8 +236,10 @@ class CounterfactualProbe(Probe):
                         if k == K:
                             snsr_k_records[(agg, sim, attr)] = rec
                 if len(values) > 1 and len(units) > 1:
-                    _, pv = paired_permutation_pvalue(x[:, :, -1], st.n_permutations, rng)
-                    pvals[sim][attr] = pv
+                    for agg in ("snsr", "snsv"):
+                        perm = permutation_test_values(x[:, :, -1], agg, st.n_permutations,
+                                                       seed=int(rng.integers(2**31)))
+                        pvals[(agg, sim)][attr] = perm.pvalue
                 if sim == "jaccard":
                     for ui, m in enumerate(units):
                         for vi, v in enumerate(values):
@@ -280,20 +266,20 @@ class CounterfactualProbe(Probe):
             warning=f"only {x.size} responses" if x.size < st.min_group_size else None))
 
     @staticmethod
-    def _adjust(pvals: dict[str, dict[str, float]], recs: dict[tuple, MetricRecord],
-                alpha: float) -> None:
-        from scipy.stats import false_discovery_control
+    def _adjust(pvals: dict[tuple[str, str], dict[str, float]],
+                recs: dict[tuple, MetricRecord], alpha: float) -> None:
+        """Benjamini-Hochberg across attributes, separately for each (statistic, similarity)."""
+        from ..stats import benjamini_hochberg
 
-        for sim, by_attr in pvals.items():
+        for (agg, sim), by_attr in pvals.items():
             if not by_attr:
                 continue
             attrs = list(by_attr)
-            adj = false_discovery_control(np.array([by_attr[a] for a in attrs]), method="bh")
-            for a, pv, pa in zip(attrs, (by_attr[a] for a in attrs), adj):
-                for agg in ("snsr", "snsv"):
-                    rec = recs.get((agg, sim, a))
-                    if rec is not None:
-                        rec.p_value, rec.p_adjusted = float(pv), float(pa)
+            adj = benjamini_hochberg([by_attr[a] for a in attrs], alpha).adjusted
+            for a, pa in zip(attrs, adj):
+                rec = recs.get((agg, sim, a))
+                if rec is not None:
+                    rec.p_value, rec.p_adjusted = float(by_attr[a]), float(pa)
 
     def _findings(self, res: ProbeResult, recs: dict[tuple, MetricRecord], alpha: float) -> None:
         for (agg, sim, attr), rec in sorted(recs.items(), key=lambda kv: -(kv[1].estimate or 0)):

@@ -330,3 +330,15 @@ def test_batch_edge_cases_and_validation():
         similarity_matrix([["a"]], [["a"]], k_values=[0, 1], p=0.9)
     with pytest.raises(ValueError, match="0 < p < 1"):
         similarity_matrix([["a"]], [["a"]], p=1.0)
+
+
+def test_batch_long_lists():
+    # Lists longer than 126 items take the int32 key path of PRAG*.
+    rng = np.random.default_rng(11)
+    S_lists = [list(rng.integers(0, 150, 140)), list(rng.permutation(140)), []]
+    N_lists = [list(rng.integers(0, 150, 135)), list(range(140)), list(range(5))]
+    k_values = [1, 2, 60, 127, 135, 140, 150]
+    got = similarity_matrix(S_lists, N_lists, k_values=k_values, p=0.95)
+    ref = _reference(S_lists, N_lists, k_values, 0.95)
+    for m in SIMILARITY_METRICS:
+        np.testing.assert_allclose(got[m], ref[m], rtol=0, atol=1e-12, err_msg=m)
