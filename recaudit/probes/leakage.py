@@ -22,7 +22,9 @@ value can be read off the list.
 * CI: bootstrap over subjects of the AUC of the fixed out-of-fold predictions (it reflects the
   sampling of the evaluated subjects, not refitting variability).
 * ``leakage_auc`` per attribute (``value`` empty) with estimate, CI, p, p_adjusted and
-  ``n`` = subjects; and per value the one-vs-rest AUC (``value`` set, no p-value).
+  ``n`` = subjects; and ``leakage_auc_ovr`` per value: that value's one-vs-rest AUC with a CI,
+  no p-value (which value is recognisable; a separate name so a gate on ``leakage_auc`` selects
+  one record per attribute).
 
 Only subjects whose answers for every value of the attribute succeeded are used (the design
 stays balanced); the number left out is a warning. Degenerate inputs do not crash: fewer than 2
@@ -104,27 +106,42 @@ class LeakageParams(ProbeParams):
 
 
 # -- statistics -------------------------------------------------------------------------------
-def auc_binary(positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney rank formula (ties count one half); NaN without both
-    classes. Equals ``sklearn.metrics.roc_auc_score``."""
-    from scipy.stats import rankdata
+def auc_binary(positive: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None
+               ) -> Any:
+    """ROC AUC as the Mann-Whitney pair statistic: the share of (positive, negative) pairs
+    ranked correctly, ties counting one half; NaN without both classes. Equals
+    ``sklearn.metrics.roc_auc_score``.
 
+    With ``weights`` of shape (B, n) (e.g. bootstrap counts) returns the B weighted AUCs, each
+    pair weighted by the product of its two row weights.
+    """
     pos = np.asarray(positive, dtype=bool)
-    n1 = int(pos.sum())
-    n0 = pos.size - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(score)
-    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    score = np.asarray(score, dtype=float)
+    sp, sn = score[pos], score[~pos]
+    if weights is None:
+        if sp.size == 0 or sn.size == 0:
+            return float("nan")
+        return float(np.mean((sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])))
+    w = np.asarray(weights, dtype=float)
+    if sp.size == 0 or sn.size == 0:
+        return np.full(w.shape[0], np.nan)
+    pair = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
+    wp, wn = w[:, pos], w[:, ~pos]
+    num = np.einsum("bj,bj->b", wp @ pair, wn)
+    den = wp.sum(axis=1) * wn.sum(axis=1)
+    out = np.full(w.shape[0], np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
-def auc_macro_ovr(y: np.ndarray, proba: np.ndarray) -> float:
-    """Unweighted mean over classes of the one-vs-rest AUC of ``proba[:, c]`` (for two classes
-    this equals the binary AUC of ``proba[:, 1]``)."""
+def auc_macro_ovr(y: np.ndarray, proba: np.ndarray, weights: np.ndarray | None = None) -> Any:
+    """Unweighted mean over classes of the one-vs-rest AUC of ``proba[:, c]`` (sklearn's
+    ``multi_class="ovr", average="macro"``; for two classes the binary AUC of ``proba[:, 1]``).
+    ``weights`` as in :func:`auc_binary`."""
     if proba.shape[1] == 2:
-        return auc_binary(y == 1, proba[:, 1])
-    aucs = [auc_binary(y == c, proba[:, c]) for c in range(proba.shape[1])]
-    return float(np.mean(aucs))
+        return auc_binary(y == 1, proba[:, 1], weights)
+    aucs = [auc_binary(y == c, proba[:, c], weights) for c in range(proba.shape[1])]
+    return float(np.mean(aucs)) if weights is None else np.mean(aucs, axis=0)
 
 
 def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
@@ -141,7 +158,10 @@ def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
         if present.size == 1:  # a training fold with one class: predict it
             proba[np.ix_(test, present)] = 1.0
             continue
-        clf = LogisticRegression(C=C, max_iter=2000)
+        # liblinear is several times faster for two classes (it also penalises the intercept);
+        # lbfgs fits the multinomial model for more
+        clf = LogisticRegression(C=C, max_iter=2000,
+                                 solver="liblinear" if present.size == 2 else "lbfgs")
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always", ConvergenceWarning)
             clf.fit(X[train], y[train])
@@ -262,6 +282,8 @@ class LeakageProbe(Probe):
         if X.shape[1] == 0:
             notes.append("every list is empty: nothing to classify")
             return finish(None)
+        if X.shape[0] * X.shape[1] <= 2_000_000:  # small: dense fits are faster
+            X = X.toarray()
         key = [tuple(sorted(set(r))) for r in rows]
         if len(set(key)) == 1:
             notes.append("every list has the same items: AUC 0.5 by construction")
@@ -275,32 +297,32 @@ class LeakageProbe(Probe):
         subject_fold[rng.permutation(S)] = np.arange(S) % n_splits
         folds = np.repeat(subject_fold, V)
         caught: list[str] = []
-        proba = cv_proba(X, y, folds, V, p.C, caught)
-        auc = auc_macro_ovr(y, proba)
-        # permutation p-value: labels shuffled within each subject, the whole CV refitted
-        within_same = all(len(set(key[i * V:(i + 1) * V])) == 1 for i in range(S))
-        if within_same:  # every within-subject shuffle leaves the data unchanged
-            pv = 1.0
-        else:
-            exceed = 0
-            y_mat = y.reshape(S, V)
-            for _ in range(p.n_permutations):
-                yp = rng.permuted(y_mat, axis=1).reshape(-1)
-                a = auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught))
-                exceed += a >= auc - 1e-12
-            pv = (1 + exceed) / (1 + p.n_permutations)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # many tiny fits: BLAS threads only oversubscribe
+            proba = cv_proba(X, y, folds, V, p.C, caught)
+            auc = auc_macro_ovr(y, proba)
+            # permutation p-value: labels shuffled within each subject, the whole CV refitted
+            within_same = all(len(set(key[i * V:(i + 1) * V])) == 1 for i in range(S))
+            if within_same:  # every within-subject shuffle leaves the data unchanged
+                pv = 1.0
+            else:
+                exceed = 0
+                y_mat = y.reshape(S, V)
+                for _ in range(p.n_permutations):
+                    yp = rng.permuted(y_mat, axis=1).reshape(-1)
+                    a = auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught))
+                    exceed += int(a >= auc - 1e-12)
+                pv = (1 + exceed) / (1 + p.n_permutations)
         if caught:
-            notes.append(f"{caught[0]} ({len(caught)} fits); raise C's regularisation")
-        # bootstrap CI over subjects of the out-of-fold AUC (and per-value one-vs-rest AUCs)
-        rows_of = np.arange(S * V).reshape(S, V)
+            notes.append(f"{caught[0]} ({len(caught)} fits); a smaller C regularises more")
+        # bootstrap CI over subjects of the out-of-fold AUC (and per-value one-vs-rest AUCs):
+        # resampled subjects enter as row weights (how often each subject was drawn)
         brng = np.random.default_rng(st.seed)
-        boot = np.full((st.n_bootstrap, V + 1), np.nan)
-        for b in range(st.n_bootstrap):
-            idx = rows_of[brng.integers(0, S, S)].reshape(-1)
-            yb, pb = y[idx], proba[idx]
-            boot[b, 0] = auc_macro_ovr(yb, pb)
-            for c in range(V):
-                boot[b, c + 1] = auc_binary(yb == c, pb[:, c])
+        counts = brng.multinomial(S, np.full(S, 1.0 / S), size=st.n_bootstrap)  # (B, S)
+        w = np.repeat(counts, V, axis=1).astype(float)  # rows are subject-major
+        boot = np.column_stack([auc_macro_ovr(y, proba, w)]
+                               + [auc_binary(y == c, proba[:, c], w) for c in range(V)])
         tail = (1 - st.confidence) / 2
 
         def ci(col: np.ndarray) -> tuple[float | None, float | None]:
@@ -312,7 +334,7 @@ class LeakageProbe(Probe):
 
         for c, v in enumerate(values):
             res.metrics.append(MetricRecord(
-                probe=self.run_id, metric="leakage_auc", attribute=attr, value=v, k=p.k,
+                probe=self.run_id, metric="leakage_auc_ovr", attribute=attr, value=v, k=p.k,
                 estimate=auc_binary(y == c, proba[:, c]), ci_low=ci(boot[:, c + 1])[0],
                 ci_high=ci(boot[:, c + 1])[1], confidence=st.confidence, n=S,
                 convention="one-vs-rest AUC of this value", higher_is_worse=True,

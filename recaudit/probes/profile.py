@@ -76,6 +76,7 @@ UTILITY_CONV = "binary relevance: the user's held-out test items"
 NEUTRAL_VALUE = "neutral"  # the value name under which neutral-prompt metrics are reported
 PER_VALUE = ("jaccard", "prag_star", "hr", "ndcg")
 GAPS = ("ndcg", "hr", "jaccard")  # metrics with a <metric>_gap record (and a p-value)
+_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 
 
@@ -88,6 +89,29 @@ def with_article(phrase: str) -> str:
     """``"old male"`` -> ``"an old male"``; ``"young female"`` -> ``"a young female"``."""
     phrase = phrase.strip()
     return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
+
+
+def display_title(title: str, year: Any = None) -> str:
+    """How a history item is shown in the prompt: 'Matrix, The (1999)' or ('Matrix, The', 1999)
+    -> 'The Matrix (1999)'; without a year just the natural title."""
+    from .subjects import natural_title
+
+    found = _TITLE_YEAR.search(str(title))
+    natural = natural_title(title)
+    if found:
+        return f"{natural} ({found.group(1)})"
+    try:
+        return f"{natural} ({int(year)})"
+    except (TypeError, ValueError):
+        return natural
+
+
+def _shown_title(catalog: Any, item_id: str) -> str:
+    year = None
+    items = getattr(catalog, "items", None)
+    if items is not None and "year" in getattr(items, "columns", ()):
+        year = items.at[str(item_id), "year"]
+    return display_title(catalog.title(item_id), year)
 
 
 def _template_fields(template: str) -> list[str]:
@@ -151,6 +175,7 @@ class ProfileParams(ProbeParams):
             if len(set(fields)) < 2:
                 raise ValueError("intersection_template must name at least two attributes, "
                                  "e.g. '{age} {gender}'")
+            self.groups()  # phrases must be distinct
         return self
 
     # -- derived --------------------------------------------------------------------------------
@@ -167,7 +192,7 @@ class ProfileParams(ProbeParams):
                 values.append(with_article(phrase))
             if len(set(values)) != len(values):
                 raise ValueError("intersection_template gives the same phrase for two "
-                                 "combinations")
+                                 "value combinations")
             out[INTERSECTION_SEP.join(crossed)] = values
         return out
 
@@ -210,8 +235,7 @@ def _sort_key(u: Any) -> tuple[int, Any]:
 
 @probe("profile", tags=["fairness", "consumer", "cfairllm"])
 class ProfileProbe(Probe):
-    """CFaiRLLM: do lists built from a user's own history change, and serve them worse, when the
-    user states their gender, age or both?"""
+    """CFaiRLLM: does stating gender/age change history-based lists and their accuracy?"""
 
     Params = ProfileParams
     requires = frozenset({GENERATE, EMBED})
@@ -221,12 +245,16 @@ class ProfileProbe(Probe):
     def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
         """The sampled users with their shown history and held-out ids (seeded)."""
         p = self.params
-        eligible = []
-        for u in sorted(catalog.user_ids(), key=_sort_key):
-            train = catalog.history(u, split="train")
-            test = catalog.history(u, split="test")
-            if len(train) >= p.history_items and len(test) >= 1:
-                eligible.append((u, train, test))
+        candidates = sorted(catalog.user_ids(), key=_sort_key)
+        if hasattr(catalog, "split"):  # count both splits at once instead of per user
+            n_train = catalog.split("train")["user_id"].astype(str).value_counts()
+            n_test = catalog.split("test")["user_id"].astype(str).value_counts()
+            eligible = [u for u in candidates if n_train.get(str(u), 0) >= p.history_items
+                        and n_test.get(str(u), 0) >= 1]
+        else:
+            eligible = [u for u in candidates
+                        if len(catalog.history(u, split="train")) >= p.history_items
+                        and len(catalog.history(u, split="test")) >= 1]
         if not eligible:
             raise ValueError(f"no user has >= {p.history_items} training interactions and a "
                              "held-out item; lower history_items or check the interactions")
@@ -234,7 +262,9 @@ class ProfileProbe(Probe):
         pick = rng.choice(len(eligible), size=min(p.n_users, len(eligible)), replace=False)
         users = []
         for i in pick:
-            u, train, test = eligible[int(i)]
+            u = eligible[int(i)]
+            train = catalog.history(u, split="train")
+            test = catalog.history(u, split="test")
             users.append({"user_id": str(u),
                           "history": _select_history(train, p.history_items, p.sampling, rng),
                           "held_out": _history_ids(test)})
@@ -247,7 +277,7 @@ class ProfileProbe(Probe):
         queries = []
         for user in self.sample_users(catalog):
             uid = user["user_id"]
-            titles = [str(catalog.title(i)) for i in user["history"]]
+            titles = [_shown_title(catalog, i) for i in user["history"]]
             meta = {"user_id": uid, "history": user["history"], "held_out": user["held_out"]}
             queries.append(Query(f"{uid}|neutral", Request.from_prompt(
                 p.prompt(p.neutral, titles), k=p.k, system=p.system),
@@ -313,10 +343,10 @@ class ProfileProbe(Probe):
 
             def record(metric: str, value: str | None, est: Any, lo: Any = None, hi: Any = None,
                        worse: bool | None = None, convention: str | None = None,
-                       warning: str | None = small, _attr: str = attr,
+                       warning: str | None = small, k: int | None = K, _attr: str = attr,
                        _n: int = n) -> MetricRecord:
                 rec = MetricRecord(probe=self.run_id, metric=metric, attribute=_attr,
-                                   value=value, k=K, estimate=est, ci_low=lo, ci_high=hi,
+                                   value=value, k=k, estimate=est, ci_low=lo, ci_high=hi,
                                    confidence=st.confidence if lo is not None else None, n=_n,
                                    higher_is_worse=worse, convention=convention,
                                    warning=warning)
@@ -330,7 +360,8 @@ class ProfileProbe(Probe):
                 if h.size:
                     b = bootstrap_ci(h, n_resamples=st.n_bootstrap, confidence=st.confidence,
                                      seed=st.seed, min_units=st.min_group_size)
-                    record("hallucination", v, b.estimate, b.low, b.high, worse=True)
+                    record("hallucination", v, b.estimate, b.low, b.high, worse=True, k=None,
+                           convention="share of parsed entries matching no catalog item")
             if n == 0:
                 for v in [NEUTRAL_VALUE, *values]:
                     for m in (PER_VALUE if v != NEUTRAL_VALUE else ("hr", "ndcg")):
@@ -400,9 +431,9 @@ class ProfileProbe(Probe):
             # AIF360 between-group inequality of benefit b = NDCG@k + offset
             benefit = x[:, :, 3] + p.benefit_offset
             conv = f"AIF360 between-group, benefit = NDCG@{K} + {p.benefit_offset:g}"
-            ge = between_group_generalized_entropy(benefit.reshape(-1), groups_col,
-                                                   alpha=p.ge_alpha)
-            th = between_group_theil_index(benefit.reshape(-1), groups_col)
+            ge = _clip0(between_group_generalized_entropy(benefit.reshape(-1), groups_col,
+                                                          alpha=p.ge_alpha))
+            th = _clip0(between_group_theil_index(benefit.reshape(-1), groups_col))
             # equal group sizes: the between-group index of individuals = index of group means
             ge_b = paired_bootstrap(benefit, lambda gm: _ge(gm, p.ge_alpha), **boot_kw)
             th_b = paired_bootstrap(benefit, lambda gm: _ge(gm, 1.0), **boot_kw)
@@ -475,6 +506,11 @@ class ProfileProbe(Probe):
                 "attributed": attributed})
 
 
+def _clip0(x: float) -> float:
+    """Round-off below zero (equal group means give -2e-16) to 0: the indices are >= 0."""
+    return 0.0 if -1e-12 < x < 0 else x
+
+
 def _ratio(means: np.ndarray) -> float:
     """min / max of per-value means (NaN when the max is 0)."""
     hi = float(np.max(means))
@@ -485,4 +521,4 @@ def _ge(group_means: np.ndarray, alpha: float) -> float:
     """GE(alpha) of equal-size group means (NaN when their mean is 0); AIF360's formula."""
     from ..metrics.fairness import generalized_entropy_index
 
-    return generalized_entropy_index(group_means, alpha=alpha)
+    return _clip0(generalized_entropy_index(group_means, alpha=alpha))

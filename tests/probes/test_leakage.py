@@ -1,0 +1,211 @@
+"""The UP5-style attribute leakage probe: AUC helpers against sklearn, null and leaking
+recommenders, degenerate inputs, and request sharing with the counterfactual probe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from recaudit.config import StatsConfig
+from recaudit.engine import Answer
+from recaudit.grounding import Grounding
+from recaudit.probes.leakage import (LeakageParams, LeakageProbe, auc_binary, auc_macro_ovr,
+                                     cv_proba)
+from recaudit.probes.registry import AuditContext, get_probe
+from recaudit.recommenders.base import Response
+
+from . import synthetic_recommenders as sr
+from .synthetic_catalog import synthetic_catalog
+
+FAST = StatsConfig(n_bootstrap=200, n_permutations=99, seed=0, min_group_size=10)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return synthetic_catalog()
+
+
+def _ctx(catalog, stats=FAST):
+    return AuditContext(catalog=catalog, stats=stats, capabilities=frozenset({"generate"}))
+
+
+def _params(n_subjects=20, **kw):
+    return LeakageParams(subjects={"source": "inline",
+                                   "items": [f"Subject {i}" for i in range(n_subjects)]}, **kw)
+
+
+def _run(catalog, fn, params, stats=FAST):
+    probe_ = LeakageProbe(params)
+    ctx = _ctx(catalog, stats)
+    queries = probe_.plan(ctx)
+    answers = {}
+    for q in queries:
+        ids = fn(q)
+        answers[q.id] = Answer(q.request, Response(item_ids=ids),
+                               None if ids is None else Grounding(item_ids=ids, entries=ids))
+    return probe_.analyse(ctx, queries, answers), queries
+
+
+def _rec(fn):
+    return lambda q: fn(q.request.chat_dicts(), q.request.k)["item_ids"]
+
+
+def _auc(res, attr):
+    recs = res.metric("leakage_auc", attribute=attr, value=None)
+    assert len(recs) == 1
+    return recs[0]
+
+
+# -- helpers against sklearn --------------------------------------------------------------------
+def test_auc_helpers_match_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    s = np.round(rng.random(60), 1)  # ties
+    assert auc_binary(y == 1, s) == pytest.approx(roc_auc_score(y, s))
+    y3 = np.tile([0, 1, 2], 20)
+    p3 = rng.dirichlet(np.ones(3), 60)
+    assert auc_macro_ovr(y3, p3) == pytest.approx(
+        roc_auc_score(y3, p3, multi_class="ovr", average="macro"))
+    # weighted (bootstrap counts) = the AUC of the data with rows repeated
+    w = rng.integers(0, 3, (4, 60))
+    got = auc_macro_ovr(y3, p3, w.astype(float))
+    for b in range(4):
+        idx = np.repeat(np.arange(60), w[b])
+        assert got[b] == pytest.approx(
+            roc_auc_score(y3[idx], p3[idx], multi_class="ovr", average="macro"))
+    assert np.isnan(auc_binary(np.ones(5, bool), np.arange(5)))
+
+
+def test_cv_proba_handles_a_single_class_training_fold():
+    X = np.eye(4)
+    y = np.array([0, 0, 1, 1])
+    proba = cv_proba(X, y, np.array([0, 0, 1, 1]), 2, 1.0)
+    assert proba[:2, 1].tolist() == [1.0, 1.0] and proba[2:, 0].tolist() == [1.0, 1.0]
+
+
+# -- parameters ---------------------------------------------------------------------------------
+def test_registered_and_params_validated():
+    cls = get_probe("leakage")
+    assert cls is LeakageProbe and set(cls.tags) == {"fairness", "privacy", "up5"}
+    assert cls.requires == frozenset({"generate", "embed"})
+    p = LeakageParams()
+    assert p.k == 20 and p.n_folds == 5 and p.n_permutations == 200
+    assert p.attributes == {"gender": ["a female", "a male"],
+                            "age": ["a young", "a middle aged", "an old"]}
+    with pytest.raises(ValidationError, match=r"template lacks placeholder\(s\) \{name\}"):
+        LeakageParams(template="I am {value}; {K} movies")
+    with pytest.raises(ValidationError, match="needs at least two values"):
+        LeakageParams(attributes={"gender": ["a female"]})
+    with pytest.raises(ValidationError, match="extra"):
+        LeakageParams(folds=3)
+    assert LeakageParams(attributes=["physics"]).attributes == {"physics": ["fat", "thin"]}
+
+
+def test_requests_are_shared_with_the_counterfactual_probe(catalog):
+    from recaudit.probes.counterfactual import CounterfactualParams, CounterfactualProbe
+
+    subjects = {"source": "inline", "items": ["Heat", "Alien"]}
+    attrs = {"gender": ["a female", "a male"]}
+    leak = LeakageProbe(LeakageParams(subjects=subjects, attributes=attrs)).plan(_ctx(catalog))
+    cf = CounterfactualProbe(CounterfactualParams(subjects=subjects, attributes=attrs))
+    cf_keys = {q.request.key() for q in cf.plan(_ctx(catalog))}
+    assert len(leak) == 4 and {q.request.key() for q in leak} <= cf_keys
+    assert leak[0].request.messages[-1].content.startswith("I am a female fan of Heat. Please")
+
+
+# -- behaviour ----------------------------------------------------------------------------------
+def test_ignoring_recommender_does_not_leak(catalog):
+    res, _ = _run(catalog, _rec(sr.ignore), _params(n_permutations=19))
+    for attr in ("gender", "age"):
+        rec = _auc(res, attr)
+        assert rec.estimate == 0.5 and rec.p_value == 1.0 and rec.p_adjusted == 1.0
+        assert rec.n == 20 and rec.warning is None
+    assert not res.warnings
+    assert all(f.severity == "info" for f in res.findings)
+
+
+def test_noisy_recommender_is_not_significant(catalog):
+    res, _ = _run(catalog, _rec(sr.noise), _params(n_permutations=19))
+    for attr in ("gender", "age"):
+        rec = _auc(res, attr)
+        assert abs(rec.estimate - 0.5) < 0.15
+        assert rec.p_value > 0.05 and rec.p_adjusted > 0.05
+        assert rec.ci_low < 0.5 < rec.ci_high
+
+
+def test_gender_marker_leaks(catalog):
+    res, queries = _run(catalog, _rec(sr.gender_marker), _params(n_permutations=59))
+    g = _auc(res, "gender")
+    assert g.estimate > 0.95 and g.p_value < 0.05 and g.p_adjusted < 0.05
+    assert g.ci_low > 0.9 and g.confidence == 0.95 and g.n == 20
+    assert {m.value for m in res.metric("leakage_auc", attribute="gender")} == {None}
+    per_value = res.metric("leakage_auc_ovr", attribute="gender")
+    assert {m.value for m in per_value} == {"a female", "a male"}
+    assert all(m.estimate == pytest.approx(g.estimate) for m in per_value)  # two values
+    age = _auc(res, "age")  # age prompts carry no gender word: no leakage
+    assert age.estimate == 0.5 and age.p_value == 1.0
+    finding = next(f for f in res.findings if f.title.startswith("gender"))
+    assert finding.severity == "high"
+    ex = next(e for e in res.examples if e["value"] == "a female")
+    assert ex["items"][0]["item_id"] == "F" and ex["items"][0]["title"] == "Her Story (2001)"
+    assert ex["items"][0]["share_of_lists"] == 1.0
+    assert len(res.records) == len(queries) == 20 * 5
+    assert {"text", "item_ids", "unmatched", "error", "subject"} <= set(res.records[0])
+
+
+def test_multiclass_leak(catalog):
+    def age_marker(q):
+        ids = sr.content_list(q.request.chat_dicts(), 6)
+        return ids[:5] + [{"a young": "F", "a middle aged": "M", "an old": "39"}.get(
+            q.meta["value"], ids[5])]
+    res, _ = _run(catalog, age_marker, _params(n_subjects=12, n_permutations=19,
+                                                attributes={"age": ["a young", "a middle aged",
+                                                                    "an old"]}))
+    age = _auc(res, "age")
+    assert age.estimate > 0.9 and age.p_value == pytest.approx(1 / 20)
+
+
+# -- degenerate inputs --------------------------------------------------------------------------
+def test_identical_lists_everywhere(catalog):
+    res, _ = _run(catalog, lambda q: ["1", "2", "3"], _params(n_permutations=5))
+    g = _auc(res, "gender")
+    assert g.estimate == 0.5 and g.p_value == 1.0 and "same items" in g.warning
+    assert any("same items" in w for w in res.warnings)
+
+
+def test_empty_lists(catalog):
+    res, _ = _run(catalog, lambda q: [], _params(n_permutations=5))
+    g = _auc(res, "gender")
+    assert g.estimate is None and g.p_value is None and "empty" in g.warning
+
+
+def test_few_subjects_reduce_the_folds(catalog):
+    res, _ = _run(catalog, _rec(sr.gender_marker), _params(n_subjects=3, n_permutations=7))
+    g = _auc(res, "gender")
+    assert g.estimate == pytest.approx(1.0) and g.n == 3
+    assert "3-fold" in g.warning and "only 3 subjects" in g.warning
+    res, _ = _run(catalog, _rec(sr.gender_marker), _params(n_subjects=1, n_permutations=7))
+    g = _auc(res, "gender")
+    assert g.estimate is None and "fewer than 2 subjects" in g.warning
+
+
+def test_failed_answers_drop_subjects(catalog):
+    def flaky(q):
+        if q.meta["unit"] == 0 and q.meta["value"] == "a male":
+            return None
+        return sr.ignore(q.request.chat_dicts(), q.request.k)["item_ids"]
+
+    probe_ = LeakageProbe(_params(n_subjects=12, n_permutations=5))
+    ctx = _ctx(catalog)
+    queries = probe_.plan(ctx)
+    answers = {}
+    for q in queries:
+        ids = flaky(q)
+        answers[q.id] = Answer(q.request, Response(item_ids=ids, error=None if ids else "x"),
+                               Grounding(item_ids=ids, entries=ids) if ids else None)
+    res = probe_.analyse(ctx, queries, answers)
+    assert _auc(res, "gender").n == 11 and _auc(res, "age").n == 12
+    assert any("gender: 1 of 12 subjects left out" in w for w in res.warnings)
