@@ -145,7 +145,7 @@ class AuditResult(_Model):
     def results_hash(self) -> str:
         """sha256 of the canonical JSON (sorted keys) of the result: shown in every report."""
         data = self.model_dump(mode="json")
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def save(self, out_dir: str | Path, formats: tuple[str, ...] = ("json", "html", "junit", "md")

@@ -31,18 +31,14 @@ def test_help_is_lazy_and_documents_exit_codes():
 
 
 def test_version(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--version"])
-    assert info.value.code == 0
+    assert main(["--version"]) == 0
     assert "recaudit 0." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["recommend", "audit", "gate", "compare", "report",
                                      "models", "probes"])
 def test_every_command_has_help(command, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([command, "--help"])
-    assert info.value.code == 0
+    assert main([command, "--help"]) == 0
     assert "usage: recaudit " + command in capsys.readouterr().out
 
 

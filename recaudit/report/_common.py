@@ -18,7 +18,7 @@ DEFAULT_ALPHA = 0.05
 
 # Aggregate metrics a reader looks at first, per probe name (others: every aggregate metric).
 HEADLINE: dict[str, tuple[str, ...]] = {
-    "counterfactual": ("snsr_jaccard", "snsr_prag_star"),
+    "counterfactual": ("snsr_jaccard",),
     "profile": ("ndcg_gap", "hr_gap", "ndcg_ratio"),
     "leakage": ("leakage_auc",),
 }
@@ -81,7 +81,7 @@ def _finite(x: Any) -> bool:
 def num(x: Any, digits: int = 3) -> str:
     if not _finite(x):
         return "n/a"
-    if x != 0 and abs(x) < 10 ** -digits:
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
         return f"{x:.1e}"
     return f"{x:.{digits}f}"
 
@@ -234,13 +234,16 @@ def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
     flagged = [f for f in p.findings if f.severity != "info"]
     tests = [c for c in probe_tests(p, alpha)]
     n_flag = sum(1 for c in tests if c.status == "flag")
-    parts = [f"{p.n_queries} queries" + (f", {p.n_failed} failed" if p.n_failed else "")]
+    parts = [f"{p.n_queries} queries" + (f", {p.n_failed} failed" if p.n_failed else "")
+             ] if p.n_queries else []
     if tests:
         parts.append(f"{n_flag} of {len(tests)} tests significant")
     if flagged:
         parts.append(f"{len(flagged)} finding(s)")
     status = "warn" if (n_flag or flagged or p.n_failed) else "pass"
-    return Verdict(status, "FLAGGED" if n_flag or flagged else "OK", "; ".join(parts))
+    label = "FLAGGED" if n_flag or flagged else ("WARN" if p.n_failed else "OK")
+    return Verdict(status, label,
+                   "; ".join(parts) or "ran; no statistical test recorded")
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -292,7 +295,7 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
         name = f"{m.attribute or 'all'}: {label}"
         p_txt = (f"p_adj={pval(m.p_adjusted)}" if m.p_adjusted is not None
                  else f"p={pval(m.p_value)}")
-        detail = (f"{'significant' if sig else 'no significant'} difference at alpha={alpha:g}: "
+        detail = (f"{'significant' if sig else 'not significant'} at alpha={alpha:g}: "
                   f"{num(m.estimate)} {ci(m.ci_low, m.ci_high)} {p_txt}".replace("  ", " "))
         out.append(Check(id=f"test:{p.id}:{m.attribute}:{label}", kind="test", probe=p.id,
                          name=name, status="flag" if sig else "pass", detail=detail,
@@ -343,7 +346,8 @@ def checks(result: AuditResult) -> list[Check]:
     for p in result.probes:
         if p.status == "ok":
             status = "warn" if p.n_failed else "pass"
-            detail = f"{p.n_queries} queries, {p.n_failed} failed"
+            detail = (f"{p.n_queries} queries, {p.n_failed} failed" if p.n_queries
+                      else "ran (no model queries of its own)")
         else:
             status = "error" if p.status == "error" else "skipped"
             detail = clean(p.error) or p.status
@@ -402,8 +406,14 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
                              and not _ci_covers_null(m))
             cands.append(((1 if sig else 0, 1 if excludes_null else 0, e), p, m, e))
     cands.sort(key=lambda c: c[0], reverse=True)
+    # Prefer variety: first the best candidate of each (probe, metric), then the rest.
+    firsts, rest, seen_pm = [], [], set()
+    for cand in cands:
+        pm = (cand[1].id, cand[2].metric)
+        (rest if pm in seen_pm else firsts).append(cand)
+        seen_pm.add(pm)
     used: set[tuple[str, str | None]] = set()
-    for key, p, m, e in cands:
+    for key, p, m, e in firsts + rest:
         if len(out) >= n:
             break
         if (p.id, m.attribute) in used:
@@ -426,7 +436,7 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             detail += "No significance test for this metric."
         if m.n is not None:
             detail += f" n={m.n}."
-        sev = "medium" if sig else ("low" if key[1] else "info")
+        sev = "medium" if sig else ("low" if sig is None and key[1] else "info")
         out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
     return out
 
@@ -454,7 +464,8 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
             not_run.append((p.id, p.status, clean(p.error) or "no reason recorded"))
             continue
         ns = [m.n for m in p.metrics if m.n is not None]
-        txt = f"{p.n_queries} queries ({p.n_failed} failed)"
+        txt = (f"{p.n_queries} queries ({p.n_failed} failed)" if p.n_queries
+               else "no model queries of its own")
         if ns:
             txt += f"; n per estimate {min(ns)}" + (f" to {max(ns)}" if max(ns) != min(ns) else "")
         sizes.append((p.id, txt))
@@ -462,7 +473,8 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
         for m in p.metrics:
             if m.warning and (m.attribute, m.value, m.warning) not in seen:
                 seen.add((m.attribute, m.value, m.warning))
-                small.append((p.id, where(m) or m.metric, clean(m.warning)))
+                loc = " \u00b7 ".join(x for x in (m.attribute or "", m.value or "") if x)
+                small.append((p.id, loc or m.metric, clean(m.warning)))
         for m in p.metrics:
             if m.metric == "hallucination" and m.estimate is not None:
                 hall.append((p.id, " \u00b7 ".join(x for x in (m.attribute or "neutral",

@@ -125,7 +125,7 @@ def _postprocess(svg: str, chart_id: str, title: str) -> str:
 
     head = (f'<svg{attrs} class="chart" role="img" aria-label="{escape(clean(title))}"'
             f'{style}>')
-    return head + svg[m.end():]
+    return head + svg[m.end():].strip()
 
 
 def _ci_err(est: float, lo: float | None, hi: float | None) -> tuple[float, float]:
@@ -170,11 +170,11 @@ def _bars(rows: Sequence[tuple[str, str, float, float | None, float | None]], *,
             y += 1
     n_rows = len(ylabels)
     with rc_context(_rc(chart_id)):
-        height = 0.75 + 0.19 * n_rows
+        height = 0.75 + 0.16 * n_rows
         fig = _figure(6.0, height, left=min(0.15 + _text_width(ylabels), 2.6), right=0.15,
                       top=0.3, bottom=0.42)
         ax = fig.add_subplot()
-        ax.barh(ys, est, xerr=[err_lo, err_hi], color=colors, alpha=0.85, height=0.7,
+        ax.barh(ys, est, xerr=[err_lo, err_hi], color=colors, alpha=0.85, height=0.72,
                 error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
         ax.set_yticks(range(n_rows), ylabels)
         for tick, is_head in zip(ax.get_yticklabels(), heading):
@@ -231,7 +231,7 @@ def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: st
 
     with rc_context(_rc(chart_id)):
         legend_w = min(0.5 + _text_width((truncate(n, 28) for n in by), 7.0), 2.2)
-        fig = _figure(3.2 + legend_w, 2.5, left=0.5, right=legend_w, top=0.3, bottom=0.45)
+        fig = _figure(3.3 + legend_w, 2.5, left=0.62, right=legend_w, top=0.3, bottom=0.45)
         ax = fig.add_subplot()
         for i, (name, pts) in enumerate(by.items()):
             ks = [p[0] for p in pts]
@@ -239,9 +239,15 @@ def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: st
             ax.plot(ks, [p[1] for p in pts], color=color, linewidth=1.2,
                     linestyle=_DASHES[(i // len(PALETTE)) % len(_DASHES)],
                     label=truncate(name, 28))
-            if bands and all(p[2] is not None and p[3] is not None for p in pts):
+            if bands and len(by) <= 5 and all(p[2] is not None and p[3] is not None for p in pts):
                 ax.fill_between(ks, [p[2] for p in pts], [p[3] for p in pts], color=color,
                                 alpha=0.12, linewidth=0)
+        all_ks = sorted({p[0] for pts in by.values() for p in pts})
+        if len(all_ks) <= 12:
+            ax.set_xticks(all_ks)
+        else:
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("k (list length)")
         ax.set_ylabel(clean(ylabel))
         ax.set_title(truncate(title, 80), loc="left")

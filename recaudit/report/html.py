@@ -136,6 +136,14 @@ class Helpers:
         return list(seen)
 
     @staticmethod
+    def top_attributes(p: ProbeResult, metric: str, n: int = 4) -> list[str]:
+        """Attributes ordered by the aggregate ``metric`` at its largest k, largest first."""
+        recs = [m for m in c.at_max_k(x for x in p.metrics if x.metric == metric
+                                      and x.value is None) if m.estimate is not None]
+        recs.sort(key=lambda m: -(m.estimate or 0.0))
+        return [m.attribute or "" for m in recs][:n]
+
+    @staticmethod
     def max_k(records: Iterable[MetricRecord]) -> int | None:
         ks = [m.k for m in records if m.k is not None]
         return max(ks) if ks else None
@@ -155,6 +163,12 @@ class Helpers:
             cols.setdefault(cname, None)
             table.setdefault(key, {})[cname] = m
         return list(cols), list(table.items())
+
+    @staticmethod
+    def findings(p: ProbeResult) -> list[Any]:
+        """A probe's findings, most severe and largest effect first."""
+        return sorted(p.findings, key=lambda f: (-c.SEVERITY_RANK.get(f.severity, 0),
+                                                 -abs(f.effect or 0.0)))
 
     @staticmethod
     def significant(m: MetricRecord | None, alpha: float) -> bool:
@@ -242,7 +256,8 @@ class Helpers:
 
     @staticmethod
     def table(rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS
-              ) -> tuple[list[str], list[list[str]], int]:
+              ) -> tuple[list[tuple[str, bool]], list[list[str]], int]:
+        """A probe's free-form table: (columns with a 'numeric' flag, cell texts, rows left)."""
         cols: dict[str, None] = {}
         for r in rows[:limit]:
             for k in r:
@@ -259,7 +274,9 @@ class Helpers:
                 else:
                     cells.append(c.truncate("" if v is None else v, 300))
             out.append(cells)
-        return list(cols), out, max(len(rows) - limit, 0)
+        numeric = [all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                       for r in rows[:limit] if r.get(k) is not None) for k in cols]
+        return list(zip(cols, numeric)), out, max(len(rows) - limit, 0)
 
 
 # -- compliance ----------------------------------------------------------------------------------
@@ -420,7 +437,7 @@ def _css() -> Markup:
     text = _source("report.css") or ""
     # Our own file; defensively make sure it cannot close the <style> element or load anything.
     text = re.sub(r"</\s*style", "", text, flags=re.I)
-    text = re.sub(r"@import[^;]*;", "", text)
+    text = re.sub(r"(?im)^\s*@import\b[^;]*;", "", text)
     return Markup(text)
 
 
@@ -443,9 +460,10 @@ def html_report(results: AuditResult | Sequence[AuditResult], title: str | None 
 
 def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,
                 title: str | None = None) -> Path:
-    """Write the HTML report to ``path`` (a file, or a directory -> ``index.html``)."""
+    """Write the HTML report to ``path``: a file, or a directory (an existing one, or a path
+    without a suffix) that gets ``index.html``. Returns the file written."""
     out = Path(path)
-    if out.is_dir():
+    if out.is_dir() or not out.suffix:
         out = out / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html_report(results, title=title), encoding="utf-8")

@@ -1,0 +1,111 @@
+"""Reports of an :class:`~recaudit.results.AuditResult`: HTML, JUnit XML and Markdown.
+
+Every renderer works on the saved result only (no model, no torch), so
+``recaudit report results.json`` re-renders without re-running anything. All three share one
+view of the result (:mod:`recaudit.report._common`): the same verdict, checks and findings.
+
+* :func:`render_html` / :func:`html_report` -- one self-contained, offline HTML page (inline CSS
+  and SVG charts, no script, no network), for one result or several compared side by side.
+* :func:`render_junit` / :func:`junit_xml` -- one testcase per gate and per probe check.
+* :func:`render_markdown` / :func:`markdown_summary` -- ``summary.md`` for a PR comment or
+  ``$GITHUB_STEP_SUMMARY``.
+* :func:`render_all` -- the files a run writes, by format name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..errors import ConfigError
+from ..results import AuditResult
+
+__all__ = ["render_all", "render_html", "html_report", "render_junit", "junit_xml",
+           "render_markdown", "markdown_summary", "FORMATS", "DEFAULT_NAMES"]
+
+DEFAULT_NAMES = {"html": "index.html", "junit": "junit.xml", "md": "summary.md",
+                 "json": "results.json"}
+FORMATS = tuple(DEFAULT_NAMES)
+_ALIASES = {"markdown": "md", "xml": "junit", "htm": "html"}
+
+
+def render_all(result: AuditResult | Sequence[AuditResult], out_dir: str | Path,
+               formats: Sequence[str] = ("html", "junit", "md"),
+               names: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Write the reports of ``result`` (or a list of results, compared) into ``out_dir``.
+
+    ``formats``: any of ``html``, ``junit``, ``md``, ``json`` (``json`` only for one result).
+    ``names`` overrides file names per format (default :data:`DEFAULT_NAMES`).
+    Returns ``{format: path}`` of the written files. An unknown format raises
+    :class:`~recaudit.errors.ConfigError` before anything is written.
+    """
+    wanted: list[str] = []
+    for f in formats:
+        key = _ALIASES.get(f.strip().lower(), f.strip().lower())
+        if key not in DEFAULT_NAMES:
+            raise ConfigError(f"unknown report format {f!r}; known: {', '.join(FORMATS)}")
+        if key not in wanted:
+            wanted.append(key)
+    many = not isinstance(result, AuditResult)
+    if many and "json" in wanted:
+        raise ConfigError("format 'json' writes one result; save each result on its own")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    file_names = {**DEFAULT_NAMES, **dict(names or {})}
+    written: dict[str, Path] = {}
+    for key in wanted:
+        path = out / file_names[key]
+        if key == "html":
+            render_html(result, path)
+        elif key == "junit":
+            render_junit(result, path)
+        elif key == "md":
+            render_markdown(result, path)
+        else:  # json
+            assert isinstance(result, AuditResult)
+            path.write_text(result.to_json(), encoding="utf-8")
+        written[key] = path
+    return written
+
+
+def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,
+                title: str | None = None) -> Path:
+    """Write the self-contained HTML report (one result, or several compared)."""
+    from .html import render_html as _f
+
+    return _f(results, path, title=title)
+
+
+def html_report(results: AuditResult | Sequence[AuditResult], title: str | None = None) -> str:
+    """The HTML report as a string."""
+    from .html import html_report as _f
+
+    return _f(results, title=title)
+
+
+def render_junit(results: AuditResult | Sequence[AuditResult], path: str | Path) -> Path:
+    """Write the JUnit XML of the gates and checks."""
+    from .junit import render_junit as _f
+
+    return _f(results, path)
+
+
+def junit_xml(results: AuditResult | Sequence[AuditResult]) -> str:
+    """The JUnit XML as a string."""
+    from .junit import junit_xml as _f
+
+    return _f(results)
+
+
+def render_markdown(results: AuditResult | Sequence[AuditResult], path: str | Path) -> Path:
+    """Write ``summary.md`` (PR comment / ``$GITHUB_STEP_SUMMARY``)."""
+    from .markdown import render_markdown as _f
+
+    return _f(results, path)
+
+
+def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
+    """The Markdown summary as a string."""
+    from .markdown import markdown_summary as _f
+
+    return _f(results)

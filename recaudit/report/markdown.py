@@ -1,0 +1,149 @@
+"""``summary.md``: the verdict, gates, top findings and a headline table per probe.
+
+Meant for a pull-request comment or ``$GITHUB_STEP_SUMMARY`` (GitHub-flavoured Markdown), so it
+stays short (under :data:`MAX_CHARS`; a PR comment holds 65,536) and every string that comes from
+a result is escaped with :func:`md`: no HTML, no link, no code span, no table break, no @mention
+and no autolink can come out of model output, attribute values or messages.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from ..results import AuditResult, GateResult
+from . import _common as c
+
+__all__ = ["markdown_summary", "render_markdown", "md"]
+
+MAX_CHARS = 60_000
+ICON = {"pass": "\u2705", "fail": "\u274c", "warn": "\u26a0\ufe0f", "flag": "\u26a0\ufe0f",
+        "error": "\U0001f6d1", "skipped": "\u23ed\ufe0f", "none": "\u2139\ufe0f"}
+_ESCAPE = re.compile(r"([\\`*_\[\]|~$#!{}])")
+
+
+def md(text: object, limit: int = 300) -> str:
+    """Escape ``text`` for inline use in GitHub Markdown (also inside a table cell)."""
+    s = c.truncate(text, limit)
+    s = " ".join(s.split())  # newlines would end a table row or start a block
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _ESCAPE.sub(r"\\\1", s)
+    s = re.sub(r"@(?=[A-Za-z0-9_-])", "@\u200b", s)     # no @mentions / team mentions
+    s = re.sub(r"(?i)(https?|ftp|javascript|data|vbscript|file)(\s*):", "\\1\u200b\\2:", s)
+    s = re.sub(r"(?i)\bwww\.", "www\u200b.", s)         # no autolinks
+    return s
+
+
+def _gate_row(g: GateResult) -> str:
+    obs = c.num(g.observed)
+    ci_txt = c.ci(g.ci_low, g.ci_high)
+    if ci_txt:
+        obs += f" {ci_txt}"
+    if g.p_adjusted is not None:
+        obs += f" p_adj={c.pval(g.p_adjusted)}"
+    return (f"| {ICON['pass' if g.passed else 'fail']} {'PASS' if g.passed else 'FAIL'} "
+            f"| {md(g.name, 80)} | {md(g.probe, 60)} | {md(g.metric, 60)} | {obs} "
+            f"| {md(g.bound, 40)} | {md(g.mode, 20)} |")
+
+
+def _headline_cell(records: list, limit: int = 4) -> str:
+    parts = []
+    for m in records[:limit]:
+        where = " ".join(x for x in (m.attribute or "", f"k={m.k}" if m.k is not None else "")
+                         if x)
+        parts.append(f"{md(m.metric, 40)} {md(where, 60)}: {c.estimate_text(m)}")
+    if len(records) > limit:
+        parts.append(f"\u2026 {len(records) - limit} more")
+    return "<br>".join(parts) or "\u2013"
+
+
+def _one(result: AuditResult, label: str | None, lines: list[str], level: str = "##") -> None:
+    v = c.verdict(result)
+    alpha = c.alpha_of(result)
+    title = f"{ICON.get(v.status, '')} recaudit: **{v.label}**"
+    title += f" \u2014 {md(label, 80)}" if label else f" \u2014 {md(result.name, 80)}"
+    lines += [f"{level} {title}", ""]
+    pr = result.provenance
+    lines += [f"{md(v.text, 200)}. Model {md(pr.model_spec, 120)} \u00b7 recaudit "
+              f"{md(pr.tool_version, 20)} \u00b7 alpha={alpha:g} \u00b7 results hash "
+              f"`{result.results_hash()[:16]}`", ""]
+    sub = level + "#"
+    if result.gates:
+        lines += [f"{sub} Gates", "",
+                  "| verdict | gate | probe | metric | observed [CI] | bound | mode |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [_gate_row(g) for g in sorted(result.gates, key=lambda g: g.passed)]
+        lines.append("")
+    else:
+        lines += ["No gates configured: nothing here fails CI.", ""]
+    top = c.top_findings(result, 3)
+    if top:
+        lines += [f"{sub} Top findings", ""]
+        for i, f in enumerate(top, 1):
+            tag = " (largest measured effect)" if f.derived else ""
+            lines.append(f"{i}. **{md(f.severity, 10)}** \u00b7 {md(f.probe, 60)}: "
+                         f"{md(f.title, 240)}{tag}. {md(f.detail, 400)}")
+        lines.append("")
+    if result.probes:
+        lines += [f"{sub} Probes", "", "| probe | status | queries | headline (largest k) |",
+                  "|---|---|---|---|"]
+        for p in result.probes:
+            pv = c.probe_verdict(p, alpha)
+            status = f"{ICON.get(pv.status, '')} {pv.label}"
+            if p.status != "ok":
+                lines.append(f"| {md(p.id, 60)} | {status} | \u2013 | {md(p.error or '', 200)} |")
+                continue
+            q = (f"{p.n_queries}" + (f" ({p.n_failed} failed)" if p.n_failed else "")
+                 if p.n_queries else "\u2013")
+            lines.append(f"| {md(p.id, 60)} | {status} | {q} | {_headline_cell(c.headline(p))} |")
+        lines.append("")
+    checks = c.checks(result)
+    attention = [x for x in checks if x.status != "pass"]
+    passed = [x for x in checks if x.status == "pass"]
+    lines += [f"<details><summary>All checks: {len(passed)} passed, {len(attention)} need "
+              "attention</summary>", "", "| status | kind | probe | check | detail |",
+              "|---|---|---|---|---|"]
+    for x in attention + passed:
+        lines.append(f"| {ICON.get(x.status, '')} {x.status} | {x.kind} | {md(x.probe or '', 40)} "
+                     f"| {md(x.name, 120)} | {md(x.detail, 200)} |")
+    lines += ["", "</details>", ""]
+
+
+def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
+    """The Markdown summary (one result, or several with a comparison table first)."""
+    rs = c.coerce_results(results)
+    labels = c.labels(rs)
+    lines: list[str] = []
+    if len(rs) > 1:
+        lines += ["## recaudit: model comparison", "",
+                  "| probe | metric | attribute | k | " + " | ".join(md(x, 40) for x in labels)
+                  + " |", "|---|---|---|---|" + "---|" * len(rs)]
+        lines.append("| **verdict** | | | | " + " | ".join(
+            f"{ICON.get(v.status, '')} {v.label}" for v in map(c.verdict, rs)) + " |")
+        for row in c.comparison(rs):
+            cells = [c.estimate_text(m) if m is not None else "\u2013" for m in row.cells]
+            lines.append(f"| {md(row.probe, 40)} | {md(row.metric, 40)} | "
+                         f"{md(row.attribute or '', 40)} | {row.k if row.k is not None else ''} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+        for r, lab in zip(rs, labels):
+            _one(r, lab, lines, level="###")
+    else:
+        _one(rs[0], None, lines)
+    lines.append("_Full report: index.html (HTML) \u00b7 machine-readable: results.json. "
+                 "Not legal advice._")
+    text = "\n".join(lines) + "\n"
+    if len(text) > MAX_CHARS:  # keep it postable: cut whole lines, say so
+        cut = text[:MAX_CHARS].rsplit("\n", 1)[0]
+        if cut.count("<details>") > cut.count("</details>"):
+            cut += "\n\n</details>"
+        text = cut + "\n\n_Summary truncated; see index.html for everything._\n"
+    return text
+
+
+def render_markdown(results: AuditResult | Sequence[AuditResult], path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown_summary(results), encoding="utf-8")
+    return out
