@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline")
     p.add_argument("current")
     p.add_argument("--tolerance", type=float, default=0.02,
-                   help="allowed worsening in metric units before a test is run (default 0.02)")
+                   help="minimum worsening (metric units) that counts as a regression, "
+                   "in addition to significance of the paired test (default 0.02)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--markdown", help="write the comparison as Markdown")
 
@@ -191,8 +192,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.out:
         overrides["out"] = args.out
     cfg = load_config(args.config, overrides=overrides)
-    result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]))
+    result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]),
+                       progress=not args.no_progress, evaluate_gates=False)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    result.save(cfg.out, formats=("json",))  # first: nothing computed is lost to a bad gate
+    if cfg.gates:
+        from .gates import evaluate_gates
+        result.gates = evaluate_gates(result, cfg.gates)
     written = result.save(cfg.out, formats=formats)
     from .summary import print_summary
     print_summary(result)

@@ -33,11 +33,18 @@ Significance
     instruction's counterfactual list to its neutral list, from the stored item ids), the metric
     is recomputed from column means over units (identity for Sim(a); max - min for SNSR;
     population std for SNSV), and the test swaps baseline and current *per unit* (all values of
-    one instruction together), ``n_permutations`` times (all ``2**n`` swaps when that is fewer).
-    The p-value is two-sided: ``(1 + #{|T_perm| >= |T_obs|}) / (1 + n_permutations)``.
-    Benjamini-Hochberg then adjusts the p-values of all tested rows together.
-    Where per-unit data are missing or the units differ, the row falls back to *CI
-    non-overlap* (the two bootstrap CIs do not overlap), which the row's ``method`` says.
+    one instruction together), ``n_permutations`` random times, or all ``2**n`` swap patterns
+    when that is fewer (an exact test). The p-value is two-sided: ``#{|T_perm| >= |T_obs|}``
+    over the ``2**n`` patterns, or ``(1 + #{...}) / (1 + n_permutations)`` when sampled.
+    Every row of the comparison is tested (the tolerance is an effect-size floor, not a filter
+    before testing), and Benjamini-Hochberg adjusts the p-values of all tested rows together:
+    under "same model, new randomness" the chance that a compare flags anything is about
+    ``alpha``.
+    When only some units are in both results, the test pairs those (the row's note says how
+    many). Where per-unit data are missing (a probe without an extractor, e.g. ``leakage``; a
+    per-value ``hallucination`` when records carry no per-query share) or fewer than two units
+    are common, the row falls back to *CI non-overlap* (the two bootstrap CIs do not overlap;
+    conservative, not BH-adjusted), which the row's ``method`` and note say.
 
 Verdict
     ``regression``: worse by more than ``tolerance`` (metric units) *and* significant
@@ -425,8 +432,8 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
         keys = [k for k in mb if k in mc]
         missing = len(set(mb) ^ set(mc))
         if missing:
-            cmp.notes.append(f"probe {pb.id}: {missing} metric record(s) present in only one "
-                             "result: not compared")
+            cmp.notes.append(f"probe {pb.id}: {missing} metric record(s) with an estimate in "
+                             "only one of the results: not compared")
         extractor = UNIT_EXTRACTORS.get(pb.probe)
         units_b = extractor(pb, keys) if extractor else {}
         units_c = extractor(pc, keys) if extractor else {}

@@ -188,7 +188,8 @@ def read_interactions(source: str | os.PathLike[str] | pd.DataFrame, *,
         ts = df[timestamp_col]
         if not pd.api.types.is_numeric_dtype(ts):
             try:
-                ts = pd.to_datetime(ts).astype("int64") // 10**9
+                dt = pd.to_datetime(ts, utc=True)
+                ts = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
             except (ValueError, TypeError) as exc:
                 raise DataError(f"{name}: timestamp column {timestamp_col!r} is neither "
                                 f"numeric nor a date") from exc

@@ -18,7 +18,9 @@ Selection
     records of those runs; an unset ``attribute``/``value`` keeps all of them, an unset ``k``
     keeps, per probe run, the records at the largest ``k`` of the selection (records without
     a ``k``, such as ``hallucination``, are kept as they are). The gate passes only if every
-    selected record passes; the message reports the worst one.
+    selected record passes; the message reports the worst one (of the failing records, the one
+    farthest beyond the bound; if all pass, the one closest to it). An unnamed gate is
+    named ``probe.metric[.attribute][.value][.kK]``; a repeated name gets ``#2``, ``#3``...
 
 Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks both)
     ``point``        fails when the estimate is above ``max``.
@@ -184,9 +186,13 @@ def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any
     """
     alpha = result_alpha(result)
     out: list[GateResult] = []
+    seen: dict[str, int] = {}
     for i, raw in enumerate(specs):
         spec = raw if isinstance(raw, GateSpec) else _parse_one(raw, "gates", f"[{i}]")
         name = gate_name(spec)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # two unnamed gates on the same selection: keep reports unambiguous
+            name = f"{name}#{seen[name]}"
         _check_bounds(spec, f"gate {name!r}")
         records = select_records(result, spec)
         out.append(_evaluate(spec, name, records, alpha))
@@ -347,7 +353,7 @@ def _side_words(v: _Verdict, spec: GateSpec) -> str:
     if _excess(m.estimate, spec) > 0:
         side = f"above the maximum {spec.max:g}" if above else f"below the minimum {spec.min:g}"
         if v.mode == "significant" and v.p is not None and not v.passed:
-            return f"{side}, significantly (p={_fmt(v.p)})"
+            return f"{side} and significant"
         return side
     return "within the bound"
 

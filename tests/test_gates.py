@@ -167,7 +167,8 @@ def test_ci_mode_without_a_ci_falls_back_to_point_and_says_so():
 def test_significant_mode():
     # gender: estimate above 0.1 and p_adj 0.008 < 0.05 -> fails
     r = one(cf_result(), metric="snsr_jaccard", max=0.1, mode="significant")
-    assert not r.passed and r.p_adjusted == 0.008 and "significantly" in r.message
+    assert not r.passed and r.p_adjusted == 0.008 and "p_adj=0.008" in r.message
+    assert "above the maximum 0.1 and significant" in r.message
     assert "at alpha 0.05" in r.message
     # age: estimate 0.05 above 0.01 but p_adj 0.4 -> passes despite the point estimate
     r = one(cf_result(), metric="snsr_jaccard", attribute="age", max=0.01, mode="significant")
@@ -320,3 +321,87 @@ def test_example_github_workflow():
     assert upload and upload[0]["if"] == "always()" and upload[0]["with"]["path"] == "report/"
     summary = [s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
     assert summary and summary[0]["if"] == "always()" and "report/summary.md" in summary[0]["run"]
+
+
+# -- real audits of synthetic recommenders (engine, grounding, counterfactual probe, stats) ------
+MODE_GATES = [
+    {"name": "point", "probe": "counterfactual:fairllm", "metric": "snsr_jaccard", "max": 0.2,
+     "mode": "point"},
+    {"name": "ci", "probe": "counterfactual:fairllm", "metric": "snsr_jaccard", "max": 0.1,
+     "mode": "ci"},
+    {"name": "significant", "probe": "counterfactual:fairllm", "metric": "snsr_jaccard",
+     "max": 0.1, "mode": "significant"},
+]
+
+
+@pytest.fixture(scope="module")
+def fair_and_planted(tmp_path_factory):
+    from .gate_recommenders import run_synthetic_audit
+
+    folder = tmp_path_factory.mktemp("audits")
+    return (run_synthetic_audit(folder, "unbiased", seed=1, gates=MODE_GATES),
+            run_synthetic_audit(folder, "biased", seed=1, gates=MODE_GATES))
+
+
+def test_planted_bias_fails_and_unbiased_passes_in_each_mode(fair_and_planted):
+    fair, planted = fair_and_planted
+    assert [p.status for p in fair.probes + planted.probes] == ["ok", "ok"]
+    # run_audit evaluated the config's gates
+    assert [(g.name, g.passed) for g in fair.gates] == [(g["name"], True) for g in MODE_GATES]
+    assert [(g.name, g.passed) for g in planted.gates] == [(g["name"], False) for g in MODE_GATES]
+    for g in planted.gates:
+        assert "(gender, k=20)" in g.message and g.selected == 2  # gender and age, k = K
+    sig = planted.gates[2]
+    assert sig.p_adjusted is not None and sig.p_adjusted < 0.05
+
+
+def test_cli_gate_on_saved_real_audits(fair_and_planted, tmp_path, capsys):
+    fair, planted = fair_and_planted
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(yaml.safe_dump({"gates": MODE_GATES}))
+    for res, code in ((fair, 0), (planted, 1)):
+        out = tmp_path / res.name
+        res.save(out, formats=("json",))
+        assert main(["gate", str(out / "results.json"), "--gates", str(gates)]) == code
+        assert main(["gate", str(out)]) == code  # the audit's own gates
+    capsys.readouterr()
+
+
+def test_example_gates_on_real_audits(fair_and_planted):
+    fair, planted = fair_and_planted
+    specs = [s for s in load_gates(ROOT / "examples" / "gates.yaml")
+             if s.probe.startswith("counterfactual")]
+    assert all(g.passed for g in evaluate_gates(fair, specs))
+    verdicts = {g.name: g.passed for g in evaluate_gates(planted, specs)}
+    assert not verdicts["fairllm-snsr-jaccard"] and not verdicts["fairllm-snsr-rbo-significant"]
+    assert verdicts["hallucination-per-value"]  # the synthetic titles all ground
+    with pytest.raises(GateSpecError, match="probe 'leakage' did not run"):
+        evaluate_gates(fair, load_gates(ROOT / "examples" / "gates.yaml"))
+
+
+N_REPEATS = 40
+
+
+def test_unbiased_recommender_passes_ci_and_significant_gates_95_percent():
+    """An attribute-independent recommender, reseeded 40 times, passes >= 95% of the time.
+
+    Seeds 0..39: ci 40/40, significant 39/40. Over 400 other seeds during development: ci mode
+    (SNSR Jaccard <= 0.1) 400/400; significant mode (SNSR Jaccard <= 0.1) 389/400 = 97.3%
+    (for SNSR RBO <= 0.05: 382/400 = 95.5%). The significant mode's false-alarm rate is the
+    probe's permutation test at alpha = 0.05 with BH across the two attributes, i.e. about 5%
+    by design: this test checks that it is not worse than nominal, with little room to spare.
+    """
+    from .gate_recommenders import unbiased_runs
+
+    runs = unbiased_runs(N_REPEATS)
+    rates = {}
+    for spec in MODE_GATES[1:]:
+        passed = [evaluate_gates(r, [spec])[0].passed for r in runs]
+        rates[spec["mode"]] = sum(passed) / len(passed)
+    assert min(rates.values()) >= 0.95, rates
+
+
+def test_unnamed_config_gates_with_the_same_selection_get_distinct_names():
+    specs = [gate(metric="hallucination", max=0.5), gate(metric="hallucination", max=0.2)]
+    names = [g.name for g in evaluate_gates(cf_result(), specs)]
+    assert names == ["counterfactual.hallucination", "counterfactual.hallucination#2"]

@@ -178,6 +178,7 @@ class CounterfactualProbe(Probe):
                 "id": q.id, **q.meta, "request_key": q.request.key(),
                 "text": a.response.text if a else None,
                 "item_ids": lists[q.id], "unmatched": a.grounding.unmatched if ok else None,
+                "hallucination": halluc.get(q.id),
                 "error": (a.response.error if a else "not computed")})
         n_units = len({q.meta["unit"] for q in queries})
         rng = np.random.default_rng(st.seed)

@@ -464,61 +464,82 @@ class HFRecommender(Recommender):
 
     # ------------------------------------------------------------------ generation
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
-        import torch
-
         requests = list(requests)
         prompts = [self.prompt_ids(r) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), i))
-        outputs: list[list[int] | None] = [None] * len(requests)
+        responses = []
+        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts)):
+            body = tokens[:-1] if tokens and tokens[-1] in self.eos_ids else tokens
+            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            responses.append(Response(text=text.strip(), n_prompt_tokens=len(p),
+                                      n_output_tokens=len(tokens)))
+        return responses
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]]
+                     ) -> list[tuple[list[int], list[float]]]:
+        """Generate from token-id prompts: per prompt, the new token ids (ending with EOS when
+        the model stopped) and each chosen token's log-probability.
+
+        Prompts are sorted by length and run ``batch_size`` at a time; results come back in input
+        order and, with ``exact_batching``, are bit-identical to running each prompt alone.
+        """
+        import torch
+
+        prompts = [list(p) or [self._fallback_token()] for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        results: list[tuple[list[int], list[float]] | None] = [None] * len(prompts)
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
                     idx = order[start:start + self.batch_size]
-                    gens = self._generate([prompts[i] for i in idx], [requests[i] for i in idx])
-                    for i, g in zip(idx, gens):
-                        outputs[i] = g
+                    batch = [prompts[i] for i in idx]
+                    gen = self._generate_seq2seq if self.is_seq2seq else self._generate_causal
+                    for i, out in zip(idx, gen(batch)):
+                        results[i] = out
         except ModelRuntimeError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise ModelRuntimeError(f"generation failed: {_first_line(exc)}") from exc
-        responses = []
-        for p, g in zip(prompts, outputs):
-            assert g is not None
-            body = g[:-1] if g and g[-1] in self.eos_ids else g
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
-            responses.append(Response(text=text.strip(), n_prompt_tokens=len(p),
-                                      n_output_tokens=len(g)))
-        return responses
+        return [r for r in results if r is not None]
 
-    def _row_generators(self, requests: Sequence[Request]) -> list[Any] | None:
+    def _fallback_token(self) -> int:
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        return int(bos) if bos is not None else self.pad_id
+
+    def _row_generators(self, prompts: list[list[int]]) -> list[Any] | None:
+        """One generator per row, seeded from ``decoding.seed`` and the prompt (batch-invariant)."""
         if self.decoding.temperature <= 0:
             return None
         import torch
 
         gens = []
-        for r in requests:
-            seed = int(hashlib.sha256(f"{self.decoding.seed}:{r.key()}".encode()).hexdigest()[:15],
-                       16)
-            gens.append(torch.Generator().manual_seed(seed))
+        for p in prompts:
+            digest = hashlib.sha256(f"{self.decoding.seed}:{p}".encode()).hexdigest()
+            gens.append(torch.Generator().manual_seed(int(digest[:15], 16)))
         return gens
 
-    def _pick(self, logits: Any, rows: list[int], gens: list[Any] | None) -> Any:
-        """Next token per row: argmax, or a sample from each row's own generator."""
+    def _pick(self, logits: Any, rows: list[int], gens: list[Any] | None,
+              tokens: list[list[int]], logprobs: list[list[float]]) -> tuple[Any, list[int]]:
+        """Choose the next token of each active row (argmax, or a sample from the row's own
+        generator), record it and its log-probability; return the tokens and the rows (indices
+        into ``rows``) that have not emitted EOS."""
         import torch
 
+        logits = logits.float()
         if gens is None:
-            return logits.argmax(dim=-1)
-        t = float(self.decoding.temperature)
-        picks = []
+            nxt = logits.argmax(dim=-1)
+        else:
+            t = float(self.decoding.temperature)
+            nxt = torch.cat([torch.multinomial(torch.softmax(logits[j] / t, dim=-1), 1,
+                                               generator=gens[row])
+                             for j, row in enumerate(rows)])
+        keep = []
         for j, row in enumerate(rows):
-            probs = torch.softmax(logits[j].float() / t, dim=-1)
-            picks.append(torch.multinomial(probs, 1, generator=gens[row]))
-        return torch.cat(picks)
-
-    def _generate(self, prompts: list[list[int]], requests: list[Request]) -> list[list[int]]:
-        if self.is_seq2seq:
-            return self._generate_seq2seq(prompts, requests)
-        return self._generate_causal(prompts, requests)
+            tok = int(nxt[j])
+            tokens[row].append(tok)
+            logprobs[row].append(float(torch.log_softmax(logits[j], dim=-1)[tok]))
+            if tok not in self.eos_ids:
+                keep.append(j)
+        return nxt, keep
 
     def _forward_kwargs(self) -> dict[str, Any]:
         import inspect
@@ -526,7 +547,7 @@ class HFRecommender(Recommender):
         params = inspect.signature(self.model.forward).parameters
         return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
-    def _generate_causal(self, prompts: list[list[int]], requests: list[Request]) -> list[list[int]]:
+    def _generate_causal(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         import torch
 
         n = len(prompts)
@@ -536,25 +557,22 @@ class HFRecommender(Recommender):
         mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         next_pos = torch.tensor([len(p) for p in prompts])
-        gens = self._row_generators(requests)
-        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        gens = self._row_generators(prompts)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
         layout = _RowLayout(left_pad=list(pads))
-        token = _LAYOUT.set(layout if self.exact_batching else None)
+        ctx = _LAYOUT.set(layout if self.exact_batching else None)
         try:
+            max_new = self.decoding.max_new_tokens
+            if max_new <= 0:
+                return [([], []) for _ in range(n)]
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, **self._forward_kwargs())
             cache = out.cache
-            logits = out.logits[:, -1, :]
-            for step in range(self.decoding.max_new_tokens):
-                nxt = self._pick(logits, active, gens)
-                keep = []
-                for j, row in enumerate(active):
-                    t = int(nxt[j])
-                    out_tokens[row].append(t)
-                    if t not in self.eos_ids:
-                        keep.append(j)
-                if not keep or step == self.decoding.max_new_tokens - 1:
+            for step in range(max_new):
+                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
+                if not keep or step == max_new - 1:
                     break
                 if len(keep) < len(active):
                     sel = torch.tensor(keep)
@@ -567,10 +585,9 @@ class HFRecommender(Recommender):
                                  position_ids=next_pos[:, None], cache=cache, use_cache=True)
                 cache = out.cache
                 next_pos = next_pos + 1
-                logits = out.logits[:, -1, :]
         finally:
-            _LAYOUT.reset(token)
-        return out_tokens
+            _LAYOUT.reset(ctx)
+        return list(zip(tokens, logprobs))
 
     def _encode(self, prompts: list[list[int]], layout: _RowLayout) -> tuple[Any, Any]:
         """Run the encoder once on right-padded prompts; returns (encoder outputs, mask)."""
@@ -587,33 +604,28 @@ class HFRecommender(Recommender):
             layout.in_encoder = False
         return enc, mask
 
-    def _generate_seq2seq(self, prompts: list[list[int]], requests: list[Request]) -> list[list[int]]:
+    def _generate_seq2seq(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
         n = len(prompts)
         layout = _RowLayout(left_pad=[0] * n)
-        token = _LAYOUT.set(layout if self.exact_batching else None)
-        gens = self._row_generators(requests)
-        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        ctx = _LAYOUT.set(layout if self.exact_batching else None)
+        gens = self._row_generators(prompts)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
         try:
             enc, enc_mask = self._encode(prompts, layout)
             hidden = enc.last_hidden_state
             nxt = torch.full((n,), self.decoder_start_id, dtype=torch.long)
             cache = None
-            for step in range(self.decoding.max_new_tokens):
+            for _ in range(self.decoding.max_new_tokens):
                 out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                  attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
                                  cache=cache, use_cache=True)
                 cache = out.cache
-                nxt = self._pick(out.logits[:, -1, :], active, gens)
-                keep = []
-                for j, row in enumerate(active):
-                    t = int(nxt[j])
-                    out_tokens[row].append(t)
-                    if t not in self.eos_ids:
-                        keep.append(j)
+                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
                 if not keep:
                     break
                 if len(keep) < len(active):
@@ -624,8 +636,8 @@ class HFRecommender(Recommender):
                     layout.enc_len = [layout.enc_len[j] for j in keep]
                     layout.left_pad = [0] * len(active)
         finally:
-            _LAYOUT.reset(token)
-        return out_tokens
+            _LAYOUT.reset(ctx)
+        return list(zip(tokens, logprobs))
 
     # ------------------------------------------------------------------ scoring
     def score(self, requests: Sequence[Request]) -> list[list[float]]:
@@ -646,7 +658,7 @@ class HFRecommender(Recommender):
                     if not r.candidates:
                         results.append([])
                         continue
-                    p = self.prompt_ids(r)
+                    p = self.prompt_ids(r) or [self._fallback_token()]
                     cands = [self.candidate_ids(c) for c in r.candidates]
                     if self.is_seq2seq:
                         fn = self._score_s2s_naive if naive else self._score_s2s

@@ -1,0 +1,157 @@
+"""Inference benchmarks of the Hugging Face / GGUF adapter on the bundled SmolLM2-135M-Instruct.
+
+Run: ``HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_inference.py``
+
+Every figure is a ratio (or fraction) measured side by side in this one run, on this machine:
+
+1. generation: batched (batch 16) vs one request at a time, 16 recommendation prompts
+   (target >= 4x); the outputs must be identical, and the count is printed;
+2. scoring: prefix reuse (prompt run once, its KV cache copied for all candidates) vs naive
+   full-sequence scoring, 20 candidates (target >= 5x), with the largest score difference;
+3. utilisation: batched generation tokens/s x FLOPs per token (2 x parameters) as a fraction of
+   the fp32 matmul peak measured here (``torch.matmul`` on 2048 x 2048);
+4. ``bench_cache``: warm-cache vs cold audit -- a placeholder until ``recaudit.engine`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GROUPS = ["female", "male", "young", "elderly", "Black", "white", "Asian", "Hispanic",
+          "Christian", "Muslim", "Jewish", "atheist", "American", "Chinese", "Brazilian", "Indian"]
+GENRES = ["action", "romance", "horror", "comedy", "drama", "sci-fi", "family", "thriller"]
+TITLES = ["The Matrix (1999)", "Heat (1995)", "Toy Story (1995)", "Fargo (1996)",
+          "Casablanca (1942)", "Jaws (1975)", "The Godfather (1972)", "Amelie (2001)",
+          "Spirited Away (2001)", "Titanic (1997)", "Alien (1979)", "Rocky (1976)",
+          "Psycho (1960)", "Vertigo (1958)", "Pulp Fiction (1994)", "Forrest Gump (1994)",
+          "The Lion King (1994)", "Braveheart (1995)", "Se7en (1995)", "Goodfellas (1990)"]
+
+
+def prompts(n: int = 16) -> list[str]:
+    return [f"I am a {GROUPS[i % len(GROUPS)]} fan of {GENRES[i % len(GENRES)]} movies. "
+            f"Recommend {5 + i % 6} movies I should watch next, as a numbered list with years."
+            for i in range(n)]
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best-of-``reps`` fp32 ``torch.matmul`` throughput on an n x n product, in GFLOP/s."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def bench_generation(rec, n_prompts: int = 16) -> dict[str, float]:
+    from recaudit.recommenders.base import Request
+
+    reqs = [Request.from_prompt(p) for p in prompts(n_prompts)]
+    ids = [rec.prompt_ids(r) for r in reqs]
+    rec.generate_ids([ids[0]])  # warm-up
+    t0 = time.perf_counter()
+    batched = rec.generate_ids(ids)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single = [rec.generate_ids([p])[0] for p in ids]
+    t_single = time.perf_counter() - t0
+    n_tokens = sum(len(t) for t, _ in batched)
+    same = sum(b == s for b, s in zip(batched, single))
+    print(f"generation: {n_prompts} prompts, {n_tokens} new tokens, max_new_tokens="
+          f"{rec.decoding.max_new_tokens}, batch_size={rec.batch_size}")
+    print(f"  one at a time {t_single:8.2f} s   batched {t_batched:8.2f} s   "
+          f"speed-up {t_single / t_batched:5.2f}x  (target >= 4x)")
+    print(f"  identical outputs (tokens and log-probs, bitwise): {same}/{n_prompts}")
+    return {"t_batched": t_batched, "t_single": t_single, "tokens": n_tokens}
+
+
+def bench_scoring(rec, n_candidates: int = 20, reps: int = 3) -> None:
+    from recaudit.recommenders.base import Request
+
+    base = Request.from_prompt(prompts(1)[0] + " Name the one movie you recommend most.", k=1)
+    req = Request(base.messages, k=1, candidates=TITLES[:n_candidates])
+    rec.score([req])  # warm-up
+    t_fast = t_naive = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fast = rec.score([req])[0]
+        t_fast = min(t_fast, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        naive = rec.score_naive([req])[0]
+        t_naive = min(t_naive, time.perf_counter() - t0)
+    diff = max(abs(a - b) for a, b in zip(fast, naive))
+    print(f"scoring: {n_candidates} candidates, prompt {len(rec.prompt_ids(req))} tokens "
+          f"(best of {reps})")
+    print(f"  naive {t_naive:8.3f} s   prefix reuse {t_fast:8.3f} s   "
+          f"speed-up {t_naive / t_fast:5.2f}x  (target >= 5x)   max |diff| {diff:.2e}")
+
+
+def bench_utilisation(rec, gen: dict[str, float]) -> None:
+    n_params = sum(p.numel() for p in rec.model.parameters())
+    flops_per_token = 2 * n_params
+    peak = matmul_peak_gflops()
+    tok_s = gen["tokens"] / gen["t_batched"]
+    achieved = tok_s * flops_per_token / 1e9
+    print(f"utilisation: {n_params / 1e6:.1f} M parameters, {flops_per_token / 1e9:.3f} GFLOP/token")
+    print(f"  fp32 matmul peak (2048^2) {peak:8.1f} GFLOP/s   batched generation {tok_s:8.1f} "
+          f"tokens/s = {achieved:6.1f} GFLOP/s = {achieved / peak:6.1%} of peak")
+
+
+def bench_cache(*_args, **_kwargs) -> None:
+    """PLACEHOLDER (lead): warm-cache vs cold audit.
+
+    To fill in once ``recaudit.engine`` exists: run one small audit config twice against the
+    same response cache (first cold, then warm) and print ``cold / warm`` wall-time ratio and the
+    cache hit rate of the second run.
+    """
+    try:
+        import recaudit.engine  # noqa: F401
+    except ImportError:
+        print("cache: engine not available (warm-cache vs cold audit not measured)")
+        return
+    print("cache: placeholder -- warm-cache vs cold audit not implemented yet")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from recaudit.recommenders.base import Decoding
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs")
+    t0 = time.perf_counter()
+    rec = GGUFRecommender(str(bundled_smollm2_path()),
+                          Decoding(max_new_tokens=args.max_new_tokens), batch_size=16)
+    print(f"load: {time.perf_counter() - t0:.1f} s (from cache: {rec.loaded_from_cache}); "
+          f"batch-invariant numerics: {rec.exact_batching} (min_rows={rec.min_rows})")
+    gen = bench_generation(rec, args.prompts)
+    bench_scoring(rec, args.candidates)
+    bench_utilisation(rec, gen)
+    bench_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""HFRecommender: loading safety, batch-invariant generation, prefix-reuse scoring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from recaudit.errors import ModelRuntimeError, ModelSpecError
+from recaudit.recommenders.base import Decoding, Request
+from recaudit.recommenders.hf import HFRecommender, _attention_is_padding_only
+
+from . import tiny_models as tm
+
+SYSTEM = "You are a helpful movie recommender system."
+PROMPTS = [("I am a female user who likes romance. " * (i % 4 + 1)) + f"Recommend {i + 3} movies."
+           for i in range(10)]
+CANDIDATES = ["The Matrix (1999)", "Heat", "Toy Story (1995)", "", "Casablanca and Jaws",
+              "Alien (1979), Fargo (1996), Rocky, Psycho, Vertigo"]
+
+
+def _requests() -> list[Request]:
+    return [Request.from_prompt(p, system=SYSTEM if i % 2 else None)
+            for i, p in enumerate(PROMPTS)]
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_hf")
+    return {"causal": tm.make_causal(root / "causal"), "bart": tm.make_bart(root / "bart"),
+            "t5": tm.make_t5(root / "t5")}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dirs) -> dict[str, HFRecommender]:
+    return {name: HFRecommender(str(d), Decoding(max_new_tokens=16), batch_size=4)
+            for name, d in tiny_dirs.items()}
+
+
+# ----------------------------------------------------------------------------- generation
+@pytest.mark.parametrize("kind", ["causal", "bart", "t5"])
+def test_batched_generation_is_bit_identical_to_one_at_a_time(tiny, kind):
+    rec = tiny[kind]
+    assert rec.exact_batching and rec.min_rows
+    assert rec.is_seq2seq == (kind != "causal")
+    prompts = [rec.prompt_ids(r) for r in _requests()]
+    assert len({len(p) for p in prompts}) > 3  # padding really happens
+    batched = rec.generate_ids(prompts)  # batches of 4, sorted by length, last batch partial
+    single = [rec.generate_ids([p])[0] for p in prompts]
+    # tokens and every chosen token's log-probability: bit-identical, not merely close
+    assert batched == single
+    texts_b = rec.recommend(_requests())
+    texts_s = [rec.recommend([r])[0] for r in _requests()]
+    assert [r.text for r in texts_b] == [r.text for r in texts_s]
+
+
+def test_sampling_is_seeded_and_batch_invariant(tiny_dirs):
+    hot = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=12, temperature=0.9,
+                                                            seed=7), batch_size=3)
+    reqs = _requests()[:5]
+    batched = [r.text for r in hot.recommend(reqs)]
+    assert batched == [hot.recommend([r])[0].text for r in reqs]
+    assert batched == [r.text for r in hot.recommend(reqs)]
+    other = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=12, temperature=0.9,
+                                                              seed=8), batch_size=3)
+    assert [r.text for r in other.recommend(reqs)] != batched
+
+
+def test_response_token_counts_and_order(tiny):
+    rec = tiny["causal"]
+    reqs = _requests()
+    out = rec.recommend(reqs)
+    assert len(out) == len(reqs)
+    for r, resp in zip(reqs, out):
+        assert resp.n_prompt_tokens == len(rec.prompt_ids(r))
+        assert 1 <= resp.n_output_tokens <= rec.decoding.max_new_tokens
+        assert resp.error is None and resp.scores is None
+    # input order is kept although batches are sorted by prompt length
+    assert out[3].text == rec.recommend([reqs[3]])[0].text
+
+
+def test_chat_template_is_applied(tiny):
+    rec = tiny["causal"]
+    req = Request.from_prompt("Recommend movies.", system=SYSTEM)
+    expected = rec.tokenizer.apply_chat_template(req.chat_dicts(), add_generation_prompt=True,
+                                                 tokenize=False)
+    assert expected.endswith("<s>assistant\n")
+    assert rec.prompt_ids(req) == rec.tokenizer(expected, add_special_tokens=False)["input_ids"]
+    # no template (seq2seq tiny models): message contents joined
+    s2s = tiny["bart"]
+    assert s2s.tokenizer.decode(s2s.prompt_ids(req), skip_special_tokens=True) == \
+        f"{SYSTEM}\n\nRecommend movies."
+
+
+def test_attention_padding_only_check():
+    from transformers import LlamaConfig, MistralConfig
+
+    assert _attention_is_padding_only(LlamaConfig())
+    assert not _attention_is_padding_only(MistralConfig(sliding_window=8))
+
+
+# ----------------------------------------------------------------------------- scoring
+@pytest.mark.parametrize("kind", ["causal", "bart", "t5"])
+def test_prefix_reuse_scores_equal_naive(tiny, kind):
+    rec = tiny[kind]
+    many = CANDIDATES + [f"{c} {i}" for i in range(30) for c in CANDIDATES[:1]]  # > one chunk
+    reqs = [Request(r.messages, candidates=many if i == 0 else CANDIDATES)
+            for i, r in enumerate(_requests()[:3])]
+    reqs.append(Request(reqs[0].messages))  # no candidates -> []
+    fast, naive = rec.score(reqs), rec.score_naive(reqs)
+    assert [len(s) for s in fast] == [len(many), len(CANDIDATES), len(CANDIDATES), 0]
+    for f_row, n_row in zip(fast, naive):
+        assert f_row == pytest.approx(n_row, abs=1e-4)
+    assert fast[1][3] == 0.0  # empty candidate
+    assert all(s < 0 for s in fast[1] if s != 0.0)
+
+
+def test_prefix_reuse_runs_the_prompt_once(tiny):
+    rec = tiny["causal"]
+    seen: list[int] = []
+    handle = rec.model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(kwargs["input_ids"].shape[-1]), with_kwargs=True)
+    try:
+        req = Request.from_prompt(PROMPTS[5], system=SYSTEM)
+        req = Request(req.messages, candidates=CANDIDATES)
+        n_prompt = len(rec.prompt_ids(req))
+        rec.score([req])
+        assert seen.count(n_prompt) == 1 and len(seen) == 2  # prompt once + one candidate batch
+        seen.clear()
+        rec.score_naive([req])
+        assert len(seen) == len([c for c in CANDIDATES if c]) and min(seen) > n_prompt
+    finally:
+        handle.remove()
+
+
+# ----------------------------------------------------------------------------- loading safety
+def test_missing_path_is_a_one_line_spec_error(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelSpecError) as exc:
+        HFRecommender(str(missing))
+    assert str(missing) in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ModelSpecError, match="offline Hugging Face cache"):
+        HFRecommender("recaudit-test/definitely-not-cached")
+    a_file = tmp_path / "weights.gguf"
+    a_file.write_bytes(b"GGUF")
+    with pytest.raises(ModelSpecError, match="gguf:"):
+        HFRecommender(str(a_file))
+
+
+def test_pickle_only_checkpoint_needs_allow_pickle(tmp_path, tiny):
+    d = tm.make_causal(tmp_path / "pickled", safe=False)
+    assert not list(d.glob("*.safetensors")) and (d / "pytorch_model.bin").exists()
+    with pytest.raises(ModelSpecError) as exc:
+        HFRecommender(str(d))
+    msg = str(exc.value)
+    assert "pickle weights" in msg and "--allow-pickle" in msg and "\n" not in msg
+    rec = HFRecommender(str(d), Decoding(max_new_tokens=8), allow_pickle=True)
+    reqs = _requests()[:3]
+    safe_rec = HFRecommender(str(tm.make_causal(tmp_path / "safe")), Decoding(max_new_tokens=8))
+    assert [r.text for r in rec.recommend(reqs)] == [r.text for r in safe_rec.recommend(reqs)]
+
+
+def test_safetensors_preferred_over_pickle(tmp_path):
+    d = tm.make_causal(tmp_path / "both")
+    import torch
+
+    torch.save({"not": torch.zeros(1)}, d / "pytorch_model.bin")  # would break loading if used
+    rec = HFRecommender(str(d), Decoding(max_new_tokens=4))
+    assert [f.suffix for f in rec.weight_files] == [".safetensors"]
+    assert rec.recommend(_requests()[:1])[0].n_output_tokens >= 1
+
+
+def _add_remote_code(d: Path, marker: Path, model_type: str | None = None) -> None:
+    (d / "custom_code.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('remote code ran')\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM\n"
+        "class MyConfig(LlamaConfig):\n    model_type = 'llama'\n"
+        "class MyModel(LlamaForCausalLM):\n    config_class = MyConfig\n")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "custom_code.MyConfig",
+                       "AutoModelForCausalLM": "custom_code.MyModel"}
+    if model_type:
+        cfg["model_type"] = model_type
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def test_remote_code_is_never_run_unless_allowed(tmp_path):
+    marker = tmp_path / "marker"
+    known = tm.make_causal(tmp_path / "known")
+    _add_remote_code(known, marker)
+    rec = HFRecommender(str(known), Decoding(max_new_tokens=2))  # built-in Llama class is used
+    assert type(rec.model).__name__ == "LlamaForCausalLM" and not marker.exists()
+    unknown = tm.make_causal(tmp_path / "unknown")
+    _add_remote_code(unknown, marker, model_type="recaudit_custom_arch")
+    with pytest.raises(ModelSpecError, match="--trust-remote-code"):
+        HFRecommender(str(unknown))
+    assert not marker.exists()
+
+
+def test_broken_checkpoint_is_a_runtime_error(tmp_path):
+    d = tm.make_causal(tmp_path / "broken")
+    (d / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelRuntimeError) as exc:
+        HFRecommender(str(d))
+    assert exc.value.exit_code == 3 and "\n" not in str(exc.value)
+
+
+def test_fingerprint_tracks_weights(tmp_path, tiny_dirs, tiny):
+    rec = tiny["causal"]
+    d = tiny_dirs["causal"]
+    sha = hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
+    assert rec.weights_sha256() == sha
+    again = HFRecommender(str(d))
+    assert again.fingerprint() == rec.fingerprint()
+    other = HFRecommender(str(tm.make_causal(tmp_path / "seed1", seed=1)))
+    assert other.fingerprint() != rec.fingerprint()
+    assert len(rec.fingerprint()) == 64
+
+
+# ----------------------------------------------------------------------------- real SmolLM2
+REC_PROMPTS = [
+    "I am a {} fan of {} movies. Recommend {} movies I should watch next, as a numbered list."
+    .format(*args) for args in [
+        ("female", "action", 10), ("male", "romance", 5), ("young", "horror", 10),
+        ("elderly", "comedy", 8), ("Black", "drama", 10), ("Asian", "sci-fi", 10),
+        ("Christian", "family", 7), ("Muslim", "thriller", 10)]]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECAUDIT_CACHE_DIR", tm.session_cache_root(tmp_path_factory))
+        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=20))
+
+
+@pytest.mark.integration
+def test_smollm2_batched_generation_is_bit_identical(smollm2):
+    assert smollm2.exact_batching
+    reqs = [Request.from_prompt(p) for p in REC_PROMPTS]
+    prompts = [smollm2.prompt_ids(r) for r in reqs]
+    batched = smollm2.generate_ids(prompts)
+    single = [smollm2.generate_ids([p])[0] for p in prompts]
+    assert [b[0] for b in batched] == [s[0] for s in single]  # 8/8 identical token sequences
+    assert batched == single  # and bit-identical log-probabilities
+    texts = [r.text for r in smollm2.recommend(reqs)]
+    assert all(texts) and texts == [smollm2.tokenizer.decode(
+        t[:-1] if t[-1] in smollm2.eos_ids else t, skip_special_tokens=True).strip()
+        for t, _ in batched]
+
+
+@pytest.mark.integration
+def test_smollm2_prefix_reuse_scores_equal_naive(smollm2):
+    titles = ["The Matrix (1999)", "Heat (1995)", "Toy Story (1995)", "Fargo (1996)",
+              "Casablanca (1942)", "Jaws (1975)", "The Godfather (1972)", "Amélie (2001)",
+              "Spirited Away (2001)", "Titanic (1997)"]
+    reqs = [Request.from_prompt(REC_PROMPTS[0] + " Name one movie.", k=1)]
+    reqs = [Request(reqs[0].messages, candidates=titles)]
+    fast, naive = smollm2.score(reqs), smollm2.score_naive(reqs)
+    assert fast[0] == pytest.approx(naive[0], abs=1e-4)
+    assert len(set(fast[0])) == len(titles)
