@@ -57,6 +57,7 @@ class EngineConfig(_Strict):
     max_requests: int | None = Field(None, ge=0)
     dry_run: bool = False
     backend: Literal["local", "ray"] = "local"
+    ray_workers: int = Field(2, ge=1)
     progress: bool = True
 
 

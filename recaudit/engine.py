@@ -133,13 +133,24 @@ def _approx_tokens(req: Request) -> int:
     return sum(len(m.content) for m in req.messages) // 4 + 8
 
 
+def call_recommender(rec: Recommender, reqs: list[Request]) -> list[Response]:
+    """One batch through the adapter: scoring requests -> ``score``, others -> ``recommend``."""
+    if reqs and reqs[0].candidates is not None:
+        if not rec.supports(SCORE):
+            return [Response(error=f"{rec.spec} cannot score candidates") for _ in reqs]
+        return [Response(scores=[float(s) for s in sc]) for sc in rec.score(reqs)]
+    if not (rec.supports(GENERATE) or rec.supports(EMBED)):
+        return [Response(error=f"{rec.spec} cannot produce lists") for _ in reqs]
+    return rec.recommend(reqs)
+
+
 class Engine:
     """Runs requests through a recommender with dedup, caching, batching and progress."""
 
     def __init__(self, recommender: Recommender, catalog: "Catalog | None" = None, *,
                  cache_path: str | Path | None = None, batch_size: int = 16,
                  max_requests: int | None = None, dry_run: bool = False,
-                 progress: bool = True, backend: str = "local",
+                 progress: bool = True, backend: str = "local", ray_workers: int = 2,
                  console: Any = None) -> None:
         self.recommender = recommender
         self.catalog = catalog
@@ -149,6 +160,7 @@ class Engine:
         self.dry_run = dry_run
         self.progress = progress
         self.backend = backend
+        self.ray_workers = max(1, int(ray_workers))
         self.console = console
         self.stats = EngineStats()
         self._model_key = recommender.fingerprint()
@@ -206,14 +218,22 @@ class Engine:
             progress.start()
             task = progress.add_task(self.recommender.spec or "model", total=len(todo))
         try:
-            # Group by kind (score vs. list) and by rough length so batches pad little.
+            # Group by kind (score vs. list) and by rough length so batches pad little; a batch
+            # never mixes scoring and list requests.
             order = sorted(todo, key=lambda k: (unique[k].candidates is not None,
                                                 _approx_tokens(unique[k])))
-            for i in range(0, len(order), self.batch_size):
-                keys = order[i:i + self.batch_size]
-                reqs = [unique[k] for k in keys]
-                resps = self._call(reqs)
-                self.cache.put_many(self._model_key, self._decoding_key, zip(reqs, resps))
+            batches: list[list[str]] = []
+            for key in order:
+                if (batches and len(batches[-1]) < self.batch_size and
+                        (unique[batches[-1][0]].candidates is None)
+                        == (unique[key].candidates is None)):
+                    batches[-1].append(key)
+                else:
+                    batches.append([key])
+            runner = self._run_ray if self.backend == "ray" else self._run_local
+            for keys, resps in runner(unique, batches):
+                self.cache.put_many(self._model_key, self._decoding_key,
+                                    zip((unique[k] for k in keys), resps))
                 if progress is not None:
                     progress.advance(task, len(keys))
                 yield keys, resps
@@ -221,23 +241,36 @@ class Engine:
             if progress is not None:
                 progress.stop()
 
-    def _call(self, reqs: list[Request]) -> list[Response]:
-        rec = self.recommender
-        scoring = [r for r in reqs if r.candidates is not None]
-        if scoring and len(scoring) != len(reqs):
-            raise ValueError("mixed scoring and list requests in one batch")
+    def _run_local(self, unique: dict[str, Request], batches: list[list[str]]):
+        for keys in batches:
+            yield keys, self._call([unique[k] for k in keys])
+
+    def _run_ray(self, unique: dict[str, Request], batches: list[list[str]]):
+        """Distribute batches over ``ray_workers`` actors, each holding a copy of the model.
+
+        Results are yielded (and cached) as each batch finishes, so resumability is kept.
+        """
+        from .backends import RayPool
+
+        pool = RayPool(self.recommender, self.ray_workers)
         try:
-            if scoring:
-                if not rec.supports(SCORE):
-                    return [Response(error=f"{rec.spec} cannot score candidates") for _ in reqs]
-                return [Response(scores=[float(s) for s in sc]) for sc in rec.score(reqs)]
-            if not (rec.supports(GENERATE) or rec.supports(EMBED)):
-                return [Response(error=f"{rec.spec} cannot produce lists") for _ in reqs]
-            out = rec.recommend(reqs)
+            for keys, out in pool.map([(keys, [unique[k] for k in keys]) for keys in batches]):
+                yield keys, self._check(keys, out)
+        finally:
+            pool.close()
+
+    def _call(self, reqs: list[Request]) -> list[Response]:
+        try:
+            out = call_recommender(self.recommender, reqs)
         except RecauditError:
             raise
         except Exception as err:  # a model that crashes mid-run: runtime failure, cache kept
-            raise ModelRuntimeError(f"model {rec.spec} failed: {type(err).__name__}: {err}") from err
+            raise ModelRuntimeError(f"model {self.recommender.spec} failed: "
+                                    f"{type(err).__name__}: {err}") from err
+        return self._check(reqs, out)
+
+    def _check(self, reqs: list, out: list[Response]) -> list[Response]:
+        rec = self.recommender
         if len(out) != len(reqs):
             raise ModelRuntimeError(f"model {rec.spec} returned {len(out)} responses "
                                     f"for {len(reqs)} requests")

@@ -716,9 +716,11 @@ class HFRecommender(Recommender):
             if not c:
                 scores.append(0.0)
                 continue
-            logits = self.model(input_ids=torch.tensor([prompt + c]), use_cache=False).logits
-            lp = torch.log_softmax(logits[0, len(prompt) - 1: len(prompt) - 1 + len(c)].float(),
-                                   dim=-1)
+            # logits only where the candidate's tokens are predicted (a fair baseline)
+            keep = {"logits_to_keep": len(c) + 1} if self._forward_kwargs() else {}
+            logits = self.model(input_ids=torch.tensor([prompt + c]), use_cache=False,
+                                **keep).logits
+            lp = torch.log_softmax(logits[0, -len(c) - 1:-1].float(), dim=-1)
             scores.append(float(lp.gather(-1, torch.tensor(c)[:, None]).sum()))
         return scores
 

