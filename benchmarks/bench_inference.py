@@ -105,7 +105,8 @@ def bench_utilisation(rec, gen: dict[str, float]) -> None:
     peak = matmul_peak_gflops()
     tok_s = gen["tokens"] / gen["t_batched"]
     achieved = tok_s * flops_per_token / 1e9
-    print(f"utilisation: {n_params / 1e6:.1f} M parameters, {flops_per_token / 1e9:.3f} GFLOP/token")
+    print(f"utilisation: {n_params / 1e6:.1f} M parameters, "
+          f"{flops_per_token / 1e9:.3f} GFLOP/token")
     print(f"  fp32 matmul peak (2048^2) {peak:8.1f} GFLOP/s   batched generation {tok_s:8.1f} "
           f"tokens/s = {achieved:6.1f} GFLOP/s = {achieved / peak:6.1%} of peak")
 

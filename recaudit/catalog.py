@@ -140,7 +140,7 @@ class Catalog:
         if items[id_col].isna().any():
             raise DataError(f"{source}: {int(items[id_col].isna().sum())} rows have no id "
                             f"in column {id_col!r}")
-        ids = pd.Index(datasets._id_strings(items[id_col]), name="item_id")
+        ids = pd.Index(datasets.as_id_strings(items[id_col]), name="item_id")
         if ids.has_duplicates:
             dups = ids[ids.duplicated()].unique()[:5].tolist()
             raise DataError(f"{source}: duplicate item ids in column {id_col!r}: "
@@ -156,7 +156,8 @@ class Catalog:
             genres = [datasets.split_genres(g, genres_sep) for g in items[genres_col]]
         else:
             genres = [[] for _ in range(len(items))]
-        frame = pd.DataFrame({"title": pd.array(titles, dtype="str"),
+        # titles keep pandas' default string dtype (pandas 3: "str", NaN for missing)
+        frame = pd.DataFrame({"title": titles,
                               "year": pd.array(years, dtype="Int64"),
                               "genres": pd.Series(genres, dtype="object").to_numpy()},
                              index=ids)
@@ -279,10 +280,11 @@ class Catalog:
     def titles(self, ids: Iterable[str]) -> list[str]:
         return [self.title(i) for i in ids]
 
-    def most_popular(self, n: int, split: str = "all") -> list[str]:
+    def most_popular(self, n: int, split: str = "train") -> list[str]:
         """The ``n`` most popular item ids (ties in catalogue order).
 
-        ``split="train"`` ranks by :meth:`train_popularity` instead of ``items.popularity``.
+        ``split="train"`` (default) ranks by :meth:`train_popularity` (no held-out interaction
+        leaks in); ``"all"`` by ``items.popularity``.
         """
         pop = self.train_popularity() if split == "train" else self.items["popularity"]
         return pop.sort_values(ascending=False, kind="stable").index[:max(0, n)].tolist()

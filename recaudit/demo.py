@@ -15,6 +15,29 @@ from pathlib import Path
 from .errors import RecauditError
 
 MODELS = ("smollm2", "minilm")
+SAMPLE_PROMPT = ("I am a fan of The Matrix and Toy Story. Please provide me with a list of 10 movie "
+                 "titles in order of preference that you think I might like.")
+
+
+def sample_lists() -> None:
+    """Print a grounded top-10 list from each bundled model for one sample prompt."""
+    from .catalog import Catalog
+    from .cli import render_list
+    from .engine import Engine
+    from .recommenders import Decoding, Request, load_recommender
+
+    catalog = Catalog.from_movielens()
+    req = Request.from_prompt(SAMPLE_PROMPT, k=10,
+                              system="You are a movie recommendation system.")
+    print(f"[demo] prompt: {SAMPLE_PROMPT}")
+    for spec in MODELS:
+        engine = Engine(load_recommender(spec, Decoding(max_new_tokens=200)), catalog,
+                        progress=False)
+        try:
+            answer = engine.run([req])[req.key()]
+        finally:
+            engine.close()
+        print(render_list(spec, answer, catalog, 10))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     try:
+        sample_lists()
         for spec in MODELS:
             t = time.perf_counter()
             cfg = load_config(config, overrides={"model": spec})

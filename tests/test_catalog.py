@@ -1,4 +1,4 @@
-"""Catalog: construction and errors, popularity, head/tail split, time split, grounding, identity."""
+"""Catalog: construction, errors, popularity, head/tail split, time split, grounding, identity."""
 
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def test_items_frame_and_accessors():
     assert cat.items.at["c", "genres"] == ["Horror", "Sci-Fi"]
     assert cat.title("a") == "Matrix, The"
     assert cat.titles(["b", "c"]) == ["Heat", "Alien"]
-    assert cat.most_popular(3) == ["a", "b", "c"]
+    assert cat.most_popular(3, split="all") == ["a", "b", "c"]
+    assert cat.most_popular(3) == ["a", "b", "c"]  # train: a 2, b 1, c 1 (ties: catalogue order)
     # Action 2, Crime 2, Sci-Fi 2, then Animation, Drama, Horror (ties alphabetical)
     assert cat.genres() == ["Action", "Crime", "Sci-Fi", "Animation", "Drama", "Horror"]
     assert cat.item_groups("studio") == {"a": "WB", "b": "WB", "c": "Fox", "d": "Pixar",
@@ -349,6 +350,7 @@ def test_movielens_split_and_popularity(movielens):
     assert tp[list(head)].sum() >= 0.8 * tp.sum()
     assert tp[list(head)].sum() - ordered.iloc[len(head) - 1] < 0.8 * tp.sum()
     assert cat.most_popular(1) == ["356"]  # Forrest Gump
+    assert cat.most_popular(1, split="all") == ["356"]
 
 
 def test_movielens_ground_and_fingerprint(movielens):
@@ -359,3 +361,14 @@ def test_movielens_ground_and_fingerprint(movielens):
     fp = cat.fingerprint()
     again = Catalog(cat.items.copy(), cat.interactions.copy(), holdout=5)
     assert again.fingerprint() == fp
+
+
+def test_movielens_with_imdb_votes(movielens):
+    cat = movielens.with_imdb_votes()
+    votes = cat.items["imdb_votes"]
+    assert votes.dtype == "int64" and len(cat) == 9066
+    assert votes["2571"] > 100_000  # The Matrix, joined on normalised title + year
+    assert (votes > 0).sum() > 4000  # IMDb sample ends in 2005: many later films get 0
+    assert "imdb_votes" not in movielens.items.columns  # a copy
+    head, _ = head_tail_split(votes)
+    assert "2571" in head

@@ -6,9 +6,12 @@ import json
 import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from recaudit.grounding import Grounding, TitleMatcher, ground, normalize_title, parse_list
+from recaudit import grounding
+from recaudit.grounding import (Grounding, TitleMatcher, ground, match_entry, normalize_title,
+                                parse_list)
 
 DATA = Path(__file__).parent / "data"
 
@@ -62,6 +65,16 @@ def test_grounding_share_and_roundtrip():
      ["Heat", "Alien", "Up"]),
     ("1. Heat\n   - Director: Michael Mann\n   - Year: 1995\n2. Alien\n   - Year: 1979",
      ["Heat", "Alien"]),
+    ("Here:\n\n| # | Title | Year |\n|---|-------|------|\n| 1 | Inception | 2010 |\n"
+     "| 2 | *Heat* | 1995 |\n\nEnjoy!", ["Inception (2010)", "Heat (1995)"]),
+    ("| Movie | Why |\n| --- | --- |\n| The Matrix | mind-bending |", ["The Matrix"]),
+    ("- *Inception* (2010)\n- _Heat_\n- M*A*S*H", ["Inception (2010)", "Heat", "M*A*S*H"]),
+    ('1. "The Godfather" Part II\n2. "Heat" is a classic', ["The Godfather Part II", "Heat"]),
+    ("1. The Princess Bride: The Princess Bride (1987)\n2. Jurassic World: The Lost Planet: "
+     "The Lost Planet: The Lost Planet:", ["The Princess Bride (1987)",
+                                           "Jurassic World: The Lost Planet"]),
+    ("Die Hard: Heat, Alien, Up", ["Die Hard: Heat", "Alien", "Up"]),
+    ("```python\ndef f():\n    return [\"Title 1\", \"Title 2\"]\n```", []),
     ("", []),
     ("   \n\n", []),
     ("I cannot recommend movies. As an AI, I have no preferences, sorry about that.", []),
@@ -79,6 +92,9 @@ def test_parse_list_non_text():
 @pytest.mark.parametrize("raw, key", [
     ("The Matrix", "the matrix"),
     ("Matrix, The", "the matrix"),
+    ("The Matrix, 1999", "the matrix"),
+    ("Blade Runner 2049", "blade runner 2049"),
+    ("M*A*S*H", "mash"),
     ("Matrix, The (1999)", "the matrix"),
     ('"The Matrix" (1999)', "the matrix"),
     ("**The Matrix**", "the matrix"),
@@ -111,9 +127,9 @@ def test_normalize_article_inversion_is_symmetric():
                               ("Fish Called Wanda, A", "A Fish Called Wanda"),
                               ("Inconvenient Truth, An", "An Inconvenient Truth"),
                               ("Vie en Rose, La", "La Vie en Rose"),
-                              ("Boot, Das", "Das Boot"), ("Piano, Il", "Il Postino")[:1] + ("",)]:
-        if natural:
-            assert normalize_title(inverted) == normalize_title(natural)
+                              ("Boot, Das", "Das Boot"), ("Postino, Il", "Il Postino"),
+                              ("Mariachi, El", "El Mariachi"), ("Samouraï, Le", "Le Samouraï")]:
+        assert normalize_title(inverted) == normalize_title(natural)
 
 
 # ------------------------------------------------------------------ TitleMatcher
@@ -124,11 +140,13 @@ TITLES = {
     "12": "Star Wars: Episode IV - A New Hope", "13": "Up", "14": "Inception",
     "15": "Léon: The Professional (a.k.a. The Professional) (Léon)",
     "16": "Shawshank Redemption, The", "17": "Godfather: Part II, The",
+    "18": "Lion King II: Simba's Pride, The",
+    "19": "Star Wars: Episode V - The Empire Strikes Back",
 }
 YEARS = {"1": 1999, "2": 1995, "3": 1951, "4": 2010, "5": 1933, "6": 1995, "7": 1999,
          "8": 2010, "9": 1995, "10": 1998, "11": 1972, "12": 1977, "13": 2009, "14": 2010,
-         "15": 1994, "16": 1994, "17": 1974}
-POP = {"3": 10, "4": 30, "5": 2}
+         "15": 1994, "16": 1994, "17": 1974, "18": 1998, "19": 1980}
+POP = {"3": 10, "4": 30, "5": 2, "12": 300, "19": 200}
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +161,10 @@ def matcher() -> TitleMatcher:
     ("Léon: The Professional", "15"), ("Star Wars: A New Hope", "12"),
     ("Star Wars: Episode IV - A New Hope (1977)", "12"), ("The Godfather Part II", "17"),
     ("Godfather", "11"), ("Up", "13"), ("Toy Story 2", "7"), ("Toy Story", "6"),
+    ("The Empire Strikes Back", "19"), ("Star Wars: The Empire Strikes Back", "19"),
+    ("The Lion King II", "18"), ("Lion King II", "18"),
+    ("Star Wars", "12"),  # prefix key shared by two films: the most popular
+    ("Star Wars (1980)", "19"),  # ... unless the year says otherwise
 ])
 def test_matcher_exact_and_aliases(matcher, entry, item):
     assert matcher.match(entry) == item
@@ -169,17 +191,22 @@ def test_matcher_year_disambiguation(matcher):
     ("Redemption, The Shawshank", "16"),  # word order
     ("Inceptoin", None),                # 88.9 < 90: a transposition in a short title
     ("Toy Story 4", None),              # sequel numbers must agree
-    ("Toy Story II", "7"),              # roman numerals count as numbers ... and match exactly
+    ("Toy Story 5", None),
     ("Ip", None),                       # short keys only match exactly
     ("The Matrix Reloaded", None),
     ("Godfather Part III", None),
 ])
 def test_matcher_fuzzy_threshold(matcher, entry, item):
-    if entry == "Toy Story II":
-        # "toy story ii" vs "toy story 2": numbers agree (2), fuzzy score is below 90
-        assert matcher.match(entry) in (None, "7")
-        return
     assert matcher.match(entry) == item
+
+
+def test_matcher_year_tolerance_strict_mode():
+    strict = TitleMatcher(TITLES, years=YEARS, popularity=POP, year_tolerance=2)
+    assert strict.match("Heat (1995)") == "2" and strict.match("Heat (1997)") == "2"
+    assert strict.match("Heat (2019)") is None  # a remake the catalogue lacks
+    assert strict.match("Heat") == "2"
+    assert strict.match("Alice in Wonderland (1980)") is None
+    assert TitleMatcher(TITLES, years=YEARS).match("Heat (2019)") == "2"  # lenient default
 
 
 def test_matcher_threshold_and_scorer_parameters():
@@ -219,9 +246,12 @@ def test_ground_order_duplicates_unmatched(matcher):
 
 def test_ground_tries_shorter_readings(matcher):
     # the description reads like a subtitle, so the parser keeps it; the matcher retries
-    g = ground("1. Heat: The Michael Mann Classic\n2. Inception (directed by Christopher Nolan)\n"
-               "3. The Godfather by Francis Ford Coppola", matcher)
+    g = ground("1. Heat (1995) - Michael Mann\n2. Inception (directed by Christopher Nolan)\n"
+               "3. The Godfather by Francis Ford Coppola\n4. Inception: The Last Dream", matcher)
+    assert g.entries[0] == "Heat (1995)"  # a year closes the title
     assert g.item_ids == ["2", "14", "11"]
+    # a title-cased text after a colon is a subtitle: an invented sequel is not the original
+    assert g.unmatched == ["Inception: The Last Dream"]
 
 
 def test_ground_rejoins_comma_titles():
@@ -246,7 +276,13 @@ def test_ground_never_raises_on_garbage(matcher):
     rng = random.Random(20240607)
     for _ in range(600):
         text = _random_text(rng)
+        # the parser and matcher themselves must not raise (ground() also has a last-resort
+        # guard, which would hide bugs from this test)
+        entries, _ = grounding._parse(text)
+        for e in entries:
+            match_entry(e, matcher)
         g = ground(text, matcher)
+        assert g.entries == entries
         assert isinstance(g, Grounding)
         assert len(g.item_ids) + len(g.unmatched) + g.duplicates == len(g.entries)
         assert len(set(g.item_ids)) == len(g.item_ids)
@@ -258,8 +294,11 @@ def test_ground_never_raises_on_garbage(matcher):
 
 
 # ------------------------------------------------------------------ real SmolLM2 outputs
+# tests/data/smollm2_outputs.json: real greedy outputs of SmolLM2-135M-Instruct (regenerate with
+# tests/data/collect_smollm2_outputs.py); tests/data/smollm2_grounding_expected.json: hand labels,
+# per record the entries a reader sees and, per entry, the MovieLens title it names (or null).
 @pytest.fixture(scope="module")
-def movielens_matcher():
+def movielens():
     from recaudit.catalog import Catalog
 
     return Catalog.from_movielens()
@@ -271,11 +310,45 @@ def _load_real():
     return outputs, labels["labels"]
 
 
-def test_real_outputs_fixture_shape():
+def _precision_recall(cat, matcher: TitleMatcher) -> tuple[float, float, dict]:
+    """Per-entry precision/recall of matching against the labels (entries from the labels)."""
+    outputs, labels = _load_real()
+    tp = fp = fn = 0
+    errors = {}
+    for o in outputs:
+        lab = labels[o["id"]]
+        for entry, title in zip(lab["entries"], lab["titles"]):
+            item = match_entry(entry, matcher)
+            pred = None if item is None else cat.title(item)
+            ok = pred is not None and title is not None and \
+                normalize_title(pred) == normalize_title(title)
+            if ok:
+                tp += 1
+                continue
+            if pred is not None:
+                fp += 1
+            if title is not None:
+                fn += 1
+            if pred is not None or title is not None:
+                errors[f"{o['id']}: {entry}"] = (pred, title)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    return precision, recall, errors
+
+
+def test_real_outputs_fixture_shape(movielens):
     outputs, labels = _load_real()
     assert len(outputs) >= 30
-    assert {o["id"] for o in outputs} == set(labels)
-    assert all(o["output"].strip() for o in outputs)
+    assert [o["id"] for o in outputs] == list(labels)
+    for o in outputs:
+        lab = labels[o["id"]]
+        assert len(lab["entries"]) == len(lab["titles"])
+        assert o["output"].strip()
+    # every labelled title is a real MovieLens title (catches typos in the labels)
+    known = set(movielens.items["title"].dropna())
+    assert {t for lab in labels.values() for t in lab["titles"] if t} <= known
+    n_lists = sum(1 for lab in labels.values() if lab["entries"])
+    assert n_lists >= 20
 
 
 def test_real_outputs_parse_exactly():
@@ -285,33 +358,36 @@ def test_real_outputs_parse_exactly():
     assert wrong == {}
 
 
-def test_real_outputs_grounding_precision_recall(movielens_matcher):
-    cat = movielens_matcher
+def test_real_outputs_grounding_precision_recall(movielens):
+    precision, recall, errors = _precision_recall(movielens, movielens.matcher)
+    assert precision >= 0.95, errors
+    assert recall >= 0.90, errors
+    # ground() end to end agrees with the per-entry matching
     outputs, labels = _load_real()
-    tp = fp = fn = 0
     for o in outputs:
-        g = cat.ground(o["output"])
-        expected = labels[o["id"]]["matches"]  # entry -> MovieLens title or null
-        got = {}
-        for e in g.entries:
-            got[e] = None
-        # re-derive per-entry matches in entry order
-        from recaudit.grounding import _match_entry
+        g = movielens.ground(o["output"])
+        assert g.entries == labels[o["id"]]["entries"]
 
-        for e in g.entries:
-            item = _match_entry(e, cat.matcher)
-            got[e] = None if item is None else cat.title(item)
-        for e, title in expected.items():
-            pred = got.get(e)
-            if pred is not None and pred == title:
-                tp += 1
-            elif pred is not None:
-                fp += 1
-                if title is not None:
-                    fn += 1
-            elif title is not None:
-                fn += 1
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    assert precision >= 0.95, (precision, recall, tp, fp, fn)
-    assert recall >= 0.90, (precision, recall, tp, fp, fn)
+
+def test_real_outputs_token_sort_beats_wratio(movielens):
+    """The measurement behind the default scorer (see TitleMatcher's docstring)."""
+    m = movielens.matcher
+    titles = {i: t for i, t in zip(movielens.items.index, movielens.items["title"])
+              if isinstance(t, str)}
+    years = {i: int(y) for i, y in zip(movielens.items.index, movielens.items["year"])
+             if not pd.isna(y)}
+    pop = movielens.items["popularity"].to_dict()
+    wratio = TitleMatcher(titles, 90.0, years=years, popularity=pop, scorer="WRatio")
+    p_ts, r_ts, _ = _precision_recall(movielens, m)
+    p_wr, r_wr, _ = _precision_recall(movielens, wratio)
+    assert p_ts > p_wr
+    assert r_ts >= r_wr - 0.02
+
+
+def test_garbage_against_movielens(movielens):
+    rng = random.Random(7)
+    for _ in range(60):
+        text = _random_text(rng)
+        entries, _ = grounding._parse(text)
+        for e in entries:
+            match_entry(e, movielens.matcher)

@@ -1,4 +1,4 @@
-"""Hugging Face adapter: a local checkpoint directory (or an offline hub id) run with ``transformers``.
+"""Hugging Face adapter: a local checkpoint directory (or an offline hub id), run by transformers.
 
 Capabilities: ``generate`` (free-text recommendation lists) and ``score`` (sum of candidate
 log-probabilities given the prompt).
@@ -21,8 +21,8 @@ So this adapter runs the model in a *batch-invariant* mode (``exact_batching``):
 * everything else (norms, rotary, activations, argmax) is row-wise already.
 
 Batched and one-at-a-time generation are then bit-identical, not just close. Sampling
-(temperature > 0) uses one generator per request seeded from ``(decoding.seed, request.key())``,
-so it is batch-invariant too. Models whose attention needs more than padding masks (sliding
+(temperature > 0) uses one ``torch.Generator`` per prompt, seeded from ``decoding.seed`` and the
+prompt's token ids, so it is reproducible and batch-invariant too. Models whose attention needs more than padding masks (sliding
 windows, chunked attention) or that do not use the attention interface fall back to plain
 left-padded batching (``exact_batching = False``), where identity is likely but not guaranteed.
 """
@@ -281,6 +281,7 @@ class HFRecommender(Recommender):
         self.allow_pickle = bool(allow_pickle)
         self.trust_remote_code = bool(trust_remote_code)
         self._weights_sha: str | None = None
+        self._keeps_logits: bool | None = None
         self.model_dir: Path | None = None
         self.weight_files: list[Path] = []
         if model is None or tokenizer is None:
@@ -330,27 +331,18 @@ class HFRecommender(Recommender):
         trc = self.trust_remote_code
         try:
             config = AutoConfig.from_pretrained(str(d), trust_remote_code=trc)
-        except ValueError as exc:
-            if "trust_remote_code" in str(exc):
-                raise ModelSpecError(
-                    f"{d} needs custom model code; pass --trust-remote-code to run it") from None
-            raise ModelRuntimeError(f"could not read the config in {d}: {_first_line(exc)}") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise ModelRuntimeError(f"could not read the config in {d}: {_first_line(exc)}") from exc
-        auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
-            else AutoModelForCausalLM
-        use_safe = self.weight_files[0].suffix == ".safetensors"
-        try:
-            model = auto.from_pretrained(str(d), config=config, trust_remote_code=trc,
-                                         use_safetensors=use_safe, dtype=torch.float32)
+            auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
+                else AutoModelForCausalLM
+            model = auto.from_pretrained(
+                str(d), config=config, trust_remote_code=trc, dtype=torch.float32,
+                use_safetensors=self.weight_files[0].suffix == ".safetensors")
             tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trc)
-        except ValueError as exc:
-            if "trust_remote_code" in str(exc):
+        except Exception as exc:  # noqa: BLE001 - every load failure becomes a one-line error
+            if isinstance(exc, ValueError) and "trust_remote_code" in str(exc):
                 raise ModelSpecError(
                     f"{d} needs custom model code; pass --trust-remote-code to run it") from None
-            raise ModelRuntimeError(f"could not load the model in {d}: {_first_line(exc)}") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise ModelRuntimeError(f"could not load the model in {d}: {_first_line(exc)}") from exc
+            raise ModelRuntimeError(f"could not load the model in {d}: {_first_line(exc)}") \
+                from exc
         return model, tokenizer
 
     def _setup_tokens(self) -> None:
@@ -421,6 +413,8 @@ class HFRecommender(Recommender):
         return self._weights_sha
 
     def _fingerprint_payload(self) -> dict[str, Any]:
+        import torch
+
         cfg = {k: v for k, v in self.model.config.to_dict().items()
                if not k.startswith("_") and k not in ("transformers_version", "name_or_path")}
         weights = self.weights_sha256()
@@ -428,7 +422,7 @@ class HFRecommender(Recommender):
             h = hashlib.sha256()
             for name, t in sorted(self.model.state_dict().items()):
                 h.update(name.encode())
-                h.update(t.detach().contiguous().cpu().numpy().tobytes())
+                h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
             weights = "tensors:" + h.hexdigest()
         return {"adapter": self.adapter_version, "class": type(self).__name__,
                 "weights": weights, "config": cfg,
@@ -439,8 +433,9 @@ class HFRecommender(Recommender):
     def _tokenizer_digest(self) -> str:
         tok = self.tokenizer
         blob = json.dumps({"template": getattr(tok, "chat_template", None),
-                           "vocab": len(tok), "cls": type(tok).__name__}, sort_keys=True,
-                          default=str)
+                           "vocab": sorted(tok.get_vocab().items()),
+                           "special": {k: str(v) for k, v in tok.special_tokens_map.items()}},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def fingerprint(self) -> str:
@@ -542,10 +537,13 @@ class HFRecommender(Recommender):
         return nxt, keep
 
     def _forward_kwargs(self) -> dict[str, Any]:
-        import inspect
+        """``logits_to_keep=1`` where the model supports it (prefill needs the last logits only)."""
+        if self._keeps_logits is None:
+            import inspect
 
-        params = inspect.signature(self.model.forward).parameters
-        return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+            params = inspect.signature(self.model.forward).parameters
+            self._keeps_logits = "logits_to_keep" in params
+        return {"logits_to_keep": 1} if self._keeps_logits else {}
 
     def _generate_causal(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         import torch

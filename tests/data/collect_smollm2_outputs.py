@@ -1,4 +1,4 @@
-"""Regenerate ``smollm2_outputs.json``: real SmolLM2-135M-Instruct outputs for recommendation prompts.
+"""Regenerate ``smollm2_outputs.json``: real SmolLM2-135M-Instruct outputs of recommendation asks.
 
 Run from the repository root (takes a few minutes on CPU)::
 
@@ -61,8 +61,8 @@ def prompts() -> list[dict]:
     hist = [
         ["Star Wars: Episode IV - A New Hope (1977)", "Raiders of the Lost Ark (1981)",
          "Back to the Future (1985)", "Jurassic Park (1993)", "The Terminator (1984)"],
-        ["Pulp Fiction (1994)", "Fargo (1996)", "The Usual Suspects (1995)", "Reservoir Dogs (1992)",
-         "Seven (1995)"],
+        ["Pulp Fiction (1994)", "Fargo (1996)", "The Usual Suspects (1995)",
+         "Reservoir Dogs (1992)", "Seven (1995)"],
         ["Beauty and the Beast (1991)", "Aladdin (1992)", "The Lion King (1994)",
          "Toy Story (1995)", "Finding Nemo (2003)"],
         ["Schindler's List (1993)", "Forrest Gump (1994)", "The Shawshank Redemption (1994)",

@@ -218,6 +218,13 @@ def test_fingerprint_tracks_weights(tmp_path, tiny_dirs, tiny):
     other = HFRecommender(str(tm.make_causal(tmp_path / "seed1", seed=1)))
     assert other.fingerprint() != rec.fingerprint()
     assert len(rec.fingerprint()) == 64
+    # an injected model without weight files is identified by its tensors
+    injected = HFRecommender(str(tmp_path / "nowhere"), model=other.model,
+                             tokenizer=other.tokenizer)
+    assert injected.weights_sha256() is None
+    assert injected.fingerprint() == HFRecommender(
+        str(tmp_path / "elsewhere"), model=other.model, tokenizer=other.tokenizer).fingerprint()
+    assert injected.fingerprint() not in (rec.fingerprint(), other.fingerprint())
 
 
 # ----------------------------------------------------------------------------- real SmolLM2
@@ -235,7 +242,7 @@ def smollm2(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECAUDIT_CACHE_DIR", tm.session_cache_root(tmp_path_factory))
-        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=20))
+        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=16))
 
 
 @pytest.mark.integration
