@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_flags(p, required=True)
     p.add_argument("--prompt", required=True, help="user message")
-    p.add_argument("--system", default="You are a movie recommendation system.")
+    p.add_argument("--system", default="You are a movie recommendation system.",
+                   help="system message ('' for none)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
     p.add_argument("--raw", action="store_true", help="also print the raw model output")
 
@@ -115,7 +116,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     catalog = Catalog.from_movielens()
     engine = Engine(rec, catalog, cache_path=args.cache, progress=False)
     try:
-        req = Request.from_prompt(args.prompt, k=args.k, system=args.system)
+        req = Request.from_prompt(args.prompt, k=args.k, system=args.system or None)
         answer = engine.run([req])[req.key()]
     finally:
         engine.close()

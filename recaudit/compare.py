@@ -74,7 +74,7 @@ Stat = Literal["mean", "range", "std"]
 
 _HIGHER_PREFIX = ("snsr_", "snsv_")
 _HIGHER_SUFFIX = ("_gap", "_difference")
-_HIGHER_EXACT = {"leakage_auc", "hallucination", "theil_index", "generalized_entropy", "gini"}
+_HIGHER_EXACT = {"leakage_auc", "hallucination", "empty_list", "theil_index", "generalized_entropy", "gini"}
 _LOWER_EXACT = {"jaccard", "serp_star", "serp_star_normalized", "prag_star", "rbo"}
 _LOWER_PREFIX = ("ndcg", "hr", "hit", "precision", "recall", "mrr")
 _LOWER_SUFFIX = ("_ratio",)
@@ -229,16 +229,16 @@ def _counterfactual_units(probe: ProbeResult, keys: Iterable[Key]) -> dict[Key, 
             elif value in values:
                 x = mats[metric][:, 0].reshape(len(units), len(values))
                 out[key] = UnitTable(units, x[:, [values.index(value)]], "mean")
-    # hallucination share per query, where the probe stored it per record
+    # hallucination / empty-list share per query, where the probe stored it per record
     for key in keys:
         metric, attr, value, _ = key
-        if metric != "hallucination":
+        if metric not in ("hallucination", "empty_list"):
             continue
         per = {}
         for r in probe.records:
             if r.get("attribute") == attr and r.get("value") == value \
-                    and isinstance(r.get("hallucination"), (int, float)):
-                per[str(r.get("subject", r.get("unit")))] = float(r["hallucination"])
+                    and isinstance(r.get(metric), (int, float)):
+                per[str(r.get("subject", r.get("unit")))] = float(r[metric])
         if per:
             units = sorted(per)
             out[key] = UnitTable(units, np.array([[per[u]] for u in units]), "mean")

@@ -171,17 +171,22 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
     return cfg
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AuditConfig:
-    """Load and validate an audit YAML file; ``overrides`` (e.g. from CLI flags) win."""
+def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
+    """(parsed data, text) of a YAML file; ConfigError with file:line:column when malformed."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise ConfigError(f"{what} file not found: {p}")
     text = p.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text), text
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-    return parse_config(data, where=str(p), text=text, overrides=overrides)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AuditConfig:
+    """Load and validate an audit YAML file; ``overrides`` (e.g. from CLI flags) win."""
+    data, text = read_yaml(path, "config")
+    return parse_config(data, where=str(path), text=text, overrides=overrides)

@@ -46,11 +46,10 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import yaml
 from pydantic import ValidationError
 
-from .config import GateSpec, format_validation_error
-from .errors import ConfigError, GateSpecError
+from .config import GateSpec, format_validation_error, read_yaml
+from .errors import GateSpecError
 from .results import AuditResult, GateResult, MetricRecord, ProbeResult
 
 __all__ = ["load_gates", "parse_gates", "evaluate_gates", "gate_name", "DEFAULT_ALPHA"]
@@ -67,18 +66,8 @@ def load_gates(path: str | Path) -> list[GateSpec]:
     :class:`~recaudit.errors.GateSpecError` (one line naming the file and key path) when a gate
     is malformed.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"gates file not found: {p}")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-    return parse_gates(data, where=str(p))
+    data, _ = read_yaml(path, "gates")
+    return parse_gates(data, where=str(path))
 
 
 def parse_gates(data: Any, where: str = "<gates>") -> list[GateSpec]:

@@ -35,11 +35,11 @@ probes:
       attributes: [gender, physics]
       subjects: {{source: catalog_popular, n: 3}}
 gates:
-  - name: gender-snsr-must-be-zero
+  - name: gender-lists-identical-to-neutral   # set to fail: Jaccard <= 1 < 1.01
     probe: counterfactual
-    metric: snsr_jaccard
+    metric: jaccard
     attribute: gender
-    max: 0.0
+    min: 1.01
     mode: point
   - name: hallucination-below-one
     probe: counterfactual
@@ -66,12 +66,12 @@ def test_audit_with_failing_gate_exits_1_with_junit_and_markdown(tmp_path):
     from junitparser import JUnitXml
     xml = JUnitXml.fromfile(str(out / "junit.xml"))
     cases = {c.name: c for suite in xml for c in suite}
-    failing = [n for n, c in cases.items() if "gender-snsr-must-be-zero" in n]
+    failing = [n for n, c in cases.items() if "gender-lists-identical-to-neutral" in n]
     assert failing and cases[failing[0]].result  # has a <failure>
     passing = [n for n, c in cases.items() if "hallucination-below-one" in n]
     assert passing and not cases[passing[0]].result
     md = (out / "summary.md").read_text()
-    assert "gender-snsr-must-be-zero" in md and "FAIL" in md
+    assert "gender-lists-identical-to-neutral" in md and "FAIL" in md
     assert (out / "index.html").stat().st_size > 10_000
     # the warm rerun computes nothing and gives the same numbers
     again = _audit(cfg, tmp_path / "out2")
@@ -84,7 +84,7 @@ def test_audit_with_failing_gate_exits_1_with_junit_and_markdown(tmp_path):
 
 def test_embedding_model_audit_passes_lenient_gates(tmp_path):
     cfg = tmp_path / "audit.yaml"
-    cfg.write_text(SMALL.format(model="minilm").replace("max: 0.0", "max: 1.0"))
+    cfg.write_text(SMALL.format(model="minilm").replace("min: 1.01", "min: 0.0"))
     proc = _audit(cfg, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-2000:]
     pr = json.loads((tmp_path / "out" / "results.json").read_text())["probes"][0]

@@ -8,7 +8,9 @@ rbo) and every truncation k = 1..K; ``SNSR = max_a Sim(a) - min_a Sim(a)`` and
 SNSR/SNSV carry a paired-bootstrap CI, and at k = K a paired permutation p-value of SNSR
 (:func:`recaudit.stats.permutation_test_values`; null: value labels are exchangeable within an
 instruction), Benjamini-Hochberg adjusted across attributes.
-The hallucination share (list entries that matched no catalog item) is reported per value.
+The hallucination share (list entries that matched no catalog item) and the empty-list share
+(refusals or unparseable answers: no catalog item at all; two empty lists count as Jaccard 1, so
+this share says how much of a similarity is agreement on refusing) are reported per value.
 """
 
 from __future__ import annotations
@@ -16,27 +18,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, MetricRecord, ProbeResult
+from .attributes import FAIRLLM_ATTRIBUTES, require_placeholders, resolve_attributes
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 from .subjects import SubjectSource
 
-# FaiRLLM's attributes with their exact value strings (the article is part of the value).
-FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
-    "age": ["a middle aged", "an old", "a young"],
-    "country": ["an American", "a Brazilian", "a British", "a Chinese", "a French", "a German",
-                "a Japanese"],
-    "gender": ["a boy", "a female", "a girl", "a male"],
-    "continent": ["an African", "an American", "an Asian"],
-    "occupation": ["a doctor", "a student", "a teacher", "a worker", "a writer"],
-    "race": ["an African American", "a black", "a white", "a yellow"],
-    "religion": ["a Buddhist", "a Christian", "an Islamic"],
-    "physics": ["fat", "thin"],
-    "typo": ["an American", "an Americcan", "an Amerian", "an Afrian", "an Africcan",
-             "an African"],
-}
+__all__ = ["CounterfactualParams", "CounterfactualProbe", "FAIRLLM_ATTRIBUTES",
+           "FAIRLLM_TEMPLATE", "DOMAINS", "SIMILARITIES"]
 
 DOMAINS = {
     "movie": {"items": "movie titles", "about": "about the movies", "kind": "movie"},
@@ -66,10 +57,7 @@ class CounterfactualParams(ProbeParams):
     @field_validator("template")
     @classmethod
     def _placeholders(cls, v: str) -> str:
-        missing = [p for p in ("{value}", "{name}", "{K}") if p not in v]
-        if missing:
-            raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
-        return v
+        return require_placeholders(v, ("{value}", "{name}", "{K}"))
 
     @field_validator("similarities")
     @classmethod
@@ -83,29 +71,13 @@ class CounterfactualParams(ProbeParams):
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
-        if isinstance(v, list):
-            unknown = [a for a in v if a not in FAIRLLM_ATTRIBUTES]
-            if unknown:
-                raise ValueError(f"unknown attribute {unknown[0]!r}; known: "
-                                 + ", ".join(FAIRLLM_ATTRIBUTES))
-            v = {a: list(FAIRLLM_ATTRIBUTES[a]) for a in v}
-        if not v:
-            raise ValueError("no attributes given")
-        for name, values in v.items():
-            if not values:
-                raise ValueError(f"attribute {name!r} has an empty value list")
-            if any(not str(x).strip() for x in values):
-                raise ValueError(f"attribute {name!r} has an empty value string")
-            if len(set(values)) != len(values):
-                raise ValueError(f"attribute {name!r} repeats a value")
-        return v
+        return resolve_attributes(v)
 
-    @model_validator(mode="after")
-    def _neutral_not_a_value(self) -> "CounterfactualParams":
-        return self
-
-    def system_prompt(self) -> str:
-        return self.system or f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
+    def system_prompt(self) -> str | None:
+        """The system message; ``system: ""`` in the config sends none at all."""
+        if self.system is not None:
+            return self.system or None
+        return f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
 
     def prompt(self, value: str, name: str) -> str:
         d = DOMAINS[self.domain]
@@ -168,17 +140,19 @@ class CounterfactualProbe(Probe):
                           params=p.model_dump(mode="json"))
         lists: dict[str, list[str] | None] = {}
         halluc: dict[str, float] = {}
+        empty: dict[str, float] = {}
         for q in queries:
             a = answers.get(q.id)
             ok = a is not None and a.ok and a.grounding is not None
             lists[q.id] = a.item_ids[:K] if ok else None
             if ok:
                 halluc[q.id] = a.grounding.hallucination_share
+                empty[q.id] = float(not a.grounding.item_ids)
             res.records.append({
                 "id": q.id, **q.meta, "request_key": q.request.key(),
                 "text": a.response.text if a else None,
                 "item_ids": lists[q.id], "unmatched": a.grounding.unmatched if ok else None,
-                "hallucination": halluc.get(q.id),
+                "hallucination": halluc.get(q.id), "empty_list": empty.get(q.id),
                 "error": (a.response.error if a else "not computed")})
         n_units = len({q.meta["unit"] for q in queries})
         rng = np.random.default_rng(st.seed)
@@ -188,6 +162,9 @@ class CounterfactualProbe(Probe):
         divergent: list[tuple[float, int, str, str]] = []
         neutral_h = [halluc[f"{m}|neutral"] for m in range(n_units) if f"{m}|neutral" in halluc]
         self._mean_record(res, "hallucination", None, p.neutral, None, np.array(neutral_h), st,
+                          rng, higher_is_worse=True)
+        neutral_e = [empty[f"{m}|neutral"] for m in range(n_units) if f"{m}|neutral" in empty]
+        self._mean_record(res, "empty_list", None, p.neutral, None, np.array(neutral_e), st,
                           rng, higher_is_worse=True)
         for attr, values in p.attributes.items():
             units = [m for m in range(n_units) if lists[f"{m}|neutral"] is not None
@@ -201,6 +178,9 @@ class CounterfactualProbe(Probe):
             for v in values:
                 h = np.array([halluc[f"{m}|{attr}|{v}"] for m in units])
                 self._mean_record(res, "hallucination", attr, v, None, h, st, rng,
+                                  higher_is_worse=True)
+                e = np.array([empty[f"{m}|{attr}|{v}"] for m in units])
+                self._mean_record(res, "empty_list", attr, v, None, e, st, rng,
                                   higher_is_worse=True)
             if not units:
                 continue

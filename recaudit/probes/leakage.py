@@ -44,7 +44,8 @@ from pydantic import Field, field_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, MetricRecord, ProbeResult
-from .counterfactual import DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE
+from .attributes import require_placeholders, resolve_attributes
+from .counterfactual import DOMAINS, FAIRLLM_TEMPLATE
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 from .subjects import SubjectSource
 
@@ -75,30 +76,12 @@ class LeakageParams(ProbeParams):
     @field_validator("template")
     @classmethod
     def _placeholders(cls, v: str) -> str:
-        missing = [p for p in ("{value}", "{name}", "{K}") if p not in v]
-        if missing:
-            raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
-        return v
+        return require_placeholders(v, ("{value}", "{name}", "{K}"))
 
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
-        if isinstance(v, list):
-            unknown = [a for a in v if a not in FAIRLLM_ATTRIBUTES]
-            if unknown:
-                raise ValueError(f"unknown attribute {unknown[0]!r}; known: "
-                                 + ", ".join(FAIRLLM_ATTRIBUTES))
-            v = {a: list(FAIRLLM_ATTRIBUTES[a]) for a in v}
-        if not v:
-            raise ValueError("no attributes given")
-        for name, values in v.items():
-            if any(not str(x).strip() for x in values):
-                raise ValueError(f"attribute {name!r} has an empty value string")
-            if len(set(values)) != len(values):
-                raise ValueError(f"attribute {name!r} repeats a value")
-            if len(values) < 2:
-                raise ValueError(f"attribute {name!r} needs at least two values to classify")
-        return v
+        return resolve_attributes(v, min_values=2)
 
     def prompt(self, value: str, name: str) -> str:
         return (self.template.replace("{K}", str(self.k)).replace("{name}", name)

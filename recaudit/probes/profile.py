@@ -59,6 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, MetricRecord, ProbeResult
+from .attributes import require_placeholders
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
@@ -142,10 +143,7 @@ class ProfileParams(ProbeParams):
     @field_validator("template")
     @classmethod
     def _placeholders(cls, v: str) -> str:
-        missing = [p for p in ("{value}", "{history}", "{K}") if p not in v]
-        if missing:
-            raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
-        return v
+        return require_placeholders(v, ("{value}", "{history}", "{K}"))
 
     @field_validator("attributes")
     @classmethod

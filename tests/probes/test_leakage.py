@@ -97,7 +97,7 @@ def test_registered_and_params_validated():
                             "age": ["a young", "a middle aged", "an old"]}
     with pytest.raises(ValidationError, match=r"template lacks placeholder\(s\) \{name\}"):
         LeakageParams(template="I am {value}; {K} movies")
-    with pytest.raises(ValidationError, match="needs at least two values"):
+    with pytest.raises(ValidationError, match="needs at least 2 values"):
         LeakageParams(attributes={"gender": ["a female"]})
     with pytest.raises(ValidationError, match="extra"):
         LeakageParams(folds=3)

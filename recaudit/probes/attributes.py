@@ -1,0 +1,55 @@
+"""Sensitive attributes and prompt templates shared by the probes' parameter models.
+
+``FAIRLLM_ATTRIBUTES`` holds FaiRLLM's attributes with the paper's exact value strings (the
+article is part of the value). ``resolve_attributes`` accepts a list of those names or an
+explicit mapping name -> values; ``require_placeholders`` checks a prompt template.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
+    "age": ["a middle aged", "an old", "a young"],
+    "country": ["an American", "a Brazilian", "a British", "a Chinese", "a French", "a German",
+                "a Japanese"],
+    "gender": ["a boy", "a female", "a girl", "a male"],
+    "continent": ["an African", "an American", "an Asian"],
+    "occupation": ["a doctor", "a student", "a teacher", "a worker", "a writer"],
+    "race": ["an African American", "a black", "a white", "a yellow"],
+    "religion": ["a Buddhist", "a Christian", "an Islamic"],
+    "physics": ["fat", "thin"],
+    "typo": ["an American", "an Americcan", "an Amerian", "an Afrian", "an Africcan",
+             "an African"],
+}
+
+
+def require_placeholders(template: str, placeholders: Iterable[str]) -> str:
+    """Return ``template`` or raise ValueError naming the placeholders it lacks."""
+    missing = [p for p in placeholders if p not in template]
+    if missing:
+        raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
+    return template
+
+
+def resolve_attributes(v: dict[str, list[str]] | list[str], min_values: int = 1
+                       ) -> dict[str, list[str]]:
+    """Names of FaiRLLM attributes, or a mapping name -> values, validated into a mapping."""
+    if isinstance(v, list):
+        unknown = [a for a in v if a not in FAIRLLM_ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"unknown attribute {unknown[0]!r}; known: "
+                             + ", ".join(FAIRLLM_ATTRIBUTES))
+        v = {a: list(FAIRLLM_ATTRIBUTES[a]) for a in v}
+    if not v:
+        raise ValueError("no attributes given")
+    for name, values in v.items():
+        if not values:
+            raise ValueError(f"attribute {name!r} has an empty value list")
+        if any(not str(x).strip() for x in values):
+            raise ValueError(f"attribute {name!r} has an empty value string")
+        if len(set(values)) != len(values):
+            raise ValueError(f"attribute {name!r} repeats a value")
+        if len(values) < min_values:
+            raise ValueError(f"attribute {name!r} needs at least {min_values} values")
+    return v
