@@ -195,6 +195,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides=overrides)
     result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]),
                        progress=not args.no_progress, evaluate_gates=False)
+    if cfg.engine.dry_run:
+        print("dry run: nothing computed, nothing written", file=sys.stderr)
+        return EXIT_OK
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     result.save(cfg.out, formats=("json",))  # first: nothing computed is lost to a bad gate
     if cfg.gates:

@@ -56,8 +56,9 @@ class Estimate:
 
     def line(self) -> str:
         return (f"{self.requests} requests, {self.unique} unique, {self.cached} cached, "
-                f"{self.to_run} to run ({self.capped} over --max-requests); "
-                f"~{self.prompt_tokens} prompt tokens, <= {self.max_output_tokens} output tokens")
+                f"{self.to_run} to run now ({self.capped} deferred by --max-requests/--dry-run); "
+                f"uncached work: ~{self.prompt_tokens} prompt tokens, "
+                f"<= {self.max_output_tokens} output tokens")
 
 
 @dataclass
@@ -179,10 +180,12 @@ class Engine:
         cap = len(misses) if self.max_requests is None else min(len(misses), self.max_requests)
         if self.dry_run:
             cap = 0
+        # Token figures cover all uncached work (what a complete run still costs).
         est = Estimate(requests=len(requests), unique=len(unique), cached=len(cached),
                        to_run=cap, capped=len(misses) - cap,
-                       prompt_tokens=sum(_approx_tokens(unique[k]) for k in misses[:cap]),
-                       max_output_tokens=cap * self.recommender.decoding.max_new_tokens)
+                       prompt_tokens=sum(_approx_tokens(unique[k]) for k in misses),
+                       max_output_tokens=len(misses) * self.recommender.decoding.max_new_tokens
+                       if self.recommender.supports(GENERATE) else 0)
         return unique, cached, misses[:cap], est
 
     # -- running --------------------------------------------------------------------------------

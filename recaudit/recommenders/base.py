@@ -108,6 +108,15 @@ class Decoding:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars (recaudit shows its own progress)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.disable_progress_bar()
+
+
 class Recommender(ABC):
     """Base class of every adapter.
 

@@ -200,6 +200,8 @@ class EmbeddingRecommender(Recommender):
                 kwargs: dict[str, Any] = {}
                 if not self.allow_pickle:
                     kwargs["model_kwargs"] = {"use_safetensors": True}
+                from .base import quiet_transformers
+                quiet_transformers()
                 self._model = SentenceTransformer(
                     str(self.path), device=self.device, trust_remote_code=False,
                     local_files_only=True, **kwargs)

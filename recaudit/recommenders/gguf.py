@@ -159,6 +159,8 @@ class GGUFRecommender(HFRecommender):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
+            from .base import quiet_transformers
+            quiet_transformers()
             tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
             model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name,
                                                          dtype=torch.float32)

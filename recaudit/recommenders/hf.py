@@ -330,6 +330,8 @@ class HFRecommender(Recommender):
 
         trc = self.trust_remote_code
         try:
+            from .base import quiet_transformers
+            quiet_transformers()
             config = AutoConfig.from_pretrained(str(d), trust_remote_code=trc)
             auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
                 else AutoModelForCausalLM
