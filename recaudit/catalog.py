@@ -412,7 +412,15 @@ class Catalog:
     # ---------------------------------------------------------------- identity
     def fingerprint(self) -> str:
         """sha256 over item ids, titles, years, genres, popularity, group columns, interactions
-        and the holdout: equal catalogues give equal fingerprints across runs and platforms."""
+        and the holdout: equal catalogues give equal fingerprints across runs and platforms.
+        Computed once per catalogue object (catalogues are not modified after loading)."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None:
+            return cached
+        self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
         h = hashlib.sha256()
         h.update(b"recaudit-catalog-v1\x00")
         h.update(f"holdout={self.holdout}\x00".encode())

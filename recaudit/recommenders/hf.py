@@ -441,8 +441,12 @@ class HFRecommender(Recommender):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        blob = json.dumps(self._fingerprint_payload(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """sha256 of adapter, weights, config, tokenizer and numerics; computed once per load."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            blob = json.dumps(self._fingerprint_payload(), sort_keys=True, default=str)
+            cached = self._fingerprint = hashlib.sha256(blob.encode()).hexdigest()
+        return cached
 
     # ------------------------------------------------------------------ tokenization
     def prompt_ids(self, request: Request) -> list[int]:
