@@ -61,7 +61,8 @@ def build_recommender(cfg: AuditConfig) -> Recommender:
 
     d = cfg.decoding
     return load_recommender(cfg.model, Decoding(d.max_new_tokens, d.temperature, d.seed),
-                            allow_pickle=cfg.allow_pickle, **cfg.model_options)
+                            allow_pickle=cfg.allow_pickle,
+                            trust_remote_code=cfg.trust_remote_code, **cfg.model_options)
 
 
 def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catalog: Any = None,

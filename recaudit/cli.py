@@ -34,6 +34,8 @@ def _add_model_flags(p: argparse.ArgumentParser, required: bool = False) -> None
                    "gguf:PATH, embedding:PATH, openai:URL#MODEL, python:MODULE:FUNC")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow loading pickle weights (.bin/.pt/.pkl): they can execute code")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow an hf: checkpoint's own modelling code to run (off by default)")
     p.add_argument("--batch-size", type=int, help="requests per model batch")
     p.add_argument("--max-new-tokens", type=int, help="generation length limit")
     p.add_argument("--cache", help="SQLite response cache file")
@@ -112,7 +114,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise RecauditError("--k must be at least 1")
     rec = load_recommender(args.model, Decoding(max_new_tokens=args.max_new_tokens or 256),
-                           allow_pickle=args.allow_pickle, **_model_options(args))
+                           allow_pickle=args.allow_pickle,
+                           trust_remote_code=args.trust_remote_code, **_model_options(args))
     catalog = Catalog.from_movielens()
     engine = Engine(rec, catalog, cache_path=args.cache, progress=False)
     try:
@@ -172,6 +175,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         overrides["model"] = args.model
     if args.allow_pickle:
         overrides["allow_pickle"] = True
+    if args.trust_remote_code:
+        overrides["trust_remote_code"] = True
     if args.batch_size or args.max_requests is not None or args.dry_run or args.cache \
             or args.no_progress:
         eng: dict[str, Any] = {}

@@ -100,6 +100,7 @@ class AuditConfig(_Strict):
     model: str = "smollm2"
     model_options: dict[str, Any] = Field(default_factory=dict)
     allow_pickle: bool = False
+    trust_remote_code: bool = False
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     probes: list[ProbeSpec] = Field(default_factory=list)

@@ -37,14 +37,19 @@ KINDS = {
 
 
 def load_recommender(spec: str, decoding: Decoding | None = None, *,
-                     allow_pickle: bool = False, **options: Any) -> Recommender:
+                     allow_pickle: bool = False, trust_remote_code: bool = False,
+                     **options: Any) -> Recommender:
     """Build the adapter named by ``spec`` (see the module docstring).
 
     ``options`` are passed to the adapter (e.g. ``batch_size``, ``concurrency``, ``timeout``).
+    ``allow_pickle`` and ``trust_remote_code`` are explicit consents to run checkpoint code
+    (pickle weights, custom modelling code); only the ``hf:`` adapter can use the latter.
     Raises :class:`~recaudit.errors.ModelSpecError` (exit code 2) for a malformed spec or a
     missing path.
     """
     spec = (spec or "").strip()
+    if trust_remote_code and not spec.startswith("hf:"):
+        raise ModelSpecError("--trust-remote-code applies to hf: checkpoints only")
     if not spec:
         raise ModelSpecError("empty model spec; try 'smollm2', 'minilm', 'hf:PATH', ...")
     if spec == "smollm2":
@@ -60,7 +65,8 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
             + ", ".join(f"{k}:..." for k in KINDS))
     if kind == "hf":
         from .hf import HFRecommender
-        return HFRecommender(target, decoding, allow_pickle=allow_pickle, spec=spec, **options)
+        return HFRecommender(target, decoding, allow_pickle=allow_pickle,
+                             trust_remote_code=trust_remote_code, spec=spec, **options)
     if kind == "gguf":
         from .gguf import GGUFRecommender
         return GGUFRecommender(target, decoding, spec=spec, **options)
