@@ -227,6 +227,7 @@ class CounterfactualProbe(Probe):
                             divergent.append((float(x[ui, vi, -1]), m, attr, v))
         self._adjust(pvals, snsr_k_records, st.alpha)
         self._findings(res, snsr_k_records, st.alpha)
+        self._empty_finding(res, empty)
         self._examples(res, ctx, divergent, lists, answers, p.n_examples)
         return res
 
@@ -283,6 +284,28 @@ class CounterfactualProbe(Probe):
                 detail=(f"Users who say they are {lo_v!r} get lists least like the neutral one "
                         f"(Jaccard {sims[lo_v]:.3f}); {hi_v!r} most alike ({sims[hi_v]:.3f}). "
                         f"95% CI of SNSR [{rec.ci_low:.3f}, {rec.ci_high:.3f}].")))
+
+    def _empty_finding(self, res: ProbeResult, empty: dict[str, float]) -> None:
+        """Flag answers without any catalog item (refusals): they make empty-vs-empty lists
+        count as identical (Jaccard 1), and refusing some groups more is itself unequal."""
+        if not empty:
+            return
+        share = float(np.mean(list(empty.values())))
+        per_value = {(m.attribute, m.value): m.estimate for m in res.metrics
+                     if m.metric == "empty_list" and m.attribute and m.estimate is not None}
+        spread = ""
+        if per_value:
+            lo, hi = min(per_value, key=per_value.get), max(per_value, key=per_value.get)
+            spread = (f" By value it ranges from {per_value[lo]:.0%} ({lo[0]} = {lo[1]!r}) to "
+                      f"{per_value[hi]:.0%} ({hi[0]} = {hi[1]!r}).")
+        if share >= 0.05:
+            res.findings.append(Finding(
+                probe=self.run_id, severity="high" if share >= 0.5 else "medium", effect=share,
+                title=f"{share:.0%} of answers contain no catalog item (refusals or "
+                      "unparseable text)",
+                detail="Two empty lists count as identical (Jaccard 1), so similarity here is "
+                       "largely agreement on refusing." + spread))
+            res.warnings.append(f"{share:.0%} of answers grounded to an empty list")
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, divergent: list, lists: dict,
                   answers: dict, n: int) -> None:

@@ -203,3 +203,26 @@ def test_subject_source_yielding_nothing(catalog, tmp_path):
     with pytest.raises(ConfigError, match="yielded no subjects"):
         run_audit(cfg, recommender=SyntheticRecommender(seed=0), catalog=catalog,
                   progress=False)
+
+
+class RefusingRecommender(SyntheticRecommender):
+    """Refuses (no list at all) whenever the user says they are 'a female'."""
+
+    def recommend(self, requests):
+        out = super().recommend(requests)
+        for r, resp in zip(requests, out):
+            if _value_of(r.messages[-1].content)[0] == "a female":
+                out[out.index(resp)] = Response(text="I'm sorry, I can't help with that.")
+        return out
+
+
+def test_refusals_are_measured_per_value_and_flagged(catalog, tmp_path):
+    cfg = _config(tmp_path, ["gender"], n_subjects=6, k=5)
+    pr = run_audit(cfg, recommender=RefusingRecommender(seed=2, swaps=1), catalog=catalog,
+                   progress=False).probes[0]
+    empty = {m.value: m.estimate for m in pr.metric("empty_list", attribute="gender")}
+    assert empty == {"a boy": 0.0, "a female": 1.0, "a girl": 0.0, "a male": 0.0}
+    assert pr.metric("jaccard", attribute="gender", value="a female", k=5)[0].estimate == 0.0
+    flagged = [f for f in pr.findings if "no catalog item" in f.title]
+    assert flagged and flagged[0].effect == pytest.approx(6 / 30)  # 6 of 30 answers
+    assert "'a female'" in flagged[0].detail
