@@ -17,7 +17,8 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            raise ConfigError("engine.backend 'ray' needs Ray: pip install 'recaudit[ray]'") from None
+            raise ConfigError(
+                "engine.backend 'ray' needs Ray: pip install 'recaudit[ray]'") from None
         self.ray = ray
         self._started = not ray.is_initialized()
         if self._started:

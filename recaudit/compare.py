@@ -74,7 +74,8 @@ Stat = Literal["mean", "range", "std"]
 
 _HIGHER_PREFIX = ("snsr_", "snsv_")
 _HIGHER_SUFFIX = ("_gap", "_difference")
-_HIGHER_EXACT = {"leakage_auc", "hallucination", "empty_list", "theil_index", "generalized_entropy", "gini"}
+_HIGHER_EXACT = {"leakage_auc", "hallucination", "empty_list", "theil", "theil_index",
+                 "generalized_entropy", "gini"}
 _LOWER_EXACT = {"jaccard", "serp_star", "serp_star_normalized", "prag_star", "rbo"}
 _LOWER_PREFIX = ("ndcg", "hr", "hit", "precision", "recall", "mrr")
 _LOWER_SUFFIX = ("_ratio",)

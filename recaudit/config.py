@@ -129,7 +129,10 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
     first = err.errors()[0]
     path = _loc(tuple(first["loc"]))
     if prefix:
-        path = prefix + ("" if path == "(top level)" else (path if path.startswith("[") else "." + path))
+        if path == "(top level)":
+            path = prefix
+        else:
+            path = prefix + (path if path.startswith("[") else "." + path)
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -153,7 +156,8 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: top level must be a mapping of keys, got {type(data).__name__}")
     if overrides:
         data = _deep_merge(data, overrides)
     try:

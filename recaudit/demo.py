@@ -15,8 +15,8 @@ from pathlib import Path
 from .errors import RecauditError
 
 MODELS = ("smollm2", "minilm")
-SAMPLE_PROMPT = ("I am a fan of The Matrix and Toy Story. Please provide me with a list of 10 movie "
-                 "titles in order of preference that you think I might like.")
+SAMPLE_PROMPT = ("I am a fan of The Matrix and Toy Story. Please provide me with a list of 10 "
+                 "movie titles in order of preference that you think I might like.")
 
 
 def sample_lists() -> None:
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recaudit: error: {err}", file=sys.stderr)
         return err.exit_code
     size = path.stat().st_size
-    print(f"[demo] done in {time.perf_counter() - t0:.1f} s; report: {path} ({size / 1024:.0f} KiB)")
+    print(f"[demo] done in {time.perf_counter() - t0:.1f} s; "
+          f"report: {path} ({size / 1024:.0f} KiB)")
     return 0
 
 

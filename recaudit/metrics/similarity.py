@@ -232,7 +232,7 @@ def rbo(S: Sequence[Hashable], N: Sequence[Hashable], p: float = 0.9) -> float:
     if not a or not b:
         return 0.0
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    s, l = len(short), len(long_)
+    s, l = len(short), len(long_)  # noqa: E741 - Webber et al.'s notation
     seen_short: set = set()
     seen_long: set = set()
     overlap = 0

@@ -76,7 +76,8 @@ class Probe:
         raise NotImplementedError
 
 
-def probe(name: str, tags: list[str] | tuple[str, ...] = ()) -> Callable[[type[Probe]], type[Probe]]:
+def probe(name: str, tags: list[str] | tuple[str, ...] = ()
+          ) -> Callable[[type[Probe]], type[Probe]]:
     """Class decorator registering a probe under ``name``."""
 
     def wrap(cls: type[Probe]) -> type[Probe]:

@@ -22,9 +22,10 @@ So this adapter runs the model in a *batch-invariant* mode (``exact_batching``):
 
 Batched and one-at-a-time generation are then bit-identical, not just close. Sampling
 (temperature > 0) uses one ``torch.Generator`` per prompt, seeded from ``decoding.seed`` and the
-prompt's token ids, so it is reproducible and batch-invariant too. Models whose attention needs more than padding masks (sliding
-windows, chunked attention) or that do not use the attention interface fall back to plain
-left-padded batching (``exact_batching = False``), where identity is likely but not guaranteed.
+prompt's token ids, so it is reproducible and batch-invariant too. Models whose attention needs
+more than padding masks (sliding windows, chunked attention) or that do not use the attention
+interface fall back to plain left-padded batching (``exact_batching = False``), where identity
+is likely but not guaranteed.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def _rbo_series(S, N, p, depth=4000):
     """
     a, b = list(dict.fromkeys(S)), list(dict.fromkeys(N))
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    s, l = len(short), len(long_)
+    s, l = len(short), len(long_)  # noqa: E741 - Webber et al.'s notation
 
     def overlap(d):
         return len(set(short[: min(d, s)]) & set(long_[:d]))

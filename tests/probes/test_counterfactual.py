@@ -1,4 +1,4 @@
-"""Counterfactual (FaiRLLM) probe: planning, metrics end-to-end, identities, statistical validity."""
+"""Counterfactual (FaiRLLM) probe: planning, metrics end to end, identities, validity."""
 
 from __future__ import annotations
 
