@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench venv browser clean
+.PHONY: demo test test-fast bench venv browser lint clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ browser:
 demo: $(STAMP)
 	$(BIN)/python -m recaudit.demo
 
-test: $(STAMP) browser
+lint: $(STAMP)
+	$(BIN)/ruff check recaudit tests benchmarks
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
