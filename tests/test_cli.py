@@ -43,7 +43,7 @@ def test_every_command_has_help(command, capsys):
     assert "usage: recaudit " + command in capsys.readouterr().out
 
 
-def _one_line_error(proc: subprocess.CompletedProcess, code: int, needle: str) -> None:
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, needle: str) -> None:
     assert proc.returncode == code, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
@@ -52,19 +52,19 @@ def _one_line_error(proc: subprocess.CompletedProcess, code: int, needle: str) -
 
 def test_missing_model_path():
     proc = run_cli("recommend", "--model", "hf:/no/such/model", "--prompt", "x")
-    _one_line_error(proc, 2, "/no/such/model")
+    assert_one_line_error(proc, 2, "/no/such/model")
 
 
 def test_malformed_yaml(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model: [unclosed\n")
-    _one_line_error(run_cli("audit", str(cfg)), 2, "malformed YAML")
+    assert_one_line_error(run_cli("audit", str(cfg)), 2, "malformed YAML")
 
 
 def test_unknown_config_key(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model: smollm2\nprobez: []\n")
-    _one_line_error(run_cli("audit", str(cfg)), 2, "probez: unknown key")
+    assert_one_line_error(run_cli("audit", str(cfg)), 2, "probez: unknown key")
 
 
 def test_catalog_without_title_column(tmp_path):
@@ -75,7 +75,7 @@ def test_catalog_without_title_column(tmp_path):
                    f"catalog: {{source: csv, path: {items}}}\n"
                    "probes:\n  - probe: counterfactual\n    params: {subjects: {source: inline, "
                    "items: [Heat]}, attributes: [gender], k: 3}\n")
-    _one_line_error(run_cli("audit", str(cfg), "--no-progress"), 2, "title")
+    assert_one_line_error(run_cli("audit", str(cfg), "--no-progress"), 2, "title")
 
 
 def test_unreachable_endpoint(tmp_path):
@@ -83,11 +83,11 @@ def test_unreachable_endpoint(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = run_cli("recommend", "--model", f"openai:http://127.0.0.1:{port}#m", "--prompt", "x")
-    _one_line_error(proc, 2, f"127.0.0.1:{port}")
+    assert_one_line_error(proc, 2, f"127.0.0.1:{port}")
 
 
 def test_unknown_model_kind():
-    _one_line_error(run_cli("recommend", "--model", "foo:bar", "--prompt", "x"), 2,
+    assert_one_line_error(run_cli("recommend", "--model", "foo:bar", "--prompt", "x"), 2,
                     "unknown model kind")
 
 

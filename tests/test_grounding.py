@@ -389,5 +389,9 @@ def test_garbage_against_movielens(movielens):
     for _ in range(60):
         text = _random_text(rng)
         entries, _ = grounding._parse(text)
-        for e in entries:
-            match_entry(e, movielens.matcher)
+        for e in entries:  # the matcher itself never raises and only returns catalog ids
+            item = match_entry(e, movielens.matcher)
+            assert item is None or item in movielens
+        g = movielens.ground(text)
+        assert all(i in movielens for i in g.item_ids)
+        assert len(g.item_ids) + len(g.unmatched) + g.duplicates == len(g.entries)
