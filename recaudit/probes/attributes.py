@@ -2,12 +2,16 @@
 
 ``FAIRLLM_ATTRIBUTES`` holds FaiRLLM's attributes with the paper's exact value strings (the
 article is part of the value). ``resolve_attributes`` accepts a list of those names or an
-explicit mapping name -> values; ``require_placeholders`` checks a prompt template.
+explicit mapping name -> values; ``require_placeholders`` checks a prompt template;
+``subject_queries`` builds the per-subject, per-value queries of FaiRLLM-style probes.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
+
+from ..recommenders.base import Request
+from .registry import Query
 
 FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
     "age": ["a middle aged", "an old", "a young"],
@@ -22,6 +26,29 @@ FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
     "typo": ["an American", "an Americcan", "an Amerian", "an Afrian", "an Africcan",
              "an African"],
 }
+
+
+def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
+                    prompt: Callable[[str, str], str], k: int, system: str | None,
+                    neutral: str | None = None) -> list[Query]:
+    """FaiRLLM-style queries: for each subject ``m`` the neutral prompt (when ``neutral`` is
+    given, id ``"m|neutral"``) and one per attribute value (id ``"m|attr|value"``).
+
+    ``prompt(value, subject)`` renders the user message. Probes that use the same template, k
+    and system message produce byte-identical requests, which the engine computes once.
+    """
+    queries = []
+    for m, name in enumerate(subjects):
+        if neutral is not None:
+            queries.append(Query(f"{m}|neutral", Request.from_prompt(
+                prompt(neutral, name), k=k, system=system),
+                {"unit": m, "subject": name, "attribute": None, "value": neutral}))
+        for attr, values in attributes.items():
+            for value in values:
+                queries.append(Query(f"{m}|{attr}|{value}", Request.from_prompt(
+                    prompt(value, name), k=k, system=system),
+                    {"unit": m, "subject": name, "attribute": attr, "value": value}))
+    return queries
 
 
 def require_placeholders(template: str, placeholders: Iterable[str]) -> str:

@@ -20,9 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..recommenders.base import EMBED, GENERATE, Request
+from ..recommenders.base import EMBED, GENERATE
 from ..results import Finding, MetricRecord, ProbeResult
-from .attributes import FAIRLLM_ATTRIBUTES, require_placeholders, resolve_attributes
+from .attributes import (FAIRLLM_ATTRIBUTES, require_placeholders, resolve_attributes,
+                         subject_queries)
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 from .subjects import SubjectSource
 
@@ -113,18 +114,8 @@ class CounterfactualProbe(Probe):
     # -- planning -------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
-        system = p.system_prompt()
-        queries = []
-        for m, name in enumerate(p.subjects.resolve(ctx.catalog)):
-            queries.append(Query(f"{m}|neutral", Request.from_prompt(
-                p.prompt(p.neutral, name), k=p.k, system=system),
-                {"unit": m, "subject": name, "attribute": None, "value": p.neutral}))
-            for attr, values in p.attributes.items():
-                for value in values:
-                    queries.append(Query(f"{m}|{attr}|{value}", Request.from_prompt(
-                        p.prompt(value, name), k=p.k, system=system),
-                        {"unit": m, "subject": name, "attribute": attr, "value": value}))
-        return queries
+        return subject_queries(p.subjects.resolve(ctx.catalog), p.attributes, p.prompt, p.k,
+                               p.system_prompt(), neutral=p.neutral)
 
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]

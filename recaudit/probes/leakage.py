@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from ..recommenders.base import EMBED, GENERATE, Request
+from ..recommenders.base import EMBED, GENERATE
 from ..results import Finding, MetricRecord, ProbeResult
-from .attributes import require_placeholders, resolve_attributes
+from .attributes import require_placeholders, resolve_attributes, subject_queries
 from .counterfactual import DOMAINS, FAIRLLM_TEMPLATE
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 from .subjects import SubjectSource
@@ -165,14 +165,8 @@ class LeakageProbe(Probe):
     # -- planning -------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
-        queries = []
-        for m, name in enumerate(p.subjects.resolve(ctx.catalog)):
-            for attr, values in p.attributes.items():
-                for value in values:
-                    queries.append(Query(f"{m}|{attr}|{value}", Request.from_prompt(
-                        p.prompt(value, name), k=p.k, system=p.system),
-                        {"unit": m, "subject": name, "attribute": attr, "value": value}))
-        return queries
+        return subject_queries(p.subjects.resolve(ctx.catalog), p.attributes, p.prompt, p.k,
+                               p.system or None)
 
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
