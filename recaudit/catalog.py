@@ -207,25 +207,21 @@ class Catalog:
         ``kwargs``: ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col`` (for the
         interactions file), ``holdout``, ``name``.
         """
-        df = datasets.read_table(path, "csv", what="catalog")
-        kwargs.setdefault("name", os.path.basename(str(path)))
-        return cls.from_dataframe(df, id_col, title_col, year_col, genres_col, genres_sep,
-                                  popularity_col, group_cols, interactions,
-                                  source=f"catalog file {path}", **kwargs)
+        return cls._from_file(path, "csv", id_col, title_col, year_col, genres_col, genres_sep,
+                              popularity_col, group_cols, interactions, **kwargs)
 
     @classmethod
-    def from_parquet(cls, path: str | os.PathLike[str], id_col: str = "item_id",
-                     title_col: str = "title", year_col: str | None = None,
-                     genres_col: str | None = None, genres_sep: str = "|",
-                     popularity_col: str | None = None, group_cols: Sequence[str] = (),
-                     interactions: str | os.PathLike[str] | pd.DataFrame | None = None,
-                     **kwargs: Any) -> "Catalog":
-        """Catalogue from a Parquet file (needs pyarrow or fastparquet); see :meth:`from_csv`."""
-        df = datasets.read_table(path, "parquet", what="catalog")
+    def from_parquet(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any
+                     ) -> "Catalog":
+        """Catalogue from a Parquet file; the same column mapping as :meth:`from_csv`."""
+        return cls._from_file(path, "parquet", *args, **kwargs)
+
+    @classmethod
+    def _from_file(cls, path: str | os.PathLike[str], fmt: str, *args: Any, **kwargs: Any
+                   ) -> "Catalog":
+        df = datasets.read_table(path, fmt, what="catalog")
         kwargs.setdefault("name", os.path.basename(str(path)))
-        return cls.from_dataframe(df, id_col, title_col, year_col, genres_col, genres_sep,
-                                  popularity_col, group_cols, interactions,
-                                  source=f"catalog file {path}", **kwargs)
+        return cls.from_dataframe(df, *args, source=f"catalog file {path}", **kwargs)
 
     @classmethod
     def from_movielens(cls, holdout: int = 5) -> "Catalog":
