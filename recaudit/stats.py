@@ -28,6 +28,7 @@ __all__ = [
     "PermutationResult",
     "benjamini_hochberg",
     "bootstrap_ci",
+    "bootstrap_unit_means",
     "paired_bootstrap",
     "permutation_test_values",
     "small_sample_warning",
@@ -205,6 +206,23 @@ def _weighted_means(weights: np.ndarray, values: np.ndarray, observed: np.ndarra
     out = np.full(sums.shape, np.nan)
     np.divide(sums, counts, out=out, where=counts > 0)
     return out
+
+
+def bootstrap_unit_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
+                         chunk: int = 250) -> np.ndarray:
+    """Means over axis 0 of ``x`` for ``n_resamples`` bootstrap resamples of its rows (units).
+
+    Returns shape ``(n_resamples, *x.shape[1:])``. Resampling is done by counts (multinomial),
+    so memory stays ``O(n_resamples * n_units)``.
+    """
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    out = np.empty((n_resamples, flat.shape[1]))
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # (b, n)
+        out[start:start + b] = counts @ flat / n
+    return out.reshape((n_resamples, *x.shape[1:]))
 
 
 def _as_matrix(matrix: Any) -> np.ndarray:

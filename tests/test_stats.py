@@ -236,3 +236,15 @@ def test_small_sample_warning():
     assert "no confidence interval" in small_sample_warning(0)
     assert "unreliable" in small_sample_warning(5)
     assert small_sample_warning(5, minimum=5) is None
+
+
+def test_bootstrap_unit_means_resamples_whole_units():
+    from recaudit.stats import bootstrap_unit_means
+
+    x = np.random.default_rng(3).random((7, 2, 3))
+    boot = bootstrap_unit_means(x, 300, np.random.default_rng(11), chunk=128)
+    assert boot.shape == (300, 2, 3)
+    rng = np.random.default_rng(11)  # same draws, chunk by chunk: counts @ units / n
+    counts = np.vstack([rng.multinomial(7, np.full(7, 1 / 7), size=b) for b in (128, 128, 44)])
+    np.testing.assert_allclose(boot, np.einsum("bn,nvk->bvk", counts, x) / 7)
+    assert np.all(boot >= x.min(axis=0) - 1e-12) and np.all(boot <= x.max(axis=0) + 1e-12)

@@ -86,23 +86,6 @@ class CounterfactualParams(ProbeParams):
                 .replace("{K}", str(self.k)).replace("{name}", name).replace("{value}", value))
 
 
-def unit_bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
-                         chunk: int = 250) -> np.ndarray:
-    """Means over axis 0 of ``x`` for ``n_resamples`` bootstrap resamples of its rows (units).
-
-    Returns shape ``(n_resamples, *x.shape[1:])``. Resampling is done by counts (multinomial),
-    so memory stays ``O(n_resamples * n_units)``.
-    """
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    out = np.empty((n_resamples, flat.shape[1]))
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # (b, n)
-        out[start:start + b] = counts @ flat / n
-    return out.reshape((n_resamples, *x.shape[1:]))
-
-
 @probe("counterfactual", tags=["fairness", "consumer", "fairllm", "robustness"])
 class CounterfactualProbe(Probe):
     """FaiRLLM counterfactual prompts: does the list change when the user says who they are?"""
@@ -121,7 +104,7 @@ class CounterfactualProbe(Probe):
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
                 ) -> ProbeResult:
         from ..metrics.similarity import similarity_matrix
-        from ..stats import permutation_test_values
+        from ..stats import bootstrap_unit_means, permutation_test_values
 
         p = self.params
         st = ctx.stats
@@ -181,7 +164,7 @@ class CounterfactualProbe(Probe):
                                      p=p.rbo_p)
             for sim in p.similarities:
                 x = np.asarray(mats[sim], dtype=float).reshape(len(units), len(values), len(ks))
-                boot = unit_bootstrap_means(x, st.n_bootstrap, rng)  # (B, V, K)
+                boot = bootstrap_unit_means(x, st.n_bootstrap, rng)  # (B, V, K)
                 lo_q, hi_q = (1 - st.confidence) / 2, 1 - (1 - st.confidence) / 2
                 means = x.mean(axis=0)
                 lo, hi = np.quantile(boot, [lo_q, hi_q], axis=0)
@@ -230,7 +213,9 @@ class CounterfactualProbe(Probe):
             res.metrics.append(MetricRecord(probe=self.run_id, metric=metric, attribute=attr,
                                             value=value, k=k, n=0, warning="no responses"))
             return
-        boot = unit_bootstrap_means(x[:, None], st.n_bootstrap, rng)[:, 0]
+        from ..stats import bootstrap_unit_means
+
+        boot = bootstrap_unit_means(x[:, None], st.n_bootstrap, rng)[:, 0]
         lo, hi = np.quantile(boot, [(1 - st.confidence) / 2, 1 - (1 - st.confidence) / 2])
         res.metrics.append(MetricRecord(
             probe=self.run_id, metric=metric, attribute=attr, value=value, k=k,
