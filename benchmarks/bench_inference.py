@@ -5,7 +5,8 @@ Run: ``HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_inference.py``
 Every figure is a ratio (or fraction) measured side by side in this one run, on this machine:
 
 1. generation: batched (batch 16) vs one request at a time, 16 recommendation prompts
-   (target >= 4x); the outputs must be identical, and the count is printed;
+   (target >= 4x); the outputs must be identical, and the count is printed; plus plain
+   (not batch-invariant) batching of the same prompts, i.e. what the invariance costs;
 2. scoring: prefix reuse (prompt run once, its KV cache copied for all candidates) vs naive
    full-sequence scoring, 20 candidates (target >= 5x), with the largest score difference;
 3. utilisation: batched generation tokens/s x FLOPs per token (2 x parameters) as a fraction of
@@ -75,7 +76,20 @@ def bench_generation(rec, n_prompts: int = 16) -> dict[str, float]:
     print(f"  one at a time {t_single:8.2f} s   batched {t_batched:8.2f} s   "
           f"speed-up {t_single / t_batched:5.2f}x  (target >= 4x)")
     print(f"  identical outputs (tokens and log-probs, bitwise): {same}/{n_prompts}")
-    return {"t_batched": t_batched, "t_single": t_single, "tokens": n_tokens}
+    return {"t_batched": t_batched, "t_single": t_single, "tokens": n_tokens, "ids": ids,
+            "batched": batched}
+
+
+def bench_plain(plain, gen: dict) -> None:
+    """Plain batching (``batching: plain``: no tiles, no row-wise attention) of the same prompts."""
+    plain.generate_ids([gen["ids"][0]])  # warm-up
+    t0 = time.perf_counter()
+    out = plain.generate_ids(gen["ids"])
+    t_plain = time.perf_counter() - t0
+    same = sum(a == b for a, b in zip(out, gen["batched"]))
+    print(f"  plain batching (not invariant) {t_plain:8.2f} s: batch invariance costs "
+          f"{gen['t_batched'] / t_plain:5.2f}x; outputs equal to the invariant ones: "
+          f"{same}/{len(out)}")
 
 
 def bench_scoring(rec, n_candidates: int = 20, reps: int = 3) -> None:
@@ -172,8 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     rec = GGUFRecommender(str(bundled_smollm2_path()),
                           Decoding(max_new_tokens=args.max_new_tokens), batch_size=16)
     print(f"load: {time.perf_counter() - t0:.1f} s (from cache: {rec.loaded_from_cache}); "
-          f"batch-invariant numerics: {rec.exact_batching} (min_rows={rec.min_rows})")
+          f"batch-invariant: {rec.batch_invariance()}")
     gen = bench_generation(rec, args.prompts)
+    bench_plain(GGUFRecommender(str(bundled_smollm2_path()),
+                                Decoding(max_new_tokens=args.max_new_tokens), batch_size=16,
+                                batching="plain"), gen)
     bench_scoring(rec, args.candidates)
     bench_utilisation(rec, gen)
     bench_cache(rec)

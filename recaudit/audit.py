@@ -75,6 +75,7 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
     """
     from .engine import Engine
 
+    cfg.require_probes()
     started = _now()
     catalog = catalog if catalog is not None else load_catalog(cfg)
     rec = recommender if recommender is not None else build_recommender(cfg)
@@ -134,7 +135,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         catalog_sha256=catalog.fingerprint() if hasattr(catalog, "fingerprint") else None,
         seeds={"stats": cfg.stats.seed, "decoding": cfg.decoding.seed},
         packages=package_versions(), started_at=started, finished_at=_now(),
-        command_line=command_line or " ".join(sys.argv), engine=engine.stats.to_dict())
+        command_line=command_line or " ".join(sys.argv), engine=engine.stats.to_dict(),
+        batch_invariance=rec.batch_invariance())
     result = AuditResult(name=cfg.name, provenance=prov,
                          config=cfg.model_dump(mode="json"), probes=results)
     if cfg.gates and evaluate_gates:

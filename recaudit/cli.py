@@ -198,6 +198,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.out:
         overrides["out"] = args.out
     cfg = load_config(args.config, overrides=overrides)
+    cfg.require_probes()
+    if not cfg.engine.dry_run:
+        from .results import check_output_dir
+        check_output_dir(cfg.out)  # before any model call: a finished audit needs a place
     result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]),
                        progress=not args.no_progress, evaluate_gates=False)
     if cfg.engine.dry_run:

@@ -112,6 +112,12 @@ class AuditConfig(_Strict):
     source_path: str | None = Field(None, exclude=True)
     source_text: str | None = Field(None, exclude=True)
 
+    def require_probes(self) -> None:
+        """An audit with nothing to run is a config error (exit 2), not an empty success."""
+        if not self.probes:
+            where = f"{self.source_path}: " if self.source_path else ""
+            raise ConfigError(f"{where}no probes to run (add a 'probes:' list to the config)")
+
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the validated config (without output location)."""
         data = self.model_dump(mode="json", exclude={"out", "engine"})

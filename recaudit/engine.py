@@ -197,7 +197,9 @@ class Engine:
         t0 = time.perf_counter()
         unique, cached, todo, est = self.plan(requests)
         self.stats.estimate = est
-        self._say(f"plan: {est.line()}")
+        invariance = self.recommender.batch_invariance()
+        self._say(f"plan: {est.line()}"
+                  + (f"; batch-invariant: {invariance}" if invariance else ""))
         responses: dict[str, Response] = dict(cached)
         if todo:
             for keys, resps in self._batches(unique, todo):
@@ -298,7 +300,7 @@ class Engine:
 
     def _say(self, line: str) -> None:
         if self.progress:
-            self._console().print(line, markup=False, highlight=False)
+            self._console().print(line, markup=False, highlight=False, soft_wrap=True)
         elif self.dry_run:
             print(line, file=sys.stderr)
 

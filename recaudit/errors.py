@@ -44,5 +44,9 @@ class ModelRuntimeError(RecauditError):
     exit_code = EXIT_RUNTIME
 
 
+class OutputError(RecauditError):
+    """The output directory cannot be created or written to."""
+
+
 class GateSpecError(RecauditError):
     """A gate names a metric, attribute or bound that does not exist or has the wrong type."""

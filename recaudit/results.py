@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import DataError
+from .errors import DataError, OutputError
 
 SCHEMA_VERSION = "1.0"
 
@@ -118,6 +119,7 @@ class Provenance(_Model):
     finished_at: str | None = None
     command_line: str | None = None
     engine: dict[str, Any] = Field(default_factory=dict)
+    batch_invariance: str | None = None  # "yes (how)" / "no (why)"; None: the adapter can't know
 
 
 class AuditResult(_Model):
@@ -150,17 +152,23 @@ class AuditResult(_Model):
 
     def save(self, out_dir: str | Path, formats: tuple[str, ...] = ("json", "html", "junit", "md")
              ) -> dict[str, Path]:
-        """Write results.json and the reports into ``out_dir``; return the written paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write results.json and the reports into ``out_dir``; return the written paths.
+
+        Raises :class:`~recaudit.errors.OutputError` (exit 2) when ``out_dir`` cannot be written.
+        """
+        out = check_output_dir(out_dir)
         written: dict[str, Path] = {}
-        if "json" in formats:
-            written["json"] = out / "results.json"
-            written["json"].write_text(self.to_json(), encoding="utf-8")
-        rest = [f for f in formats if f != "json"]
-        if rest:
-            from .report import render_all
-            written.update(render_all(self, out, formats=tuple(rest)))
+        try:
+            if "json" in formats:
+                written["json"] = out / "results.json"
+                written["json"].write_text(self.to_json(), encoding="utf-8")
+            rest = [f for f in formats if f != "json"]
+            if rest:
+                from .report import render_all
+                written.update(render_all(self, out, formats=tuple(rest)))
+        except OSError as err:
+            raise OutputError(f"cannot write to output directory {out_dir}: "
+                              f"{err.strerror or err}") from None
         return written
 
     @classmethod
@@ -186,6 +194,20 @@ class AuditResult(_Model):
             first = str(err).splitlines()
             raise DataError(f"{p}: not a valid recaudit results file: "
                             f"{first[1] if len(first) > 1 else first[0]}") from None
+
+
+def check_output_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` if needed and check that a file can be written in it (before any model
+    call, so an audit never finishes only to find nowhere to put its results)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".recaudit-write-check-"):
+            pass
+    except OSError as err:
+        raise OutputError(f"cannot write to output directory {out_dir}: "
+                          f"{err.strerror or err}") from None
+    return out
 
 
 def json_schema() -> dict[str, Any]:

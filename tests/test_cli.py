@@ -94,3 +94,33 @@ def test_unknown_model_kind():
 def test_usage_error_exit_2():
     proc = run_cli("recommend", "--prompt", "x")
     assert proc.returncode == 2 and "--model" in proc.stderr
+
+
+@pytest.mark.parametrize("text", ["", "name: nothing-to-do\nmodel: hf:/no/such/model\n"])
+def test_config_without_probes_exits_2(tmp_path, text):
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text(text)
+    proc = run_cli("audit", str(cfg), "--out", str(tmp_path / "out"), "--no-progress")
+    # checked before the model is loaded (the missing model path would be another error)
+    assert_one_line_error(proc, 2, f"{cfg}: no probes to run")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_out_exits_2_before_any_model_call(tmp_path):
+    marker = tmp_path / "called"
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("model: python:tests.cli_recommenders:marking\n"
+                   "probes:\n  - probe: counterfactual\n    params: {subjects: {source: inline, "
+                   "items: [Heat]}, attributes: [gender], k: 3}\n")
+    env_marker = {"RECAUDIT_TEST_MARKER": str(marker)}
+    os.environ.update(env_marker)
+    try:
+        proc = run_cli("audit", str(cfg), "--out", "/dev/null/x", "--no-progress")
+        assert_one_line_error(proc, 2, "cannot write to output directory /dev/null/x: "
+                                       "Not a directory")
+        assert not marker.exists()
+        ok = run_cli("audit", str(cfg), "--out", str(tmp_path / "out"), "--no-progress")
+        assert ok.returncode == 0, ok.stderr
+        assert marker.exists() and (tmp_path / "out" / "results.json").is_file()
+    finally:
+        os.environ.pop("RECAUDIT_TEST_MARKER")

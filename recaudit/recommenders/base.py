@@ -139,6 +139,12 @@ class Recommender(ABC):
         """sha256 of the weights file(s) where known, for the report's provenance."""
         return None
 
+    def batch_invariance(self) -> str | None:
+        """Whether a request's output can depend on the other requests of its batch, in one line
+        ("yes (how)" / "no (why)"), for the plan, the provenance and the report. ``None`` when the
+        adapter cannot know (a remote endpoint, a user function)."""
+        return None
+
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
 

@@ -128,7 +128,10 @@ class GGUFRecommender(HFRecommender):
     adapter_version: ClassVar[str] = GGUF_ADAPTER_VERSION
 
     def __init__(self, path: str, decoding: Decoding | None = None, *, batch_size: int = 16,
-                 spec: str | None = None) -> None:
+                 spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
+                 decode_rows: int | None = None) -> None:
+        batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
+                      "decode_rows": decode_rows}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source
@@ -139,7 +142,7 @@ class GGUFRecommender(HFRecommender):
         if _entry_is_valid(entry, self.gguf_sha256):
             self.loaded_from_cache = True
             super().__init__(str(entry), decoding, batch_size=batch_size,
-                             spec=spec or f"gguf:{path}")
+                             spec=spec or f"gguf:{path}", **batch_opts)
             return
         self.loaded_from_cache = False
         model, tokenizer = self._load_gguf(source)
@@ -151,7 +154,8 @@ class GGUFRecommender(HFRecommender):
             logging.getLogger(__name__).warning("could not cache dequantized GGUF weights: %s",
                                                 _first_line(exc))
         super().__init__(str(entry), decoding, batch_size=batch_size,
-                         spec=spec or f"gguf:{path}", model=model, tokenizer=tokenizer)
+                         spec=spec or f"gguf:{path}", model=model, tokenizer=tokenizer,
+                         **batch_opts)
 
     @staticmethod
     def _load_gguf(source: Path) -> tuple[Any, Any]:

@@ -6,26 +6,35 @@ log-probabilities given the prompt).
 Batch invariance
 ----------------
 The engine caches responses per request, so a request's output must not depend on which other
-requests shared its batch. Plain batched generation on CPU does not give that: BLAS picks different
-kernels (different summation orders) for a 1-row and a 16-row matmul, and a left-padded attention
-row reduces over more (masked) positions than the same prompt alone. Greedy argmax then flips where
-the two best logits are within ~1e-5 of each other, which happens on real prompts.
+requests shared its batch: if a neutral prompt and its counterfactual meet different companions,
+a near-tie flip in greedy decoding would be measured as bias. Plain batched generation on CPU does
+not give that. BLAS picks different kernels (different summation orders) for matmuls of different
+row counts (on an AVX-512 Xeon with MKL, a row's result differs between *every* pair of row
+counts), and a left-padded attention row reduces over more (masked) positions than the same
+prompt alone.
 
-So this adapter runs the model in a *batch-invariant* mode (``exact_batching``):
+What BLAS libraries do keep is this: for one fixed row count M, a row's result does not depend on
+the other M-1 rows nor on its position among them. So the adapter runs *fixed-shape execution*:
 
-* every ``nn.Linear`` pads its input to at least ``min_rows`` rows (16 where the BLAS on this
-  machine passes a self-check at load time), above which a row's result does not depend on how
-  many rows the matmul has;
+* every ``nn.Linear`` cuts its input into tiles of exactly M rows (zero-padding the last tile):
+  M_p rows while a prompt is prefilled (or an encoder runs), M_d rows per decode step, whatever
+  the batch. One-at-a-time generation makes the very same calls;
 * attention runs row by row on the row's unpadded keys (a registered ``AttentionInterface``
   function), so each row makes exactly the call it would make alone;
 * everything else (norms, rotary, activations, argmax) is row-wise already.
 
+At load, each candidate M is checked on the model's own weights for exactly that property (the
+same row alone, beside random companions, last in a zero-padded tile: bitwise equal), and M_p /
+M_d are the fastest passing values (:func:`choose_tile_rows`); both are part of the fingerprint.
 Batched and one-at-a-time generation are then bit-identical, not just close. Sampling
 (temperature > 0) uses one ``torch.Generator`` per prompt, seeded from ``decoding.seed`` and the
-prompt's token ids, so it is reproducible and batch-invariant too. Models whose attention needs
-more than padding masks (sliding windows, chunked attention) or that do not use the attention
-interface fall back to plain left-padded batching (``exact_batching = False``), where identity
-is likely but not guaranteed.
+prompt's token ids, so it is reproducible and batch-invariant too.
+
+Where invariance cannot be established (attention with sliding windows or chunks, a model that
+does not use the attention interface, a BLAS on which no M passes) exactness wins over speed:
+generation runs one request at a time, and :meth:`HFRecommender.batch_invariance` says
+"no (reason)" for the plan line, the provenance and the report. ``batching="plain"``
+(``model_options: {batching: plain}``) opts into plain batching instead, and is reported as such.
 """
 
 from __future__ import annotations
@@ -58,7 +67,9 @@ ADAPTER_VERSION = "hf-1"
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 _EXACT_ATTN = "recaudit_rowwise"
-_MIN_ROWS_CHOICES = (16, 32, 64)
+PREFILL_ROW_CHOICES = (16, 32, 64, 128, 256)
+DECODE_ROW_CHOICES = (1, 2, 4, 8, 16, 32)
+BATCHING_MODES = ("auto", "plain")
 _CROSS_ATTN_NAMES = {"encoder_attn", "EncDecAttention", "crossattention", "cross_attn",
                      "cross_attention"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -80,8 +91,50 @@ class _RowLayout:
     in_encoder: bool = False
 
 
+@dataclass(frozen=True)
+class BatchInvariance:
+    """How this adapter batches, and whether a request's output is independent of its batch.
+
+    ``mode``: ``"tiles"`` (fixed-shape tiles verified at load: batch-invariant), ``"sequential"``
+    (invariance could not be established: one request at a time) or ``"plain"`` (the user opted
+    into plain batching with ``batching: plain``: no tiles, no row-wise attention, not
+    batch-invariant). ``prefill_rows`` /
+    ``decode_rows`` are the tile heights M_p / M_d in ``"tiles"`` mode.
+    """
+
+    mode: str
+    reason: str = ""
+    prefill_rows: int | None = None
+    decode_rows: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        """True when no request's output can depend on the other requests of its batch."""
+        return self.mode in ("tiles", "sequential")
+
+    def numerics(self) -> str:
+        """The fingerprint's numerics tag: outputs differ between tags, never within one."""
+        if self.mode == "tiles":
+            return f"tiles-p{self.prefill_rows}-d{self.decode_rows}"
+        return self.mode
+
+    def describe(self) -> str:
+        """One line for the plan, the provenance and the report."""
+        if self.mode == "tiles":
+            return (f"yes (fixed-shape tiles: prefill {self.prefill_rows} rows, decode "
+                    f"{self.decode_rows} rows, verified on this model's weights at load)")
+        if self.mode == "sequential":
+            return (f"no ({self.reason}); requests run one at a time, so no output depends on "
+                    "its batch")
+        return (f"no ({self.reason}); plain batching: an output may depend on the other "
+                "requests of its batch")
+
+
 _LAYOUT: contextvars.ContextVar[_RowLayout | None] = contextvars.ContextVar(
     "recaudit_row_layout", default=None)
+# Rows of every linear-layer matmul while a generation/scoring phase runs (None: plain F.linear).
+_TILE_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "recaudit_tile_rows", default=None)
 _REGISTERED = False
 
 
@@ -134,49 +187,157 @@ def _register_attention() -> None:
     _REGISTERED = True
 
 
-def _invariant_linear_forward(self, x):
-    """``nn.Linear.forward`` that never hands BLAS fewer than ``min_rows`` rows."""
-    import torch
+def _tiled_linear_forward(self, x):
+    """``nn.Linear.forward`` on fixed-shape tiles while a tile height is set (``_TILE_ROWS``).
+
+    The input's rows are cut into tiles of exactly ``rows`` rows, the last one zero-padded, and
+    each tile is copied into a fresh buffer before the matmul. So every matmul this layer makes
+    has the shape (rows, in_features) whatever the batch, and a row's result depends only on the
+    row itself (checked by :func:`_tile_rows_are_invariant`).
+    """
     import torch.nn.functional as F
 
+    rows = _TILE_ROWS.get()
+    if rows is None:
+        return F.linear(x, self.weight, self.bias)
     k = x.shape[-1]
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
-    min_rows = self._recaudit_min_rows
-    if m < min_rows:
-        x2 = torch.cat([x2, x2.new_zeros(min_rows - m, k)])
-    y = F.linear(x2, self.weight, self.bias)
-    if m < min_rows:
-        y = y[:m]
-    return y.reshape(*lead, y.shape[-1])
+    out = x2.new_empty(m, self.out_features)
+    for start in range(0, m, rows):
+        n = min(rows, m - start)
+        tile = x2.new_zeros(rows, k)
+        tile[:n] = x2[start:start + n]
+        out[start:start + n] = F.linear(tile, self.weight, self.bias)[:n]
+    return out.reshape(*lead, self.out_features)
 
 
-def _pick_min_rows(linears: list[Any]) -> int | None:
-    """Smallest row count above which this BLAS computes each row independently of the others.
+def _tile_rows_are_invariant(lin: Any, rows: int, gen: Any) -> bool:
+    """Does a row's result under ``rows``-row tiles depend on anything but the row?
 
-    Checked on the model's own weights: rows of an ``m``-row product must equal the same rows of
-    a larger product, for a few ``m`` at and above the threshold. ``None`` if no choice passes.
+    Exactly the property the tiled forward relies on, checked on this layer's own weights: the
+    same probe row is run alone, in a second tile beside random companions, and last in a tile of
+    zero padding; the three results must be bitwise equal.
     """
+    import torch
+
+    k = lin.in_features
+    probe = torch.randn(1, k, generator=gen, dtype=lin.weight.dtype)
+    layouts = [(probe, 0)]
+    crowd = torch.randn(rows + 3, k, generator=gen, dtype=lin.weight.dtype)
+    crowd[rows + 1] = probe[0]
+    layouts.append((crowd, rows + 1))
+    pad = torch.zeros(rows, k, dtype=lin.weight.dtype)
+    pad[rows - 1] = probe[0]
+    layouts.append((pad, rows - 1))
+    token = _TILE_ROWS.set(rows)
+    try:
+        outs = [_tiled_linear_forward(lin, x)[pos] for x, pos in layouts]
+    finally:
+        _TILE_ROWS.reset(token)
+    return all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+def _tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> float:
+    """Time of one ``rows``-row tile through the model's linear layers: for each distinct shape
+    (layer, multiplicity) the best of ``reps`` timed calls after a warm-up, times its count."""
+    import time
+
     import torch
     import torch.nn.functional as F
 
+    total = 0.0
+    for lin, count in layers:
+        x = torch.randn(rows, lin.in_features, dtype=lin.weight.dtype)
+        F.linear(x, lin.weight, lin.bias)
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            F.linear(x, lin.weight, lin.bias)
+            best = min(best, time.perf_counter() - t0)
+        total += count * best
+    return total
+
+
+def _tile_memo_key(linears: list[tuple[Any, int]]) -> str:
+    """What the tile choice depends on: layer shapes, dtype, torch, threads, CPU."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    blob = json.dumps({"shapes": sorted((lin.in_features, lin.out_features, lin.bias is not None,
+                                         c) for lin, c in linears),
+                       "dtype": str(linears[0][0].weight.dtype), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "cpu": cpu,
+                       "prefill": PREFILL_ROW_CHOICES, "decode": DECODE_ROW_CHOICES})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
+                     decode_rows: int | None = None) -> tuple[int | None, int | None]:
+    """Tile heights (M_p, M_d) for prefill and decode, among those this BLAS keeps invariant.
+
+    Every candidate is self-checked on each distinct layer shape. Among the passing ones the
+    fastest for a reference workload wins: decode = 16 rows per step, prefill = 16 prompts of 64
+    tokens, i.e. ``ceil(R / M) * t(M)`` with ``t(M)`` the measured time of one M-row tile. The
+    choice does not depend on the batch size (changing it must not change outputs) and is
+    remembered in the cache directory, keyed by shapes, torch, threads and CPU, so reruns on the
+    same machine get the same numerics. ``prefill_rows`` / ``decode_rows`` force a value (still
+    checked). ``None`` where nothing passes.
+    """
+    import torch
+
+    by_shape: dict[tuple[int, int, bool], list[Any]] = {}
+    for lin in linears:
+        by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None),
+                            []).append(lin)
+    layers = [(group[0], len(group)) for group in by_shape.values()]
+    if not layers:
+        return None, None
     gen = torch.Generator().manual_seed(0)
-    for min_rows in _MIN_ROWS_CHOICES:
-        ok = True
-        for lin in linears:
-            x = torch.randn(4 * min_rows + 3, lin.in_features, generator=gen,
-                            dtype=lin.weight.dtype)
-            ref = F.linear(x, lin.weight, lin.bias)
-            for m in (min_rows, min_rows + 1, 2 * min_rows + 3):
-                if not torch.equal(F.linear(x[:m], lin.weight, lin.bias), ref[:m]):
-                    ok = False
-                    break
-            if not ok:
-                break
-        if ok:
-            return min_rows
-    return None
+
+    def passes(rows: int) -> bool:
+        return all(_tile_rows_are_invariant(lin, rows, gen) for lin, _ in layers)
+
+    memo = cache_dir("tiles") / f"{_tile_memo_key(layers)}.json"
+    remembered: dict[str, int] = {}
+    try:
+        remembered = {k: int(v) for k, v in json.loads(memo.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    chosen: list[int | None] = []
+    for phase, forced, choices, workload in (("prefill", prefill_rows, PREFILL_ROW_CHOICES,
+                                              16 * 64),
+                                             ("decode", decode_rows, DECODE_ROW_CHOICES, 16)):
+        if forced is not None:
+            chosen.append(int(forced) if passes(int(forced)) else None)
+            continue
+        if phase in remembered and remembered[phase] in choices and passes(remembered[phase]):
+            chosen.append(remembered[phase])
+            continue
+        ok = [m for m in choices if passes(m)]
+        if not ok:
+            chosen.append(None)
+            continue
+        with torch.inference_mode():
+            cost = {m: -(-workload // m) * _tile_seconds(layers, m) for m in ok}
+        chosen.append(min(ok, key=lambda m: (cost[m], m)))
+    if prefill_rows is None and decode_rows is None and None not in chosen:
+        try:
+            tmp = memo.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"prefill": chosen[0], "decode": chosen[1]}))
+            os.replace(tmp, memo)
+        except OSError:
+            pass
+    return chosen[0], chosen[1]
 
 
 def _attention_is_padding_only(config: Any) -> bool:
@@ -273,10 +434,19 @@ class HFRecommender(Recommender):
 
     def __init__(self, path: str, decoding: Decoding | None = None, *, allow_pickle: bool = False,
                  trust_remote_code: bool = False, batch_size: int = 16, spec: str | None = None,
-                 model: Any = None, tokenizer: Any = None) -> None:
+                 batching: str = "auto", prefill_rows: int | None = None,
+                 decode_rows: int | None = None, model: Any = None, tokenizer: Any = None
+                 ) -> None:
         super().__init__(spec or f"hf:{path}", decoding)
         if batch_size < 1:
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
+        if batching not in BATCHING_MODES:
+            raise ModelSpecError(f"model_options.batching must be one of "
+                                 f"{', '.join(BATCHING_MODES)}, got {batching!r}")
+        for name, rows in (("prefill_rows", prefill_rows), ("decode_rows", decode_rows)):
+            if rows is not None and (not isinstance(rows, int) or rows < 1):
+                raise ModelSpecError(f"model_options.{name} must be a positive integer, "
+                                     f"got {rows!r}")
         self.path = str(path)
         self.batch_size = int(batch_size)
         self.allow_pickle = bool(allow_pickle)
@@ -301,8 +471,7 @@ class HFRecommender(Recommender):
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self._setup_tokens()
-        self.min_rows: int | None = None
-        self.exact_batching = self._enable_exact_batching()
+        self.batching = self._setup_batching(batching, prefill_rows, decode_rows)
 
     # ------------------------------------------------------------------ loading
     def _select_weight_files(self, d: Path) -> list[Path]:
@@ -372,37 +541,63 @@ class HFRecommender(Recommender):
             start = self.pad_id
         self.decoder_start_id = None if start is None else int(start)
 
-    def _enable_exact_batching(self) -> bool:
+    @property
+    def exact_batching(self) -> bool:
+        """True when batched outputs are bit-identical to one-at-a-time (fixed-shape tiles)."""
+        return self.batching.mode == "tiles"
+
+    @property
+    def tile_rows(self) -> tuple[int, int] | None:
+        """(M_p, M_d): rows of every prefill / decode matmul, or None without tiles."""
+        b = self.batching
+        return (b.prefill_rows, b.decode_rows) if b.mode == "tiles" else None
+
+    def batch_invariance(self) -> str:
+        return self.batching.describe()
+
+    def _setup_batching(self, requested: str, prefill_rows: int | None,
+                        decode_rows: int | None) -> BatchInvariance:
+        """Establish batch invariance (fixed-shape tiles + row-wise attention) or say why not.
+
+        Without it the default is one request at a time (exact, slower). ``requested="plain"``
+        skips all of this for plain batching (fastest, not invariant), and every report says so.
+        """
         import torch
+
+        if requested == "plain":
+            return BatchInvariance("plain", "model_options.batching is plain")
+
+        def fallback(reason: str) -> BatchInvariance:
+            return BatchInvariance("sequential", reason)
 
         model = self.model
         if not _attention_is_padding_only(model.config):
-            return False
+            return fallback("the attention uses sliding windows or chunks, which the row-wise "
+                            "attention does not reproduce")
         linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        by_shape: dict[tuple[int, int, bool], Any] = {}
-        for lin in linears:
-            by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None), lin)
         with torch.inference_mode():
-            min_rows = _pick_min_rows(list(by_shape.values()))
-        if min_rows is None:
-            return False
+            m_p, m_d = choose_tile_rows(linears, prefill_rows, decode_rows)
+        if m_p is None or m_d is None:
+            forced = [f"{n}={v}" for n, v in (("prefill_rows", prefill_rows),
+                                               ("decode_rows", decode_rows)) if v is not None]
+            which = f" with {', '.join(forced)}" if forced else ""
+            return fallback(f"no tile height{which} gives row results independent of the other "
+                            "rows on this CPU's BLAS")
         _register_attention()
         try:
             model.set_attn_implementation(_EXACT_ATTN)
-        except Exception:  # noqa: BLE001 - model cannot switch: plain batching
-            return False
+        except Exception:  # noqa: BLE001 - model cannot switch its attention implementation
+            return fallback("the model cannot switch to row-wise attention")
         impls = {getattr(m.config, "_attn_implementation", None)
                  for m in model.modules() if hasattr(m, "config")}
         if impls != {_EXACT_ATTN}:
-            return False
+            return fallback("part of the model does not use the attention interface")
         for name, mod in model.named_modules():
             if name.rsplit(".", 1)[-1] in _CROSS_ATTN_NAMES:
                 mod._recaudit_cross = True
         for lin in linears:
-            lin._recaudit_min_rows = min_rows
-            lin.forward = types.MethodType(_invariant_linear_forward, lin)
-        self.min_rows = min_rows
-        return True
+            lin.forward = types.MethodType(_tiled_linear_forward, lin)
+        return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d)
 
     # ------------------------------------------------------------------ identity
     def weights_sha256(self) -> str | None:
@@ -430,7 +625,7 @@ class HFRecommender(Recommender):
         return {"adapter": self.adapter_version, "class": type(self).__name__,
                 "weights": weights, "config": cfg,
                 "tokenizer": self._tokenizer_digest(),
-                "numerics": f"rowwise-min{self.min_rows}" if self.exact_batching else "plain",
+                "numerics": self.batching.numerics(),
                 "dtype": str(next(self.model.parameters()).dtype)}
 
     def _tokenizer_digest(self) -> str:
@@ -481,18 +676,20 @@ class HFRecommender(Recommender):
         """Generate from token-id prompts: per prompt, the new token ids (ending with EOS when
         the model stopped) and each chosen token's log-probability.
 
-        Prompts are sorted by length and run ``batch_size`` at a time; results come back in input
-        order and, with ``exact_batching``, are bit-identical to running each prompt alone.
+        Prompts are sorted by length and run ``batch_size`` at a time (one at a time when batch
+        invariance could not be established, unless ``batching: plain``); results come back in
+        input order and, with fixed-shape tiles, are bit-identical to running each prompt alone.
         """
         import torch
 
         prompts = [list(p) or [self._fallback_token()] for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         results: list[tuple[list[int], list[float]] | None] = [None] * len(prompts)
+        step = 1 if self.batching.mode == "sequential" else self.batch_size
         try:
             with torch.inference_mode():
-                for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
+                for start in range(0, len(order), step):
+                    idx = order[start:start + step]
                     batch = [prompts[i] for i in idx]
                     gen = self._generate_seq2seq if self.is_seq2seq else self._generate_causal
                     for i, out in zip(idx, gen(batch)):
@@ -552,6 +749,21 @@ class HFRecommender(Recommender):
             self._keeps_logits = "logits_to_keep" in params
         return {"logits_to_keep": 1} if self._keeps_logits else {}
 
+    def _rows(self, phase: str) -> int | None:
+        """Tile height of a phase ("prefill" or "decode"); None without tiles."""
+        b = self.batching
+        if b.mode != "tiles":
+            return None
+        return b.prefill_rows if phase == "prefill" else b.decode_rows
+
+    def _run(self, phase: str, **inputs: Any) -> Any:
+        """One forward pass of the model with the phase's fixed tile height."""
+        token = _TILE_ROWS.set(self._rows(phase))
+        try:
+            return self.model(**inputs)
+        finally:
+            _TILE_ROWS.reset(token)
+
     def _generate_causal(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
         import torch
 
@@ -572,8 +784,8 @@ class HFRecommender(Recommender):
             max_new = self.decoding.max_new_tokens
             if max_new <= 0:
                 return [([], []) for _ in range(n)]
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             use_cache=True, **self._forward_kwargs())
+            out = self._run("prefill", input_ids=ids, attention_mask=mask,
+                            position_ids=positions, use_cache=True, **self._forward_kwargs())
             cache = out.cache
             for step in range(max_new):
                 nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
@@ -586,8 +798,8 @@ class HFRecommender(Recommender):
                     active = [active[j] for j in keep]
                     layout.left_pad = [layout.left_pad[j] for j in keep]
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-                out = self.model(input_ids=nxt[:, None], attention_mask=mask,
-                                 position_ids=next_pos[:, None], cache=cache, use_cache=True)
+                out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
+                                position_ids=next_pos[:, None], cache=cache, use_cache=True)
                 cache = out.cache
                 next_pos = next_pos + 1
         finally:
@@ -603,10 +815,12 @@ class HFRecommender(Recommender):
         mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
         layout.enc_len = [len(p) for p in prompts]
         layout.in_encoder = True
+        token = _TILE_ROWS.set(self._rows("prefill"))
         try:
             enc = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
         finally:
             layout.in_encoder = False
+            _TILE_ROWS.reset(token)
         return enc, mask
 
     def _generate_seq2seq(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
@@ -626,9 +840,10 @@ class HFRecommender(Recommender):
             nxt = torch.full((n,), self.decoder_start_id, dtype=torch.long)
             cache = None
             for _ in range(self.decoding.max_new_tokens):
-                out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                                 attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
-                                 cache=cache, use_cache=True)
+                out = self._run("decode",
+                                encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
+                                cache=cache, use_cache=True)
                 cache = out.cache
                 nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
                 if not keep:

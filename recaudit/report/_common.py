@@ -481,6 +481,9 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
                                                                m.value or "") if x), m))
         for w in p.warnings:
             warns.append((p.id, clean(w)))
+    invariance = result.provenance.batch_invariance
+    if invariance and invariance.startswith("no"):
+        warns.insert(0, ("model", clean(f"batch-invariant: {invariance}")))
     hall.sort(key=lambda t: -(t[2].estimate or 0))
     method = [
         "Model outputs depend on the prompt template, decoding settings and model version "

@@ -68,6 +68,8 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
     lines += [f"{md(v.text, 200)}. Model {md(pr.model_spec, 120)} \u00b7 recaudit "
               f"{md(pr.tool_version, 20)} \u00b7 alpha={alpha:g} \u00b7 results hash "
               f"`{result.results_hash()[:16]}`", ""]
+    if pr.batch_invariance and pr.batch_invariance.startswith("no"):
+        lines += [f"Batch-invariant: {md(pr.batch_invariance, 300)}", ""]
     sub = level + "#"
     if result.gates:
         lines += [f"{sub} Gates", "",

@@ -91,7 +91,8 @@ def test_second_load_reads_the_dequantized_cache(tmp_path, tmp_path_factory, mon
     cached = GGUFRecommender(path, dec)
     assert cached.loaded_from_cache and cached.cache_entry == entry
     assert cached.fingerprint() == direct.fingerprint()
-    assert cached.exact_batching and direct.exact_batching
+    assert cached.exact_batching and direct.exact_batching, direct.batch_invariance()
+    assert cached.tile_rows == direct.tile_rows
     reqs = [Request.from_prompt("Recommend 5 action movies as a numbered list."),
             Request.from_prompt("I am a woman. Recommend 3 comedies.")]
     assert [r.text for r in cached.recommend(reqs)] == [r.text for r in direct.recommend(reqs)]

@@ -10,7 +10,12 @@ import pytest
 
 from recaudit.errors import ModelRuntimeError, ModelSpecError
 from recaudit.recommenders.base import Decoding, Request
-from recaudit.recommenders.hf import HFRecommender, _attention_is_padding_only
+from recaudit.recommenders.hf import (
+    HFRecommender,
+    _attention_is_padding_only,
+    _tile_rows_are_invariant,
+    choose_tile_rows,
+)
 
 from . import tiny_models as tm
 
@@ -43,7 +48,8 @@ def tiny(tiny_dirs) -> dict[str, HFRecommender]:
 @pytest.mark.parametrize("kind", ["causal", "bart", "t5"])
 def test_batched_generation_is_bit_identical_to_one_at_a_time(tiny, kind):
     rec = tiny[kind]
-    assert rec.exact_batching and rec.min_rows
+    assert rec.exact_batching and rec.tile_rows
+    assert rec.batch_invariance().startswith("yes (fixed-shape tiles")
     assert rec.is_seq2seq == (kind != "causal")
     prompts = [rec.prompt_ids(r) for r in _requests()]
     assert len({len(p) for p in prompts}) > 3  # padding really happens
@@ -54,6 +60,124 @@ def test_batched_generation_is_bit_identical_to_one_at_a_time(tiny, kind):
     texts_b = rec.recommend(_requests())
     texts_s = [rec.recommend([r])[0] for r in _requests()]
     assert [r.text for r in texts_b] == [r.text for r in texts_s]
+
+
+def _with_companions(rec, target: list[int], companions: list[list[int]]):
+    """The target prompt's (tokens, log-probs) when generated inside one batch of companions."""
+    batch = companions[:len(companions) // 2] + [target] + companions[len(companions) // 2:]
+    return rec.generate_ids(batch)[len(companions) // 2]
+
+
+def assert_batch_composition_never_matters(rec, prompts: list[list[int]]) -> None:
+    """The same prompt alone and beside two different sets of companions (shorter and longer
+    prompts, so its padding and its row differ): bitwise identical tokens and log-probs."""
+    target, first, second = prompts[0], prompts[1:4], prompts[4:]
+    alone = rec.generate_ids([target])[0]
+    assert alone[0], "the target generated nothing: the comparison would be empty"
+    assert _with_companions(rec, target, first) == alone
+    assert _with_companions(rec, target, second) == alone
+    assert _with_companions(rec, target, second + first) == alone
+
+
+@pytest.mark.parametrize("kind", ["causal", "bart", "t5"])
+def test_same_prompt_with_other_companions_is_bit_identical(tiny, kind):
+    rec = tiny[kind]
+    prompts = [rec.prompt_ids(r) for r in _requests()]
+    prompts = [prompts[4]] + prompts[:4] + prompts[5:9]
+    assert len({len(p) for p in prompts}) > 3
+    assert_batch_composition_never_matters(rec, prompts)
+
+
+class _RowCountBLAS:
+    """``F.linear`` as on an AVX-512 Xeon: each row count has its own rounding, but a row never
+    depends on the other rows of the same matmul."""
+
+    def __init__(self, linear):
+        self.linear = linear
+
+    def __call__(self, x, w, b=None):
+        y = self.linear(x, w, b)
+        return y * (1 + 1e-6 * (x.reshape(-1, x.shape[-1]).shape[0] % 7))
+
+
+class _CompanionBLAS(_RowCountBLAS):
+    """A BLAS on which a row's result depends on its companions: nothing can be batched."""
+
+    def __call__(self, x, w, b=None):
+        y = self.linear(x, w, b)
+        return y + 1e-6 * x.reshape(-1, x.shape[-1]).abs().sum()
+
+
+def test_tile_self_check_tests_exactly_the_property_relied_on(monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    lin = torch.nn.Linear(24, 40)
+    gen = torch.Generator().manual_seed(1)
+    assert _tile_rows_are_invariant(lin, 8, gen)  # the real BLAS of this machine
+    plain = F.linear
+    monkeypatch.setattr(F, "linear", _RowCountBLAS(plain))
+    x = torch.randn(9, 24)
+    assert not torch.equal(F.linear(x[:1], lin.weight, lin.bias)[0],
+                           F.linear(x, lin.weight, lin.bias)[0])  # row count matters ...
+    assert _tile_rows_are_invariant(lin, 8, gen)  # ... but fixed tiles are still invariant
+    assert choose_tile_rows([lin], prefill_rows=16, decode_rows=4) == (16, 4)
+    monkeypatch.setattr(F, "linear", _CompanionBLAS(plain))
+    assert not _tile_rows_are_invariant(lin, 8, gen)
+    assert choose_tile_rows([lin], prefill_rows=16, decode_rows=4) == (None, None)
+
+
+def test_row_count_dependent_blas_is_still_batch_invariant(tiny_dirs, monkeypatch):
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(F, "linear", _RowCountBLAS(F.linear))
+    rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=10), batch_size=4)
+    assert rec.exact_batching
+    prompts = [rec.prompt_ids(r) for r in _requests()]
+    assert_batch_composition_never_matters(rec, [prompts[4]] + prompts[:4] + prompts[5:9])
+
+
+def test_no_invariance_runs_one_request_at_a_time_and_says_why(tiny_dirs, monkeypatch):
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(F, "linear", _CompanionBLAS(F.linear))
+    rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=6), batch_size=4)
+    assert not rec.exact_batching and rec.tile_rows is None
+    assert rec.batching.mode == "sequential"
+    line = rec.batch_invariance()
+    assert line.startswith("no (no tile height gives row results independent of the other rows")
+    assert "one at a time" in line
+    widths: list[int] = []
+    handle = rec.model.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: widths.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        prompts = [rec.prompt_ids(r) for r in _requests()[:5]]
+        out = rec.generate_ids(prompts)
+    finally:
+        handle.remove()
+    assert widths and set(widths) == {1}  # never more than one request per forward pass
+    # exact all the same: alone or inside a call with others, the same output
+    assert out == [rec.generate_ids([p])[0] for p in prompts]
+    plain = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=6), batch_size=4,
+                          batching="plain")
+    assert plain.batching.mode == "plain" and "plain batching" in plain.batch_invariance()
+    assert plain.tile_rows is None
+    assert len({rec.fingerprint(), plain.fingerprint()}) == 2
+
+
+def test_tile_choice_is_remembered_and_in_the_fingerprint(tiny_dirs, tiny):
+    rec = tiny["causal"]
+    again = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=16), batch_size=1)
+    assert again.tile_rows == rec.tile_rows  # another batch size: the same numerics
+    assert again.fingerprint() == rec.fingerprint()
+    m_p, m_d = rec.tile_rows
+    other_d = 1 if m_d != 1 else 2
+    forced = HFRecommender(str(tiny_dirs["causal"]), decode_rows=other_d)
+    assert forced.tile_rows == (m_p, other_d) and forced.fingerprint() != rec.fingerprint()
+    with pytest.raises(ModelSpecError, match="batching must be one of"):
+        HFRecommender(str(tiny_dirs["causal"]), batching="fast")
+    with pytest.raises(ModelSpecError, match="decode_rows must be a positive integer"):
+        HFRecommender(str(tiny_dirs["causal"]), decode_rows=0)
 
 
 def test_sampling_is_seeded_and_batch_invariant(tiny_dirs):
@@ -247,7 +371,7 @@ def smollm2(tmp_path_factory):
 
 @pytest.mark.integration
 def test_smollm2_batched_generation_is_bit_identical(smollm2):
-    assert smollm2.exact_batching
+    assert smollm2.exact_batching, smollm2.batch_invariance()
     reqs = [Request.from_prompt(p) for p in REC_PROMPTS]
     prompts = [smollm2.prompt_ids(r) for r in reqs]
     batched = smollm2.generate_ids(prompts)
@@ -261,6 +385,12 @@ def test_smollm2_batched_generation_is_bit_identical(smollm2):
 
 
 @pytest.mark.integration
+def test_smollm2_same_prompt_with_other_companions_is_bit_identical(smollm2):
+    prompts = [smollm2.prompt_ids(Request.from_prompt(p)) for p in REC_PROMPTS]
+    assert_batch_composition_never_matters(smollm2, [prompts[3]] + prompts[:3] + prompts[4:])
+
+
+@pytest.mark.integration
 def test_smollm2_prefix_reuse_scores_equal_naive(smollm2):
     titles = ["The Matrix (1999)", "Heat (1995)", "Toy Story (1995)", "Fargo (1996)",
               "Casablanca (1942)", "Jaws (1975)", "The Godfather (1972)", "Amélie (2001)",
@@ -270,3 +400,45 @@ def test_smollm2_prefix_reuse_scores_equal_naive(smollm2):
     fast, naive = smollm2.score(reqs), smollm2.score_naive(reqs)
     assert fast[0] == pytest.approx(naive[0], abs=1e-4)
     assert len(set(fast[0])) == len(titles)
+
+
+def test_lost_invariance_reaches_plan_provenance_and_report(tiny_dirs, tmp_path, monkeypatch,
+                                                            capsys):
+    import torch.nn.functional as F
+
+    from recaudit.audit import run_audit
+    from recaudit.catalog import Catalog
+    from recaudit.config import parse_config
+    from recaudit.report import html_report
+    from recaudit.report.markdown import markdown_summary
+
+    (tmp_path / "items.csv").write_text("id,title\n1,Heat\n2,Toy Story\n3,Fargo\n")
+    catalog = Catalog.from_csv(tmp_path / "items.csv", id_col="id", title_col="title")
+    cfg = parse_config({
+        "probes": [{"probe": "counterfactual", "params": {
+            "k": 3, "attributes": ["gender"],
+            "subjects": {"source": "inline", "items": ["Heat"]}}}],
+        "stats": {"n_bootstrap": 200, "n_permutations": 200},
+        "engine": {"cache": str(tmp_path / "c.sqlite")}})
+    monkeypatch.setattr(F, "linear", _CompanionBLAS(F.linear))
+    for mode, expect in (("auto", "requests run one at a time"), ("plain", "plain batching")):
+        rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=4), batching=mode)
+        result = run_audit(cfg, recommender=rec, catalog=catalog, progress=True)
+        line = result.provenance.batch_invariance
+        assert line == rec.batch_invariance() and line.startswith("no (") and expect in line
+        assert f"batch-invariant: {line}" in capsys.readouterr().err  # the plan line
+        page = html_report(result)
+        assert page.count(str(escape_html(line))) >= 2  # provenance row and warnings list
+        assert "Batch-invariant: no (" in markdown_summary(result)
+    monkeypatch.undo()
+    exact = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=4))
+    result = run_audit(cfg, recommender=exact, catalog=catalog, progress=False)
+    assert result.provenance.batch_invariance.startswith("yes (fixed-shape tiles")
+    assert "batch-invariant: yes" not in html_report(result)  # no warning: only the row
+    assert "Batch-invariant" not in markdown_summary(result)
+
+
+def escape_html(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
