@@ -6,7 +6,7 @@ Public API (imported lazily so ``recaudit --help`` stays instant)::
     catalog = ra.Catalog.from_movielens()
     rec = ra.load_recommender("smollm2")
     result = ra.run_audit(ra.load_config("audit.yaml"))
-    result.save("out/")
+    ra.save_result(result, "out/")   # results.json, index.html, junit.xml, summary.md
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _EXPORTS = {
     "MetricRecord": "recaudit.results",
     "probe": "recaudit.probes.registry", "Probe": "recaudit.probes.registry",
     "evaluate_gates": "recaudit.gates", "compare_results": "recaudit.compare",
-    "render_all": "recaudit.report",
+    "render_all": "recaudit.report", "save_result": "recaudit.report",
     "RecauditError": "recaudit.errors",
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from .errors import ConfigError, ModelRuntimeError
+from .recommenders.base import call_recommender
 
 
 class RayPool:
@@ -30,7 +31,6 @@ class RayPool:
                 self.rec = rec
 
             def run(self, reqs: list) -> list:
-                from .engine import call_recommender
                 return call_recommender(self.rec, reqs)
 
         ref = ray.put(recommender)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,41 +32,11 @@ import pandas as pd
 from . import datasets
 from .errors import DataError
 from .grounding import Grounding, TitleMatcher, ground, normalize_title, split_year
+from .metrics.popularity import head_tail_split
 
-__all__ = ["Catalog", "head_tail_split"]
+__all__ = ["Catalog"]
 
 _SPLITS = ("train", "test", "all")
-
-
-def head_tail_split(popularity: pd.Series | Mapping[str, int], share: float = 0.8
-                    ) -> tuple[set[str], set[str]]:
-    """Short head and long tail of a popularity vector (Abdollahpouri et al. 2019).
-
-    Items are sorted by popularity, descending, with ties kept in the given order (a stable
-    sort). The short head is the prefix whose cumulative popularity first reaches
-    ``share * total``: the item that crosses the threshold is *included*. Every other item,
-    zero-popularity ones included, is in the long tail. With no interactions at all the head is
-    empty.
-
-    >>> head, tail = head_tail_split({"a": 5, "b": 3, "c": 2, "d": 0}, 0.8)
-    >>> sorted(head), sorted(tail)
-    (['a', 'b'], ['c', 'd'])
-    """
-    if not 0.0 < float(share) <= 1.0:
-        raise ValueError(f"share must be in (0, 1], got {share}")
-    pop = pd.Series(popularity, dtype="float64") if isinstance(popularity, Mapping) \
-        else popularity.astype("float64")
-    if (pop < 0).any():
-        raise ValueError("popularity must be non-negative")
-    order = pop.sort_values(ascending=False, kind="stable")
-    total = float(order.sum())
-    if total <= 0:
-        return set(), {str(i) for i in order.index}
-    cum = order.cumsum().to_numpy()
-    # first position where the cumulative count reaches the share (tolerant of float rounding)
-    cut = int(np.searchsorted(cum, share * total * (1 - 1e-12), side="left")) + 1
-    ids = [str(i) for i in order.index]
-    return set(ids[:cut]), set(ids[cut:])
 
 
 class Catalog:
@@ -240,7 +210,8 @@ class Catalog:
         """A copy with an ``imdb_votes`` column (IMDb votes joined on normalised title + year).
 
         Items without a match get 0. Useful as a popularity signal that does not come from the
-        catalogue's own interactions (e.g. ``head_tail_split(cat.items["imdb_votes"])``).
+        catalogue's own interactions (e.g.
+        ``recaudit.metrics.head_tail_split(cat.items["imdb_votes"])``).
         """
         votes = datasets.imdb_votes()
         key = [f"{normalize_title(t)}|{y}" for t, y in zip(votes["title"], votes["year"])]
@@ -294,13 +265,15 @@ class Catalog:
         return sorted(counts, key=lambda g: (-counts[g], g))
 
     def head_tail(self, share: float = 0.8, split: str = "train") -> tuple[set[str], set[str]]:
-        """Short head and long tail (METRICS.md section 4) by :func:`head_tail_split`.
+        """Short head and long tail (METRICS.md section 4) by
+        :func:`recaudit.metrics.head_tail_split`, as sets of item ids.
 
         ``split="train"`` (default) uses :meth:`train_popularity`; ``"all"`` uses
         ``items.popularity`` (interactions of every split, or the given popularity column).
         """
         pop = self.items["popularity"] if split == "all" else self.train_popularity()
-        return head_tail_split(pop, share)
+        head, tail = head_tail_split(pop, share)
+        return {str(i) for i in head}, {str(i) for i in tail}
 
     def item_groups(self, column: str) -> dict[str, Any]:
         """``{item_id: group}`` for a group column.

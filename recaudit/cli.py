@@ -208,11 +208,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print("dry run: nothing computed, nothing written", file=sys.stderr)
         return EXIT_OK
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    result.save(cfg.out, formats=("json",))  # first: nothing computed is lost to a bad gate
+    from .report import save_result
+    save_result(result, cfg.out, formats=("json",))  # first: nothing computed is lost to a gate
     if cfg.gates:
         from .gates import evaluate_gates
         result.gates = evaluate_gates(result, cfg.gates)
-    written = result.save(cfg.out, formats=formats)
+    written = save_result(result, cfg.out, formats=formats)
     from .summary import print_summary
     print_summary(result)
     for kind, path in written.items():
@@ -222,13 +223,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from .gates import evaluate_gates, load_gates
+    from .gates import GateSpec, evaluate_gates, load_gates
     from .results import AuditResult
 
     result = AuditResult.load(args.results)
     specs = load_gates(args.gates) if args.gates else None
     if specs is None:
-        from .config import GateSpec
         specs = [GateSpec.model_validate(g) for g in result.config.get("gates", [])]
     result.gates = evaluate_gates(result, specs)
     for g in result.gates:
@@ -245,7 +245,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_results, render_comparison
+    from .compare import compare_results
+    from .report.markdown import render_comparison
     from .results import AuditResult
 
     cmp = compare_results(AuditResult.load(args.baseline), AuditResult.load(args.current),

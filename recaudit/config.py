@@ -9,16 +9,16 @@ whose parameters the entry's ``params`` override key by key.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .gates import GateSpec
+from .yamlio import deep_merge, format_validation_error, read_yaml
 
 
 class _Strict(BaseModel):
@@ -81,20 +81,6 @@ class ProbeSpec(_Strict):
         return self.id or (f"{self.probe}:{self.suite}" if self.suite else self.probe)
 
 
-class GateSpec(_Strict):
-    """A bound on one metric of the results (see :mod:`recaudit.gates`)."""
-
-    name: str | None = None
-    probe: str
-    metric: str
-    attribute: str | None = None
-    value: str | None = None
-    k: int | None = None
-    max: float | None = None
-    min: float | None = None
-    mode: Literal["point", "ci", "significant"] = "ci"
-
-
 class AuditConfig(_Strict):
     name: str = "audit"
     model: str = "smollm2"
@@ -124,38 +110,6 @@ class AuditConfig(_Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def format_validation_error(err: ValidationError, where: str, prefix: str = "") -> str:
-    first = err.errors()[0]
-    path = _loc(tuple(first["loc"]))
-    if prefix:
-        if path == "(top level)":
-            path = prefix
-        else:
-            path = prefix + (path if path.startswith("[") else "." + path)
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{where}: {path}: {msg}{more}"
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, val in override.items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], val)
-        else:
-            out[key] = copy.deepcopy(val)
-    return out
-
-
 def parse_config(data: Any, where: str = "<config>", text: str | None = None,
                  overrides: dict[str, Any] | None = None) -> AuditConfig:
     """Validate a mapping (from YAML) into an :class:`AuditConfig`; probe params included."""
@@ -165,7 +119,7 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
         raise ConfigError(
             f"{where}: top level must be a mapping of keys, got {type(data).__name__}")
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
     try:
         cfg = AuditConfig.model_validate(data)
     except ValidationError as err:
@@ -180,21 +134,6 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
     if dup:
         raise ConfigError(f"{where}: probes: duplicate probe id {sorted(dup)[0]!r}; set 'id:'")
     return cfg
-
-
-def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
-    """(parsed data, text) of a YAML file; ConfigError with file:line:column when malformed."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} file not found: {p}")
-    text = p.read_text(encoding="utf-8")
-    try:
-        return yaml.safe_load(text), text
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AuditConfig:

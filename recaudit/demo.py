@@ -43,7 +43,7 @@ def sample_lists() -> None:
 def main(argv: list[str] | None = None) -> int:
     from .audit import run_audit
     from .config import load_config
-    from .report import render_html
+    from .report import render_html, save_result
 
     argv = sys.argv[1:] if argv is None else argv
     root = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             cfg = load_config(config, overrides={"model": spec})
             result = run_audit(cfg, command_line=f"python -m recaudit.demo ({spec})")
-            result.save(out / spec)
+            save_result(result, out / spec)
             results.append(result)
             print(f"[demo] {spec}: {time.perf_counter() - t:.1f} s "
                   f"({result.provenance.engine.get('computed', 0)} requests computed, "

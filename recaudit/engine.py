@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from .errors import ModelRuntimeError, RecauditError
 from .grounding import Grounding
 from .paths import cache_dir
-from .recommenders.base import EMBED, GENERATE, SCORE, Recommender, Request, Response
+from .recommenders.base import (EMBED, GENERATE, Recommender, Request, Response,
+                               call_recommender)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -132,17 +133,6 @@ def default_cache_path() -> Path:
 def _approx_tokens(req: Request) -> int:
     """Cheap prompt-size estimate for the up-front plan: ~4 characters per token."""
     return sum(len(m.content) for m in req.messages) // 4 + 8
-
-
-def call_recommender(rec: Recommender, reqs: list[Request]) -> list[Response]:
-    """One batch through the adapter: scoring requests -> ``score``, others -> ``recommend``."""
-    if reqs and reqs[0].candidates is not None:
-        if not rec.supports(SCORE):
-            return [Response(error=f"{rec.spec} cannot score candidates") for _ in reqs]
-        return [Response(scores=[float(s) for s in sc]) for sc in rec.score(reqs)]
-    if not (rec.supports(GENERATE) or rec.supports(EMBED)):
-        return [Response(error=f"{rec.spec} cannot produce lists") for _ in reqs]
-    return rec.recommend(reqs)
 
 
 class Engine:

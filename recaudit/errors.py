@@ -16,6 +16,12 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 3
 
 
+def first_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` of an exception (just the type when empty)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class RecauditError(Exception):
     """Base class: a one-line, user-facing message and an exit code."""
 

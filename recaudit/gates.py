@@ -1,6 +1,6 @@
 """Gates: bounds on metrics of an :class:`~recaudit.results.AuditResult`, for CI pipelines.
 
-A gate (:class:`~recaudit.config.GateSpec`) selects metric records and bounds them::
+A gate (:class:`GateSpec`) selects metric records and bounds them::
 
     gates:
       - name: gender-jaccard-gap
@@ -14,7 +14,9 @@ A gate (:class:`~recaudit.config.GateSpec`) selects metric records and bounds th
 
 Selection
     ``probe`` matches :attr:`ProbeResult.id` exactly; failing that, every probe run whose
-    :attr:`ProbeResult.probe` equals it. ``metric``, ``attribute``, ``value`` and ``k`` filter the
+    :attr:`ProbeResult.probe` equals it. ``metric``, ``variant`` (default ``"original"``: the
+    unmitigated records; a mitigation's variant such as ``"fair(p=0.5)"`` gates that remedy),
+    ``attribute``, ``value`` and ``k`` filter the
     records of those runs; an unset ``attribute``/``value`` keeps all of them, an unset ``k``
     keeps, per probe run, the records at the largest ``k`` of the selection (records without
     a ``k``, such as ``hallucination``, are kept as they are). The gate passes only if every
@@ -44,18 +46,36 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .config import GateSpec, format_validation_error, read_yaml
 from .errors import GateSpecError
 from .results import AuditResult, GateResult, MetricRecord, ProbeResult
+from .yamlio import format_validation_error, read_yaml
 
-__all__ = ["load_gates", "parse_gates", "evaluate_gates", "gate_name", "DEFAULT_ALPHA"]
+__all__ = ["GateSpec", "load_gates", "parse_gates", "evaluate_gates", "gate_name",
+           "DEFAULT_ALPHA"]
 
 DEFAULT_ALPHA = 0.05
 _NUMERIC = ("max", "min")
+
+
+class GateSpec(BaseModel):
+    """A bound on one metric of the results (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    probe: str
+    metric: str
+    attribute: str | None = None
+    value: str | None = None
+    k: int | None = None
+    variant: str = "original"  # or a mitigation variant, e.g. "fair(p=0.5, alpha=0.1)"
+    max: float | None = None
+    min: float | None = None
+    mode: Literal["point", "ci", "significant"] = "ci"
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -222,7 +242,7 @@ def select_records(result: AuditResult, spec: GateSpec) -> list[MetricRecord]:
         if not recs:
             raise GateSpecError(f"gate {name!r}: no metric {spec.metric!r} in probe {p.id}; "
                                 f"available: {_fmt_list(m.metric for m in p.metrics)}")
-        for field in ("attribute", "value"):
+        for field in ("variant", "attribute", "value"):
             want = getattr(spec, field)
             if want is None:
                 continue

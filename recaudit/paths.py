@@ -2,6 +2,7 @@
 
 ``RECAUDIT_CACHE_DIR`` overrides the default ``~/.cache/recaudit``. Sub-folders: ``gguf/`` for
 dequantized GGUF weights (keyed by the file's sha256), ``embeddings/`` for item embeddings,
+``hashes/`` for the remembered sha256 of big weight files (:func:`cached_sha256`),
 ``tiles/`` for the batch-invariant tile heights chosen per model shape and machine,
 ``responses.sqlite`` is the engine's default response cache.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 
@@ -27,3 +29,26 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, remembered in the cache dir by (path, size, mtime) for big files."""
+    st = path.stat()
+    if st.st_size < (64 << 20):
+        return sha256_file(path)
+    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    memo = cache_dir("hashes") / key
+    try:
+        value = memo.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{64}", value):
+            return value
+    except OSError:
+        pass
+    value = sha256_file(path)
+    try:
+        tmp = memo.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(value)
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return value

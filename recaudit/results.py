@@ -2,7 +2,14 @@
 
 ``results.json`` is ``AuditResult.model_dump_json()``; its JSON Schema is shipped as
 ``recaudit/schema/results.schema.json`` (regenerate with ``python -m recaudit.results``).
-Metrics are flat records so a gate can select one by (probe, metric, attribute, value, k).
+Metrics are flat records so a gate can select one by (probe, metric, attribute, value, k,
+variant). A probe result is self-describing: it carries the declarations of its metrics
+(``specs``), its headline metrics, its tags and the unit tables its records derive from, so
+report, gates and compare need no knowledge of any probe or metric.
+
+Schema 1.1 added ``specs``, ``headline``, ``tags``, ``method_notes`` and ``units`` to a probe
+result and ``variant``, ``null_mean``, ``null_p95``, ``table`` and ``statistic`` to a record;
+1.0 files still load (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+READABLE_VERSIONS = ("1.0", SCHEMA_VERSION)
+ORIGINAL = "original"  # the variant of unmitigated results
 
 
 class _Model(BaseModel):
@@ -32,6 +41,12 @@ class MetricRecord(_Model):
     aggregate metrics (SNSR, SNSV, AUC) leave ``value`` empty. ``ci_low``/``ci_high`` are the
     bootstrap CI at ``confidence``; ``p_value`` is a raw test p-value and ``p_adjusted`` the
     Benjamini-Hochberg adjusted one. ``convention`` names the variant (e.g. ``fairllm``).
+    ``variant`` is ``"original"`` or the mitigation that produced it (``"fair(p=0.5)"``).
+    ``null_mean`` / ``null_p95``: for a statistic that is positive under noise alone (a spread
+    such as SNSR, a gap, an AUC), the mean and 95th percentile of its permutation null: what an
+    unbiased model scores with this many units. ``table`` / ``statistic`` name the unit table
+    of the probe result it was computed from and how (``mean`` of one condition, ``range``,
+    ``std``, ``ratio``), so compare can re-test it.
     """
 
     probe: str
@@ -49,8 +64,14 @@ class MetricRecord(_Model):
     convention: str | None = None
     higher_is_worse: bool | None = None
     warning: str | None = None
+    variant: str = ORIGINAL
+    null_mean: float | None = None
+    null_p95: float | None = None
+    table: str | None = None
+    statistic: str | None = None
 
-    @field_validator("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", mode="before")
+    @field_validator("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "null_mean",
+                     "null_p95", mode="before")
     @classmethod
     def _nan_to_none(cls, v: Any) -> Any:
         if v is None:
@@ -67,8 +88,49 @@ class Finding(_Model):
     effect: float | None = None
 
 
+class MetricSpecModel(_Model):
+    """A metric's declaration as stored in results (see :mod:`recaudit.metrics.specs`)."""
+
+    name: str
+    description: str = ""
+    higher_is_worse: bool | None = None
+    null: float | None = None
+    range: list[float] | None = None
+    convention: str | None = None
+    role: str | None = None
+
+
+class UnitTable(_Model):
+    """Per-unit values of one metric: ``values[u][c]`` for unit ``units[u]`` (an instruction, a
+    user) under condition ``conditions[c]`` (a value, a group, a position); ``None`` = missing.
+
+    ``id`` is unique within the probe result; records point at it with ``MetricRecord.table``.
+    """
+
+    id: str
+    metric: str
+    attribute: str | None = None
+    k: int | None = None
+    variant: str = ORIGINAL
+    conditions: list[str]
+    units: list[str]
+    values: list[list[float | None]]
+
+    def matrix(self) -> Any:
+        """``values`` as a float array (units x conditions), NaN where missing."""
+        import numpy as np
+
+        return np.array([[np.nan if v is None else v for v in row] for row in self.values],
+                        dtype=float).reshape(len(self.units), len(self.conditions))
+
+
 class ProbeResult(_Model):
-    """Everything one probe run produced, including the raw records needed to recompute it."""
+    """Everything one probe run produced, including the raw records needed to recompute it.
+
+    ``specs``: the declaration of every metric in ``metrics``; ``headline``: the metric names a
+    reader looks at first; ``tags``: the probe's tags (fairness, robustness, ...);
+    ``method_notes``: what a reader must know about the method; ``units``: unit tables.
+    """
 
     id: str
     probe: str
@@ -84,10 +146,34 @@ class ProbeResult(_Model):
     records: list[dict[str, Any]] = Field(default_factory=list)
     n_queries: int = 0
     n_failed: int = 0
+    specs: dict[str, MetricSpecModel] = Field(default_factory=dict)
+    headline: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    method_notes: list[str] = Field(default_factory=list)
+    units: list[UnitTable] = Field(default_factory=list)
 
     def metric(self, metric: str, **where: Any) -> list[MetricRecord]:
         return [m for m in self.metrics if m.metric == metric
                 and all(getattr(m, key) == val for key, val in where.items())]
+
+    def unit_table(self, table_id: str | None) -> UnitTable | None:
+        return next((t for t in self.units if t.id == table_id), None)
+
+    def spec(self, metric: str) -> MetricSpecModel | None:
+        return self.specs.get(metric)
+
+    def describe_metrics(self) -> None:
+        """Fill ``specs`` (and each record's direction) from the metric declarations."""
+        from .metrics.specs import get_spec
+
+        for m in self.metrics:
+            if m.metric not in self.specs:
+                spec = get_spec(m.metric)
+                if spec is not None:
+                    self.specs[m.metric] = MetricSpecModel(**spec.to_dict())
+            spec_model = self.specs.get(m.metric)
+            if m.higher_is_worse is None and spec_model is not None:
+                m.higher_is_worse = spec_model.higher_is_worse
 
 
 class GateResult(_Model):
@@ -150,26 +236,17 @@ class AuditResult(_Model):
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def save(self, out_dir: str | Path, formats: tuple[str, ...] = ("json", "html", "junit", "md")
-             ) -> dict[str, Path]:
-        """Write results.json and the reports into ``out_dir``; return the written paths.
-
-        Raises :class:`~recaudit.errors.OutputError` (exit 2) when ``out_dir`` cannot be written.
-        """
+    def write_json(self, out_dir: str | Path) -> Path:
+        """Write ``results.json`` into ``out_dir`` (see :func:`recaudit.report.save_result` for
+        the reports too); raises :class:`~recaudit.errors.OutputError` when it cannot."""
         out = check_output_dir(out_dir)
-        written: dict[str, Path] = {}
+        path = out / "results.json"
         try:
-            if "json" in formats:
-                written["json"] = out / "results.json"
-                written["json"].write_text(self.to_json(), encoding="utf-8")
-            rest = [f for f in formats if f != "json"]
-            if rest:
-                from .report import render_all
-                written.update(render_all(self, out, formats=tuple(rest)))
+            path.write_text(self.to_json(), encoding="utf-8")
         except OSError as err:
             raise OutputError(f"cannot write to output directory {out_dir}: "
                               f"{err.strerror or err}") from None
-        return written
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> "AuditResult":
@@ -185,15 +262,33 @@ class AuditResult(_Model):
         if not isinstance(data, dict):
             raise DataError(f"{p}: not a recaudit results file")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise DataError(f"{p}: results schema version {version!r} is not supported "
-                            f"(this recaudit reads {SCHEMA_VERSION!r})")
+                            f"(this recaudit reads {', '.join(map(repr, READABLE_VERSIONS))})")
         try:
-            return cls.model_validate(data)
+            return upgrade(cls.model_validate({**data, "schema_version": SCHEMA_VERSION}),
+                           version)
         except Exception as err:  # pydantic ValidationError: one line
             first = str(err).splitlines()
             raise DataError(f"{p}: not a valid recaudit results file: "
                             f"{first[1] if len(first) > 1 else first[0]}") from None
+
+
+# Tags of the probes that existed in schema 1.0 (1.0 files did not record them).
+_TAGS_1_0 = {"counterfactual": ["fairness", "consumer", "fairllm", "robustness"],
+             "profile": ["fairness", "consumer", "cfairllm", "accuracy"],
+             "leakage": ["fairness", "privacy", "up5"]}
+
+
+def upgrade(result: AuditResult, version: str) -> AuditResult:
+    """Bring a result read from schema ``version`` up to the current one: a 1.0 file gets its
+    metric declarations (from :mod:`recaudit.metrics`) and its probes' tags."""
+    if version == "1.0":
+        for p in result.probes:
+            p.describe_metrics()
+            if not p.tags:
+                p.tags = list(_TAGS_1_0.get(p.probe, []))
+    return result
 
 
 def check_output_dir(out_dir: str | Path) -> Path:

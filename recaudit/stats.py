@@ -32,6 +32,11 @@ __all__ = [
     "paired_bootstrap",
     "permutation_test_values",
     "small_sample_warning",
+    "spread_statistic",
+    "SPREAD_STATISTICS",
+    "SwapMasks",
+    "SwapTest",
+    "paired_swap_test",
 ]
 
 #: Default number of units below which results carry a small-sample warning.
@@ -188,14 +193,49 @@ def bootstrap_ci(
     return BootstrapResult(estimate, low, high, **common)
 
 
+def _range(m: np.ndarray) -> np.ndarray:
+    return np.max(m, axis=-1) - np.min(m, axis=-1)
+
+
+def _std(m: np.ndarray) -> np.ndarray:
+    return np.std(m, axis=-1, ddof=0)
+
+
+def _ratio(m: np.ndarray) -> np.ndarray:
+    hi = np.max(m, axis=-1)
+    lo = np.min(m, axis=-1)
+    out = np.full(np.shape(hi), np.nan)
+    np.divide(lo, hi, out=out, where=hi > 0)
+    return out
+
+
+#: statistics of per-condition means over the last axis (vectorised)
+SPREAD_STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "range": _range, "std": _std, "ratio": _ratio,
+}
+
+
+def spread_statistic(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A spread of per-condition means over the last axis: ``range`` = max - min (SNSR, a gap),
+    ``std`` = population std (SNSV), ``ratio`` = min / max (NaN when max <= 0)."""
+    try:
+        return SPREAD_STATISTICS[name]
+    except KeyError:
+        raise ValueError(f"unknown statistic {name!r}: use one of "
+                         f"{', '.join(SPREAD_STATISTICS)}") from None
+
+
 def _resolve_stat(stat: str | Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
     """A function of per-value means, applied to each row of a ``(B, V)`` array."""
     if stat == "snsr":
-        return lambda m: m.max(axis=1) - m.min(axis=1)
+        return _range
     if stat == "snsv":
-        return lambda m: m.std(axis=1, ddof=0)
+        return _std
+    if isinstance(stat, str) and stat in SPREAD_STATISTICS:
+        return SPREAD_STATISTICS[stat]
     if isinstance(stat, str):
-        raise ValueError(f"unknown statistic {stat!r}: use 'snsr', 'snsv' or a callable")
+        raise ValueError(f"unknown statistic {stat!r}: use 'snsr', 'snsv', "
+                         f"{', '.join(map(repr, SPREAD_STATISTICS))} or a callable")
     return lambda m: np.asarray([stat(row) for row in m], dtype=float)
 
 
@@ -443,7 +483,76 @@ def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> BHResul
         adj_sorted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
         adj = np.empty(m)
         adj[order] = adj_sorted
-        adjusted[valid] = adj
+        # m / j >= 1, so an adjusted p is never below its raw p; keep rounding from saying so
+        adjusted[valid] = np.maximum(adj, pv)
     reject = np.zeros(p.shape, dtype=bool)
     reject[valid] = adjusted[valid] <= alpha
     return BHResult(adjusted, reject)
+
+
+class SwapMasks:
+    """Swap patterns for :func:`paired_swap_test`: ``(P, n)`` 0/1 masks (1 = swap that unit's
+    baseline and current rows), all ``2**n`` when that is at most ``n_permutations`` (an exact
+    test), else ``n_permutations`` random ones seeded by ``(seed, n)``; cached by ``n``."""
+
+    def __init__(self, n_permutations: int, seed: int) -> None:
+        self.n_permutations, self.seed = int(n_permutations), seed
+        self._cache: dict[int, tuple[np.ndarray, bool]] = {}
+
+    def get(self, n: int) -> tuple[np.ndarray, bool]:
+        if n not in self._cache:
+            if 2 ** n <= self.n_permutations:
+                codes = np.arange(2 ** n, dtype=np.int64)
+                self._cache[n] = (((codes[:, None] >> np.arange(n)) & 1).astype(float), True)
+            else:
+                rng = np.random.default_rng([self.seed, n])
+                self._cache[n] = ((rng.random((self.n_permutations, n)) < 0.5).astype(float),
+                                  False)
+        return self._cache[n]
+
+
+class SwapTest(NamedTuple):
+    """Observed difference, its p-value, and whether every permutation gave the same value
+    (``degenerate``: the pooled data cannot tell the results apart, e.g. two constant tables;
+    such a test can never reject and belongs in no multiple-comparison family)."""
+
+    statistic: float
+    pvalue: float
+    degenerate: bool = False
+
+
+def paired_swap_test(base: np.ndarray, current: np.ndarray,
+                     statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                     masks: SwapMasks) -> SwapTest | None:
+    r"""Two-sided paired permutation test of ``T = stat(current) - stat(base)``.
+
+    ``base`` and ``current`` are ``(n, C)`` tables of the same ``n`` units (row ``u`` of both is
+    the same instruction or user). Under the null the two results are exchangeable *per unit*,
+    so each permutation swaps the rows of a random subset of units. ``statistic(values,
+    weights)`` computes the statistic of the stacked ``(2n, C)`` table under ``(P, 2n)`` unit
+    weights (see :mod:`recaudit.metrics.tables`), so all permutations are evaluated at once.
+    p-value: ``#{|T_perm| >= |T_obs|} / 2**n`` when exact, ``(1 + #{...}) / (1 + P)`` when
+    sampled. Returns a :class:`SwapTest`, or None when fewer than two units or T_obs is
+    undefined.
+    """
+    base = np.asarray(base, dtype=float)
+    current = np.asarray(current, dtype=float)
+    n = base.shape[0]
+    if n < 2 or base.shape != current.shape:
+        return None
+    stacked = np.vstack([base, current])
+    ones, zeros = np.ones((1, n)), np.zeros((1, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        obs = float(statistic(stacked, np.hstack([zeros, ones]))[0]
+                    - statistic(stacked, np.hstack([ones, zeros]))[0])
+    if np.isnan(obs):
+        return None
+    s, exact = masks.get(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = statistic(stacked, np.hstack([s, 1 - s])) - statistic(stacked, np.hstack([1 - s, s]))
+    t = t[~np.isnan(t)]
+    tol = 1e-12 * max(1.0, abs(obs))
+    hits = int(np.sum(np.abs(t) >= abs(obs) - tol))
+    p = hits / len(t) if exact else (1 + hits) / (1 + len(t))
+    degenerate = bool(t.size and np.all(np.abs(t - t[0]) <= tol) and abs(obs - t[0]) <= tol)
+    return SwapTest(obs, min(1.0, float(p)), degenerate)

@@ -114,7 +114,9 @@ def probe_result(metrics: list, *, id: str = "counterfactual:fairllm",
                  probe: str = "counterfactual", **extra: Any):
     from recaudit.results import ProbeResult
 
-    return ProbeResult(id=id, probe=probe, metrics=metrics, **extra)
+    res = ProbeResult(id=id, probe=probe, metrics=metrics, **extra)
+    res.describe_metrics()  # as every probe stores its metrics' declarations
+    return res
 
 
 def audit_result(probes: list, *, alpha: float | None = None, **extra: Any):
@@ -182,3 +184,34 @@ def unbiased_runs(n: int, function: str = "unbiased") -> tuple:
         _RUNS_DIR = tempfile.TemporaryDirectory(prefix="recaudit-gate-runs-")
     folder = Path(_RUNS_DIR.name)
     return tuple(run_synthetic_audit(folder, function, seed=s) for s in range(n))
+
+
+ATTRS = {"gender": ["a boy", "a female", "a girl", "a male"], "age": ["an old", "a young"]}
+
+
+def offline_counterfactual(fn, *, seed: int = 0, subjects=SUBJECTS, k: int = 10,
+                           sims=("jaccard", "prag_star"), run_id: str = "counterfactual:fairllm",
+                           stats: Any = None):
+    """A counterfactual ProbeResult from the real probe's analysis, without the engine: ``fn``
+    answers every planned query with catalog ids directly (no grounding)."""
+    from recaudit.config import StatsConfig
+    from recaudit.engine import Answer
+    from recaudit.grounding import Grounding
+    from recaudit.probes.counterfactual import CounterfactualParams, CounterfactualProbe
+    from recaudit.probes.registry import AuditContext
+    from recaudit.recommenders.base import Response
+
+    set_seed(seed)
+    params = CounterfactualParams(k=k, attributes=ATTRS, similarities=list(sims), n_examples=0,
+                                  subjects={"source": "inline", "items": list(subjects)})
+    probe = CounterfactualProbe(params, run_id=run_id)
+    ctx = AuditContext(catalog=None, capabilities=frozenset(),
+                       stats=stats or StatsConfig(n_bootstrap=200, n_permutations=200))
+    ids = {t: str(i) for i, t in enumerate(TITLES)}
+    answers = {}
+    for q in probe.plan(ctx):
+        items = [ids[t] for t in fn(q.request.chat_dicts(), k)]
+        answers[q.id] = Answer(q.request, Response(item_ids=items),
+                               Grounding(item_ids=items, unmatched=[], duplicates=0,
+                                         entries=items))
+    return probe.analyse(ctx, probe.plan(ctx), answers)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recaudit.catalog import Catalog, head_tail_split
+from recaudit.catalog import Catalog
 from recaudit.errors import DataError, EXIT_USAGE
 from recaudit.grounding import Grounding
+from recaudit.metrics.popularity import head_tail_split
 
 
 # ------------------------------------------------------------------ tiny hand-made catalogues
@@ -54,6 +55,15 @@ def test_head_tail_ties_keep_catalogue_order():
 def test_head_tail_zero_popularity_is_tail_even_at_share_one():
     head, tail = _cat({"a": 5, "b": 3, "c": 1, "d": 1, "e": 0}).head_tail(1.0)
     assert head == {"a", "b", "c", "d"} and tail == {"e"}
+
+
+def test_head_tail_uses_the_metrics_split_and_returns_sets_of_ids():
+    pops = {"a": 5, "b": 3, "c": 1, "d": 1, "e": 0}
+    cat = _cat(pops)
+    for share in (0.3, 0.5, 0.8, 0.81, 1.0):
+        head, tail = cat.head_tail(share, split="all")
+        assert type(head) is set and type(tail) is set
+        assert (head, tail) == tuple(head_tail_split(cat.items["popularity"], share))
 
 
 def test_head_tail_split_function_and_edge_cases():

@@ -8,63 +8,16 @@ import numpy as np
 import pytest
 
 from recaudit.cli import main
-from recaudit.compare import (UnitTable, _Masks, compare_results, first_difference,
-                              paired_swap_test, render_comparison, worse_direction)
+from recaudit.compare import compare_results, first_difference, worse_direction
 from recaudit.errors import DataError
+from recaudit.metrics.tables import table_statistic
+from recaudit.report.markdown import render_comparison
+from recaudit.results import MetricSpecModel
+from recaudit.stats import SwapMasks, paired_swap_test
 
 from . import gate_recommenders as gr
-from .gate_recommenders import audit_result, metric, probe_result
+from .gate_recommenders import audit_result, metric, offline_counterfactual, probe_result
 
-ATTRS = {"gender": ["a boy", "a female", "a girl", "a male"], "age": ["an old", "a young"]}
-
-
-def offline_counterfactual(fn, *, seed: int = 0, subjects=gr.SUBJECTS, k: int = 10,
-                           sims=("jaccard", "prag_star"), run_id: str = "counterfactual:fairllm"):
-    """A counterfactual ProbeResult computed without the engine: same records and estimates as
-    the probe stores (per-value Sim(a), SNSR, SNSV at k-1 and k), from ``fn``'s lists."""
-    from recaudit.metrics.similarity import similarity_matrix
-    from recaudit.probes.counterfactual import CounterfactualParams
-    from recaudit.results import ProbeResult
-
-    gr.set_seed(seed)
-    params = CounterfactualParams(k=k, attributes=ATTRS, similarities=list(sims),
-                                  subjects={"source": "inline", "items": list(subjects)})
-    ids = {t: str(i) for i, t in enumerate(gr.TITLES)}
-
-    def ask(value, name):
-        msgs = [{"role": "system", "content": params.system_prompt()},
-                {"role": "user", "content": params.prompt(value, name)}]
-        return [ids[t] for t in fn(msgs, k)]
-
-    res = ProbeResult(id=run_id, probe="counterfactual", params=params.model_dump(mode="json"))
-    neutral = {}
-    for m, name in enumerate(subjects):
-        neutral[name] = ask("a", name)
-        res.records.append({"id": f"{m}|neutral", "unit": m, "subject": name, "attribute": None,
-                            "value": "a", "item_ids": neutral[name]})
-    for attr, values in ATTRS.items():
-        s_lists, n_lists = [], []
-        for m, name in enumerate(subjects):
-            for v in values:
-                s_lists.append(ask(v, name))
-                n_lists.append(neutral[name])
-                res.records.append({"id": f"{m}|{attr}|{v}", "unit": m, "subject": name,
-                                    "attribute": attr, "value": v, "item_ids": s_lists[-1]})
-        mats = similarity_matrix(s_lists, n_lists, k_values=[k - 1, k], metrics=sims, p=0.9)
-        for sim in sims:
-            x = mats[sim].reshape(len(subjects), len(values), 2)
-            means = x.mean(axis=0)
-            for ki, kk in enumerate((k - 1, k)):
-                for vi, v in enumerate(values):
-                    res.metrics.append(metric(sim, means[vi, ki], probe=run_id, attribute=attr,
-                                              value=v, k=kk, ci=(means[vi, ki] - 0.1,
-                                                                 means[vi, ki] + 0.1)))
-                col = means[:, ki]
-                res.metrics.append(metric(f"snsr_{sim}", float(np.ptp(col)), probe=run_id,
-                                          attribute=attr, k=kk))
-                res.metrics.append(metric(f"snsv_{sim}", float(np.std(col)), probe=run_id,
-                                          attribute=attr, k=kk))
-    return res
 
 
 def cf_audit(fn, seed=0, **kw):
@@ -81,7 +34,7 @@ def _simple(estimate=0.1, ci=(0.05, 0.15), **probe_kw):
 def test_refuses_other_schema_version():
     a, b = _simple(), _simple()
     b.schema_version = "2.0"
-    with pytest.raises(DataError, match="schema version '1.0' with '2.0'"):
+    with pytest.raises(DataError, match="schema version '1.1' with '2.0'"):
         compare_results(a, b)
 
 
@@ -132,11 +85,18 @@ def test_nothing_in_common_and_unfinished_probes():
 @pytest.mark.parametrize("name, expected", [
     ("snsr_jaccard", True), ("snsv_prag_star", True), ("ndcg_gap", True), ("hr_gap", True),
     ("leakage_auc", True), ("hallucination", True), ("jaccard", False), ("rbo", False),
-    ("serp_star_normalized", False), ("ndcg@10", False), ("hr", False), ("ndcg_ratio", False),
-    ("mystery", None)])
-def test_direction_table(name, expected):
-    assert worse_direction(name) is expected
-    assert worse_direction(name, higher_is_worse=False) is False  # the record's flag wins
+    ("serp_star_normalized", False), ("hr", False), ("ndcg_ratio", False), ("mystery", None)])
+def test_direction_comes_from_the_declarations(name, expected):
+    rec = metric(name, 0.5)
+    p = probe_result([rec])  # describes its metrics, as every probe result does
+    rec.higher_is_worse = None
+    assert worse_direction(p, rec) is expected
+    rec.higher_is_worse = False
+    assert worse_direction(p, rec) is False  # the record's own flag wins
+    bare = probe_result([metric(name, 0.5)])
+    bare.metrics[0].higher_is_worse = None
+    bare.specs = {name: MetricSpecModel(name=name, higher_is_worse=True)}  # e.g. a user metric
+    assert worse_direction(bare, bare.metrics[0]) is True  # read from the result, not a table
 
 
 def test_ci_fallback_without_per_unit_data():
@@ -176,43 +136,48 @@ def test_notes_for_probes_in_one_result_only():
 
 
 # -- the paired permutation test -----------------------------------------------------------------
+def _mean_of(column=0):
+    fn = table_statistic("mean")
+    return lambda v, w: fn(v, w, column)
+
+
 def test_paired_swap_test_exact_and_random():
     rng = np.random.default_rng(1)
-    units = [f"u{i}" for i in range(8)]
     xb = rng.random((8, 1))
-    same = paired_swap_test(UnitTable(units, xb), UnitTable(units, xb.copy()), _Masks(1000, 0))
-    assert same == (0.0, 1.0, 8)
-    shifted = paired_swap_test(UnitTable(units, xb), UnitTable(units, xb + 0.5), _Masks(1000, 0))
+    # identical results: swapping changes nothing, so the test can never reject
+    assert paired_swap_test(xb, xb.copy(), _mean_of(), SwapMasks(1000, 0)) == (0.0, 1.0, True)
+    constant = np.zeros((8, 1))
+    assert paired_swap_test(constant, constant, _mean_of(), SwapMasks(1000, 0)).degenerate
+    shifted = paired_swap_test(xb, xb + 0.5, _mean_of(), SwapMasks(1000, 0))
     assert shifted[0] == pytest.approx(0.5) and shifted[1] == pytest.approx(2 / 256)  # exact
-    obs, p, n = paired_swap_test(UnitTable(units, xb), UnitTable(units[::-1], xb[::-1] + 0.5),
-                                 _Masks(100, 0))  # units aligned by id, random swaps
-    assert obs == pytest.approx(0.5) and 1 / 101 <= p < 0.05 and n == 8
+    obs, p, _ = paired_swap_test(xb, xb + 0.5, _mean_of(), SwapMasks(100, 0))  # random swaps
+    assert obs == pytest.approx(0.5) and 1 / 101 <= p < 0.05
     # range statistic (SNSR) over two columns, with a NaN cell
     xb2 = np.column_stack([xb[:, 0], xb[:, 0]])
     xc2 = xb2 + np.array([0.0, 0.3])
     xc2[0, 0] = np.nan
-    obs, p, _ = paired_swap_test(UnitTable(units, xb2, "range"), UnitTable(units, xc2, "range"),
-                                 _Masks(1000, 0))
+    rng_fn = table_statistic("range")
+    obs, p, _ = paired_swap_test(xb2, xc2, lambda v, w: rng_fn(v, w), SwapMasks(1000, 0))
     assert obs == pytest.approx(np.ptp(np.nanmean(xc2, axis=0))) and p < 0.05
-    assert paired_swap_test(UnitTable(units[:1], xb[:1]), UnitTable(units[:1], xb[:1]),
-                            _Masks(10, 0)) is None
+    assert paired_swap_test(xb[:1], xb[:1], _mean_of(), SwapMasks(10, 0)) is None
 
 
-def test_paired_statistic_recomputed_from_records_matches_the_stored_one():
+def test_paired_statistic_recomputed_from_tables_matches_the_stored_one():
     base = cf_audit(gr.unbiased, seed=1)
     cur = cf_audit(gr.biased, seed=1)
     cmp = compare_results(base, cur)
-    assert cmp.rows and all(r.method.startswith("paired permutation (12 units)")
-                            for r in cmp.rows)
-    assert {r.k for r in cmp.rows} == {10}  # the largest k only
-    from recaudit.compare import UNIT_EXTRACTORS
-
+    paired = [r for r in cmp.rows if r.method.startswith("paired permutation")]
+    assert paired and all(r.method == "paired permutation (12 units)" for r in paired)
+    assert {r.k for r in cmp.rows} == {10, None}  # the largest k only (shares have no k)
     pb, pc = base.probes[0], cur.probes[0]
-    for row in cmp.rows:
-        key = (row.metric, row.attribute, row.value, row.k)
-        tb, tc = UNIT_EXTRACTORS["counterfactual"](pb, [key])[key], \
-            UNIT_EXTRACTORS["counterfactual"](pc, [key])[key]
-        obs, _, _ = paired_swap_test(tb, tc, _Masks(10, 0))
+    for row in paired:
+        b = next(m for m in pb.metrics if (m.metric, m.attribute, m.value, m.k) ==
+                 (row.metric, row.attribute, row.value, row.k))
+        tb, tc = pb.unit_table(b.table), pc.unit_table(b.table)
+        col = tb.conditions.index(b.value) if b.statistic == "mean" else None
+        fn = table_statistic(b.statistic)
+        obs, _, _ = paired_swap_test(tb.matrix(), tc.matrix(), lambda v, w: fn(v, w, col),
+                                     SwapMasks(10, 0))
         assert obs == pytest.approx(row.delta, abs=1e-9), row
 
 
@@ -280,18 +245,7 @@ def test_real_audits_planted_regression_flagged_and_reseeded_rerun_not(tmp_path)
     assert {("snsr_jaccard", "gender", None), ("snsr_rbo", "gender", None),
             ("jaccard", "gender", "a female"), ("jaccard", "gender", "a girl")} <= flagged
     assert all(attr == "gender" for _, attr, _ in flagged)
-    paired = [r for r in cmp.rows if r.metric not in ("hallucination", "empty_list")]
-    assert paired and all(r.method == "paired permutation (12 units)" for r in paired)
-    from recaudit.compare import UNIT_EXTRACTORS
-
-    extract = UNIT_EXTRACTORS["counterfactual"]
-    keys = [(r.metric, r.attribute, r.value, r.k) for r in paired]
-    tb, tc = extract(base.probes[0], keys), extract(planted.probes[0], keys)
-    for r, key in zip(paired, keys):  # recomputed from the stored lists = the probe's numbers
-        assert paired_swap_test(tb[key], tc[key], _Masks(10, 0))[0] == pytest.approx(r.delta)
-    # hallucination shares are stored per record, so they are paired too
-    assert {r.method for r in cmp.rows if r.metric in ("hallucination", "empty_list")} == \
-        {"paired permutation (12 units)"}
+    assert cmp.rows and all(r.method == "paired permutation (12 units)" for r in cmp.rows)
     assert not compare_results(base, run_synthetic_audit(tmp_path, "unbiased", seed=13)).regressions
 
 

@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from recaudit.cli import main
-from recaudit.config import GateSpec
 from recaudit.errors import ConfigError, GateSpecError
-from recaudit.gates import evaluate_gates, gate_name, load_gates, parse_gates
+from recaudit.gates import GateSpec, evaluate_gates, gate_name, load_gates, parse_gates
 
 from .gate_recommenders import audit_result, metric, probe_result
 
@@ -361,7 +360,7 @@ def test_cli_gate_on_saved_real_audits(fair_and_planted, tmp_path, capsys):
     gates.write_text(yaml.safe_dump({"gates": MODE_GATES}))
     for res, code in ((fair, 0), (planted, 1)):
         out = tmp_path / res.name
-        res.save(out, formats=("json",))
+        res.write_json(out)
         assert main(["gate", str(out / "results.json"), "--gates", str(gates)]) == code
         assert main(["gate", str(out)]) == code  # the audit's own gates
     capsys.readouterr()

@@ -18,7 +18,7 @@ def test_shipped_schema_is_current():
 
 def test_round_trip_and_hash(tmp_path):
     r = AuditResult(provenance=Provenance(tool_version="x", model_spec="m"))
-    r.save(tmp_path, formats=("json",))
+    r.write_json(tmp_path)
     back = AuditResult.load(tmp_path)
     assert back == r and back.results_hash() == r.results_hash()
 
@@ -36,3 +36,33 @@ def test_bad_results_files(tmp_path, content, needle):
     with pytest.raises(DataError) as info:
         AuditResult.load(p)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_schema_1_0_files_still_load_and_get_their_declarations(tmp_path):
+    """A results.json written by recaudit before schema 1.1 (no specs, tags, tables, variants)."""
+    from recaudit.results import MetricRecord, ProbeResult
+
+    rec = MetricRecord(probe="counterfactual:fairllm", metric="snsr_jaccard", attribute="gender",
+                       k=20, estimate=0.2, ci_low=0.1, ci_high=0.3)
+    old = AuditResult(provenance=Provenance(tool_version="0.1.0", model_spec="m"),
+                      probes=[ProbeResult(id="counterfactual:fairllm", probe="counterfactual",
+                                          metrics=[rec])])
+    data = json.loads(old.to_json())
+    data["schema_version"] = "1.0"
+    new_probe_keys = ("specs", "headline", "tags", "method_notes", "units")
+    new_record_keys = ("variant", "null_mean", "null_p95", "table", "statistic")
+    for p in data["probes"]:
+        for key in new_probe_keys:
+            p.pop(key)
+        for m in p["metrics"]:
+            for key in new_record_keys:
+                m.pop(key)
+    data["provenance"].pop("batch_invariance")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    back = AuditResult.load(path)
+    assert back.schema_version == SCHEMA_VERSION == "1.1"
+    p = back.probes[0]
+    assert p.specs["snsr_jaccard"].higher_is_worse is True and p.specs["snsr_jaccard"].null == 0
+    assert "fairness" in p.tags and p.metrics[0].variant == "original"
+    assert p.metrics[0].estimate == 0.2

@@ -29,6 +29,17 @@ position
 fairness
     Group gaps of per-user utility: :func:`group_gaps` (fairlearn ``MetricFrame``),
     :func:`between_group_generalized_entropy`, :func:`between_group_theil_index` (AIF360).
+classification
+    Attribute leakage: :func:`auc_binary` (ROC AUC as the Mann-Whitney pair statistic, with
+    bootstrap weights), :func:`auc_macro_ovr` (macro one-vs-rest AUC).
+
+answers
+    Shares of unusable answers: ``hallucination``, ``empty_list`` (declarations only).
+specs
+    Every metric's declaration (:func:`declare`, :func:`get_spec`): description, direction,
+    null value, range, convention; report, gates and compare read these, never a name.
+tables
+    Statistics of a unit table under unit weights (:func:`table_statistic`), for compare.
 
 Uncertainty (bootstrap CIs, permutation tests, multiple-comparison control) lives in
 :mod:`recaudit.stats`.
@@ -36,6 +47,10 @@ Uncertainty (bootstrap CIs, permutation tests, multiple-comparison control) live
 
 from __future__ import annotations
 
+from recaudit.metrics import answers as _answers  # noqa: F401 - registers its declarations
+from recaudit.metrics.classification import auc_binary, auc_macro_ovr
+from recaudit.metrics.specs import MetricSpec, declare, get_spec
+from recaudit.metrics.tables import table_statistic
 from recaudit.metrics.exposure import exposure_weights, group_exposure_share, ndkl, skew_at_k
 from recaudit.metrics.fairness import (
     GroupGaps,
@@ -123,4 +138,12 @@ __all__ = [
     "between_group_theil_index",
     "generalized_entropy_index",
     "group_gaps",
+    # classification
+    "auc_binary",
+    "auc_macro_ovr",
+    # declarations and tables
+    "MetricSpec",
+    "declare",
+    "get_spec",
+    "table_statistic",
 ]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .specs import declare
 import pandas as pd
 
 __all__ = [
@@ -246,6 +248,10 @@ def between_group_generalized_entropy(
     return generalized_entropy_index(group_mean[codes], alpha=alpha)
 
 
+declare("generalized_entropy", "between-group generalized entropy of per-user benefit "
+        "(0 = equal)", higher_is_worse=True, null=0.0)
+
+
 def between_group_theil_index(benefits: Sequence[float], groups: Any) -> float:
     """Between-group Theil index: :func:`between_group_generalized_entropy` with ``alpha=1``.
 
@@ -257,3 +263,7 @@ def between_group_theil_index(benefits: Sequence[float], groups: Any) -> float:
     0.0
     """
     return between_group_generalized_entropy(benefits, groups, alpha=1)
+
+
+declare("theil", "between-group Theil index of per-user benefit (0 = equal)",
+        higher_is_worse=True, null=0.0)

@@ -118,7 +118,10 @@ def head_tail_split(
     The short head is the shortest prefix whose cumulative popularity reaches ``share`` of the
     total; the item whose addition crosses (or reaches) the threshold is included. Everything
     else, zero-popularity items included, is the long tail. With no interactions at all the
-    head is empty.
+    head is empty. "Reaches" allows a relative slack of 1e-12 (``cum >= share * total * (1 -
+    1e-12)``) so that the rounding of float sums neither adds an item beyond the one that
+    reaches the share (``{"a": 0.1, "b": 0.2, "c": 0.3}`` at 0.5 is ``{"c"}``) nor, at
+    ``share=1``, moves zero-popularity items into the head.
 
     Source: Abdollahpouri et al. 2019 (short head = 20% of items / 80% of ratings, here the
     interaction share is the parameter); METRICS.md section 4.
@@ -152,8 +155,9 @@ def head_tail_split(
     if total <= 0:
         return HeadTailSplit(frozenset(), frozenset(keys))
     order = np.argsort(-values, kind="stable")
-    cum = np.cumsum(values[order]) / total
-    n_head = int(np.argmax(cum >= share)) + 1 if (cum >= share).any() else len(keys)
+    cum = np.cumsum(values[order])
+    reached = cum >= share * total * (1 - 1e-12)  # tolerant of float rounding (see above)
+    n_head = int(np.argmax(reached)) + 1 if reached.any() else len(keys)
     head = frozenset(keys[i] for i in order[:n_head])
     tail = frozenset(keys[i] for i in order[n_head:])
     return HeadTailSplit(head, tail)

@@ -19,6 +19,8 @@ from itertools import chain
 
 import numpy as np
 
+from .specs import declare
+
 __all__ = [
     "SIMILARITY_METRICS",
     "jaccard",
@@ -88,6 +90,10 @@ def jaccard(S: Sequence[Hashable], N: Sequence[Hashable]) -> float:
     return len(s & n) / union
 
 
+declare("jaccard", "Jaccard overlap of the list with the neutral list (1 = same items)",
+        higher_is_worse=False, range=(0.0, 1.0))
+
+
 def serp_star(S: Sequence[Hashable], N: Sequence[Hashable], variant: str = "fairllm") -> float:
     r"""SERP*: rank-weighted overlap of the sensitive list with the neutral list.
 
@@ -146,6 +152,13 @@ def serp_star(S: Sequence[Hashable], N: Sequence[Hashable], variant: str = "fair
     return num / (ls * (ls + 1) / 2)
 
 
+declare("serp_star", "SERP*: rank-weighted overlap with the neutral list (FaiRLLM normaliser; "
+        "maximum (K+3)/(4(K+1)), 0.2738 at K=20)", higher_is_worse=False, range=(0.0, 1.0),
+        convention="fairllm")
+declare("serp_star_normalized", "SERP*: rank-weighted overlap with the neutral list, normalised "
+        "to a maximum of 1", higher_is_worse=False, range=(0.0, 1.0), convention="normalized")
+
+
 def prag_star(S: Sequence[Hashable], N: Sequence[Hashable]) -> float:
     r"""PRAG*: share of ordered pairs of the sensitive list whose order the neutral list keeps.
 
@@ -189,6 +202,10 @@ def prag_star(S: Sequence[Hashable], N: Sequence[Hashable]) -> float:
     key = [last.get(x, math.inf) for x in S]
     hits = sum(1 for i in range(ls - 1) for j in range(i + 1, ls) if key[i] < key[j])
     return hits / (ls * (ls - 1) / 2)
+
+
+declare("prag_star", "PRAG*: share of item pairs kept in the same order as the neutral list",
+        higher_is_worse=False, range=(0.0, 1.0))
 
 
 def rbo(S: Sequence[Hashable], N: Sequence[Hashable], p: float = 0.9) -> float:
@@ -257,6 +274,10 @@ def rbo(S: Sequence[Hashable], N: Sequence[Hashable], p: float = 0.9) -> float:
 # --------------------------------------------------------------------------------------------
 # Sensitive-attribute spread (SNSR / SNSV)
 # --------------------------------------------------------------------------------------------
+
+
+declare("rbo", "rank-biased overlap with the neutral list (extrapolated, explicit p)",
+        higher_is_worse=False, range=(0.0, 1.0))
 
 
 def _sim_values(sims: Mapping[Hashable, float] | Iterable[float]) -> np.ndarray:

@@ -11,6 +11,8 @@ that affected rather than counting them as 0).
 
 from __future__ import annotations
 
+from .specs import declare
+
 import math
 from collections.abc import Collection, Hashable, Sequence
 
@@ -53,6 +55,11 @@ def hit_rate_at_k(lst: Sequence[Hashable], relevant: Collection[Hashable], k: in
     return 1.0 if _first_hits(lst, rel, k) else 0.0
 
 
+declare("hr", "hit rate: share of lists with a held-out item in the top k",
+        higher_is_worse=False, range=(0.0, 1.0), convention="binary relevance",
+        role="selection_rate")
+
+
 def ndcg_at_k(lst: Sequence[Hashable], relevant: Collection[Hashable], k: int) -> float:
     r"""NDCG@k with binary relevance and a log2 discount.
 
@@ -77,6 +84,10 @@ def ndcg_at_k(lst: Sequence[Hashable], relevant: Collection[Hashable], k: int) -
     dcg = sum(1.0 / math.log2(pos + 2) for pos in _first_hits(lst, rel, k))
     idcg = sum(1.0 / math.log2(r + 1) for r in range(1, min(k, len(rel)) + 1))
     return dcg / idcg
+
+
+declare("ndcg", "NDCG of the list against the user's held-out items",
+        higher_is_worse=False, range=(0.0, 1.0), convention="binary relevance")
 
 
 def recall_at_k(lst: Sequence[Hashable], relevant: Collection[Hashable], k: int) -> float:

@@ -42,10 +42,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from ..metrics.classification import auc_binary, auc_macro_ovr
 from ..recommenders.base import EMBED, GENERATE
-from ..results import Finding, MetricRecord, ProbeResult
-from .attributes import require_placeholders, resolve_attributes, subject_queries
-from .counterfactual import DOMAINS, FAIRLLM_TEMPLATE
+from ..results import MetricRecord, ProbeResult
+from .attributes import (DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, resolve_attributes,
+                         subject_queries)
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 from .subjects import SubjectSource
 
@@ -58,6 +59,11 @@ LEAKAGE_TEMPLATE = (FAIRLLM_TEMPLATE.replace("{items}", _MOVIE["items"])
                     .replace("{about}", _MOVIE["about"]))
 LEAKAGE_SYSTEM = f"You are a {_MOVIE['kind']} recommendation system."
 CONVENTION = "logistic regression on bag of items, CV grouped by subject, macro one-vs-rest AUC"
+METHOD_NOTES = (
+    "A classifier that reads the stated attribute off the list measures leakage of what the "
+    "user said, not of anything inferred about real people.",
+    "An AUC is above 0.5 under noise alone in small samples: compare it with its null floor.",
+)
 
 
 class LeakageParams(ProbeParams):
@@ -89,44 +95,6 @@ class LeakageParams(ProbeParams):
 
 
 # -- statistics -------------------------------------------------------------------------------
-def auc_binary(positive: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None
-               ) -> Any:
-    """ROC AUC as the Mann-Whitney pair statistic: the share of (positive, negative) pairs
-    ranked correctly, ties counting one half; NaN without both classes. Equals
-    ``sklearn.metrics.roc_auc_score``.
-
-    With ``weights`` of shape (B, n) (e.g. bootstrap counts) returns the B weighted AUCs, each
-    pair weighted by the product of its two row weights.
-    """
-    pos = np.asarray(positive, dtype=bool)
-    score = np.asarray(score, dtype=float)
-    sp, sn = score[pos], score[~pos]
-    if weights is None:
-        if sp.size == 0 or sn.size == 0:
-            return float("nan")
-        return float(np.mean((sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])))
-    w = np.asarray(weights, dtype=float)
-    if sp.size == 0 or sn.size == 0:
-        return np.full(w.shape[0], np.nan)
-    pair = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
-    wp, wn = w[:, pos], w[:, ~pos]
-    num = np.einsum("bj,bj->b", wp @ pair, wn)
-    den = wp.sum(axis=1) * wn.sum(axis=1)
-    out = np.full(w.shape[0], np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def auc_macro_ovr(y: np.ndarray, proba: np.ndarray, weights: np.ndarray | None = None) -> Any:
-    """Unweighted mean over classes of the one-vs-rest AUC of ``proba[:, c]`` (sklearn's
-    ``multi_class="ovr", average="macro"``; for two classes the binary AUC of ``proba[:, 1]``).
-    ``weights`` as in :func:`auc_binary`."""
-    if proba.shape[1] == 2:
-        return auc_binary(y == 1, proba[:, 1], weights)
-    aucs = [auc_binary(y == c, proba[:, c], weights) for c in range(proba.shape[1])]
-    return float(np.mean(aucs)) if weights is None else np.mean(aucs, axis=0)
-
-
 def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
              caught: list[str] | None = None) -> np.ndarray:
     """Out-of-fold predicted probabilities (rows x classes) of an L2 logistic regression."""
@@ -171,62 +139,46 @@ class LeakageProbe(Probe):
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
                 ) -> ProbeResult:
-        from ..stats import benjamini_hochberg
+        from .kit import Summariser, collect
 
         p = self.params
         st = ctx.stats
         res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
                           params=p.model_dump(mode="json"))
-        lists: dict[str, list[str] | None] = {}
-        units: list[int] = []
-        for q in queries:
-            a = answers.get(q.id)
-            ok = a is not None and a.ok and a.grounding is not None
-            lists[q.id] = a.item_ids[: p.k] if ok else None
-            if q.meta["unit"] not in units:
-                units.append(q.meta["unit"])
-            res.records.append({
-                "id": q.id, **q.meta, "request_key": q.request.key(),
-                "text": a.response.text if a else None, "item_ids": lists[q.id],
-                "unmatched": list(a.grounding.unmatched) if ok else None,
-                "error": a.response.error if a else "not computed"})
-        main: dict[str, MetricRecord] = {}
-        pvals: dict[str, float] = {}
-        for attr, values in p.attributes.items():
-            rec, pv = self._attribute(res, ctx, attr, values, units, lists)
-            main[attr] = rec
-            if pv is not None:
-                pvals[attr] = pv
-        if pvals:
-            attrs = list(pvals)
-            adj = benjamini_hochberg([pvals[a] for a in attrs], alpha=st.alpha).adjusted
-            for a, pa in zip(attrs, adj):
-                main[a].p_value, main[a].p_adjusted = pvals[a], float(pa)
+        got = collect(queries, answers, p.k)
+        res.records = got.records
+        kit = Summariser(res, st)
+        units: list[int] = list(dict.fromkeys(q.meta["unit"] for q in queries))
+        main = {attr: self._attribute(kit, ctx, attr, values, units, got.lists)
+                for attr, values in p.attributes.items()}
+        kit.adjust()
         for attr, rec in main.items():
             if rec.estimate is None or rec.p_adjusted is None:
                 continue
             significant = rec.p_adjusted < st.alpha
             auc = rec.estimate
-            sev = (("high" if auc >= 0.9 else "medium" if auc >= 0.7 else "low")
-                   if significant else "info")
-            res.findings.append(Finding(
-                probe=self.run_id, severity=sev, effect=auc - 0.5,
+            floor = (f" With {rec.n} subjects an attribute-blind model scores up to "
+                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
+                     if rec.null_p95 is not None else "")
+            kit.finding(
+                rec,
                 title=(f"{attr}: the stated {attr} can be inferred from the list (AUC "
                        f"{auc:.3f}, p_adj = {rec.p_adjusted:.3g})" if significant else
                        f"{attr}: no significant leakage (AUC {auc:.3f}, "
                        f"p_adj = {rec.p_adjusted:.3g})"),
                 detail=(f"Cross-validated classifier over {rec.n} subjects; "
                         f"{int(round(100 * st.confidence))}% CI of the AUC "
-                        f"[{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}]; 0.5 means no leakage.")))
-        return res
+                        f"[{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}]; 0.5 means no leakage."
+                        + floor),
+                alpha=st.alpha)
+        return kit.finish(headline=("leakage_auc",), tags=self.tags, method_notes=METHOD_NOTES)
 
-    def _attribute(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
-                   units: list[int], lists: dict[str, list[str] | None]
-                   ) -> tuple[MetricRecord, float | None]:
+    def _attribute(self, kit: Any, ctx: AuditContext, attr: str, values: list[str],
+                   units: list[int], lists: dict[str, list[str] | None]) -> MetricRecord:
         from sklearn.preprocessing import MultiLabelBinarizer
 
         p = self.params
-        st = ctx.stats
+        res = kit.res
         V = len(values)
         done = [m for m in units if all(lists.get(f"{m}|{attr}|{v}") is not None
                                         for v in values)]
@@ -235,20 +187,17 @@ class LeakageProbe(Probe):
         if S < len(units):
             notes.append(f"{len(units) - S} of {len(units)} subjects left out (a response "
                          "failed or was not computed)")
-        if S < st.min_group_size:
-            notes.append(f"only {S} subjects (< min_group_size {st.min_group_size})")
 
-        def finish(estimate: float | None, lo: float | None = None, hi: float | None = None,
-                   pv: float | None = None) -> tuple[MetricRecord, float | None]:
-            for note in notes:
+        def finish(estimate: float | None, ci: tuple = (None, None), pv: float | None = None,
+                   null: Any = None, table: str | None = None) -> MetricRecord:
+            for note in notes + [w for w in [kit.warning(S)] if w]:
                 res.warnings.append(f"{attr}: {note}")
-            rec = MetricRecord(probe=self.run_id, metric="leakage_auc", attribute=attr,
-                               k=p.k, estimate=estimate, ci_low=lo, ci_high=hi,
-                               confidence=st.confidence if lo is not None else None, n=S,
-                               convention=CONVENTION, higher_is_worse=True,
-                               warning="; ".join(notes) or None)
-            res.metrics.append(rec)
-            return rec, pv
+            extra = kit.null_floor(null) if null is not None else {}
+            if table is not None:
+                extra.update(table=table, statistic="auc_macro_ovr")
+            return kit.record("leakage_auc", attribute=attr, k=p.k, estimate=estimate, ci=ci,
+                              n=S, convention=CONVENTION, warning="; ".join(notes) or None,
+                              family="leakage_auc", p_value=pv, **extra)
 
         if S < 2:
             notes.append("fewer than 2 subjects: no classifier can be cross-validated")
@@ -264,7 +213,7 @@ class LeakageProbe(Probe):
         key = [tuple(sorted(set(r))) for r in rows]
         if len(set(key)) == 1:
             notes.append("every list has the same items: AUC 0.5 by construction")
-            return finish(0.5, 0.5, 0.5, 1.0)
+            return finish(0.5, (0.5, 0.5), 1.0)
         n_splits = min(p.n_folds, S)
         if n_splits < p.n_folds:
             notes.append(f"each value has only {S} lists (< n_folds {p.n_folds}): "
@@ -274,6 +223,7 @@ class LeakageProbe(Probe):
         subject_fold[rng.permutation(S)] = np.arange(S) % n_splits
         folds = np.repeat(subject_fold, V)
         caught: list[str] = []
+        null: list[float] = []
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # many tiny fits: BLAS threads only oversubscribe
@@ -284,40 +234,40 @@ class LeakageProbe(Probe):
             if within_same:  # every within-subject shuffle leaves the data unchanged
                 pv = 1.0
             else:
-                exceed = 0
                 y_mat = y.reshape(S, V)
                 for _ in range(p.n_permutations):
                     yp = rng.permuted(y_mat, axis=1).reshape(-1)
-                    a = auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught))
-                    exceed += int(a >= auc - 1e-12)
+                    null.append(auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught)))
+                exceed = sum(int(a >= auc - 1e-12) for a in null)
                 pv = (1 + exceed) / (1 + p.n_permutations)
         if caught:
             notes.append(f"{caught[0]} ({len(caught)} fits); a smaller C regularises more")
         # bootstrap CI over subjects of the out-of-fold AUC (and per-value one-vs-rest AUCs):
         # resampled subjects enter as row weights (how often each subject was drawn)
-        brng = np.random.default_rng(st.seed)
-        counts = brng.multinomial(S, np.full(S, 1.0 / S), size=st.n_bootstrap)  # (B, S)
-        w = np.repeat(counts, V, axis=1).astype(float)  # rows are subject-major
+        counts = kit.boot_counts(S, "leakage_auc", attr)  # (B, S)
+        w = np.repeat(counts, V, axis=1)  # rows are subject-major
         boot = np.column_stack([auc_macro_ovr(y, proba, w)]
                                + [auc_binary(y == c, proba[:, c], w) for c in range(V)])
-        tail = (1 - st.confidence) / 2
 
         def ci(col: np.ndarray) -> tuple[float | None, float | None]:
             col = col[np.isfinite(col)]
             if not col.size:
                 return None, None
-            lo, hi = np.quantile(col, [tail, 1 - tail])
-            return float(lo), float(hi)
+            lo, hi = kit._interval(col[:, None])
+            return float(lo[0]), float(hi[0])
 
         for c, v in enumerate(values):
-            res.metrics.append(MetricRecord(
-                probe=self.run_id, metric="leakage_auc_ovr", attribute=attr, value=v, k=p.k,
-                estimate=auc_binary(y == c, proba[:, c]), ci_low=ci(boot[:, c + 1])[0],
-                ci_high=ci(boot[:, c + 1])[1], confidence=st.confidence, n=S,
-                convention="one-vs-rest AUC of this value", higher_is_worse=True,
-                warning="; ".join(notes) or None))
+            kit.record("leakage_auc_ovr", attribute=attr, value=v, k=p.k,
+                       estimate=auc_binary(y == c, proba[:, c]), ci=ci(boot[:, c + 1]), n=S,
+                       convention="one-vs-rest AUC of this value",
+                       warning="; ".join(notes) or None)
+        # per subject, the out-of-fold probability each of its lists got for each value: what
+        # compare needs to re-test the AUC paired by subject
+        table = kit.keep_table(
+            "leakage_proba", attr, [f"{t} -> {c}" for t in values for c in values],
+            [str(m) for m in done], proba.reshape(S, V * V), k=p.k)
         self._examples(res, ctx, attr, values, rows, y)
-        return finish(auc, *ci(boot[:, 0]), pv)
+        return finish(auc, ci(boot[:, 0]), pv, np.asarray(null) if null else None, table)
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
                   rows: list[list[str]], y: np.ndarray) -> None:

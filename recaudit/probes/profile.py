@@ -58,7 +58,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
-from ..results import Finding, MetricRecord, ProbeResult
+from ..results import MetricRecord, ProbeResult
 from .attributes import require_placeholders
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 
@@ -77,6 +77,12 @@ UTILITY_CONV = "binary relevance: the user's held-out test items"
 NEUTRAL_VALUE = "neutral"  # the value name under which neutral-prompt metrics are reported
 PER_VALUE = ("jaccard", "prag_star", "hr", "ndcg")
 GAPS = ("ndcg", "hr", "jaccard")  # metrics with a <metric>_gap record (and a p-value)
+METHOD_NOTES = (
+    "Sensitive attributes are stated in the prompt next to a real user's history "
+    "(counterfactual probing); they are not inferred about real people.",
+    "Utility (HR, NDCG) is measured against each user's held-out items: a proxy for their "
+    "preferences, not the preferences themselves.",
+)
 _TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 
@@ -231,7 +237,7 @@ def _sort_key(u: Any) -> tuple[int, Any]:
         return (1, str(u))
 
 
-@probe("profile", tags=["fairness", "consumer", "cfairllm"])
+@probe("profile", tags=["fairness", "consumer", "cfairllm", "accuracy"])
 class ProfileProbe(Probe):
     """CFaiRLLM: does stating gender/age change history-based lists and their accuracy?"""
 
@@ -294,36 +300,27 @@ class ProfileProbe(Probe):
                                         between_group_theil_index, group_gaps)
         from ..metrics.similarity import similarity_matrix
         from ..metrics.utility import hit_rate_at_k, ndcg_at_k
-        from ..stats import bootstrap_ci, paired_bootstrap, permutation_test_values
+        from .kit import Summariser, Table, collect
 
         p = self.params
         st = ctx.stats
         K = p.k
         res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
                           params=p.model_dump(mode="json"))
-        lists: dict[str, list[str] | None] = {}
-        halluc: dict[str, float] = {}
+        got = collect(queries, answers, K)
+        res.records = got.records
+        lists = got.lists
+        kit = Summariser(res, st)
         held: dict[str, list[str]] = {}
         users: list[str] = []
         for q in queries:
-            a = answers.get(q.id)
-            ok = a is not None and a.ok and a.grounding is not None
-            lists[q.id] = a.item_ids[:K] if ok else None
-            if ok:
-                halluc[q.id] = float(a.grounding.hallucination_share)
             if q.meta["attribute"] is None:
                 users.append(q.meta["user_id"])
                 held[q.meta["user_id"]] = list(q.meta["held_out"])
-            res.records.append({
-                "id": q.id, **q.meta, "request_key": q.request.key(),
-                "text": a.response.text if a else None, "item_ids": lists[q.id],
-                "unmatched": list(a.grounding.unmatched) if ok else None,
-                "error": a.response.error if a else "not computed"})
         if len(users) < p.n_users:
             res.warnings.append(f"only {len(users)} users qualify (>= {p.history_items} training "
                                 f"items and a held-out item); {p.n_users} were asked for")
-        pvals: dict[str, dict[str, float]] = {m: {} for m in GAPS}
-        gap_recs: dict[tuple[str, str], MetricRecord] = {}
+        ndcg_gaps: dict[str, MetricRecord] = {}
         per_user = res.tables.setdefault("per_user", [])
         example_scores: dict[str, float] = {}
 
@@ -334,39 +331,26 @@ class ProfileProbe(Probe):
             if n < len(users):
                 res.warnings.append(f"{attr}: {len(users) - n} of {len(users)} users left out "
                                     "(a response failed or was not computed)")
-            small = None
-            if n < st.min_group_size:
-                small = f"only {n} users per group (< min_group_size {st.min_group_size})"
-                res.warnings.append(f"{attr}: {small}; intervals and tests are unreliable")
-
-            def record(metric: str, value: str | None, est: Any, lo: Any = None, hi: Any = None,
-                       worse: bool | None = None, convention: str | None = None,
-                       warning: str | None = small, k: int | None = K, _attr: str = attr,
-                       _n: int = n) -> MetricRecord:
-                rec = MetricRecord(probe=self.run_id, metric=metric, attribute=_attr,
-                                   value=value, k=k, estimate=est, ci_low=lo, ci_high=hi,
-                                   confidence=st.confidence if lo is not None else None, n=_n,
-                                   higher_is_worse=worse, convention=convention,
-                                   warning=warning)
-                res.metrics.append(rec)
-                return rec
-
+            small = kit.warning(n)
+            if small:
+                res.warnings.append(f"{attr}: only {n} users per group ({small})")
             # hallucination share per value (a value with more made-up titles is a finding)
-            for v in [NEUTRAL_VALUE, *values]:
-                h = np.array([halluc[f"{u}|neutral" if v == NEUTRAL_VALUE else f"{u}|{attr}|{v}"]
-                              for u in units])
-                if h.size:
-                    b = bootstrap_ci(h, n_resamples=st.n_bootstrap, confidence=st.confidence,
-                                     seed=st.seed, min_units=st.min_group_size)
-                    record("hallucination", v, b.estimate, b.low, b.high, worse=True, k=None,
-                           convention="share of parsed entries matching no catalog item")
+            cols = [NEUTRAL_VALUE, *values]
+            h = np.array([[got.hallucination[f"{u}|neutral" if v == NEUTRAL_VALUE
+                                             else f"{u}|{attr}|{v}"] for v in cols]
+                          for u in units]).reshape(n, len(cols))
+            if n:
+                kit.means(Table("hallucination", attr, cols, units, h),
+                          convention="share of parsed entries matching no catalog item")
             if n == 0:
-                for v in [NEUTRAL_VALUE, *values]:
+                for v in cols:
                     for m in (PER_VALUE if v != NEUTRAL_VALUE else ("hr", "ndcg")):
-                        record(m, v, None, warning="no users with complete answers")
+                        kit.record(m, attribute=attr, value=v, k=K, n=0,
+                                   warning="no users with complete answers")
                 for m in ("ndcg_gap", "ndcg_ratio", "hr_gap", "jaccard_gap",
                           "generalized_entropy", "theil"):
-                    record(m, None, None, warning="no users with complete answers")
+                    kit.record(m, attribute=attr, k=K, n=0,
+                               warning="no users with complete answers")
                 continue
 
             # per (user, value) metrics: x[u, v, metric]
@@ -392,89 +376,67 @@ class ProfileProbe(Probe):
                                  "ndcg": float(base[ui, 1])})
                 example_scores[u] = min(example_scores.get(u, 1.0), float(x[ui, :, 0].min()))
 
-            # group means (per value) and gaps: paired bootstrap over users, so all values of a
-            # resampled user move together; the same seed for every metric (joint resamples)
-            boot_kw = dict(n_resamples=st.n_bootstrap, confidence=st.confidence, seed=st.seed,
-                           min_units=st.min_group_size)
+            # group means, gaps (fairlearn MetricFrame point estimates; paired bootstrap CIs
+            # over users, permutation p-values) and the neutral baseline of the utilities
             groups_col = [v for _ in units for v in values]
             for j, m in enumerate(PER_VALUE):
-                pb = paired_bootstrap(x[:, :, j], "snsr", **boot_kw)
-                for vi, v in enumerate(values):
-                    record(m, v, pb.value_means[vi], pb.value_low[vi], pb.value_high[vi],
-                           worse=False, convention=UTILITY_CONV if m in ("hr", "ndcg") else None)
+                table = Table(m, attr, list(values), units, x[:, :, j], ks=[K])
+                kit.means(table, convention=UTILITY_CONV if m in ("hr", "ndcg") else None)
                 if m in ("hr", "ndcg"):
-                    b = bootstrap_ci(base[:, 0 if m == "hr" else 1], **boot_kw)
-                    record(m, NEUTRAL_VALUE, b.estimate, b.low, b.high, worse=False,
-                           convention=UTILITY_CONV)
+                    kit.means(Table(m, attr, [NEUTRAL_VALUE], units, base[:, [j - 2]], ks=[K],
+                                    part="neutral"), convention=UTILITY_CONV)
                 if m not in GAPS:
                     continue
-                # fairlearn MetricFrame point estimates (difference / ratio between groups)
                 gg = group_gaps(x[:, :, j].reshape(-1), groups_col)
-                gap_recs[(m, attr)] = record(
-                    f"{m}_gap", None, gg.difference, pb.low, pb.high, worse=True,
-                    convention="fairlearn difference(between_groups) = max - min of group means")
-                if len(values) > 1 and n > 1:
-                    pvals[m][attr] = permutation_test_values(
-                        x[:, :, j], "snsr", n_permutations=st.n_permutations,
-                        seed=st.seed).pvalue
+                gap = kit.spread(
+                    table, "gap", estimate=lambda _means, d=gg.difference: np.array([d]),
+                    convention="fairlearn difference(between_groups) = max - min of group "
+                               "means")[K]
                 if m == "ndcg":
-                    rb = paired_bootstrap(x[:, :, j], _ratio, **boot_kw)
-                    warn = small
-                    if not np.isfinite(gg.ratio):
-                        warn = "; ".join(filter(None, [small, "every group has NDCG 0"]))
-                    record("ndcg_ratio", None, gg.ratio, rb.low, rb.high, worse=False,
-                           convention="fairlearn ratio(between_groups) = min / max of group "
-                                      "means", warning=warn)
+                    ndcg_gaps[attr] = gap
+                    warn = None if np.isfinite(gg.ratio) else "every group has NDCG 0"
+                    kit.spread(table, "ratio", test=False,
+                               estimate=lambda _means, r=gg.ratio: np.array([r]),
+                               convention="fairlearn ratio(between_groups) = min / max of group "
+                                          "means", warning=warn)
 
             # AIF360 between-group inequality of benefit b = NDCG@k + offset
-            benefit = x[:, :, 3] + p.benefit_offset
+            benefit = Table("benefit", attr, list(values), units, x[:, :, 3] + p.benefit_offset,
+                            ks=[K])
             conv = f"AIF360 between-group, benefit = NDCG@{K} + {p.benefit_offset:g}"
-            ge = _clip0(between_group_generalized_entropy(benefit.reshape(-1), groups_col,
-                                                          alpha=p.ge_alpha))
-            th = _clip0(between_group_theil_index(benefit.reshape(-1), groups_col))
+            flat = benefit.values[:, :, 0].reshape(-1)
+            ge = _clip0(between_group_generalized_entropy(flat, groups_col, alpha=p.ge_alpha))
+            th = _clip0(between_group_theil_index(flat, groups_col))
             # equal group sizes: the between-group index of individuals = index of group means
-            ge_b = paired_bootstrap(benefit, lambda gm: _ge(gm, p.ge_alpha), **boot_kw)
-            th_b = paired_bootstrap(benefit, lambda gm: _ge(gm, 1.0), **boot_kw)
-            record("generalized_entropy", None, ge, ge_b.low, ge_b.high, worse=True,
-                   convention=f"{conv}, alpha={p.ge_alpha:g}")
-            record("theil", None, th, th_b.low, th_b.high, worse=True,
-                   convention=f"{conv}, alpha=1")
+            kit.derived(benefit, "generalized_entropy", lambda gm: _ge(gm, p.ge_alpha),
+                        estimate=ge, convention=f"{conv}, alpha={p.ge_alpha:g}")
+            kit.derived(benefit, "theil", lambda gm: _ge(gm, 1.0), estimate=th,
+                        convention=f"{conv}, alpha=1")
 
-        self._adjust(pvals, gap_recs)
-        self._findings(res, gap_recs, st.alpha)
+        kit.adjust()
+        self._findings(res, kit, ndcg_gaps, st.alpha)
         self._examples(res, ctx, example_scores, lists, held)
-        return res
+        return kit.finish(headline=("ndcg_gap", "hr_gap", "ndcg_ratio"), tags=self.tags,
+                          method_notes=METHOD_NOTES)
 
     # -- helpers --------------------------------------------------------------------------------
-    @staticmethod
-    def _adjust(pvals: dict[str, dict[str, float]],
-                recs: dict[tuple[str, str], MetricRecord]) -> None:
-        from ..stats import benjamini_hochberg
-
-        for m, by_attr in pvals.items():
-            if not by_attr:
-                continue
-            attrs = list(by_attr)
-            raw = np.array([by_attr[a] for a in attrs])
-            adj = benjamini_hochberg(raw).adjusted
-            for a, pv, pa in zip(attrs, raw, adj):
-                recs[(m, a)].p_value, recs[(m, a)].p_adjusted = float(pv), float(pa)
-
-    def _findings(self, res: ProbeResult, recs: dict[tuple[str, str], MetricRecord],
+    def _findings(self, res: ProbeResult, kit: Any, recs: dict[str, MetricRecord],
                   alpha: float) -> None:
-        for (m, attr), rec in recs.items():
-            if m != "ndcg" or rec.estimate is None or rec.p_adjusted is None:
+        for attr, rec in recs.items():
+            if rec.estimate is None or rec.p_adjusted is None:
                 continue
             means = {r.value: r.estimate for r in res.metrics if r.metric == "ndcg"
                      and r.attribute == attr and r.value not in (None, NEUTRAL_VALUE)}
             worst = min(means, key=lambda v: means[v])
             best = max(means, key=lambda v: means[v])
             significant = rec.p_adjusted < alpha
-            rel = rec.estimate / means[best] if means[best] else 0.0
-            sev = (("high" if rel >= 0.3 else "medium" if rel >= 0.15 else "low")
-                   if significant else "info")
-            res.findings.append(Finding(
-                probe=self.run_id, severity=sev, effect=rec.estimate,
+            floor = (f" With {rec.n} users, a model that ignores the attribute scores up to "
+                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
+                     if rec.null_p95 is not None else "")
+            ci_txt = (f"[{rec.ci_low:.3f}, {rec.ci_high:.3f}]" if rec.ci_low is not None
+                      and rec.ci_high is not None else "n/a")
+            kit.finding(
+                rec,
                 title=(f"{attr}: NDCG@{rec.k} differs by stated {attr} (gap {rec.estimate:.3f}, "
                        f"p_adj = {rec.p_adjusted:.3g})" if significant else
                        f"{attr}: no significant NDCG@{rec.k} gap (gap {rec.estimate:.3f}, "
@@ -482,7 +444,8 @@ class ProfileProbe(Probe):
                 detail=(f"Users who say they are {worst!r} get NDCG {means[worst]:.3f} against "
                         f"their held-out items; {best!r} get {means[best]:.3f}. "
                         f"{int(round(100 * (rec.confidence or 0.95)))}% CI of the gap "
-                        f"[{rec.ci_low:.3f}, {rec.ci_high:.3f}], n = {rec.n} users.")))
+                        f"{ci_txt}, n = {rec.n} users.{floor}"),
+                alpha=alpha)
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, scores: dict[str, float],
                   lists: dict[str, list[str] | None], held: dict[str, list[str]]) -> None:
@@ -507,12 +470,6 @@ class ProfileProbe(Probe):
 def _clip0(x: float) -> float:
     """Round-off below zero (equal group means give -2e-16) to 0: the indices are >= 0."""
     return 0.0 if -1e-12 < x < 0 else x
-
-
-def _ratio(means: np.ndarray) -> float:
-    """min / max of per-value means (NaN when the max is 0)."""
-    hi = float(np.max(means))
-    return float(np.min(means)) / hi if hi > 0 else float("nan")
 
 
 def _ge(group_means: np.ndarray, alpha: float) -> float:

@@ -4,11 +4,20 @@ A probe declares typed parameters (a pydantic ``Params`` model), turns (config, 
 :class:`Query` objects (``plan``) and turns the engine's answers into a
 :class:`~recaudit.results.ProbeResult` (``analyse``). Suites are YAML files in ``probes/``
 (shipped as ``recaudit.suites``) holding ``probe:`` and ``params:``.
+
+Built-in probes are every module of the ``recaudit.probes`` package except the registry and
+the helper modules (:data:`HELPER_MODULES`), imported on the first lookup (so ``recaudit
+--help`` imports none of them). Installed packages add probes through the
+``recaudit.probes`` entry-point group (``name = package.module`` or ``package.module:Class``).
+A config may also name a probe of its own as ``probe: package.module:ClassName``: the module
+is imported and the class, a :class:`Probe` subclass, is registered under its ``@probe`` name,
+or else under that spec string.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,18 +26,19 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
+from ..yamlio import deep_merge, format_validation_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..catalog import Catalog
-    from ..config import AuditConfig, ProbeSpec, StatsConfig
     from ..engine import Answer
     from ..recommenders.base import Recommender, Request
     from ..results import ProbeResult
 
 _REGISTRY: dict[str, type["Probe"]] = {}
-# Modules that define the built-in probes; imported on first lookup (keeps the CLI fast).
-BUILTIN_MODULES = ("counterfactual", "profile", "leakage")
+# Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
+HELPER_MODULES = frozenset({"registry", "attributes", "kit", "subjects"})
+_builtins_loaded = False
 
 
 class ProbeParams(BaseModel):
@@ -49,9 +59,9 @@ class AuditContext:
     """What a probe may use: the catalog, the stats settings and the recommender's abilities."""
 
     catalog: "Catalog"
-    stats: "StatsConfig"
+    stats: Any  # recaudit.config.StatsConfig (not imported: the config imports this module)
     capabilities: frozenset[str]
-    config: "AuditConfig | None" = None
+    config: Any = None  # recaudit.config.AuditConfig | None
     recommender: "Recommender | None" = None
 
 
@@ -91,13 +101,40 @@ def probe(name: str, tags: list[str] | tuple[str, ...] = ()
     return wrap
 
 
+def builtin_modules() -> list[str]:
+    """Names of the modules of ``recaudit.probes`` that define the built-in probes."""
+    package = importlib.import_module(__package__ or "recaudit.probes")
+    return [m.name for m in pkgutil.iter_modules(package.__path__)
+            if m.name not in HELPER_MODULES and not m.name.startswith("_")]
+
+
+#: entry-point group through which an installed package adds probes (``name = module``)
+ENTRY_POINT_GROUP = "recaudit.probes"
+
+
 def _load_builtins() -> None:
-    for mod in BUILTIN_MODULES:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    for mod in builtin_modules():
+        importlib.import_module(f"{__package__}.{mod}")
+    _builtins_loaded = True
+    _load_plugins()
+
+
+def _load_plugins() -> None:
+    """Import the modules installed packages name in the ``recaudit.probes`` entry-point group
+    (their ``@probe`` classes register themselves); a broken one is a one-line ConfigError."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            importlib.import_module(f"recaudit.probes.{mod}")
-        except ModuleNotFoundError as err:  # a probe module not written yet
-            if err.name != f"recaudit.probes.{mod}":
-                raise
+            loaded = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin: say which, in one line
+            raise ConfigError(f"probe plugin {ep.name!r} ({ep.value}) failed to load: "
+                              f"{first_line(exc)}") from None
+        if isinstance(loaded, type) and issubclass(loaded, Probe) and not loaded.name:
+            probe(ep.name, tags=loaded.tags)(loaded)
 
 
 def registry() -> dict[str, type[Probe]]:
@@ -105,11 +142,38 @@ def registry() -> dict[str, type[Probe]]:
     return dict(_REGISTRY)
 
 
+def _load_user_probe(spec: str) -> type[Probe]:
+    """Import ``package.module:ClassName`` and register the class (see the module docstring)."""
+    mod_name, _, cls_name = spec.partition(":")
+    mod_name, cls_name = mod_name.strip(), cls_name.strip()
+    if not mod_name or not cls_name:
+        raise ConfigError(f"probe {spec!r}: expected package.module:ClassName")
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is a config error
+        raise ConfigError(f"probe {spec!r}: cannot import module {mod_name!r} "
+                          f"({first_line(exc)})") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise ConfigError(f"probe {spec!r}: module {mod_name!r} has no attribute {cls_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Probe)):
+        raise ConfigError(f"probe {spec!r}: {cls_name!r} is not a subclass of "
+                          "recaudit.probes.Probe")
+    if cls.name and _REGISTRY.get(cls.name) is cls:  # registered by @probe when imported
+        return cls
+    if _REGISTRY.get(spec) is not cls:
+        probe(spec, tags=cls.tags)(cls)
+    return cls
+
+
 def get_probe(name: str) -> type[Probe]:
+    """The probe class registered as ``name``, or named by a ``package.module:ClassName`` spec."""
     reg = registry()
-    if name not in reg:
-        raise ConfigError(f"unknown probe {name!r}; available: {', '.join(sorted(reg)) or 'none'}")
-    return reg[name]
+    if name in reg:
+        return reg[name]
+    if ":" in name:
+        return _load_user_probe(name)
+    raise ConfigError(f"unknown probe {name!r}; available: {', '.join(sorted(reg)) or 'none'}")
 
 
 def suite_names() -> list[str]:
@@ -139,10 +203,11 @@ def load_suite(name: str) -> dict[str, Any]:
     return data
 
 
-def resolve_probe_params(spec: "ProbeSpec", where: str, index: int) -> dict[str, Any]:
-    """Merge suite params with the entry's params and validate them with the probe's Params."""
-    from ..config import _deep_merge, format_validation_error
+def resolve_probe_params(spec: Any, where: str, index: int) -> dict[str, Any]:
+    """Merge suite params with the entry's params and validate them with the probe's Params.
 
+    ``spec`` is a :class:`recaudit.config.ProbeSpec`.
+    """
     try:
         cls = get_probe(spec.probe)
     except ConfigError as err:
@@ -157,7 +222,7 @@ def resolve_probe_params(spec: "ProbeSpec", where: str, index: int) -> dict[str,
             raise ConfigError(f"{where}: probes[{index}].suite: suite {spec.suite!r} is for probe "
                               f"{suite['probe']!r}, not {spec.probe!r}")
         params = suite.get("params") or {}
-    params = _deep_merge(params, spec.params)
+    params = deep_merge(params, spec.params)
     try:
         model = cls.Params.model_validate(params)
     except ValidationError as err:
@@ -167,6 +232,7 @@ def resolve_probe_params(spec: "ProbeSpec", where: str, index: int) -> dict[str,
     return model.model_dump(mode="json")
 
 
-def build_probe(spec: "ProbeSpec") -> Probe:
+def build_probe(spec: Any) -> Probe:
+    """The probe of a validated :class:`recaudit.config.ProbeSpec`."""
     cls = get_probe(spec.probe)
     return cls(cls.Params.model_validate(spec.params), run_id=spec.run_id, suite=spec.suite)

@@ -161,3 +161,14 @@ class Recommender(ABC):
 
     def close(self) -> None:
         """Release resources (HTTP clients, threads)."""
+
+
+def call_recommender(rec: Recommender, reqs: list[Request]) -> list[Response]:
+    """One batch through the adapter: scoring requests -> ``score``, others -> ``recommend``."""
+    if reqs and reqs[0].candidates is not None:
+        if not rec.supports(SCORE):
+            return [Response(error=f"{rec.spec} cannot score candidates") for _ in reqs]
+        return [Response(scores=[float(s) for s in sc]) for sc in rec.score(reqs)]
+    if not (rec.supports(GENERATE) or rec.supports(EMBED)):
+        return [Response(error=f"{rec.spec} cannot produce lists") for _ in reqs]
+    return rec.recommend(reqs)

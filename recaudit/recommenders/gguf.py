@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from recaudit.errors import ModelRuntimeError, ModelSpecError
-from recaudit.paths import cache_dir
+from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
+from recaudit.paths import cache_dir, cached_sha256
 from recaudit.recommenders.base import Decoding
-from recaudit.recommenders.hf import HFRecommender, _cached_sha256, _first_line
+from recaudit.recommenders.hf import HFRecommender
 
 __all__ = ["GGUFRecommender", "bundled_smollm2_path", "SMOLLM2_FILE"]
 
@@ -135,7 +135,7 @@ class GGUFRecommender(HFRecommender):
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source
-        self.gguf_sha256 = _cached_sha256(source)
+        self.gguf_sha256 = cached_sha256(source)
         root = cache_dir("gguf")
         entry = root / self.gguf_sha256
         self.cache_entry = entry
@@ -152,7 +152,7 @@ class GGUFRecommender(HFRecommender):
             import logging
 
             logging.getLogger(__name__).warning("could not cache dequantized GGUF weights: %s",
-                                                _first_line(exc))
+                                                first_line(exc))
         super().__init__(str(entry), decoding, batch_size=batch_size,
                          spec=spec or f"gguf:{path}", model=model, tokenizer=tokenizer,
                          **batch_opts)
@@ -169,7 +169,7 @@ class GGUFRecommender(HFRecommender):
             model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name,
                                                          dtype=torch.float32)
         except Exception as exc:  # noqa: BLE001
-            raise ModelRuntimeError(f"could not load GGUF file {source}: {_first_line(exc)}") \
+            raise ModelRuntimeError(f"could not load GGUF file {source}: {first_line(exc)}") \
                 from exc
         return model, tokenizer
 

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from recaudit.errors import ModelRuntimeError, ModelSpecError
-from recaudit.paths import cache_dir, sha256_file
+from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
+from recaudit.paths import cache_dir, cached_sha256
 from recaudit.recommenders.base import (
     GENERATE,
     SCORE,
@@ -286,8 +286,9 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
     """Tile heights (M_p, M_d) for prefill and decode, among those this BLAS keeps invariant.
 
     Every candidate is self-checked on each distinct layer shape. Among the passing ones the
-    fastest for a reference workload wins: decode = 16 rows per step, prefill = 16 prompts of 64
-    tokens, i.e. ``ceil(R / M) * t(M)`` with ``t(M)`` the measured time of one M-row tile. The
+    smallest within 10% of the fastest for a reference workload wins: decode = 16 rows per step,
+    prefill = 16 prompts of 64 tokens, i.e. cost ``ceil(R / M) * t(M)`` with ``t(M)`` the
+    measured time of one M-row tile. The
     choice does not depend on the batch size (changing it must not change outputs) and is
     remembered in the cache directory, keyed by shapes, torch, threads and CPU, so reruns on the
     same machine get the same numerics. ``prefill_rows`` / ``decode_rows`` force a value (still
@@ -329,7 +330,9 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
             continue
         with torch.inference_mode():
             cost = {m: -(-workload // m) * _tile_seconds(layers, m) for m in ok}
-        chosen.append(min(ok, key=lambda m: (cost[m], m)))
+        best = min(cost.values())
+        # the smallest M within 10% of the fastest: less padding, and steadier under timing noise
+        chosen.append(min(m for m in ok if cost[m] <= 1.1 * best))
     if prefill_rows is None and decode_rows is None and None not in chosen:
         try:
             tmp = memo.with_suffix(f".tmp{os.getpid()}")
@@ -360,34 +363,6 @@ def _attention_is_padding_only(config: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- file helpers
-def _cached_sha256(path: Path) -> str:
-    """sha256 of a file, remembered in the cache dir by (path, size, mtime) for big files."""
-    st = path.stat()
-    if st.st_size < (64 << 20):
-        return sha256_file(path)
-    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    memo = cache_dir("hashes") / key
-    try:
-        value = memo.read_text().strip()
-        if re.fullmatch(r"[0-9a-f]{64}", value):
-            return value
-    except OSError:
-        pass
-    value = sha256_file(path)
-    try:
-        tmp = memo.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(value)
-        os.replace(tmp, memo)
-    except OSError:
-        pass
-    return value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _resolve_model_dir(path: str) -> Path:
     p = Path(path).expanduser()
     if p.exists():
@@ -513,7 +488,7 @@ class HFRecommender(Recommender):
             if isinstance(exc, ValueError) and "trust_remote_code" in str(exc):
                 raise ModelSpecError(
                     f"{d} needs custom model code; pass --trust-remote-code to run it") from None
-            raise ModelRuntimeError(f"could not load the model in {d}: {_first_line(exc)}") \
+            raise ModelRuntimeError(f"could not load the model in {d}: {first_line(exc)}") \
                 from exc
         return model, tokenizer
 
@@ -602,7 +577,7 @@ class HFRecommender(Recommender):
     # ------------------------------------------------------------------ identity
     def weights_sha256(self) -> str | None:
         if self._weights_sha is None and self.weight_files:
-            shas = [(f.name, _cached_sha256(f)) for f in self.weight_files]
+            shas = [(f.name, cached_sha256(f)) for f in self.weight_files]
             if len(shas) == 1:
                 self._weights_sha = shas[0][1]
             else:
@@ -697,7 +672,7 @@ class HFRecommender(Recommender):
         except ModelRuntimeError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise ModelRuntimeError(f"generation failed: {_first_line(exc)}") from exc
+            raise ModelRuntimeError(f"generation failed: {first_line(exc)}") from exc
         return [r for r in results if r is not None]
 
     def _fallback_token(self) -> int:
@@ -888,7 +863,7 @@ class HFRecommender(Recommender):
         except ModelRuntimeError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise ModelRuntimeError(f"scoring failed: {_first_line(exc)}") from exc
+            raise ModelRuntimeError(f"scoring failed: {first_line(exc)}") from exc
         return results
 
     @staticmethod

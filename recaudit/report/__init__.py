@@ -10,6 +10,8 @@ view of the result (:mod:`recaudit.report._common`): the same verdict, checks an
 * :func:`render_markdown` / :func:`markdown_summary` -- ``summary.md`` for a PR comment or
   ``$GITHUB_STEP_SUMMARY``.
 * :func:`render_all` -- the files a run writes, by format name.
+* :func:`save_result` -- results.json and every report into an output directory, with one
+  clear error (exit 2) when the directory cannot be written.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import ConfigError
-from ..results import AuditResult
+from ..errors import ConfigError, OutputError
+from ..results import AuditResult, check_output_dir
 
-__all__ = ["render_all", "render_html", "html_report", "render_junit", "junit_xml",
+__all__ = ["save_result", "render_all", "render_html", "html_report", "render_junit", "junit_xml",
            "render_markdown", "markdown_summary", "FORMATS", "DEFAULT_NAMES"]
 
 DEFAULT_NAMES = {"html": "index.html", "junit": "junit.xml", "md": "summary.md",
@@ -66,6 +68,20 @@ def render_all(result: AuditResult | Sequence[AuditResult], out_dir: str | Path,
             path.write_text(result.to_json(), encoding="utf-8")
         written[key] = path
     return written
+
+
+def save_result(result: AuditResult, out_dir: str | Path,
+                formats: Sequence[str] = ("json", "html", "junit", "md")) -> dict[str, Path]:
+    """Write results.json and the reports of ``result`` into ``out_dir``; returns the paths.
+
+    Raises :class:`~recaudit.errors.OutputError` (exit 2) when ``out_dir`` cannot be written.
+    """
+    check_output_dir(out_dir)
+    try:
+        return render_all(result, out_dir, formats=formats)
+    except OSError as err:
+        raise OutputError(f"cannot write to output directory {out_dir}: "
+                          f"{err.strerror or err}") from None
 
 
 def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,

@@ -16,38 +16,8 @@ from ..results import AuditResult, MetricRecord, ProbeResult
 
 DEFAULT_ALPHA = 0.05
 
-# Aggregate metrics a reader looks at first, per probe name (others: every aggregate metric).
-HEADLINE: dict[str, tuple[str, ...]] = {
-    "counterfactual": ("snsr_jaccard",),
-    "profile": ("ndcg_gap", "hr_gap", "ndcg_ratio"),
-    "leakage": ("leakage_auc",),
-}
 HEADLINE_CAP = 12
 
-# Plain-language description of the metrics the bundled probes produce (glossary, tooltips).
-METRIC_TEXT: dict[str, str] = {
-    "jaccard": "Jaccard overlap of the list with the neutral list (1 = same items)",
-    "serp_star": "SERP*: rank-weighted overlap with the neutral list (FaiRLLM normaliser; "
-                 "maximum 0.2738 at K=20)",
-    "serp_star_normalized": "SERP*: rank-weighted overlap with the neutral list, normalised "
-                            "to a maximum of 1",
-    "prag_star": "PRAG*: share of item pairs kept in the same order as the neutral list",
-    "rbo": "rank-biased overlap with the neutral list (extrapolated, explicit p)",
-    "hallucination": "share of list entries that matched no catalogue item",
-    "hr": "hit rate: share of users whose held-out item is in the top k",
-    "ndcg": "NDCG of the list against the user's held-out items",
-    "ndcg_gap": "largest minus smallest group NDCG",
-    "ndcg_ratio": "smallest over largest group NDCG (1 = equal)",
-    "hr_gap": "largest minus smallest group hit rate",
-    "jaccard_gap": "largest minus smallest group Jaccard similarity to the neutral list",
-    "generalized_entropy": "between-group generalized entropy of per-user benefit "
-                           "(0 = equal)",
-    "theil": "Theil index of per-user benefit (0 = equal)",
-    "leakage_auc": "AUC of a classifier guessing the attribute value from the list "
-                   "(0.5 = no leakage)",
-}
-_AGG_PREFIX = {"snsr": "SNSR (max - min over values) of {}",
-               "snsv": "SNSV (std over values) of {}"}
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
@@ -64,13 +34,20 @@ def truncate(text: Any, limit: int) -> str:
     return s if len(s) <= limit else s[: max(limit - 1, 0)] + "\u2026"
 
 
-def metric_text(metric: str) -> str:
-    if metric in METRIC_TEXT:
-        return METRIC_TEXT[metric]
-    head, _, rest = metric.partition("_")
-    if head in _AGG_PREFIX and rest:
-        return _AGG_PREFIX[head].format(METRIC_TEXT.get(rest, rest).split(":")[0].split(" (")[0])
-    return ""
+def metric_text(metric: str, specs: Any = None) -> str:
+    """The declared one-line description of ``metric`` (from a probe result's ``specs``)."""
+    spec = (specs or {}).get(metric)
+    return clean(getattr(spec, "description", "")) if spec is not None else ""
+
+
+def spec_of(p: ProbeResult, metric: str) -> Any:
+    """A metric's declaration as the probe result recorded it (None if it did not)."""
+    return p.specs.get(metric)
+
+
+def has_role(p: ProbeResult, metric: str, role: str) -> bool:
+    spec = spec_of(p, metric)
+    return spec is not None and spec.role == role
 
 
 # -- numbers -------------------------------------------------------------------------------------
@@ -168,15 +145,23 @@ def metric_names(records: Iterable[MetricRecord]) -> list[str]:
 
 
 def headline(p: ProbeResult) -> list[MetricRecord]:
-    """The aggregate metrics of a probe a reader looks at first (at the largest k)."""
-    aggs = aggregates(p)
-    wanted = HEADLINE.get(p.probe)
-    if wanted:
-        picked = [m for name in wanted for m in aggs if m.metric == name]
+    """The aggregate metrics of a probe a reader looks at first (at the largest k): the ones the
+    probe declared as its headline, else its aggregate disparities (records with a declared
+    null value), else any aggregate with a direction."""
+    aggs = [m for m in aggregates(p) if m.variant == "original"] or aggregates(p)
+    if p.headline:
+        picked = [m for name in p.headline for m in aggs if m.metric == name]
         if picked:
             return picked
-    preferred = [m for m in aggs if m.higher_is_worse is not None and m.metric != "hallucination"]
-    return (preferred or aggs)[:HEADLINE_CAP]
+    disparities = [m for m in aggs if null_of(p, m) is not None]
+    preferred = [m for m in aggs if m.higher_is_worse is not None]
+    return (disparities or preferred or aggs)[:HEADLINE_CAP]
+
+
+def null_of(p: ProbeResult, m: MetricRecord) -> float | None:
+    """The declared "no effect" value of a record's metric (0 for a gap, 0.5 for an AUC)."""
+    spec = spec_of(p, m.metric)
+    return None if spec is None else spec.null
 
 
 def significant(m: MetricRecord, alpha: float) -> bool | None:
@@ -184,15 +169,13 @@ def significant(m: MetricRecord, alpha: float) -> bool | None:
     return None if p is None else p < alpha
 
 
-def effect(m: MetricRecord) -> float | None:
-    """How far a record is from 'no disparity', in its own units (for ordering only)."""
-    if m.estimate is None:
+def effect(p: ProbeResult, m: MetricRecord) -> float | None:
+    """How far a record is from its declared 'no effect' value, in its own units (for ordering
+    only); None for a metric that declares no null."""
+    null = null_of(p, m)
+    if m.estimate is None or null is None:
         return None
-    if "auc" in m.metric:
-        return abs(m.estimate - 0.5)
-    if m.metric.endswith("_ratio"):
-        return 1.0 - m.estimate
-    return abs(m.estimate) if m.higher_is_worse else None
+    return abs(m.estimate - null)
 
 
 # -- verdicts --------------------------------------------------------------------------------------
@@ -285,8 +268,7 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
     for m in p.metrics:
         if m.value is not None or (m.p_value is None and m.p_adjusted is None):
             continue
-        suffix = m.metric.partition("_")[2] if m.metric.startswith(("snsr_", "snsv_")) else m.metric
-        key = (m.attribute, m.k, suffix, m.p_value, m.p_adjusted)
+        key = (m.metric, m.attribute, m.k, m.variant)
         if key in seen:
             continue
         seen.add(key)
@@ -304,28 +286,35 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
 
 
 def _consistency(p: ProbeResult) -> list[Check]:
-    """FaiRLLM sanity check: a value that appears under two attributes must get the same Sim."""
+    """A condition value that appears under two attributes (FaiRLLM's "an American" in country
+    and continent) is the same prompt, so every per-value metric must agree across them."""
     out: list[Check] = []
-    recs = [m for m in per_value(p, k="max") if m.attribute and m.metric != "hallucination"]
-    by_value: dict[tuple[str, str], dict[str, MetricRecord]] = {}
-    for m in recs:
-        by_value.setdefault((m.metric, m.value or ""), {})[m.attribute or ""] = m
-    for (metric, value), attrs in by_value.items():
-        if len(attrs) < 2 or metric != "jaccard":
+    by_value: dict[str, dict[str, list[MetricRecord]]] = {}
+    for m in per_value(p, k="max"):
+        if m.attribute and m.estimate is not None and m.variant == "original":
+            by_value.setdefault(m.value or "", {}).setdefault(m.attribute, []).append(m)
+    for value, attrs in by_value.items():
+        if len(attrs) < 2:
             continue
-        ests = [m.estimate for m in attrs.values() if m.estimate is not None]
-        if len(ests) < 2:
+        per_metric: dict[str, dict[str, float]] = {}
+        for attr, recs in attrs.items():
+            for m in recs:
+                per_metric.setdefault(m.metric, {})[attr] = m.estimate
+        shared = {k: v for k, v in per_metric.items() if len(v) > 1}
+        if not shared:
             continue
-        same = max(ests) - min(ests) <= 1e-9
+        bad = [k for k, v in shared.items() if max(v.values()) - min(v.values()) > 1e-9]
         names = ", ".join(sorted(attrs))
+        first = bad[0] if bad else next(iter(shared))
         out.append(Check(
             id=f"consistency:{p.id}:{value}", kind="consistency", probe=p.id,
-            name=f"{value!r} gives the same {metric} under {names}",
-            status="pass" if same else "warn",
-            detail=("identical" if same else
-                    "differs: the attributes used different instruction sets (a response "
-                    "failed) or the model is not deterministic") + " ("
-            + ", ".join(f"{a}={num(m.estimate)}" for a, m in sorted(attrs.items())) + ")"))
+            name=f"{value!r} gives the same numbers under {names}",
+            status="warn" if bad else "pass",
+            detail=(f"identical for {len(shared)} metrics" if not bad else
+                    f"{len(bad)} of {len(shared)} metrics differ: the attributes used different "
+                    "instruction sets (a response failed) or the model is not deterministic")
+            + f" ({first}: " + ", ".join(f"{a}={num(e)}" for a, e in
+                                         sorted(shared[first].items())) + ")"))
     return out
 
 
@@ -398,12 +387,12 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
         if p.status != "ok":
             continue
         for m in headline(p):
-            e = effect(m)
+            e = effect(p, m)
             if e is None or (p.id, m.attribute or "") in covered:
                 continue
             sig = significant(m, alpha)
             excludes_null = (m.ci_low is not None and m.ci_high is not None
-                             and not _ci_covers_null(m))
+                             and not _ci_covers_null(p, m))
             cands.append(((1 if sig else 0, 1 if excludes_null else 0, e), p, m, e))
     cands.sort(key=lambda c: c[0], reverse=True)
     # Prefer variety: first the best candidate of each (probe, metric), then the rest.
@@ -420,7 +409,7 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             continue
         used.add((p.id, m.attribute))
         sig = significant(m, alpha)
-        desc = metric_text(m.metric)
+        desc = metric_text(m.metric, p.specs)
         conf = conf_pct(m.confidence)
         title = (f"{m.attribute or 'overall'}: {m.metric}"
                  + (f"@{m.k}" if m.k is not None else "") + f" = {num(m.estimate)}")
@@ -436,13 +425,17 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             detail += "No significance test for this metric."
         if m.n is not None:
             detail += f" n={m.n}."
+        if m.null_p95 is not None:
+            detail += f" Noise alone gives up to {num(m.null_p95)} (null 95th percentile)."
         sev = "medium" if sig else ("low" if sig is None and key[1] else "info")
         out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
     return out
 
 
-def _ci_covers_null(m: MetricRecord) -> bool:
-    null = 0.5 if "auc" in m.metric else (1.0 if m.metric.endswith("_ratio") else 0.0)
+def _ci_covers_null(p: ProbeResult, m: MetricRecord) -> bool:
+    null = null_of(p, m)
+    if null is None:
+        return True
     return m.ci_low is not None and m.ci_high is not None and m.ci_low <= null <= m.ci_high
 
 
@@ -476,8 +469,8 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
                 loc = " \u00b7 ".join(x for x in (m.attribute or "", m.value or "") if x)
                 small.append((p.id, loc or m.metric, clean(m.warning)))
         for m in p.metrics:
-            if m.metric == "hallucination" and m.estimate is not None:
-                hall.append((p.id, " \u00b7 ".join(x for x in (m.attribute or "neutral",
+            if has_role(p, m.metric, "answer_quality") and m.estimate is not None:
+                hall.append((p.id, " \u00b7 ".join(x for x in (m.metric, m.attribute or "neutral",
                                                                m.value or "") if x), m))
         for w in p.warnings:
             warns.append((p.id, clean(w)))
@@ -490,12 +483,17 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
         "recorded in the provenance section; another template or model may behave differently.",
         "Free-text answers are matched to catalogue items by fuzzy matching; unmatched entries "
         "count as hallucinations and are excluded from the lists compared.",
-        "Confidence intervals are bootstrap intervals over instructions or users; p-values are "
-        "permutation tests, Benjamini-Hochberg adjusted within each probe and similarity. "
-        "Findings are statistical associations in this sample, not proof of intent or harm.",
-        "Sensitive attributes are stated in the prompt (counterfactual probing); they are not "
-        "inferred about real people. A lack of significant differences is not proof of fairness.",
+        "Confidence intervals are bootstrap intervals over the sampled units (instructions, "
+        "users); p-values are permutation tests, Benjamini-Hochberg adjusted within each probe "
+        "and metric. Findings are statistical associations in this sample, not proof of intent "
+        "or harm.",
+        "Spread statistics (max - min, std over groups) and AUCs are positive under noise alone; "
+        "where a probe ran a permutation test, the null floor shows what noise alone gives.",
     ]
+    for p in result.probes:
+        for note in p.method_notes:
+            if clean(note) not in method:
+                method.append(clean(note))
     return Limitations(sizes, small[:max_rows], hall[:max_rows], warns[:max_rows], not_run,
                        method)
 

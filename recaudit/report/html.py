@@ -13,6 +13,7 @@ offline.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import re
@@ -68,17 +69,27 @@ def partial_for(probe_name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _env() -> Any:
+def _env() -> Any:  # noqa: D401 - the jinja2 environment, built once
     from jinja2 import Environment, FunctionLoader, StrictUndefined
 
     env = Environment(loader=FunctionLoader(_source), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       auto_reload=False)
     env.filters.update(num=c.num, pval=c.pval, where=c.where, clip=c.truncate,
-                       metric_text=c.metric_text, slug=c.slug, conf=c.conf_pct,
+                       metric_text=_metric_text, slug=c.slug, conf=c.conf_pct,
                        est=c.estimate_text)
     env.globals.update(ci=c.ci, version=__version__)
     return env
+
+
+_SPECS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("recaudit_specs",
+                                                                         default={})
+
+
+def _metric_text(metric: str) -> str:
+    """Template filter: a metric's declared description, from the probe results being rendered
+    (set for the duration of one render)."""
+    return c.metric_text(metric, _SPECS.get())
 
 
 # -- helpers the templates call --------------------------------------------------------------------
@@ -95,7 +106,7 @@ class Example:
 
 
 _LEFT = ("neutral", "baseline", "before", "original")
-_RIGHT = ("counterfactual", "sensitive", "after", "treated", "perturbed", "reranked")
+_RIGHT = ("sensitive", "after", "treated", "perturbed", "reranked")
 
 
 class Helpers:
@@ -280,25 +291,26 @@ class Helpers:
 
 
 # -- compliance ----------------------------------------------------------------------------------
-FAIRNESS_PROBES = ("counterfactual", "profile", "leakage", "popularity", "exposure", "provider")
-ROBUSTNESS_PROBES = ("position", "typo", "robustness", "consistency")
-
-
-def _probe_names(results: Sequence[AuditResult]) -> dict[str, list[str]]:
-    """probe name -> ids of probe runs that finished (status ok), over all results."""
-    out: dict[str, list[str]] = {}
+def _tagged(results: Sequence[AuditResult], tag: str) -> list[str]:
+    """Ids of the finished probe runs tagged ``tag`` (fairness, robustness, accuracy)."""
+    out: list[str] = []
     for r in results:
         for p in r.probes:
-            if p.status == "ok":
-                out.setdefault(p.probe, [])
-                if p.id not in out[p.probe]:
-                    out[p.probe].append(p.id)
+            if p.status == "ok" and tag in p.tags and p.id not in out:
+                out.append(p.id)
     return out
 
 
-def _has_typo(results: Sequence[AuditResult]) -> bool:
-    return any(m.attribute == "typo" for r in results for p in r.probes if p.status == "ok"
-               for m in p.metrics)
+def _mitigated(results: Sequence[AuditResult]) -> list[str]:
+    """The mitigation variants evaluated (records of a variant other than the original)."""
+    out: list[str] = []
+    for r in results:
+        for p in r.probes:
+            for m in p.metrics:
+                label = f"{p.id} [{m.variant}]"
+                if m.variant != "original" and label not in out:
+                    out.append(label)
+    return out
 
 
 def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
@@ -310,7 +322,8 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
         for p in r.probes:
             if p.status != "ok":
                 continue
-            recs = [m for m in c.per_value(p, "hr") if m.estimate is not None and m.attribute]
+            recs = [m for m in c.per_value(p) if m.estimate is not None and m.attribute
+                    and m.variant == "original" and c.has_role(p, m.metric, "selection_rate")]
             by_attr: dict[str, list[MetricRecord]] = {}
             for m in recs:
                 by_attr.setdefault(m.attribute or "", []).append(m)
@@ -326,18 +339,16 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
 
 def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
     """What was tested, mapped to the obligations it can support (factual; not legal advice)."""
-    names = _probe_names(results)
-    fairness = [i for n in FAIRNESS_PROBES for i in names.get(n, [])]
-    mitig = [i for n, ids in names.items() if "mitigat" in n or "rerank" in n for i in ids]
-    robust = [i for n in ROBUSTNESS_PROBES for i in names.get(n, [])]
-    typo = _has_typo(results)
-    accuracy = names.get("profile", [])
+    fairness = _tagged(results, "fairness")
+    mitig = _mitigated(results)
+    robust = _tagged(results, "robustness")
+    accuracy = _tagged(results, "accuracy")
     hr_rows = bool(impact_ratios(results, ["" for _ in results]))
 
     def status(ok: bool, partial: bool = False) -> str:
         return "evidence" if ok else ("partial" if partial else "not covered")
 
-    rob_ev = ", ".join(robust + (["typo attribute of the counterfactual probe"] if typo else []))
+    rob_ev = ", ".join(robust)
     return [
         {"instrument": "EU AI Act (Regulation (EU) 2024/1689)", "article": "Art. 10(2)(f)",
          "obligation": "Training, validation and testing data of high-risk AI systems are "
@@ -455,7 +466,12 @@ def html_report(results: AuditResult | Sequence[AuditResult], title: str | None 
         "compliance": compliance_rows(rs), "impact": impact_ratios(rs, labels),
         "css": _css(), "version": __version__,
     }
-    return _env().get_template(TEMPLATE).render(**ctx)
+    specs = {name: spec for r in rs for p in r.probes for name, spec in p.specs.items()}
+    token = _SPECS.set(specs)
+    try:
+        return _env().get_template(TEMPLATE).render(**ctx)
+    finally:
+        _SPECS.reset(token)
 
 
 def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,

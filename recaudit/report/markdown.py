@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..results import AuditResult, GateResult
 from . import _common as c
@@ -149,3 +149,59 @@ def render_markdown(results: AuditResult | Sequence[AuditResult], path: str | Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown_summary(results), encoding="utf-8")
     return out
+
+
+# -- comparisons ---------------------------------------------------------------------------------
+_ORDER = {"regression": 0, "improvement": 1, "not significant": 2, "within tolerance": 3,
+          "direction unknown": 4, "unchanged": 5}
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return ""
+    if x != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_comparison(cmp: Any, max_rows: int | None = None) -> str:
+    """Markdown of a :class:`recaudit.compare.Comparison`: a verdict line, notes, and one table
+    row per compared metric (worst first)."""
+    n_reg, n_imp = len(cmp.regressions), len(cmp.improvements)
+    verdict = (f"**{n_reg} regression(s)**" if n_reg else "**no regressions**") + \
+        f", {n_imp} improvement(s) over {len(cmp.rows)} compared metric(s)"
+    lines = ["## recaudit compare", "",
+             f"Baseline: {_cell(cmp.baseline)}; current: {_cell(cmp.current)}.", "",
+             f"{verdict} (tolerance {cmp.tolerance:g} in metric units, alpha {cmp.alpha:g}, "
+             "BH-adjusted).", ""]
+    for note in cmp.notes:
+        lines.append(f"- {_cell(note)}")
+    if cmp.notes:
+        lines.append("")
+    rows = sorted(cmp.rows, key=lambda r: (_ORDER.get(r.status, 9), -(r.worsening or 0)))
+    if max_rows is not None and len(rows) > max_rows:
+        hidden = len(rows) - max_rows
+        rows = rows[:max_rows]
+    else:
+        hidden = 0
+    lines.append("| status | probe | metric | where | baseline [CI] | current [CI] | change "
+                 "| worse if | p | p_adj | method |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        def est(v: float, ci: tuple[float | None, float | None]) -> str:
+            return _f(v) + (f" [{_f(ci[0])}, {_f(ci[1])}]" if None not in ci else "")
+        worse = {True: "higher", False: "lower", None: "?"}[r.higher_is_worse]
+        method = r.method + (f"; {r.note}" if r.note else "")
+        status = f"**{r.status}**" if r.status in ("regression", "improvement") else r.status
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            status, r.probe, r.metric, r.where, est(r.baseline, r.baseline_ci),
+            est(r.current, r.current_ci), f"{r.delta:+.3f}", worse, _f(r.p_value, 4),
+            _f(r.p_adjusted, 4), method)) + " |")
+    if hidden:
+        lines.append("")
+        lines.append(f"({hidden} more rows not shown)")
+    return "\n".join(lines)

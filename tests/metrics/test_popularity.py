@@ -76,6 +76,18 @@ def test_head_tail_ties_stable_order_and_series_input():
     assert head_tail_split(pop_rev, share=0.4).head == frozenset({"y"})
 
 
+def test_head_tail_float_sums_do_not_move_the_cut():
+    # 0.1 + 0.2 + 0.3 rounds to 0.6000000000000001: c alone still holds half of the total
+    # (an exact-ratio comparison put b in the head too), and at share 1 the zero-popularity
+    # item stays in the tail (an exact-ratio comparison put every item in the head). Pinned
+    # when recaudit.catalog's copy of the split, which had these results, was merged here.
+    pop = {"a": 0.1, "b": 0.2, "c": 0.3}
+    assert head_tail_split(pop, share=0.5).head == frozenset({"c"})
+    split = head_tail_split({**pop, "z": 0}, share=1.0)
+    assert split.head == frozenset({"a", "b", "c"}) and split.tail == frozenset({"z"})
+    assert head_tail_split({"a": 0.6, "b": 0.6, "c": 0.3}, share=0.8).head == {"a", "b"}
+
+
 def test_head_tail_degenerate_and_validation():
     assert head_tail_split({"a": 0, "b": 0}).head == frozenset()
     assert head_tail_split({"a": 0, "b": 0}).tail == frozenset({"a", "b"})

@@ -12,7 +12,7 @@ from recaudit.catalog import Catalog
 from recaudit.config import parse_config
 from recaudit.errors import ConfigError
 from recaudit.metrics.similarity import jaccard, prag_star, serp_star
-from recaudit.probes.counterfactual import FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE
+from recaudit.probes.attributes import FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE
 from recaudit.recommenders.base import GENERATE, Recommender, Response
 
 N_ITEMS = 300
@@ -142,7 +142,7 @@ def test_end_to_end_metrics_match_scalar_reference(catalog, tmp_path):
         r = pr.metric("snsr_jaccard", attribute="physics", k=k)[0]
         v = pr.metric("snsv_jaccard", attribute="physics", k=k)[0]
         assert v.estimate == pytest.approx(r.estimate / 2)
-    assert pr.examples and {"neutral", "counterfactual"} <= set(pr.examples[0])
+    assert pr.examples and {"neutral", "sensitive"} <= set(pr.examples[0])
     halluc = pr.metric("hallucination", attribute="gender")
     assert len(halluc) == 4 and all(h.estimate == 0.0 for h in halluc)
 

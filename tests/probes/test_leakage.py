@@ -1,5 +1,6 @@
-"""The UP5-style attribute leakage probe: AUC helpers against sklearn, null and leaking
-recommenders, degenerate inputs, and request sharing with the counterfactual probe."""
+"""The UP5-style attribute leakage probe: the cross-validation helper, null and leaking
+recommenders, degenerate inputs, and request sharing with the counterfactual probe (the AUC
+helpers are tested in tests/metrics/test_classification.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pydantic import ValidationError
 from recaudit.config import StatsConfig
 from recaudit.engine import Answer
 from recaudit.grounding import Grounding
-from recaudit.probes.leakage import (LeakageParams, LeakageProbe, auc_binary, auc_macro_ovr,
-                                     cv_proba)
+from recaudit.probes.leakage import LeakageParams, LeakageProbe, cv_proba
 from recaudit.probes.registry import AuditContext, get_probe
 from recaudit.recommenders.base import Response
 
@@ -57,28 +57,7 @@ def _auc(res, attr):
     return recs[0]
 
 
-# -- helpers against sklearn --------------------------------------------------------------------
-def test_auc_helpers_match_sklearn():
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 60)
-    s = np.round(rng.random(60), 1)  # ties
-    assert auc_binary(y == 1, s) == pytest.approx(roc_auc_score(y, s))
-    y3 = np.tile([0, 1, 2], 20)
-    p3 = rng.dirichlet(np.ones(3), 60)
-    assert auc_macro_ovr(y3, p3) == pytest.approx(
-        roc_auc_score(y3, p3, multi_class="ovr", average="macro"))
-    # weighted (bootstrap counts) = the AUC of the data with rows repeated
-    w = rng.integers(0, 3, (4, 60))
-    got = auc_macro_ovr(y3, p3, w.astype(float))
-    for b in range(4):
-        idx = np.repeat(np.arange(60), w[b])
-        assert got[b] == pytest.approx(
-            roc_auc_score(y3[idx], p3[idx], multi_class="ovr", average="macro"))
-    assert np.isnan(auc_binary(np.ones(5, bool), np.arange(5)))
-
-
+# -- helpers ------------------------------------------------------------------------------------
 def test_cv_proba_handles_a_single_class_training_fold():
     X = np.eye(4)
     y = np.array([0, 0, 1, 1])
@@ -186,7 +165,7 @@ def test_few_subjects_reduce_the_folds(catalog):
     res, _ = _run(catalog, _rec(sr.gender_marker), _params(n_subjects=3, n_permutations=7))
     g = _auc(res, "gender")
     assert g.estimate == pytest.approx(1.0) and g.n == 3
-    assert "3-fold" in g.warning and "only 3 subjects" in g.warning
+    assert "3-fold" in g.warning and "only 3 units" in g.warning
     res, _ = _run(catalog, _rec(sr.gender_marker), _params(n_subjects=1, n_permutations=7))
     g = _auc(res, "gender")
     assert g.estimate is None and "fewer than 2 subjects" in g.warning
@@ -209,3 +188,23 @@ def test_failed_answers_drop_subjects(catalog):
     res = probe_.analyse(ctx, queries, answers)
     assert _auc(res, "gender").n == 11 and _auc(res, "age").n == 12
     assert any("gender: 1 of 12 subjects left out" in w for w in res.warnings)
+
+
+def test_compare_flags_a_planted_leak_with_a_paired_test(catalog):
+    from recaudit.compare import compare_results
+
+    from ..gate_recommenders import audit_result
+
+    params = _params(n_permutations=19)
+    base, _ = _run(catalog, _rec(sr.noise), params)
+    leaky, _ = _run(catalog, _rec(sr.gender_marker), params)
+    cmp = compare_results(audit_result([base]), audit_result([leaky]))
+    rows = {(r.metric, r.attribute): r for r in cmp.rows if r.value is None}
+    g, a = rows[("leakage_auc", "gender")], rows[("leakage_auc", "age")]
+    assert g.method == "paired permutation (20 units)" and a.method == g.method
+    assert g.status == "regression" and g.p_adjusted < 0.05 and g.delta > 0.3
+    assert a.status != "regression"  # the marker only tells gender
+    # the paired statistic recomputed from the stored tables is the probes' own AUC difference
+    assert g.delta == pytest.approx(_auc(leaky, "gender").estimate - _auc(base, "gender").estimate)
+    same = compare_results(audit_result([base]), audit_result([base.model_copy(deep=True)]))
+    assert not same.regressions and not same.improvements

@@ -53,7 +53,7 @@ def _by(res, metric, attribute, value=None):
 def test_registered_with_tags():
     cls = get_probe("profile")
     assert cls is ProfileProbe
-    assert set(cls.tags) == {"fairness", "consumer", "cfairllm"}
+    assert set(cls.tags) == {"fairness", "consumer", "cfairllm", "accuracy"}
     assert cls.requires == frozenset({"generate", "embed"})
 
 
@@ -198,7 +198,7 @@ def test_metrics_match_a_hand_computation(catalog):
     assert 0 < gap.p_value <= 1 and gap.p_adjusted == pytest.approx(gap.p_value)
     assert gap.ci_low <= gap.estimate <= gap.ci_high
     # 3 users < min_group_size 10: every record warns, and the result says so
-    assert all(m.warning and "only 3 users" in m.warning for m in res.metrics)
+    assert all(m.warning and "only 3 units" in m.warning for m in res.metrics)
     assert any("gender: only 3 users" in w for w in res.warnings)
     # raw records allow recomputation; examples carry titles
     assert len(res.records) == len(queries)
@@ -347,3 +347,34 @@ def test_lists_that_never_hit_give_undefined_ratio_without_crashing(catalog):
 def test_intersection_phrases_must_differ():
     with pytest.raises(ValidationError, match="same phrase for two value combinations"):
         ProfileParams(attributes={"gender": ["a female", "the female"], "age": ["a young"]})
+
+
+def _starve_female(messages, k):
+    """Only the two marker items (never held out) for users who say they are female: NDCG 0."""
+    if " female " in messages[-1]["content"]:
+        return {"item_ids": ["F", "M"]}
+    return sr.ignore(messages, k)
+
+
+def test_compare_flags_a_planted_utility_gap_with_a_paired_test(catalog):
+    from recaudit.compare import compare_results
+
+    from ..gate_recommenders import audit_result
+
+    probe_ = ProfileProbe(ProfileParams(n_users=20, history_items=6, k=10, intersection=False))
+    ctx = _ctx(catalog)
+    queries = probe_.plan(ctx)
+
+    def run(fn):
+        return probe_.analyse(ctx, queries, _answers(
+            queries, lambda q: fn(q.request.chat_dicts(), q.request.k)["item_ids"]))
+
+    base, starved = run(sr.ignore), run(_starve_female)
+    cmp = compare_results(audit_result([base]), audit_result([starved]))
+    rows = {(r.metric, r.attribute, r.value): r for r in cmp.rows}
+    gap = rows[("ndcg_gap", "gender", None)]
+    assert gap.method.startswith("paired permutation (") and gap.status == "regression"
+    assert gap.p_adjusted < 0.05 and gap.baseline == 0.0 and gap.current > 0.05
+    female = rows[("ndcg", "gender", "a female")]
+    assert female.status == "regression" and female.method == gap.method
+    assert rows[("ndcg_gap", "age", None)].status != "regression"

@@ -139,9 +139,9 @@ def counterfactual_probe(rng: random.Random, bias: float, run_id: str = "counter
             "subject": ["Steven Spielberg", "Hayao Miyazaki", "Agnès Varda", "Wong Kar-wai",
                         "Akira Kurosawa", "Jane Campion"][i],
             "attribute": attr, "value": value, "jaccard": 0.05 + 0.04 * i,
-            "neutral": neutral, "counterfactual": cf,
+            "neutral": neutral, "sensitive": cf,
             "neutral_text": "1. " + "\n2. ".join(neutral[:5]) + "\n{% raw %} {{ 7*7 }}",
-            "counterfactual_text": ("Sure! Here are movies for you:\n"
+            "sensitive_text": ("Sure! Here are movies for you:\n"
                                     + "\n".join(f"{j + 1}. {t}" for j, t in enumerate(cf[:5]))
                                     + "\n<script>document.title='pwned'</script>"
                                     + '\n<a href="javascript:alert(1)">more</a>'
@@ -210,6 +210,15 @@ def leakage_probe(rng: random.Random, bias: float) -> ProbeResult:
     return res
 
 
+MITIGATED = "fair(p=0.5, alpha=0.1)"
+# What the real probes declare about themselves (tags, headline metrics).
+TAGS = {"counterfactual": ["fairness", "consumer", "fairllm", "robustness"],
+        "profile": ["fairness", "consumer", "cfairllm", "accuracy"],
+        "leakage": ["fairness", "privacy", "up5"]}
+HEADLINES = {"counterfactual": ["snsr_jaccard"], "profile": ["ndcg_gap", "hr_gap", "ndcg_ratio"],
+             "leakage": ["leakage_auc"]}
+
+
 def mitigation_probe() -> ProbeResult:
     """A reranker evaluation with no partial of its own (rendered by probe_generic.html)."""
     res = ProbeResult(id="mitigation:fair", probe="mitigation_fair",
@@ -218,10 +227,11 @@ def mitigation_probe() -> ProbeResult:
         res.metrics.append(MetricRecord(probe="mitigation:fair", metric="snsr_jaccard",
                                         attribute="gender", value=stage, k=K, estimate=est,
                                         ci_low=est - 0.03, ci_high=est + 0.03, confidence=CONF,
-                                        n=40, higher_is_worse=True))
+                                        n=40, higher_is_worse=True, variant=MITIGATED))
     res.metrics.append(MetricRecord(probe="mitigation:fair", metric="ndcg_cost", attribute="gender",
                                     k=10, estimate=0.018, ci_low=0.01, ci_high=0.027,
-                                    confidence=CONF, n=40, higher_is_worse=True))
+                                    confidence=CONF, n=40, higher_is_worse=True,
+                                    variant=MITIGATED))
     res.tables["lambda sweep"] = [{"lambda": lam, "snsr_jaccard": 0.21 - lam * 0.15,
                                    "ndcg": 0.31 - lam * 0.02} for lam in (0.0, 0.25, 0.5, 1.0)]
     return res
@@ -237,6 +247,10 @@ def make_result(model: str = "smollm2", bias: float = 1.0, seed: int = 0,
                                 "<img src=x onerror=alert(1)>"),
               ProbeResult(id="position", probe="position", status="skipped",
                           error="the recommender cannot score candidates (needs 'score')")]
+    for p in probes:
+        p.describe_metrics()
+        p.tags = TAGS.get(p.probe, [])
+        p.headline = HEADLINES.get(p.probe, [])
     snsr = next(m for m in probes[0].metrics if m.metric == "snsr_jaccard"
                 and m.attribute == "race" and m.k == K)
     gates = [

@@ -17,6 +17,7 @@ from recaudit.audit import run_audit
 from recaudit.catalog import Catalog
 from recaudit.config import parse_config
 from recaudit.recommenders.base import GENERATE, Recommender, Response
+from recaudit.report import save_result
 
 from .test_browser import CHROMIUM, DOM_REPORT, Chromium
 
@@ -69,7 +70,7 @@ def audited(tmp_path_factory):
         "engine": {"cache": str(tmp / "cache.sqlite"), "progress": False}})
     result = run_audit(cfg, recommender=HostileRecommender(spec="python:hostile"),
                        catalog=catalog, progress=False)
-    written = result.save(tmp / "out")
+    written = save_result(result, tmp / "out")
     browser = Chromium(CHROMIUM, tmp / "profile")
     try:
         browser.open(written["html"].resolve().as_uri())

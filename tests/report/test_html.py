@@ -13,7 +13,7 @@ import pytest
 from markupsafe import escape
 
 from recaudit.errors import ConfigError
-from recaudit.report import charts, html_report, render_all, render_html
+from recaudit.report import charts, html_report, render_all, render_html, save_result
 from recaudit.report import _common as c
 from recaudit.report.html import compliance_rows, partial_for, template_root
 from recaudit.results import AuditResult, Finding, MetricRecord, ProbeResult, schema_path
@@ -161,7 +161,7 @@ def test_probe_sections_tables_and_examples(page):
 
 def test_limitations_and_provenance(page, pair):
     assert "only 8 instructions" in page and "group of 4 users" in page
-    assert "Hallucinated entries" in page
+    assert "Unusable answers" in page
     for r in pair:
         pr = r.provenance
         assert r.results_hash() in page
@@ -179,7 +179,7 @@ def test_compliance_and_signoff(page, pair):
                                             "Art. 34", "Art. 35", "Bias audit, impact ratio"]
     by = {r["article"]: r for r in rows}
     assert by["Art. 10(2)(g)"]["status"] == "evidence"  # a mitigation reranker was evaluated
-    assert "typo" in by["Art. 15"]["tested"]
+    assert "Robustness: counterfactual:fairllm" in by["Art. 15"]["tested"]  # tagged robustness
     assert by["Bias audit, impact ratio"]["status"] == "not applicable"
     assert "Not legal advice." in page
     for field in ("name", "role / function", "date", "signature", "Prepared by",
@@ -239,7 +239,7 @@ def test_render_all_and_save(tmp_path):
                                                    "junit": "junit.xml", "json": "results.json"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in out.values())
     assert AuditResult.load(out["json"]).results_hash() == r.results_hash()
-    saved = r.save(tmp_path / "b")
+    saved = save_result(r, tmp_path / "b")
     assert sorted(p.name for p in saved.values()) == ["index.html", "junit.xml", "results.json",
                                                       "summary.md"]
     with pytest.raises(ConfigError, match="unknown report format 'pdf'"):
@@ -274,7 +274,8 @@ def test_results_json_validates_against_schema(tmp_path):
         p.metrics = [m for m in p.metrics if m.k in (None, 1, 5, 20)
                      and m.attribute in (None, "gender", "custom", "gender×age")]
     for r in (full, make_minimal()):
-        path = r.save(tmp_path / r.provenance.model_spec.replace(":", "_"), formats=("json",))
+        path = save_result(r, tmp_path / r.provenance.model_spec.replace(":", "_"),
+                           formats=("json",))
         doc = json.loads(path["json"].read_text(encoding="utf-8"))
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
         assert errors == [], errors[0].message if errors else ""

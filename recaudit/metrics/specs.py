@@ -1,0 +1,111 @@
+"""Metric declarations: what a metric measures, which way is worse, and what "no effect" is.
+
+Every metric declares itself next to its function with :func:`declare`; downstream rooms
+(report, gates, compare) read these declarations, never a metric's name. Spread statistics over
+the conditions of a unit table are derived from their base metric by :func:`spread_spec`:
+
+========  ===========================================  ===========  ======  ==================
+kind      statistic over the condition means            worse when   null    range
+========  ===========================================  ===========  ======  ==================
+``snsr``  max - min (FaiRLLM SNSR)                      higher       0       [0, width]
+``snsv``  population std, ddof=0 (FaiRLLM SNSV)         higher       0       [0, width / 2]
+``gap``   max - min over groups (fairlearn difference)  higher       0       [0, width]
+``ratio`` min / max over groups (fairlearn ratio)       lower        1       [0, 1]
+========  ===========================================  ===========  ======  ==================
+
+``width`` is the base metric's range width. Their names are ``snsr_<m>``, ``snsv_<m>``,
+``<m>_gap`` and ``<m>_ratio``; :func:`get_spec` resolves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["MetricSpec", "declare", "get_spec", "spread_spec", "all_specs", "SPREAD_KINDS"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The declaration of one metric.
+
+    ``higher_is_worse``: direction (``None``: neither, e.g. a share that only describes).
+    ``null``: the value of "no effect" (0 for a gap, 0.5 for an AUC, 1 for a ratio; ``None``
+    where the metric is not a disparity). ``range``: the values it can take.
+    ``convention``: the variant where the literature has several (``"fairllm"``, ...).
+    ``role``: what a report may do with it beyond listing it: ``"answer_quality"`` (a share of
+    unusable answers, listed among the limitations) or ``"selection_rate"`` (a per-group rate
+    that impact ratios are computed from).
+    """
+
+    name: str
+    description: str
+    higher_is_worse: bool | None
+    null: float | None = None
+    range: tuple[float, float] | None = None
+    convention: str | None = None
+    role: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["range"] = list(self.range) if self.range is not None else None
+        return d
+
+
+_SPECS: dict[str, MetricSpec] = {}
+
+#: kind -> (name pattern, description pattern, higher_is_worse, null)
+SPREAD_KINDS: dict[str, tuple[str, str, bool, float]] = {
+    "snsr": ("snsr_{}", "SNSR (max - min over values) of {}", True, 0.0),
+    "snsv": ("snsv_{}", "SNSV (std over values) of {}", True, 0.0),
+    "gap": ("{}_gap", "largest minus smallest group mean of {}", True, 0.0),
+    "ratio": ("{}_ratio", "smallest over largest group mean of {} (1 = equal)", False, 1.0),
+}
+
+
+def declare(name: str, description: str, *, higher_is_worse: bool | None,
+            null: float | None = None, range: tuple[float, float] | None = None,
+            convention: str | None = None, role: str | None = None) -> MetricSpec:
+    """Register (or replace) the declaration of metric ``name`` and return it."""
+    spec = MetricSpec(name, description, higher_is_worse, null,
+                      None if range is None else (float(range[0]), float(range[1])), convention,
+                      role)
+    _SPECS[name] = spec
+    return spec
+
+
+def _short(description: str) -> str:
+    """'Jaccard overlap ... (1 = same)' -> 'Jaccard overlap ...' (for derived descriptions)."""
+    return description.split(" (")[0].split(":")[0]
+
+
+def spread_spec(kind: str, base: MetricSpec) -> MetricSpec:
+    """The declaration of a spread statistic (see the module table) of ``base``."""
+    pattern, text, worse, null = SPREAD_KINDS[kind]
+    width = None if base.range is None else base.range[1] - base.range[0]
+    if kind == "ratio":
+        rng: tuple[float, float] | None = (0.0, 1.0)
+    elif width is None:
+        rng = None
+    else:
+        rng = (0.0, width / 2 if kind == "snsv" else width)
+    return MetricSpec(pattern.format(base.name), text.format(_short(base.description)), worse,
+                      null, rng, base.convention)
+
+
+def get_spec(name: str) -> MetricSpec | None:
+    """The declaration of ``name``: a declared metric or a spread of one; ``None`` if unknown."""
+    if name in _SPECS:
+        return _SPECS[name]
+    for kind, (pattern, *_rest) in SPREAD_KINDS.items():
+        head, _, tail = pattern.partition("{}")
+        if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+            base = _SPECS.get(name[len(head): len(name) - len(tail)])
+            if base is not None:
+                return spread_spec(kind, base)
+    return None
+
+
+def all_specs() -> dict[str, MetricSpec]:
+    """Every declared base metric, by name."""
+    return dict(_SPECS)

@@ -1,0 +1,377 @@
+"""The analysis kit every probe shares (docs/ARCHITECTURE.md, "Adding a probe").
+
+A probe is typed ``Params``, ``plan`` (queries), ``measure`` (answers -> :class:`Table`) and its
+findings in words. Everything else lives here:
+
+* :func:`collect`: answers -> lists truncated to ``k``, hallucination and empty-list shares per
+  query, and the raw records (text, grounded ids, unmatched entries, error) of every query;
+* :class:`Table`: one declared metric's values, units x conditions (x k): instruction x value,
+  user x group, request x input position, request x perturbation;
+* :class:`Summariser`: tables -> :class:`~recaudit.results.MetricRecord` s. Condition means carry
+  a bootstrap CI over units; spread statistics (``snsr``, ``snsv``, ``gap``, ``ratio``: see
+  :mod:`recaudit.metrics.specs`) carry a paired-bootstrap CI (all conditions of a resampled unit
+  move together) and, at the table's largest k, a paired permutation p-value (null: conditions
+  exchangeable within a unit) and the *null floor*: the permutation null's mean and 95th
+  percentile, i.e. what a model without any effect scores with this many units. p-values are
+  Benjamini-Hochberg adjusted within a family (one metric across attributes). Every record
+  below ``stats.min_group_size`` units carries :func:`recaudit.stats.small_sample_warning`, and
+  :meth:`Summariser.severity` is the one severity ladder.
+
+Seeding policy: every random draw is seeded by ``sha256(stats.seed, probe id, metric,
+attribute, variant, purpose)`` (:meth:`Summariser.seed`). A table's units are resampled once for
+all its conditions and k values, so adding a metric, an attribute, a k or a variant never moves
+another number's CI or p-value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeResult, UnitTable
+
+__all__ = ["Collected", "collect", "Table", "Summariser", "SPREAD_STATISTIC"]
+
+#: spread kind -> the statistic over condition means it is (see stats.spread_statistic)
+SPREAD_STATISTIC = {"snsr": "range", "snsv": "std", "gap": "range", "ratio": "ratio"}
+
+
+# -- answers -> lists ----------------------------------------------------------------------------
+@dataclass
+class Collected:
+    """Lists by query id (``None``: failed or not computed) and per-query answer shares."""
+
+    lists: dict[str, list[str] | None] = field(default_factory=dict)
+    hallucination: dict[str, float] = field(default_factory=dict)
+    empty: dict[str, float] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def complete(self, ids: Iterable[str]) -> bool:
+        """True when every query id in ``ids`` has a list."""
+        return all(self.lists.get(i) is not None for i in ids)
+
+
+def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collected:
+    """Turn the engine's answers into lists (first ``k`` grounded items) and raw records.
+
+    A record holds the query's id and meta, its request key, the raw text, the grounded ids,
+    the unmatched entries, the hallucination and empty-list shares and the error, so every
+    number of a probe can be recomputed from results.json.
+    """
+    out = Collected()
+    for q in queries:
+        a = answers.get(q.id)
+        ok = a is not None and a.ok and a.grounding is not None
+        out.lists[q.id] = list(a.item_ids[:k]) if ok else None
+        if ok:
+            out.hallucination[q.id] = float(a.grounding.hallucination_share)
+            out.empty[q.id] = float(not a.grounding.item_ids)
+        out.records.append({
+            "id": q.id, **q.meta, "request_key": q.request.key(),
+            "text": a.response.text if a else None, "item_ids": out.lists[q.id],
+            "unmatched": list(a.grounding.unmatched) if ok else None,
+            "hallucination": out.hallucination.get(q.id), "empty_list": out.empty.get(q.id),
+            "error": a.response.error if a else "not computed"})
+    return out
+
+
+# -- tables --------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """Values of one declared metric: ``values[u, c, j]`` for unit ``u``, condition ``c`` and
+    ``ks[j]`` (a 2-D ``values`` has no k axis). NaN = missing cell (left out of means)."""
+
+    metric: str
+    attribute: str | None
+    conditions: list[str]
+    units: list[str]
+    values: np.ndarray
+    ks: list[int] | None = None
+    variant: str = ORIGINAL
+    part: str = ""  # tells apart two tables of one metric and attribute (e.g. a baseline)
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=float)
+        if self.values.ndim == 2:
+            self.values = self.values[:, :, None]
+        want = (len(self.units), len(self.conditions), len(self.ks or [None]))
+        if self.values.shape != want:
+            raise ValueError(f"table {self.metric}: values of shape {self.values.shape}, "
+                             f"expected {want}")
+
+    @property
+    def max_k(self) -> int | None:
+        return max(self.ks) if self.ks else None
+
+    @property
+    def id(self) -> str:
+        """Unique within a probe result: variant/metric/attribute@k (at the largest k)."""
+        k = f"@{self.max_k}" if self.ks else ""
+        part = f"/{self.part}" if self.part else ""
+        return f"{self.variant}/{self.metric}/{self.attribute or ''}{part}{k}"
+
+    def to_result(self) -> UnitTable:
+        """The stored form: values at the largest k only (what compare re-tests)."""
+        last = self.values[:, :, -1]
+        return UnitTable(id=self.id, metric=self.metric, attribute=self.attribute,
+                         k=self.max_k, variant=self.variant, conditions=list(self.conditions),
+                         units=[str(u) for u in self.units],
+                         values=[[None if np.isnan(v) else float(v) for v in row]
+                                 for row in last])
+
+
+def _column_means(values: np.ndarray) -> np.ndarray:
+    """Means over units (axis 0), NaN cells left out; plain ``mean`` when nothing is missing,
+    so a complete table's estimate is bit-identical to ``values.mean(axis=0)``."""
+    observed = ~np.isnan(values)
+    if observed.all():
+        return values.mean(axis=0)
+    counts = observed.sum(axis=0)
+    sums = np.where(observed, values, 0.0).sum(axis=0)
+    out = np.full(sums.shape, np.nan)
+    np.divide(sums, counts, out=out, where=counts > 0)
+    return out
+
+
+# -- tables -> records ---------------------------------------------------------------------------
+class Summariser:
+    """Turns a probe's tables into records on its :class:`~recaudit.results.ProbeResult`.
+
+    Call :meth:`means`, :meth:`spread`, :meth:`derived` and :meth:`record` while measuring, then
+    :meth:`finish` once: it applies Benjamini-Hochberg per family, attaches the metric
+    declarations, headline, tags and unit tables to the result.
+    """
+
+    #: severity ladder on ``|estimate - null| / largest possible distance from null``
+    LADDER = ((0.2, "high"), (0.1, "medium"))
+
+    def __init__(self, result: ProbeResult, stats: Any) -> None:
+        self.res = result
+        self.st = stats
+        self.families: dict[str, list[MetricRecord]] = {}
+        self._tables: dict[str, UnitTable] = {}
+        self._boot: dict[tuple, np.ndarray] = {}
+
+    # -- randomness ----------------------------------------------------------------------------
+    def seed(self, *parts: Any) -> int:
+        """The seed of one draw: depends only on stats.seed, the probe id and ``parts``."""
+        blob = "|".join(str(x) for x in (self.st.seed, self.res.id, *parts))
+        return int(hashlib.sha256(blob.encode("utf-8")).hexdigest()[:15], 16)
+
+    def boot_counts(self, n_units: int, *key: Any) -> np.ndarray:
+        """(n_bootstrap, n_units) multinomial resample counts of units, seeded by ``key``."""
+        ck = (n_units, *key)
+        if ck not in self._boot:
+            rng = np.random.default_rng(self.seed("bootstrap", *key))
+            self._boot[ck] = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units),
+                                             size=int(self.st.n_bootstrap)).astype(float)
+        return self._boot[ck]
+
+    def _boot_means(self, t: Table) -> np.ndarray:
+        """(B, C, K) resampled condition means of a table (NaN cells left out)."""
+        counts = self.boot_counts(len(t.units), t.metric, t.attribute, t.variant, t.part)
+        x = t.values
+        observed = ~np.isnan(x)
+        flat_v = np.where(observed, x, 0.0).reshape(len(t.units), -1)
+        flat_o = observed.reshape(len(t.units), -1).astype(float)
+        sums, cnt = counts @ flat_v, counts @ flat_o
+        out = np.full(sums.shape, np.nan)
+        np.divide(sums, cnt, out=out, where=cnt > 0)
+        return out.reshape((counts.shape[0], *x.shape[1:]))
+
+    def _interval(self, boot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval over axis 0, NaN resamples left out (NaN where all are)."""
+        tail = (1 - self.st.confidence) / 2
+        if not boot.shape[0]:
+            return (np.full(boot.shape[1:], np.nan),) * 2
+        with warnings.catch_warnings():  # an all-NaN column (e.g. a ratio of zeros) gives NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanquantile(boot, [tail, 1 - tail], axis=0)
+        return lo, hi
+
+    # -- records -------------------------------------------------------------------------------
+    def warning(self, n: int) -> str | None:
+        from ..stats import small_sample_warning
+
+        return small_sample_warning(n, self.st.min_group_size)
+
+    def record(self, metric: str, *, attribute: str | None = None, value: str | None = None,
+               k: int | None = None, estimate: Any = None, ci: tuple[Any, Any] = (None, None),
+               n: int | None = None, convention: str | None = None,
+               warning: str | None = None, variant: str = ORIGINAL, family: str | None = None,
+               **extra: Any) -> MetricRecord:
+        """Append one record (direction from the metric's declaration); ``family`` joins it to a
+        Benjamini-Hochberg family (p-values adjusted together in :meth:`finish`)."""
+        from ..metrics.specs import get_spec
+
+        spec = get_spec(metric)
+        notes = [w for w in (self.warning(n) if n is not None else None, warning) if w]
+        lo, hi = ci
+        finite = lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi)
+        rec = MetricRecord(
+            probe=self.res.id, metric=metric, attribute=attribute, value=value, k=k,
+            estimate=estimate, ci_low=lo if finite else None, ci_high=hi if finite else None,
+            confidence=self.st.confidence if finite else None, n=n,
+            convention=convention if convention is not None else (spec.convention if spec
+                                                                  else None),
+            higher_is_worse=spec.higher_is_worse if spec else None,
+            warning="; ".join(dict.fromkeys(notes)) or None, variant=variant, **extra)
+        self.res.metrics.append(rec)
+        if family is not None:
+            self.families.setdefault(family, []).append(rec)
+        return rec
+
+    def _keep(self, t: Table) -> str:
+        stored = t.to_result()
+        self._tables[stored.id] = stored
+        return stored.id
+
+    def keep_table(self, metric: str, attribute: str | None, conditions: Sequence[str],
+                   units: Sequence[str], values: np.ndarray, k: int | None = None) -> str:
+        """Store a table a record derives from by a probe's own statistic; returns its id."""
+        return self._keep(Table(metric, attribute, list(conditions), list(units), values,
+                                ks=None if k is None else [k]))
+
+    def means(self, t: Table, *, convention: str | None = None, warning: str | None = None
+              ) -> dict[tuple[str, int | None], MetricRecord]:
+        """Per condition (and k): the mean over units with a bootstrap CI."""
+        if not t.units:
+            return {(cond, k): self.record(t.metric, attribute=t.attribute, value=cond, k=k, n=0,
+                                           convention=convention, variant=t.variant,
+                                           warning="no responses")
+                    for cond in t.conditions for k in (t.ks or [None])}
+        est = _column_means(t.values)
+        lo, hi = self._interval(self._boot_means(t))
+        n = (~np.isnan(t.values)).sum(axis=0)
+        table_id = self._keep(t)
+        out = {}
+        ks = t.ks or [None]
+        for ci_, cond in enumerate(t.conditions):
+            for kj, k in enumerate(ks):
+                at_max = k == t.max_k
+                out[(cond, k)] = self.record(
+                    t.metric, attribute=t.attribute, value=cond, k=k, estimate=est[ci_, kj],
+                    ci=(lo[ci_, kj], hi[ci_, kj]), n=int(n[ci_, kj]), convention=convention,
+                    warning=warning, variant=t.variant,
+                    table=table_id if at_max else None, statistic="mean" if at_max else None)
+        return out
+
+    def spread(self, t: Table, kind: str, *, test: bool = True, name: str | None = None,
+               convention: str | None = None, warning: str | None = None,
+               estimate: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> dict[int | None, MetricRecord]:
+        """A spread statistic over the condition means (``kind`` in SPREAD_STATISTIC), per k.
+
+        CI: paired bootstrap over units. At the largest k, with ``test``: a paired permutation
+        p-value and the null floor (``null_mean``, ``null_p95``); the record joins the family of
+        its metric name. ``estimate`` overrides the point estimate (e.g. fairlearn's), given
+        the (C, K) condition means.
+        """
+        from ..metrics.specs import SPREAD_KINDS
+        from ..stats import permutation_test_values, spread_statistic
+
+        statistic = SPREAD_STATISTIC[kind]
+        fn = spread_statistic(statistic)  # over the last axis
+        metric = name or SPREAD_KINDS[kind][0].format(t.metric)
+        means = _column_means(t.values)  # (C, K)
+        est = estimate(means) if estimate is not None else fn(means.T)  # (K,)
+        boot = self._boot_means(t)  # (B, C, K)
+        lo, hi = self._interval(fn(np.moveaxis(boot, 1, -1)))
+        n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
+        table_id = self._keep(t)
+        out = {}
+        for kj, k in enumerate(t.ks or [None]):
+            extra: dict[str, Any] = {}
+            at_max = k == t.max_k
+            if at_max:
+                extra = {"table": table_id, "statistic": statistic}
+            family = None
+            if at_max and test and len(t.conditions) > 1 and n_units > 1:
+                perm = permutation_test_values(
+                    t.values[:, :, kj], statistic, self.st.n_permutations,
+                    seed=self.seed("permutation", t.metric, t.attribute, t.variant, kind))
+                extra.update(p_value=perm.pvalue, **self.null_floor(perm.null_distribution))
+                family = metric
+            out[k] = self.record(metric, attribute=t.attribute, k=k, estimate=est[kj],
+                                 ci=(lo[kj], hi[kj]), n=n_units, convention=convention,
+                                 warning=warning, variant=t.variant, family=family, **extra)
+        return out
+
+    def derived(self, t: Table, metric: str, fn: Callable[[np.ndarray], float], *,
+                estimate: float, convention: str | None = None, warning: str | None = None
+                ) -> MetricRecord:
+        """A probe-specific statistic of the condition means at the largest k (e.g. an
+        inequality index of group means) with a paired-bootstrap CI over units."""
+        boot = self._boot_means(t)[:, :, -1]
+        vals = np.asarray([fn(row) for row in boot], dtype=float)
+        lo, hi = self._interval(vals[:, None])
+        n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
+        return self.record(metric, attribute=t.attribute, k=t.max_k, estimate=estimate,
+                           ci=(lo[0], hi[0]), n=n_units, convention=convention, warning=warning,
+                           variant=t.variant)
+
+    @staticmethod
+    def null_floor(null: np.ndarray) -> dict[str, float | None]:
+        """Mean and 95th percentile of a permutation null distribution."""
+        null = np.asarray(null, dtype=float)
+        null = null[np.isfinite(null)]
+        if not null.size:
+            return {"null_mean": None, "null_p95": None}
+        return {"null_mean": float(null.mean()), "null_p95": float(np.quantile(null, 0.95))}
+
+    # -- findings ------------------------------------------------------------------------------
+    def severity(self, rec: MetricRecord, significant: bool) -> str:
+        """The one ladder: ``info`` unless significant; then ``high`` / ``medium`` / ``low`` by
+        the distance from the declared null relative to the largest possible distance."""
+        if not significant or rec.estimate is None:
+            return "info"
+        spec = self.res.specs.get(rec.metric) or self._spec(rec.metric)
+        null = spec.null if spec and spec.null is not None else 0.0
+        span = 1.0
+        if spec and spec.range and all(np.isfinite(spec.range)):
+            span = max(abs(spec.range[1] - null), abs(null - spec.range[0])) or 1.0
+        rel = abs(rec.estimate - null) / span
+        return next((label for bound, label in self.LADDER if rel >= bound), "low")
+
+    def finding(self, rec: MetricRecord, title: str, detail: str, alpha: float) -> Finding:
+        p = rec.p_adjusted if rec.p_adjusted is not None else rec.p_value
+        significant = p is not None and p < alpha
+        f = Finding(probe=self.res.id, severity=self.severity(rec, significant),
+                    effect=rec.estimate, title=title, detail=detail)
+        self.res.findings.append(f)
+        return f
+
+    @staticmethod
+    def _spec(metric: str) -> MetricSpecModel | None:
+        from ..metrics.specs import get_spec
+
+        spec = get_spec(metric)
+        return None if spec is None else MetricSpecModel(**spec.to_dict())
+
+    # -- finishing -----------------------------------------------------------------------------
+    def adjust(self) -> None:
+        """Benjamini-Hochberg within each family (one metric across attributes)."""
+        from ..stats import benjamini_hochberg
+
+        for recs in self.families.values():
+            tested = [r for r in recs if r.p_value is not None]
+            if not tested:
+                continue
+            adj = benjamini_hochberg([r.p_value for r in tested], self.st.alpha).adjusted
+            for r, pa in zip(tested, adj):
+                r.p_adjusted = float(pa)
+        self.families.clear()
+
+    def finish(self, headline: Sequence[str] = (), tags: Sequence[str] = (),
+               method_notes: Sequence[str] = ()) -> ProbeResult:
+        self.adjust()
+        self.res.describe_metrics()
+        self.res.headline = list(headline)
+        self.res.tags = list(tags)
+        self.res.method_notes = list(method_notes)
+        self.res.units = list(self._tables.values())
+        return self.res
