@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..recommenders.base import EMBED, GENERATE
+from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, MetricRecord, ProbeResult
 from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, require_placeholders,
                          resolve_attributes, subject_queries)
@@ -49,6 +49,10 @@ class CounterfactualParams(ProbeParams):
     neutral: str = "a"
     attributes: dict[str, list[str]] | list[str] = Field(
         default_factory=lambda: [a for a in FAIRLLM_ATTRIBUTES if a != "typo"])
+    groups: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="implicit cues: attribute -> group -> member strings "
+        "(first names, pronouns); Sim(group) is the mean over its members")
+    member_phrase: str = Field("{member}", description="how a group member fills {value}")
     subjects: SubjectSource = Field(default_factory=SubjectSource)
     similarities: list[str] = Field(default_factory=lambda: list(SIMILARITIES))
     rbo_p: float = Field(0.9, gt=0.0, lt=1.0)
@@ -71,7 +75,34 @@ class CounterfactualParams(ProbeParams):
     @field_validator("attributes")
     @classmethod
     def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
-        return resolve_attributes(v)
+        return {} if v == {} else resolve_attributes(v)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+        for attr, groups in v.items():
+            resolve_attributes({attr: list(groups)})  # group names: non-empty, distinct
+            for group, members in groups.items():
+                resolve_attributes({f"{attr}.{group}": members})  # members: the same rules
+        return v
+
+    @field_validator("member_phrase")
+    @classmethod
+    def _phrase(cls, v: str) -> str:
+        return require_placeholders(v, ("{member}",))
+
+    @model_validator(mode="after")
+    def _something_to_vary(self) -> "CounterfactualParams":
+        if not self.attributes and not self.groups:
+            raise ValueError("no attributes given (set attributes or groups)")
+        clash = set(self.attributes) & set(self.groups)
+        if clash:
+            raise ValueError(f"{sorted(clash)[0]!r} is both an attribute and a group attribute")
+        return self
+
+    def conditions(self) -> dict[str, list[str]]:
+        """attribute -> its conditions: the explicit values, or the implicit-cue groups."""
+        return {**self.attributes, **{a: list(g) for a, g in self.groups.items()}}
 
     def system_prompt(self) -> str | None:
         """The system message; ``system: ""`` in the config sends none at all."""
@@ -96,8 +127,28 @@ class CounterfactualProbe(Probe):
     # -- planning -------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
-        return subject_queries(p.subjects.resolve(ctx.catalog), p.attributes, p.prompt, p.k,
-                               p.system_prompt(), neutral=p.neutral)
+        subjects = p.subjects.resolve(ctx.catalog)
+        queries = subject_queries(subjects, p.attributes, p.prompt, p.k, p.system_prompt(),
+                                  neutral=p.neutral)
+        for m, name in enumerate(subjects):
+            for attr, groups in p.groups.items():
+                for group, members in groups.items():
+                    for member in members:
+                        phrase = p.member_phrase.replace("{member}", member)
+                        queries.append(Query(
+                            f"{m}|{attr}|{group}|{member}",
+                            Request.from_prompt(p.prompt(phrase, name), k=p.k,
+                                                system=p.system_prompt()),
+                            {"unit": m, "subject": name, "attribute": attr, "value": group,
+                             "member": member}))
+        return queries
+
+    def _ids(self, unit: int, attr: str, cond: str) -> list[str]:
+        """Query ids whose lists make up one (unit, attribute, condition) cell: the value's
+        query, or one per member of an implicit-cue group."""
+        if attr in self.params.groups:
+            return [f"{unit}|{attr}|{cond}|{m}" for m in self.params.groups[attr][cond]]
+        return [f"{unit}|{attr}|{cond}"]
 
     # -- analysis -------------------------------------------------------------------------------
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
@@ -121,9 +172,9 @@ class CounterfactualProbe(Probe):
             ids = [m for m in range(n_units) if f"{m}|neutral" in shares]
             kit.means(Table(metric, None, [p.neutral], [str(m) for m in ids],
                             np.array([[shares[f"{m}|neutral"]] for m in ids]).reshape(-1, 1)))
-        for attr, values in p.attributes.items():
+        for attr, values in p.conditions().items():
             units = [m for m in range(n_units) if got.complete(
-                [f"{m}|neutral"] + [f"{m}|{attr}|{v}" for v in values])]
+                [f"{m}|neutral"] + [i for v in values for i in self._ids(m, attr, v)])]
             if len(units) < n_units:
                 res.warnings.append(f"{attr}: {n_units - len(units)} of {n_units} instructions "
                                     "dropped (a response failed or was not computed)")
@@ -133,17 +184,24 @@ class CounterfactualProbe(Probe):
             labels = [str(m) for m in units]
             for metric, shares in (("hallucination", got.hallucination),
                                    ("empty_list", got.empty)):
-                x = np.array([[shares[f"{m}|{attr}|{v}"] for v in values] for m in units])
+                x = np.array([[_mean([shares[i] for i in self._ids(m, attr, v)]) for v in values]
+                              for m in units])
                 kit.means(Table(metric, attr, list(values), labels,
                                 x.reshape(len(units), len(values))))
             if not units:
                 continue
-            s_lists = [got.lists[f"{m}|{attr}|{v}"] for m in units for v in values]
-            n_lists = [got.lists[f"{m}|neutral"] for m in units for v in values]
+            ids = [(m, v, i) for m in units for v in values for i in self._ids(m, attr, v)]
+            s_lists = [got.lists[i] for _, _, i in ids]
+            n_lists = [got.lists[f"{m}|neutral"] for m, _, _ in ids]
             mats = similarity_matrix(s_lists, n_lists, k_values=ks, metrics=tuple(p.similarities),
                                      p=p.rbo_p)
+            cells = {(m, v): [] for m in units for v in values}  # rows of mats per cell
+            for row, (m, v, _) in enumerate(ids):
+                cells[(m, v)].append(row)
             for sim in p.similarities:
-                x = np.asarray(mats[sim], dtype=float).reshape(len(units), len(values), len(ks))
+                per_query = np.asarray(mats[sim], dtype=float)
+                x = np.stack([_mean_rows(per_query, cells[(m, v)]) for m in units
+                              for v in values]).reshape(len(units), len(values), len(ks))
                 table = Table(sim, attr, list(values), labels, x, ks=ks)
                 kit.means(table, convention=CONVENTIONS.get(sim, f"p={p.rbo_p}" if sim == "rbo"
                                                             else None))
@@ -218,7 +276,7 @@ class CounterfactualProbe(Probe):
             if (m, attr) in seen:
                 continue
             seen.add((m, attr))
-            nid, sid = f"{m}|neutral", f"{m}|{attr}|{v}"
+            nid, sid = f"{m}|neutral", self._ids(m, attr, v)[0]  # a group: its first member
             res.examples.append({
                 "subject": subject.get(m, str(m)),
                 "attribute": attr, "value": v, "jaccard": score,
@@ -230,3 +288,13 @@ class CounterfactualProbe(Probe):
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def _mean(values: list[float]) -> float:
+    """A cell's value: the one query's, or the mean over an implicit-cue group's members."""
+    return values[0] if len(values) == 1 else float(np.mean(values))
+
+
+def _mean_rows(mat: np.ndarray, rows: list[int]) -> np.ndarray:
+    """Mean of the similarity rows of a cell's queries (a single row unchanged, bit for bit)."""
+    return mat[rows[0]] if len(rows) == 1 else mat[rows].mean(axis=0)

@@ -226,3 +226,60 @@ def test_refusals_are_measured_per_value_and_flagged(catalog, tmp_path):
     flagged = [f for f in pr.findings if "no catalog item" in f.title]
     assert flagged and flagged[0].effect == pytest.approx(6 / 30)  # 6 of 30 answers
     assert "'a female'" in flagged[0].detail
+
+
+# -- implicit cues -------------------------------------------------------------------------------
+GROUPS = {"gender_by_name": {"female": ["Emily", "Lakisha"], "male": ["Greg", "Jamal"]}}
+
+
+def test_implicit_cue_groups_average_their_members(catalog, tmp_path):
+    """Sim(group) = mean over its members of Sim(member); SNSR is taken across the groups."""
+    params = {"k": 10, "attributes": {}, "groups": GROUPS, "member_phrase": "{member}, a",
+              "subjects": {"source": "inline", "items": [f"Subject {i}" for i in range(12)]},
+              "similarities": ["jaccard"]}
+    cfg = parse_config({"probes": [{"probe": "counterfactual", "params": params}],
+                        "stats": {"n_bootstrap": 200, "n_permutations": 200, "seed": 1},
+                        "engine": {"cache": str(tmp_path / "cache.sqlite"), "progress": False}})
+    result = run_audit(cfg, recommender=SyntheticRecommender(seed=3), catalog=catalog,
+                       progress=False)
+    pr = result.probes[0]
+    assert pr.status == "ok", pr.error
+    texts = {r["member"]: r for r in pr.records if r.get("member")}
+    assert set(texts) == {"Emily", "Lakisha", "Greg", "Jamal"}
+    neutral = {r["unit"]: r["item_ids"] for r in pr.records if r["attribute"] is None}
+    per_member = {}
+    for r in pr.records:
+        if r.get("member"):
+            per_member.setdefault((r["value"], r["member"]), []).append(
+                jaccard(r["item_ids"], neutral[r["unit"]]))
+    for group, members in GROUPS["gender_by_name"].items():
+        want = np.mean([np.mean(per_member[(group, m)]) for m in members])
+        (rec,) = pr.metric("jaccard", attribute="gender_by_name", value=group, k=10)
+        assert rec.estimate == pytest.approx(want)
+    means = {g: pr.metric("jaccard", attribute="gender_by_name", value=g, k=10)[0].estimate
+             for g in GROUPS["gender_by_name"]}
+    (snsr,) = pr.metric("snsr_jaccard", attribute="gender_by_name", k=10)
+    assert snsr.estimate == pytest.approx(abs(means["female"] - means["male"]))
+    assert snsr.p_value is not None and snsr.null_p95 is not None
+    prompt = next(q for q in pr.records if q.get("member") == "Emily")
+    assert prompt["request_key"]  # the prompt said "I am Emily, a fan of ..."
+
+
+@pytest.mark.parametrize("groups, needle", [
+    ({"g": {"female": []}}, "empty value list"),
+    ({"g": {"female": ["Emily", "Emily"]}}, "repeats a value"),
+    ({}, "no attributes given"),
+])
+def test_bad_implicit_groups_are_one_line_errors(groups, needle):
+    with pytest.raises(ConfigError) as info:
+        parse_config({"probes": [{"probe": "counterfactual",
+                                  "params": {"attributes": {}, "groups": groups}}]})
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_implicit_suite_loads_with_its_name_lists():
+    cfg = parse_config({"probes": [{"probe": "counterfactual", "suite": "fairllm-implicit"}]})
+    groups = cfg.probes[0].params["groups"]
+    assert {len(m) for g in groups.values() for m in g.values()} == {18}
+    assert "Lakisha" in groups["race_by_name"]["black"] and "Emily" in groups["gender_by_name"][
+        "female"]
