@@ -80,6 +80,33 @@ def bench_generation(rec, n_prompts: int = 16) -> dict[str, float]:
             "batched": batched}
 
 
+def bench_tiles(rec) -> None:
+    """The measurement behind the tile order of choose_tile_rows: cost ceil(R / M) * t(M) of the
+    reference workloads (decode 16 rows a step, prefill 16 prompts x 64 tokens), each M
+    checked for invariance on this CPU."""
+    import torch
+
+    from recaudit.recommenders.hf import (DECODE_ROW_CHOICES, PREFILL_ROW_CHOICES,
+                                          _tile_rows_are_invariant, tile_seconds)
+
+    shapes: dict = {}
+    for lin in rec.model.modules():
+        if isinstance(lin, torch.nn.Linear):
+            key = (lin.in_features, lin.out_features, lin.bias is not None)
+            shapes.setdefault(key, [lin, 0])[1] += 1
+    layers = [(lin, n) for lin, n in shapes.values()]
+    gen = torch.Generator().manual_seed(0)
+    for phase, choices, rows in (("prefill", PREFILL_ROW_CHOICES, 16 * 64),
+                                 ("decode", DECODE_ROW_CHOICES, 16)):
+        cells = []
+        with torch.inference_mode():
+            for m in sorted(choices):
+                ok = all(_tile_rows_are_invariant(lin, m, gen) for lin, _ in layers)
+                cost = -(-rows // m) * tile_seconds(layers, m)
+                cells.append(f"M={m}: {1e3 * cost:7.1f} ms{'' if ok else ' (not invariant)'}")
+        print(f"tiles, {phase} ({rows} rows): " + "; ".join(cells))
+
+
 def bench_plain(plain, gen: dict) -> None:
     """Plain batching (``batching: plain``: no tiles, no row-wise attention) of the same prompts."""
     plain.generate_ids([gen["ids"][0]])  # warm-up
@@ -187,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
                           Decoding(max_new_tokens=args.max_new_tokens), batch_size=16)
     print(f"load: {time.perf_counter() - t0:.1f} s (from cache: {rec.loaded_from_cache}); "
           f"batch-invariant: {rec.batch_invariance()}")
+    bench_tiles(rec)
     gen = bench_generation(rec, args.prompts)
     bench_plain(GGUFRecommender(str(bundled_smollm2_path()),
                                 Decoding(max_new_tokens=args.max_new_tokens), batch_size=16,

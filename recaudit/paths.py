@@ -3,7 +3,6 @@
 ``RECAUDIT_CACHE_DIR`` overrides the default ``~/.cache/recaudit``. Sub-folders: ``gguf/`` for
 dequantized GGUF weights (keyed by the file's sha256), ``embeddings/`` for item embeddings,
 ``hashes/`` for the remembered sha256 of big weight files (:func:`cached_sha256`),
-``tiles/`` for the batch-invariant tile heights chosen per model shape and machine,
 ``responses.sqlite`` is the engine's default response cache.
 """
 

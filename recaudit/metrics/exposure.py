@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["exposure_weights", "group_exposure_share", "ndkl", "skew_at_k"]
+from .specs import declare
+
+__all__ = ["exposure_weights", "group_exposure_share", "ndkl", "skew_at_k", "item_shares",
+           "resolve_target", "topk_group_share"]
 
 
 def exposure_weights(n: int) -> np.ndarray:
@@ -32,6 +35,13 @@ def exposure_weights(n: int) -> np.ndarray:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return 1.0 / np.log2(1.0 + np.arange(1, int(n) + 1))
+
+
+declare("exposure_share", "share of the position exposure 1/log2(1+r) of a list that an item "
+        "group receives", higher_is_worse=None, range=(0.0, 1.0),
+        convention="per list, averaged over lists")
+declare("topk_share", "share of a list's top-k entries that belong to an item group",
+        higher_is_worse=None, range=(0.0, 1.0))
 
 
 def _group_of(item: Hashable, item_group: Mapping[Hashable, Any], default: Any) -> Any:
@@ -186,3 +196,79 @@ def ndkl(
         total += weight * kl
         z += weight
     return total / z
+
+
+declare("skew_at_k", "ln(share of the group in the top k / desired share) (0 = as desired, < 0 "
+        "under-represented)", higher_is_worse=None, null=0.0,
+        convention="Geyik et al. 2019, of the mean top-k share over lists")
+declare("ndkl", "NDKL: position-discounted KL divergence of the top-k group make-up from the "
+        "desired shares (0 = as desired)", higher_is_worse=True, null=0.0,
+        convention="Geyik et al. 2019, natural log")
+
+
+def topk_group_share(ranked: Sequence[Hashable], item_group: Mapping[Hashable, Any],
+                     groups: Sequence[Any], k: int, *, default: Any = None) -> np.ndarray:
+    r"""Share of the top ``k`` entries in each of ``groups`` (``N_{k,g} / k'`` with
+    ``k' = min(k, |list|)``, the numerator and denominator of :func:`skew_at_k`); NaN for an
+    empty list.
+
+    Examples
+    --------
+    >>> topk_group_share(["a", "b", "c"], {"a": 0, "b": 1, "c": 1}, [0, 1], k=2).tolist()
+    [0.5, 0.5]
+    """
+    top = _prefix(ranked, k)
+    if not top:
+        return np.full(len(groups), np.nan)
+    labels = [_group_of(i, item_group, default) for i in top]
+    return np.array([sum(lab == g for lab in labels) / len(top) for g in groups], dtype=float)
+
+
+def item_shares(item_group: Mapping[Hashable, Any]) -> dict[Any, float]:
+    """Share of the items in each group (the catalog's own make-up), groups in order of
+    first appearance.
+
+    Examples
+    --------
+    >>> item_shares({"a": "x", "b": "y", "c": "y", "d": "y"})
+    {'x': 0.25, 'y': 0.75}
+    """
+    counts: dict[Any, int] = {}
+    for g in item_group.values():
+        counts[g] = counts.get(g, 0) + 1
+    n = sum(counts.values())
+    return {g: c / n for g, c in counts.items()} if n else {}
+
+
+def resolve_target(groups: Sequence[Any], given: Mapping[Any, float],
+                   fallback: Mapping[Any, float]) -> dict[Any, float]:
+    """Desired shares for ``groups``: the ``given`` ones as they are; the rest of the mass
+    (``1 - sum(given)``) split over the other groups in proportion to ``fallback`` (e.g. the
+    catalog's shares; equally when those are all 0).
+
+    Examples
+    --------
+    >>> t = resolve_target(["h", "t", "x"], {"t": 0.5}, {"h": 0.1, "t": 0.6, "x": 0.3})
+    >>> {g: round(v, 6) for g, v in t.items()}
+    {'h': 0.125, 't': 0.5, 'x': 0.375}
+    """
+    unknown = [g for g in given if g not in groups]
+    if unknown:
+        raise ValueError(f"target group {unknown[0]!r} does not exist; groups: "
+                         + ", ".join(map(str, groups)))
+    vals = [float(v) for v in given.values()]
+    if any(not 0.0 <= v <= 1.0 for v in vals) or sum(vals) > 1.0 + 1e-9:
+        raise ValueError("target shares must lie in [0, 1] and sum to at most 1")
+    rest = [g for g in groups if g not in given]
+    left = max(0.0, 1.0 - sum(vals))
+    weight = {g: float(fallback.get(g, 0.0)) for g in rest}
+    total = sum(weight.values())
+    out = {}
+    for g in groups:
+        if g in given:
+            out[g] = float(given[g])
+        elif total > 0:
+            out[g] = left * weight[g] / total
+        else:
+            out[g] = left / len(rest)
+    return out

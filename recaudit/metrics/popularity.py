@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .specs import declare
+
 __all__ = [
     "HeadTailSplit",
     "aclt",
@@ -551,3 +553,32 @@ def popularity_by_position(
         sums[: vals.size] += vals
         counts[: vals.size] += 1
     return sums / np.maximum(counts, 1)
+
+
+# -- declarations (what the popularity probe reports) -------------------------------------------
+declare("arp", "average recommendation popularity: mean over lists of the mean popularity "
+        "(distinct training users) of the list's items", higher_is_worse=True,
+        convention="popularity = distinct training users per item")
+declare("aplt", "average percentage of long-tail items: mean share of list items in the long "
+        "tail", higher_is_worse=False, range=(0.0, 1.0))
+declare("aclt", "average coverage of long-tail items: mean count of long-tail items per list",
+        higher_is_worse=False)
+declare("gini", "Gini index of item exposure over the whole catalogue (0 = equal exposure)",
+        higher_is_worse=True, range=(0.0, 1.0), convention="normalization=n (standard Gini)")
+declare("item_coverage", "number of distinct recommended items (aggregate diversity)",
+        higher_is_worse=False)
+declare("item_coverage_share", "share of the catalogue recommended at least once",
+        higher_is_worse=False, range=(0.0, 1.0))
+declare("pop_rsp", "PopRSP: std / mean of the head and tail recommendation rates (0 = parity)",
+        higher_is_worse=True, null=0.0, range=(0.0, 1.0),
+        convention="Zhu et al. 2020; candidates exclude the user's training items")
+declare("pop_reo", "PopREO: std / mean of the head and tail rates of recommending held-out "
+        "items (0 = equal opportunity)", higher_is_worse=True, null=0.0, range=(0.0, 1.0),
+        convention="Zhu et al. 2020; relevant = the user's held-out items")
+declare("popularity_lift", "popularity lift: (GAP of the lists - GAP of the profiles) / GAP of "
+        "the profiles (0 = the lists are as popular as the profiles)", higher_is_worse=True,
+        null=0.0)
+declare("position_popularity", "mean popularity of the item at this output position (LLMRank)",
+        higher_is_worse=None)
+declare("history_echo", "share of the list's top k that repeats items of the history shown in "
+        "the prompt", higher_is_worse=True, range=(0.0, 1.0), role="answer_quality")

@@ -326,14 +326,15 @@ class Summariser:
     # -- findings ------------------------------------------------------------------------------
     def severity(self, rec: MetricRecord, significant: bool) -> str:
         """The one ladder: ``info`` unless significant; then ``high`` / ``medium`` / ``low`` by
-        the distance from the declared null relative to the largest possible distance."""
+        the distance from the declared null relative to the largest possible distance
+        (``medium`` for a metric without a declared range, e.g. mean popularity)."""
         if not significant or rec.estimate is None:
             return "info"
         spec = self.res.specs.get(rec.metric) or self._spec(rec.metric)
-        null = spec.null if spec and spec.null is not None else 0.0
-        span = 1.0
-        if spec and spec.range and all(np.isfinite(spec.range)):
-            span = max(abs(spec.range[1] - null), abs(null - spec.range[0])) or 1.0
+        if not (spec and spec.range and all(np.isfinite(spec.range))):
+            return "medium"  # no declared range: significant, but nothing to scale it by
+        null = spec.null if spec.null is not None else 0.0
+        span = max(abs(spec.range[1] - null), abs(null - spec.range[0])) or 1.0
         rel = abs(rec.estimate - null) / span
         return next((label for bound, label in self.LADDER if rel >= bound), "low")
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..results import ProbeResult
 
 _REGISTRY: dict[str, type["Probe"]] = {}
+#: The tags the report maps to compliance evidence (a probe may carry any others as well).
+FAIRNESS, ROBUSTNESS, ACCURACY = "fairness", "robustness", "accuracy"
 # Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
 HELPER_MODULES = frozenset({"registry", "attributes", "kit", "subjects"})
 _builtins_loaded = False

@@ -25,7 +25,8 @@ the other M-1 rows nor on its position among them. So the adapter runs *fixed-sh
 
 At load, each candidate M is checked on the model's own weights for exactly that property (the
 same row alone, beside random companions, last in a zero-padded tile: bitwise equal), and M_p /
-M_d are the fastest passing values (:func:`choose_tile_rows`); both are part of the fingerprint.
+M_d are the first passing values in an order of measured speed (:func:`choose_tile_rows`); both
+are part of the fingerprint.
 Batched and one-at-a-time generation are then bit-identical, not just close. Sampling
 (temperature > 0) uses one ``torch.Generator`` per prompt, seeded from ``decoding.seed`` and the
 prompt's token ids, so it is reproducible and batch-invariant too.
@@ -43,7 +44,6 @@ import contextvars
 import copy
 import hashlib
 import json
-import os
 import re
 import types
 from dataclasses import dataclass
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
-from recaudit.paths import cache_dir, cached_sha256
+from recaudit.paths import cached_sha256
 from recaudit.recommenders.base import (
     GENERATE,
     SCORE,
@@ -67,8 +67,9 @@ ADAPTER_VERSION = "hf-1"
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
 _EXACT_ATTN = "recaudit_rowwise"
-PREFILL_ROW_CHOICES = (16, 32, 64, 128, 256)
-DECODE_ROW_CHOICES = (1, 2, 4, 8, 16, 32)
+# Tile heights in order of preference (fastest first, as measured by the inference benchmark).
+PREFILL_ROW_CHOICES = (256, 128, 64, 32, 16)
+DECODE_ROW_CHOICES = (16, 32, 8, 4, 2, 1)
 BATCHING_MODES = ("auto", "plain")
 _CROSS_ATTN_NAMES = {"encoder_attn", "EncDecAttention", "crossattention", "cross_attn",
                      "cross_attention"}
@@ -239,7 +240,7 @@ def _tile_rows_are_invariant(lin: Any, rows: int, gen: Any) -> bool:
     return all(torch.equal(outs[0], o) for o in outs[1:])
 
 
-def _tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> float:
+def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> float:
     """Time of one ``rows``-row tile through the model's linear layers: for each distinct shape
     (layer, multiplicity) the best of ``reps`` timed calls after a warm-up, times its count."""
     import time
@@ -260,86 +261,39 @@ def _tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> fl
     return total
 
 
-def _tile_memo_key(linears: list[tuple[Any, int]]) -> str:
-    """What the tile choice depends on: layer shapes, dtype, torch, threads, CPU."""
-    import platform
-
-    import torch
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    blob = json.dumps({"shapes": sorted((lin.in_features, lin.out_features, lin.bias is not None,
-                                         c) for lin, c in linears),
-                       "dtype": str(linears[0][0].weight.dtype), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "cpu": cpu,
-                       "prefill": PREFILL_ROW_CHOICES, "decode": DECODE_ROW_CHOICES})
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
                      decode_rows: int | None = None) -> tuple[int | None, int | None]:
     """Tile heights (M_p, M_d) for prefill and decode, among those this BLAS keeps invariant.
 
-    Every candidate is self-checked on each distinct layer shape. Among the passing ones the
-    smallest within 10% of the fastest for a reference workload wins: decode = 16 rows per step,
-    prefill = 16 prompts of 64 tokens, i.e. cost ``ceil(R / M) * t(M)`` with ``t(M)`` the
-    measured time of one M-row tile. The
-    choice does not depend on the batch size (changing it must not change outputs) and is
-    remembered in the cache directory, keyed by shapes, torch, threads and CPU, so reruns on the
-    same machine get the same numerics. ``prefill_rows`` / ``decode_rows`` force a value (still
-    checked). ``None`` where nothing passes.
+    Every candidate is self-checked on each distinct layer shape; the first that passes in a
+    fixed order of preference wins (:data:`PREFILL_ROW_CHOICES`, :data:`DECODE_ROW_CHOICES`).
+    The order is the speed ranking measured by ``benchmarks/bench_inference.py`` (cost
+    ``ceil(R / M) * t(M)`` of a reference workload: decode 16 rows a step, prefill 16 prompts of
+    64 tokens): a decode tile the size of a full batch, the largest prefill tile. It is fixed,
+    not timed at load, so every load of a model on a machine gets the same numerics and the
+    same fingerprint (timing under load picked different values, and invalidated the cache).
+    The choice never depends on the batch size. ``prefill_rows`` / ``decode_rows`` force a value
+    (still checked). ``None`` where nothing passes.
     """
     import torch
 
-    by_shape: dict[tuple[int, int, bool], list[Any]] = {}
+    by_shape: dict[tuple[int, int, bool], Any] = {}
     for lin in linears:
-        by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None),
-                            []).append(lin)
-    layers = [(group[0], len(group)) for group in by_shape.values()]
-    if not layers:
+        by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None), lin)
+    if not by_shape:
         return None, None
     gen = torch.Generator().manual_seed(0)
 
     def passes(rows: int) -> bool:
-        return all(_tile_rows_are_invariant(lin, rows, gen) for lin, _ in layers)
+        return all(_tile_rows_are_invariant(lin, rows, gen) for lin in by_shape.values())
 
-    memo = cache_dir("tiles") / f"{_tile_memo_key(layers)}.json"
-    remembered: dict[str, int] = {}
-    try:
-        remembered = {k: int(v) for k, v in json.loads(memo.read_text()).items()}
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
     chosen: list[int | None] = []
-    for phase, forced, choices, workload in (("prefill", prefill_rows, PREFILL_ROW_CHOICES,
-                                              16 * 64),
-                                             ("decode", decode_rows, DECODE_ROW_CHOICES, 16)):
+    for forced, choices in ((prefill_rows, PREFILL_ROW_CHOICES),
+                            (decode_rows, DECODE_ROW_CHOICES)):
         if forced is not None:
             chosen.append(int(forced) if passes(int(forced)) else None)
-            continue
-        if phase in remembered and remembered[phase] in choices and passes(remembered[phase]):
-            chosen.append(remembered[phase])
-            continue
-        ok = [m for m in choices if passes(m)]
-        if not ok:
-            chosen.append(None)
-            continue
-        with torch.inference_mode():
-            cost = {m: -(-workload // m) * _tile_seconds(layers, m) for m in ok}
-        best = min(cost.values())
-        # the smallest M within 10% of the fastest: less padding, and steadier under timing noise
-        chosen.append(min(m for m in ok if cost[m] <= 1.1 * best))
-    if prefill_rows is None and decode_rows is None and None not in chosen:
-        try:
-            tmp = memo.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"prefill": chosen[0], "decode": chosen[1]}))
-            os.replace(tmp, memo)
-        except OSError:
-            pass
+        else:
+            chosen.append(next((m for m in choices if passes(m)), None))
     return chosen[0], chosen[1]
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 from markupsafe import Markup
 
 from .. import __version__
+from ..probes.registry import ACCURACY, FAIRNESS, ROBUSTNESS
 from ..results import AuditResult, MetricRecord, ProbeResult
 from . import _common as c
 from . import charts
@@ -339,10 +340,10 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
 
 def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
     """What was tested, mapped to the obligations it can support (factual; not legal advice)."""
-    fairness = _tagged(results, "fairness")
+    fairness = _tagged(results, FAIRNESS)
     mitig = _mitigated(results)
-    robust = _tagged(results, "robustness")
-    accuracy = _tagged(results, "accuracy")
+    robust = _tagged(results, ROBUSTNESS)
+    accuracy = _tagged(results, ACCURACY)
     hr_rows = bool(impact_ratios(results, ["" for _ in results]))
 
     def status(ok: bool, partial: bool = False) -> str:

@@ -80,3 +80,26 @@ def test_ndkl_extremes_and_validation():
     assert math.isnan(ndkl([], g, {0: 0.5, 1: 0.5}))
     with pytest.raises(ValueError, match="sum to 1"):
         ndkl(["a"], g, {0: 0.5, 1: 0.4})
+
+
+def test_topk_group_share_item_shares_and_resolve_target():
+    from recaudit.metrics.exposure import item_shares, resolve_target, topk_group_share
+
+    g = {"a": 0, "b": 1, "c": 1}
+    np.testing.assert_allclose(topk_group_share(["a", "b", "c"], g, [0, 1], k=3), [1 / 3, 2 / 3])
+    np.testing.assert_allclose(topk_group_share(["a", "b"], g, [0, 1, 2], k=1), [1, 0, 0])
+    # consistent with skew@k: ln(share / desired)
+    share = topk_group_share(["a", "b", "c"], g, [1], k=3)[0]
+    assert skew_at_k(["a", "b", "c"], g, 1, 0.5, k=3) == pytest.approx(math.log(share / 0.5))
+    assert np.isnan(topk_group_share([], g, [0], k=2)).all()
+    assert item_shares(g) == {0: pytest.approx(1 / 3), 1: pytest.approx(2 / 3)}
+    assert item_shares({}) == {}
+    t = resolve_target(["h", "t"], {"t": 0.5}, {"h": 0.2, "t": 0.8})
+    assert t == {"h": pytest.approx(0.5), "t": 0.5}
+    t = resolve_target(["x", "y", "z"], {"x": 0.4}, {"x": 0.0, "y": 0.0, "z": 0.0})
+    assert t == {"x": 0.4, "y": pytest.approx(0.3), "z": pytest.approx(0.3)}
+    assert resolve_target(["x", "y"], {}, {"x": 0.25, "y": 0.75}) == {"x": 0.25, "y": 0.75}
+    with pytest.raises(ValueError, match="target group 'q' does not exist"):
+        resolve_target(["x"], {"q": 0.1}, {"x": 1.0})
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        resolve_target(["x", "y"], {"x": 0.6, "y": 0.6}, {})

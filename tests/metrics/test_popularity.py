@@ -251,3 +251,14 @@ def test_popularity_by_position():
     # position 0: mean(4, 2, 1) = 7/3; position 1: mean(2, 4) = 3; position 2: 1.
     np.testing.assert_allclose(out, [7 / 3, 3.0, 1.0])
     assert popularity_by_position([], pop).shape == (0,)
+
+
+def test_popularity_metrics_are_declared():
+    from recaudit.metrics.specs import get_spec
+
+    for name in ("arp", "aplt", "aclt", "gini", "item_coverage", "item_coverage_share",
+                 "pop_rsp", "pop_reo", "popularity_lift", "position_popularity"):
+        assert get_spec(name) is not None, name
+    assert get_spec("aplt").range == (0.0, 1.0) and get_spec("aplt").higher_is_worse is False
+    assert get_spec("pop_rsp").null == 0.0 and get_spec("arp").higher_is_worse is True
+    assert get_spec("aplt_gap").range == (0.0, 1.0)

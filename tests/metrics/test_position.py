@@ -67,3 +67,69 @@ def test_kendall_tau_union_hand_vectors():
 def test_kendall_tau_union_degenerate():
     assert math.isnan(kendall_tau_union(["x"], ["x"]))
     assert math.isnan(kendall_tau_union([], ["x", "y"]))  # a ties everything
+
+
+# -- helpers of the position probe -----------------------------------------------------------------
+def test_ranking_from_scores_breaks_ties_by_item_not_input_order():
+    from recaudit.metrics.position import ranking_from_scores
+
+    assert ranking_from_scores([0.1, 0.5, 0.1], ["b", "c", "a"]) == ["c", "a", "b"]
+    # the same scores in another input order give the same ranking
+    assert ranking_from_scores([0.1, 0.1, 0.5], ["a", "b", "c"]) == ["c", "a", "b"]
+    assert ranking_from_scores([float("nan"), 0.0], ["a", "b"]) == ["b", "a"]
+    with pytest.raises(ValueError):
+        ranking_from_scores([1.0], ["a", "b"])
+
+
+def test_cramers_v_uniform():
+    from recaudit.metrics.position import cramers_v_uniform
+
+    assert cramers_v_uniform([7, 0, 0]) == pytest.approx(1.0)
+    assert cramers_v_uniform([3, 3, 3]) == 0.0
+    # chi2 = ((6-4)^2 + (2-4)^2 + 0) / 4 = 2; V = sqrt(2 / (12 * 2)) by hand
+    assert cramers_v_uniform([6, 2, 4]) == pytest.approx(math.sqrt(2 / 24))
+    assert math.isnan(cramers_v_uniform([0, 0]))
+
+
+def test_tied_ndcg_hr_matches_utility_without_ties_and_averages_ties():
+    from recaudit.metrics.position import candidate_scores_from_ranking, tied_ndcg_hr
+    from recaudit.metrics.utility import hit_rate_at_k, ndcg_at_k
+
+    cands = list("abcdefghij")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ranked = list(rng.permutation(cands))
+        scores = candidate_scores_from_ranking(ranked, cands)
+        for k in (1, 3, 10):
+            t = int(rng.integers(10))
+            ndcg, hr = tied_ndcg_hr(scores, t, k)
+            assert ndcg == pytest.approx(ndcg_at_k(ranked, [cands[t]], k))
+            assert hr == hit_rate_at_k(ranked, [cands[t]], k)
+    # a, b parsed; c, d, e tie on ranks 2..4: with k = 3 only rank 2 counts
+    scores = candidate_scores_from_ranking(["a", "b"], list("abcde"))
+    assert tied_ndcg_hr(scores, 3, 3) == pytest.approx((1 / math.log2(4) / 3, 1 / 3))
+
+
+def test_fast_tau_equals_kendall_tau_union():
+    from recaudit.metrics.position import _tau_union_fast
+
+    rng = np.random.default_rng(1)
+    items = list(range(12))
+    for _ in range(50):
+        a = list(rng.permutation(items)[: rng.integers(0, 12)])
+        b = list(rng.permutation(items)[: rng.integers(0, 12)])
+        want, got = kendall_tau_union(a, b), _tau_union_fast(a, b)
+        assert (math.isnan(want) and math.isnan(got)) or got == pytest.approx(want, abs=1e-12)
+
+
+def test_pairwise_consistency():
+    from recaudit.metrics.position import pairwise_consistency
+    from recaudit.metrics.similarity import rbo
+
+    a, b, c = list("abcd"), list("abdc"), list("dcba")
+    r, t = pairwise_consistency([a, b, c], p=0.8)
+    assert r == pytest.approx(np.mean([rbo(a, b, p=0.8), rbo(a, c, p=0.8), rbo(b, c, p=0.8)]))
+    assert t == pytest.approx(np.mean([kendall_tau_union(x, y)
+                                       for x, y in ((a, b), (a, c), (b, c))]))
+    assert pairwise_consistency([a, a]) == pytest.approx((1.0, 1.0))
+    assert all(math.isnan(x) for x in pairwise_consistency([a]))

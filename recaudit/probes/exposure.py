@@ -1,0 +1,318 @@
+"""Exposure and provider-side fairness of recommended lists (METRICS.md section 6).
+
+Prompts: FaiRLLM's *neutral* requests ("I am a fan of {name}. Please provide me with a list of
+{K} movie titles...", value ``neutral``, default "a"), one per subject; subjects come from a
+:class:`~recaudit.probes.subjects.SubjectSource` (default: the 100 most popular catalog items),
+exactly as in the counterfactual probe, so with the same template, k and system message the
+requests are byte-identical to its neutral ones and the engine computes them once. With
+``prompts: profiles`` the requests are instead CFaiRLLM's neutral history prompts ("I am a
+user. I have watched the following movies: ...") of ``n_users`` real users sampled as the
+profile probe samples them (same ``seed``, ``history_items``; with ``system: "You are a movie
+recommendation system."`` and the same k they are its neutral requests). The unit of every CI
+is the request (one list).
+
+For each item-group column named in ``groups`` (any categorical column of the catalog, or the
+built-ins ``genre`` = first listed genre, ``decade``, ``head_tail``; see
+:meth:`recaudit.catalog.Catalog.item_groups`; a column that does not exist is a one-line
+DataError when planning, exit 2) and each list ``L_u`` truncated to ``k``:
+
+* ``exposure_share[u, g] = sum_{r: group(L_u,r) = g} 1/log2(1+r) / sum_r 1/log2(1+r)``
+  (position exposure, :func:`recaudit.metrics.exposure.group_exposure_share` of one list);
+  reported as the mean over lists with a bootstrap CI over requests;
+* ``topk_share[u, g]`` = share of the top-k entries in group ``g`` at each k of ``skew_ks``;
+* ``skew_at_k(g) = ln(mean_u topk_share[u, g] / p_g)`` (Geyik et al. 2019, eq. 1, of the mean
+  share: with lists of equal length the share of the pooled top-k slots), with a bootstrap CI
+  over requests (:meth:`Summariser.derived`); undefined (no record estimate) when the group is
+  in no list (``-inf``) or its desired share is 0;
+* ``ndkl[u]`` = NDKL of list ``u`` against ``p`` (Geyik et al. 2019, section 4.1.2), mean over
+  lists with a bootstrap CI (value label ``"<column> vs <catalog|uniform|target>"``); a list
+  holding a group whose desired share is 0 has NDKL ``inf`` and is left out of that mean
+  (counted in a warning).
+
+The desired shares ``p`` are, per column, ``reference: catalog`` (the share of catalog items in
+each group, default) or ``uniform`` (1 / number of groups); ``targets: {column: {group: share}}``
+overrides some groups, and the remaining mass is split over the other groups in proportion to
+the reference (:func:`recaudit.metrics.exposure.resolve_target`). Missing group values (NaN)
+are the group ``"unknown"``. Lists that failed or hold no catalog item are left out (counted).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import ConfigError
+from ..recommenders.base import EMBED, GENERATE, Request
+from ..results import Finding, ProbeResult
+from .attributes import DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, subject_queries
+from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .subjects import SubjectSource
+
+__all__ = ["ExposureParams", "ExposureProbe", "group_labels"]
+
+METHOD_NOTES = (
+    "Exposure of the item at rank r is 1/log2(1+r) (the DCG discount); a group's share is its "
+    "part of a list's total exposure, averaged over lists (the unit of every CI).",
+    "The desired shares are the catalog's own make-up unless targets are given: an "
+    "over-exposed group may be one users prefer; skew says how far the lists are from the "
+    "reference, not that the reference is the right one.",
+)
+
+
+def group_labels(mapping: dict[str, Any]) -> dict[str, str]:
+    """Group values as strings; missing values (None, NaN) become ``"unknown"``."""
+    out = {}
+    for item, g in mapping.items():
+        missing = g is None or (isinstance(g, float) and math.isnan(g))
+        out[str(item)] = "unknown" if missing else str(g)
+    return out
+
+
+class ExposureParams(ProbeParams):
+    domain: Literal["movie", "music"] = "movie"
+    system: str | None = Field(None, description="default: 'You are a {kind} recommendation "
+                                                 "system.'")
+    prompts: Literal["subjects", "profiles"] = "subjects"
+    template: str | None = Field(None, description="default: FaiRLLM's (subjects) or "
+                                                   "CFaiRLLM's profile template (profiles)")
+    neutral: str = "a"
+    k: int = Field(20, ge=1, le=200)
+    subjects: SubjectSource = Field(default_factory=SubjectSource)
+    n_users: int = Field(50, ge=1)
+    history_items: int = Field(10, ge=1)
+    seed: int = 0
+    groups: list[str] = Field(default_factory=lambda: ["genre", "head_tail", "decade"])
+    reference: Literal["catalog", "uniform"] = "catalog"
+    targets: dict[str, dict[str, float]] = Field(default_factory=dict)
+    skew_ks: list[int] = Field(default_factory=lambda: [5, 10])
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        if not v or any(not str(g).strip() for g in v):
+            raise ValueError("groups: name at least one item-group column")
+        if len(set(v)) != len(v):
+            raise ValueError("groups: a column is named twice")
+        return v
+
+    @field_validator("skew_ks")
+    @classmethod
+    def _ks(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError("skew_ks must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _targets(self) -> "ExposureParams":
+        slot = "{history}" if self.prompts == "profiles" else "{name}"
+        require_placeholders(self.base_template(), ("{value}", slot, "{K}"))
+        for col, shares in self.targets.items():
+            if col not in self.groups:
+                raise ValueError(f"targets names column {col!r}, which is not in groups")
+            if any(not 0.0 <= float(s) <= 1.0 for s in shares.values()) or \
+                    sum(shares.values()) > 1.0 + 1e-9:
+                raise ValueError(f"targets.{col}: shares must lie in [0, 1] and sum to at "
+                                 "most 1")
+        return self
+
+    def ks(self) -> list[int]:
+        """The truncations of topk_share / skew: ``skew_ks`` up to k, and k itself."""
+        return sorted({x for x in self.skew_ks if x < self.k} | {self.k})
+
+    def base_template(self) -> str:
+        from .profile import PROFILE_TEMPLATE
+
+        return self.template or (PROFILE_TEMPLATE if self.prompts == "profiles"
+                                 else FAIRLLM_TEMPLATE)
+
+    def system_prompt(self) -> str | None:
+        if self.system is not None:
+            return self.system or None
+        return f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
+
+    def prompt(self, value: str, name: str) -> str:
+        d = DOMAINS[self.domain]
+        return (self.base_template().replace("{items}", d["items"]).replace("{about}", d["about"])
+                .replace("{K}", str(self.k)).replace("{name}", name).replace("{value}", value))
+
+
+@probe("exposure", tags=["fairness", "provider", "exposure"])
+class ExposureProbe(Probe):
+    """Which item groups (genres, providers, decades, head/tail) get the lists' exposure?"""
+
+    Params = ExposureParams
+    requires = frozenset({GENERATE, EMBED})
+    params: ExposureParams
+
+    # -- planning -------------------------------------------------------------------------------
+    def desired(self, catalog: Any, column: str) -> tuple[dict[str, str], dict[str, float]]:
+        """(item -> group, desired share per group) of one column; groups ordered by their
+        catalog share (largest first). DataError for an unknown column, ConfigError for a
+        target naming a group the column does not have."""
+        from ..metrics.exposure import item_shares, resolve_target
+
+        p = self.params
+        mapping = group_labels(catalog.item_groups(column))
+        cat = item_shares(mapping)
+        groups = sorted(cat, key=lambda g: (-cat[g], g))
+        ref = cat if p.reference == "catalog" else {g: 1.0 / len(groups) for g in groups}
+        try:
+            target = resolve_target(groups, p.targets.get(column, {}), ref)
+        except ValueError as err:
+            raise ConfigError(f"exposure: targets.{column}: {err}") from None
+        return mapping, target
+
+    def plan(self, ctx: AuditContext) -> list[Query]:
+        p = self.params
+        for col in p.groups:  # fail before any model call
+            self.desired(ctx.catalog, col)
+        if p.prompts == "subjects":
+            return subject_queries(p.subjects.resolve(ctx.catalog), {}, p.prompt, p.k,
+                                   p.system_prompt(), neutral=p.neutral)
+        from .profile import ProfileParams, ProfileProbe, _shown_title
+
+        sampler = ProfileProbe(ProfileParams(n_users=p.n_users, history_items=p.history_items,
+                                             seed=p.seed, k=p.k, template=p.base_template()))
+        queries = []
+        for user in sampler.sample_users(ctx.catalog):
+            titles = [_shown_title(ctx.catalog, i) for i in user["history"]]
+            prompt = sampler.params.prompt(p.neutral, titles)
+            queries.append(Query(f"{user['user_id']}|neutral", Request.from_prompt(
+                prompt, k=p.k, system=p.system_prompt()),
+                {"unit": user["user_id"], "user_id": user["user_id"],
+                 "history": user["history"], "attribute": None, "value": p.neutral}))
+        return queries
+
+    # -- analysis -------------------------------------------------------------------------------
+    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
+                ) -> ProbeResult:
+        from ..metrics.exposure import group_exposure_share, ndkl, topk_group_share
+        from .kit import Summariser, Table, collect
+
+        p = self.params
+        K = p.k
+        ks = p.ks()
+        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
+                          params=p.model_dump(mode="json"))
+        got = collect(queries, answers, K)
+        res.records = got.records
+        kit = Summariser(res, ctx.stats)
+        ids = [q.id for q in queries]
+        usable = [i for i in ids if got.lists.get(i)]
+        if len(usable) < len(ids):
+            res.warnings.append(f"{len(ids) - len(usable)} of {len(ids)} requests left out "
+                                "(failed, or no catalog item in the answer)")
+        small = kit.warning(len(usable))
+        if small:
+            res.warnings.append(f"only {len(usable)} lists ({small})")
+        ok = [i for i in ids if i in got.hallucination]
+        for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
+            kit.means(Table(metric, None, [p.neutral], ok,
+                            np.array([shares[i] for i in ok], dtype=float).reshape(-1, 1)))
+        self._empty_finding(res, got.empty)
+        units = [str(queries[ids.index(i)].meta["unit"]) for i in usable]
+        lists = [got.lists[i] for i in usable]
+        for col in p.groups:
+            mapping, target = self.desired(ctx.catalog, col)
+            groups = list(target)
+            ref = "target" if col in p.targets else p.reference
+            conv = f"desired shares: {ref}"
+            if not lists:
+                for m in ("exposure_share", "skew_at_k", "ndkl"):
+                    kit.record(m, attribute=col, k=K, n=0, warning="no usable lists")
+                continue
+            dflt = "unknown"  # an id outside the catalog (a python recommender's)
+            expo = np.array([[group_exposure_share([lst], mapping, default=dflt)[g]
+                              for g in groups] for lst in lists])
+            kit.means(Table("exposure_share", col, groups, units, expo))
+            top = np.stack([np.stack([topk_group_share(lst, mapping, groups, k, default=dflt)
+                                      for k in ks], axis=-1) for lst in lists])  # (U, G, K)
+            kit.means(Table("topk_share", col, groups, units, top, ks=ks))
+            skews = self._skews(kit, Table, col, groups, units, top, ks, target, conv)
+            nd = np.array([[ndkl(lst, mapping, target, k, default=dflt) for k in ks]
+                           for lst in lists])
+            n_inf = int(np.isinf(nd[:, -1]).sum())
+            warn = None
+            if n_inf:
+                warn = (f"{n_inf} lists hold a group with desired share 0 (NDKL inf), left out")
+                res.warnings.append(f"{col}: {warn}")
+            nd[np.isinf(nd)] = np.nan
+            # condition label unique per column (the report reads one label under two
+            # attributes as the same prompt)
+            label = f"{col} vs {ref}"
+            ndk = kit.means(Table("ndkl", col, [label], units, nd[:, None, :], ks=ks),
+                            convention=conv, warning=warn)
+            self._finding(res, col, skews, ndk[(label, K)], target, top[:, :, -1].mean(axis=0),
+                          groups)
+        return kit.finish(headline=("ndkl", "skew_at_k"), tags=self.tags,
+                          method_notes=METHOD_NOTES)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _skews(kit: Any, Table: Any, col: str, groups: list[str], units: list[str],
+               top: np.ndarray, ks: list[int], target: dict[str, float], conv: str) -> dict:
+        """skew@k per group and k (bootstrap CI over lists); the records at the largest k."""
+        out = {}
+        for j, k in enumerate(ks):
+            t = Table("topk_share", col, groups, units, top[:, :, j], ks=[k], part=f"skew@{k}")
+            means = top[:, :, j].mean(axis=0)
+            for gi, g in enumerate(groups):
+                q = target[g]
+                if q <= 0:
+                    continue
+                est = math.log(means[gi] / q) if means[gi] > 0 else None
+
+                def fn(row: np.ndarray, gi: int = gi, q: float = q) -> float:
+                    return math.log(row[gi] / q) if row[gi] > 0 else float("nan")
+
+                rec = kit.derived(t, "skew_at_k", fn, estimate=est,
+                                  convention=f"{conv} (this group: {q:.4g})",
+                                  warning=None if est is not None else
+                                  "group in no list (skew -inf)")
+                rec.value = g
+                if k == ks[-1]:
+                    out[g] = rec
+        return out
+
+    def _empty_finding(self, res: ProbeResult, empty: dict[str, float]) -> None:
+        """Answers without any catalog item (refusals) carry no exposure: flag them."""
+        share = float(np.mean(list(empty.values()))) if empty else 0.0
+        if share >= 0.05:
+            res.findings.append(Finding(
+                probe=self.run_id, severity="high" if share >= 0.5 else "medium", effect=share,
+                title=f"{share:.0%} of answers contain no catalog item (refusals or "
+                      "unparseable text)",
+                detail="Those requests are left out of every exposure number; the exposure "
+                       "shares describe the remaining lists only."))
+
+    def _finding(self, res: ProbeResult, col: str, skews: dict, nd: Any,
+                 target: dict[str, float], shares: np.ndarray, groups: list[str]) -> None:
+        """One finding per column: the group furthest from its desired share whose CI excludes
+        0 (severity by |skew|: >= ln 2 high, >= ln 1.5 medium), else an info finding."""
+        sig = [r for r in skews.values() if r.estimate is not None and r.ci_low is not None
+               and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)]
+        absent = [g for g, r in skews.items() if r.estimate is None]
+        nd_txt = (f"NDKL@{nd.k} = {nd.estimate:.3f}" if nd.estimate is not None else "NDKL n/a")
+        if sig:
+            worst = max(sig, key=lambda r: abs(r.estimate))
+            e = worst.estimate
+            sev = "high" if abs(e) >= math.log(2) else "medium" if abs(e) >= math.log(1.5) \
+                else "low"
+            share = shares[groups.index(worst.value)]
+            title = (f"{col}: {worst.value!r} is {'over' if e > 0 else 'under'}-represented "
+                     f"(skew@{worst.k} = {e:+.3f}: {share:.1%} of the top-{worst.k} slots vs "
+                     f"{target[worst.value]:.1%} desired)")
+        else:
+            sev, e = "info", None
+            title = f"{col}: no group significantly off its desired share ({nd_txt})"
+        n_sig = len(sig)
+        detail = (f"{n_sig} of {len(skews)} groups have a skew@k whose 95% CI excludes 0; "
+                  f"{nd_txt}.")
+        if absent:
+            detail += (f" {len(absent)} groups with a positive desired share never appear "
+                       f"(e.g. {', '.join(map(repr, absent[:3]))}).")
+        res.findings.append(Finding(probe=self.run_id, severity=sev, effect=e, title=title,
+                                    detail=detail))

@@ -1,0 +1,523 @@
+"""Popularity bias of history-based recommendations (METRICS.md section 4).
+
+Design: sample ``n_users`` real users (seeded) with at least ``history_items`` training
+interactions and at least one held-out (test) item. Each user gets three prompts that differ
+only in the history shown:
+
+* ``original``: ``history_items`` of the user's own training items (``sampling`` as in the
+  profile probe);
+* ``niche`` / ``blockbuster``: every shown item swapped for an *equally rated* long-tail
+  (niche) / short-head (blockbuster) item: the pool item whose mean training rating is nearest
+  to the user's rating of the shown item (ties in a seeded random order), never one of the
+  user's own training or held-out items and never twice in one history. Pool items need at
+  least ``min_popularity`` training users (so their mean rating exists). Items keep their
+  position in the shown list.
+
+Popularity is the number of distinct training users of an item; the short head holds
+``head_share`` of the training interactions (:meth:`recaudit.catalog.Catalog.head_tail`).
+
+Measured per user (units = users; CIs by the kit's bootstrap over users). Each list is the
+first ``k`` grounded items; ``history_echo`` is the share of them that repeats the history shown
+in the prompt (small models mostly repeat it, which makes any list "follow" the history's
+popularity; a finding says so). ``exclude_history: true`` drops the shown items before
+truncating to ``k``; beware that this alone shifts the lists of a history-blind model
+(dropping niche items from its list leaves more popular ones), so it is off by default.
+
+* ``arp``, ``aplt``, ``aclt`` of each condition's list (means over users);
+* on the original lists: ``gini`` (both normalisations, named by ``convention``) and
+  ``item_coverage`` / ``item_coverage_share`` of the catalogue, without CIs (a bootstrap
+  resample repeats users, so it under-counts distinct items and over-states concentration);
+  ``pop_rsp`` and ``pop_reo`` (against the held-out items; candidates exclude the user's
+  training items) with CIs over users (ratios of per-user sums);
+* ``popularity_lift`` per user group (``niche`` / ``diverse`` / ``blockbuster`` by the share of
+  short-head items in the *shown* history, :func:`recaudit.metrics.user_popularity_groups`):
+  the lists' mean popularity against the shown history's;
+* ``position_popularity``: mean popularity of the item at each output position (LLMRank);
+* the counterfactual: ``arp_gap`` and ``aplt_gap`` = |blockbuster - niche| of the condition
+  means, with a paired bootstrap CI, a paired permutation p-value (null: the two histories are
+  exchangeable within a user) and the null floor; both gaps form one Benjamini-Hochberg family
+  (the *popularity-following test*: flagged when either adjusted p-value is below alpha);
+  ``jaccard`` of the niche and blockbuster lists with the original list and its gap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import DataError
+from ..recommenders.base import EMBED, GENERATE, Request
+from ..results import MetricRecord, ProbeResult
+from .attributes import require_placeholders
+from .profile import _history_ids, _select_history, _shown_title, _sort_key
+from .registry import AuditContext, Probe, ProbeParams, Query, probe
+
+POPULARITY_TEMPLATE = (
+    "I have watched the following movies: {history}. Please provide me with a list of {K} "
+    "movie titles in order of preference that you think I might like. Please do not provide "
+    "any additional information about the movies, such as artist, genre, or release date.")
+POPULARITY_SYSTEM = "You are a movie recommendation system."
+ORIGINAL_H, NICHE, BLOCKBUSTER = "original", "niche", "blockbuster"
+CONDITIONS = (ORIGINAL_H, NICHE, BLOCKBUSTER)
+SWAPPED = (NICHE, BLOCKBUSTER)
+HISTORY = "history"  # the attribute of the counterfactual tables
+USER_GROUP = "user_group"
+POSITION = "position"
+FAMILY = "popularity_following"
+GINI_CONVENTIONS = {"n": "normalization=n (standard Gini, maximum (n-1)/n)",
+                    "n-1": "normalization=n-1 (RankSys / Elliot, maximum 1)"}
+METHOD_NOTES = (
+    "Counterfactual histories swap each shown item for an equally rated (nearest mean training "
+    "rating) long-tail or short-head item the user never rated; only the popularity of the "
+    "history changes by design, but the swapped titles also differ in genre and era.",
+    "Popularity = distinct training users per item; the short head holds the given share of "
+    "the training interactions (Abdollahpouri et al. 2019).",
+    "Item coverage and Gini carry no CI: a bootstrap resample repeats users, so it "
+    "under-counts distinct items and over-states concentration. PopRSP, PopREO and the "
+    "popularity lift CIs resample users (ratios of per-user sums).",
+    "history_echo is the share of the top k that repeats the shown history: where it is "
+    "high, following the history's popularity is largely repetition.",
+)
+ECHO_WARN = 0.2  # a history_echo share from which a finding warns about repetition
+LONG = 10 ** 6  # collect every grounded id; lists are truncated after removing the history
+
+
+class PopularityParams(ProbeParams):
+    n_users: int = Field(50, ge=1)
+    history_items: int = Field(10, ge=1)
+    sampling: Literal["random", "top_rated", "recent"] = "random"
+    k: int = Field(10, ge=1, le=200)
+    head_share: float = Field(0.8, gt=0.0, le=1.0)
+    niche_share: float = Field(0.2, ge=0.0, le=1.0)
+    blockbuster_share: float = Field(0.2, ge=0.0, le=1.0)
+    min_popularity: int = Field(1, ge=1)
+    exclude_history: bool = False
+    template: str = POPULARITY_TEMPLATE
+    system: str | None = POPULARITY_SYSTEM
+    history_sep: str = "; "
+    n_examples: int = Field(3, ge=0)
+    seed: int = 0
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return require_placeholders(v, ("{history}", "{K}"))
+
+    @model_validator(mode="after")
+    def _shares(self) -> "PopularityParams":
+        if self.niche_share + self.blockbuster_share > 1:
+            raise ValueError("niche_share + blockbuster_share must not exceed 1")
+        return self
+
+    def prompt(self, history: list[str]) -> str:
+        return (self.template.replace("{K}", str(self.k))
+                .replace("{history}", self.history_sep.join(history)))
+
+
+class _Pool:
+    """Candidate swap items of one kind (head or tail) with their mean training rating."""
+
+    def __init__(self, ids: list[str], mean_rating: np.ndarray) -> None:
+        self.ids = ids
+        self.mean_rating = mean_rating
+        self.index = {i: j for j, i in enumerate(ids)}
+
+    def swap(self, shown: list[str], ratings: list[float], own: set[str],
+             rng: np.random.Generator) -> tuple[list[str], int]:
+        """One equally rated pool item per shown item; returns (items, number of fallbacks)."""
+        n = len(self.ids)
+        order = rng.permutation(n)  # seeded tie-break among equally rated items
+        mr = self.mean_rating[order]
+        banned = np.zeros(n, dtype=bool)  # in ``order`` positions
+        pos = np.empty(n, dtype=int)
+        pos[order] = np.arange(n)
+        own_idx = [pos[self.index[i]] for i in own if i in self.index]
+        shown_idx = [pos[self.index[i]] for i in shown if i in self.index]
+        out, fallbacks = [], 0
+        for r in ratings:
+            dist = np.zeros(n) if np.isnan(r) else np.abs(mr - r)
+            strict = banned.copy()
+            strict[own_idx] = True
+            if strict.all():  # pool exhausted by the user's own items: allow unshown ones
+                strict = banned.copy()
+                strict[shown_idx] = True
+                fallbacks += 1
+            if strict.all():
+                continue
+            j = int(np.argmin(np.where(strict, np.inf, dist)))
+            banned[j] = True
+            out.append(self.ids[int(order[j])])
+        return out, fallbacks
+
+
+@probe("popularity", tags=["fairness", "popularity", "provider", "consumer"])
+class PopularityProbe(Probe):
+    """Popularity bias: how popular are history-based lists, and do they follow the history?"""
+
+    Params = PopularityParams
+    requires = frozenset({GENERATE, EMBED})
+    params: PopularityParams
+
+    # -- planning -------------------------------------------------------------------------------
+    @staticmethod
+    def _require(catalog: Any) -> None:
+        if getattr(catalog, "interactions", None) is None:
+            raise DataError(f"popularity probe: catalog {getattr(catalog, 'name', '?')!r} has "
+                            "no interactions; the probe needs user histories (use catalog "
+                            "source movielens or give an interactions file)")
+
+    def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
+        """The sampled users with their three shown histories and held-out ids (seeded)."""
+        p = self.params
+        self._require(catalog)
+        train_all = catalog.split("train")
+        test_all = catalog.split("test")
+        # rows of each user (the frames are in stable per-user time order)
+        tr_rows = train_all.groupby(train_all["user_id"].astype(str), sort=False).indices
+        te_rows = test_all.groupby(test_all["user_id"].astype(str), sort=False).indices
+        eligible = [u for u in sorted(catalog.user_ids(), key=_sort_key)
+                    if len(tr_rows.get(str(u), ())) >= p.history_items
+                    and len(te_rows.get(str(u), ())) >= 1]
+        if not eligible:
+            raise DataError(f"popularity probe: no user has >= {p.history_items} training "
+                            "interactions and a held-out item; lower history_items")
+        pools = self._pools(catalog, train_all)
+        rng = np.random.default_rng(p.seed)
+        pick = rng.choice(len(eligible), size=min(p.n_users, len(eligible)), replace=False)
+        users = []
+        for i in pick:
+            u = eligible[int(i)]
+            train = train_all.iloc[np.sort(tr_rows[str(u)])].reset_index(drop=True)
+            test = test_all.iloc[np.sort(te_rows[str(u)])].reset_index(drop=True)
+            shown = _select_history(train, p.history_items, p.sampling, rng)
+            rating = dict(zip(train["item_id"].astype(str), train["rating"].astype(float))) \
+                if "rating" in train.columns else {}
+            ratings = [float(rating.get(i, np.nan)) for i in shown]
+            own = set(_history_ids(train)) | set(_history_ids(test))
+            user = {"user_id": str(u), "held_out": _history_ids(test),
+                    "histories": {ORIGINAL_H: shown}, "fallbacks": 0}
+            for cond in SWAPPED:
+                items, fb = pools[cond].swap(shown, ratings, own, rng)
+                user["histories"][cond] = items
+                user["fallbacks"] += fb
+            users.append(user)
+        return users
+
+    def _pools(self, catalog: Any, train: Any) -> dict[str, _Pool]:
+        p = self.params
+        pop = catalog.train_popularity()
+        head, _tail = catalog.head_tail(p.head_share)
+        if "rating" in train.columns and len(train):
+            mean = train.groupby(train["item_id"].astype(str))["rating"].mean()
+        else:
+            mean = None
+        pools = {}
+        for cond, want_head in ((NICHE, False), (BLOCKBUSTER, True)):
+            ids = [str(i) for i, n in pop.items() if n >= p.min_popularity
+                   and (str(i) in head) == want_head]
+            mr = (np.full(len(ids), np.nan) if mean is None
+                  else mean.reindex(ids).to_numpy(dtype=float))
+            if not ids:
+                raise DataError(f"popularity probe: no {'short-head' if want_head else 'long-tail'}"
+                                f" item has >= {p.min_popularity} training users to swap in")
+            pools[cond] = _Pool(ids, mr)
+        return pools
+
+    def plan(self, ctx: AuditContext) -> list[Query]:
+        p = self.params
+        catalog = ctx.catalog
+        users = self.sample_users(catalog)
+        needed = {i for u in users for h in u["histories"].values() for i in h}
+        shown_title = {i: _shown_title(catalog, i) for i in needed}
+        queries = []
+        for user in users:
+            uid = user["user_id"]
+            for cond in CONDITIONS:
+                hist = user["histories"][cond]
+                titles = [shown_title[i] for i in hist]
+                queries.append(Query(f"{uid}|{cond}", Request.from_prompt(
+                    p.prompt(titles), k=p.k, system=p.system),
+                    {"user_id": uid, "condition": cond, "history": hist,
+                     "original_history": user["histories"][ORIGINAL_H],
+                     "held_out": user["held_out"], "fallbacks": user["fallbacks"]}))
+        return queries
+
+    # -- analysis -------------------------------------------------------------------------------
+    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
+                ) -> ProbeResult:
+        from ..metrics.popularity import (gini, item_coverage, pop_reo, pop_rsp,
+                                          popularity_lift, user_popularity_groups)
+        from ..metrics.similarity import jaccard
+        from .kit import Summariser, Table, collect
+
+        p = self.params
+        K = p.k
+        catalog = ctx.catalog
+        self._require(catalog)
+        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
+                          params=p.model_dump(mode="json"))
+        got = collect(queries, answers, LONG)  # all grounded ids; truncated to k below
+        res.records = got.records
+        kit = Summariser(res, ctx.stats)
+        lists: dict[str, list[str] | None] = {}
+        echo: dict[str, float] = {}
+        for q in queries:
+            full = got.lists.get(q.id)
+            if full is None:
+                lists[q.id] = None
+                continue
+            seen = set(q.meta["history"])
+            top = full[:K]
+            echo[q.id] = sum(i in seen for i in top) / len(top) if top else float("nan")
+            lists[q.id] = ([i for i in full if i not in seen][:K] if p.exclude_history
+                           else top)
+        pop = {str(i): float(v) for i, v in catalog.train_popularity().items()}
+        head, tail = catalog.head_tail(p.head_share)
+        n_items = len(catalog)
+
+        meta = {q.meta["user_id"]: q.meta for q in queries if q.meta["condition"] == ORIGINAL_H}
+        shown = {(q.meta["user_id"], q.meta["condition"]): q.meta["history"] for q in queries}
+        users = list(meta)
+        if len(users) < p.n_users:
+            res.warnings.append(f"only {len(users)} users qualify (>= {p.history_items} "
+                                f"training items and a held-out item); {p.n_users} were asked for")
+        fallbacks = sum(int(m.get("fallbacks", 0)) for m in meta.values())
+        if fallbacks:
+            res.warnings.append(f"{fallbacks} swapped history items could not avoid the user's "
+                                "own unshown items (small pool)")
+        units = [u for u in users if all(lists.get(f"{u}|{c}") is not None for c in CONDITIONS)]
+        n = len(units)
+        if n < len(users):
+            res.warnings.append(f"{len(users) - n} of {len(users)} users left out (a response "
+                                "failed or was not computed)")
+        small = kit.warning(n)
+        if small:
+            res.warnings.append(f"only {n} users ({small})")
+        if n == 0:
+            for m in ("arp", "aplt", "aclt", "arp_gap", "aplt_gap", "gini", "pop_rsp",
+                      "pop_reo"):
+                kit.record(m, attribute=HISTORY if m[:3] in ("arp", "apl", "acl") else None,
+                           k=K, n=0, warning="no users with complete answers")
+            return kit.finish(headline=("aplt_gap", "arp_gap"), tags=self.tags,
+                              method_notes=METHOD_NOTES)
+
+        L = {c: [lists[f"{u}|{c}"] for u in units] for c in CONDITIONS}
+        per = np.full((n, len(CONDITIONS), 3), np.nan)  # arp, aplt, aclt
+        for ci, c in enumerate(CONDITIONS):
+            for ui, lst in enumerate(L[c]):
+                per[ui, ci, 2] = sum(i in tail for i in lst)
+                if lst:
+                    per[ui, ci, 0] = float(np.mean([pop.get(i, 0.0) for i in lst]))
+                    per[ui, ci, 1] = per[ui, ci, 2] / len(lst)
+        h = np.array([[got.hallucination[f"{u}|{c}"] for c in CONDITIONS] for u in units])
+        kit.means(Table("hallucination", HISTORY, list(CONDITIONS), units, h),
+                  convention="share of parsed entries matching no catalog item")
+        e = np.array([[echo[f"{u}|{c}"] for c in CONDITIONS] for u in units])
+        echo_recs = kit.means(Table("history_echo", HISTORY, list(CONDITIONS), units, e,
+                                    ks=[K]), convention="share of the raw top-k grounded items")
+        gaps: dict[str, MetricRecord] = {}
+        for j, m in enumerate(("arp", "aplt", "aclt")):
+            kit.means(Table(m, HISTORY, list(CONDITIONS), units, per[:, :, j], ks=[K]))
+            if m != "aclt":
+                cf = Table(m, HISTORY, list(SWAPPED), units, per[:, 1:, j], ks=[K],
+                           part="niche_vs_blockbuster")
+                gaps[m] = kit.spread(cf, "gap", convention="|blockbuster - niche| of the "
+                                     "condition means (same users)")[K]
+        # one BH family: the popularity-following test is both gaps together
+        fam = [r for m in ("arp_gap", "aplt_gap") for r in kit.families.pop(m, [])]
+        kit.families.setdefault(FAMILY, []).extend(fam)
+
+        jac = np.array([[jaccard(lists[f"{u}|{c}"], lists[f"{u}|{ORIGINAL_H}"]) for c in SWAPPED]
+                        for u in units])
+        jt = Table("jaccard", HISTORY, list(SWAPPED), units, jac, ks=[K])
+        kit.means(jt, convention="overlap with the original-history list")
+        jgap = kit.spread(jt, "gap", convention="|blockbuster - niche| of the mean overlap "
+                          "with the original-history list")[K]
+
+        # catalogue-level metrics of the original lists
+        orig = L[ORIGINAL_H]
+        recommended = {i for lst in orig for i in lst}
+        for norm, conv in GINI_CONVENTIONS.items():
+            kit.record("gini", k=K, estimate=gini(orig, n_items, norm), n=n,
+                       convention=f"{conv}; no CI (see method notes)",
+                       warning=None if recommended else "no item was recommended")
+        count, share = item_coverage(orig, n_items)
+        conv = "distinct items over the original-history lists; no CI (see method notes)"
+        kit.record("item_coverage", k=K, estimate=float(count), n=n, convention=conv)
+        kit.record("item_coverage_share", k=K, estimate=share, n=n,
+                   convention=f"{conv}; catalogue of {n_items} items")
+
+        tr_df = catalog.split("train")
+        tr_df = tr_df[tr_df["user_id"].astype(str).isin(set(units))]
+        by_user = tr_df.groupby(tr_df["user_id"].astype(str))["item_id"].agg(
+            lambda s: set(s.astype(str)))
+        train = {u: by_user.get(u, set()) for u in units}
+        test = [set(meta[u]["held_out"]) for u in units]
+        rsp = np.zeros((n, 4))
+        reo = np.zeros((n, 4))
+        for ui, (u, lst) in enumerate(zip(units, orig)):
+            relevant = test[ui] - train[u]
+            for g, group in enumerate((head, tail)):
+                rsp[ui, g] = sum(i in group for i in lst)
+                rsp[ui, 2 + g] = len(group) - len(group & train[u])
+                in_g = relevant & group
+                reo[ui, g] = sum(i in in_g for i in lst)
+                reo[ui, 2 + g] = len(in_g)
+        rates = ["recommended_head", "recommended_tail", "candidates_head", "candidates_tail"]
+        tr = [train[u] for u in units]
+        kit.derived(Table("pop_rsp", None, rates, units, rsp, ks=[K]), "pop_rsp", _rsp_of_means,
+                    estimate=pop_rsp(orig, head, tail, train=tr))
+        reo_rec = kit.derived(Table("pop_reo", None, rates, units, reo, ks=[K]), "pop_reo",
+                              _rsp_of_means, estimate=pop_reo(orig, head, tail, test=test,
+                                                              train=tr))
+        if reo_rec.estimate is None:
+            reo_rec.warning = "; ".join(w for w in (reo_rec.warning, "undefined: no held-out "
+                                        "item was recommended, or a group has no held-out "
+                                        "item") if w)
+
+        # popularity lift per user group (by the share of head items in the shown history)
+        profiles = [shown[(u, ORIGINAL_H)] for u in units]
+        labels = user_popularity_groups(profiles, head, p.niche_share, p.blockbuster_share)
+        lift = popularity_lift(orig, profiles, pop, labels)
+        gap_rp = np.array([[np.mean([pop.get(i, 0.0) for i in lst]) if lst and pr else np.nan,
+                            np.mean([pop.get(i, 0.0) for i in pr]) if lst and pr else np.nan]
+                           for lst, pr in zip(orig, profiles)])
+        lifts: dict[str, MetricRecord] = {}
+        for g in ("niche", "diverse", "blockbuster"):
+            members = [ui for ui, lab in enumerate(labels) if lab == g]
+            if not members:
+                kit.record("popularity_lift", attribute=USER_GROUP, value=g, k=K, n=0,
+                           warning="no user in this group")
+                continue
+            lt = Table("popularity_lift", USER_GROUP, ["recommended", "profile"],
+                       [units[ui] for ui in members], gap_rp[members], ks=[K], part=g)
+            rec = kit.derived(lt, "popularity_lift", _lift_of_means, estimate=lift[g],
+                              convention="GAP = mean item popularity; profile = the shown "
+                                         "history")
+            rec.value = g
+            lifts[g] = rec
+
+        # mean popularity by output position (LLMRank)
+        width = max((len(lst) for lst in orig), default=0)
+        if width:
+            pos = np.full((n, width), np.nan)
+            for ui, lst in enumerate(orig):
+                pos[ui, :len(lst)] = [pop.get(i, 0.0) for i in lst]
+            kit.means(Table("position_popularity", POSITION, [str(j + 1) for j in range(width)],
+                            units, pos, ks=[K]), convention="original-history lists")
+
+        per_user = res.tables.setdefault("per_user", [])
+        for ui, u in enumerate(units):
+            for ci, c in enumerate(CONDITIONS):
+                per_user.append({"user_id": u, "condition": c, "arp": _f(per[ui, ci, 0]),
+                                 "aplt": _f(per[ui, ci, 1]), "aclt": _f(per[ui, ci, 2]),
+                                 "jaccard": 1.0 if ci == 0 else float(jac[ui, ci - 1]),
+                                 "user_group": labels[ui]})
+
+        kit.adjust()
+        self._findings(res, kit, gaps, jgap, lifts, ctx.stats.alpha)
+        self._echo_finding(kit, echo_recs, ctx.stats.alpha)
+        self._examples(res, catalog, units, per, lists, shown)
+        return kit.finish(headline=("aplt_gap", "arp_gap", "arp", "aplt", "gini", "pop_rsp"),
+                          tags=self.tags, method_notes=METHOD_NOTES)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _findings(self, res: ProbeResult, kit: Any, gaps: dict[str, MetricRecord],
+                  jgap: MetricRecord, lifts: dict[str, MetricRecord], alpha: float) -> None:
+        def mean(metric: str, value: str) -> float | None:
+            recs = [r for r in res.metrics if r.metric == metric and r.attribute == HISTORY
+                    and r.value == value and r.statistic == "mean"]
+            return recs[0].estimate if recs else None
+
+        names = {"arp": "ARP (mean training users per item)", "aplt": "the long-tail share"}
+        for m, rec in gaps.items():
+            if rec.estimate is None or rec.p_adjusted is None:
+                continue
+            nic, blk = mean(m, NICHE), mean(m, BLOCKBUSTER)
+            sig = rec.p_adjusted < alpha
+            follows = (blk or 0) > (nic or 0) if m == "arp" else (nic or 0) > (blk or 0)
+            verb = ("follow the popularity of the shown history" if follows
+                    else "move against the popularity of the shown history")
+            title = (f"{m.upper()}@{rec.k}: lists {verb} (gap {rec.estimate:.3g}, p_adj = "
+                     f"{rec.p_adjusted:.3g})" if sig else
+                     f"{m.upper()}@{rec.k}: no significant change between niche and blockbuster "
+                     f"histories (gap {rec.estimate:.3g}, p_adj = {rec.p_adjusted:.3g})")
+            ci = (f"[{rec.ci_low:.3g}, {rec.ci_high:.3g}]" if rec.ci_low is not None
+                  and rec.ci_high is not None else "n/a")
+            floor = (f" A model that ignores the history's popularity scores up to "
+                     f"{rec.null_p95:.3g} with {rec.n} users (95th percentile of the "
+                     "permutation null)." if rec.null_p95 is not None else "")
+            kit.finding(rec, title=title, detail=(
+                f"The same users shown equally rated niche items get {names[m]} {_fmt(nic)}; "
+                f"shown blockbusters, {_fmt(blk)}. CI of the gap {ci}, n = {rec.n} users."
+                f"{floor}"),
+                alpha=alpha)
+        if jgap.estimate is not None and jgap.p_adjusted is not None:
+            jn, jb = mean("jaccard", NICHE), mean("jaccard", BLOCKBUSTER)
+            kit.finding(jgap, title=(
+                f"Jaccard@{jgap.k} with the original list: niche history {_fmt(jn)}, "
+                f"blockbuster history {_fmt(jb)} (gap p_adj = {jgap.p_adjusted:.3g})"),
+                detail=("How much of each user's original list survives when the history is "
+                        "swapped for niche or for blockbuster items; a large asymmetry means "
+                        "the lists lean towards one kind of history."), alpha=alpha)
+        for g, rec in lifts.items():
+            if rec.estimate is None or g != "niche":
+                continue
+            ci = (f" (CI [{rec.ci_low:.3g}, {rec.ci_high:.3g}])" if rec.ci_low is not None
+                  and rec.ci_high is not None else "")
+            kit.finding(rec, title=(f"Niche users: recommendations {100 * rec.estimate:+.0f}% "
+                                    f"popularity against their shown history{ci}"),
+                        detail=(f"Popularity lift of the {rec.n} users with the lowest share of "
+                                "short-head items in the shown history: (mean popularity of "
+                                "the list - of the history) / of the history."), alpha=alpha)
+
+    def _echo_finding(self, kit: Any, recs: dict[tuple[str, int | None], MetricRecord],
+                      alpha: float) -> None:
+        shares = {c: r.estimate for (c, _k), r in recs.items() if r.estimate is not None}
+        if not shares or max(shares.values()) < ECHO_WARN:
+            return
+        worst = max(shares, key=lambda c: shares[c])
+        kit.finding(recs[(worst, self.params.k)], title=(
+            f"Lists repeat the shown history: {100 * shares[worst]:.0f}% of the top "
+            f"{self.params.k} with the {worst} history"), detail=(
+            "Where the lists repeat the history, they follow its popularity by repetition; "
+            "read the popularity-following gaps with this in mind. Shares by history: "
+            + ", ".join(f"{c} {100 * v:.0f}%" for c, v in shares.items()) + "."), alpha=alpha)
+
+    def _examples(self, res: ProbeResult, catalog: Any, units: list[str], per: np.ndarray,
+                  lists: dict[str, list[str] | None], shown: dict[tuple[str, str], list[str]]
+                  ) -> None:
+        shift = np.nan_to_num(per[:, 2, 0] - per[:, 1, 0], nan=-np.inf)
+        for ui in np.argsort(-shift, kind="stable")[: self.params.n_examples]:
+            u = units[int(ui)]
+            res.examples.append({
+                "user_id": u, "arp_shift": _f(per[ui, 2, 0] - per[ui, 1, 0]),
+                **{f"{c}_history": [catalog.title(i) for i in shown[(u, c)]] for c in CONDITIONS},
+                **{f"{c}_list": [catalog.title(i) for i in lists[f"{u}|{c}"] or []]
+                   for c in CONDITIONS}})
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _rsp_of_means(m: np.ndarray) -> float:
+    """std / mean (ddof=0) of the head and tail rates from per-user means of
+    (recommended head, recommended tail, candidates head, candidates tail)."""
+    den = m[2:4]
+    if not np.all(den > 0):
+        return float("nan")
+    prob = m[0:2] / den
+    mu = prob.mean()
+    return float(np.std(prob) / mu) if mu > 0 else float("nan")
+
+
+def _lift_of_means(m: np.ndarray) -> float:
+    """(GAP recommended - GAP profile) / GAP profile from the two condition means."""
+    return float((m[0] - m[1]) / m[1]) if m[1] > 0 else float("nan")
