@@ -50,6 +50,7 @@ class _State:
     requests: list[SeenRequest] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    epoch: int = 0  # bumped by reset(): a request from before it never counts after it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -142,6 +143,7 @@ class OpenAIServer:
             self._state.requests = []
             self._state.in_flight = 0
             self._state.max_in_flight = 0
+            self._state.epoch += 1
         self.hold = 0.0
         self.models_body = None
 
@@ -246,12 +248,16 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 state.requests.append(seen)
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                epoch = state.epoch
             try:
                 self._chat(body, fault)
             finally:
                 seen.t_end = time.monotonic()
                 with state.lock:
-                    state.in_flight -= 1
+                    # a request still running at a reset() (an earlier test's slow or hung
+                    # connection) must not drive the new count below zero
+                    if state.epoch == epoch:
+                        state.in_flight -= 1
 
         def _chat(self, body: Any, fault: Any) -> None:
             if server.hold:
