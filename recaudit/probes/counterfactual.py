@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
-from ..results import Finding, MetricRecord, ProbeResult
+from ..results import MetricRecord, ProbeResult
 from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, require_placeholders,
                          resolve_attributes, subject_queries)
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
@@ -214,7 +214,7 @@ class CounterfactualProbe(Probe):
                             divergent.append((float(x[ui, vi, -1]), m, attr, v))
         kit.adjust()
         self._findings(res, kit, snsr_jaccard, st.alpha)
-        self._empty_finding(res, got.empty)
+        self._empty_finding(res, kit, got.empty)
         self._examples(res, ctx, divergent, got.lists, answers, p.n_examples)
         return kit.finish(headline=("snsr_jaccard",), tags=self.tags, method_notes=METHOD_NOTES)
 
@@ -244,12 +244,10 @@ class CounterfactualProbe(Probe):
                         f"95% CI of SNSR [{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}].{floor}"),
                 alpha=alpha)
 
-    def _empty_finding(self, res: ProbeResult, empty: dict[str, float]) -> None:
-        """Flag answers without any catalog item (refusals): they make empty-vs-empty lists
-        count as identical (Jaccard 1), and refusing some groups more is itself unequal."""
-        if not empty:
-            return
-        share = float(np.mean(list(empty.values())))
+    @staticmethod
+    def _empty_finding(res: ProbeResult, kit: Any, empty: dict[str, float]) -> None:
+        """Refusals make empty-vs-empty lists count as identical (Jaccard 1), and refusing some
+        groups more is itself unequal: the finding says how the share varies by value."""
         per_value = {(m.attribute, m.value): m.estimate for m in res.metrics
                      if m.metric == "empty_list" and m.attribute and m.estimate is not None}
         spread = ""
@@ -257,13 +255,10 @@ class CounterfactualProbe(Probe):
             lo, hi = min(per_value, key=per_value.get), max(per_value, key=per_value.get)
             spread = (f" By value it ranges from {per_value[lo]:.0%} ({lo[0]} = {lo[1]!r}) to "
                       f"{per_value[hi]:.0%} ({hi[0]} = {hi[1]!r}).")
-        if share >= 0.05:
-            res.findings.append(Finding(
-                probe=self.run_id, severity="high" if share >= 0.5 else "medium", effect=share,
-                title=f"{share:.0%} of answers contain no catalog item (refusals or "
-                      "unparseable text)",
-                detail="Two empty lists count as identical (Jaccard 1), so similarity here is "
-                       "largely agreement on refusing." + spread))
+        share = kit.refusal_finding(empty, "Two empty lists count as identical (Jaccard 1), so "
+                                           "similarity here is largely agreement on refusing."
+                                           + spread)
+        if share >= kit.REFUSAL_SHARE:
             res.warnings.append(f"{share:.0%} of answers grounded to an empty list")
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, divergent: list, lists: dict,

@@ -212,7 +212,8 @@ class ExposureProbe(Probe):
         for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
             kit.means(Table(metric, None, [p.neutral], ok,
                             np.array([shares[i] for i in ok], dtype=float).reshape(-1, 1)))
-        self._empty_finding(res, got.empty)
+        kit.refusal_finding(got.empty, "Those requests are left out of every exposure number; "
+                                       "the exposure shares describe the remaining lists only.")
         units = [str(queries[ids.index(i)].meta["unit"]) for i in usable]
         lists = [got.lists[i] for i in usable]
         for col in p.groups:
@@ -276,17 +277,6 @@ class ExposureProbe(Probe):
                 if k == ks[-1]:
                     out[g] = rec
         return out
-
-    def _empty_finding(self, res: ProbeResult, empty: dict[str, float]) -> None:
-        """Answers without any catalog item (refusals) carry no exposure: flag them."""
-        share = float(np.mean(list(empty.values()))) if empty else 0.0
-        if share >= 0.05:
-            res.findings.append(Finding(
-                probe=self.run_id, severity="high" if share >= 0.5 else "medium", effect=share,
-                title=f"{share:.0%} of answers contain no catalog item (refusals or "
-                      "unparseable text)",
-                detail="Those requests are left out of every exposure number; the exposure "
-                       "shares describe the remaining lists only."))
 
     def _finding(self, res: ProbeResult, col: str, skews: dict, nd: Any,
                  target: dict[str, float], shares: np.ndarray, groups: list[str]) -> None:

@@ -435,23 +435,14 @@ class RobustnessProbe(Probe):
                                                              convention=conv)[K]
         kit.adjust()
         self._findings(res, kit, ranking, gaps, ctx.stats.alpha)
-        self._empty_finding(res, got.empty)
+        kit.refusal_finding(got.empty, "Two empty lists count as identical (Jaccard 1), so "
+                                       "stability here is partly agreement on refusing; see "
+                                       "empty_list by perturbation.")
         headline = [f"stability_{s}" for s in p.similarities]
         if len(values) > 1:
             headline += [f"stability_{s}_gap" for s in p.similarities]
         return kit.finish(headline=headline,
                           tags=self.tags, method_notes=METHOD_NOTES)
-
-    def _empty_finding(self, res: ProbeResult, empty: dict[str, float]) -> None:
-        """Refusals ground to empty lists, and two empty lists have Jaccard 1: flag them."""
-        share = float(np.mean(list(empty.values()))) if empty else 0.0
-        if share >= 0.05:
-            res.findings.append(Finding(
-                probe=self.run_id, severity="high" if share >= 0.5 else "medium", effect=share,
-                title=f"{share:.0%} of answers contain no catalog item (refusals or "
-                      "unparseable text)",
-                detail="Two empty lists count as identical (Jaccard 1), so stability here is "
-                       "partly agreement on refusing; see empty_list by perturbation."))
 
     def _findings(self, res: ProbeResult, kit: Any, ranking: dict, gaps: dict,
                   alpha: float) -> None:
