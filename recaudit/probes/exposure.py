@@ -172,13 +172,14 @@ class ExposureProbe(Probe):
         if p.prompts == "subjects":
             return subject_queries(p.subjects.resolve(ctx.catalog), {}, p.prompt, p.k,
                                    p.system_prompt(), neutral=p.neutral)
-        from .profile import ProfileParams, ProfileProbe, _shown_title
+        from .histories import history_title
+        from .profile import ProfileParams, ProfileProbe
 
         sampler = ProfileProbe(ProfileParams(n_users=p.n_users, history_items=p.history_items,
                                              seed=p.seed, k=p.k, template=p.base_template()))
         queries = []
         for user in sampler.sample_users(ctx.catalog):
-            titles = [_shown_title(ctx.catalog, i) for i in user["history"]]
+            titles = [history_title(ctx.catalog, i) for i in user["history"]]
             prompt = sampler.params.prompt(p.neutral, titles)
             queries.append(Query(f"{user['user_id']}|neutral", Request.from_prompt(
                 prompt, k=p.k, system=p.system_prompt()),

@@ -51,7 +51,7 @@ from ..errors import DataError
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord, ProbeResult
 from .attributes import require_placeholders
-from .profile import _history_ids, _select_history, _shown_title, _sort_key
+from .histories import history_ids, history_title, select_history, user_sort_key
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 
 POPULARITY_TEMPLATE = (
@@ -177,7 +177,7 @@ class PopularityProbe(Probe):
         # rows of each user (the frames are in stable per-user time order)
         tr_rows = train_all.groupby(train_all["user_id"].astype(str), sort=False).indices
         te_rows = test_all.groupby(test_all["user_id"].astype(str), sort=False).indices
-        eligible = [u for u in sorted(catalog.user_ids(), key=_sort_key)
+        eligible = [u for u in sorted(catalog.user_ids(), key=user_sort_key)
                     if len(tr_rows.get(str(u), ())) >= p.history_items
                     and len(te_rows.get(str(u), ())) >= 1]
         if not eligible:
@@ -191,12 +191,12 @@ class PopularityProbe(Probe):
             u = eligible[int(i)]
             train = train_all.iloc[np.sort(tr_rows[str(u)])].reset_index(drop=True)
             test = test_all.iloc[np.sort(te_rows[str(u)])].reset_index(drop=True)
-            shown = _select_history(train, p.history_items, p.sampling, rng)
+            shown = select_history(train, p.history_items, p.sampling, rng)
             rating = dict(zip(train["item_id"].astype(str), train["rating"].astype(float))) \
                 if "rating" in train.columns else {}
             ratings = [float(rating.get(i, np.nan)) for i in shown]
-            own = set(_history_ids(train)) | set(_history_ids(test))
-            user = {"user_id": str(u), "held_out": _history_ids(test),
+            own = set(history_ids(train)) | set(history_ids(test))
+            user = {"user_id": str(u), "held_out": history_ids(test),
                     "histories": {ORIGINAL_H: shown}, "fallbacks": 0}
             for cond in SWAPPED:
                 items, fb = pools[cond].swap(shown, ratings, own, rng)
@@ -230,7 +230,7 @@ class PopularityProbe(Probe):
         catalog = ctx.catalog
         users = self.sample_users(catalog)
         needed = {i for u in users for h in u["histories"].values() for i in h}
-        shown_title = {i: _shown_title(catalog, i) for i in needed}
+        shown_title = {i: history_title(catalog, i) for i in needed}
         queries = []
         for user in users:
             uid = user["user_id"]

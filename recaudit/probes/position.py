@@ -54,6 +54,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import GENERATE, SCORE, Request
 from ..results import ProbeResult
+from .histories import history_ids, user_sort_key
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 
 LLMRANK_TEMPLATE = (
@@ -174,17 +175,6 @@ def shown_titles(catalog: Any) -> dict[str, str]:
             for i, t in zip(items.index, items["title"])}
 
 
-def _sort_key(u: Any) -> tuple[int, Any]:
-    try:
-        return (0, int(u))
-    except (TypeError, ValueError):
-        return (1, str(u))
-
-
-def _ids(df: Any) -> list[str]:
-    return [] if df is None or len(df) == 0 else [str(i) for i in df["item_id"].tolist()]
-
-
 @probe("position", tags=["robustness", "position-bias", "llmrank", "accuracy"])
 class PositionProbe(Probe):
     """LLMRank: does the input position of the held-out item change how it is ranked?"""
@@ -211,7 +201,7 @@ class PositionProbe(Probe):
         p = self.params
         n_train = catalog.split("train")["user_id"].astype(str).value_counts()
         n_test = catalog.split("test")["user_id"].astype(str).value_counts()
-        eligible = [u for u in sorted(catalog.user_ids(), key=_sort_key)
+        eligible = [u for u in sorted(catalog.user_ids(), key=user_sort_key)
                     if n_train.get(str(u), 0) >= p.min_history and n_test.get(str(u), 0) >= 1]
         if not eligible:
             raise ValueError(f"no user has >= {p.min_history} training interactions and a "
@@ -225,8 +215,8 @@ class PositionProbe(Probe):
             if len(users) >= p.n_users:
                 break
             u = str(eligible[int(idx)])
-            train = _ids(catalog.history(u, split="train"))
-            test = _ids(catalog.history(u, split="test"))
+            train = history_ids(catalog.history(u, split="train"))
+            test = history_ids(catalog.history(u, split="test"))
             held = test[0]
             seen = set(train) | set(test)
             picked = [held]

@@ -60,6 +60,7 @@ from pydantic import Field, field_validator, model_validator
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord, ProbeResult
 from .attributes import require_placeholders
+from .histories import history_ids, history_title, select_history, user_sort_key
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
 
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
@@ -83,7 +84,6 @@ METHOD_NOTES = (
     "Utility (HR, NDCG) is measured against each user's held-out items: a proxy for their "
     "preferences, not the preferences themselves.",
 )
-_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 
 
@@ -96,29 +96,6 @@ def with_article(phrase: str) -> str:
     """``"old male"`` -> ``"an old male"``; ``"young female"`` -> ``"a young female"``."""
     phrase = phrase.strip()
     return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
-
-
-def display_title(title: str, year: Any = None) -> str:
-    """How a history item is shown in the prompt: 'Matrix, The (1999)' or ('Matrix, The', 1999)
-    -> 'The Matrix (1999)'; without a year just the natural title."""
-    from .subjects import natural_title
-
-    found = _TITLE_YEAR.search(str(title))
-    natural = natural_title(title)
-    if found:
-        return f"{natural} ({found.group(1)})"
-    try:
-        return f"{natural} ({int(year)})"
-    except (TypeError, ValueError):
-        return natural
-
-
-def _shown_title(catalog: Any, item_id: str) -> str:
-    year = None
-    items = getattr(catalog, "items", None)
-    if items is not None and "year" in getattr(items, "columns", ()):
-        year = items.at[str(item_id), "year"]
-    return display_title(catalog.title(item_id), year)
 
 
 def _template_fields(template: str) -> list[str]:
@@ -206,37 +183,6 @@ class ProfileParams(ProbeParams):
                 .replace("{value}", value))
 
 
-# -- catalog access ---------------------------------------------------------------------------
-def _history_ids(df: Any) -> list[str]:
-    if df is None or len(df) == 0:
-        return []
-    return [str(i) for i in df["item_id"].tolist()]
-
-
-def _select_history(df: Any, n: int, sampling: str, rng: np.random.Generator) -> list[str]:
-    """``n`` training items of one user: a random sample (shown in time order), the top-rated
-    (highest first; ties: more recent first) or the most recent (shown oldest first)."""
-    cols = set(df.columns)
-    if sampling == "top_rated":
-        if "rating" not in cols:
-            raise ValueError("sampling 'top_rated' needs ratings in the interactions")
-        keys = ["rating"] + (["timestamp"] if "timestamp" in cols else [])
-        chosen = df.sort_values(keys, ascending=False, kind="stable").head(n)
-        return _history_ids(chosen)
-    ordered = df.sort_values("timestamp", kind="stable") if "timestamp" in cols else df
-    if sampling == "recent":
-        return _history_ids(ordered.tail(n))
-    idx = np.sort(rng.choice(len(ordered), size=min(n, len(ordered)), replace=False))
-    return _history_ids(ordered.iloc[idx])
-
-
-def _sort_key(u: Any) -> tuple[int, Any]:
-    try:
-        return (0, int(u))
-    except (TypeError, ValueError):
-        return (1, str(u))
-
-
 @probe("profile", tags=["fairness", "consumer", "cfairllm", "accuracy"])
 class ProfileProbe(Probe):
     """CFaiRLLM: does stating gender/age change history-based lists and their accuracy?"""
@@ -249,7 +195,7 @@ class ProfileProbe(Probe):
     def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
         """The sampled users with their shown history and held-out ids (seeded)."""
         p = self.params
-        candidates = sorted(catalog.user_ids(), key=_sort_key)
+        candidates = sorted(catalog.user_ids(), key=user_sort_key)
         if hasattr(catalog, "split"):  # count both splits at once instead of per user
             n_train = catalog.split("train")["user_id"].astype(str).value_counts()
             n_test = catalog.split("test")["user_id"].astype(str).value_counts()
@@ -270,8 +216,8 @@ class ProfileProbe(Probe):
             train = catalog.history(u, split="train")
             test = catalog.history(u, split="test")
             users.append({"user_id": str(u),
-                          "history": _select_history(train, p.history_items, p.sampling, rng),
-                          "held_out": _history_ids(test)})
+                          "history": select_history(train, p.history_items, p.sampling, rng),
+                          "held_out": history_ids(test)})
         return users
 
     def plan(self, ctx: AuditContext) -> list[Query]:
@@ -281,7 +227,7 @@ class ProfileProbe(Probe):
         queries = []
         for user in self.sample_users(catalog):
             uid = user["user_id"]
-            titles = [_shown_title(catalog, i) for i in user["history"]]
+            titles = [history_title(catalog, i) for i in user["history"]]
             meta = {"user_id": uid, "history": user["history"], "held_out": user["held_out"]}
             queries.append(Query(f"{uid}|neutral", Request.from_prompt(
                 p.prompt(p.neutral, titles), k=p.k, system=p.system),

@@ -39,7 +39,7 @@ _REGISTRY: dict[str, type["Probe"]] = {}
 #: The tags the report maps to compliance evidence (a probe may carry any others as well).
 FAIRNESS, ROBUSTNESS, ACCURACY = "fairness", "robustness", "accuracy"
 # Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
-HELPER_MODULES = frozenset({"registry", "attributes", "kit", "subjects"})
+HELPER_MODULES = frozenset({"registry", "attributes", "kit", "subjects", "histories"})
 _builtins_loaded = False
 
 

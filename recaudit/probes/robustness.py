@@ -345,13 +345,14 @@ class RobustnessProbe(Probe):
         if p.prompts == "subjects":
             return [(str(m), name, {"subject": name})
                     for m, name in enumerate(p.subjects.resolve(ctx.catalog))]
-        from .profile import ProfileParams, ProfileProbe, _shown_title
+        from .histories import history_title
+        from .profile import ProfileParams, ProfileProbe
 
         sampler = ProfileProbe(ProfileParams(n_users=p.n_users, history_items=p.history_items,
                                              seed=p.seed))
         out = []
         for user in sampler.sample_users(ctx.catalog):
-            titles = [_shown_title(ctx.catalog, i) for i in user["history"]]
+            titles = [history_title(ctx.catalog, i) for i in user["history"]]
             out.append((user["user_id"], titles, {"user_id": user["user_id"],
                                                   "history": user["history"]}))
         return out

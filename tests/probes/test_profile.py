@@ -13,7 +13,7 @@ from recaudit.config import StatsConfig, parse_config
 from recaudit.engine import Answer
 from recaudit.errors import ConfigError
 from recaudit.grounding import Grounding
-from recaudit.probes.profile import ProfileParams, ProfileProbe, display_title
+from recaudit.probes.profile import ProfileParams, ProfileProbe
 from recaudit.probes.registry import AuditContext, get_probe
 from recaudit.recommenders.base import Response
 from recaudit.stats import benjamini_hochberg
@@ -91,13 +91,6 @@ def test_intersection_phrasing():
     custom = ProfileParams(attributes={"gender": ["a female"], "occupation": ["an artist"]},
                            intersection_template="{gender} {occupation}")
     assert custom.groups()["gender×occupation"] == ["a female artist"]
-
-
-def test_display_title():
-    assert display_title("Matrix, The (1999)") == "The Matrix (1999)"
-    assert display_title("Heat") == "Heat"
-    assert display_title("Deer Hunter, The", 1978) == "The Deer Hunter (1978)"
-    assert display_title("Heat", None) == "Heat"
 
 
 # -- planning -----------------------------------------------------------------------------------
