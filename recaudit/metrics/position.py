@@ -183,6 +183,30 @@ def cramers_v_uniform(counts: Sequence[float]) -> float:
     return float(min(1.0, np.sqrt(res.statistic / (res.n * res.dof))))
 
 
+def cramers_v_of_shares(shares: np.ndarray) -> np.ndarray:
+    r"""Cramér's V against uniform from shares over ``P`` positions (last axis; rescaled to sum
+    to 1): :math:`V = \sqrt{P \sum_i (s_i - 1/P)^2 / (P - 1)}`, equal to
+    :func:`cramers_v_uniform` of counts proportional to the shares. NaN where the shares sum to
+    0 or are not finite, or with fewer than two positions.
+
+    Examples
+    --------
+    >>> float(cramers_v_of_shares(np.array([1.0, 0, 0, 0])))
+    1.0
+    >>> float(cramers_v_of_shares(np.array([0.25, 0.25, 0.25, 0.25])))
+    0.0
+    """
+    s = np.asarray(shares, dtype=float)
+    n_pos = s.shape[-1]
+    total = s.sum(axis=-1, keepdims=True)
+    if n_pos < 2:
+        return np.full(s.shape[:-1], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = s / total
+        v = np.sqrt(np.minimum(1.0, n_pos * ((s - 1 / n_pos) ** 2).sum(axis=-1) / (n_pos - 1)))
+    return np.where(np.isfinite(total[..., 0]) & (total[..., 0] > 0), v, np.nan)
+
+
 def _tau_union_fast(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
     """:func:`kendall_tau_union` without scipy's per-call overhead (O(n^2) numpy; equal to it
     up to round-off, tested)."""

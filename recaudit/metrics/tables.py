@@ -12,6 +12,8 @@ statistic           value under unit weights ``w``
 ``range``           max - min over the conditions of the weighted condition means (SNSR, gap)
 ``std``             population std of the weighted condition means (SNSV)
 ``ratio``           min / max of the weighted condition means (NaN when max <= 0)
+``cramers_v``       Cramér's V against uniform of the weighted condition means read as shares
+                    (one-hot rows: first-place shares per input position)
 ``auc_macro_ovr``   conditions ``"t -> c"`` hold each unit's out-of-fold probability of value c
                     for its list of true value t; the macro one-vs-rest AUC of those rows, each
                     row weighted by its unit's weight
@@ -65,6 +67,12 @@ def _ratio(m: np.ndarray) -> np.ndarray:
     return out
 
 
+def _cramers_v(m: np.ndarray) -> np.ndarray:
+    from .position import cramers_v_of_shares
+
+    return cramers_v_of_shares(m)
+
+
 def _auc_macro_ovr(values: np.ndarray, weights: np.ndarray, column: int | None = None
                    ) -> np.ndarray:
     from .classification import auc_macro_ovr
@@ -81,7 +89,7 @@ def _auc_macro_ovr(values: np.ndarray, weights: np.ndarray, column: int | None =
 #: statistic name -> ``f(values (U, C), weights (P, U), column) -> (P,)``
 TABLE_STATISTICS: dict[str, Callable[..., np.ndarray]] = {
     "mean": _mean, "range": _spread(_range), "std": _spread(_std),
-    "ratio": _spread(_ratio), "auc_macro_ovr": _auc_macro_ovr,
+    "ratio": _spread(_ratio), "cramers_v": _spread(_cramers_v), "auc_macro_ovr": _auc_macro_ovr,
 }
 
 

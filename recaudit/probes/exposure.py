@@ -273,8 +273,7 @@ class ExposureProbe(Probe):
                 rec = kit.derived(t, "skew_at_k", fn, estimate=est,
                                   convention=f"{conv} (this group: {q:.4g})",
                                   warning=None if est is not None else
-                                  "group in no list (skew -inf)")
-                rec.value = g
+                                  "group in no list (skew -inf)", value=g)
                 if k == ks[-1]:
                     out[g] = rec
         return out

@@ -262,14 +262,15 @@ class Summariser:
 
     def spread(self, t: Table, kind: str, *, test: bool = True, name: str | None = None,
                convention: str | None = None, warning: str | None = None,
-               estimate: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> dict[int | None, MetricRecord]:
+               estimate: Callable[[np.ndarray], np.ndarray] | None = None,
+               family: str | None = None) -> dict[int | None, MetricRecord]:
         """A spread statistic over the condition means (``kind`` in SPREAD_STATISTIC), per k.
 
         CI: paired bootstrap over units. At the largest k, with ``test``: a paired permutation
-        p-value and the null floor (``null_mean``, ``null_p95``); the record joins the family of
-        its metric name. ``estimate`` overrides the point estimate (e.g. fairlearn's), given
-        the (C, K) condition means.
+        p-value and the null floor (``null_mean``, ``null_p95``); the record joins the
+        Benjamini-Hochberg family ``family`` (default: its metric name; one family may span
+        several metrics that answer one question). ``estimate`` overrides the point estimate
+        (e.g. fairlearn's), given the (C, K) condition means.
         """
         from ..metrics.specs import SPREAD_KINDS
         from ..stats import permutation_test_values, spread_statistic
@@ -289,30 +290,46 @@ class Summariser:
             at_max = k == t.max_k
             if at_max:
                 extra = {"table": table_id, "statistic": statistic}
-            family = None
             if at_max and test and len(t.conditions) > 1 and n_units > 1:
                 perm = permutation_test_values(
                     t.values[:, :, kj], statistic, self.st.n_permutations,
                     seed=self.seed("permutation", t.metric, t.attribute, t.variant, kind))
                 extra.update(p_value=perm.pvalue, **self.null_floor(perm.null_distribution))
-                family = metric
             out[k] = self.record(metric, attribute=t.attribute, k=k, estimate=est[kj],
                                  ci=(lo[kj], hi[kj]), n=n_units, convention=convention,
-                                 warning=warning, variant=t.variant, family=family, **extra)
+                                 warning=warning, variant=t.variant,
+                                 family=(family or metric) if "p_value" in extra else None,
+                                 **extra)
         return out
 
     def derived(self, t: Table, metric: str, fn: Callable[[np.ndarray], float], *,
-                estimate: float, convention: str | None = None, warning: str | None = None
-                ) -> MetricRecord:
+                estimate: float | None, convention: str | None = None,
+                warning: str | None = None, value: str | None = None,
+                statistic: str | None = None, p_value: float | None = None,
+                family: str | None = None) -> MetricRecord:
         """A probe-specific statistic of the condition means at the largest k (e.g. an
-        inequality index of group means) with a paired-bootstrap CI over units."""
+        inequality index of group means) with a paired-bootstrap CI over units.
+
+        ``statistic`` names the same function in :data:`recaudit.metrics.tables.TABLE_STATISTICS`
+        (the table is then stored, so compare can re-test the record); ``p_value`` (the
+        probe's own test) joins the record to the Benjamini-Hochberg family ``family``
+        (default: the metric's name)."""
+        extra: dict[str, Any] = {}
+        if statistic is not None:
+            from ..metrics.tables import table_statistic
+
+            table_statistic(statistic)  # a known statistic, or ValueError
+            extra = {"table": self._keep(t), "statistic": statistic}
         boot = self._boot_means(t)[:, :, -1]
         vals = np.asarray([fn(row) for row in boot], dtype=float)
         lo, hi = self._interval(vals[:, None])
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
-        return self.record(metric, attribute=t.attribute, k=t.max_k, estimate=estimate,
-                           ci=(lo[0], hi[0]), n=n_units, convention=convention, warning=warning,
-                           variant=t.variant)
+        if p_value is not None and np.isfinite(p_value):
+            extra["p_value"] = float(p_value)
+        return self.record(metric, attribute=t.attribute, value=value, k=t.max_k,
+                           estimate=estimate, ci=(lo[0], hi[0]), n=n_units,
+                           convention=convention, warning=warning, variant=t.variant,
+                           family=(family or metric) if "p_value" in extra else None, **extra)
 
     @staticmethod
     def null_floor(null: np.ndarray) -> dict[str, float | None]:

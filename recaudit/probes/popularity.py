@@ -323,11 +323,9 @@ class PopularityProbe(Probe):
             if m != "aclt":
                 cf = Table(m, HISTORY, list(SWAPPED), units, per[:, 1:, j], ks=[K],
                            part="niche_vs_blockbuster")
+                # one BH family: the popularity-following test is both gaps together
                 gaps[m] = kit.spread(cf, "gap", convention="|blockbuster - niche| of the "
-                                     "condition means (same users)")[K]
-        # one BH family: the popularity-following test is both gaps together
-        fam = [r for m in ("arp_gap", "aplt_gap") for r in kit.families.pop(m, [])]
-        kit.families.setdefault(FAMILY, []).extend(fam)
+                                     "condition means (same users)", family=FAMILY)[K]
 
         jac = np.array([[jaccard(lists[f"{u}|{c}"], lists[f"{u}|{ORIGINAL_H}"]) for c in SWAPPED]
                         for u in units])
@@ -393,11 +391,9 @@ class PopularityProbe(Probe):
                 continue
             lt = Table("popularity_lift", USER_GROUP, ["recommended", "profile"],
                        [units[ui] for ui in members], gap_rp[members], ks=[K], part=g)
-            rec = kit.derived(lt, "popularity_lift", _lift_of_means, estimate=lift[g],
-                              convention="GAP = mean item popularity; profile = the shown "
-                                         "history")
-            rec.value = g
-            lifts[g] = rec
+            lifts[g] = kit.derived(lt, "popularity_lift", _lift_of_means, estimate=lift[g],
+                                   convention="GAP = mean item popularity; profile = the "
+                                              "shown history", value=g)
 
         # mean popularity by output position (LLMRank)
         width = max((len(lst) for lst in orig), default=0)

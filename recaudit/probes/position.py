@@ -292,7 +292,8 @@ class PositionProbe(Probe):
 
     def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
                 ) -> ProbeResult:
-        from ..metrics.position import (candidate_scores_from_ranking, cramers_v_uniform,
+        from ..metrics.position import (candidate_scores_from_ranking, cramers_v_of_shares,
+                                        cramers_v_uniform,
                                         first_position_chi2, pairwise_consistency, tied_ndcg_hr)
         from .kit import Summariser, Table, collect
 
@@ -381,13 +382,13 @@ class PositionProbe(Probe):
             warn = (f"expected {expected:.1f} first places per position (< 5): the chi-square "
                     "approximation is poor" if chi.n and expected < 5 else None)
             if fp_users:
-                v_rec = kit.derived(fp, "first_place_v", _v_of_shares,
+                v_rec = kit.derived(fp, "first_place_v",
+                                    lambda m: float(cramers_v_of_shares(m)),
                                     estimate=cramers_v_uniform(counts),
                                     convention=f"Pearson chi-square vs uniform: chi2 = "
                                                f"{chi.statistic:.2f}, dof = {chi.dof}, "
-                                               f"n = {chi.n} rankings", warning=warn)
-                v_rec.p_value = chi.pvalue if np.isfinite(chi.pvalue) else None
-                kit.families.setdefault("first_place_v", []).append(v_rec)
+                                               f"n = {chi.n} rankings", warning=warn,
+                                    statistic="cramers_v", p_value=chi.pvalue)
             else:
                 v_rec = kit.record("first_place_v", attribute=POSITION_ATTR, n=0,
                                    warning="no shuffled copy was ranked")
@@ -438,14 +439,3 @@ class PositionProbe(Probe):
                 f"{v_rec.estimate:.3f}, {p_txt})"),
                 detail=(f"Input position {top} came out first in {share:.0%} of {chi.n} "
                         f"shuffled rankings (uniform: {1 / len(counts):.0%})."), alpha=alpha)
-
-
-def _v_of_shares(shares: np.ndarray) -> float:
-    """Cramér's V against uniform from first-place shares (which sum to 1)."""
-    s = np.asarray(shares, dtype=float)
-    total = s.sum()
-    if not np.isfinite(total) or total <= 0 or s.size < 2:
-        return float("nan")
-    s = s / total
-    n_pos = s.size
-    return float(np.sqrt(min(1.0, n_pos * ((s - 1 / n_pos) ** 2).sum() / (n_pos - 1))))

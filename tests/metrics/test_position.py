@@ -133,3 +133,17 @@ def test_pairwise_consistency():
                                        for x, y in ((a, b), (a, c), (b, c))]))
     assert pairwise_consistency([a, a]) == pytest.approx((1.0, 1.0))
     assert all(math.isnan(x) for x in pairwise_consistency([a]))
+
+
+def test_cramers_v_of_shares_equals_the_count_version():
+    from recaudit.metrics.position import cramers_v_of_shares, cramers_v_uniform
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        counts = rng.integers(0, 9, size=int(rng.integers(2, 8))).astype(float)
+        if counts.sum() == 0:
+            continue
+        assert float(cramers_v_of_shares(counts)) == pytest.approx(cramers_v_uniform(counts))
+    assert np.isnan(cramers_v_of_shares(np.zeros(3)))
+    batch = cramers_v_of_shares(np.array([[1.0, 0.0], [0.5, 0.5]]))
+    np.testing.assert_allclose(batch, [1.0, 0.0])

@@ -113,3 +113,39 @@ def test_null_floor_is_calibrated_for_an_unbiased_model_and_exceeded_by_a_biased
             above_biased += rec.estimate > rec.null_p95
     assert 0.85 <= below / reps <= 1.0, below  # nominal 95%: 57 of 60 expected
     assert above_biased == 10
+
+
+def test_one_bh_family_may_span_two_metrics():
+    kit = _kit()
+    a = kit.spread(_table("arp", attribute="h", seed=1, shift=0.3), "gap", family="follow")[2]
+    b = kit.spread(_table("aplt", attribute="h", seed=2), "gap", family="follow")[2]
+    c = kit.spread(_table("jaccard", attribute="h", seed=3), "snsr")[2]  # its own family
+    kit.adjust()
+    from recaudit.stats import benjamini_hochberg
+
+    assert [a.p_adjusted, b.p_adjusted] == list(
+        benjamini_hochberg([a.p_value, b.p_value]).adjusted)
+    assert c.p_adjusted == c.p_value  # a family of one is not adjusted
+
+
+def test_derived_record_with_a_table_statistic_can_be_recomputed_from_its_table():
+    from recaudit.metrics.position import cramers_v_of_shares, cramers_v_uniform
+    from recaudit.metrics.tables import table_statistic
+
+    rng = np.random.default_rng(0)
+    first = rng.choice(4, size=40, p=[0.55, 0.15, 0.15, 0.15])
+    onehot = np.eye(4)[first]
+    t = Table("first_place_share", "position", list("0123"), [str(i) for i in range(40)],
+              onehot)
+    kit = _kit()
+    counts = onehot.sum(axis=0)
+    rec = kit.derived(t, "first_place_v", lambda m: float(cramers_v_of_shares(m)),
+                      estimate=cramers_v_uniform(counts), statistic="cramers_v", p_value=0.01,
+                      value="all")
+    assert rec.value == "all" and rec.statistic == "cramers_v" and rec.p_value == 0.01
+    stored = kit.res.unit_table(rec.table) or kit._tables[rec.table]
+    again = table_statistic("cramers_v")(stored.matrix(), np.ones((1, 40)))[0]
+    assert again == pytest.approx(rec.estimate, abs=1e-12)
+    assert rec.ci_low <= rec.estimate <= rec.ci_high
+    with pytest.raises(ValueError, match="unknown table statistic"):
+        kit.derived(t, "first_place_v", float, estimate=0.1, statistic="nope")
