@@ -93,7 +93,15 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
             raise
         except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
             planned.append((p, None, f"{type(err).__name__}: {err}"))
+    extra: dict[str, list[Query]] = {}  # model-backed rerankers' requests, by probe run
+    if cfg.mitigation:
+        from .mitigation.apply import plan_model_queries
+
+        for p, qs, _ in planned:
+            if qs:
+                extra[p.run_id] = plan_model_queries(cfg.mitigation, p, qs)
     requests = [q.request for _, qs, _ in planned if qs for q in qs]
+    requests += [q.request for qs in extra.values() for q in qs]
     e = cfg.engine
     engine = Engine(rec, catalog, cache_path=e.cache, batch_size=e.batch_size,
                     max_requests=e.max_requests, dry_run=e.dry_run,
@@ -114,6 +122,13 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
                    if q.request.key() in answers_by_key}
         try:
             res = p.analyse(ctx, queries, answers)
+            if cfg.mitigation:
+                from .mitigation.apply import mitigate_probe
+
+                answers.update({q.id: answers_by_key[q.request.key()]
+                                for q in extra.get(p.run_id, [])
+                                if q.request.key() in answers_by_key})
+                mitigate_probe(p, ctx, queries, answers, res, cfg.mitigation)
         except RecauditError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--markdown", help="write the comparison as Markdown")
 
+    p = sub.add_parser("mitigate", help="re-rank the lists of saved results and measure the "
+                       "effect and its cost (no model run)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="results.json (or its directory)")
+    p.add_argument("--reranker", required=True, help="reranker name (see 'recaudit rerankers')")
+    p.add_argument("params", nargs="*", metavar="KEY=VALUE",
+                   help="reranker parameters, e.g. p=0.5 alpha=0.1 protected=head_tail=tail")
+    p.add_argument("--probe", action="append", default=[], help="probe run id (repeatable; "
+                   "default: every probe the reranker can serve)")
+    p.add_argument("--k", type=int, help="re-rank the top k of each list (default: all)")
+    p.add_argument("--sweep", help="comma list of values of the reranker's sweep parameter "
+                   "('' for none; default: the reranker's grid)")
+    p.add_argument("--id", help="variant name (default: reranker(params))")
+    p.add_argument("--out", help="output directory (default: next to results.json)")
+    p.add_argument("--format", default="json,html,junit,md")
+    sub.add_parser("rerankers", help="list the mitigation rerankers")
+
     p = sub.add_parser("report", help="re-render reports from saved results (no model run)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
@@ -259,6 +276,56 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_GATE_FAILED if cmp.regressions else EXIT_OK
 
 
+def _scalar(text: str) -> Any:
+    """A command-line value as YAML reads it: 0.5 -> float, true -> bool, else the string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_mitigate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import MitigationSpec
+    from .errors import ConfigError
+    from .mitigation.saved import mitigate_saved
+    from .report import save_result
+    from .results import AuditResult, check_output_dir
+
+    params: dict[str, Any] = {}
+    for item in args.params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"reranker parameter {item!r}: expected KEY=VALUE")
+        params[key] = _scalar(value)
+    sweep = None
+    if args.sweep is not None:
+        sweep = [_scalar(v) for v in args.sweep.split(",") if v.strip()]
+    spec = MitigationSpec(reranker=args.reranker, params=params, probes=args.probe, k=args.k,
+                          sweep=sweep, id=args.id)
+    src = Path(args.results)
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+    check_output_dir(out)
+    result = mitigate_saved(AuditResult.load(args.results), [spec])
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    for kind, path in save_result(result, out, formats=formats).items():
+        print(f"{kind}: {path}")
+    return EXIT_OK
+
+
+def cmd_rerankers(args: argparse.Namespace) -> int:
+    from .mitigation.registry import get_reranker, reranker_names
+
+    for name in reranker_names():
+        cls = get_reranker(name)
+        sweep = f" (sweeps {cls.sweep})" if cls.sweep else ""
+        print(f"  {name:<12} {cls.description}{sweep}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -275,7 +342,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_probes,
-            "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report}
+            "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report,
+            "mitigate": cmd_mitigate, "rerankers": cmd_rerankers}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,25 @@ class ProbeSpec(_Strict):
         return self.id or (f"{self.probe}:{self.suite}" if self.suite else self.probe)
 
 
+class MitigationSpec(_Strict):
+    """One reranker to apply to the probes' lists (see :mod:`recaudit.mitigation`)."""
+
+    reranker: str
+    id: str | None = Field(None, description="variant name; default: reranker(params)")
+    params: dict[str, Any] = Field(default_factory=dict)
+    probes: list[str] = Field(default_factory=list,
+                              description="probe run ids; default: every probe it can serve")
+    k: int | None = Field(None, ge=1, description="re-rank the top k of each list; default: "
+                                                  "the whole list")
+    sweep_param: str | None = Field(None, description="parameter of the trade-off curve; "
+                                                      "default: the reranker's")
+    sweep: list[Any] | None = Field(None, description="its values; default: the reranker's "
+                                                      "grid ([] = no curve)")
+    target: str | None = Field(None, description="metric the curve shows; default: the "
+                                                 "reranker's")
+    target_attribute: str | None = None
+
+
 class AuditConfig(_Strict):
     name: str = "audit"
     model: str = "smollm2"
@@ -93,6 +112,7 @@ class AuditConfig(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     gates: list[GateSpec] = Field(default_factory=list)
+    mitigation: list[MitigationSpec] = Field(default_factory=list)
     out: str = "out"
     # Filled by load_config: where the config came from and its exact text.
     source_path: str | None = Field(None, exclude=True)
@@ -133,7 +153,21 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
     dup = {x for x in ids if ids.count(x) > 1}
     if dup:
         raise ConfigError(f"{where}: probes: duplicate probe id {sorted(dup)[0]!r}; set 'id:'")
+    check_mitigation(cfg.mitigation, ids, where)
     return cfg
+
+
+def check_mitigation(specs: list[MitigationSpec], probe_ids: list[str], where: str) -> None:
+    """Every reranker, parameter and sweep value valid, every named probe run present: a
+    one-line ConfigError (exit 2) before any model call."""
+    from .mitigation.apply import resolve_rerankers
+
+    for i, spec in enumerate(specs):
+        resolve_rerankers(spec, f"{where}: mitigation[{i}]")
+        unknown = [p for p in spec.probes if p not in probe_ids]
+        if unknown:
+            raise ConfigError(f"{where}: mitigation[{i}].probes: no probe run {unknown[0]!r}; "
+                              f"runs: {', '.join(probe_ids) or 'none'}")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AuditConfig:

@@ -35,9 +35,13 @@ class Answer:
     response: Response
     grounding: Grounding | None = None
     cached: bool = False
+    #: a mitigation reranker's order of this answer's items, which replaces the grounded list
+    ranked: list[str] | None = None
 
     @property
     def item_ids(self) -> list[str]:
+        if self.ranked is not None:
+            return list(self.ranked)
         return list(self.grounding.item_ids) if self.grounding else []
 
     @property

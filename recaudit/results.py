@@ -9,7 +9,8 @@ report, gates and compare need no knowledge of any probe or metric.
 
 Schema 1.1 added ``specs``, ``headline``, ``tags``, ``method_notes`` and ``units`` to a probe
 result and ``variant``, ``null_mean``, ``null_p95``, ``table`` and ``statistic`` to a record;
-1.0 files still load (:func:`upgrade`).
+Schema 1.2 added ``tradeoffs`` (mitigation trade-off curves) to a probe result. 1.0 and 1.1
+files still load (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.1"
-READABLE_VERSIONS = ("1.0", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.2"
+READABLE_VERSIONS = ("1.0", "1.1", SCHEMA_VERSION)
 ORIGINAL = "original"  # the variant of unmitigated results
 
 
@@ -124,6 +125,32 @@ class UnitTable(_Model):
                         dtype=float).reshape(len(self.units), len(self.conditions))
 
 
+class TradeoffPoint(_Model):
+    """One point of a trade-off curve: the reranker at one parameter value, what it did to
+    its target (estimate and CI) and what it cost (a utility loss, or the similarity of the
+    re-ranked lists to the original ones where no held-out items exist)."""
+
+    value: Any = None
+    variant: str
+    target_estimate: float | None = None
+    target_ci: list[float | None] = Field(default_factory=lambda: [None, None])
+    target_attribute: str | None = None
+    cost_metric: str
+    cost_estimate: float | None = None
+    cost_ci: list[float | None] = Field(default_factory=lambda: [None, None])
+
+
+class Tradeoff(_Model):
+    """A reranker's trade-off curve on one probe: ``parameter`` swept over ``points``."""
+
+    reranker: str
+    variant: str
+    parameter: str | None = None
+    target: str
+    k: int | None = None
+    points: list[TradeoffPoint] = Field(default_factory=list)
+
+
 class ProbeResult(_Model):
     """Everything one probe run produced, including the raw records needed to recompute it.
 
@@ -151,6 +178,7 @@ class ProbeResult(_Model):
     tags: list[str] = Field(default_factory=list)
     method_notes: list[str] = Field(default_factory=list)
     units: list[UnitTable] = Field(default_factory=list)
+    tradeoffs: list[Tradeoff] = Field(default_factory=list)
 
     def metric(self, metric: str, **where: Any) -> list[MetricRecord]:
         return [m for m in self.metrics if m.metric == metric

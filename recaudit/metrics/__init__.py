@@ -59,6 +59,7 @@ from recaudit.metrics.fairness import (
     generalized_entropy_index,
     group_gaps,
 )
+from recaudit.metrics.mitigation import protected_share_at_k
 from recaudit.metrics.popularity import (
     HeadTailSplit,
     aclt,
@@ -103,6 +104,8 @@ __all__ = [
     "similarity_matrix",
     "snsr",
     "snsv",
+    # mitigation
+    "protected_share_at_k",
     # popularity
     "HeadTailSplit",
     "aclt",

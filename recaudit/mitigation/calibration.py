@@ -17,6 +17,9 @@ The re-ranker greedily maximises ``(1 - lam) * sum_{i in S} s(i) - lam * C_KL(p,
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
+
+from .registry import ListBatch, Reranker, RerankerParams, reranker
 
 __all__ = ["calibrated_rerank", "categories_of_selection", "miscalibration"]
 
@@ -234,3 +237,67 @@ def calibrated_rerank(
         acc[rows] += cats[rows, chosen]
         size[rows] += 1
     return out
+
+
+# -- registry entry ------------------------------------------------------------------------------
+
+
+class CalibrationParams(RerankerParams):
+    lam: float = Field(0.5, ge=0.0, le=1.0, description="weight of the calibration term")
+    alpha: float = Field(0.01, ge=0.0, lt=1.0, description="smoothing of q toward p")
+    categories: str = Field("genres", description="'genres' (an item's genres split "
+                                                  "equally) or any item-group column")
+
+
+@reranker("calibration")
+class Calibration(Reranker):
+    """Steck's calibrated re-ranking: the list's category make-up follows the user's history
+    (the catalog's make-up for a request without a history)."""
+
+    Params = CalibrationParams
+    sweep = "lam"
+    sweep_values = (0.0, 0.25, 0.5, 0.75, 1.0)
+    target = "miscalibration"
+    params: CalibrationParams
+
+    def _distributions(self, batch: ListBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(L, n, C) p(g|i) of every entry and (L, C) p(g|u) of every list's user."""
+        cat = batch.catalog
+        if self.params.categories == "genres":
+            per_item = {str(i): list(g) or ["(none)"]
+                        for i, g in zip(cat.items.index, cat.items["genres"])}
+        else:
+            per_item = {i: [g] for i, g in batch.item_groups(self.params.categories).items()}
+        names = sorted({g for gs in per_item.values() for g in gs} | {"unknown"})
+        col = {g: c for c, g in enumerate(names)}
+
+        def dist(items: list[str]) -> np.ndarray:
+            out = np.zeros(len(names))
+            for i in items:
+                gs = per_item.get(str(i), ["unknown"])
+                for g in gs:
+                    out[col[g]] += 1.0 / len(gs)
+            return out / out.sum() if out.sum() else out
+
+        cats = np.zeros((*batch.ids.shape, len(names)))
+        for li, row in enumerate(batch.ids):
+            for j, item in enumerate(row):
+                if batch.valid[li, j]:
+                    cats[li, j] = dist([item])
+        overall = dist(list(per_item))
+        target = np.stack([dist(h) if h else overall for h in batch.histories()]) \
+            if len(batch.queries) else np.zeros((0, len(names)))
+        if len(names) < 2:
+            raise ValueError(f"categories {self.params.categories!r} has only one value")
+        return cats, target
+
+    def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        cats, target = self._distributions(batch)
+        order = calibrated_rerank(batch.relevance, cats, target, k, self.params.lam,
+                                  alpha=self.params.alpha, valid=batch.valid)
+        return batch.lists(order)
+
+    def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        cats, target = self._distributions(batch)
+        return miscalibration(target, cats[:, :k], self.params.alpha,
+                              valid=batch.valid[:, :k])

@@ -177,55 +177,67 @@ def _greedy_family(
     return out
 
 
+def _due_prefixes(p: np.ndarray, n: int) -> list[list[int]]:
+    """``due[g][j - 1]``: the first prefix length ``r`` with ``floor(r p_g) >= j``, ``j = 1..n``.
+
+    Groups with a zero share are never due (empty list).
+    """
+    j = np.arange(1, n + 1, dtype=float)
+    due: list[list[int]] = []
+    for pg in p.tolist():
+        if pg <= 0:
+            due.append([])
+            continue
+        r = np.maximum(np.ceil(j / pg).astype(np.int64) - 2, 1)
+        short = _floor(r * pg) < j
+        while short.any():
+            r += short
+            short = _floor(r * pg) < j
+        due.append(r.tolist())
+    return due
+
+
 def _const_sort_one(
-    queues: list[list[int]], score: np.ndarray, p: np.ndarray, k: int
+    queues: list[list[int]], due: list[list[int]], score: list[float], k: int
 ) -> list[int]:
     """DetConstSort (Algorithm 3) on one list, *before* truncation to ``k``.
 
-    ``queues[g]`` holds group ``g``'s candidate indices in relevance order; ``score`` is indexed
-    by candidate. The paper's loop runs until at least ``k`` items are placed, completing the
-    last batch, so the result may be longer than ``k``. Groups that run out are skipped; when
-    every group with a positive share has run out before ``k`` items are placed, the remaining
-    slots are filled with the best remaining candidates of any group (by score, then position).
+    ``queues[g]`` holds group ``g``'s candidate indices in relevance order, ``due[g][j]`` the
+    prefix length at which group ``g``'s minimum count reaches ``j + 1``; ``score`` is indexed
+    by candidate. The paper loops over ``r = 1, 2, ...``; only the prefix lengths at which some
+    minimum count grows do anything, so those are visited directly. The loop stops once at
+    least ``k`` items are placed, completing the last batch as the paper does, so the result
+    may be longer than ``k``. A group that has run out is skipped; when no group has a due
+    candidate left before ``k`` items are placed, the remaining slots are filled with the best
+    remaining candidates of any group (by score, then position).
     """
-    n_groups = p.size
-    counts = [0] * n_groups
-    min_counts = [0] * n_groups
+    events = sorted((d, g) for g, q in enumerate(queues) for d in due[g][: len(q)])
+    counts = [0] * len(queues)
     ranked: list[int] = []
+    ranked_score: list[float] = []
     max_index: list[int] = []  # 0-based last position the item may occupy
-    r = 0
-    while len(ranked) < k:
-        live = [g for g in range(n_groups) if p[g] > 0 and counts[g] < len(queues[g])]
-        if not live:
-            break
-        # jump to the next prefix length at which some live group's minimum count grows
-        nxt = None
-        for g in live:
-            want = min_counts[g] + 1
-            cand = max(r + 1, int(np.ceil(want / p[g])) - 2)
-            while int(_floor(cand * p[g])) < want:
-                cand += 1
-            nxt = cand if nxt is None else min(nxt, cand)
-        r = int(nxt)
-        temp = [int(v) for v in _floor(r * p)]
-        changed = [g for g in range(n_groups) if temp[g] > min_counts[g]
-                   and counts[g] < len(queues[g])]
-        changed.sort(key=lambda g: (-score[queues[g][counts[g]]], queues[g][counts[g]]))
-        for g in changed:
+    e = 0
+    while len(ranked) < k and e < len(events):
+        r = events[e][0]
+        batch = []
+        while e < len(events) and events[e][0] == r:
+            batch.append(events[e][1])
+            e += 1
+        batch.sort(key=lambda g: (-score[queues[g][counts[g]]], queues[g][counts[g]]))
+        for g in batch:
             item = queues[g][counts[g]]
+            sc = score[item]
             ranked.append(item)
+            ranked_score.append(sc)
             max_index.append(r - 1)
             start = len(ranked) - 1
-            while (start > 0 and max_index[start - 1] >= start
-                   and score[ranked[start - 1]] < score[ranked[start]]):
+            while start > 0 and max_index[start - 1] >= start and ranked_score[start - 1] < sc:
                 ranked[start - 1], ranked[start] = ranked[start], ranked[start - 1]
+                ranked_score[start - 1], ranked_score[start] = sc, ranked_score[start - 1]
                 max_index[start - 1], max_index[start] = max_index[start], max_index[start - 1]
                 start -= 1
             counts[g] += 1
-        min_counts = temp
     if len(ranked) < k:
-        rest = [q[c] for q, c in zip(queues, counts) for q_i in [None] if c < len(q)
-                for _ in [None]]
         rest = [item for q, c in zip(queues, counts) for item in q[c:]]
         rest.sort(key=lambda i: (-score[i], i))
         ranked.extend(rest[: k - len(ranked)])
@@ -233,12 +245,14 @@ def _const_sort_one(
 
 
 def _const_sort(gi: np.ndarray, p: np.ndarray, s: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
-    n_lists = gi.shape[0]
+    n_lists, n = gi.shape
     queue, size = _group_queues(gi, ok, p.size)
+    due = _due_prefixes(p, n)
     out = np.full((n_lists, k), -1, dtype=np.int64)
+    queue_l, size_l, s_l = queue.tolist(), size.tolist(), s.tolist()
     for row in range(n_lists):
-        queues = [queue[row, g, : size[row, g]].tolist() for g in range(p.size)]
-        ranked = _const_sort_one(queues, s[row], p, k)[:k]
+        queues = [q[:c] for q, c in zip(queue_l[row], size_l[row])]
+        ranked = _const_sort_one(queues, due, s_l[row], k)[:k]
         out[row, : len(ranked)] = ranked
     return out
 

@@ -217,6 +217,61 @@ def _as_batch(protected: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarr
     return prot2, ok
 
 
+def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ``(k + 1, L)`` queues of the candidates the merge can reach, all candidates valid.
+
+    At step i the best remaining candidate overall has index <= i < k, so a candidate is only
+    ever taken from beyond the first k when it is protected and required; at most ``m_max``
+    (= m(k)) protected ones are taken that way. Hence: both queues from the first k columns
+    (a column loop over the L lists), plus, for lists with fewer than ``m_max`` protected in
+    that window, their next protected candidates further down (one ``argmax`` per rank). A
+    queue cut short at the window never changes a decision (the window always still holds the
+    best remaining candidate).
+    """
+    L, n = prot.shape
+    lists = np.arange(L)
+    window = np.ascontiguousarray(prot[:, :k].T)
+    q_prot = np.full((k + 1) * L, n, dtype=np.int64)
+    q_other = np.full((k + 1) * L, n, dtype=np.int64)
+    r_prot = np.zeros(L, dtype=np.int64)
+    r_other = np.zeros(L, dtype=np.int64)
+    for j in range(k):
+        col = window[j]
+        q_prot[(r_prot * L + lists)[col]] = j
+        q_other[(r_other * L + lists)[~col]] = j
+        r_prot += col
+        r_other += ~col
+    short = np.flatnonzero(r_prot < m_max)
+    if n > k and short.size:
+        deep = prot[short, k:]  # a copy
+        sub = np.arange(short.size)
+        rank = r_prot[short]
+        for _ in range(m_max - int(rank.min())):
+            pos = np.argmax(deep, axis=1)
+            hit = deep[sub, pos] & (rank < m_max)
+            q_prot[rank[hit] * L + short[hit]] = k + pos[hit]
+            deep[sub[hit], pos[hit]] = False
+            rank += hit
+    return q_prot, q_other
+
+
+def _first_members(member: np.ndarray, k: int) -> np.ndarray:
+    """``out[l, r]`` = index of the (r+1)-th True of row l (r < k), ``n`` where there is none.
+
+    Only the first k candidates of a group can ever be taken. One cumulative count over the
+    flattened batch (nondecreasing) and a ``searchsorted`` for the L x k ranks.
+    """
+    L, n = member.shape
+    counts = np.cumsum(member.reshape(-1), dtype=np.int64)
+    ends = counts[n - 1 :: n]  # members up to the end of each row
+    base = np.concatenate([[0], ends[:-1]])
+    wanted = base[:, None] + np.arange(1, k + 1)
+    pos = np.searchsorted(counts, wanted, side="left") - (np.arange(L) * n)[:, None]
+    out = np.full((L, k + 1), n, dtype=np.int64)
+    out[:, :k] = np.where(wanted <= ends[:, None], pos, n)
+    return out
+
+
 def is_fair(
     protected: np.ndarray,
     p: float,
@@ -332,29 +387,25 @@ def fair_rerank(
         raise ValueError(f"k={k} is larger than the candidate list ({n})")
     m = _table(k, p, alpha, adjust)
 
-    # queues[g][l, r] = index of the r-th best valid candidate of group g (1 protected, 0 not)
-    # in list l; n past the end of the queue.
-    rows = np.arange(L)
-    cols = np.broadcast_to(np.arange(n), (L, n))
-    queues = []
-    for member in (prot & ok, ~prot & ok):
-        q = np.full((L, n + 1), n, dtype=np.int64)
-        rank = np.cumsum(member, axis=1) - 1
-        q[np.nonzero(member)[0], rank[member]] = cols[member]
-        queues.append(q)
-    q_prot, q_other = queues
+    if valid is None or ok.all():
+        q_prot, q_other = _queues_all_valid(prot, k, int(m[-1]))
+    else:
+        q_prot = _first_members(prot & ok, k).T.ravel()
+        q_other = _first_members(~prot & ok, k).T.ravel()
 
-    out = np.full((L, k), -1, dtype=np.int64)
-    i_prot = np.zeros(L, dtype=np.int64)
+    # greedy merge, one position at a time for all lists (queues are flat (k + 1, L))
+    lists = np.arange(L)
+    out = np.empty((k, L), dtype=np.int64)
+    i_prot = np.zeros(L, dtype=np.int64)  # protected taken so far
     i_other = np.zeros(L, dtype=np.int64)
     for i in range(k):
-        c_prot = q_prot[rows, i_prot]
-        c_other = q_other[rows, i_other]
-        has_prot, has_other = c_prot < n, c_other < n
-        need = i_prot < m[i]  # protected taken so far = i_prot
-        take_prot = has_prot & (~has_other | need | (c_prot < c_other))
-        take_other = has_other & ~take_prot
-        out[:, i] = np.where(take_prot, c_prot, np.where(take_other, c_other, -1))
+        c_prot = q_prot[i_prot * L + lists]  # best remaining protected (n: none)
+        c_other = q_other[i_other * L + lists]
+        # required and available, or the better of the two (c_other = n when none is left)
+        take_prot = (c_prot < c_other) | ((i_prot < m[i]) & (c_prot < n))
+        out[i] = np.where(take_prot, c_prot, c_other)
         i_prot += take_prot
-        i_other += take_other
+        i_other += ~take_prot
+    out[out == n] = -1  # both queues empty: the list ends
+    out = np.ascontiguousarray(out.T)
     return out[0] if np.ndim(protected) == 1 else out

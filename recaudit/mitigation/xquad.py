@@ -28,6 +28,9 @@ the user's tail preference (within one item of ``P(tail|u) * k``).
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
+
+from .registry import ListBatch, Reranker, RerankerParams, reranker
 
 __all__ = ["xquad_rerank"]
 
@@ -169,3 +172,41 @@ def xquad_rerank(
         n_sel[rows] += 1
         n_tail[rows] += is_tail[rows, chosen]
     return out
+
+
+# -- registry entry ------------------------------------------------------------------------------
+
+
+class XQuADParams(RerankerParams):
+    lam: float = Field(0.5, ge=0.0, le=1.0, description="weight of the coverage bonus")
+    variant: str = Field("binary", pattern="^(binary|smooth)$")
+    head_share: float = Field(0.8, gt=0.0, lt=1.0, description="share of interactions the "
+                                                                "short head holds")
+
+
+@reranker("xquad")
+class XQuAD(Reranker):
+    """xQuAD for popularity: long-tail items get a coverage bonus in proportion to the user's
+    own long-tail taste (the shown history's tail share; 0.5 without a history)."""
+
+    Params = XQuADParams
+    sweep = "lam"
+    sweep_values = (0.0, 0.25, 0.5, 0.75, 1.0)
+    target = "aplt"
+    params: XQuADParams
+
+    def _preference(self, batch: ListBatch) -> np.ndarray:
+        head, _ = batch.catalog.head_tail(self.params.head_share)
+        return np.array([np.mean([i not in head for i in h]) if h else 0.5
+                         for h in batch.histories()], dtype=float)
+
+    def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        order = xquad_rerank(batch.relevance, batch.tail(self.params.head_share), k,
+                             self.params.lam, variant=self.params.variant,
+                             tail_preference=self._preference(batch), valid=batch.valid)
+        return batch.lists(order)
+
+    def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        from ..metrics.mitigation import protected_share_at_k
+
+        return protected_share_at_k(batch.tail(self.params.head_share), batch.valid, k)

@@ -27,17 +27,40 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeResult, UnitTable
 
-__all__ = ["Collected", "collect", "Table", "Summariser", "SPREAD_STATISTIC"]
+__all__ = ["Collected", "collect", "Table", "Summariser", "SPREAD_STATISTIC", "variant_scope",
+           "current_variant"]
 
 #: spread kind -> the statistic over condition means it is (see stats.spread_statistic)
 SPREAD_STATISTIC = {"snsr": "range", "snsv": "std", "gap": "range", "ratio": "ratio"}
+
+
+_VARIANT: ContextVar[str] = ContextVar("recaudit_variant", default=ORIGINAL)
+
+
+def current_variant() -> str:
+    """The variant tables and records get by default: ``"original"``, or the mitigation whose
+    lists a probe is measuring (inside :func:`variant_scope`)."""
+    return _VARIANT.get()
+
+
+@contextmanager
+def variant_scope(variant: str) -> Iterator[None]:
+    """Measure under ``variant``: every Table and record made inside gets it by default, so a
+    probe's own ``analyse`` measures a reranker's lists without knowing about mitigation."""
+    token = _VARIANT.set(variant)
+    try:
+        yield
+    finally:
+        _VARIANT.reset(token)
 
 
 # -- answers -> lists ----------------------------------------------------------------------------
@@ -69,7 +92,7 @@ def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collecte
         out.lists[q.id] = list(a.item_ids[:k]) if ok else None
         if ok:
             out.hallucination[q.id] = float(a.grounding.hallucination_share)
-            out.empty[q.id] = float(not a.grounding.item_ids)
+            out.empty[q.id] = float(not a.item_ids)
         out.records.append({
             "id": q.id, **q.meta, "request_key": q.request.key(),
             "text": a.response.text if a else None, "item_ids": out.lists[q.id],
@@ -91,7 +114,7 @@ class Table:
     units: list[str]
     values: np.ndarray
     ks: list[int] | None = None
-    variant: str = ORIGINAL
+    variant: str = field(default_factory=current_variant)
     part: str = ""  # tells apart two tables of one metric and attribute (e.g. a baseline)
 
     def __post_init__(self) -> None:
@@ -202,8 +225,8 @@ class Summariser:
     def record(self, metric: str, *, attribute: str | None = None, value: str | None = None,
                k: int | None = None, estimate: Any = None, ci: tuple[Any, Any] = (None, None),
                n: int | None = None, convention: str | None = None,
-               warning: str | None = None, variant: str = ORIGINAL, family: str | None = None,
-               **extra: Any) -> MetricRecord:
+               warning: str | None = None, variant: str | None = None,
+               family: str | None = None, **extra: Any) -> MetricRecord:
         """Append one record (direction from the metric's declaration); ``family`` joins it to a
         Benjamini-Hochberg family (p-values adjusted together in :meth:`finish`)."""
         from ..metrics.specs import get_spec
@@ -219,7 +242,8 @@ class Summariser:
             convention=convention if convention is not None else (spec.convention if spec
                                                                   else None),
             higher_is_worse=spec.higher_is_worse if spec else None,
-            warning="; ".join(dict.fromkeys(notes)) or None, variant=variant, **extra)
+            warning="; ".join(dict.fromkeys(notes)) or None,
+            variant=variant if variant is not None else current_variant(), **extra)
         self.res.metrics.append(rec)
         if family is not None:
             self.families.setdefault(family, []).append(rec)
@@ -398,6 +422,15 @@ class Summariser:
             for r, pa in zip(tested, adj):
                 r.p_adjusted = float(pa)
         self.families.clear()
+
+    def extend(self) -> ProbeResult:
+        """Finish records added to an already finished result (a mitigation's measures):
+        BH families, declarations, and their unit tables appended."""
+        self.adjust()
+        self.res.describe_metrics()
+        have = {t.id for t in self.res.units}
+        self.res.units.extend(t for t in self._tables.values() if t.id not in have)
+        return self.res
 
     def finish(self, headline: Sequence[str] = (), tags: Sequence[str] = (),
                method_notes: Sequence[str] = ()) -> ProbeResult:

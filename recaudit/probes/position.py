@@ -261,18 +261,30 @@ class PositionProbe(Probe):
             copies += [("shuffle", b, c) for b, c in enumerate(user["shuffles"])]
             for kind, which, cands in copies:
                 shown = [self._titles[i] for i in cands]
-                if mode == GENERATE:
-                    req = Request.from_prompt(p.prompt(history, shown, p.template),
-                                              k=len(cands), system=p.system)
-                else:
-                    msgs = ([{"role": "system", "content": p.system}] if p.system else [])
-                    msgs.append({"role": "user",
-                                 "content": p.prompt(history, shown, p.score_template)})
-                    req = Request(msgs, k=len(cands), candidates=shown)
                 slot = "position" if kind == "position" else "copy"
-                queries.append(Query(f"{uid}|{kind}|{which}", req, {
-                    **meta, "kind": kind, slot: which, "candidates": cands, "titles": shown}))
+                queries.append(Query(f"{uid}|{kind}|{which}",
+                                     self._request(history, shown, mode), {
+                    **meta, "kind": kind, slot: which, "candidates": cands, "titles": shown,
+                    "history_titles": history}))
         return queries
+
+    def _request(self, history: list[str], shown: list[str], mode: str) -> Request:
+        p = self.params
+        if mode == GENERATE:
+            return Request.from_prompt(p.prompt(history, shown, p.template), k=len(shown),
+                                       system=p.system)
+        msgs = ([{"role": "system", "content": p.system}] if p.system else [])
+        msgs.append({"role": "user", "content": p.prompt(history, shown, p.score_template)})
+        return Request(msgs, k=len(shown), candidates=shown)
+
+    def requery(self, q: Query, order: list[int], suffix: str) -> Query:
+        """The same request with its candidates in ``order`` (a permutation of their indices),
+        id ``<q.id>|<suffix>``; :meth:`ranking` reads its answer like any other."""
+        cands = [q.meta["candidates"][i] for i in order]
+        shown = [q.meta["titles"][i] for i in order]
+        meta = {**q.meta, "candidates": cands, "titles": shown, "reordered_from": q.id}
+        return Query(f"{q.id}|{suffix}", self._request(q.meta["history_titles"], shown,
+                                                        q.meta["mode"]), meta)
 
     # -- analysis -------------------------------------------------------------------------------
     @staticmethod
@@ -282,6 +294,8 @@ class PositionProbe(Probe):
 
         if answer is None or not answer.ok:
             return None
+        if answer.ranked is not None:  # a mitigation's order of the candidates
+            return [str(c) for c in answer.ranked]
         cands = q.meta["candidates"]
         if q.meta["mode"] == SCORE:
             scores = answer.response.scores

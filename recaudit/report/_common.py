@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ..results import AuditResult, MetricRecord, ProbeResult
+from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
 
 DEFAULT_ALPHA = 0.05
 
@@ -122,19 +122,42 @@ def at_max_k(records: Iterable[MetricRecord]) -> list[MetricRecord]:
     return [m for m in records if m.k is None or m.k == top.get(m.metric)]
 
 
-def aggregates(p: ProbeResult) -> list[MetricRecord]:
-    """Aggregate records (no value) at the largest k of each metric."""
-    return at_max_k(m for m in p.metrics if m.value is None)
+def aggregates(p: ProbeResult, variant: str | None = ORIGINAL) -> list[MetricRecord]:
+    """Aggregate records (no value) of ``variant`` (None: all) at the largest k of each
+    metric."""
+    return at_max_k(m for m in p.metrics if m.value is None
+                    and (variant is None or m.variant == variant))
 
 
-def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "max"
-              ) -> list[MetricRecord]:
-    recs = [m for m in p.metrics if m.value is not None and (metric is None or m.metric == metric)]
+def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "max",
+              variant: str | None = ORIGINAL) -> list[MetricRecord]:
+    recs = [m for m in p.metrics if m.value is not None and (metric is None or m.metric == metric)
+            and (variant is None or m.variant == variant)]
     if k == "max":
         return at_max_k(recs)
     if k == "all":
         return recs
     return [m for m in recs if m.k == k]
+
+
+def tradeoff_rows(p: ProbeResult) -> list[dict[str, Any]]:
+    """One row per point of each trade-off curve: the variant, its parameter value, the
+    target's estimate and CI before (the original lists) and after, and the cost."""
+    rows = []
+    for t in p.tradeoffs:
+        for pt in t.points:
+            before = next((m for m in p.metrics if m.variant == pt.variant
+                           and m.metric == t.target and m.value == "original"), None) or \
+                next((m for m in p.metrics if m.variant == ORIGINAL and m.metric == t.target
+                      and m.attribute == pt.target_attribute and m.value is None
+                      and m.k == t.k), None)
+            rows.append({"reranker": t.reranker, "variant": pt.variant,
+                         "parameter": t.parameter, "value": pt.value, "target": t.target,
+                         "attribute": pt.target_attribute, "k": t.k, "before": before,
+                         "after": pt.target_estimate, "after_ci": pt.target_ci,
+                         "cost_metric": pt.cost_metric, "cost": pt.cost_estimate,
+                         "cost_ci": pt.cost_ci})
+    return rows
 
 
 def metric_names(records: Iterable[MetricRecord]) -> list[str]:
@@ -148,7 +171,7 @@ def headline(p: ProbeResult) -> list[MetricRecord]:
     """The aggregate metrics of a probe a reader looks at first (at the largest k): the ones the
     probe declared as its headline, else its aggregate disparities (records with a declared
     null value), else any aggregate with a direction."""
-    aggs = [m for m in aggregates(p) if m.variant == "original"] or aggregates(p)
+    aggs = aggregates(p) or aggregates(p, variant=None)
     if p.headline:
         picked = [m for name in p.headline for m in aggs if m.metric == name]
         if picked:

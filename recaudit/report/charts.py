@@ -253,3 +253,32 @@ def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: st
         ax.set_title(truncate(title, 80), loc="left")
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=1.6)
         return _finish(fig, chart_id, title)
+
+
+def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
+    """A reranker's trade-off: its target (y, CI whiskers) against its cost (x, CI whiskers),
+    one point per swept parameter value, labelled with the value, joined in sweep order."""
+    pts = [p for p in curve.points if p.target_estimate is not None
+           and p.cost_estimate is not None]
+    if not pts:
+        return ""
+    from matplotlib import rc_context
+
+    title = f"{curve.reranker}: {curve.target} against {pts[0].cost_metric}"
+    with rc_context(_rc(chart_id)):
+        fig = _figure(4.6, 2.8, left=0.7, right=0.2, top=0.3, bottom=0.5)
+        ax = fig.add_subplot()
+        xs = [float(p.cost_estimate) for p in pts]
+        ys = [float(p.target_estimate) for p in pts]
+        xerr = list(zip(*[_ci_err(x, *p.cost_ci) for x, p in zip(xs, pts)]))
+        yerr = list(zip(*[_ci_err(y, *p.target_ci) for y, p in zip(ys, pts)]))
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=PALETTE[0], linewidth=1.2,
+                    marker="o", markersize=3.5, elinewidth=0.7, capsize=2)
+        for x, y, p in zip(xs, ys, pts):
+            if p.value is not None:
+                ax.annotate(clean(f"{curve.parameter}={p.value}"), (x, y),
+                            textcoords="offset points", xytext=(4, 4), fontsize=6.5)
+        ax.set_xlabel(clean(pts[0].cost_metric))
+        ax.set_ylabel(clean(curve.target))
+        ax.set_title(truncate(title, 90), loc="left")
+        return _finish(fig, chart_id, title)

@@ -195,7 +195,12 @@ class Helpers:
     def probe_tests(p: ProbeResult, alpha: float) -> list[c.Check]:
         return c.probe_tests(p, alpha)
 
+    tradeoff_rows = staticmethod(c.tradeoff_rows)
+
     # charts (the only values inserted unescaped: SVG written and escaped by matplotlib)
+    def tradeoff(self, curve: Any) -> Markup:
+        return Markup(charts.tradeoff_curve(curve, chart_id=self._id()))
+
     def bars(self, p: ProbeResult, metric: str, *, k: int | None | str = "max",
              ref: float | None = None, xlim: tuple[float, float] | None = None,
              title: str | None = None) -> Markup:

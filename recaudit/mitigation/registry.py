@@ -1,0 +1,228 @@
+"""Reranker registry: ``@reranker("name")`` registers a :class:`Reranker`.
+
+A reranker re-orders the lists an audit already collected (no model calls, except where
+``needs_model``: permutation self-consistency plans extra requests through the engine and its
+cache). It declares typed ``Params`` (pydantic), the parameter its trade-off sweep varies, and
+how to measure the thing it targets on one list (:meth:`Reranker.target_values`), so the
+mitigation layer can report before / after with CIs for any probe. Lists are re-ranked at
+their top: the first ``k`` entries are chosen among the list's entries and the rest follow in
+their original order, so every list keeps its length and the probe's own metrics at cut-offs up
+to ``k`` see the re-ranked head.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import ConfigError
+
+__all__ = ["Reranker", "RerankerParams", "ListBatch", "reranker", "get_reranker",
+           "reranker_names", "HELPER_MODULES"]
+
+_REGISTRY: dict[str, type["Reranker"]] = {}
+#: modules of recaudit.mitigation that define no reranker
+HELPER_MODULES = frozenset({"registry", "apply", "aggregate", "saved"})
+_loaded = False
+
+
+class RerankerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ListBatch:
+    """The lists of one probe as a padded batch: ``ids[l, j]`` the item at rank j of list l
+    (``""`` padding), ``valid`` the real entries, ``relevance`` the rank-based relevance
+    ``(n_l - j) / n_l`` (LLM lists carry no calibrated scores; any decreasing score gives
+    FA*IR and the Det* family the same result), ``queries`` the lists' queries (their meta:
+    history, attribute, value, unit) and ``catalog``."""
+
+    ids: np.ndarray
+    valid: np.ndarray
+    queries: list[Any]
+    catalog: Any
+
+    @classmethod
+    def of(cls, lists: Sequence[Sequence[str]], queries: Sequence[Any], catalog: Any
+           ) -> "ListBatch":
+        n = max((len(x) for x in lists), default=0)
+        ids = np.full((len(lists), n), "", dtype=object)
+        valid = np.zeros((len(lists), n), dtype=bool)
+        for i, lst in enumerate(lists):
+            ids[i, :len(lst)] = list(lst)
+            valid[i, :len(lst)] = True
+        return cls(ids, valid, list(queries), catalog)
+
+    @property
+    def relevance(self) -> np.ndarray:
+        n = self.valid.sum(axis=1, keepdims=True).astype(float)
+        j = np.arange(self.ids.shape[1])[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(self.valid, (n - j) / np.maximum(n, 1), 0.0)
+        return rel
+
+    def lookup(self, mapping: dict[str, Any], default: Any = None) -> np.ndarray:
+        """``mapping[item]`` for every entry (``default`` for padding and unknown items)."""
+        return np.array([[mapping.get(str(x), default) if ok else default
+                          for x, ok in zip(row, vrow)]
+                         for row, vrow in zip(self.ids, self.valid)], dtype=object)
+
+    def item_groups(self, column: str) -> dict[str, str]:
+        """``item -> group`` of an item column (``"unknown"`` where missing); DataError for a
+        column the catalog does not have."""
+        from ..probes.exposure import group_labels
+
+        return group_labels(self.catalog.item_groups(column))
+
+    def groups(self, column: str) -> np.ndarray:
+        """The group label of every entry (``"unknown"`` for items outside the catalog)."""
+        return self.lookup(self.item_groups(column), default="unknown")
+
+    def tail(self, head_share: float) -> np.ndarray:
+        """Bool ``(L, n)``: the entry is a long-tail item (not in the head that holds
+        ``head_share`` of the training interactions; see ``Catalog.head_tail``)."""
+        head, _ = self.catalog.head_tail(head_share)
+        return self.valid & ~np.isin(self.ids, list(head))
+
+    def histories(self) -> list[list[str] | None]:
+        """The shown history of each list's user, where the probe has one."""
+        return [q.meta.get("history") for q in self.queries]
+
+    def lists(self, order: np.ndarray) -> list[list[str]]:
+        """Lists from ``(L, k)`` indices (-1 = none): the chosen head, then the rest of each
+        list in its original order."""
+        out = []
+        for i in range(self.ids.shape[0]):
+            n = int(self.valid[i].sum())
+            head = [int(j) for j in order[i] if 0 <= j < n]
+            chosen = set(head)
+            out.append([str(self.ids[i, j]) for j in head] +
+                       [str(self.ids[i, j]) for j in range(n) if j not in chosen])
+        return out
+
+
+class Reranker:
+    """One mitigation. Subclasses set ``name`` (by :func:`reranker`), ``Params``, ``sweep``
+    (the parameter a trade-off curve varies, with ``sweep_values`` as its default grid),
+    ``target`` (the metric it improves: a list measure of :meth:`target_values`, or else the
+    name of a probe metric) and implement :meth:`rerank`."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[RerankerParams]] = RerankerParams
+    sweep: ClassVar[str | None] = None
+    sweep_values: ClassVar[tuple[Any, ...]] = ()
+    target: ClassVar[str] = ""
+    #: plans extra model requests (through the engine and its cache)
+    needs_model: ClassVar[bool] = False
+
+    def __init__(self, params: RerankerParams) -> None:
+        self.params = params
+
+    def with_param(self, name: str, value: Any) -> "Reranker":
+        """The same reranker with one parameter changed (validated)."""
+        data = self.params.model_dump()
+        data[name] = value
+        return type(self)(validate_params(type(self), data, f"sweep {name}={value!r}"))
+
+    def label(self) -> str:
+        """The variant name: the reranker and the parameters that differ from their defaults,
+        plus the swept one (``fair(p=0.5)``, ``xquad(lam=0.25)``, ``consensus``)."""
+        default = type(self.params)().model_dump() if _has_defaults(self.Params) else {}
+        bits = [f"{k}={_fmt(v)}" for k, v in self.params.model_dump().items()
+                if k == self.sweep or k not in default or v != default[k]]
+        return f"{self.name}({', '.join(bits)})" if bits else self.name
+
+    def applies(self, probe: Any, queries: Sequence[Any]) -> str | None:
+        """None when this reranker can re-rank the probe's lists, else the reason it cannot."""
+        return None
+
+    def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        raise NotImplementedError
+
+    def target_values(self, batch: ListBatch, k: int) -> np.ndarray | None:
+        """The targeted list measure of each list at ``k`` (NaN: undefined), or None when the
+        target is a metric the probe itself reports."""
+        return None
+
+    # model-backed rerankers (``needs_model``) also implement these three
+    def plan_size(self) -> int:
+        """How many extra requests per probe query :meth:`plan` makes."""
+        return 0
+
+    def plan(self, probe: Any, queries: Sequence[Any]) -> list[Any]:
+        return []
+
+    def rerank_answers(self, probe: Any, queries: Sequence[Any], answers: dict[str, Any]
+                       ) -> dict[str, list[str] | None]:
+        raise NotImplementedError
+
+
+def _has_defaults(model: type[BaseModel]) -> bool:
+    return all(not f.is_required() for f in model.model_fields.values())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def reranker(name: str):
+    """Class decorator registering a reranker under ``name``."""
+
+    def wrap(cls: type[Reranker]) -> type[Reranker]:
+        cls.name = name
+        if not cls.description and cls.__doc__:
+            cls.description = cls.__doc__.strip().splitlines()[0]
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    package = importlib.import_module(__package__ or "recaudit.mitigation")
+    for m in pkgutil.iter_modules(package.__path__):
+        if m.name not in HELPER_MODULES and not m.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{m.name}")
+    _loaded = True
+
+
+def reranker_names() -> list[str]:
+    _load()
+    return sorted(_REGISTRY)
+
+
+def get_reranker(name: str) -> type[Reranker]:
+    """The reranker class registered as ``name`` (ConfigError listing the known ones)."""
+    _load()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown reranker {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def validate_params(cls: type[Reranker], data: dict[str, Any], where: str) -> RerankerParams:
+    """``cls.Params`` of ``data``; a one-line ConfigError naming the first problem."""
+    try:
+        return cls.Params.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(x) for x in e.get("loc", ())) or "params"
+        raise ConfigError(f"{where}: {cls.name}: {loc}: {e.get('msg')}") from None
+    except ValueError as err:
+        raise ConfigError(f"{where}: {cls.name}: {err}") from None
+
+
+def build_reranker(name: str, params: dict[str, Any], where: str = "mitigation") -> Reranker:
+    cls = get_reranker(name)
+    return cls(validate_params(cls, params, where))

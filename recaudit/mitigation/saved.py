@@ -1,0 +1,88 @@
+"""``recaudit mitigate RESULTS.json``: re-apply rerankers to a saved audit, no model run.
+
+The probes are re-planned from the saved config and catalog (planning is deterministic and
+calls no model), each answer is rebuilt from the result's raw records (text, grounded items,
+unmatched entries, error, candidate scores), and :func:`~recaudit.mitigation.apply.
+mitigate_probe` runs as in the audit. Variants already in the result with the same name are
+replaced, so re-running is idempotent. Rerankers that need model calls (``psc``) cannot run
+here: the error says to add them to the config and rerun the audit (the cache keeps every
+answer already computed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..results import AuditResult, ProbeResult
+
+__all__ = ["mitigate_saved"]
+
+
+def _answer(q: Any, rec: dict[str, Any]) -> Any:
+    from ..engine import Answer
+    from ..grounding import Grounding
+    from ..recommenders.base import Response
+
+    items = [str(x) for x in rec.get("item_ids") or []]
+    unmatched = [str(x) for x in rec.get("unmatched") or []]
+    scores = rec.get("candidate_scores") if q.meta.get("mode") == "score" else None
+    response = Response(text=rec.get("text") or "", scores=scores, error=rec.get("error"))
+    grounding = None if rec.get("error") else Grounding(item_ids=items, unmatched=unmatched,
+                                                       entries=items + unmatched)
+    return Answer(request=q.request, response=response, grounding=grounding, cached=True)
+
+
+def _capabilities(res: ProbeResult) -> frozenset[str]:
+    """How the probe ran, from its records (a ``mode`` they carry), else every capability."""
+    from ..recommenders.base import EMBED, GENERATE, SCORE
+
+    modes = {r.get("mode") for r in res.records if r.get("mode")}
+    return frozenset(modes) if modes else frozenset({GENERATE, SCORE, EMBED})
+
+
+def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
+    """``result`` with the variants of ``specs`` (:class:`recaudit.config.MitigationSpec`)
+    measured on its saved answers."""
+    from ..audit import load_catalog
+    from ..config import check_mitigation, parse_config
+    from ..probes.registry import AuditContext, build_probe
+    from .apply import mitigate_probe, resolve_rerankers
+
+    cfg = parse_config({**result.config, "mitigation": []}, where="results.json config")
+    check_mitigation(list(specs), [p.run_id for p in cfg.probes], "mitigate")
+    for i, spec in enumerate(specs):
+        main = resolve_rerankers(spec, f"mitigation[{i}]")[0]
+        if main.needs_model:
+            raise ConfigError(f"reranker {main.name!r} needs model calls: add it to the "
+                              "config's 'mitigation:' list and rerun 'recaudit audit' (answers "
+                              "already computed come from the cache)")
+    catalog = load_catalog(cfg)
+    by_id = {p.id: p for p in result.probes}
+    for spec_p in cfg.probes:
+        res = by_id.get(spec_p.run_id)
+        if res is None or res.status != "ok":
+            continue
+        probe = build_probe(spec_p)
+        ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=_capabilities(res),
+                           config=cfg)
+        queries = probe.plan(ctx)
+        records = {r["id"]: r for r in res.records}
+        answers = {q.id: _answer(q, records[q.id]) for q in queries if q.id in records}
+        if len(answers) < len(queries):
+            raise ConfigError(f"{res.id}: the saved records do not match the re-planned "
+                              f"requests ({len(answers)} of {len(queries)} found): was the "
+                              "result written by another version or catalog?")
+        names = {s.id or resolve_rerankers(s, "mitigate")[0].label() for s in specs}
+        _drop_variants(res, names | {r.label() for s in specs
+                                     for r in resolve_rerankers(s, "mitigate")})
+        mitigate_probe(probe, ctx, queries, answers, res, list(specs))
+    result.config = {**result.config, "mitigation": [
+        *result.config.get("mitigation", []), *[s.model_dump(mode="json") for s in specs]]}
+    return result
+
+
+def _drop_variants(res: ProbeResult, variants: set[str]) -> None:
+    res.metrics = [m for m in res.metrics if m.variant not in variants]
+    res.units = [u for u in res.units if u.variant not in variants]
+    res.tradeoffs = [t for t in res.tradeoffs if t.variant not in variants]

@@ -1,0 +1,456 @@
+"""DetGreedy / DetCons / DetRelaxed / DetConstSort (Geyik et al., KDD 2019) against the paper,
+AIF360's ``DeterministicReranking`` and the ``reranking`` package (0.3.6).
+
+Oracle disagreements, each pinned in a named test below and skipped (detected explicitly,
+counted) in the randomized agreement tests:
+
+* AIF360, DetGreedy/DetCons/DetRelaxed: the chosen group is the position in the *filtered*
+  list of groups (``enumerate`` over ``below_min`` / ``below_max``), used as a group id; the
+  wrong group's counter is incremented and the same item is placed again.
+* AIF360, all methods: ``IndexError`` once a group runs out of candidates.
+* AIF360, DetConstSort: stops in the middle of the last batch once ``rec_size`` items are
+  placed; the paper completes the batch (then the top ``k`` is cut), so the two can differ.
+* reranking, det_cons: takes the *argmax* of ``ceil(k p) / p`` instead of the paper's argmin.
+* reranking, det_const_sort: deadline ``maxIndices = k`` with 0-based positions (as printed in
+  the paper), so an item can sink one place past its deadline and break its own minimum
+  count; it also returns more than ``k_max`` items.
+* reranking, greedy family: falls back to the best remaining item of any group as soon as a
+  group of the deciding set has run out, even if another group of that set has candidates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Sequence
+from types import SimpleNamespace
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from recaudit.mitigation.det import METHODS, det_rerank
+
+GREEDY_FAMILY = ("greedy", "cons", "relaxed")
+N_RANDOM = 60
+
+
+# ----------------------------------------------------------------------------- oracles
+
+
+def _aif360(groups: Sequence[int], targets: Sequence[float], k: int, method: str,
+            fixes: list[tuple[str, str]] | None = None) -> list[int]:
+    """AIF360 ``DeterministicReranking`` on one list with scores ``n - position``."""
+    pytest.importorskip("aif360")
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from aif360.algorithms.postprocessing import DeterministicReranking
+        from aif360.datasets import RegressionDataset
+
+        cls = DeterministicReranking if not fixes else _patched_class(
+            "aif360.algorithms.postprocessing.deterministic_reranking", "DeterministicReranking",
+            fixes)
+        n, n_groups = len(groups), len(targets)
+        # RegressionDataset min-max scales every column: give it columns already spanning
+        # [0, 1] (every group occurs), so the scaling is the identity; designate every group
+        gval = [g / (n_groups - 1) for g in range(n_groups)]
+        pos = np.arange(n, dtype=float) / (n - 1)
+        df = pd.DataFrame({"id": pos, "g": [gval[g] for g in groups], "score": 1.0 - pos})
+        ds = RegressionDataset(df, dep_var_name="score", protected_attribute_names=["g"],
+                               privileged_classes=[gval[1:]])
+        conv = ds.convert_to_dataframe()[0]
+        assert np.array_equal(conv[["id", "g", "score"]].to_numpy(), df.to_numpy())
+        rr = cls(unprivileged_groups=[{"g": gval[0]}],
+                 privileged_groups=[{"g": v} for v in gval[1:]])
+        rtype = {"greedy": "Greedy", "cons": "Conservative", "relaxed": "Relaxed",
+                 "constsort": "Constrained"}[method]
+        # predict wraps its result in a new RegressionDataset, whose min-max scaling of the
+        # group column breaks on a subset of the groups: capture the raw rows instead
+        def capture(frame: pd.DataFrame, **_: object) -> SimpleNamespace:
+            return SimpleNamespace(frame=frame)
+
+        predict_globals = inspect.unwrap(cls.predict).__globals__
+        with mock.patch.dict(predict_globals, {"RegressionDataset": capture}):
+            res = rr.fit_predict(ds, rec_size=k, target_prop=list(targets), rerank_type=rtype)
+        return [int(i) for i in np.rint(res.frame["id"].to_numpy() * (n - 1))]
+
+
+def _reranking(groups: Sequence[int], targets: Sequence[float], k: int, method: str,
+               fixes: list[tuple[str, str]] | None = None) -> list[int]:
+    """``reranking.rerank`` (0.3.6) on one list (it ranks by position)."""
+    reranking = pytest.importorskip("reranking")
+    alg = {"greedy": "det_greedy", "cons": "det_cons", "relaxed": "det_relaxed",
+           "constsort": "det_const_sort"}[method]
+    cls = reranking.Reranker if not fixes else _patched_class("reranking.reranker", "Reranker",
+                                                               fixes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cls(np.asarray(groups, dtype=np.int64),
+                  {g: float(p) for g, p in enumerate(targets)})(k, alg)
+    return [int(x) for x in res]
+
+
+def _ours(groups: Sequence[int], targets: Sequence[float], k: int, method: str) -> list[int]:
+    return det_rerank(np.asarray([groups]), targets, k, method)[0].tolist()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _random_case(rng: np.random.Generator) -> tuple[list[int], list[float], int]:
+    """A list of 2-4 groups (each present at least once), random targets and k."""
+    n_groups = int(rng.integers(2, 5))
+    n = int(rng.integers(n_groups, 41))
+    mix = rng.dirichlet(np.ones(n_groups))
+    groups = rng.choice(n_groups, size=n, p=mix)
+    groups[rng.choice(n, size=n_groups, replace=False)] = np.arange(n_groups)
+    targets = rng.dirichlet(np.ones(n_groups))
+    k = int(rng.integers(1, n + 1))
+    return groups.tolist(), targets.tolist(), k
+
+
+def _trace(groups: Sequence[int], targets: Sequence[float], out: Sequence[int]) -> list[dict]:
+    """Per step of ``out``: counts before it, the oracles' belowMin / belowMax sets (exhausted
+    groups included, plain float floor / ceil as the oracles compute them), the chosen group
+    and which groups have run out."""
+    size = np.bincount(np.asarray(groups), minlength=len(targets))
+    counts = [0] * len(targets)
+    steps = []
+    for r, item in enumerate(out, start=1):
+        lo = [math.floor(r * p) for p in targets]
+        hi = [math.ceil(r * p) for p in targets]
+        steps.append({
+            "r": r,
+            "counts": list(counts),
+            "below_min": [g for g, c in enumerate(counts) if c < lo[g]],
+            "below_max": [g for g, c in enumerate(counts) if lo[g] <= c < hi[g]],
+            "chosen": int(groups[item]),
+            "exhausted": [g for g, c in enumerate(counts) if c >= size[g]],
+        })
+        counts[groups[item]] += 1
+    return steps
+
+
+def _min_count_ok(groups: Sequence[int], targets: Sequence[float], out: Sequence[int]) -> bool:
+    """Every prefix r holds at least min(floor(r p_g), #candidates of g) items of each group."""
+    size = np.bincount(np.asarray(groups), minlength=len(targets))
+    counts = np.zeros(len(targets), dtype=int)
+    for r, item in enumerate(out, start=1):
+        counts[groups[item]] += 1
+        need = np.minimum(np.floor(r * np.asarray(targets) + 1e-9).astype(int), size)
+        if np.any(counts < need):
+            return False
+    return True
+
+
+def _max_count_ok(groups: Sequence[int], targets: Sequence[float], out: Sequence[int]) -> bool:
+    counts = np.zeros(len(targets), dtype=int)
+    for r, item in enumerate(out, start=1):
+        counts[groups[item]] += 1
+        if np.any(counts > np.ceil(r * np.asarray(targets) - 1e-9)):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- hand-solved
+
+
+def test_methods_constant() -> None:
+    assert METHODS == ("greedy", "cons", "relaxed", "constsort")
+
+
+def test_hand_two_groups_greedy_vs_cons_relaxed() -> None:
+    # groups [0,0,0,1,1,1], p = (0.4, 0.6), scores 6..1, k = 3.
+    # DetGreedy: r=1 lo=(0,0) hi=(1,1): belowMax {0,1}, best head pos0 (g0).
+    #            r=2 lo=(0,1): belowMin {1} -> pos3.
+    #            r=3 lo=(1,1) hi=(2,2): belowMax {0,1}, best head pos1 (g0).    -> [0, 3, 1]
+    # DetCons:   r=1 belowMax {0,1}: ceil(.4)/.4 = 2.5, ceil(.6)/.6 = 1.67 -> g1 pos3.
+    #            r=2 lo=(0,1) hi=(1,2), counts (0,1): belowMin {}, belowMax {0,1}:
+    #                1/.4 = 2.5 < 2/.6 = 3.33 -> g0 pos0.
+    #            r=3 lo=(1,1) hi=(2,2): 2/.4 = 5 > 2/.6 = 3.33 -> g1 pos4.      -> [3, 0, 4]
+    # DetRelaxed: ceilings 3 vs 2, 3 vs 4, 5 vs 4 -> same picks as DetCons.       -> [3, 0, 4]
+    # DetConstSort: r=1 floors (0,0); r=2 floors (0,1): insert pos3 (deadline 1);
+    #            r=3 floors (1,1): insert pos0 (score 6, deadline 2); pos3 above it has
+    #            deadline 1 >= 1 and lower score -> swap: [0, 3].
+    #            r=4 floors (1,2): insert pos4 -> [0, 3, 4].
+    g = [0, 0, 0, 1, 1, 1]
+    assert _ours(g, [0.4, 0.6], 3, "greedy") == [0, 3, 1]
+    assert _ours(g, [0.4, 0.6], 3, "cons") == [3, 0, 4]
+    assert _ours(g, [0.4, 0.6], 3, "relaxed") == [3, 0, 4]
+    assert _ours(g, [0.4, 0.6], 3, "constsort") == [0, 3, 4]
+
+
+def test_hand_three_groups_all_methods_differ() -> None:
+    # groups [2,0,1], p = (0.4, 0.45, 0.15), k = 1: r=1 lo=(0,0,0) hi=(1,1,1), all belowMax.
+    # DetGreedy: best head overall -> pos0 (g2).
+    # DetCons: argmin ceil(p)/p = (2.5, 2.22, 6.67) -> g1 -> pos2.
+    # DetRelaxed: argmin ceil(ceil(p)/p) = (3, 3, 7) -> {g0, g1}, best head -> g0 -> pos1.
+    # DetConstSort: floors stay 0 until r=3: (1, 1, 0) -> insert pos1 then pos2 (score
+    #            order, no swap) -> [1, 2], cut to k=1 -> [1].
+    g, p = [2, 0, 1], [0.4, 0.45, 0.15]
+    assert [_ours(g, p, 1, m)[0] for m in METHODS] == [0, 2, 1, 1]
+
+
+def test_hand_constsort_swaps_within_deadline() -> None:
+    # groups [0,0,1,1,1,1], p = (0.25, 0.75), k = 4.
+    # r=2 floors (0,1): insert pos2 (deadline 1). r=3 floors (0,2): insert pos3 (deadline 2).
+    # r=4 floors (1,3): heads pos0 (score 6) and pos4 (score 2), best first.
+    #   pos0 goes in at index 2 (deadline 3); pos3 above it (deadline 2 >= 2, score 3 < 6):
+    #   swap; pos2 above (deadline 1 >= 1, score 4 < 6): swap -> [0, 2, 3].
+    #   pos4 at index 3: pos3 above has a higher score, stays -> [0, 2, 3, 4].
+    assert _ours([0, 0, 1, 1, 1, 1], [0.25, 0.75], 4, "constsort") == [0, 2, 3, 4]
+    # groups [0,0,0,0,1,1,1,1], p = (.5,.5), k=4: r=2 inserts pos0, pos4 (deadline 1 each);
+    # r=4 inserts pos1 at index 2: pos4 above has deadline 1 < 2 so it may not move down.
+    assert _ours([0, 0, 0, 0, 1, 1, 1, 1], [0.5, 0.5], 4, "constsort") == [0, 4, 1, 5]
+
+
+def test_hand_group_runs_out_falls_back_to_best_remaining() -> None:
+    # groups [0,1,1,1,1], p = (.5,.5), k = 4, DetGreedy:
+    # r=1 belowMax {0,1} -> pos0. r=2 lo=(1,1): belowMin {1} -> pos1.
+    # r=3 hi=(2,2): belowMax {0,1} but g0 has run out -> pos2.
+    # r=4 lo=hi=(2,2): g1 has its 2, g0 has none left: no eligible group -> best remaining pos3.
+    for m in METHODS:
+        assert _ours([0, 1, 1, 1, 1], [0.5, 0.5], 4, m) == [0, 1, 2, 3]
+    # all of the positive share used up: p = (1, 0), groups [1,0,1,0]
+    # r=1, r=2: belowMin {0} -> pos1, pos3; then nothing eligible -> pos0, pos2 by score.
+    for m in METHODS:
+        assert _ours([1, 0, 1, 0], [1.0, 0.0], 4, m) == [1, 3, 0, 2]
+
+
+def test_round_robin_list_with_its_own_shares_is_unchanged() -> None:
+    # a list cycling through G groups, targets = its own make-up (1/G each): every prefix is
+    # already as fair as it can be, and every method returns it unchanged.
+    for n_groups in (2, 3, 4):
+        g = [i % n_groups for i in range(4 * n_groups)]
+        p = [1.0 / n_groups] * n_groups
+        for m in METHODS:
+            assert _ours(g, p, len(g), m) == list(range(len(g))), (n_groups, m)
+
+
+def test_exact_products_count_as_integers() -> None:
+    # 10 * 0.7 = 7.000000000000001 in floats; the maximum count at r=10 is 7, not 8.
+    # groups: ten of group 0 then ten of group 1, p = (0.7, 0.3), k = 10 -> 7 of g0, 3 of g1.
+    g = [0] * 10 + [1] * 10
+    for m in METHODS:
+        out = _ours(g, [0.7, 0.3], 10, m)
+        assert sum(1 for i in out if g[i] == 0) == 7, m
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def test_batch_matches_row_by_row_and_respects_valid() -> None:
+    rng = np.random.default_rng(7)
+    n_lists, n, n_groups = 40, 25, 3
+    groups = rng.integers(0, n_groups, size=(n_lists, n))
+    scores = -np.sort(-rng.random((n_lists, n)), axis=1)  # non-increasing along each list
+    valid = rng.random((n_lists, n)) < 0.8
+    valid[0] = False
+    valid[0, :3] = True  # fewer valid candidates than k
+    targets = [0.5, 0.3, 0.2]
+    k = 10
+    for m in METHODS:
+        out = det_rerank(groups, targets, k, m, scores=scores, valid=valid)
+        assert out.shape == (n_lists, k) and out.dtype.kind == "i"
+        for row in range(n_lists):
+            idx = np.flatnonzero(valid[row])
+            kk = min(k, idx.size)
+            sub = det_rerank(groups[row, idx][None], targets, kk, m,
+                             scores=scores[row, idx][None])[0]
+            expect = np.full(k, -1)
+            expect[:kk] = idx[sub]
+            np.testing.assert_array_equal(out[row], expect, err_msg=f"{m} row {row}")
+        assert np.array_equal(out[0, 3:], np.full(k - 3, -1))
+
+
+def test_scores_decide_between_group_heads() -> None:
+    # same group layout, scores flip which head is better: DetGreedy follows the scores.
+    g = np.array([[0, 1, 0, 1]])
+    assert det_rerank(g, [0.5, 0.5], 1, "greedy", scores=np.array([[4.0, 3, 2, 1]]))[0, 0] == 0
+    assert det_rerank(g, [0.5, 0.5], 1, "greedy", scores=np.array([[3.0, 4, 2, 1]]))[0, 0] == 1
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_output_is_a_subset_permutation_of_valid(method: str) -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        n_groups = int(rng.integers(2, 5))
+        n = int(rng.integers(1, 30))
+        groups = rng.integers(0, n_groups, size=(3, n))
+        valid = rng.random((3, n)) < 0.7
+        k = int(rng.integers(1, n + 1))
+        out = det_rerank(groups, rng.dirichlet(np.ones(n_groups)), k, method, valid=valid)
+        for row in range(3):
+            picked = out[row][out[row] >= 0]
+            assert len(picked) == min(k, valid[row].sum())
+            assert np.all(out[row][len(picked):] == -1)
+            assert len(set(picked.tolist())) == len(picked)
+            assert valid[row, picked].all()
+
+
+@pytest.mark.parametrize("method", GREEDY_FAMILY)
+def test_greedy_family_meets_min_and_max_counts_up_to_three_groups(method: str) -> None:
+    # Geyik et al.: DetGreedy, DetCons and DetRelaxed are feasible for <= 3 groups; with
+    # enough candidates of every group (ceil(k p_g)) the minimum count floor(r p_g) holds at
+    # every prefix, and the maximum count ceil(r p_g) always does (picks come from belowMin
+    # or belowMax only).
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(300):
+        groups, targets, k = _random_case(rng)
+        if len(targets) > 3:
+            continue
+        size = np.bincount(groups, minlength=len(targets))
+        if np.any(size < np.ceil(k * np.asarray(targets))):
+            continue
+        out = _ours(groups, targets, k, method)
+        assert _min_count_ok(groups, targets, out), (groups, targets, k)
+        assert _max_count_ok(groups, targets, out), (groups, targets, k)
+        checked += 1
+    assert checked >= 40
+
+
+def test_detgreedy_can_miss_a_minimum_with_four_groups() -> None:
+    # The paper notes DetGreedy is not always feasible for >= 4 groups. groups [0,2,1,3,1,3],
+    # p = (0.1, 0.4, 0.1, 0.4), k = 3 (enough candidates: ceil(3 * 0.4) = 2 of g1 and g3):
+    # r=1 lo=0 hi=1 for all: best head pos0 (g0). r=2 lo=(0,0,0,0), g0 at its max:
+    # belowMax {1,2,3}, best head pos1 (g2). r=3 lo=(0,1,0,1): g1 and g3 both below their
+    # minimum with one slot left -> pos2 (g1), and g3 misses floor(3 * 0.4) = 1.
+    # DetCons / DetRelaxed serve the big groups first (ceil(p)/p = 2.5 < 10) and meet it.
+    g, p = [0, 2, 1, 3, 1, 3], [0.1, 0.4, 0.1, 0.4]
+    assert _ours(g, p, 3, "greedy") == [0, 1, 2]
+    assert not _min_count_ok(g, p, [0, 1, 2])
+    for m in ("cons", "relaxed", "constsort"):
+        assert _min_count_ok(g, p, _ours(g, p, 3, m)), m
+
+
+def test_constsort_always_meets_min_counts() -> None:
+    # DetConstSort places every item required at prefix r within the first r positions (any
+    # number of groups); groups that run out are capped at their size.
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        groups, targets, k = _random_case(rng)
+        out = _ours(groups, targets, k, "constsort")
+        assert _min_count_ok(groups, targets, out), (groups, targets, k)
+
+
+def test_detgreedy_is_idempotent() -> None:
+    # DetGreedy's output meets min and max counts at every prefix (<= 3 groups, enough
+    # candidates); run again on that output (scores = new order) it is returned unchanged.
+    rng = np.random.default_rng(9)
+    checked = 0
+    for _ in range(200):
+        groups, targets, k = _random_case(rng)
+        size = np.bincount(groups, minlength=len(targets))
+        if len(targets) > 3 or np.any(size < np.ceil(k * np.asarray(targets))):
+            continue
+        out = _ours(groups, targets, k, "greedy")
+        again = _ours([groups[i] for i in out], targets, k, "greedy")
+        assert again == list(range(k))
+        checked += 1
+    assert checked >= 30
+
+
+def test_constsort_is_fast_enough() -> None:
+    rng = np.random.default_rng(1)
+    groups = rng.integers(0, 4, size=(1000, 100))
+    out = det_rerank(groups, [0.4, 0.3, 0.2, 0.1], 100, "constsort")
+    assert out.shape == (1000, 100) and (out >= 0).all()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"targets": [0.5, 0.4]}, "targets must sum to 1"),
+        ({"targets": [1.0]}, "at least 2 groups"),
+        ({"targets": [1.2, -0.2]}, "non-negative"),
+        ({"k": 30}, r"k=30 is larger than the candidate list \(20\)"),
+        ({"k": 0}, "k must be at least 1"),
+        ({"method": "fair"}, "unknown method 'fair'; known: greedy, cons, relaxed, constsort"),
+        ({"groups": np.full((2, 20), 2)}, r"group ids must lie in 0\.\.1"),
+        ({"groups": np.zeros(20, dtype=int)}, "2-D"),
+        ({"scores": np.zeros((2, 19))}, "scores has shape"),
+        ({"valid": np.ones((2, 20))}, "boolean mask"),
+    ],
+)
+def test_bad_input_raises(kwargs: dict, message: str) -> None:
+    args = {"groups": np.zeros((2, 20), dtype=int), "targets": [0.5, 0.5], "k": 5,
+            "method": "greedy"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        det_rerank(args.pop("groups"), args.pop("targets"), args.pop("k"), args.pop("method"),
+                   **args)
+
+
+# ----------------------------------------------------------------------------- patched oracles
+
+
+def _patched_class(module_name: str, class_name: str, fixes: list[tuple[str, str]]) -> type:
+    """``class_name`` of ``module_name`` recompiled with each ``(old, new)`` source fix applied
+    (each ``old`` must occur exactly once), so an oracle's known bug can be switched off."""
+    import importlib
+    import textwrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = importlib.import_module(module_name)
+    source = textwrap.dedent(inspect.getsource(getattr(module, class_name)))
+    for old, new in fixes:
+        assert source.count(old) == 1, old
+        source = source.replace(old, new)
+    namespace = dict(vars(module))
+    exec(compile(source, f"<patched {module_name}>", "exec"), namespace)
+    return namespace[class_name]
+
+
+# AIF360: use the group id, not the position in the filtered list (two places)
+_AIF_GROUP_ID_FIX = [
+    ("next_group, next_item = max(enumerate(candidates_bmin), key = lambda x: x[1][score_label])",
+     "next_group, next_item = max(zip(below_min, candidates_bmin), "
+     "key=lambda x: x[1][score_label])"),
+    ("next_group, next_item = max(enumerate(candidates_bmax), key = lambda x: x[1][score_label])",
+     "next_group, next_item = max(zip(below_max, candidates_bmax), "
+     "key=lambda x: x[1][score_label])"),
+]
+# AIF360 DetConstSort: complete the last batch as the paper does (we cut to k afterwards)
+_AIF_FULL_BATCH_FIX = [("if len(rankedItems) == rec_size:\n", "if False:\n")]
+# reranking det_cons: argmin, as in the paper
+_RERANKING_ARGMIN_FIX = [("next_attr = max(s, key=lambda x: s[x])",
+                          "next_attr = min(s, key=lambda x: s[x])")]
+# reranking det_const_sort: 0-based deadline k - 1 for 0-based positions
+_RERANKING_DEADLINE_FIX = [("max_indices_dict[last_empty] = k\n",
+                            "max_indices_dict[last_empty] = k - 1\n")]
+
+
+# ----------------------------------------------------------------------------- pinned cases
+
+
+@pytest.mark.parametrize("method", GREEDY_FAMILY)
+def test_aif360_misreads_position_as_group_id(method: str) -> None:
+    # groups [0,0,0,1,1], p = (.5,.5), k = 3. Paper: r=1 pos0 (g0); r=2 belowMin {1} -> pos3;
+    # r=3 lo=(1,1) hi=(2,2): belowMax {0,1}, best head pos1 -> [0, 3, 1].
+    # AIF360 at r=2 takes max over enumerate([head of g1]) -> (0, pos3): it places pos3 but
+    # counts it for group 0, so at r=3 group 1 is still "below min" and pos3 is placed again.
+    g, p = [0, 0, 0, 1, 1], [0.5, 0.5]
+    assert _ours(g, p, 3, method) == [0, 3, 1]
+    assert _aif360(g, p, 3, method) == [0, 3, 3]  # duplicate item
+    assert _aif360(g, p, 3, method, _AIF_GROUP_ID_FIX) == [0, 3, 1]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_aif360_fails_when_a_group_runs_out(method: str) -> None:
+    # groups [0,1,1,1,1], p = (.5,.5), k = 4: the only g0 candidate is used at r=1 (at r=2 by
+    # DetConstSort); AIF360 then indexes past the end of group 0 (it looks up every group's
+    # next candidate). We fall back to the best remaining candidate (hand case above).
+    g, p = [0, 1, 1, 1, 1], [0.5, 0.5]
+    assert _ours(g, p, 4, method) == [0, 1, 2, 3]
+    with pytest.raises(IndexError):
+        _aif360(g, p, 4, method, _AIF_GROUP_ID_FIX)
