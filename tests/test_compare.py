@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from recaudit.results import SCHEMA_VERSION
+
 from recaudit.cli import main
 from recaudit.compare import compare_results, first_difference, worse_direction
 from recaudit.errors import DataError
@@ -34,7 +36,7 @@ def _simple(estimate=0.1, ci=(0.05, 0.15), **probe_kw):
 def test_refuses_other_schema_version():
     a, b = _simple(), _simple()
     b.schema_version = "2.0"
-    with pytest.raises(DataError, match="schema version '1.1' with '2.0'"):
+    with pytest.raises(DataError, match=f"schema version '{SCHEMA_VERSION}' with '2.0'"):
         compare_results(a, b)
 
 

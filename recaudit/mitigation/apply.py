@@ -47,9 +47,9 @@ def resolve_rerankers(spec: Any, where: str) -> list[Reranker]:
     name = spec.sweep_param or main.sweep
     values = spec.sweep if spec.sweep is not None else list(main.sweep_values)
     if name is not None:
-        if name not in main.params.model_fields:
+        if name not in type(main.params).model_fields:
             raise ConfigError(f"{where}: {main.name}: cannot sweep unknown parameter {name!r}; "
-                              f"parameters: {', '.join(main.params.model_fields)}")
+                              f"parameters: {', '.join(type(main.params).model_fields)}")
         current = getattr(main.params, name)
         for v in values:
             if v != current:

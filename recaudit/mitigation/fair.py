@@ -199,48 +199,60 @@ def adjusted_alpha(k: int, p: float, alpha: float) -> float:
 def _table(k: int, p: float, alpha: float, adjust: bool) -> np.ndarray:
     p, alpha = _check_p_alpha(p, alpha)
     k = _check_k(k)
-    return _mtable(k, p, _adjusted_alpha(k, p, alpha) if adjust else alpha)
+    return _cached_mtable(k, p, _adjusted_alpha(k, p, alpha) if adjust else alpha)
 
 
-def _as_batch(protected: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=256)
+def _cached_mtable(k: int, p: float, alpha: float) -> np.ndarray:
+    m = _mtable(k, p, alpha)
+    m.flags.writeable = False
+    return m
+
+
+def _as_batch(
+    protected: np.ndarray, valid: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(L, n)`` bool flags and valid mask; the mask is None when every candidate is valid."""
     prot = np.asarray(protected)
     if prot.ndim not in (1, 2):
         raise ValueError(f"protected must be 1-D or 2-D, got shape {prot.shape}")
-    prot2 = np.atleast_2d(prot).astype(bool)
+    prot2 = np.atleast_2d(prot).astype(bool, copy=False)
     if valid is None:
-        ok = np.ones(prot2.shape, dtype=bool)
-    else:
-        v = np.asarray(valid)
-        if v.shape != prot.shape:
-            raise ValueError(f"valid has shape {v.shape} but protected has shape {prot.shape}")
-        ok = np.atleast_2d(v).astype(bool)
-    return prot2, ok
+        return prot2, None
+    v = np.asarray(valid)
+    if v.shape != prot.shape:
+        raise ValueError(f"valid has shape {v.shape} but protected has shape {prot.shape}")
+    ok = np.atleast_2d(v).astype(bool, copy=False)
+    return prot2, None if ok.all() else ok
 
 
 def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat ``(k + 1, L)`` queues of the candidates the merge can reach, all candidates valid.
+    """The two queues as flat ``(L, k + 1)`` arrays, for lists whose candidates are all valid.
 
-    At step i the best remaining candidate overall has index <= i < k, so a candidate is only
-    ever taken from beyond the first k when it is protected and required; at most ``m_max``
-    (= m(k)) protected ones are taken that way. Hence: both queues from the first k columns
-    (a column loop over the L lists), plus, for lists with fewer than ``m_max`` protected in
-    that window, their next protected candidates further down (one ``argmax`` per rank). A
-    queue cut short at the window never changes a decision (the window always still holds the
-    best remaining candidate).
+    ``q[l * (k + 1) + r]`` = index of the (r+1)-th best candidate of the group in list l, ``n``
+    past the end. Only what the merge can reach is filled: at step i the best remaining
+    candidate overall has index <= i < k, so a candidate beyond the first k is only ever taken
+    when it is protected and required, and at most ``m_max`` (= m(k)) protected ones are taken
+    that way. Hence both queues come from the first k columns, plus, for lists with fewer than
+    ``m_max`` protected there, their next protected candidates further down (one ``argmax``
+    per rank). A queue cut short at k never changes a decision: the first k columns always
+    still hold the best remaining candidate.
     """
     L, n = prot.shape
-    lists = np.arange(L)
+    w = k + 1
+    base = np.arange(L) * w
     window = np.ascontiguousarray(prot[:, :k].T)
-    q_prot = np.full((k + 1) * L, n, dtype=np.int64)
-    q_other = np.full((k + 1) * L, n, dtype=np.int64)
-    r_prot = np.zeros(L, dtype=np.int64)
-    r_other = np.zeros(L, dtype=np.int64)
+    q_prot = np.full(L * w, n, dtype=np.int64)
+    q_other = np.full(L * w, n, dtype=np.int64)
+    r_prot = np.zeros(L, dtype=np.int64)  # protected among the columns seen so far
     for j in range(k):
-        col = window[j]
-        q_prot[(r_prot * L + lists)[col]] = j
-        q_other[(r_other * L + lists)[~col]] = j
-        r_prot += col
-        r_other += ~col
+        # slot r_prot holds j until the next protected candidate is seen (then it is kept)
+        q_prot[base + r_prot] = j
+        q_other[base + (j - r_prot)] = j
+        r_prot += window[j]
+    q_prot[base + r_prot] = n  # the one slot per queue left holding a non-member
+    q_other[base + (k - r_prot)] = n
+    q_prot = q_prot.reshape(L, w)
     short = np.flatnonzero(r_prot < m_max)
     if n > k and short.size:
         deep = prot[short, k:]  # a copy
@@ -249,18 +261,16 @@ def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray,
         for _ in range(m_max - int(rank.min())):
             pos = np.argmax(deep, axis=1)
             hit = deep[sub, pos] & (rank < m_max)
-            q_prot[rank[hit] * L + short[hit]] = k + pos[hit]
+            q_prot[short[hit], rank[hit]] = k + pos[hit]
             deep[sub[hit], pos[hit]] = False
             rank += hit
-    return q_prot, q_other
+    return q_prot.reshape(-1), q_other
 
 
 def _first_members(member: np.ndarray, k: int) -> np.ndarray:
-    """``out[l, r]`` = index of the (r+1)-th True of row l (r < k), ``n`` where there is none.
-
-    Only the first k candidates of a group can ever be taken. One cumulative count over the
-    flattened batch (nondecreasing) and a ``searchsorted`` for the L x k ranks.
-    """
+    """Flat ``(L, k + 1)``: index of the (r+1)-th True of row l at ``l * (k + 1) + r`` (r < k),
+    ``n`` where there is none. A cumulative count over the flattened batch (nondecreasing) and
+    a ``searchsorted`` for the L x k ranks."""
     L, n = member.shape
     counts = np.cumsum(member.reshape(-1), dtype=np.int64)
     ends = counts[n - 1 :: n]  # members up to the end of each row
@@ -269,6 +279,25 @@ def _first_members(member: np.ndarray, k: int) -> np.ndarray:
     pos = np.searchsorted(counts, wanted, side="left") - (np.arange(L) * n)[:, None]
     out = np.full((L, k + 1), n, dtype=np.int64)
     out[:, :k] = np.where(wanted <= ends[:, None], pos, n)
+    return out.reshape(-1)
+
+
+def _merge(q_prot: np.ndarray, q_other: np.ndarray, m: np.ndarray, n: int) -> np.ndarray:
+    """fairsearchcore ``fair_top_k`` for all lists at once, one position per iteration."""
+    k = len(m)
+    L = len(q_prot) // (k + 1)
+    base = np.arange(L) * (k + 1)
+    at_prot, at_other = base.copy(), base.copy()  # flat queue positions of the heads
+    out = np.empty((L, k), dtype=np.int64)
+    for i in range(k):
+        c_prot, c_other = q_prot[at_prot], q_other[at_other]  # n: queue empty
+        # required (fewer than m(i) protected so far) and available, or the better candidate;
+        # c_other = n when the non-protected queue is empty
+        take = (c_prot < c_other) | ((at_prot < base + m[i]) & (c_prot < n))
+        out[:, i] = np.where(take, c_prot, c_other)
+        at_prot += take
+        at_other += ~take
+    out[out == n] = -1  # both queues empty: the list ends
     return out
 
 
@@ -324,6 +353,8 @@ def is_fair(
     if k < 1:
         raise ValueError("protected has no positions (k = 0)")
     m = _table(k, p, alpha, adjust)
+    if ok is None:
+        ok = np.ones(prot.shape, dtype=bool)
     rank = np.cumsum(ok, axis=1)  # 1-based rank of each valid entry
     count = np.cumsum(prot & ok, axis=1)
     need = m[np.maximum(rank, 1) - 1]
@@ -387,25 +418,20 @@ def fair_rerank(
         raise ValueError(f"k={k} is larger than the candidate list ({n})")
     m = _table(k, p, alpha, adjust)
 
-    if valid is None or ok.all():
-        q_prot, q_other = _queues_all_valid(prot, k, int(m[-1]))
+    if ok is None:
+        # a list whose relevance order already meets the table comes back unchanged (the
+        # greedy never needs a protected candidate, so it takes the next one each time)
+        window = np.ascontiguousarray(prot[:, :k].T)
+        count = np.zeros(L, dtype=np.int64)
+        unchanged = np.ones(L, dtype=bool)
+        for i in range(k):
+            count += window[i]
+            unchanged &= count >= m[i]
+        out = np.empty((L, k), dtype=np.int64)
+        out[:] = np.arange(k)
+        rest = np.flatnonzero(~unchanged)
+        if rest.size:
+            out[rest] = _merge(*_queues_all_valid(prot[rest], k, int(m[-1])), m, n)
     else:
-        q_prot = _first_members(prot & ok, k).T.ravel()
-        q_other = _first_members(~prot & ok, k).T.ravel()
-
-    # greedy merge, one position at a time for all lists (queues are flat (k + 1, L))
-    lists = np.arange(L)
-    out = np.empty((k, L), dtype=np.int64)
-    i_prot = np.zeros(L, dtype=np.int64)  # protected taken so far
-    i_other = np.zeros(L, dtype=np.int64)
-    for i in range(k):
-        c_prot = q_prot[i_prot * L + lists]  # best remaining protected (n: none)
-        c_other = q_other[i_other * L + lists]
-        # required and available, or the better of the two (c_other = n when none is left)
-        take_prot = (c_prot < c_other) | ((i_prot < m[i]) & (c_prot < n))
-        out[i] = np.where(take_prot, c_prot, c_other)
-        i_prot += take_prot
-        i_other += ~take_prot
-    out[out == n] = -1  # both queues empty: the list ends
-    out = np.ascontiguousarray(out.T)
+        out = _merge(_first_members(prot & ok, k), _first_members(~prot & ok, k), m, n)
     return out[0] if np.ndim(protected) == 1 else out

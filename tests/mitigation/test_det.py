@@ -454,3 +454,192 @@ def test_aif360_fails_when_a_group_runs_out(method: str) -> None:
     assert _ours(g, p, 4, method) == [0, 1, 2, 3]
     with pytest.raises(IndexError):
         _aif360(g, p, 4, method, _AIF_GROUP_ID_FIX)
+
+
+def test_aif360_const_sort_stops_in_the_middle_of_the_last_batch() -> None:
+    # groups [2,0,1], p = (0.27, 0.48, 0.25), k = 2. Minimum counts first grow at r=3 (g1:
+    # floor(1.44) = 1) and r=4 (g0: floor(1.08) = 1, g2: floor(1.0) = 1).
+    # r=3: insert pos2 (g1, deadline 0-based 2) -> [2].
+    # r=4: batch {g2: pos0, g0: pos1}, best score first, deadline 3:
+    #   pos0 at index 1; pos2 above it (deadline 2 >= 1, lower score): swap -> [0, 2];
+    #   the paper completes the batch: pos1 at index 2; pos2 above (deadline 2 >= 2, lower
+    #   score): swap -> [0, 1, 2]; top 2 -> [0, 1].
+    # AIF360 breaks out of the batch as soon as rec_size items are placed -> [0, 2], a less
+    # relevant top 2 that the paper's algorithm never produces.
+    g, p = [2, 0, 1], [0.27, 0.48, 0.25]
+    assert _ours(g, p, 2, "constsort") == [0, 1]
+    assert _aif360(g, p, 2, "constsort") == [0, 2]
+    assert _aif360(g, p, 2, "constsort", _AIF_FULL_BATCH_FIX) == [0, 1, 2]
+
+
+def test_reranking_det_cons_takes_argmax() -> None:
+    # groups [0,1], p = (0.6, 0.4), k = 1: belowMax {0,1}; the paper's DetCons takes the
+    # argmin of ceil(p)/p = (1.67, 2.5) -> g0 -> pos0 (so do we and AIF360).
+    # reranking's det_cons takes max(...) -> g1 -> pos1.
+    g, p = [0, 1], [0.6, 0.4]
+    assert _ours(g, p, 1, "cons") == [0]
+    assert _aif360(g, p, 1, "cons") == [0]
+    assert _reranking(g, p, 1, "cons") == [1]
+    assert _reranking(g, p, 1, "cons", _RERANKING_ARGMIN_FIX) == [0]
+
+
+def test_reranking_const_sort_deadline_off_by_one() -> None:
+    # groups [0,0,1,1], p = (.5,.5), k = 4. r=2: insert pos0, pos2 (both required in the top
+    # 2). r=4: insert pos1; reranking stores deadline k=4 for 0-based positions, so the pos2
+    # above it (deadline 2 >= index 2) is swapped down to index 2, i.e. 1-based position 3:
+    # the top 2 [0, 1] holds no group-1 item although floor(2 * 0.5) = 1.
+    # With the 0-based deadline k - 1 (AIF360, us) pos2 stays: [0, 2, 1, 3].
+    g, p = [0, 0, 1, 1], [0.5, 0.5]
+    assert _ours(g, p, 4, "constsort") == [0, 2, 1, 3]
+    assert _aif360(g, p, 4, "constsort") == [0, 2, 1, 3]
+    theirs = _reranking(g, p, 4, "constsort")
+    assert theirs == [0, 1, 2, 3]
+    assert not _min_count_ok(g, p, theirs)
+    assert _reranking(g, p, 4, "constsort", _RERANKING_DEADLINE_FIX) == [0, 2, 1, 3]
+
+
+def test_reranking_const_sort_returns_more_than_k() -> None:
+    # groups [0,0,0,1,1], p = (.5,.5), k = 3: the last batch (r=4: pos1, pos4) overshoots k;
+    # reranking returns all 4 placed items, we cut to k.
+    g, p = [0, 0, 0, 1, 1], [0.5, 0.5]
+    assert len(_reranking(g, p, 3, "constsort", _RERANKING_DEADLINE_FIX)) == 4
+    assert _ours(g, p, 3, "constsort") == [0, 3, 1]
+
+
+def test_reranking_falls_back_to_top_item_when_a_deciding_group_ran_out() -> None:
+    # groups [0,2,2,2,1,1,1], p = (.4,.4,.2), k = 4, DetGreedy:
+    # r=1 all belowMax -> pos0 (g0). r=2 lo=(0,0,0) hi=(1,1,1): belowMax {1,2} -> pos1 (g2).
+    # r=3 lo=(1,1,0): belowMin {1} -> pos4. r=4 lo=(1,1,0) hi=(2,2,1): belowMax {0,1}; g0 has
+    # run out, so we take g1's head pos5. reranking hits a KeyError on g0 and takes the best
+    # remaining item overall, pos2 (g2), which exceeds g2's maximum ceil(4 * 0.2) = 1.
+    g, p = [0, 2, 2, 2, 1, 1, 1], [0.4, 0.4, 0.2]
+    assert _ours(g, p, 4, "greedy") == [0, 1, 4, 5]
+    theirs = _reranking(g, p, 4, "greedy")
+    assert theirs == [0, 1, 4, 2]
+    assert not _max_count_ok(g, p, theirs)
+
+
+# ----------------------------------------------------------------------------- randomized
+
+
+def _first_step(steps: list[dict], cond) -> int | None:
+    """1-based step of the first trace entry satisfying ``cond``."""
+    return next((st["r"] for st in steps if cond(st)), None)
+
+
+def _deciding(st: dict) -> list[int]:
+    return st["below_min"] if st["below_min"] else st["below_max"]
+
+
+@pytest.mark.parametrize("method", GREEDY_FAMILY)
+def test_agrees_with_aif360_greedy_family(method: str) -> None:
+    rng = np.random.default_rng(20 + GREEDY_FAMILY.index(method))
+    tally = {"cases": 0, "full": 0, "runs_out": 0, "misread_group": 0}
+    for _ in range(N_RANDOM):
+        groups, targets, k = _random_case(rng)
+        ours = _ours(groups, targets, k, method)
+        steps = _trace(groups, targets, ours)
+        tally["cases"] += 1
+        # AIF360 looks up every group's next candidate at every step: IndexError once any
+        # group has run out, so compare the steps before that
+        out_at = _first_step(steps, lambda st: bool(st["exhausted"]))
+        stop = k if out_at is None else out_at - 1
+        tally["runs_out"] += out_at is not None
+        if stop == 0:
+            continue
+        # with the group-id fix AIF360 is the paper's algorithm: exact agreement
+        assert _aif360(groups, targets, stop, method, _AIF_GROUP_ID_FIX) == ours[:stop]
+        # unpatched: exact agreement up to and including the first step at which the chosen
+        # group's position in the deciding set differs from its id (that step places the
+        # right item but counts it for another group)
+        bug_at = _first_step(steps[:stop], lambda st: (
+            (st["below_min"] or method == "greedy")
+            and _deciding(st).index(st["chosen"]) != st["chosen"]))
+        upto = stop if bug_at is None else bug_at
+        tally["misread_group"] += bug_at is not None
+        tally["full"] += upto == k
+        assert _aif360(groups, targets, upto, method) == ours[:upto]
+    print(f"aif360 {method}: {tally}")
+    assert tally["full"] >= 5  # some cases compared over the whole output
+
+
+def test_agrees_with_aif360_const_sort() -> None:
+    rng = np.random.default_rng(30)
+    tally = {"cases": 0, "runs_out": 0, "mid_batch": 0}
+    for _ in range(N_RANDOM):
+        groups, targets, k = _random_case(rng)
+        size = np.bincount(groups, minlength=len(targets))
+        last = 1  # the prefix length at which the paper's loop places the k-th item
+        while sum(math.floor(last * p) for p in targets) < k:
+            last += 1
+        due = [math.floor(last * p) for p in targets]
+        tally["cases"] += 1
+        if any(d > s for d, s in zip(due, size)):
+            tally["runs_out"] += 1  # AIF360 would index past the end of a group
+            continue
+        ours = _ours(groups, targets, k, "constsort")
+        assert _aif360(groups, targets, k, "constsort", _AIF_FULL_BATCH_FIX)[:k] == ours
+        theirs = _aif360(groups, targets, k, "constsort")
+        if theirs != ours:
+            assert sum(due) > k  # only when the last batch overshoots k
+            tally["mid_batch"] += 1
+    print(f"aif360 constsort: {tally}")
+    assert tally["cases"] - tally["runs_out"] >= 30
+
+
+@pytest.mark.parametrize("method", GREEDY_FAMILY)
+def test_agrees_with_reranking_greedy_family(method: str) -> None:
+    rng = np.random.default_rng(40 + GREEDY_FAMILY.index(method))
+    tally = {"cases": 0, "full": 0, "runs_out": 0, "argmax": 0}
+    for _ in range(N_RANDOM):
+        groups, targets, k = _random_case(rng)
+        ours = _ours(groups, targets, k, method)
+        steps = _trace(groups, targets, ours)
+        tally["cases"] += 1
+        # reranking falls back to the top remaining item once a deciding group has run out
+        out_at = _first_step(steps, lambda st: bool(set(_deciding(st)) & set(st["exhausted"])))
+        stop = k if out_at is None else out_at - 1
+        tally["runs_out"] += out_at is not None
+        fixes = _RERANKING_ARGMIN_FIX if method == "cons" else None
+        assert _reranking(groups, targets, k, method, fixes)[:stop] == ours[:stop]
+        upto = stop
+        if method == "cons":
+            # unpatched det_cons: the first step at which its argmax (ties: its set's order,
+            # groups numbered by first appearance) picks another group than the paper's argmin
+            code = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+            group_of = {i: g for g, i in code.items()}
+
+            def argmax_differs(st: dict) -> bool:
+                if st["below_min"]:
+                    return False
+                urgency = {code[g]: math.ceil(st["r"] * targets[g]) / targets[g]
+                           for g in st["below_max"]}
+                pick = max(urgency, key=lambda c: urgency[c])
+                return group_of[pick] != st["chosen"]
+
+            bug_at = _first_step(steps[:stop], argmax_differs)
+            if bug_at is not None:
+                upto = bug_at - 1
+                tally["argmax"] += 1
+            assert _reranking(groups, targets, k, method)[:upto] == ours[:upto]
+        tally["full"] += upto == k
+    print(f"reranking {method}: {tally}")
+    assert tally["full"] >= 10 if method != "cons" else tally["argmax"] >= N_RANDOM // 2
+
+
+def test_agrees_with_reranking_const_sort() -> None:
+    rng = np.random.default_rng(50)
+    tally = {"cases": 0, "off_by_one": 0}
+    for _ in range(N_RANDOM):
+        groups, targets, k = _random_case(rng)
+        ours = _ours(groups, targets, k, "constsort")
+        tally["cases"] += 1
+        # both skip a group that has run out; with the 0-based deadline: exact agreement
+        assert _reranking(groups, targets, k, "constsort", _RERANKING_DEADLINE_FIX)[:k] == ours
+        theirs = _reranking(groups, targets, k, "constsort")[:k]
+        if theirs != ours:
+            # only when one of its items sank past its deadline, breaking a minimum count
+            assert not _min_count_ok(groups, targets, theirs)
+            tally["off_by_one"] += 1
+    print(f"reranking constsort: {tally}")
+    assert tally["off_by_one"] >= 1

@@ -1,0 +1,231 @@
+"""The mitigation layer: rerankers applied to a probe's lists, re-measured by the probe itself,
+with targets, utility costs and trade-off curves; config and command-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recaudit.config import MitigationSpec, StatsConfig, parse_config
+from recaudit.errors import ConfigError
+from recaudit.mitigation.apply import mitigate_probe
+from recaudit.mitigation.registry import reranker_names
+from recaudit.probes.registry import AuditContext
+
+from .. import gate_recommenders as gr
+from ..probes import test_popularity as tp
+from ..probes import test_position as tpos
+
+FAST = StatsConfig(n_bootstrap=200, n_permutations=199, min_group_size=5)
+
+
+def _cf(fn=gr.biased, seed=0):
+    from recaudit.engine import Answer
+    from recaudit.grounding import Grounding
+    from recaudit.probes.counterfactual import CounterfactualParams, CounterfactualProbe
+    from recaudit.recommenders.base import Response
+
+    gr.set_seed(seed)
+    params = CounterfactualParams(k=10, attributes=gr.ATTRS, similarities=["jaccard"],
+                                  n_examples=0,
+                                  subjects={"source": "inline", "items": list(gr.SUBJECTS)})
+    probe = CounterfactualProbe(params, run_id="cf")
+    ctx = AuditContext(catalog=None, capabilities=frozenset(), stats=FAST)
+    ids = {t: str(i) for i, t in enumerate(gr.TITLES)}
+    queries = probe.plan(ctx)
+    answers = {}
+    for q in queries:
+        items = [ids[t] for t in fn(q.request.chat_dicts(), 10)]
+        answers[q.id] = Answer(q.request, Response(item_ids=items),
+                               Grounding(item_ids=items, entries=items))
+    return probe, ctx, queries, answers, probe.analyse(ctx, queries, answers)
+
+
+def _rec(res, metric, variant, **where):
+    recs = [m for m in res.metric(metric, variant=variant, **where)]
+    top = max((m.k or 0) for m in recs)
+    return next(m for m in recs if (m.k or 0) == top)
+
+
+def test_registry_lists_every_reranker():
+    assert {"fair", "xquad", "calibration", "det", "consensus", "neutral",
+            "psc"} <= set(reranker_names())
+
+
+def test_consensus_and_neutralisation_remove_the_planted_gender_gap():
+    probe, ctx, queries, answers, res = _cf()
+    before = _rec(res, "snsr_jaccard", "original", attribute="gender")
+    assert before.p_adjusted < 0.05 and before.estimate > 0.1
+    mitigate_probe(probe, ctx, queries, answers, res,
+                   [MitigationSpec(reranker="consensus"), MitigationSpec(reranker="neutral")])
+    for variant in ("consensus", "neutral"):
+        after = _rec(res, "snsr_jaccard", variant, attribute="gender")
+        assert after.estimate == 0.0  # one list for every value: nothing depends on it
+        sim = _rec(res, "rerank_jaccard", variant)
+        assert 0.0 < sim.estimate < 1.0 and sim.ci_low <= sim.estimate <= sim.ci_high
+    assert [t.reranker for t in res.tradeoffs] == ["consensus", "neutral"]
+    pt = res.tradeoffs[0].points[0]
+    assert pt.target_estimate == 0.0 and pt.target_attribute == "gender"
+    # the original records are untouched, and every record names a stored table or none
+    assert _rec(res, "snsr_jaccard", "original", attribute="gender") == before
+    ids = {u.id for u in res.units}
+    assert all(m.table in ids for m in res.metrics if m.table)
+
+
+def test_xquad_raises_the_long_tail_share_and_costs_utility(tmp_path):
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+
+    catalog = tp.zipf_catalog()
+    probe = PopularityProbe(PopularityParams(n_users=16, history_items=6, k=10))
+    ctx = tp._ctx(catalog, stats=FAST)
+    queries = probe.plan(ctx)
+    answers = tp._answers(queries, tp._python(head_first, 10))
+    res = probe.analyse(ctx, queries, answers)
+    mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
+        reranker="xquad", params={"lam": 1.0}, k=5, sweep=[0.0, 0.5])])
+    # binary xQuAD at lambda = 1: the top 5 (all head) gets one long-tail item for every user
+    # whose history holds one (P(tail|u) > 0): the tail share moves from 0 to 1/5
+    change = _rec(res, "mitigation_change", "xquad(lam=1)", value="aplt")
+    before = _rec(res, "aplt", "xquad(lam=1)", attribute="mitigation", value="original")
+    assert before.estimate == 0.0
+    assert 0 < change.estimate <= 0.2 and change.ci_low > 0
+    same = _rec(res, "mitigation_change", "xquad(lam=0)", value="aplt")
+    assert same.estimate == 0.0  # lambda = 0 keeps the order
+    assert _rec(res, "rerank_jaccard", "xquad(lam=0)").estimate == 1.0
+    cost = [m for m in res.metric("utility_cost", variant="xquad(lam=1)")]
+    assert {m.value for m in cost} == {"ndcg@5", "hr@5"}
+    curve = res.tradeoffs[0]
+    assert curve.parameter == "lam" and [p.value for p in curve.points] == [0.0, 0.5, 1.0]
+    assert curve.points[0].cost_metric == "utility_cost (ndcg@5)"
+    # the probe's own metrics come back under the variant (all of them for the main point,
+    # the target and cost only for the sweep points)
+    assert res.metric("arp", variant="xquad(lam=1)")
+    assert not res.metric("arp", variant="xquad(lam=0.5)")
+    assert res.metric("mitigation_change", variant="xquad(lam=0.5)")
+
+
+def test_psc_removes_the_first_position_advantage(tmp_path):
+    """A ranker with a planted primacy bias (the first-shown candidate is ranked first with
+    probability 0.5, else a fixed order of the candidate set): the NDCG advantage of input position 0 over
+    the mean of the others shrinks by at least 80% with B = 8 aggregated shuffles."""
+    from recaudit.audit import run_audit
+    from recaudit.recommenders.python import PythonRecommender
+
+    spec = "tests.mitigation.test_apply:primacy_ranker"
+    cfg = parse_config({
+        "model": f"python:{spec}",
+        "engine": {"cache": str(tmp_path / "c.sqlite"), "progress": False},
+        "stats": {"n_bootstrap": 200, "n_permutations": 199, "min_group_size": 5},
+        "probes": [{"probe": "position", "params": {"n_users": 24, "n_shuffles": 0,
+                                                    "history_items": 5}}],
+        "mitigation": [{"reranker": "psc", "params": {"B": 8}, "sweep": []}],
+    })
+    result = run_audit(cfg, recommender=PythonRecommender(spec),
+                       catalog=tpos.position_catalog(n_users=24), progress=False)
+    res = result.probes[0]
+    assert res.status == "ok", res.error
+
+    def advantage(variant):
+        ndcg = {m.value: m.estimate for m in res.metric("ndcg", variant=variant)
+                if m.attribute == "input_position" and m.k == 10}
+        rest = [v for p, v in ndcg.items() if p != "0"]
+        return ndcg["0"] - float(np.mean(rest))
+
+    before, after = advantage("original"), advantage("psc(B=8)")
+    assert before > 0.2, before
+    assert abs(after) <= 0.2 * before, (before, after)
+    assert result.provenance.engine["computed"] == 24 * 5 * 9  # the shuffles went to the model
+
+
+def head_first(messages, k):
+    """Seven unseen short-head items (most popular first), then three long-tail ones."""
+    shown = set(tp._shown_ids(messages))
+    head = tp._head()
+    heads = [i for i in range(tp.N_ITEMS) if i in head and i not in shown][:7]
+    tails = [i for i in range(tp.N_ITEMS) if i not in head and i not in shown][:3]
+    return {"item_ids": [str(i) for i in heads + tails]}
+
+
+def primacy_ranker(messages, k):
+    """The position tests' primacy ranker as a ``python:`` generative recommender."""
+    titles = tpos.prompt_candidates(messages)
+    return tpos.as_text(tpos.primacy(titles, salt=0, q=0.5))
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"reranker": "nope"}, "unknown reranker 'nope'; available: calibration, consensus"),
+    ({"reranker": "fair", "params": {"p": 1.5}}, "mitigation[0]: fair: p:"),
+    ({"reranker": "fair", "params": {"alpha": 0.0}}, "mitigation[0]: fair: alpha:"),
+    ({"reranker": "xquad", "sweep_param": "nope"}, "cannot sweep unknown parameter 'nope'"),
+    ({"reranker": "xquad", "probes": ["missing"]}, "no probe run 'missing'"),
+])
+def test_bad_mitigation_config_is_one_line(spec, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        parse_config({"probes": [{"probe": "counterfactual", "suite": "fairllm"}],
+                      "mitigation": [spec]}, where="a.yaml")
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_k_larger_than_the_lists_and_a_one_value_column_are_config_errors():
+    probe, ctx, queries, answers, res = _cf(gr.unbiased)
+    with pytest.raises(ConfigError, match=r"k=30 is larger than the candidate lists \(10 "):
+        mitigate_probe(probe, ctx, queries, answers, res,
+                       [MitigationSpec(reranker="consensus", k=30)])
+    catalog = tp.zipf_catalog()
+    catalog.items["studio"] = "A"
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+
+    pop = PopularityProbe(PopularityParams(n_users=6, history_items=6, k=5))
+    pctx = tp._ctx(catalog, stats=FAST)
+    qs = pop.plan(pctx)
+    ans = tp._answers(qs, tp._python(tp.blind, 5))
+    pres = pop.analyse(pctx, qs, ans)
+    with pytest.raises(ConfigError, match="only one value"):
+        mitigate_probe(pop, pctx, qs, ans, pres, [MitigationSpec(
+            reranker="fair", params={"protected": "studio=A"}, sweep=[])])
+
+
+def test_mitigate_command_reapplies_a_reranker_to_saved_results(tmp_path, capsys):
+    from recaudit.cli import main
+
+    items = tmp_path / "items.csv"
+    items.write_text("id,title\n" + "".join(f"{i},{t}\n" for i, t in enumerate(gr.TITLES)),
+                     encoding="utf-8")
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(
+        "model: python:tests.gate_recommenders:biased\n"
+        f"engine: {{cache: {tmp_path / 'c.sqlite'}, progress: false}}\n"
+        "stats: {n_bootstrap: 100, n_permutations: 99, min_group_size: 5}\n"
+        f"catalog: {{source: csv, path: {items}}}\n"
+        "probes:\n  - probe: counterfactual\n    params:\n      k: 10\n"
+        "      similarities: [jaccard]\n      n_examples: 0\n"
+        "      attributes: {gender: [a female, a male]}\n"
+        "      subjects: {source: inline, items: [Alpha Station, Blue Harbor, Cold Summit,"
+        " Desert Echo, Ember Road, Frozen Lake]}\n"
+        f"out: {tmp_path / 'out'}\n", encoding="utf-8")
+    assert main(["audit", str(cfg), "--no-progress", "--format", "json"]) == 0
+    results = tmp_path / "out" / "results.json"
+    before = json.loads(results.read_text())
+    assert main(["mitigate", str(results), "--reranker", "consensus",
+                 "--out", str(tmp_path / "m"), "--format", "json,html"]) == 0
+    after = json.loads((tmp_path / "m" / "results.json").read_text())
+    variants = {m["variant"] for m in after["probes"][0]["metrics"]}
+    assert variants == {"original", "consensus"}
+    assert after["probes"][0]["tradeoffs"][0]["reranker"] == "consensus"
+    assert [m for m in after["probes"][0]["metrics"] if m["variant"] == "original"] == \
+        before["probes"][0]["metrics"]
+    html = (tmp_path / "m" / "index.html").read_text()
+    assert "Mitigation: what each reranker changed" in html
+    # twice: the variant is replaced, not duplicated
+    assert main(["mitigate", str(tmp_path / "m" / "results.json"), "--reranker",
+                 "consensus", "--format", "json"]) == 0
+    again = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert len(again["probes"][0]["metrics"]) == len(after["probes"][0]["metrics"])
+    capsys.readouterr()
+    assert main(["mitigate", str(results), "--reranker", "psc"]) == 2
+    assert "needs model calls" in capsys.readouterr().err
+    assert main(["mitigate", str(results), "--reranker", "nope"]) == 2
+    assert "available: calibration" in capsys.readouterr().err
