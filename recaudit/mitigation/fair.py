@@ -22,6 +22,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from pydantic import Field, field_validator
+
+from .registry import ListBatch, Reranker, RerankerParams, reranker
 
 # fairsearchcore's bisection stops when the alpha bracket is this narrow (fail_prob.EPS).
 _EPS = 1e-16
@@ -30,7 +33,10 @@ _EPS = 1e-16
 def _check_p_alpha(p: float, alpha: float) -> tuple[float, float]:
     out = []
     for name, value in (("p", p), ("alpha", alpha)):
-        v = float(value)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
         if not 0.0 < v < 1.0:  # also rejects NaN
             raise ValueError(f"{name} must lie in (0, 1), got {value}")
         out.append(v)
@@ -38,7 +44,11 @@ def _check_p_alpha(p: float, alpha: float) -> tuple[float, float]:
 
 
 def _check_k(k: int) -> int:
-    if isinstance(k, bool) or int(k) != k:
+    try:
+        whole = not isinstance(k, bool) and int(k) == k
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
         raise ValueError(f"k must be a positive integer, got {k}")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -252,19 +262,23 @@ def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray,
         r_prot += window[j]
     q_prot[base + r_prot] = n  # the one slot per queue left holding a non-member
     q_other[base + (k - r_prot)] = n
-    q_prot = q_prot.reshape(L, w)
     short = np.flatnonzero(r_prot < m_max)
     if n > k and short.size:
-        deep = prot[short, k:]  # a copy
-        sub = np.arange(short.size)
+        deep = prot[short, k:].reshape(-1)  # a copy, cleared as its protected ones are found
+        d = n - k
+        row0 = np.arange(short.size) * d
         rank = r_prot[short]
+        slot = short * w + rank
         for _ in range(m_max - int(rank.min())):
-            pos = np.argmax(deep, axis=1)
-            hit = deep[sub, pos] & (rank < m_max)
-            q_prot[short[hit], rank[hit]] = k + pos[hit]
-            deep[sub[hit], pos[hit]] = False
-            rank += hit
-    return q_prot.reshape(-1), q_other
+            pos = np.argmax(deep.reshape(short.size, d), axis=1)
+            found = deep[row0 + pos] & (rank < m_max)
+            # written without a find too (slot stays put; reset to n below); slots <= m_max <= k
+            q_prot[slot] = k + pos
+            deep[row0 + pos] = False
+            slot += found
+            rank += found
+        q_prot[slot] = n
+    return q_prot, q_other
 
 
 def _first_members(member: np.ndarray, k: int) -> np.ndarray:
@@ -288,17 +302,18 @@ def _merge(q_prot: np.ndarray, q_other: np.ndarray, m: np.ndarray, n: int) -> np
     L = len(q_prot) // (k + 1)
     base = np.arange(L) * (k + 1)
     at_prot, at_other = base.copy(), base.copy()  # flat queue positions of the heads
-    out = np.empty((L, k), dtype=np.int64)
+    out = np.empty((k, L), dtype=np.int64)
     for i in range(k):
         c_prot, c_other = q_prot[at_prot], q_other[at_other]  # n: queue empty
-        # required (fewer than m(i) protected so far) and available, or the better candidate;
-        # c_other = n when the non-protected queue is empty
-        take = (c_prot < c_other) | ((at_prot < base + m[i]) & (c_prot < n))
-        out[:, i] = np.where(take, c_prot, c_other)
+        # protected if required (fewer than m(i) so far) and available (c_prot < n), else if
+        # it is the better one (c_other = n when the non-protected queue is empty)
+        need = at_prot < base + m[i]
+        take = c_prot < np.maximum(c_other, need * n)
+        out[i] = np.where(take, c_prot, c_other)
         at_prot += take
         at_other += ~take
     out[out == n] = -1  # both queues empty: the list ends
-    return out
+    return out.T
 
 
 def is_fair(
@@ -385,6 +400,13 @@ def fair_rerank(
     Relevance is the input order, strictly: fairsearchcore compares scores and gives an exact
     score tie to the protected candidate; with strictly decreasing scores the two agree.
 
+    Implementation: a loop over the k positions, numpy over the lists. A list whose relevance
+    order already meets the table comes back unchanged; for the others only the first k
+    candidates and, where those hold fewer than m(k) protected ones, the next protected
+    candidates further down are gathered (nothing else can be reached), so the cost grows
+    with L and k, hardly with n. Lists with invalid entries take a general path (first k
+    members of each group by a ``searchsorted`` over the batch).
+
     Source: Zehlike et al. CIKM 2017, Algorithm 2 (FA*IR); fairsearchcore 1.0.4 ``Fair.re_rank``.
 
     Parameters
@@ -417,8 +439,9 @@ def fair_rerank(
     if k > n:
         raise ValueError(f"k={k} is larger than the candidate list ({n})")
     m = _table(k, p, alpha, adjust)
-
-    if ok is None:
+    if L == 0:
+        out = np.empty((0, k), dtype=np.int64)
+    elif ok is None:
         # a list whose relevance order already meets the table comes back unchanged (the
         # greedy never needs a protected candidate, so it takes the next one each time)
         window = np.ascontiguousarray(prot[:, :k].T)
@@ -435,3 +458,54 @@ def fair_rerank(
     else:
         out = _merge(_first_members(prot & ok, k), _first_members(~prot & ok, k), m, n)
     return out[0] if np.ndim(protected) == 1 else out
+
+
+# -- registry entry ------------------------------------------------------------------------------
+class FairParams(RerankerParams):
+    protected: str = Field("head_tail=tail", description="COLUMN=VALUE: the protected item "
+                                                         "group (any item-group column)")
+    p: float = Field(0.5, gt=0.0, lt=1.0, description="target minimum protected proportion")
+    alpha: float = Field(0.1, gt=0.0, lt=1.0, description="significance of the fairness test")
+    adjust: bool = Field(True, description="adjust alpha for testing every prefix")
+
+    @field_validator("protected")
+    @classmethod
+    def _protected(cls, v: str) -> str:
+        column, sep, value = v.partition("=")
+        if not sep or not column.strip() or not value.strip():
+            raise ValueError(f"protected must be COLUMN=VALUE (e.g. head_tail=tail), got {v!r}")
+        return v
+
+
+@reranker("fair")
+class Fair(Reranker):
+    """FA*IR: every prefix of the top k holds at least the binomial minimum of protected items
+    (Zehlike et al. 2017)."""
+
+    Params = FairParams
+    sweep = "p"
+    sweep_values = (0.1, 0.3, 0.5, 0.7, 0.9)
+    target = "protected_share"
+    params: FairParams
+
+    def _protected(self, batch: ListBatch) -> np.ndarray:
+        column, _, value = self.params.protected.partition("=")
+        mapping = batch.item_groups(column.strip())
+        values = sorted(set(mapping.values()))
+        if len(values) < 2:
+            raise ValueError(f"group column {column.strip()!r} has only one value "
+                             f"({values[0] if values else 'none'!r}): nothing to re-balance")
+        if value.strip() not in values:
+            raise ValueError(f"group column {column.strip()!r} has no value "
+                             f"{value.strip()!r}; values: {', '.join(values[:10])}")
+        return batch.groups(column.strip()) == value.strip()
+
+    def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        order = fair_rerank(self._protected(batch) & batch.valid, k, self.params.p,
+                            self.params.alpha, adjust=self.params.adjust, valid=batch.valid)
+        return batch.lists(order)
+
+    def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        from ..metrics.mitigation import protected_share_at_k
+
+        return protected_share_at_k(self._protected(batch), batch.valid, k)

@@ -229,3 +229,70 @@ def test_mitigate_command_reapplies_a_reranker_to_saved_results(tmp_path, capsys
     assert "needs model calls" in capsys.readouterr().err
     assert main(["mitigate", str(results), "--reranker", "nope"]) == 2
     assert "available: calibration" in capsys.readouterr().err
+
+
+def test_fair_makes_every_top_k_pass_the_fairness_test():
+    from recaudit.mitigation.fair import is_fair
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+
+    catalog = tp.zipf_catalog()
+    probe = PopularityProbe(PopularityParams(n_users=16, history_items=6, k=10))
+    ctx = tp._ctx(catalog, stats=FAST)
+    queries = probe.plan(ctx)
+    answers = tp._answers(queries, tp._python(head_first, 10))
+    res = probe.analyse(ctx, queries, answers)
+    spec = MitigationSpec(reranker="fair", params={"p": 0.3, "alpha": 0.1}, k=10)
+    seen = {}
+
+    import recaudit.mitigation.fair as fair_mod
+    real = fair_mod.fair_rerank
+
+    def spy(protected, k, p, alpha, **kw):
+        out = real(protected, k, p, alpha, **kw)
+        seen.setdefault(p, (protected, out))
+        return out
+
+    fair_mod.fair_rerank = spy
+    try:
+        mitigate_probe(probe, ctx, queries, answers, res, [spec])
+    finally:
+        fair_mod.fair_rerank = real
+    protected, order = seen[0.3]
+    picked = np.take_along_axis(protected, order, axis=1)
+    assert is_fair(picked, 0.3, 0.1).all()  # three tail items at the bottom suffice for p=0.3
+    before = _rec(res, "protected_share", "fair(p=0.3)", value="original")
+    after = _rec(res, "protected_share", "fair(p=0.3)", value="mitigated")
+    assert before.estimate == after.estimate  # same items, k = the whole list: only the order
+    assert _rec(res, "rerank_rbo", "fair(p=0.3)").estimate < 1.0
+    curve = res.tradeoffs[0]
+    assert [p.value for p in curve.points] == [0.1, 0.3, 0.5, 0.7, 0.9]
+
+
+def test_a_gate_can_hold_a_mitigated_variant():
+    from recaudit.gates import GateSpec, evaluate_gates
+
+    probe, ctx, queries, answers, res = _cf()
+    mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(reranker="consensus")])
+    result = gr.audit_result([res])
+    gates = [GateSpec(name=f"g-{v}", probe="cf", metric="snsr_jaccard", attribute="gender",
+                      k=10, max=0.05, variant=v) for v in ("original", "consensus")]
+    verdict = {g.name: g.passed for g in evaluate_gates(result, gates)}
+    assert verdict == {"g-original": False, "g-consensus": True}
+
+
+def test_report_draws_the_tradeoff_curve_and_escapes_its_labels(tmp_path):
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+    from recaudit.report import render_html
+
+    catalog = tp.zipf_catalog()
+    probe = PopularityProbe(PopularityParams(n_users=10, history_items=6, k=10))
+    ctx = tp._ctx(catalog, stats=FAST)
+    queries = probe.plan(ctx)
+    answers = tp._answers(queries, tp._python(head_first, 10))
+    res = probe.analyse(ctx, queries, answers)
+    mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
+        reranker="xquad", id="<b>xq</b>", k=5, sweep=[0.0, 1.0])])
+    html = render_html([gr.audit_result([res])], tmp_path / "index.html").read_text()
+    section = html.split("Mitigation: what each reranker changed", 1)[1]
+    assert "<svg" in section.split("</section>", 1)[0]
+    assert "&lt;b&gt;xq&lt;/b&gt;" in section and "<b>xq</b>" not in html

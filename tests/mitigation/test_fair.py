@@ -245,6 +245,47 @@ def test_fair_rerank_batch_equals_rows():
         assert (out[row][len(chosen):] == -1).all()
 
 
+def test_fair_rerank_fast_path_equals_general_path():
+    # lists with every candidate valid take a shortcut (first k columns + deep protected ones);
+    # a padding column marked invalid forces the general path on the same lists
+    rng = np.random.default_rng(SEED + 5)
+    for _ in range(60):
+        k = int(rng.integers(1, 25))
+        n = k + int(rng.integers(0, 30))
+        L = int(rng.integers(1, 40))
+        p, alpha = float(rng.uniform(0.05, 0.98)), float(rng.uniform(0.01, 0.5))
+        prot = _random_batch(rng, L, n) if L > 1 else rng.random((1, n)) < 0.3
+        prot[L // 2:, :k] &= rng.random((L - L // 2, k)) < 0.1  # protected ones mostly deep
+        padded = np.concatenate([prot, np.zeros((L, 1), dtype=bool)], axis=1)
+        valid = np.ones_like(padded)
+        valid[:, -1] = False
+        for adjust in (True, False):
+            fast = fair_rerank(prot, k, p, alpha, adjust=adjust)
+            general = fair_rerank(padded, k, p, alpha, adjust=adjust, valid=valid)
+            assert fast.tolist() == general.tolist(), (k, n, p, alpha, adjust)
+
+
+def test_fair_rerank_output_is_fair_when_possible():
+    # the FA*IR guarantee: with at least m(k) protected candidates the output meets the table
+    rng = np.random.default_rng(SEED + 6)
+    for k, p, alpha in [(10, 0.5, 0.1), (20, 0.3, 0.05), (15, 0.8, 0.15), (40, 0.6, 0.1)]:
+        prot = _random_batch(rng, 300, 60)
+        out = fair_rerank(prot, k, p, alpha)
+        enough = prot.sum(axis=1) >= mtable(k, p, adjusted_alpha(k, p, alpha))[-1]
+        fair = is_fair(np.take_along_axis(prot, out, axis=1), p, alpha)
+        assert fair[enough].all()
+        assert 0 < enough.sum() < len(prot) and not fair[~enough].any()
+        # and it only moves protected candidates up: the non-protected keep relevance order
+        for row in range(len(prot)):
+            chosen = out[row][~prot[row, out[row]]]
+            assert (np.diff(chosen) > 0).all()
+
+
+def test_empty_batch():
+    assert fair_rerank(np.zeros((0, 5), dtype=bool), 3, 0.5, 0.1).shape == (0, 3)
+    assert is_fair(np.zeros((0, 5), dtype=bool), 0.5, 0.1).shape == (0,)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -256,6 +297,8 @@ def test_fair_rerank_batch_equals_rows():
         (lambda: fair_rerank(np.zeros(20, bool), 10, 0.5, float("nan")),
          "alpha must lie in (0, 1), got nan"),
         (lambda: mtable(0, 0.5, 0.1), "k must be at least 1, got 0"),
+        (lambda: mtable(2.5, 0.5, 0.1), "k must be a positive integer, got 2.5"),
+        (lambda: mtable(10, None, 0.1), "p must lie in (0, 1), got None"),
         (lambda: fair_rerank(np.zeros((3, 20), bool), 30, 0.5, 0.1),
          "k=30 is larger than the candidate list (20)"),
         (lambda: fair_rerank(np.zeros((3, 20), bool), 5, 0.5, 0.1, valid=np.ones((3, 19))),
