@@ -148,6 +148,9 @@ class Tradeoff(_Model):
     parameter: str | None = None
     target: str
     k: int | None = None
+    baseline: str = ORIGINAL  # the variant "before" is read from (original@k: lists cut to k)
+    before_estimate: float | None = None  # the target on the baseline lists
+    before_ci: list[float | None] = Field(default_factory=lambda: [None, None])
     points: list[TradeoffPoint] = Field(default_factory=list)
 
 

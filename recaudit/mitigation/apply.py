@@ -4,10 +4,13 @@ For one probe run and one ``mitigation:`` entry (a reranker with parameters, ``k
 optional sweep):
 
 1. the probe's lists (its answers' grounded items) are re-ranked: the top ``k`` re-chosen
-   among each list's entries (:class:`~recaudit.mitigation.registry.ListBatch`);
+   among each list's entries (:class:`~recaudit.mitigation.registry.ListBatch`); with ``k``
+   shorter than the lists, the re-ranked lists are their top ``k`` (variant ``fair(p=0.5)@10``)
+   and the probe also measures the original lists cut to ``k`` once (variant
+   ``original@10``): the like-for-like baseline;
 2. the probe's own ``analyse`` measures the re-ranked answers inside
    :func:`~recaudit.probes.kit.variant_scope`, so every metric of the probe comes back under
-   the variant (``fair(p=0.5, alpha=0.1)``) with its CI, gated and compared like the original;
+   the variant (``fair(p=0.5)``) with its CI, gated and compared like the original;
 3. beside them, per list (the unit of every CI), paired over the same lists:
 
    * the targeted list measure (when the reranker has one: protected share, APLT, NDKL,
@@ -30,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..results import ProbeResult, Tradeoff, TradeoffPoint
+from ..results import ORIGINAL, ProbeResult, Tradeoff, TradeoffPoint
 from .registry import ListBatch, Reranker, build_reranker
 
 __all__ = ["mitigate_probe", "plan_model_queries", "resolve_rerankers"]
@@ -144,16 +147,25 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
     units = [q.id for q in usable]
     held = [_held_out(q) for q in usable]
     has_held = [i for i, h in enumerate(held) if h]
-    curve = Tradeoff(reranker=main.name, variant=spec.id or main.label(),
+    at = f"@{k}" if k < width else ""  # lists cut to their re-ranked top k
+    baseline = ORIGINAL
+    if at:  # the like-for-like baseline: the original lists cut to k, measured by the probe
+        baseline = f"{ORIGINAL}{at}"
+        if not any(m.variant == baseline for m in result.metrics):
+            with variant_scope(baseline):
+                cut = {u: base[u][:k] for u in units}
+                _merge(result, probe.analyse(ctx, list(queries), _with_lists(answers, cut)),
+                       everything=True, metrics=set())
+    curve = Tradeoff(reranker=main.name, variant=spec.id or main.label() + at,
                      parameter=spec.sweep_param or main.sweep, target=spec.target or main.target,
-                     k=k)
+                     k=k, baseline=baseline)
     for j, rr in enumerate(points):
-        variant = (spec.id or rr.label()) if j == 0 else rr.label()
+        variant = (spec.id or rr.label() + at) if j == 0 else rr.label() + at
         try:
             if rr.needs_model:
                 new = rr.rerank_answers(probe, queries, answers)
             else:
-                new = dict(zip(units, rr.rerank(batch, k)))
+                new = dict(zip(units, (lst[:k] for lst in rr.rerank(batch, k))))
         except ValueError as err:
             raise ConfigError(f"{where}: {rr.name}: {err}") from None
         with variant_scope(variant):
@@ -194,9 +206,19 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
                 keep += [main.target, "mitigation_change"]
             kit.extend()
         if target_rec is None:  # the target is one of the probe's own metrics
-            target_rec = _probe_target(sub, spec.target or main.target, spec.target_attribute)
+            target_rec = _probe_target(sub.metrics, spec.target or main.target,
+                                       spec.target_attribute)
             if target_rec is not None:
                 keep.append(target_rec.metric)
+                before = _probe_target([m for m in result.metrics if m.variant == baseline],
+                                       target_rec.metric, target_rec.attribute)
+            else:
+                before = None
+        else:
+            before = next(m for m in sub.metrics if m.metric == main.target
+                          and m.attribute == MITIGATION_ATTR and m.value == "original")
+        if j == 0 and before is not None:
+            curve.before_estimate, curve.before_ci = _est(before), _ci(before)
         sim_rec = next(r for r in sub.metrics if r.metric == "rerank_jaccard")
         cost = util_rec or sim_rec
         curve.points.append(TradeoffPoint(
@@ -211,8 +233,10 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
     result.tradeoffs.append(curve)
 
 
-def _probe_target(sub: ProbeResult, metric: str, attribute: str | None) -> Any:
-    recs = [r for r in sub.metrics if r.metric == metric and r.estimate is not None
+def _probe_target(records: Sequence[Any], metric: str, attribute: str | None) -> Any:
+    """The record of ``metric`` (of ``attribute``, else the first attribute) at its largest
+    k."""
+    recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value
             and (attribute is None or r.attribute == attribute)]
     if not recs:
         return None

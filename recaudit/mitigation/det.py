@@ -19,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import Field
+
+from .registry import ListBatch, Reranker, RerankerParams, reranker
 
 __all__ = ["METHODS", "det_rerank"]
 
 METHODS: tuple[str, ...] = ("greedy", "cons", "relaxed", "constsort")
 
-#: relative slack of the floor / ceil of ``r * p`` (so ``10 * 0.7`` counts as exactly 7)
+#: relative slack of the floor / ceil of ``r * p`` (``50 * 0.58 = 28.999999999999996`` is 29)
 _EPS = 1e-9
 
 
@@ -286,20 +289,23 @@ def det_rerank(
       is completed as in the paper, then the list is cut to ``k``).
 
     Score ties between heads go to the earlier position. Floors and ceilings of ``r p_g``
-    tolerate a relative rounding error of ``1e-9`` (``10 * 0.7`` counts as 7).
+    tolerate a relative rounding error of ``1e-9`` (``50 * 0.58`` counts as 29).
 
     Running out of candidates (not in the paper, which assumes enough of every group): a group
     with no candidates left is left out of ``belowMin`` / ``belowMax`` (DetConstSort skips it);
     when no group is eligible the slot goes to the best remaining candidate of any group
     (DetConstSort: remaining slots are filled that way, by score, once every group with a
     positive share has run out). Lists with fewer than ``k`` valid candidates are padded with
-    ``-1``. (AIF360 raises ``IndexError`` here; the ``reranking`` package falls back to the
-    best remaining candidate overall as soon as any group of the deciding set has run out.)
+    ``-1``. For comparison, AIF360 0.6.1 raises ``IndexError`` once any group runs out; the
+    ``reranking`` package 0.3.6 takes the best remaining candidate of any group as soon as a
+    group of the deciding set has run out (even if another group of that set has candidates
+    left), and its det_cons raises ``KeyError`` when the group it picks has run out.
 
-    The paper's DetConstSort pseudo-code stores ``maxIndices[lastEmpty] = k`` with a 0-based
-    ``lastEmpty``, which lets an item sink to position ``k + 1`` and break its own minimum
-    constraint; this implementation uses the 0-based deadline ``k - 1`` (as AIF360 does), so
-    the minimum counts hold at every prefix.
+    DetConstSort's pseudo-code, as transcribed by the ``reranking`` package, stores
+    ``maxIndices[lastEmpty] = k`` with a 0-based ``lastEmpty``; that lets an item sink to
+    position ``k + 1`` and break its own minimum count, against the paper's claim that
+    DetConstSort always meets the minimum counts. This implementation uses the 0-based
+    deadline ``k - 1`` (as AIF360 does), so the minimum counts hold at every prefix.
 
     Parameters
     ----------
@@ -333,3 +339,70 @@ def det_rerank(
     if method == "constsort":
         return _const_sort(gi, p, s, ok, int(k))
     return _greedy_family(gi, p, s, ok, int(k), method)
+
+
+# -- registry entry ------------------------------------------------------------------------------
+class DetParams(RerankerParams):
+    column: str = Field("genre", description="the item-group column (genre, decade, "
+                                             "head_tail or any catalog column)")
+    method: str = Field("greedy", pattern="^(greedy|cons|relaxed|constsort)$")
+    targets: dict[str, float] | None = Field(None, description="desired share per group; "
+                                                               "default the catalog's shares")
+    lam: float = Field(1.0, ge=0.0, le=1.0, description="0 = the lists' own pooled make-up, "
+                                                        "1 = the targets")
+
+
+@reranker("det")
+class Det(Reranker):
+    """Geyik et al.'s DetGreedy / DetCons / DetRelaxed / DetConstSort toward target shares of
+    a multi-valued item group (shares mixed as ``(1 - lam) * lists' own + lam * targets``)."""
+
+    Params = DetParams
+    sweep = "lam"
+    sweep_values = (0.0, 0.25, 0.5, 0.75, 1.0)
+    target = "ndkl"
+    params: DetParams
+
+    def _setup(self, batch: ListBatch) -> tuple[list[str], np.ndarray, dict[str, str],
+                                                dict[str, float]]:
+        """Groups (ordered), each entry's group id, item -> group and the desired shares."""
+        from ..metrics.exposure import item_shares, resolve_target
+
+        mapping = batch.item_groups(self.params.column)
+        catalog = item_shares(mapping)
+        groups = sorted(set(catalog) | {"unknown"}, key=lambda g: (-catalog.get(g, 0.0), g))
+        if len(catalog) < 2:
+            raise ValueError(f"group column {self.params.column!r} has only one value "
+                             f"({next(iter(catalog), 'none')!r}): nothing to re-balance")
+        given = dict(self.params.targets or {})
+        unknown = [g for g in given if g not in catalog]
+        if unknown:
+            raise ValueError(f"targets name group {unknown[0]!r}, which column "
+                             f"{self.params.column!r} does not have")
+        desired = resolve_target(groups, given, catalog) if given else \
+            {g: catalog.get(g, 0.0) for g in groups}
+        return groups, batch.groups(self.params.column), mapping, desired
+
+    def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        groups, labels, _, desired = self._setup(batch)
+        index = {g: i for i, g in enumerate(groups)}
+        gid = np.vectorize(lambda g: index.get(g, index["unknown"]), otypes=[int])(labels)
+        own = np.bincount(gid[batch.valid], minlength=len(groups)).astype(float)
+        own = own / own.sum() if own.sum() else np.full(len(groups), 1.0 / len(groups))
+        want = np.array([desired[g] for g in groups])
+        shares = (1 - self.params.lam) * own + self.params.lam * want
+        order = det_rerank(np.where(batch.valid, gid, 0), shares / shares.sum(), k,
+                           self.params.method, scores=batch.relevance, valid=batch.valid)
+        return batch.lists(order)
+
+    def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        from ..metrics.exposure import ndkl
+
+        _, _, mapping, desired = self._setup(batch)
+        desired = {g: v for g, v in desired.items() if v > 0}
+        out = []
+        for row, ok in zip(batch.ids, batch.valid):
+            lst = [str(x) for x, v in zip(row, ok) if v]
+            val = ndkl(lst, mapping, desired, k, default="unknown") if lst else float("nan")
+            out.append(val if np.isfinite(val) else float("nan"))
+        return np.asarray(out, dtype=float)

@@ -83,6 +83,10 @@ def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
 
 
 def _drop_variants(res: ProbeResult, variants: set[str]) -> None:
-    res.metrics = [m for m in res.metrics if m.variant not in variants]
-    res.units = [u for u in res.units if u.variant not in variants]
-    res.tradeoffs = [t for t in res.tradeoffs if t.variant not in variants]
+    """Forget earlier runs of these variants (also their ``@k`` cuts)."""
+    def gone(v: str) -> bool:
+        return v in variants or v.rpartition("@")[0] in variants
+
+    res.metrics = [m for m in res.metrics if not gone(m.variant)]
+    res.units = [u for u in res.units if not gone(u.variant)]
+    res.tradeoffs = [t for t in res.tradeoffs if not gone(t.variant)]

@@ -142,18 +142,14 @@ def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "
 
 def tradeoff_rows(p: ProbeResult) -> list[dict[str, Any]]:
     """One row per point of each trade-off curve: the variant, its parameter value, the
-    target's estimate and CI before (the original lists) and after, and the cost."""
+    target's estimate and CI before (the baseline lists) and after, and the cost."""
     rows = []
     for t in p.tradeoffs:
         for pt in t.points:
-            before = next((m for m in p.metrics if m.variant == pt.variant
-                           and m.metric == t.target and m.value == "original"), None) or \
-                next((m for m in p.metrics if m.variant == ORIGINAL and m.metric == t.target
-                      and m.attribute == pt.target_attribute and m.value is None
-                      and m.k == t.k), None)
             rows.append({"reranker": t.reranker, "variant": pt.variant,
                          "parameter": t.parameter, "value": pt.value, "target": t.target,
-                         "attribute": pt.target_attribute, "k": t.k, "before": before,
+                         "attribute": pt.target_attribute, "k": t.k,
+                         "before": t.before_estimate, "before_ci": t.before_ci,
                          "after": pt.target_estimate, "after_ci": pt.target_ci,
                          "cost_metric": pt.cost_metric, "cost": pt.cost_estimate,
                          "cost_ci": pt.cost_ci})

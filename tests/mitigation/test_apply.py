@@ -87,23 +87,27 @@ def test_xquad_raises_the_long_tail_share_and_costs_utility(tmp_path):
         reranker="xquad", params={"lam": 1.0}, k=5, sweep=[0.0, 0.5])])
     # binary xQuAD at lambda = 1: the top 5 (all head) gets one long-tail item for every user
     # whose history holds one (P(tail|u) > 0): the tail share moves from 0 to 1/5
-    change = _rec(res, "mitigation_change", "xquad(lam=1)", value="aplt")
-    before = _rec(res, "aplt", "xquad(lam=1)", attribute="mitigation", value="original")
+    change = _rec(res, "mitigation_change", "xquad(lam=1)@5", value="aplt")
+    before = _rec(res, "aplt", "xquad(lam=1)@5", attribute="mitigation", value="original")
     assert before.estimate == 0.0
     assert 0 < change.estimate <= 0.2 and change.ci_low > 0
-    same = _rec(res, "mitigation_change", "xquad(lam=0)", value="aplt")
+    same = _rec(res, "mitigation_change", "xquad(lam=0)@5", value="aplt")
     assert same.estimate == 0.0  # lambda = 0 keeps the order
-    assert _rec(res, "rerank_jaccard", "xquad(lam=0)").estimate == 1.0
-    cost = [m for m in res.metric("utility_cost", variant="xquad(lam=1)")]
+    assert _rec(res, "rerank_jaccard", "xquad(lam=0)@5").estimate == 1.0
+    cost = [m for m in res.metric("utility_cost", variant="xquad(lam=1)@5")]
     assert {m.value for m in cost} == {"ndcg@5", "hr@5"}
     curve = res.tradeoffs[0]
     assert curve.parameter == "lam" and [p.value for p in curve.points] == [0.0, 0.5, 1.0]
     assert curve.points[0].cost_metric == "utility_cost (ndcg@5)"
     # the probe's own metrics come back under the variant (all of them for the main point,
-    # the target and cost only for the sweep points)
-    assert res.metric("arp", variant="xquad(lam=1)")
-    assert not res.metric("arp", variant="xquad(lam=0.5)")
-    assert res.metric("mitigation_change", variant="xquad(lam=0.5)")
+    # the target and cost only for the sweep points), beside the original lists cut to k
+    aplt = {v: _rec(res, "aplt", v, attribute="history", value="original").estimate
+            for v in ("original", "original@5", "xquad(lam=1)@5")}
+    assert aplt["original"] == pytest.approx(0.3) and aplt["original@5"] == 0.0
+    assert aplt["xquad(lam=1)@5"] > 0
+    assert not res.metric("arp", variant="xquad(lam=0.5)@5")
+    assert res.metric("mitigation_change", variant="xquad(lam=0.5)@5")
+    assert curve.baseline == "original@5" and curve.before_estimate == 0.0
 
 
 def test_psc_removes_the_first_position_advantage(tmp_path):
@@ -296,3 +300,28 @@ def test_report_draws_the_tradeoff_curve_and_escapes_its_labels(tmp_path):
     section = html.split("Mitigation: what each reranker changed", 1)[1]
     assert "<svg" in section.split("</section>", 1)[0]
     assert "&lt;b&gt;xq&lt;/b&gt;" in section and "<b>xq</b>" not in html
+
+
+@pytest.mark.parametrize("method", ["greedy", "cons", "relaxed", "constsort"])
+def test_det_moves_the_top_k_toward_its_target_shares(method):
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+
+    catalog = tp.zipf_catalog()
+    probe = PopularityProbe(PopularityParams(n_users=12, history_items=6, k=10))
+    ctx = tp._ctx(catalog, stats=FAST)
+    queries = probe.plan(ctx)
+    answers = tp._answers(queries, tp._python(head_first, 10))
+    res = probe.analyse(ctx, queries, answers)
+    mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
+        reranker="det", params={"column": "head_tail", "method": method,
+                                "targets": {"tail": 0.4}}, k=5, sweep=[0.0])])
+    variant = next(m.variant for m in res.metrics if m.variant.startswith("det(")
+                   and "lam=1" in m.variant)
+    assert variant.endswith("@5") and f"method={method}" in variant or method == "greedy"
+    change = _rec(res, "mitigation_change", variant, value="ndkl")
+    assert change.estimate < 0 and change.ci_high < 0  # closer to 60/40 head/tail
+    share = _rec(res, "aplt", variant, attribute="history", value="original")
+    assert share.estimate == pytest.approx(0.4)  # 2 of the top 5 are long-tail, every list
+    with pytest.raises(ConfigError, match="does not have"):
+        mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
+            reranker="det", params={"column": "head_tail", "targets": {"middle": 0.4}})])
