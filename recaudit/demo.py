@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import RecauditError
 
@@ -19,29 +20,24 @@ SAMPLE_PROMPT = ("I am a fan of The Matrix and Toy Story. Please provide me with
                  "movie titles in order of preference that you think I might like.")
 
 
-def sample_lists() -> None:
-    """Print a grounded top-10 list from each bundled model for one sample prompt."""
-    from .catalog import Catalog
+def sample_list(rec: Any, catalog: Any) -> None:
+    """Print a grounded top-10 list from one model for the sample prompt."""
     from .cli import render_list
     from .engine import Engine
-    from .recommenders import Decoding, Request, load_recommender
+    from .recommenders import Request
 
-    catalog = Catalog.from_movielens()
     req = Request.from_prompt(SAMPLE_PROMPT, k=10,
                               system="You are a movie recommendation system.")
-    print(f"[demo] prompt: {SAMPLE_PROMPT}")
-    for spec in MODELS:
-        engine = Engine(load_recommender(spec, Decoding(max_new_tokens=200)), catalog,
-                        progress=False)
-        try:
-            answer = engine.run([req])[req.key()]
-        finally:
-            engine.close()
-        print(render_list(spec, answer, catalog, 10))
+    engine = Engine(rec, catalog, progress=False)
+    try:
+        answer = engine.run([req])[req.key()]
+    finally:
+        engine.close()
+    print(render_list(rec.spec, answer, catalog, 10))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .audit import run_audit
+    from .audit import build_recommender, load_catalog, run_audit
     from .config import load_config
     from .report import render_html, save_result
 
@@ -52,11 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     try:
-        sample_lists()
+        print(f"[demo] prompt: {SAMPLE_PROMPT}")
         for spec in MODELS:
             t = time.perf_counter()
             cfg = load_config(config, overrides={"model": spec})
-            result = run_audit(cfg, command_line=f"python -m recaudit.demo ({spec})")
+            rec = build_recommender(cfg)  # loaded once: the sample list, then the audit
+            catalog = load_catalog(cfg)
+            sample_list(rec, catalog)
+            result = run_audit(cfg, recommender=rec, catalog=catalog,
+                               command_line=f"python -m recaudit.demo ({spec})")
             save_result(result, out / spec)
             results.append(result)
             print(f"[demo] {spec}: {time.perf_counter() - t:.1f} s "
