@@ -197,17 +197,17 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
                 vals = np.stack([base_target, after], axis=1)
                 t = Table(main.target, MITIGATION_ATTR, ["original", "mitigated"], units, vals,
                           ks=[k])
-                kit.means(t)
+                target_rec = kit.means(t)[("mitigated", k)]
                 diff = vals[:, 1] - vals[:, 0]
-                target_rec = kit.derived(
-                    t, "mitigation_change", lambda x: float(x[1] - x[0]),
-                    estimate=float(np.nanmean(diff)) if np.isfinite(diff).any() else None,
-                    value=main.target)
+                kit.derived(t, "mitigation_change", lambda x: float(x[1] - x[0]),
+                            estimate=float(np.nanmean(diff)) if np.isfinite(diff).any() else None,
+                            value=main.target)
                 keep += [main.target, "mitigation_change"]
             kit.extend()
         if target_rec is None:  # the target is one of the probe's own metrics
-            target_rec = _probe_target(sub.metrics, spec.target or main.target,
-                                       spec.target_attribute)
+            attribute = spec.target_attribute or _worst_attribute(
+                [m for m in result.metrics if m.variant == baseline], spec.target or main.target)
+            target_rec = _probe_target(sub.metrics, spec.target or main.target, attribute)
             if target_rec is not None:
                 keep.append(target_rec.metric)
                 before = _probe_target([m for m in result.metrics if m.variant == baseline],
@@ -231,6 +231,16 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
         _merge(result, sub, everything=j == 0, metrics=set(keep))
     curve.points.sort(key=lambda p: (p.value is None, p.value if p.value is not None else 0))
     result.tradeoffs.append(curve)
+
+
+def _worst_attribute(records: Sequence[Any], metric: str) -> str | None:
+    """The attribute whose baseline record of ``metric`` (largest k) is largest: the curve
+    shows the disparity the reranker has most to remove."""
+    recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value]
+    if not recs:
+        return None
+    top = max((r.k or 0) for r in recs)
+    return max((r for r in recs if (r.k or 0) == top), key=lambda r: r.estimate).attribute
 
 
 def _probe_target(records: Sequence[Any], metric: str, attribute: str | None) -> Any:

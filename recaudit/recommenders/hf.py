@@ -36,6 +36,19 @@ does not use the attention interface, a BLAS on which no M passes) exactness win
 generation runs one request at a time, and :meth:`HFRecommender.batch_invariance` says
 "no (reason)" for the plan line, the provenance and the report. ``batching="plain"``
 (``model_options: {batching: plain}``) opts into plain batching instead, and is reported as such.
+
+PEFT / LoRA adapters
+--------------------
+A directory with ``adapter_config.json`` (``save_pretrained`` of a ``peft`` model, as TALLRec-style
+fine-tunes ship) is an adapter: its base model is loaded from the local directory named by
+``model_options: {base: PATH}`` or else by the config's ``base_model_name_or_path`` (never from a
+hub), the adapter is applied with ``peft.PeftModel.from_pretrained`` and then merged into the base
+weights with ``merge_and_unload()``. Merging leaves plain ``nn.Linear`` layers, so the fixed-shape
+tiles above (and their load-time self-check) cover the adapted model exactly as they cover any
+checkpoint; an unmerged ``lora.Linear`` would add extra matmuls (``lora_A``, ``lora_B``) beside
+its base layer. Adapter weights follow the same policy as model weights: safetensors, pickle
+(``adapter_model.bin``) only with ``allow_pickle``. The fingerprint and ``weights_sha256`` cover
+both the base and the adapter weights (and the adapter config, whose ``lora_alpha`` scales them).
 """
 
 from __future__ import annotations
@@ -66,6 +79,13 @@ __all__ = ["HFRecommender", "ADAPTER_VERSION"]
 ADAPTER_VERSION = "hf-1"
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pkl", ".pth")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "spiece.model")
+# adapter_config.json keys that name or describe the files rather than change the numerics
+_ADAPTER_CONFIG_INERT = ("base_model_name_or_path", "revision", "inference_mode", "peft_version",
+                         "auto_mapping")
 _EXACT_ATTN = "recaudit_rowwise"
 # Tile heights in order of preference (fastest first, as measured by the inference benchmark).
 PREFILL_ROW_CHOICES = (256, 128, 64, 32, 16)
@@ -334,6 +354,61 @@ def _resolve_model_dir(path: str) -> Path:
                 f"model not found: {path} is neither a local directory nor in the offline "
                 "Hugging Face cache") from None
     raise ModelSpecError(f"model path not found: {path}")
+
+
+def _files_sha256(files: Sequence[Path]) -> str | None:
+    """sha256 of one weights file, or of the ``"name  sha"`` lines of several; None if none."""
+    shas = [(f.name, cached_sha256(f)) for f in files]
+    if not shas:
+        return None
+    if len(shas) == 1:
+        return shas[0][1]
+    blob = "".join(f"{name}  {sha}\n" for name, sha in shas)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelRuntimeError(f"could not read {adapter_dir / ADAPTER_CONFIG}: "
+                                f"{first_line(exc)}") from None
+    if not isinstance(cfg, dict):
+        raise ModelRuntimeError(f"{adapter_dir / ADAPTER_CONFIG} is not a JSON object")
+    return cfg
+
+
+def _resolve_base_dir(adapter_dir: Path, named: str | None, from_options: bool) -> Path:
+    """The base model directory of a PEFT adapter: a local directory, never a hub download.
+
+    ``named`` is ``model_options.base`` (``from_options``) or the adapter config's
+    ``base_model_name_or_path``. A relative path is tried from the working directory, then (for
+    the config's value) from the adapter directory. A hub id is accepted only when it is already
+    in the offline Hugging Face cache (a local snapshot).
+    """
+    where = "model_options.base" if from_options else \
+        f"base_model_name_or_path in {adapter_dir / ADAPTER_CONFIG}"
+    hint = "set model_options: {base: PATH} to the base model's local directory"
+    if not named or not isinstance(named, str):
+        raise ModelSpecError(f"PEFT adapter {adapter_dir} names no base model ({where} is "
+                             f"empty); {hint}")
+    p = Path(named).expanduser()
+    candidates = [p] if p.is_absolute() or from_options else [p, adapter_dir / p]
+    for c in candidates:
+        if c.is_dir():
+            if (c / ADAPTER_CONFIG).is_file():
+                raise ModelSpecError(f"base model {c} of PEFT adapter {adapter_dir} is itself an "
+                                     f"adapter; {hint}")
+            return c
+    if _HUB_ID.match(named) and not named.startswith((".", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(named, local_files_only=True))
+        except Exception:  # noqa: BLE001 - any failure means "not available offline"
+            pass
+    raise ModelSpecError(f"base model not found for PEFT adapter {adapter_dir}: {named} ({where}) "
+                         f"is not a local directory; {hint}")
 
 
 # --------------------------------------------------------------------------- the adapter
