@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="json,html,junit,md",
                    help="outputs to write (comma list of json, html, junit, md)")
+    p.add_argument("--strict", action="store_true",
+                   help="replay: models: exit 2 if any request had no recorded answer")
+
+    p = sub.add_parser("export-requests", help="write every request an audit would make "
+                       "(OpenAI Batch input or JSONL) to answer elsewhere and replay",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="audit YAML file")
+    p.add_argument("--format", required=True, choices=["openai-batch", "jsonl"],
+                   help="openai-batch: Batch API input lines; jsonl: {\"messages\": [...]}")
+    p.add_argument("--out", help="output file (default: stdout)")
+    p.add_argument("--model", help="model name in each batch body (default: the config's model)")
 
     p = sub.add_parser("gate", help="evaluate gates on saved results",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,8 +230,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not cfg.engine.dry_run:
         from .results import check_output_dir
         check_output_dir(cfg.out)  # before any model call: a finished audit needs a place
+    rec = None
+    if cfg.model.strip().startswith("replay:"):  # kept, to ask it for missing answers
+        from .audit import build_recommender
+        rec = build_recommender(cfg)
     result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]),
-                       progress=not args.no_progress, evaluate_gates=False)
+                       progress=not args.no_progress, evaluate_gates=False, recommender=rec)
     if cfg.engine.dry_run:
         print("dry run: nothing computed, nothing written", file=sys.stderr)
         return EXIT_OK
@@ -235,8 +250,31 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print_summary(result)
     for kind, path in written.items():
         print(f"{kind}: {path}")
+    missing = rec.missing_report() if hasattr(rec, "missing_report") else None
+    if missing and args.strict:
+        print(f"recaudit: error: {missing} (--strict)", file=sys.stderr)
+        return EXIT_USAGE
+    if missing:
+        print(f"recaudit: warning: {missing}", file=sys.stderr)
     failed = [g for g in result.gates if not g.passed]
     return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def cmd_export_requests(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .export import export_requests
+
+    cfg = load_config(args.config)
+    plan = export_requests(cfg, args.format, out=args.out, model=args.model)
+    where = args.out or "stdout"
+    line = (f"{len(plan.requests)} requests written to {where} ({plan.n_planned} planned, "
+            "deduplicated by messages)")
+    if plan.n_scoring:
+        line += f"; {plan.n_scoring} scoring requests left out"
+    if plan.skipped_probes:
+        line += "; probes skipped: " + ", ".join(plan.skipped_probes)
+    print(line, file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -343,7 +381,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_probes,
             "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report,
-            "mitigate": cmd_mitigate, "rerankers": cmd_rerankers}
+            "mitigate": cmd_mitigate, "rerankers": cmd_rerankers,
+            "export-requests": cmd_export_requests}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,9 @@ Three steps, each usable on its own:
 :func:`ground` chains them and returns a :class:`Grounding`: the matched ids in order (duplicates
 dropped and counted), the entries that matched nothing (hallucinations, or titles the catalogue
 lacks) and the parsed entries. It never raises on any text.
+
+:func:`fairllm_items` is the other reading of a text, for catalogue-free audits: FaiRLLM's own
+normalisation (METRICS.md section 1b), which items compare under by string identity.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 __all__ = [
     "ARTICLES",
     "Grounding",
+    "fairllm_items",
     "TitleMatcher",
     "ground",
     "match_entry",
@@ -153,7 +157,8 @@ def normalize_title(s: str) -> str:
 # Parsing
 # --------------------------------------------------------------------------------------------
 _NUMBERED_RE = re.compile(
-    r"^(?P<indent>[ \t]*)(?:#\s*)?(?P<num>\d{1,3})\s*(?:[.):\]]|\s-(?=\s))[ \t]*(?P<body>.*)$")
+    r"^(?P<indent>[ \t]*)(?P<bold>\*\*|__)?(?:#\s*)?(?P<num>\d{1,3})\s*(?:[.):\]]|\s-(?=\s))"
+    r"[ \t]*(?P<body>.*)$")
 _BULLET_RE = re.compile(r"^(?P<indent>[ \t]*)[-*\u2022\u00b7+\u2023\u25e6\u25aa\u2013\u2014>]"
                         r"[ \t]+(?P<body>.+)$")
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
@@ -408,12 +413,67 @@ def _titleish(part: str, cased: bool) -> bool:
     return sum(1 for w in content if not w[:1].islower()) / len(content) >= 0.6
 
 
+_WRAP_CHARS = _QUOTES + "*_,.:;!?()[]"
+#: abbreviations whose period does not end a sentence ("Dr. Strangelove", "St. Elmo's Fire")
+_ABBREVIATIONS = frozenset("mr mrs ms dr st jr sr vs vol no pt".split())
+_SENTENCE_END_RE = re.compile(r"(?P<word>[^\W_]+)[.!?]+(?=\s|$)")
+
+
+def _prose_word(word: str) -> bool:
+    """A lowercase word that is not one of the small words titles keep lowercase (a verb or
+    other prose: ``"recommend"``, ``"enjoy"``, ``"are"``)."""
+    core = word.strip(_WRAP_CHARS)
+    return bool(core) and core[:1].islower() and core.lower() not in _SMALL_WORDS
+
+
+def _trim_prose_lead(part: str) -> str | None:
+    """``"Sure! I recommend The Matrix"`` -> ``"The Matrix"``; None when there is no lead-in.
+
+    The lead-in ends at the last prose word (:func:`_prose_word`); what follows must start
+    like a title (capitalised, a digit, a quote, or an article).
+    """
+    words = part.split()
+    cut = max((i for i, w in enumerate(words) if _prose_word(w)), default=None)
+    if cut is None or cut == len(words) - 1:
+        return None
+    first = words[cut + 1].lstrip(_QUOTES + "*_")
+    if not first or not (first[:1].isupper() or first[:1].isdigit()
+                         or first.lower() in ("the", "a", "an") or first != words[cut + 1]):
+        return None
+    return " ".join(words[cut + 1:])
+
+
+def _trim_prose_tail(part: str) -> str:
+    """``"Alien. Enjoy!"`` / ``"Alien are all great"`` -> ``"Alien"`` (the last piece of a
+    prose list): cut at the first sentence end (not after an abbreviation or an initial), then
+    before the first prose word."""
+    for m in _SENTENCE_END_RE.finditer(part):
+        word = m.group("word")
+        if len(word) > 1 and word.lower() not in _ABBREVIATIONS:
+            part = part[:m.start() + len(word)]
+            break
+    words = part.split()
+    cut = next((i for i, w in enumerate(words) if i > 0 and _prose_word(w)), None)
+    return " ".join(words[:cut]) if cut is not None else part
+
+
 def _split_commas(line: str) -> list[str]:
+    """Entries of one comma-separated line.
+
+    Pieces are split at commas, semicolons, an Oxford ``", and "``/``", or "`` and an ``" and "``
+    before a capital. A prose sentence (``"I recommend A, B, and C."``) loses its lead-in
+    (everything up to the last lowercase prose word of the first piece) and the last piece its
+    closing chatter (from a sentence end or the first prose word).
+    """
     cased = any(ch.isupper() for ch in line)
     pre = re.match(r"^([^:]{0,80}):\s+(?=\S)", line)
     if pre and not (cased and _titleish(pre.group(1), cased)):
         line = line[pre.end():]  # "Here are some: A, B" (a title-cased "Die Hard: X" stays)
-    parts = re.split(r",\s*|;\s*|\s+and\s+(?=[A-Z\"\u201c])", line)
+    parts = re.split(r",\s*(?:and|or)\s+|,\s*|;\s*|\s+and\s+(?=[A-Z\"\u201c])", line)
+    if cased and len(parts) >= 2:
+        lead = _trim_prose_lead(parts[0])
+        if lead is not None:  # a sentence: "I recommend A, B, and C."
+            parts = [lead, *parts[1:-1], _trim_prose_tail(parts[-1])]
     parts = [p for p in (_clean_entry(p) for p in parts) if p]
     ok = [p for p in parts if _titleish(p, cased)]
     if len(ok) < 2 or len(ok) < 0.6 * len(parts):
@@ -454,6 +514,37 @@ def _parse_table(lines: list[str]) -> list[str]:
     return out
 
 
+_INLINE_NUM_RE = re.compile(r"(?:(?<=\s)|^)(?:\*\*|__)?(?P<num>\d{1,3})[.)][ \t]+(?=\S)")
+
+
+def _split_inline_numbering(line: str) -> list[str]:
+    """``"Sure! 1. A 2. B 3. C"`` -> ``["Sure!", "1. A", "2. B", "3. C"]``.
+
+    A line is split at list numbers only when they form a run ``n, n+1, ...`` of at least two
+    (starting at 1) or three (starting elsewhere) markers ``"N. "``/``"N) "`` after a space;
+    numbers in titles (``"Apollo 13. 2. Heat"``, ``"2001: A Space Odyssey"``) are skipped
+    because they break the run. Other lines come back unchanged.
+    """
+    marks = list(_INLINE_NUM_RE.finditer(line))
+    if len(marks) < 2:
+        return [line]
+    best: list[re.Match[str]] = []
+    for i, start in enumerate(marks):
+        run = [start]
+        for m in marks[i + 1:]:
+            if int(m.group("num")) == int(run[-1].group("num")) + 1:
+                run.append(m)
+        if len(run) > len(best):
+            best = run
+    first = int(best[0].group("num"))
+    if len(best) < 2 or (first != 1 and len(best) < 3):
+        return [line]
+    cuts = [m.start() for m in best] + [len(line)]
+    head = line[:cuts[0]].strip()
+    pieces = [line[a:b].strip() for a, b in zip(cuts, cuts[1:])]
+    return ([head] if head else []) + pieces
+
+
 def _plain_line_ok(line: str) -> bool:
     """A plain line that can be a title on its own (one-title-per-line output)."""
     s = line.strip()
@@ -472,7 +563,7 @@ def _parse(text: Any) -> tuple[list[str], str]:
     text = _CODE_FENCE_RE.sub("\n", _clean_text(text))
     if not text.strip():
         return [], "empty"
-    lines = text.split("\n")
+    lines = [piece for line in text.split("\n") for piece in _split_inline_numbering(line)]
 
     # list lines (numbered / bulleted), choosing the outer list when nested
     numbered: list[tuple[int, str]] = []
@@ -480,7 +571,11 @@ def _parse(text: Any) -> tuple[list[str], str]:
     for line in lines:
         m = _NUMBERED_RE.match(line)
         if m and m.group("body").strip():
-            numbered.append((len(m.group("indent").expandtabs(4)), m.group("body")))
+            body = m.group("body")
+            bold = m.group("bold")
+            if bold:  # "**1. Title** - why" -> "**Title** - why"; "**1.** Title" -> "Title"
+                body = body[len(bold):] if body.startswith(bold) else bold + body
+            numbered.append((len(m.group("indent").expandtabs(4)), body))
             continue
         m = _BULLET_RE.match(line)
         if m:

@@ -224,7 +224,9 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
         curve.points.append(TradeoffPoint(
             value=getattr(rr.params, curve.parameter) if curve.parameter else None,
             variant=variant, target_estimate=_est(target_rec),
-            target_ci=_ci(target_rec), target_attribute=getattr(target_rec, "attribute", None),
+            target_ci=_ci(target_rec),
+            target_attribute=None if target_rec is None or target_rec.attribute ==
+            MITIGATION_ATTR else target_rec.attribute,
             cost_metric=f"{cost.metric}" + (f" ({cost.value})" if cost.value and
                                             cost.metric == "utility_cost" else ""),
             cost_estimate=_est(cost), cost_ci=_ci(cost)))

@@ -19,22 +19,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .registry import ListBatch, Reranker, RerankerParams, reranker
+from .registry import ListBatch, Reranker, RerankerParams, reranker, valid_mask
 
 __all__ = ["calibrated_rerank", "categories_of_selection", "miscalibration"]
 
 _SUM_TOL = 1e-6
-
-
-def _check_valid(valid: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:
-    if valid is None:
-        return np.ones(shape, dtype=bool)
-    mask = np.asarray(valid)
-    if mask.shape != shape:
-        raise ValueError(f"valid has shape {mask.shape}, expected {shape} (like {name})")
-    if mask.dtype != bool:
-        raise ValueError(f"valid must be a boolean mask, got dtype {mask.dtype}")
-    return mask
 
 
 def _check_alpha(alpha: float) -> None:
@@ -101,7 +90,7 @@ def miscalibration(
     if cats.ndim != 3:
         raise ValueError(f"categories_of_list must be 3-D (L, k, C), got shape {cats.shape}")
     n_lists, _, n_cat = cats.shape
-    mask = _check_valid(valid, cats.shape[:2], "categories_of_list[..., 0]")
+    mask = valid_mask(valid, cats.shape[:2], "categories_of_list[..., 0]")
     _check_alpha(alpha)
     p = _check_target(target, n_lists, n_cat)
     cats = np.where(mask[..., None], cats, 0.0)
@@ -193,7 +182,7 @@ def calibrated_rerank(
             f"item_categories must have shape ({n_lists}, {n}, C), got {cats.shape}"
         )
     n_cat = cats.shape[2]
-    mask = _check_valid(valid, rel.shape, "relevance")
+    mask = valid_mask(valid, rel.shape, "relevance")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an integer, got {k!r}")
     if not 0 <= k <= n:

@@ -31,6 +31,19 @@ HELPER_MODULES = frozenset({"registry", "apply", "aggregate", "saved"})
 _loaded = False
 
 
+def valid_mask(valid: np.ndarray | None, shape: tuple[int, ...], like: str) -> np.ndarray:
+    """The ``valid`` mask of a batch (all true when None), checked against ``shape`` (the
+    shape of the array named ``like``)."""
+    if valid is None:
+        return np.ones(shape, dtype=bool)
+    mask = np.asarray(valid)
+    if mask.shape != shape:
+        raise ValueError(f"valid has shape {mask.shape}, expected {shape} (like {like})")
+    if mask.dtype != bool:
+        raise ValueError(f"valid must be a boolean mask, got dtype {mask.dtype}")
+    return mask
+
+
 class RerankerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

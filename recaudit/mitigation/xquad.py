@@ -30,22 +30,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .registry import ListBatch, Reranker, RerankerParams, reranker
+from .registry import ListBatch, Reranker, RerankerParams, reranker, valid_mask
 
 __all__ = ["xquad_rerank"]
 
 _VARIANTS = ("binary", "smooth")
-
-
-def _check_valid(valid: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    if valid is None:
-        return np.ones(shape, dtype=bool)
-    mask = np.asarray(valid)
-    if mask.shape != shape:
-        raise ValueError(f"valid has shape {mask.shape}, expected {shape} (like relevance)")
-    if mask.dtype != bool:
-        raise ValueError(f"valid must be a boolean mask, got dtype {mask.dtype}")
-    return mask
 
 
 def _check_k_lam(k: int, lam: float, n: int) -> None:
@@ -112,7 +101,7 @@ def xquad_rerank(
     if rel.ndim != 2:
         raise ValueError(f"relevance must be 2-D (L, n), got shape {rel.shape}")
     n_lists, n = rel.shape
-    mask = _check_valid(valid, rel.shape)
+    mask = valid_mask(valid, rel.shape, "relevance")
     _check_k_lam(k, lam, n)
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")

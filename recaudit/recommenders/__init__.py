@@ -9,6 +9,7 @@ Specs::
     embedding:PATH             sentence-transformers bi-encoder ranking the catalog
     openai:URL#MODEL           OpenAI-compatible /v1/chat/completions endpoint
     python:MODULE:FUNCTION     a user function (also python:path/to/file.py:function)
+    replay:PATH                recorded answers (OpenAI Batch output, JSONL, CSV) in a file or dir
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ KINDS = {
     "embedding": "sentence-transformers bi-encoder ranking the catalog: embed",
     "openai": "OpenAI-compatible chat completions endpoint (vLLM, Ollama, llama.cpp): generate",
     "python": "a Python function module:function: generate",
+    "replay": "recorded answers in a file or directory (OpenAI Batch, JSONL, CSV): generate",
 }
 
 
@@ -83,4 +85,7 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
     if kind == "python":
         from .python import PythonRecommender
         return PythonRecommender(target, decoding, spec=spec, **options)
+    if kind == "replay":
+        from .replay import ReplayRecommender
+        return ReplayRecommender(target, decoding, spec=spec, **options)
     raise ModelSpecError(f"unknown model kind {kind!r} in {spec!r}; known: {', '.join(KINDS)}")

@@ -59,6 +59,7 @@ import hashlib
 import json
 import re
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -418,7 +419,10 @@ class HFRecommender(Recommender):
     Parameters
     ----------
     path
-        Local checkpoint directory or a hub id already in the offline cache.
+        Local checkpoint directory or a hub id already in the offline cache; or a PEFT adapter
+        directory (``adapter_config.json``): its base is loaded, the adapter applied with
+        ``peft`` and merged into the base weights (``merge_and_unload``), so the merged model is
+        plain ``nn.Linear`` layers and runs the same verified fixed-shape tiles.
     decoding
         Decoding parameters (``max_new_tokens``, ``temperature``, ``seed``).
     allow_pickle
@@ -429,6 +433,9 @@ class HFRecommender(Recommender):
         Requests per generation batch (sorted by prompt length to reduce padding).
     spec
         The spec string the user wrote (for reports); defaults to ``hf:PATH``.
+    base
+        ``model_options: {base: PATH}``: the local base model directory of a PEFT adapter; wins
+        over the adapter config's ``base_model_name_or_path``. Only valid for adapters.
     model, tokenizer
         Already-loaded objects to use instead of loading from ``path`` (used by the GGUF adapter).
     """
@@ -439,8 +446,8 @@ class HFRecommender(Recommender):
     def __init__(self, path: str, decoding: Decoding | None = None, *, allow_pickle: bool = False,
                  trust_remote_code: bool = False, batch_size: int = 16, spec: str | None = None,
                  batching: str = "auto", prefill_rows: int | None = None,
-                 decode_rows: int | None = None, model: Any = None, tokenizer: Any = None
-                 ) -> None:
+                 decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
+                 base: str | None = None) -> None:
         super().__init__(spec or f"hf:{path}", decoding)
         if batch_size < 1:
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
@@ -459,10 +466,21 @@ class HFRecommender(Recommender):
         self._keeps_logits: bool | None = None
         self.model_dir: Path | None = None
         self.weight_files: list[Path] = []
+        # PEFT adapter checkpoints: the base model's directory, the adapter's weights and config
+        self.base_dir: Path | None = None
+        self.adapter_files: list[Path] = []
+        self.adapter_config: dict[str, Any] | None = None
         if model is None or tokenizer is None:
             self.model_dir = _resolve_model_dir(self.path)
-            self.weight_files = self._select_weight_files(self.model_dir)
-            loaded_model, loaded_tok = self._load(self.model_dir)
+            if (self.model_dir / ADAPTER_CONFIG).is_file():
+                loaded_model, loaded_tok = self._load_peft(self.model_dir, base)
+            else:
+                if base is not None:
+                    raise ModelSpecError(
+                        f"model_options.base applies to PEFT adapters only, and {self.model_dir} "
+                        f"has no {ADAPTER_CONFIG}")
+                self.weight_files = self._select_weight_files(self.model_dir)
+                loaded_model, loaded_tok = self._load(self.model_dir)
             model = model if model is not None else loaded_model
             tokenizer = tokenizer if tokenizer is not None else loaded_tok
         else:
@@ -493,7 +511,71 @@ class HFRecommender(Recommender):
             return pickles
         raise ModelSpecError(f"no model weights (.safetensors) found in {d}")
 
-    def _load(self, d: Path) -> tuple[Any, Any]:
+    def _select_adapter_files(self, d: Path) -> list[Path]:
+        """The adapter's weights: ``adapter_model.safetensors``, or with ``allow_pickle`` the
+        pickle ``adapter_model.bin`` (the one peft would load: it prefers safetensors too)."""
+        safe, pickled = (d / name for name in ADAPTER_WEIGHTS)
+        if safe.is_file():
+            return [safe]
+        if pickled.is_file():
+            if not self.allow_pickle:
+                raise ModelSpecError(
+                    f"{d} has only pickle adapter weights ({pickled.name}); pickle files can run "
+                    "arbitrary code when loaded; pass --allow-pickle to load them")
+            return [pickled]
+        raise ModelSpecError(f"no adapter weights ({safe.name}) found in {d}")
+
+    def _load_peft(self, adapter_dir: Path, base: str | None) -> tuple[Any, Any]:
+        """Base model + PEFT adapter, merged: see "PEFT / LoRA adapters" in the module docstring.
+
+        Every check that needs only the files (base found, pickle policy for both weight sets,
+        adapter type) runs before anything is loaded.
+        """
+        cfg = _read_adapter_config(adapter_dir)
+        named = base if base is not None else cfg.get("base_model_name_or_path")
+        base_dir = _resolve_base_dir(adapter_dir, named, from_options=base is not None)
+        self.adapter_files = self._select_adapter_files(adapter_dir)
+        self.weight_files = self._select_weight_files(base_dir)
+        self.base_dir, self.adapter_config = base_dir, cfg
+        try:
+            from peft import PeftConfig, PeftModel
+        except ImportError:
+            raise ModelRuntimeError(f"{adapter_dir} is a PEFT adapter, which needs the peft "
+                                    "package (pip install peft)") from None
+        try:
+            peft_config = PeftConfig.from_pretrained(str(adapter_dir))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelRuntimeError(f"could not read the PEFT adapter config in {adapter_dir}: "
+                                    f"{first_line(exc)}") from exc
+        if peft_config.is_prompt_learning:
+            kind = peft_config.peft_type
+            raise ModelSpecError(
+                f"PEFT adapter {adapter_dir} is {getattr(kind, 'value', kind)}, which adds virtual "
+                "tokens and cannot be merged into the base weights; only adapters that merge "
+                "(LoRA and its kin) are supported")
+        has_tokenizer = any((adapter_dir / f).is_file() for f in TOKENIZER_FILES)
+        model, tokenizer = self._load(base_dir, adapter_dir if has_tokenizer else None)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                peft_model = PeftModel.from_pretrained(model, str(adapter_dir),
+                                                       config=peft_config, is_trainable=False)
+            missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+            if missing:
+                raise ModelRuntimeError(f"PEFT adapter {adapter_dir} does not fit its base "
+                                        f"{base_dir}: {missing[0].splitlines()[0][:300]}")
+            # Merge: W + scale * B @ A becomes one plain nn.Linear again, so the fixed-shape tiles
+            # (installed on nn.Linear layers by _setup_batching, and self-checked there) keep
+            # batched generation bit-identical to one-at-a-time for the adapted model.
+            merged = peft_model.merge_and_unload(safe_merge=True)
+        except ModelRuntimeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every load failure becomes a one-line error
+            raise ModelRuntimeError(f"could not apply the PEFT adapter in {adapter_dir} to "
+                                    f"{base_dir}: {first_line(exc)}") from exc
+        return merged, tokenizer
+
+    def _load(self, d: Path, tokenizer_dir: Path | None = None) -> tuple[Any, Any]:
         import torch
         from transformers import (
             AutoConfig,
@@ -512,7 +594,8 @@ class HFRecommender(Recommender):
             model = auto.from_pretrained(
                 str(d), config=config, trust_remote_code=trc, dtype=torch.float32,
                 use_safetensors=self.weight_files[0].suffix == ".safetensors")
-            tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trc)
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or d),
+                                                      trust_remote_code=trc)
         except Exception as exc:  # noqa: BLE001 - every load failure becomes a one-line error
             if isinstance(exc, ValueError) and "trust_remote_code" in str(exc):
                 raise ModelSpecError(
@@ -605,14 +688,34 @@ class HFRecommender(Recommender):
 
     # ------------------------------------------------------------------ identity
     def weights_sha256(self) -> str | None:
+        """sha256 of the weights file (of the ``"name  sha"`` lines of several); for a PEFT
+        adapter, sha256 of ``"base  SHA\nadapter  SHA\n"`` over the two (see
+        :meth:`base_weights_sha256`, :meth:`adapter_weights_sha256`)."""
         if self._weights_sha is None and self.weight_files:
-            shas = [(f.name, cached_sha256(f)) for f in self.weight_files]
-            if len(shas) == 1:
-                self._weights_sha = shas[0][1]
-            else:
-                blob = "".join(f"{name}  {sha}\n" for name, sha in shas)
+            base = _files_sha256(self.weight_files)
+            if self.adapter_files:
+                blob = f"base  {base}\nadapter  {self.adapter_weights_sha256()}\n"
                 self._weights_sha = hashlib.sha256(blob.encode()).hexdigest()
+            else:
+                self._weights_sha = base
         return self._weights_sha
+
+    def base_weights_sha256(self) -> str | None:
+        """sha256 of the (base) model's weight files alone."""
+        return _files_sha256(self.weight_files)
+
+    def adapter_weights_sha256(self) -> str | None:
+        """sha256 of the PEFT adapter's weights file; None for a plain checkpoint."""
+        return _files_sha256(self.adapter_files)
+
+    def _adapter_config_digest(self) -> str | None:
+        """sha256 of the adapter config less the keys that only name files (the base path, the
+        peft version): rank, alpha and target modules change the merged weights."""
+        if self.adapter_config is None:
+            return None
+        cfg = {k: v for k, v in self.adapter_config.items() if k not in _ADAPTER_CONFIG_INERT}
+        blob = json.dumps(cfg, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def _fingerprint_payload(self) -> dict[str, Any]:
         import torch
@@ -626,11 +729,16 @@ class HFRecommender(Recommender):
                 h.update(name.encode())
                 h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
             weights = "tensors:" + h.hexdigest()
-        return {"adapter": self.adapter_version, "class": type(self).__name__,
-                "weights": weights, "config": cfg,
-                "tokenizer": self._tokenizer_digest(),
-                "numerics": self.batching.numerics(),
-                "dtype": str(next(self.model.parameters()).dtype)}
+        payload = {"adapter": self.adapter_version, "class": type(self).__name__,
+                   "weights": weights, "config": cfg,
+                   "tokenizer": self._tokenizer_digest(),
+                   "numerics": self.batching.numerics(),
+                   "dtype": str(next(self.model.parameters()).dtype)}
+        if self.adapter_files:  # plain checkpoints keep their payload (and cached responses)
+            payload["peft"] = {"base_weights": self.base_weights_sha256(),
+                               "adapter_weights": self.adapter_weights_sha256(),
+                               "adapter_config": self._adapter_config_digest()}
+        return payload
 
     def _tokenizer_digest(self) -> str:
         tok = self.tokenizer
@@ -641,7 +749,10 @@ class HFRecommender(Recommender):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        """sha256 of adapter, weights, config, tokenizer and numerics; computed once per load."""
+        """sha256 of adapter, weights, config, tokenizer and numerics; computed once per load.
+
+        For a PEFT adapter ``weights`` is :meth:`weights_sha256` (base and adapter weights), and
+        a ``peft`` entry adds both weight digests and the adapter config's digest."""
         cached = getattr(self, "_fingerprint", None)
         if cached is None:
             blob = json.dumps(self._fingerprint_payload(), sort_keys=True, default=str)
