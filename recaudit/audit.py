@@ -38,9 +38,15 @@ def package_versions() -> dict[str, str]:
 
 
 def load_catalog(cfg: AuditConfig):
+    """The catalog of ``cfg``: MovieLens, a CSV/Parquet file, or (``source: none``) an
+    :class:`~recaudit.catalog.OpenCatalog` whose items are the answers' normalised titles."""
     from .catalog import Catalog
 
     c = cfg.catalog
+    if c.source == "none":
+        from .catalog import OpenCatalog
+
+        return OpenCatalog(parse=c.parse or "fairllm")
     if c.source == "movielens":
         return Catalog.from_movielens(holdout=c.holdout)
     if not c.path:
@@ -65,6 +71,26 @@ def build_recommender(cfg: AuditConfig) -> Recommender:
                             trust_remote_code=cfg.trust_remote_code, **cfg.model_options)
 
 
+def _needs_catalog(p: Any) -> str | None:
+    """Why probe ``p`` cannot run without catalog data, or None.
+
+    A probe class that declares ``needs_catalog`` (popularity, profiles, position, exposure)
+    always needs one; any other needs one when its prompts come from catalog data: user
+    histories (``prompts`` other than ``subjects``) or subjects from the catalog
+    (``subjects.source`` ``catalog_popular`` / ``catalog_genres``).
+    """
+    if getattr(p, "needs_catalog", False):
+        return f"probe {p.name!r} uses item or user data"
+    prompts = getattr(p.params, "prompts", "subjects")
+    if prompts != "subjects":
+        return f"prompts: {prompts} are built from user histories"
+    subjects = getattr(p.params, "subjects", None)
+    source = getattr(subjects, "source", None)
+    if isinstance(source, str) and source.startswith("catalog_"):
+        return f"subjects.source {source!r} (use inline or file subjects)"
+    return None
+
+
 def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catalog: Any = None,
               progress: bool = True, command_line: str | None = None,
               evaluate_gates: bool = True) -> AuditResult:
@@ -86,6 +112,10 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
     for p in probes:
         if p.requires and not (p.requires & rec.capabilities):
             planned.append((p, None, f"skipped: {rec.spec} lacks {'/'.join(sorted(p.requires))}"))
+            continue
+        why = _needs_catalog(p) if getattr(catalog, "open_vocabulary", False) else None
+        if why is not None:
+            planned.append((p, None, f"skipped: needs a catalog (catalog source: none): {why}"))
             continue
         try:
             planned.append((p, p.plan(ctx), None))

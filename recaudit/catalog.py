@@ -17,6 +17,11 @@ items do not leak into the popularity signal.
 
 Free text from a model becomes item ids with :meth:`Catalog.ground` (see
 :mod:`recaudit.grounding`).
+
+:class:`OpenCatalog` is the catalogue-free alternative (``catalog: {source: none}``): an item is
+its normalised title string, read either with FaiRLLM's own rules (``parse: fairllm``,
+:func:`recaudit.grounding.fairllm_items`) or with this project's list parser without catalogue
+matching (``parse: recaudit``).
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ import pandas as pd
 
 from . import datasets
 from .errors import DataError
-from .grounding import Grounding, TitleMatcher, ground, normalize_title, split_year
+from .grounding import (Grounding, TitleMatcher, fairllm_items, ground, normalize_title,
+                        parse_list, split_year)
 from .metrics.popularity import head_tail_split
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "OpenCatalog", "OPEN_PARSES"]
 
 _SPLITS = ("train", "test", "all")
 
@@ -45,6 +51,12 @@ class Catalog:
     Build one with :meth:`from_movielens`, :meth:`from_csv`, :meth:`from_parquet` or
     :meth:`from_dataframe`; the constructor takes already-canonical frames.
     """
+
+    #: how list-similarity probes treat a pair with an empty list: ``"score"`` (score it, two
+    #: empty lists count as Jaccard 1; METRICS.md section 1); see :class:`OpenCatalog`
+    empty_pair_policy = "score"
+    #: added to the convention of list-similarity records (none for a real catalogue)
+    convention: str | None = None
 
     def __init__(self, items: pd.DataFrame, interactions: pd.DataFrame | None = None,
                  holdout: int = 5, name: str = "catalog") -> None:
@@ -415,3 +427,122 @@ def _isna(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
+
+
+#: ``parse`` values of a catalogue-free audit, with the conventions their records carry
+OPEN_PARSES = {
+    "fairllm": "fairllm parse; pairs with an empty list skipped",
+    "recaudit": "recaudit parse; two empty lists = Jaccard 1",
+}
+
+
+class OpenCatalog:
+    """The catalogue of a catalogue-free audit (``catalog: {source: none, parse: ...}``).
+
+    An item is its normalised title string, so any title a model names is an item; nothing is
+    "not in the catalogue" (the ``hallucination`` share is 0) and there are no item data:
+    :attr:`item_ids` is empty, :attr:`items` and :attr:`interactions` are ``None``, and the
+    probes that need popularity, genres, item groups or user histories are skipped by
+    :func:`recaudit.audit.run_audit` (``Probe.needs_catalog``).
+
+    ``parse``:
+
+    * ``"fairllm"``: :func:`recaudit.grounding.fairllm_items` (the FaiRLLM notebook's rules,
+      METRICS.md section 1b): items compare by exact string identity, duplicates are kept,
+      and a pair where either list is empty is skipped and counted
+      (:attr:`empty_pair_policy` ``"skip"``), as the notebook does;
+    * ``"recaudit"``: :func:`recaudit.grounding.parse_list` then
+      :func:`recaudit.grounding.normalize_title` per entry, empty keys dropped, duplicates
+      dropped and counted (as catalogue grounding does); empty lists are scored as usual
+      (``"score"``: two empty lists are Jaccard 1).
+    """
+
+    items = None
+    interactions = None
+    #: tells :func:`recaudit.audit.run_audit` to skip the probes that need catalog data
+    open_vocabulary = True
+
+    def __init__(self, parse: str = "fairllm") -> None:
+        if parse not in OPEN_PARSES:
+            raise DataError(f"catalog.parse must be one of {', '.join(OPEN_PARSES)}, "
+                            f"got {parse!r}")
+        self.parse = parse
+        self.name = f"none ({parse} parse)"
+        self.holdout = 0
+        self.empty_pair_policy = "skip" if parse == "fairllm" else "score"
+        self.convention: str | None = OPEN_PARSES[parse]
+
+    def __repr__(self) -> str:
+        return f"OpenCatalog(parse={self.parse!r})"
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str)
+
+    @property
+    def item_ids(self) -> list[str]:
+        """Always empty: the items are whatever the answers name."""
+        return []
+
+    def title(self, item_id: str) -> str:
+        """An item is its own title string."""
+        return str(item_id)
+
+    def titles(self, ids: Iterable[str]) -> list[str]:
+        return [self.title(i) for i in ids]
+
+    def ground(self, text: str) -> Grounding:
+        """The items of one reply under :attr:`parse`; never raises."""
+        try:
+            if self.parse == "fairllm":
+                items = fairllm_items(text)
+                return Grounding(item_ids=list(items), entries=list(items))
+            entries = parse_list(text)
+            out = Grounding(entries=list(entries))
+            seen: set[str] = set()
+            for e in entries:
+                key = normalize_title(e)
+                if not key:
+                    out.unmatched.append(e)
+                elif key in seen:
+                    out.duplicates += 1
+                else:
+                    seen.add(key)
+                    out.item_ids.append(key)
+            return out
+        except Exception:  # noqa: BLE001 - grounding must never fail an audit
+            return Grounding()
+
+    def _no_data(self, what: str) -> DataError:
+        return DataError(f"{what} needs a catalog (catalog source: none)")
+
+    def most_popular(self, n: int, split: str = "train") -> list[str]:
+        raise self._no_data("popular items")
+
+    def genres(self) -> list[str]:
+        raise self._no_data("genres")
+
+    def head_tail(self, share: float = 0.8, split: str = "train") -> tuple[set[str], set[str]]:
+        raise self._no_data("a head/tail split")
+
+    def item_groups(self, column: str) -> dict[str, Any]:
+        raise self._no_data(f"item groups ({column})")
+
+    def train_popularity(self) -> pd.Series:
+        raise self._no_data("popularity")
+
+    def user_ids(self) -> list[str]:
+        raise self._no_data("user histories")
+
+    def history(self, user_id: str, split: str = "train") -> pd.DataFrame:
+        raise self._no_data("user histories")
+
+    def split(self, split: str = "train") -> pd.DataFrame:
+        raise self._no_data("user histories")
+
+    def fingerprint(self) -> str:
+        """sha256 of the parse rules' identity (there are no item data to hash)."""
+        return hashlib.sha256(f"recaudit-open-catalog-v1\x00parse={self.parse}".encode()
+                              ).hexdigest()

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 from .gates import GateSpec
@@ -32,9 +32,17 @@ class DecodingConfig(_Strict):
 
 
 class CatalogConfig(_Strict):
-    """Where items (and optionally interactions) come from."""
+    """Where items (and optionally interactions) come from.
 
-    source: Literal["movielens", "csv", "parquet"] = "movielens"
+    ``source: none`` runs a catalogue-free audit (:class:`recaudit.catalog.OpenCatalog`): an
+    item is its normalised title string, read by ``parse`` (``fairllm``, the default: the
+    FaiRLLM notebook's rules, METRICS.md section 1b; or ``recaudit``: this project's list
+    parser without catalogue matching). ``parse`` is only valid with ``source: none``.
+    """
+
+    source: Literal["movielens", "csv", "parquet", "none"] = "movielens"
+    parse: Literal["fairllm", "recaudit"] | None = Field(
+        None, description="catalog-free audits only (source: none); default fairllm")
     path: str | None = None
     id_col: str = "id"
     title_col: str = "title"
@@ -49,6 +57,12 @@ class CatalogConfig(_Strict):
     rating_col: str | None = "rating"
     timestamp_col: str | None = "timestamp"
     holdout: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _parse_needs_open(self) -> "CatalogConfig":
+        if self.parse is not None and self.source != "none":
+            raise ValueError(f"parse: only with source: none (source is {self.source!r})")
+        return self
 
 
 class EngineConfig(_Strict):

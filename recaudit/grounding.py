@@ -416,7 +416,7 @@ def _titleish(part: str, cased: bool) -> bool:
 _WRAP_CHARS = _QUOTES + "*_,.:;!?()[]"
 #: abbreviations whose period does not end a sentence ("Dr. Strangelove", "St. Elmo's Fire")
 _ABBREVIATIONS = frozenset("mr mrs ms dr st jr sr vs vol no pt".split())
-_SENTENCE_END_RE = re.compile(r"(?P<word>[^\W_]+)[.!?]+(?=\s|$)")
+_SENTENCE_END_RE = re.compile(r"(?P<word>[^\W_]+|\))[.!?]+(?=\s+\S)")
 
 
 def _prose_word(word: str) -> bool:
@@ -443,15 +443,21 @@ def _trim_prose_lead(part: str) -> str | None:
     return " ".join(words[cut + 1:])
 
 
-def _trim_prose_tail(part: str) -> str:
-    """``"Alien. Enjoy!"`` / ``"Alien are all great"`` -> ``"Alien"`` (the last piece of a
-    prose list): cut at the first sentence end (not after an abbreviation or an initial), then
-    before the first prose word."""
+def _cut_sentence(part: str) -> str:
+    """``"Alien (1979). Enjoy!"`` -> ``"Alien (1979)"``: the text up to the first sentence end
+    that more text follows (not after an abbreviation such as ``"Dr."`` or an initial)."""
     for m in _SENTENCE_END_RE.finditer(part):
         word = m.group("word")
-        if len(word) > 1 and word.lower() not in _ABBREVIATIONS:
-            part = part[:m.start() + len(word)]
-            break
+        if word == ")" or (len(word) > 1 and word.lower() not in _ABBREVIATIONS):
+            return part[:m.start() + len(word)]
+    return part
+
+
+def _trim_prose_tail(part: str) -> str:
+    """``"Alien. Enjoy!"`` / ``"Alien are all great"`` -> ``"Alien"`` (the last piece of a
+    prose list): cut at the first sentence end (:func:`_cut_sentence`), then before the first
+    prose word."""
+    part = _cut_sentence(part)
     words = part.split()
     cut = next((i for i, w in enumerate(words) if i > 0 and _prose_word(w)), None)
     return " ".join(words[:cut]) if cut is not None else part
@@ -471,9 +477,15 @@ def _split_commas(line: str) -> list[str]:
         line = line[pre.end():]  # "Here are some: A, B" (a title-cased "Die Hard: X" stays)
     parts = re.split(r",\s*(?:and|or)\s+|,\s*|;\s*|\s+and\s+(?=[A-Z\"\u201c])", line)
     if cased and len(parts) >= 2:
-        lead = _trim_prose_lead(parts[0])
-        if lead is not None:  # a sentence: "I recommend A, B, and C."
-            parts = [lead, *parts[1:-1], _trim_prose_tail(parts[-1])]
+        # a sentence ("Based on your taste, I recommend A, B, and C."): pieces of pure prose
+        # before the lead-in are dropped, the lead-in trimmed off the first title
+        for i, piece in enumerate(parts[:-1]):
+            lead = _trim_prose_lead(piece)
+            if lead is not None:
+                parts = [lead, *parts[i + 1:-1], _trim_prose_tail(parts[-1])]
+                break
+            if not any(_prose_word(w) for w in piece.split()):
+                break  # a title, not prose: no lead-in to look for
     parts = [p for p in (_clean_entry(p) for p in parts) if p]
     ok = [p for p in parts if _titleish(p, cased)]
     if len(ok) < 2 or len(ok) < 0.6 * len(parts):
@@ -542,6 +554,7 @@ def _split_inline_numbering(line: str) -> list[str]:
     cuts = [m.start() for m in best] + [len(line)]
     head = line[:cuts[0]].strip()
     pieces = [line[a:b].strip() for a, b in zip(cuts, cuts[1:])]
+    pieces[-1] = _cut_sentence(pieces[-1])  # "3. Alien (1979). Enjoy!" -> "3. Alien (1979)"
     return ([head] if head else []) + pieces
 
 
@@ -1000,4 +1013,52 @@ def _rejoin_commas(parts: list[str], matcher: TitleMatcher) -> list[str]:
                     continue
         out.append(parts[i])
         i += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# FaiRLLM's normalisation (catalogue-free audits)
+# --------------------------------------------------------------------------------------------
+_FAIRLLM_SPLIT_RE = re.compile(r"\d+\. ")
+_FAIRLLM_QUOTED_RE = re.compile(r"\"([^\"]*)\"")
+_FAIRLLM_PAREN_RE = re.compile(r"\([^)]*\)")
+
+
+def fairllm_items(text: Any) -> list[str]:
+    """A reply's items exactly as the FaiRLLM notebook reads them (METRICS.md section 1b).
+
+    Source: Zhang et al., "Is ChatGPT Fair for Recommendation?", RecSys 2023 (arXiv
+    2305.07609), the evaluation notebook's ``clean`` and ``simplified_list``. The rules, in
+    order:
+
+    1. lowercase (``str.lower``); delete every apostrophe ``'`` and every newline ``\\n``;
+    2. split on the regex ``\\d+\\. `` ("one or more digits, a period, a space") and drop the
+       text before the first match (a reply without such a number gives ``[]``);
+    3. in each chunk cut everything from the first ``-`` onward (``"spider-man"`` ->
+       ``"spider"``, as the notebook does);
+    4. if the chunk contains a double quote ``"``: keep the first complete ``"..."`` substring,
+       or, with no complete pair, delete the quotes; then strip surrounding whitespace;
+    5. remove every parenthesised span ``\\([^)]*\\)`` (from a ``(`` to the next ``)``), then
+       remove every space.
+
+    No deduplication, no fuzzy matching, no filtering: a chunk that comes out empty stays an
+    item (``""``). Items are equal when these strings are equal. Only ASCII ``'`` and ``"`` are
+    treated (typographic quotes stay as they are); non-text gives ``[]``.
+
+    >>> fairllm_items('Sure!\\n1. "The Matrix" (1999) - sci-fi\\n2. Ocean\\'s 11\\n')
+    ['thematrix', 'oceans11']
+    """
+    if not isinstance(text, str):
+        return []
+    text = text.lower().replace("'", "").replace("\n", "")
+    chunks = _FAIRLLM_SPLIT_RE.split(text)[1:]
+    out: list[str] = []
+    for chunk in chunks:
+        chunk = chunk.split("-")[0]
+        if '"' in chunk:
+            m = _FAIRLLM_QUOTED_RE.search(chunk)
+            chunk = m.group(1) if m else chunk.replace('"', "")
+        chunk = chunk.strip()
+        chunk = _FAIRLLM_PAREN_RE.sub("", chunk).replace(" ", "")
+        out.append(chunk)
     return out

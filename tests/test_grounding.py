@@ -395,3 +395,68 @@ def test_garbage_against_movielens(movielens):
         g = movielens.ground(text)
         assert all(i in movielens for i in g.item_ids)
         assert len(g.item_ids) + len(g.unmatched) + g.duplicates == len(g.entries)
+
+
+# ------------------------------------------------------------------ formats large models use
+# Each grounded to no item before (the entries kept "1." / "**", one entry per line, or the
+# sentence's lead-in "I recommend"); TITLES ids: 1 Matrix, 2 Heat, 13 Up, 14 Inception,
+# 16 Shawshank Redemption, 11 Godfather, 9 Se7en.
+@pytest.mark.parametrize("text, entries, ids", [
+    ("**1. The Matrix** - a hacker learns the truth.\n**2. Heat** - a heist thriller.\n"
+     "**3. Up (2009)** - a flying house.",
+     ["The Matrix", "Heat", "Up (2009)"], ["1", "2", "13"]),
+    ("Here are my picks:\n\n**1. The Shawshank Redemption (1994)** – Hope.\n"
+     "**2. The Godfather** - Family.", ["The Shawshank Redemption (1994)", "The Godfather"],
+     ["16", "11"]),
+    ("**1.** The Matrix - a hacker\n**2.** Heat - a heist", ["The Matrix", "Heat"], ["1", "2"]),
+    ("1. **The Matrix** – a hacker learns\n2. **Heat**: a heist thriller",
+     ["The Matrix", "Heat"], ["1", "2"]),
+    ("* **The Matrix** (1999) - a hacker\n* **Heat** (1995) - a heist\n"
+     "* **Inception** (2010) – dreams", ["The Matrix (1999)", "Heat (1995)", "Inception (2010)"],
+     ["1", "2", "14"]),
+])
+def test_markdown_bold_numbering_with_dash_descriptions(matcher, text, entries, ids):
+    assert parse_list(text) == entries
+    g = ground(text, matcher)
+    assert g.item_ids == ids and g.unmatched == []
+
+
+@pytest.mark.parametrize("text, entries", [
+    ("Sure! 1. The Matrix 2. Heat 3. Up", ["The Matrix", "Heat", "Up"]),
+    ("Sure! Here are 3 movies: 1. The Matrix (1999) 2. Heat (1995) 3. Up (2009). Enjoy!",
+     ["The Matrix (1999)", "Heat (1995)", "Up (2009)"]),
+    ("My picks: 1) Heat 2) Se7en 3) Inception", ["Heat", "Se7en", "Inception"]),
+    # a number inside a title breaks the run 1, 2, 3 and does not split
+    ("1. Apollo 13. 2. Heat 3. Up", ["Apollo 13", "Heat", "Up"]),
+])
+def test_inline_numbering_on_one_line(text, entries):
+    assert parse_list(text) == entries
+
+
+def test_inline_numbering_grounds(matcher):
+    g = ground("Sure! 1. The Matrix 2. Heat 3. Up 4. Se7en", matcher)
+    assert g.item_ids == ["1", "2", "13", "9"] and g.unmatched == []
+    # one marker only, or numbers that do not run 1, 2, ...: a single entry, as before
+    assert grounding._split_inline_numbering("1. Ocean's 11") == ["1. Ocean's 11"]
+    assert grounding._split_inline_numbering("Top 5. Heat 7. Up") == ["Top 5. Heat 7. Up"]
+
+
+@pytest.mark.parametrize("text, entries", [
+    ("I recommend The Matrix, Heat, and Up.", ["The Matrix", "Heat", "Up"]),
+    ("You might enjoy Inception, The Godfather, and Se7en.", ["Inception", "The Godfather",
+                                                             "Se7en"]),
+    ("Sure! I recommend The Matrix, Heat, and Up. Enjoy!", ["The Matrix", "Heat", "Up"]),
+    ("Based on your taste, I'd suggest Inception, Heat, or Up.", ["Inception", "Heat", "Up"]),
+    ("I think you would love Dr. Strangelove, The Godfather, and Mr. Smith Goes to "
+     "Washington.", ["Dr. Strangelove", "The Godfather", "Mr. Smith Goes to Washington"]),
+    ("I recommend The Matrix, Heat and Up, which are all great.", ["The Matrix", "Heat", "Up"]),
+    # no lead-in: the titles are left alone
+    ("The Matrix, Heat, and Up", ["The Matrix", "Heat", "Up"]),
+])
+def test_prose_list_with_oxford_and(text, entries):
+    assert parse_list(text) == entries
+
+
+def test_prose_list_grounds(matcher):
+    g = ground("I recommend The Matrix, Heat, and Up.", matcher)
+    assert g.item_ids == ["1", "2", "13"] and g.unmatched == []

@@ -11,6 +11,11 @@ instruction), Benjamini-Hochberg adjusted across attributes.
 The hallucination share (list entries that matched no catalog item) and the empty-list share
 (refusals or unparseable answers: no catalog item at all; two empty lists count as Jaccard 1, so
 this share says how much of a similarity is agreement on refusing) are reported per value.
+
+In a catalog-free audit with FaiRLLM's parse (``catalog: {source: none, parse: fairllm}``,
+:class:`recaudit.catalog.OpenCatalog` with ``empty_pair_policy == "skip"``) a pair where either
+list is empty is left out of every mean (a NaN cell), as the FaiRLLM notebook does, and the
+number skipped is a warning; the records' convention names the parse and the policy.
 """
 
 from __future__ import annotations
@@ -168,6 +173,10 @@ class CounterfactualProbe(Probe):
         n_units = len({q.meta["unit"] for q in queries})
         snsr_jaccard: dict[str, MetricRecord] = {}
         divergent: list[tuple[float, int, str, str]] = []
+        # catalog-free FaiRLLM parse: pairs with an empty list are skipped (NaN) and counted
+        skip_empty = getattr(ctx.catalog, "empty_pair_policy", "score") == "skip"
+        catalog_convention = getattr(ctx.catalog, "convention", None)
+        skipped: dict[str, tuple[int, int]] = {}  # attribute -> (pairs skipped, pairs)
         for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
             ids = [m for m in range(n_units) if f"{m}|neutral" in shares]
             kit.means(Table(metric, None, [p.neutral], [str(m) for m in ids],
@@ -195,28 +204,47 @@ class CounterfactualProbe(Probe):
             n_lists = [got.lists[f"{m}|neutral"] for m, _, _ in ids]
             mats = similarity_matrix(s_lists, n_lists, k_values=ks, metrics=tuple(p.similarities),
                                      p=p.rbo_p)
+            empty_pair = np.array([not s or not n for s, n in zip(s_lists, n_lists)], dtype=bool)
+            if skip_empty:
+                skipped[attr] = (int(empty_pair.sum()), len(ids))
             cells = {(m, v): [] for m in units for v in values}  # rows of mats per cell
             for row, (m, v, _) in enumerate(ids):
                 cells[(m, v)].append(row)
             for sim in p.similarities:
                 per_query = np.asarray(mats[sim], dtype=float)
-                x = np.stack([_mean_rows(per_query, cells[(m, v)]) for m in units
+                if skip_empty and empty_pair.any():
+                    per_query = per_query.copy()
+                    per_query[empty_pair, :] = np.nan
+                x = np.stack([_mean_rows(per_query, cells[(m, v)], skip_empty) for m in units
                               for v in values]).reshape(len(units), len(values), len(ks))
                 table = Table(sim, attr, list(values), labels, x, ks=ks)
-                kit.means(table, convention=CONVENTIONS.get(sim, f"p={p.rbo_p}" if sim == "rbo"
-                                                            else None))
-                snsr = kit.spread(table, "snsr", convention=CONVENTIONS.get(sim))
-                kit.spread(table, "snsv", convention=CONVENTIONS.get(sim))
+                mean_conv = CONVENTIONS.get(sim, f"p={p.rbo_p}" if sim == "rbo" else None)
+                kit.means(table, convention=_join(mean_conv, catalog_convention))
+                spread_conv = _join(CONVENTIONS.get(sim), catalog_convention)
+                snsr = kit.spread(table, "snsr", convention=spread_conv)
+                kit.spread(table, "snsv", convention=spread_conv)
                 if sim == "jaccard":
                     snsr_jaccard[attr] = snsr[K]
                     for ui, m in enumerate(units):
                         for vi, v in enumerate(values):
                             divergent.append((float(x[ui, vi, -1]), m, attr, v))
+        notes = METHOD_NOTES
+        if skip_empty:
+            n_skip = sum(a for a, _ in skipped.values())
+            n_pairs = sum(b for _, b in skipped.values())
+            if n_skip:
+                per_attr = ", ".join(f"{a}: {k}" for a, (k, _) in skipped.items() if k)
+                res.warnings.append(f"{n_skip} of {n_pairs} pairs skipped: an empty parsed list "
+                                    f"(FaiRLLM's rule; {per_attr})")
+        if catalog_convention:
+            notes = (*METHOD_NOTES, "Catalog-free audit: items are normalised title strings "
+                     f"({catalog_convention}); serp_star uses FaiRLLM's SERP* normaliser "
+                     "(2 L_n (L_n + 1)), serp_star_normalized the normalized one.")
         kit.adjust()
         self._findings(res, kit, snsr_jaccard, st.alpha)
-        self._empty_finding(res, kit, got.empty)
+        self._empty_finding(res, kit, got.empty, skip_empty)
         self._examples(res, ctx, divergent, got.lists, answers, p.n_examples)
-        return kit.finish(headline=("snsr_jaccard",), tags=self.tags, method_notes=METHOD_NOTES)
+        return kit.finish(headline=("snsr_jaccard",), tags=self.tags, method_notes=notes)
 
     # -- helpers --------------------------------------------------------------------------------
     def _findings(self, res: ProbeResult, kit: Any, recs: dict[str, MetricRecord],
@@ -245,7 +273,8 @@ class CounterfactualProbe(Probe):
                 alpha=alpha)
 
     @staticmethod
-    def _empty_finding(res: ProbeResult, kit: Any, empty: dict[str, float]) -> None:
+    def _empty_finding(res: ProbeResult, kit: Any, empty: dict[str, float],
+                       skip_empty: bool = False) -> None:
         """Refusals make empty-vs-empty lists count as identical (Jaccard 1), and refusing some
         groups more is itself unequal: the finding says how the share varies by value."""
         per_value = {(m.attribute, m.value): m.estimate for m in res.metrics
@@ -255,9 +284,11 @@ class CounterfactualProbe(Probe):
             lo, hi = min(per_value, key=per_value.get), max(per_value, key=per_value.get)
             spread = (f" By value it ranges from {per_value[lo]:.0%} ({lo[0]} = {lo[1]!r}) to "
                       f"{per_value[hi]:.0%} ({hi[0]} = {hi[1]!r}).")
-        share = kit.refusal_finding(empty, "Two empty lists count as identical (Jaccard 1), so "
-                                           "similarity here is largely agreement on refusing."
-                                           + spread)
+        consequence = ("Pairs with an empty list are skipped (FaiRLLM's rule), so each Sim(a) "
+                       "rests on fewer instructions." if skip_empty else
+                       "Two empty lists count as identical (Jaccard 1), so similarity here is "
+                       "largely agreement on refusing.")
+        share = kit.refusal_finding(empty, consequence + spread)
         if share >= kit.REFUSAL_SHARE:
             res.warnings.append(f"{share:.0%} of answers grounded to an empty list")
 
@@ -290,6 +321,24 @@ def _mean(values: list[float]) -> float:
     return values[0] if len(values) == 1 else float(np.mean(values))
 
 
-def _mean_rows(mat: np.ndarray, rows: list[int]) -> np.ndarray:
-    """Mean of the similarity rows of a cell's queries (a single row unchanged, bit for bit)."""
-    return mat[rows[0]] if len(rows) == 1 else mat[rows].mean(axis=0)
+def _mean_rows(mat: np.ndarray, rows: list[int], skip_nan: bool = False) -> np.ndarray:
+    """Mean of the similarity rows of a cell's queries (a single row unchanged, bit for bit).
+
+    ``skip_nan``: skipped pairs (NaN rows) are left out of a group's mean; NaN when all are.
+    """
+    if len(rows) == 1:
+        return mat[rows[0]]
+    if not skip_nan:
+        return mat[rows].mean(axis=0)
+    sub = mat[rows]
+    observed = ~np.isnan(sub)
+    counts = observed.sum(axis=0)
+    out = np.full(sub.shape[1:], np.nan)
+    np.divide(np.where(observed, sub, 0.0).sum(axis=0), counts, out=out, where=counts > 0)
+    return out
+
+
+def _join(*parts: str | None) -> str | None:
+    """Convention strings joined with "; " (None when there are none)."""
+    kept = [x for x in parts if x]
+    return "; ".join(kept) if kept else None

@@ -145,6 +145,7 @@ class ExposureProbe(Probe):
 
     Params = ExposureParams
     requires = frozenset({GENERATE, EMBED})
+    needs_catalog = True
     params: ExposureParams
 
     # -- planning -------------------------------------------------------------------------------

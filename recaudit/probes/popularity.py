@@ -158,6 +158,7 @@ class PopularityProbe(Probe):
 
     Params = PopularityParams
     requires = frozenset({GENERATE, EMBED})
+    needs_catalog = True
     params: PopularityParams
 
     # -- planning -------------------------------------------------------------------------------

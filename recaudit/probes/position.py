@@ -181,6 +181,7 @@ class PositionProbe(Probe):
 
     Params = PositionParams
     requires = frozenset({GENERATE, SCORE})
+    needs_catalog = True
     params: PositionParams
 
     # -- planning -------------------------------------------------------------------------------

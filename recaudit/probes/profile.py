@@ -189,6 +189,7 @@ class ProfileProbe(Probe):
 
     Params = ProfileParams
     requires = frozenset({GENERATE, EMBED})
+    needs_catalog = True
     params: ProfileParams
 
     # -- planning -------------------------------------------------------------------------------

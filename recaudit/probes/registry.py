@@ -73,6 +73,9 @@ class Probe:
     description: ClassVar[str] = ""
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     requires: ClassVar[frozenset[str]] = frozenset()  # any of these capabilities
+    #: True when the probe always needs catalog data (popularity, genres, item groups, user
+    #: histories): a catalog-free audit (``catalog: {source: none}``) skips it with the reason
+    needs_catalog: ClassVar[bool] = False
 
     def __init__(self, params: ProbeParams, run_id: str | None = None,
                  suite: str | None = None) -> None:

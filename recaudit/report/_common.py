@@ -501,7 +501,8 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
         "Model outputs depend on the prompt template, decoding settings and model version "
         "recorded in the provenance section; another template or model may behave differently.",
         "Free-text answers are matched to catalogue items by fuzzy matching; unmatched entries "
-        "count as hallucinations and are excluded from the lists compared.",
+        "count as not in the catalog (invented titles, or real items the catalogue lacks) and "
+        "are excluded from the lists compared.",
         "Confidence intervals are bootstrap intervals over the sampled units (instructions, "
         "users); p-values are permutation tests, Benjamini-Hochberg adjusted within each probe "
         "and metric. Findings are statistical associations in this sample, not proof of intent "

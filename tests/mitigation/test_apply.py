@@ -112,8 +112,8 @@ def test_xquad_raises_the_long_tail_share_and_costs_utility(tmp_path):
 
 def test_psc_removes_the_first_position_advantage(tmp_path):
     """A ranker with a planted primacy bias (the first-shown candidate is ranked first with
-    probability 0.5, else a fixed order of the candidate set): the NDCG advantage of input position 0 over
-    the mean of the others shrinks by at least 80% with B = 8 aggregated shuffles."""
+    probability 0.5, else a fixed order of the candidate set): the NDCG advantage of input
+    position 0 over the mean of the others shrinks by at least 80% with B = 8 shuffles."""
     from recaudit.audit import run_audit
     from recaudit.recommenders.python import PythonRecommender
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from recaudit.cli import main
-from recaudit.errors import ModelSpecError
+from recaudit.errors import ModelRuntimeError, ModelSpecError
 from recaudit.recommenders import Decoding, Request, load_recommender
 from recaudit.recommenders.hf import HFRecommender
 
@@ -174,6 +174,21 @@ def test_missing_base_is_a_one_line_spec_error_exit_2(dirs, capsys):
     # a base option that points nowhere names that path
     with pytest.raises(ModelSpecError, match="model_options.base"):
         load_recommender(f"hf:{dirs['lora']}", base=str(missing))
+
+
+def test_adapter_missing_weights_for_its_config_is_an_error(dirs):
+    from safetensors.torch import load_file, save_file
+
+    partial = dirs["root"] / "lora-partial"
+    shutil.copytree(dirs["lora"], partial)
+    tensors = load_file(str(partial / "adapter_model.safetensors"))
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]  # a LoRA B left at its init would silently audit another model
+    save_file(tensors, str(partial / "adapter_model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelRuntimeError) as exc:
+        load_recommender(f"hf:{partial}")
+    assert "missing adapter keys" in str(exc.value) and "\n" not in str(exc.value)
+    assert exc.value.exit_code == 3
 
 
 def test_pickle_adapter_needs_allow_pickle_and_adapter_tokenizer_wins(dirs, recs):
