@@ -227,6 +227,9 @@ class EmbeddingRecommender(Recommender):
         import numpy as np
 
         items = getattr(catalog, "items", None)
+        if items is None and getattr(catalog, "convention", None):  # an OpenCatalog
+            raise DataError("an embedding recommender ranks catalog items: it cannot run "
+                            "catalog-free (catalog source: none)")
         if items is None or "title" not in getattr(items, "columns", ()):
             raise DataError("the catalog has no items table with a 'title' column")
         ids = [str(i) for i in items.index]
