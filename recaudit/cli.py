@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="json,html,junit,md",
                    help="outputs to write (comma list of json, html, junit, md)")
     p.add_argument("--strict", action="store_true",
-                   help="replay: models: exit 2 if any request had no recorded answer")
+                   help="with a replay: model, exit 2 if any request had no recorded answer")
 
     p = sub.add_parser("export-requests", help="write every request an audit would make "
                        "(OpenAI Batch input or JSONL) to answer elsewhere and replay",
