@@ -91,6 +91,40 @@ def _needs_catalog(p: Any) -> str | None:
     return None
 
 
+Planned = list[tuple[Any, "list[Query] | None", "str | None"]]
+
+
+def plan_probes(cfg: AuditConfig, ctx: AuditContext, spec: str = "the model"
+                ) -> tuple[Planned, dict[str, list[Query]]]:
+    """Every probe of ``cfg`` as (probe, its queries or None, why not), and the extra queries
+    of the model-backed rerankers by probe run. A probe the recommender (``ctx.capabilities``)
+    cannot serve or the catalog cannot feed is skipped with the reason; one whose planning
+    fails is recorded as an error (a broken probe never stops the others)."""
+    planned: Planned = []
+    for p in (build_probe(s) for s in cfg.probes):
+        if p.requires and not (p.requires & ctx.capabilities):
+            planned.append((p, None, f"skipped: {spec} lacks {'/'.join(sorted(p.requires))}"))
+            continue
+        why = _needs_catalog(p) if getattr(ctx.catalog, "open_vocabulary", False) else None
+        if why is not None:
+            planned.append((p, None, f"skipped: needs a catalog (catalog source: none): {why}"))
+            continue
+        try:
+            planned.append((p, p.plan(ctx), None))
+        except RecauditError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
+            planned.append((p, None, f"{type(err).__name__}: {err}"))
+    extra: dict[str, list[Query]] = {}
+    if cfg.mitigation:
+        from .mitigation.apply import plan_model_queries
+
+        for p, qs, _ in planned:
+            if qs:
+                extra[p.run_id] = plan_model_queries(cfg.mitigation, p, qs)
+    return planned, extra
+
+
 def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catalog: Any = None,
               progress: bool = True, command_line: str | None = None,
               evaluate_gates: bool = True) -> AuditResult:
@@ -107,29 +141,7 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
     rec = recommender if recommender is not None else build_recommender(cfg)
     ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=rec.capabilities,
                        config=cfg, recommender=rec)
-    probes = [build_probe(spec) for spec in cfg.probes]
-    planned: list[tuple[Any, list[Query] | None, str | None]] = []
-    for p in probes:
-        if p.requires and not (p.requires & rec.capabilities):
-            planned.append((p, None, f"skipped: {rec.spec} lacks {'/'.join(sorted(p.requires))}"))
-            continue
-        why = _needs_catalog(p) if getattr(catalog, "open_vocabulary", False) else None
-        if why is not None:
-            planned.append((p, None, f"skipped: needs a catalog (catalog source: none): {why}"))
-            continue
-        try:
-            planned.append((p, p.plan(ctx), None))
-        except RecauditError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
-            planned.append((p, None, f"{type(err).__name__}: {err}"))
-    extra: dict[str, list[Query]] = {}  # model-backed rerankers' requests, by probe run
-    if cfg.mitigation:
-        from .mitigation.apply import plan_model_queries
-
-        for p, qs, _ in planned:
-            if qs:
-                extra[p.run_id] = plan_model_queries(cfg.mitigation, p, qs)
+    planned, extra = plan_probes(cfg, ctx, rec.spec)
     requests = [q.request for _, qs, _ in planned if qs for q in qs]
     requests += [q.request for qs in extra.values() for q in qs]
     e = cfg.engine

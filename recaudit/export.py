@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError, OutputError, RecauditError
+from .errors import ConfigError, OutputError
 from .recommenders.base import GENERATE, Request
 from .recommenders.replay import message_key
 
@@ -52,32 +52,22 @@ def custom_id(request: Request) -> str:
 
 def plan_requests(cfg: Any, catalog: Any = None) -> ExportPlan:
     """Plan ``cfg``'s probes as :func:`~recaudit.audit.run_audit` does, with ``{generate}``."""
-    from .audit import load_catalog
-    from .probes.registry import AuditContext, build_probe
+    from .audit import load_catalog, plan_probes
+    from .probes.registry import AuditContext
 
     cfg.require_probes()
     catalog = catalog if catalog is not None else load_catalog(cfg)
     ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=CAPABILITIES,
                        config=cfg, recommender=None)
     plan = ExportPlan()
+    planned, extra = plan_probes(cfg, ctx, "the export")
     queries: list[Any] = []
-    for spec in cfg.probes:
-        probe = build_probe(spec)
-        if probe.requires and not (probe.requires & CAPABILITIES):
-            plan.skipped_probes.append(f"{probe.run_id} (needs {'/'.join(sorted(probe.requires))})")
-            continue
-        try:
-            qs = probe.plan(ctx)
-        except RecauditError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the audit would record this probe as an error
-            plan.skipped_probes.append(f"{probe.run_id} (plan failed: {type(err).__name__})")
+    for probe, qs, why in planned:
+        if qs is None:
+            plan.skipped_probes.append(f"{probe.run_id} ({why})")
             continue
         queries.extend(qs)
-        if cfg.mitigation and qs:
-            from .mitigation.apply import plan_model_queries
-
-            queries.extend(plan_model_queries(cfg.mitigation, probe, qs))
+        queries.extend(extra.get(probe.run_id, []))
     seen: set[str] = set()
     for q in queries:
         plan.n_planned += 1

@@ -154,7 +154,8 @@ def test_dedup_by_messages_and_left_out_requests_are_reported(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "2 requests written to" in err and "(5 planned" in err
     assert "1 scoring requests left out" in err
-    assert "probes skipped: tests.test_export:ScoreOnlyProbe (needs score)" in err
+    assert "probes skipped: tests.test_export:ScoreOnlyProbe (skipped: the export lacks score)" \
+        in err
     assert _lines(out) == [{"messages": [{"role": "user", "content": "Recommend movies."}]},
                            {"messages": [{"role": "user", "content": "Other movies."}]}]
 

@@ -86,7 +86,7 @@ def catalog():
 @pytest.mark.parametrize("model", ["smollm2", "minilm"])
 def test_demo_estimates_are_unchanged_on_recorded_answers(model, catalog, tmp_path):
     answers = json.loads((PINNED / "demo-answers.json").read_text(encoding="utf-8"))[model]
-    cfg = load_config(ROOT / "examples" / "demo.yaml",
+    cfg = load_config(PINNED / "demo.yaml",
                       overrides={"engine": {"cache": str(tmp_path / "c.sqlite")}})
     result = run_audit(cfg, recommender=Replay(answers, model), catalog=catalog, progress=False)
     assert all(p.status == "ok" for p in result.probes), [p.error for p in result.probes]
