@@ -60,7 +60,7 @@ def main() -> None:
     answers = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in ("smollm2", "minilm"):
-            cfg = load_config(PINNED / "demo.yaml",
+            cfg = load_config(ROOT / "tests" / "data" / "pinned" / "demo.yaml",
                               overrides={"model": model, "engine": {"cache": f"{tmp}/c.sqlite"}})
             rec = build_recommender(cfg)
             recording = Recording(rec.recommend)
