@@ -440,3 +440,48 @@ def test_catalog_free_recaudit_parse_scores_empty_pairs(tmp_path):
                     for m in range(len(SUBJECTS))])
     assert girl[0].estimate == pytest.approx(want, abs=1e-12)
     assert "recaudit parse" in girl[0].convention
+
+
+def test_fairllm_suite_catalog_free_from_recorded_batch_answers(tmp_path):
+    """Plan, export, answer elsewhere, replay, audit: the bundled fairllm suite with inline
+    subjects, no catalog and FaiRLLM's parse, from an OpenAI Batch output file; Sim, SNSR and
+    SNSV of jaccard, serp_star and prag_star come back at every k."""
+    import json
+
+    from recaudit.cli import main
+
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(
+        "model: replay:" + str(tmp_path / "batch") + "\n"
+        "catalog: {source: none, parse: fairllm}\n"
+        f"engine: {{cache: {tmp_path / 'c.sqlite'}, progress: false}}\n"
+        "stats: {n_bootstrap: 100, n_permutations: 99, min_group_size: 2}\n"
+        "probes:\n  - probe: counterfactual\n    suite: fairllm\n    params:\n"
+        "      k: 5\n      similarities: [jaccard, serp_star, prag_star]\n"
+        f"      subjects: {{source: inline, items: {json.dumps(SUBJECTS)}}}\n"
+        f"out: {tmp_path / 'out'}\n", encoding="utf-8")
+    (tmp_path / "batch").mkdir()
+    batch_in = tmp_path / "batch" / "x.input.jsonl"
+    assert main(["export-requests", str(cfg), "--format", "openai-batch",
+                 "--out", str(batch_in)]) == 0
+    out_lines = []
+    for line in batch_in.read_text(encoding="utf-8").splitlines():
+        req = json.loads(line)
+        text = raw_text(req["body"]["messages"], 5)
+        out_lines.append(json.dumps({"id": "r", "custom_id": req["custom_id"], "error": None,
+                                     "response": {"status_code": 200, "body": {"choices": [
+                                         {"message": {"role": "assistant",
+                                                      "content": text}}]}}}))
+    (tmp_path / "batch" / "x.output.jsonl").write_text("\n".join(out_lines) + "\n",
+                                                       encoding="utf-8")
+    assert main(["audit", str(cfg), "--no-progress", "--strict", "--format", "json"]) == 0
+    pr = json.loads((tmp_path / "out" / "results.json").read_text())["probes"][0]
+    assert pr["status"] == "ok" and pr["n_failed"] == 0
+    attrs = {m["attribute"] for m in pr["metrics"] if m["metric"] == "snsr_jaccard"}
+    assert len(attrs) == 8  # all of FaiRLLM's attributes
+    for sim in ("jaccard", "serp_star", "prag_star"):
+        for k in range(1, 6):
+            for kind in ("snsr", "snsv"):
+                assert any(m["metric"] == f"{kind}_{sim}" and m["k"] == k
+                           and m["estimate"] is not None for m in pr["metrics"]), (sim, k)
+    assert any("fairllm parse" in (m["convention"] or "") for m in pr["metrics"])
