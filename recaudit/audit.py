@@ -183,6 +183,11 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         if missing:
             res.warnings.append(f"{missing} of {len(queries)} requests were not computed "
                                 "(--max-requests/--dry-run); rerun to resume from the cache")
+        errors = [answers[q.id].response.error for q in queries
+                  if q.id in answers and not answers[q.id].ok]
+        if errors:  # e.g. a replay without a recorded answer, an endpoint that gave up
+            res.warnings.append(f"incomplete: {len(errors)} of {len(queries)} requests failed "
+                                f"(first: {errors[0]})")
         results.append(res)
     text = cfg.source_text
     prov = Provenance(

@@ -294,6 +294,8 @@ def test_missing_answers_warn_and_strict_exits_2(tmp_path, capsys):
     assert "recaudit: warning: replay: 2 of 18 requests had no recorded answer" in err
     result = json.loads((tmp_path / "replay" / "results.json").read_text(encoding="utf-8"))
     assert result["probes"][0]["n_failed"] == 2
+    assert "incomplete: 2 of 18 requests failed (first: no recorded answer for this request)" \
+        in result["probes"][0]["warnings"]
     # failures are not cached: the strict rerun meets the same two missing answers
     err = _one_line_error(capsys, ["audit", str(cfg), "--no-progress", "--format", "json",
                                    "--strict"])
