@@ -11,7 +11,10 @@ Every figure is a ratio (or fraction) measured side by side in this one run, on 
    full-sequence scoring, 20 candidates (target >= 5x), with the largest score difference;
 3. utilisation: batched generation tokens/s x FLOPs per token (2 x parameters) as a fraction of
    the fp32 matmul peak measured here (``torch.matmul`` on 2048 x 2048);
-4. ``bench_cache``: warm-cache vs cold audit of a small FaiRLLM config (same cache file).
+4. ``bench_cache``: warm-cache vs cold audit of a small FaiRLLM config (same cache file);
+5. early stop: the same prompts (each asking for k items) generated with ``early_stop`` on vs
+   off: tokens generated, wall time ratio, and whether the first k grounded entries agree
+   (``--early-stop-only`` runs just this row).
 """
 
 from __future__ import annotations
@@ -192,12 +195,51 @@ def bench_cache(rec) -> None:
           + " (target >= 50x)")
 
 
+def bench_early_stop(rec, n_prompts: int = 16, max_new_tokens: int = 160) -> None:
+    """Early stop on vs off, side by side: the same prompts (k = the number each asks for),
+    batched, greedy, ``max_new_tokens`` large enough for a list of up to 10 titles."""
+    from dataclasses import replace
+
+    from recaudit.grounding import parse_list
+    from recaudit.recommenders.base import Request
+
+    reqs = [Request.from_prompt(p, k=5 + i % 6) for i, p in enumerate(prompts(n_prompts))]
+    saved = (rec.decoding, rec.early_stop)
+    rec.decoding = replace(rec.decoding, max_new_tokens=max_new_tokens)
+    try:
+        rec.recommend(reqs[:1])  # warm-up
+        runs = {}
+        for on in (False, True):
+            rec.early_stop = on
+            t0 = time.perf_counter()
+            out = rec.recommend(reqs)
+            runs[on] = (time.perf_counter() - t0, out)
+    finally:
+        rec.decoding, rec.early_stop = saved
+    (t_off, off), (t_on, on) = runs[False], runs[True]
+    tok_off = sum(r.n_output_tokens for r in off)
+    tok_on = sum(r.n_output_tokens for r in on)
+    stopped = sum(bool(r.meta.get("early_stop")) for r in on)
+    same = sum(parse_list(a.text)[:q.k] == parse_list(b.text)[:q.k] and b.text.startswith(a.text)
+               for q, a, b in zip(reqs, on, off))
+    print(f"early stop: {n_prompts} prompts (k = 5..10), max_new_tokens={max_new_tokens}, "
+          f"batch_size={rec.batch_size}")
+    print(f"  off {tok_off:6d} tokens {t_off:8.2f} s   on {tok_on:6d} tokens {t_on:8.2f} s   "
+          f"tokens {tok_on / tok_off:6.1%}   wall time ratio off/on {t_off / t_on:5.2f}x")
+    print(f"  rows stopped early {stopped}/{n_prompts}; first k entries equal and text a prefix: "
+          f"{same}/{n_prompts}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--early-stop-only", action="store_true",
+                        help="run only the early stop on/off row")
+    parser.add_argument("--early-stop-tokens", type=int, default=160,
+                        help="max_new_tokens of the early stop row")
     args = parser.parse_args(argv)
 
     import torch
@@ -214,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
                           Decoding(max_new_tokens=args.max_new_tokens), batch_size=16)
     print(f"load: {time.perf_counter() - t0:.1f} s (from cache: {rec.loaded_from_cache}); "
           f"batch-invariant: {rec.batch_invariance()}")
+    if args.early_stop_only:
+        bench_early_stop(rec, args.prompts, args.early_stop_tokens)
+        return
     bench_tiles(rec)
     gen = bench_generation(rec, args.prompts)
     bench_plain(GGUFRecommender(str(bundled_smollm2_path()),
@@ -221,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
                                 batching="plain"), gen)
     bench_scoring(rec, args.candidates)
     bench_utilisation(rec, gen)
+    bench_early_stop(rec, args.prompts, args.early_stop_tokens)
     bench_cache(rec)
 
 

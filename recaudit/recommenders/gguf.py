@@ -129,9 +129,9 @@ class GGUFRecommender(HFRecommender):
 
     def __init__(self, path: str, decoding: Decoding | None = None, *, batch_size: int = 16,
                  spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
-                 decode_rows: int | None = None) -> None:
+                 decode_rows: int | None = None, early_stop: bool = False) -> None:
         batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
-                      "decode_rows": decode_rows}
+                      "decode_rows": decode_rows, "early_stop": early_stop}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source

@@ -37,6 +37,27 @@ generation runs one request at a time, and :meth:`HFRecommender.batch_invariance
 "no (reason)" for the plan line, the provenance and the report. ``batching="plain"``
 (``model_options: {batching: plain}``) opts into plain batching instead, and is reported as such.
 
+Early stop
+----------
+A generation request asks for ``k`` items (:attr:`Request.k`), and small models often go on
+after the k-th one (commentary, repeats) until ``max_new_tokens``. With ``early_stop`` (opt-in:
+``model_options: {early_stop: true}``) each row of a batch stops as soon
+as its list is complete: whenever the row's newest token holds a newline, the row's text up to
+its last newline is parsed with the project's own list parser (:mod:`recaudit.grounding`), and
+the row stops when that gives at least ``k`` entries of a numbered or bulleted list (the format
+that appending more lines leaves alone: the first ``k`` entries of the full text are those of
+the cut text). A stopped row leaves the batch exactly as a row that emitted EOS does. The
+decision reads nothing but the row's own tokens, and the fixed-shape tiles and row-wise
+attention keep the remaining rows' numerics independent of which rows are still there, so
+batched generation stays bit-identical to one at a time. The returned text is cut where the row
+stopped: a prefix of what the full generation writes (greedy decoding only truncates).
+Scoring never stops early. Early stop changes the raw text, so it is part of the fingerprint
+(off, the default, keeps the fingerprint and the cached answers of the full generation). It is
+opt-in because the probes take the first ``k`` *grounded* items: with the full text, entries
+after the k-th fill the places of duplicates and titles the catalog lacks; a cut list can hold
+fewer than ``k`` grounded items. Measured on SmolLM2 (benchmarks/bench_inference.py): 77% of
+the tokens, 1.19x faster, because a batch still waits for its longest row.
+
 PEFT / LoRA adapters
 --------------------
 A directory with ``adapter_config.json`` (``save_pretrained`` of a ``peft`` model, as TALLRec-style
@@ -65,6 +86,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
+from recaudit.grounding import _parse as _parse_list_format
 from recaudit.paths import cached_sha256
 from recaudit.recommenders.base import (
     GENERATE,
@@ -96,6 +118,9 @@ _CROSS_ATTN_NAMES = {"encoder_attn", "EncDecAttention", "crossattention", "cross
                      "cross_attention"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SCORE_CHUNK = 32  # candidates per forward pass when scoring
+# Fingerprint tag of the early-stop rule: bump it when the rule (or the parser's counting of
+# numbered / bulleted entries) changes where a row stops.
+EARLY_STOP_RULE = "k-list-entries-v1"
 
 
 # --------------------------------------------------------------------------- batch invariance
@@ -337,6 +362,43 @@ def _attention_is_padding_only(config: Any) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- early stop
+def list_is_complete(text: str, k: int) -> bool:
+    """True when ``text`` (complete lines only) holds at least ``k`` numbered or bulleted list
+    entries as the project's parser reads them: a row whose text this is can stop."""
+    entries, fmt = _parse_list_format(text.strip())
+    return fmt == "list" and len(entries) >= k
+
+
+class _ListWatch:
+    """Per-row early stop (see "Early stop" in the module docstring) for one batch.
+
+    ``ks``: the ``k`` of each batch row (``None`` or < 1: never stop early). :meth:`done` looks
+    at the row's newest token only, and decodes and parses the row's text only when that token
+    holds a newline; ``newline`` memoises which token ids do (shared across batches).
+    """
+
+    def __init__(self, tokenizer: Any, ks: Sequence[int | None], newline: dict[int, bool]
+                 ) -> None:
+        self.tokenizer = tokenizer
+        self.ks = list(ks)
+        self.newline = newline
+
+    def done(self, row: int, tokens: list[int]) -> bool:
+        k = self.ks[row]
+        if not k or k < 1 or not tokens:
+            return False
+        tok = tokens[-1]
+        has_newline = self.newline.get(tok)
+        if has_newline is None:
+            piece = self.tokenizer.decode([tok], skip_special_tokens=True)
+            has_newline = self.newline[tok] = "\n" in piece
+        if not has_newline:
+            return False
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return list_is_complete(text[:text.rfind("\n")], k)
+
+
 # --------------------------------------------------------------------------- file helpers
 def _resolve_model_dir(path: str) -> Path:
     p = Path(path).expanduser()
@@ -436,6 +498,9 @@ class HFRecommender(Recommender):
     base
         ``model_options: {base: PATH}``: the local base model directory of a PEFT adapter; wins
         over the adapter config's ``base_model_name_or_path``. Only valid for adapters.
+    early_stop
+        ``model_options: {early_stop: true}`` turns on the per-row early stop of generation
+        (see "Early stop" in the module docstring); off by default. Settable after load too.
     model, tokenizer
         Already-loaded objects to use instead of loading from ``path`` (used by the GGUF adapter).
     """
@@ -447,7 +512,7 @@ class HFRecommender(Recommender):
                  trust_remote_code: bool = False, batch_size: int = 16, spec: str | None = None,
                  batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
-                 base: str | None = None) -> None:
+                 base: str | None = None, early_stop: bool = False) -> None:
         super().__init__(spec or f"hf:{path}", decoding)
         if batch_size < 1:
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
@@ -458,6 +523,11 @@ class HFRecommender(Recommender):
             if rows is not None and (not isinstance(rows, int) or rows < 1):
                 raise ModelSpecError(f"model_options.{name} must be a positive integer, "
                                      f"got {rows!r}")
+        if not isinstance(early_stop, bool):
+            raise ModelSpecError(f"model_options.early_stop must be true or false, "
+                                 f"got {early_stop!r}")
+        self._early_stop = early_stop
+        self._newline_tokens: dict[int, bool] = {}
         self.path = str(path)
         self.batch_size = int(batch_size)
         self.allow_pickle = bool(allow_pickle)
@@ -639,8 +709,25 @@ class HFRecommender(Recommender):
         b = self.batching
         return (b.prefill_rows, b.decode_rows) if b.mode == "tiles" else None
 
+    @property
+    def early_stop(self) -> bool:
+        """Whether each generation row stops once its list of ``k`` entries is complete."""
+        return self._early_stop
+
+    @early_stop.setter
+    def early_stop(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ModelSpecError(f"early_stop must be true or false, got {value!r}")
+        if value != self._early_stop:
+            self._early_stop = value
+            self._fingerprint = None  # the fingerprint records the setting
+
     def batch_invariance(self) -> str:
-        return self.batching.describe()
+        line = self.batching.describe()
+        if self.early_stop:
+            line += ("; early stop: each request stops after its k-th list entry, decided on "
+                     "its own tokens only")
+        return line
 
     def _setup_batching(self, requested: str, prefill_rows: int | None,
                         decode_rows: int | None) -> BatchInvariance:
@@ -734,6 +821,8 @@ class HFRecommender(Recommender):
                    "tokenizer": self._tokenizer_digest(),
                    "numerics": self.batching.numerics(),
                    "dtype": str(next(self.model.parameters()).dtype)}
+        if self.early_stop:  # early_stop: false keeps the payload (and cached responses)
+            payload["early_stop"] = EARLY_STOP_RULE
         if self.adapter_files:  # plain checkpoints keep their payload (and cached responses)
             payload["peft"] = {"base_weights": self.base_weights_sha256(),
                                "adapter_weights": self.adapter_weights_sha256(),
@@ -749,7 +838,8 @@ class HFRecommender(Recommender):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        """sha256 of adapter, weights, config, tokenizer and numerics; computed once per load.
+        """sha256 of adapter, weights, config, tokenizer, numerics and the early-stop rule (when
+        on); computed once per load (and again when :attr:`early_stop` is switched).
 
         For a PEFT adapter ``weights`` is :meth:`weights_sha256` (base and adapter weights), and
         a ``peft`` entry adds both weight digests and the adapter config's digest."""
@@ -778,18 +868,29 @@ class HFRecommender(Recommender):
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
         requests = list(requests)
         prompts = [self.prompt_ids(r) for r in requests]
+        ks = [r.k for r in requests] if self.early_stop else None
+        max_new = self.decoding.max_new_tokens
         responses = []
-        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts)):
-            body = tokens[:-1] if tokens and tokens[-1] in self.eos_ids else tokens
+        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, ks)):
+            eos = bool(tokens) and tokens[-1] in self.eos_ids
+            body = tokens[:-1] if eos else tokens
             text = self.tokenizer.decode(body, skip_special_tokens=True)
+            # ended before max_new_tokens without EOS: the list was complete
+            meta = {"early_stop": True} if ks and not eos and len(tokens) < max_new else {}
             responses.append(Response(text=text.strip(), n_prompt_tokens=len(p),
-                                      n_output_tokens=len(tokens)))
+                                      n_output_tokens=len(tokens), meta=meta))
         return responses
 
-    def generate_ids(self, prompts: Sequence[Sequence[int]]
+    def generate_ids(self, prompts: Sequence[Sequence[int]],
+                     ks: Sequence[int | None] | None = None
                      ) -> list[tuple[list[int], list[float]]]:
         """Generate from token-id prompts: per prompt, the new token ids (ending with EOS when
         the model stopped) and each chosen token's log-probability.
+
+        ``ks``: per prompt, the number of list entries asked for; a prompt's generation stops
+        once its text holds that many (see "Early stop" in the module docstring). ``None`` (the
+        default, whatever :attr:`early_stop` says), or ``None`` for a prompt: up to EOS or
+        ``max_new_tokens``.
 
         Prompts are sorted by length and run ``batch_size`` at a time (one at a time when batch
         invariance could not be established, unless ``batching: plain``); results come back in
@@ -798,6 +899,8 @@ class HFRecommender(Recommender):
         import torch
 
         prompts = [list(p) or [self._fallback_token()] for p in prompts]
+        if ks is not None and len(ks) != len(prompts):
+            raise ValueError(f"{len(ks)} ks for {len(prompts)} prompts")
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         results: list[tuple[list[int], list[float]] | None] = [None] * len(prompts)
         step = 1 if self.batching.mode == "sequential" else self.batch_size
@@ -807,7 +910,9 @@ class HFRecommender(Recommender):
                     idx = order[start:start + step]
                     batch = [prompts[i] for i in idx]
                     gen = self._generate_seq2seq if self.is_seq2seq else self._generate_causal
-                    for i, out in zip(idx, gen(batch)):
+                    watch = None if ks is None else _ListWatch(
+                        self.tokenizer, [ks[i] for i in idx], self._newline_tokens)
+                    for i, out in zip(idx, gen(batch, watch)):
                         results[i] = out
         except ModelRuntimeError:
             raise
@@ -832,10 +937,11 @@ class HFRecommender(Recommender):
         return gens
 
     def _pick(self, logits: Any, rows: list[int], gens: list[Any] | None,
-              tokens: list[list[int]], logprobs: list[list[float]]) -> tuple[Any, list[int]]:
+              tokens: list[list[int]], logprobs: list[list[float]],
+              watch: _ListWatch | None = None) -> tuple[Any, list[int]]:
         """Choose the next token of each active row (argmax, or a sample from the row's own
         generator), record it and its log-probability; return the tokens and the rows (indices
-        into ``rows``) that have not emitted EOS."""
+        into ``rows``) that go on: not at EOS, and (with ``watch``) list not yet complete."""
         import torch
 
         logits = logits.float()
@@ -851,7 +957,7 @@ class HFRecommender(Recommender):
             tok = int(nxt[j])
             tokens[row].append(tok)
             logprobs[row].append(float(torch.log_softmax(logits[j], dim=-1)[tok]))
-            if tok not in self.eos_ids:
+            if tok not in self.eos_ids and not (watch is not None and watch.done(row, tokens[row])):
                 keep.append(j)
         return nxt, keep
 
@@ -879,7 +985,8 @@ class HFRecommender(Recommender):
         finally:
             _TILE_ROWS.reset(token)
 
-    def _generate_causal(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+    def _generate_causal(self, prompts: list[list[int]], watch: _ListWatch | None = None
+                         ) -> list[tuple[list[int], list[float]]]:
         import torch
 
         n = len(prompts)
@@ -903,7 +1010,8 @@ class HFRecommender(Recommender):
                             position_ids=positions, use_cache=True, **self._forward_kwargs())
             cache = out.cache
             for step in range(max_new):
-                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
+                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
+                                       watch)
                 if not keep or step == max_new - 1:
                     break
                 if len(keep) < len(active):
@@ -938,7 +1046,8 @@ class HFRecommender(Recommender):
             _TILE_ROWS.reset(token)
         return enc, mask
 
-    def _generate_seq2seq(self, prompts: list[list[int]]) -> list[tuple[list[int], list[float]]]:
+    def _generate_seq2seq(self, prompts: list[list[int]], watch: _ListWatch | None = None
+                          ) -> list[tuple[list[int], list[float]]]:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
@@ -960,7 +1069,8 @@ class HFRecommender(Recommender):
                                 attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
                                 cache=cache, use_cache=True)
                 cache = out.cache
-                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs)
+                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
+                                       watch)
                 if not keep:
                     break
                 if len(keep) < len(active):
