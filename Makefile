@@ -39,9 +39,12 @@ test: $(STAMP) browser lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not browser"
 
+# LangFair is a benchmark-only oracle (its recommendation metrics need numpy alone).
 bench: $(STAMP)
+	$(BIN)/pip install -q --no-deps langfair
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_rerank.py
 
 clean:
 	rm -rf $(VENV) .recaudit-cache reports/demo

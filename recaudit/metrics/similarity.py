@@ -7,7 +7,8 @@ each docstring states.
 
 The scalar functions are the reference implementations. :func:`similarity_matrix` computes the
 same numbers for many pairs and every truncation ``k`` at once with numpy; the tests check the
-two agree exactly (up to float rounding) on random lists with duplicates, short and empty lists.
+two agree on random lists with duplicates, short, empty and disjoint lists: bit for bit for
+Jaccard, both SERP* variants and PRAG* (integer numerators, one division each), to 1e-12 for RBO.
 """
 
 from __future__ import annotations
@@ -340,43 +341,36 @@ _CHUNK_ELEMENTS = 1 << 19
 
 def _encode(
     S_lists: Sequence[Sequence[Hashable]], N_lists: Sequence[Sequence[Hashable]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Map items to ints and pad: S with -1, N with -2 (so padding never matches)."""
-    ls = np.fromiter((len(x) for x in S_lists), dtype=np.int64, count=len(S_lists))
-    ln = np.fromiter((len(x) for x in N_lists), dtype=np.int64, count=len(N_lists))
-    width = max(int(ls.max(initial=0)), int(ln.max(initial=0)), 1)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Factorise the items of all lists to integer ids once, and pad to one width.
+
+    Two items get the same id iff they are the same dict key, the rule the scalar functions'
+    sets and Counters apply (an item's id is the flat index of its first appearance). A
+    neutral list passed for several pairs as the same object (one per instruction, repeated
+    for every attribute value) is encoded once. Returns ``(S, N, ls, ln, n_row)``: the
+    ``(pairs, width)`` id matrix of the sensitive lists padded with -1, the ``(distinct neutral
+    lists, width)`` matrix padded with -2 (padding never matches), the lengths of each, and
+    ``n_row[i]``, the row of ``N`` paired with ``S[i]``.
+    """
+    n = len(S_lists)
+    ids = np.fromiter(map(id, N_lists), dtype=np.int64, count=n)
+    _, first_pair, n_row = np.unique(ids, return_index=True, return_inverse=True)
+    neutral = [N_lists[i] for i in first_pair.tolist()]
+    lists = [*S_lists, *neutral]
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    width = max(int(lengths.max(initial=0)), 1)
+    flat = list(chain.from_iterable(lists))
     vocab: dict[Hashable, int] = {}
-    total = int(ls.sum() + ln.sum())
-    codes = np.fromiter(
-        (vocab.setdefault(x, len(vocab)) for x in chain(chain.from_iterable(S_lists),
-                                                          chain.from_iterable(N_lists))),
-        dtype=np.int64,
-        count=total,
-    )
-    out = []
-    start = 0
-    for lengths, pad in ((ls, -1), (ln, -2)):
-        n = lengths.size
-        mat = np.full((n, width), pad, dtype=np.int64)
-        m = int(lengths.sum())
-        rows = np.repeat(np.arange(n), lengths)
-        offsets = np.cumsum(lengths) - lengths
-        cols = np.arange(m) - np.repeat(offsets, lengths)
-        mat[rows, cols] = codes[start : start + m]
-        start += m
-        out.append(mat)
-    return out[0], out[1], ls, ln
-
-
-def _first_occurrence(mat: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Mask of the positions holding the first occurrence of their item in the row."""
-    c, w = mat.shape
-    span = int(mat.max(initial=0)) + 3  # codes >= 0, pads -1 / -2
-    keys = (np.arange(c, dtype=np.int64)[:, None] * span + (mat + 2)).ravel()
-    _, first_idx = np.unique(keys, return_index=True)  # index of each key's first occurrence
-    first = np.zeros(c * w, dtype=bool)
-    first[first_idx] = True
-    return first.reshape(c, w) & valid
+    dtype = np.int32 if len(flat) < 2**31 - 2 else np.int64
+    codes = np.fromiter(map(vocab.setdefault, flat, range(len(flat))), dtype=dtype,
+                        count=len(flat))
+    if lengths.size and int(lengths.min()) == width:  # all lists full: no padding
+        mats = codes.reshape(len(lists), width)
+    else:
+        mats = np.full((len(lists), width), -1, dtype=dtype)
+        mats[n:] = -2
+        mats[np.arange(width)[None, :] < lengths[:, None]] = codes  # row-major = list order
+    return mats[:n], mats[n:], lengths[:n], lengths[n:], n_row
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -385,7 +379,17 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chunk_metrics(
+def _first_occurrence(mat: np.ndarray, valid: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Mask of the valid positions holding the first occurrence of their item in the row.
+
+    ``first[c, i] = valid[c, i] and not any_{j < i} mat[c, j] == mat[c, i]`` (``lower[i, j]`` is
+    ``j < i``), one broadcast comparison of every position with every earlier one.
+    """
+    dup = ((mat.T[:, :, None] == mat[None, :, :]) & lower.T[:, None, :]).any(axis=0)
+    return valid & ~dup
+
+
+def _chunk_metrics_general(
     S: np.ndarray,
     N: np.ndarray,
     ls: np.ndarray,
@@ -394,22 +398,34 @@ def _chunk_metrics(
     metrics: Sequence[str],
     p: float,
 ) -> dict[str, np.ndarray]:
-    """All requested metrics for a chunk of pairs; ``kc`` = truncations clipped to the width.
+    r"""All requested metrics for a chunk of pairs; ``kc`` = truncations clipped to the width.
 
-    Notation: ``eq[c, i, j] = (S_i == N_j)``. A position enters the truncation-``k`` prefix when
-    it is ``< k``, so a pair of positions ``(i, j)`` is inside the ``k x k`` prefix square iff
-    ``max(i, j) < k``. A sum over the prefix square for every ``k`` is therefore a histogram of
-    the "entry time" ``max(i, j)`` of the nonzero terms followed by a cumulative sum over ``k``
-    (``cum_hist``); no work is repeated per ``k``. The same holds for the set-based metrics,
-    with one term per distinct shared item entering at ``max(first pos in S, first pos in N)``.
-    RBO uses the depth at which each shared item enters the overlap ``X_d`` of the
-    de-duplicated lists: ``sum_d X_d p^d / d = sum_items (H[l] - H[depth - 1])``.
-    Only PRAG* loops, over the distinct ``k`` (never over pairs), comparing the
-    ``k(k-1)/2`` position pairs of that prefix for all pairs of lists at once.
+    Notation: ``E[c, i, j] = (S_i == N_j)`` (one broadcast comparison of the id matrices). A pair
+    of positions ``(i, j)`` is inside the ``k x k`` prefix square iff its *entry time*
+    ``t_ij = max(i, j) < k``, so every prefix sum for every ``k`` is a sum of the terms with
+    entry time below ``k``: no work is repeated per ``k``. Every numerator below is an exact
+    integer, and each metric is one division ``numerator / denominator`` with the scalar
+    function's denominator, so the results equal the scalar functions bit for bit.
+
+    - SERP* (FaiRLLM): :math:`\sum_{p<k} (L_s - p + 1) c_k(S_p) = (L_s + 1) T_k - P_k` with
+      :math:`T_k = \sum_{t_{pj} < k} E_{pj}` and :math:`P_k = \sum_{t_{pj} < k} p\, E_{pj}`:
+      one matrix product of the flattened ``E`` with the 0/1 (and ``p``-weighted) masks
+      :math:`[t_{pj} < k]` of all ``k`` (float32 while the sums stay below ``2^24``: exact).
+    - Item ``S_i`` is in ``N[:k]`` and in ``S[:k]`` iff :math:`e_i = \min_{j: E_{ij}} t_{ij} < k`
+      (``w`` when absent); SERP* normalised is
+      :math:`\sum_{e_p < k} (L_s - p) = L_s \#\{p: e_p < k\} - \sum_{e_p < k} p`.
+    - Jaccard: :math:`|set(S[:k]) \cap set(N[:k])|` counts the first occurrences ``i`` in
+      ``S`` with :math:`e_i < k`; :math:`|set(S[:k])|` is a prefix count of first occurrences.
+    - PRAG*: with :math:`key^k_i` the last position of ``S_i`` in ``N[:k]`` (``w`` if absent;
+      -1 for padding), hits are :math:`\#\{i < j < k: key^k_i < key^k_j\}`; the keys of all
+      ``k`` come from one running maximum over ``j`` (or one max per ``k`` for a few ``k``).
+    - RBO uses the depth at which each shared item enters the overlap ``X_d`` of the
+      de-duplicated lists: :math:`\sum_d X_d p^d / d = \sum_{items} (H[l] - H[depth - 1])`.
     """
     c, w = S.shape
     pos = np.arange(w)
-    small = np.int8 if w < 127 else np.int32  # positions fit: cheaper comparisons
+    small = np.int8 if w < 127 else np.int32  # positions and counts fit: cheaper arithmetic
+    entry_t = np.maximum.outer(pos, pos).astype(np.int16 if w < 32000 else np.int64)
     lsk = np.minimum(ls[:, None], kc[None, :])  # (c, nk) truncated lengths
     lnk = np.minimum(ln[:, None], kc[None, :])
     valid_s = pos[None, :] < ls[:, None]
@@ -422,20 +438,49 @@ def _chunk_metrics(
         h = np.bincount(row_idx * (w + 1) + entry, weights=weights, minlength=c * (w + 1))
         return np.cumsum(h.reshape(c, w + 1), axis=1)[:, kc - 1]
 
-    eq = S[:, :, None] == N[:, None, :]  # padding never matches (-1 vs -2)
-    in_n = eq.any(axis=2)  # S_i occurs somewhere in N
-    first_in_n = eq.argmax(axis=2)  # first position of S_i in N (where in_n)
-    # enter[c, i]: S_i is in S[:k] and in N[:k] iff enter < k; w if never.
-    enter = np.where(in_n, np.maximum(pos[None, :], first_in_n), w)
+    # eq[j, c, i] = (S_i == N_j): the N position first, so every reduction over j is an
+    # elementwise operation between (c, w) slices. Padding never matches (-1 vs -2).
+    eq = N.T[:, :, None] == S[None, :, :]
 
     if "serp_star" in wanted:
-        # sum_{p<k, j<k} E[p, j] and sum p * E[p, j] (weights L_s - p + 1 = (L_s + 1) - p).
-        r_idx, p_idx, j_idx = np.nonzero(eq)
-        t = np.maximum(p_idx, j_idx)
-        tot = cum_hist(r_idx, t)
-        wpos = cum_hist(r_idx, t, p_idx.astype(float))
-        num = (lsk + 1) * tot - wpos
-        out["serp_star"] = _safe_div(num.astype(float), 2.0 * lnk * (lnk + 1))
+        # cnt[k - 1, c, p] = c_k(S_p), occurrences of S_p in N[:k]; then for each k
+        # T_k = sum_{p<k} c_k(S_p) and P_k = sum_{p<k} p c_k(S_p), a batched product with
+        # the masks [p < k] and p [p < k] (float32: sums of integers below 2^24 are exact).
+        cnt = np.cumsum(eq, axis=0, dtype=small)[kc - 1]  # (nk, c, w)
+        exact32 = w * w * w < 1 << 24
+        ftype = np.float32 if exact32 else np.float64
+        inside = pos[None, :] < kc[:, None]  # (nk, w)
+        masks = np.stack([inside, inside * pos[None, :]], axis=2).astype(ftype)  # (nk, w, 2)
+        sums = np.matmul(cnt.astype(ftype), masks).astype(float)  # (nk, c, 2)
+        num = (lsk + 1) * sums[:, :, 0].T - sums[:, :, 1].T
+        out["serp_star"] = _safe_div(num, 2.0 * lnk * (lnk + 1))
+
+    if "prag_star" in wanted:
+        ks = np.unique(kc[kc >= 2])
+        jpos = pos.astype(small)[:, None, None]
+        absent = np.where(eq, jpos, small(-1))  # (j, c, i): j where S_i == N_j, else -1
+        last = None
+        if ks.size > 2:  # last[j, c, i] = last position of S_i within N[:j+1], else -1
+            last = np.maximum.accumulate(absent, axis=0)
+        jj, ii = np.tril_indices(w, -1)  # pairs i < j, ordered by j: j < k <=> first k(k-1)/2
+        hits = np.zeros(lsk.shape, dtype=np.int64)
+        for k in ks:
+            key = absent[:k].max(axis=0) if last is None else last[k - 1].copy()
+            key[key < 0] = w  # absent from N[:k]: after every position
+            key[~valid_s] = -1  # padding: never after anything, so its pairs never score
+            npairs = k * (k - 1) // 2
+            count = np.count_nonzero(key[:, ii[:npairs]] < key[:, jj[:npairs]], axis=1)
+            hits[:, kc == k] = count[:, None]
+        res = _safe_div(hits.astype(float), lsk * (lsk - 1) / 2.0)
+        single = (lnk == 1) & eq[0, :, 0][:, None]
+        res = np.where(lsk == 1, single.astype(float), res)
+        res = np.where((lsk == 0) | (lnk == 0), 0.0, res)
+        out["prag_star"] = res
+
+    if wanted & {"serp_star_normalized", "jaccard", "rbo"}:
+        # enter[c, i] = min over matches j of max(i, j): S_i is in S[:k] and in N[:k] iff
+        # enter < k; w if never.
+        enter = np.where(eq, entry_t[:, None, :], entry_t.dtype.type(w)).min(axis=0)
 
     if "serp_star_normalized" in wanted:
         flat_enter = enter.ravel()
@@ -444,39 +489,20 @@ def _chunk_metrics(
         num = lsk * cnt - psum  # weights L_s - p
         out["serp_star_normalized"] = _safe_div(num.astype(float), lsk * (lsk + 1) / 2.0)
 
-    if "prag_star" in wanted:
-        # last[c, i, j] = last position of S_i within N[:j+1], else -1.
-        last = np.maximum.accumulate(np.where(eq, pos.astype(small)[None, None, :], -1)
-                                     .astype(small), axis=2)
-        jj, ii = np.tril_indices(w, -1)  # pairs i < j, ordered by j: j < k <=> first k(k-1)/2
-        hits = np.zeros(lsk.shape, dtype=np.int64)
-        for k in np.unique(kc[kc >= 2]):
-            key = last[:, :, k - 1].copy()
-            key[key < 0] = w  # absent from N[:k]: after every position
-            key[~valid_s] = -1  # padding: never after anything, so its pairs never score
-            npairs = k * (k - 1) // 2
-            count = np.count_nonzero(key[:, ii[:npairs]] < key[:, jj[:npairs]], axis=1)
-            hits[:, kc == k] = count[:, None]
-        res = _safe_div(hits.astype(float), lsk * (lsk - 1) / 2.0)
-        single = (lnk == 1) & eq[:, 0, 0][:, None]
-        res = np.where(lsk == 1, single.astype(float), res)
-        res = np.where((lsk == 0) | (lnk == 0), 0.0, res)
-        out["prag_star"] = res
-
     if wanted & {"jaccard", "rbo"}:
         # De-duplicated lists: an item lives at its first occurrence; its rank in dedup(S) is
         # the number of first occurrences before it. dedup(S[:k]) = dedup(S)[:a(k)].
-        first_s = _first_occurrence(S, valid_s)
-        first_n = _first_occurrence(N, pos[None, :] < ln[:, None])
+        lower = pos[:, None] > pos[None, :]
+        first_s = _first_occurrence(S, valid_s, lower)
+        first_n = _first_occurrence(N, pos[None, :] < ln[:, None], lower)
         cs = np.cumsum(first_s, axis=1)
         cn = np.cumsum(first_n, axis=1)
         zeros = np.zeros((c, 1), dtype=cs.dtype)
         a = np.concatenate([zeros, cs], axis=1)[:, kc]  # |dedup(S[:k])|
         b = np.concatenate([zeros, cn], axis=1)[:, kc]
-        # A shared item = a first occurrence in S found in N (first_in_n is N's first
-        # occurrence). It is in both truncated lists once k > enter.
-        shared = first_s & in_n
-        shared_enter = np.where(shared, enter, w).ravel()
+        # A shared item = a first occurrence in S found in N. It is in both truncated lists
+        # once k > enter.
+        shared_enter = np.where(first_s, enter, w).ravel()
         x_ab = cum_hist(rows, shared_enter)  # |set(S[:k]) & set(N[:k])|
 
         if "jaccard" in wanted:
@@ -484,6 +510,7 @@ def _chunk_metrics(
             out["jaccard"] = np.where(union == 0, 1.0, _safe_div(x_ab.astype(float), union))
 
         if "rbo" in wanted:
+            first_in_n = eq.argmax(axis=0)  # first position of S_i in N (where present)
             # Depth at which a shared item enters the overlap X_d of the dedup lists.
             rank_n = np.take_along_axis(cn, first_in_n, axis=1)  # 1-based rank in dedup(N)
             depth = np.maximum(np.maximum(cs, rank_n), 1)  # 1-based: X_d counts it for d >= depth
@@ -512,6 +539,109 @@ def _chunk_metrics(
     return out
 
 
+#: Widest list the bitmask kernel handles: position masks are built as float64 sums of
+#: powers of two, exact below 2**53.
+_BITMASK_WIDTH = 52
+#: Metrics the bitmask kernel computes; the others always take the general kernel.
+_BITMASK_METRICS = frozenset({"jaccard", "serp_star", "prag_star"})
+
+
+def _bitmasks(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``M[c, i] = sum_j 2**j [A[c, i] == B[c, j]]``: where ``A_i`` occurs in ``B``, as bits.
+
+    One broadcast comparison and one matrix product with the powers of two (float32 while the
+    sums stay below 2**24, else float64: both exact), returned as uint64.
+    """
+    w = B.shape[1]
+    ftype = np.float32 if w <= 24 else np.float64
+    pow2 = np.ldexp(1.0, np.arange(w)).astype(ftype)
+    eq = (A[:, :, None] == B[:, None, :]).astype(ftype)
+    return np.matmul(eq, pow2).astype(np.uint64)
+
+
+def _first_occurrences(A: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mask of the valid positions holding the first occurrence of their item in the row."""
+    w = A.shape[1]
+    below = (np.uint64(1) << np.arange(w, dtype=np.uint64)) - np.uint64(1)  # bits j < i
+    return valid & ((_bitmasks(A, A) & below) == 0)
+
+
+def _chunk_metrics_bitmask(
+    S: np.ndarray,
+    N: np.ndarray,
+    ls: np.ndarray,
+    ln: np.ndarray,
+    kc: np.ndarray,
+    metrics: Sequence[str],
+    first_n: np.ndarray,
+) -> dict[str, np.ndarray]:
+    r"""Jaccard, SERP* (FaiRLLM) and PRAG* for a chunk of pairs of lists at most 52 long.
+
+    ``B[c, i]`` is the bitmask of the positions ``j`` of ``N`` holding ``S_i``
+    (:func:`_bitmasks`); restricted to ``N[:k]`` it is ``B_i \& (2^k - 1)``. Everything else
+    is arithmetic on these ``(pairs, K)`` words, once per distinct ``k``:
+
+    - SERP*: :math:`c_k(S_p) = \mathrm{popcount}(B_p \& (2^k - 1))`, numerator
+      :math:`\sum_{p<k} (L_s - p + 1)\, c_k(S_p)`.
+    - Jaccard: the distinct items of ``N[:k]`` found in ``S[:k]`` are the first-occurrence
+      positions of ``N[:k]`` among the bits of :math:`\bigvee_{i<k} B_i`, so
+      :math:`|set(S[:k]) \cap set(N[:k])| = \mathrm{popcount}(\bigvee_{i<k} B_i \,\&\, F_N
+      \,\&\, (2^k - 1))`; the set sizes are prefix counts of first occurrences.
+    - PRAG*: :math:`pos_N(S_i)` within ``N[:k]`` is the highest set bit of
+      :math:`B_i \& (2^k - 1)`; key ``w`` when absent, -1 for padding; hits are
+      :math:`\#\{i < j < k: key_i < key_j\}`.
+
+    Numerators are exact integers and each value is one division by the scalar function's
+    denominator, so the results equal the scalar functions (and the general kernel) bit for
+    bit.
+    """
+    c, w = S.shape
+    pos = np.arange(w)
+    lsk = np.minimum(ls[:, None], kc[None, :])  # (c, nk) truncated lengths
+    lnk = np.minimum(ln[:, None], kc[None, :])
+    valid_s = pos[None, :] < ls[:, None]
+    wanted = set(metrics)
+    B = _bitmasks(S, N)
+    out = {m: np.zeros((c, kc.size)) for m in wanted}
+    if "jaccard" in wanted:
+        first_s = _first_occurrences(S, valid_s)
+        zeros = np.zeros((c, 1), dtype=np.int64)
+        a = np.concatenate([zeros, np.cumsum(first_s, axis=1)], axis=1)  # |set(S[:k])|
+        b = np.concatenate([zeros, np.cumsum(first_n, axis=1)], axis=1)  # |set(N[:k])|
+        f_n = (first_n.astype(np.uint64) << pos.astype(np.uint64)).sum(axis=1, dtype=np.uint64)
+        seen = np.bitwise_or.accumulate(B, axis=1)  # seen[:, k - 1] = OR_{i<k} B_i
+    jj, ii = np.tril_indices(w, -1)  # pairs i < j, ordered by j
+    for k in np.unique(kc).tolist():
+        cols = kc == k
+        bk = B[:, :k] & np.uint64((1 << k) - 1)
+        if "serp_star" in wanted:
+            cnt = np.bitwise_count(bk).astype(np.int64)  # c_k(S_p), p < k
+            num = (lsk[:, cols] + 1) * cnt.sum(axis=1)[:, None] - (cnt @ pos[:k])[:, None]
+            out["serp_star"][:, cols] = _safe_div(num.astype(float),
+                                                  2.0 * lnk[:, cols] * (lnk[:, cols] + 1))
+        if "jaccard" in wanted:
+            x = np.bitwise_count(seen[:, k - 1] & f_n & np.uint64((1 << k) - 1))
+            x = x.astype(np.int64)[:, None]
+            union = a[:, [k]] + b[:, [k]] - x
+            out["jaccard"][:, cols] = np.where(union == 0, 1.0,
+                                               _safe_div(x.astype(float), union))
+        if "prag_star" in wanted and k >= 2:
+            key = np.frexp(bk.astype(float))[1] - 1  # highest set bit; -1 when absent
+            key[bk == 0] = w  # absent from N[:k]: after every position
+            key[~valid_s[:, :k]] = -1  # padding: never after anything, so its pairs never score
+            key = key.astype(np.int8 if w < 127 else np.int16)
+            npairs = k * (k - 1) // 2  # pairs i < j < k: the first npairs of (ii, jj)
+            hits = np.count_nonzero(key[:, ii[:npairs]] < key[:, jj[:npairs]], axis=1)
+            out["prag_star"][:, cols] = _safe_div(hits.astype(float)[:, None],
+                                                  lsk[:, cols] * (lsk[:, cols] - 1) / 2.0)
+    if "prag_star" in wanted:
+        res = out["prag_star"]
+        single = (lnk == 1) & ((B[:, 0] & np.uint64(1)) != 0)[:, None]
+        res = np.where(lsk == 1, single.astype(float), res)
+        out["prag_star"] = np.where((lsk == 0) | (lnk == 0), 0.0, res)
+    return out
+
+
 def similarity_matrix(
     S_lists: Sequence[Sequence[Hashable]],
     N_lists: Sequence[Sequence[Hashable]],
@@ -528,10 +658,13 @@ def similarity_matrix(
     ``"serp_star_normalized"`` (``variant="normalized"``), ``"prag_star"`` (:func:`prag_star`)
     and ``"rbo"`` (:func:`rbo` with the given ``p``).
 
-    Items are encoded to integers once; all truncations are read off cumulative sums over
-    positions (2-D prefix sums of the item-equality matrix), so the work is numpy array
-    operations of size ``pairs x K x K`` or ``pairs x K x len(k_values)`` (PRAG*: the
-    ``k(k-1)/2`` position pairs of each ``k``), processed in chunks of pairs to bound memory.
+    Items are factorised to integer ids once for the whole table (a neutral list passed as
+    the same object for several pairs is encoded once). For lists of at most 52 items Jaccard,
+    SERP* and PRAG* come from per-position bitmasks of where each item of ``S`` occurs in
+    ``N`` (:func:`_chunk_metrics_bitmask`: one ``pairs x K x K`` comparison, then word
+    arithmetic per distinct ``k``); the other metrics, and longer lists, read all truncations
+    off entry-time histograms of the item-equality matrix (:func:`_chunk_metrics_general`).
+    Pairs are processed in chunks to bound memory.
 
     Parameters
     ----------
@@ -562,8 +695,12 @@ def similarity_matrix(
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {SIMILARITY_METRICS}")
     p = _check_p(p)
-    S_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in S_lists]
-    N_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in N_lists]
+    S_lists = S_lists if isinstance(S_lists, (list, tuple)) else list(S_lists)
+    N_lists = N_lists if isinstance(N_lists, (list, tuple)) else list(N_lists)
+    if not set(map(type, S_lists)) <= {list, tuple}:
+        S_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in S_lists]
+    if not set(map(type, N_lists)) <= {list, tuple}:
+        N_lists = [x if isinstance(x, (list, tuple)) else list(x) for x in N_lists]
     if len(S_lists) != len(N_lists):
         raise ValueError(
             f"S_lists and N_lists must be aligned: {len(S_lists)} != {len(N_lists)} lists"
@@ -579,13 +716,27 @@ def similarity_matrix(
     out = {m: np.zeros((n, kv.size), dtype=float) for m in metrics}
     if n == 0 or kv.size == 0 or not metrics:
         return out
-    S, N, ls, ln = _encode(S_lists, N_lists)
+    S, N_rows, ls, ln_rows, n_row = _encode(S_lists, N_lists)
     w = S.shape[1]
     kc = np.minimum(kv, w)
+    bitmask = [m for m in metrics if m in _BITMASK_METRICS] if w <= _BITMASK_WIDTH else []
+    general = [m for m in metrics if m not in bitmask]
     chunk = max(1, _CHUNK_ELEMENTS // (w * max(w, kv.size)))
+    if "jaccard" in bitmask:  # first occurrences of each distinct neutral list, once
+        valid_n = np.arange(w)[None, :] < ln_rows[:, None]
+        first_rows = np.concatenate(
+            [_first_occurrences(N_rows[i : i + chunk], valid_n[i : i + chunk])
+             for i in range(0, len(N_rows), chunk)])
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
-        part = _chunk_metrics(S[sl], N[sl], ls[sl], ln[sl], kc, metrics, p)
+        rows = n_row[sl]
+        N, ln = N_rows[rows], ln_rows[rows]
+        part = {}
+        if bitmask:
+            first_n = first_rows[rows] if "jaccard" in bitmask else None
+            part.update(_chunk_metrics_bitmask(S[sl], N, ls[sl], ln, kc, bitmask, first_n))
+        if general:
+            part.update(_chunk_metrics_general(S[sl], N, ls[sl], ln, kc, general, p))
         for m in metrics:
             out[m][sl] = part[m]
     return out

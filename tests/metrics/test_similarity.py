@@ -342,3 +342,73 @@ def test_batch_long_lists():
     ref = _reference(S_lists, N_lists, k_values, 0.95)
     for m in SIMILARITY_METRICS:
         np.testing.assert_allclose(got[m], ref[m], rtol=0, atol=1e-12, err_msg=m)
+
+
+EXACT = ("jaccard", "serp_star", "serp_star_normalized", "prag_star")  # integer numerators
+
+
+def _fairllm_table(rng, n_inst, n_values, K, vocab):
+    """Instruction-major pairs; one neutral list object per instruction (as the probe passes)."""
+    S_lists, N_lists = [], []
+    for m in range(n_inst):
+        kind = m % 4
+        neutral = [f"m{int(x)}" for x in rng.integers(0, vocab, int(rng.integers(0, K + 1)))]
+        for v in range(n_values):
+            if kind == 0:  # disjoint from the neutral list
+                s = [f"x{int(x)}" for x in rng.integers(0, vocab, K)]
+            elif kind == 1:  # a perturbed copy, cut short at random (possibly empty)
+                s = [x if rng.random() < 0.7 else f"m{int(rng.integers(0, vocab))}"
+                     for x in neutral][: int(rng.integers(0, K + 1))]
+            else:  # random lists over a small vocabulary: many repeats, lengths 0..K
+                s = [f"m{int(x)}" for x in rng.integers(0, vocab, int(rng.integers(0, K + 1)))]
+            S_lists.append(s)
+            N_lists.append(neutral)
+    S_lists += [[], ["a"], [], ["a", "a"]]
+    N_lists += [[], [], ["a"], ["a", "a", "b"]]
+    return S_lists, N_lists
+
+
+@pytest.mark.parametrize(("seed", "K", "vocab", "bitmask_width"), [
+    (0, 20, 8, 52),    # FaiRLLM's K, bitmask kernel (float32 masks)
+    (1, 20, 30, 52),
+    (2, 40, 12, 52),   # float64 masks
+    (3, 20, 8, 0),     # general kernel for every metric
+    (4, 52, 20, 52),   # the widest bitmask lists
+])
+def test_vectorised_table_equals_scalar_functions_exactly(monkeypatch, seed, K, vocab,
+                                                          bitmask_width):
+    monkeypatch.setattr(sim_mod, "_BITMASK_WIDTH", bitmask_width)
+    rng = np.random.default_rng(seed)
+    S_lists, N_lists = _fairllm_table(rng, 24, 6, K, vocab)
+    assert any(len(set(s)) < len(s) for s in S_lists)  # repeats are exercised
+    k_values = sorted({1, 2, 3, K - 1, K, K + 5} | set(rng.integers(1, K, 4).tolist()))
+    got = similarity_matrix(S_lists, N_lists, k_values=k_values, p=0.9)
+    ref = _reference(S_lists, N_lists, k_values, 0.9)
+    for m in EXACT:  # bit for bit, not merely close
+        np.testing.assert_array_equal(got[m], ref[m], err_msg=m)
+    np.testing.assert_allclose(got["rbo"], ref["rbo"], rtol=0, atol=1e-12)
+    # All k at once equals one k at a time, and the default k = 1..longest list.
+    one = similarity_matrix(S_lists, N_lists, k_values=[K], metrics=EXACT, p=0.9)
+    for m in EXACT:
+        np.testing.assert_array_equal(one[m][:, 0], got[m][:, k_values.index(K)], err_msg=m)
+
+
+def test_shared_neutral_objects_and_copies_agree():
+    rng = np.random.default_rng(7)
+    S_lists, N_lists = _fairllm_table(rng, 12, 5, 20, 10)
+    copies = [list(n) for n in N_lists]  # every pair its own neutral list object
+    assert len({id(n) for n in N_lists}) < len({id(n) for n in copies})
+    shared = similarity_matrix(S_lists, N_lists, p=0.9)
+    separate = similarity_matrix(S_lists, copies, p=0.9)
+    for m in SIMILARITY_METRICS:
+        np.testing.assert_array_equal(shared[m], separate[m], err_msg=m)
+
+
+def test_bitmask_and_general_kernels_agree_bitwise(monkeypatch):
+    rng = np.random.default_rng(8)
+    S_lists, N_lists = _fairllm_table(rng, 20, 4, 20, 6)
+    fast = similarity_matrix(S_lists, N_lists, k_values=[5, 20], metrics=EXACT, p=0.9)
+    monkeypatch.setattr(sim_mod, "_BITMASK_WIDTH", 0)
+    general = similarity_matrix(S_lists, N_lists, k_values=[5, 20], metrics=EXACT, p=0.9)
+    for m in EXACT:
+        np.testing.assert_array_equal(fast[m], general[m], err_msg=m)
