@@ -43,6 +43,17 @@ def _cf(fn=gr.biased, seed=0):
     return probe, ctx, queries, answers, probe.analyse(ctx, queries, answers)
 
 
+def _popularity(n_users, fn=None):
+    """The popularity probe on the Zipf catalog, answered by ``fn`` (default head_first)."""
+    from recaudit.probes.popularity import PopularityParams, PopularityProbe
+
+    probe = PopularityProbe(PopularityParams(n_users=n_users, history_items=6, k=10))
+    ctx = tp._ctx(tp.zipf_catalog(), stats=FAST)
+    queries = probe.plan(ctx)
+    answers = tp._answers(queries, tp._python(fn or head_first, 10))
+    return probe, ctx, queries, answers, probe.analyse(ctx, queries, answers)
+
+
 def _rec(res, metric, variant, **where):
     recs = [m for m in res.metric(metric, variant=variant, **where)]
     top = max((m.k or 0) for m in recs)
@@ -75,14 +86,8 @@ def test_consensus_and_neutralisation_remove_the_planted_gender_gap():
 
 
 def test_xquad_raises_the_long_tail_share_and_costs_utility(tmp_path):
-    from recaudit.probes.popularity import PopularityParams, PopularityProbe
 
-    catalog = tp.zipf_catalog()
-    probe = PopularityProbe(PopularityParams(n_users=16, history_items=6, k=10))
-    ctx = tp._ctx(catalog, stats=FAST)
-    queries = probe.plan(ctx)
-    answers = tp._answers(queries, tp._python(head_first, 10))
-    res = probe.analyse(ctx, queries, answers)
+    probe, ctx, queries, answers, res = _popularity(16)
     mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
         reranker="xquad", params={"lam": 1.0}, k=5, sweep=[0.0, 0.5])])
     # binary xQuAD at lambda = 1: the top 5 (all head) gets one long-tail item for every user
@@ -237,14 +242,8 @@ def test_mitigate_command_reapplies_a_reranker_to_saved_results(tmp_path, capsys
 
 def test_fair_makes_every_top_k_pass_the_fairness_test():
     from recaudit.mitigation.fair import is_fair
-    from recaudit.probes.popularity import PopularityParams, PopularityProbe
 
-    catalog = tp.zipf_catalog()
-    probe = PopularityProbe(PopularityParams(n_users=16, history_items=6, k=10))
-    ctx = tp._ctx(catalog, stats=FAST)
-    queries = probe.plan(ctx)
-    answers = tp._answers(queries, tp._python(head_first, 10))
-    res = probe.analyse(ctx, queries, answers)
+    probe, ctx, queries, answers, res = _popularity(16)
     spec = MitigationSpec(reranker="fair", params={"p": 0.3, "alpha": 0.1}, k=10)
     seen = {}
 
@@ -285,15 +284,9 @@ def test_a_gate_can_hold_a_mitigated_variant():
 
 
 def test_report_draws_the_tradeoff_curve_and_escapes_its_labels(tmp_path):
-    from recaudit.probes.popularity import PopularityParams, PopularityProbe
     from recaudit.report import render_html
 
-    catalog = tp.zipf_catalog()
-    probe = PopularityProbe(PopularityParams(n_users=10, history_items=6, k=10))
-    ctx = tp._ctx(catalog, stats=FAST)
-    queries = probe.plan(ctx)
-    answers = tp._answers(queries, tp._python(head_first, 10))
-    res = probe.analyse(ctx, queries, answers)
+    probe, ctx, queries, answers, res = _popularity(10)
     mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
         reranker="xquad", id="<b>xq</b>", k=5, sweep=[0.0, 1.0])])
     html = render_html([gr.audit_result([res])], tmp_path / "index.html").read_text()
@@ -304,14 +297,8 @@ def test_report_draws_the_tradeoff_curve_and_escapes_its_labels(tmp_path):
 
 @pytest.mark.parametrize("method", ["greedy", "cons", "relaxed", "constsort"])
 def test_det_moves_the_top_k_toward_its_target_shares(method):
-    from recaudit.probes.popularity import PopularityParams, PopularityProbe
 
-    catalog = tp.zipf_catalog()
-    probe = PopularityProbe(PopularityParams(n_users=12, history_items=6, k=10))
-    ctx = tp._ctx(catalog, stats=FAST)
-    queries = probe.plan(ctx)
-    answers = tp._answers(queries, tp._python(head_first, 10))
-    res = probe.analyse(ctx, queries, answers)
+    probe, ctx, queries, answers, res = _popularity(12)
     mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
         reranker="det", params={"column": "head_tail", "method": method,
                                 "targets": {"tail": 0.4}}, k=5, sweep=[0.0])])
