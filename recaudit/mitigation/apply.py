@@ -93,7 +93,7 @@ def _list_of(probe: Any, q: Any, answer: Any) -> list[str] | None:
         return None
     if hasattr(probe, "ranking"):
         return probe.ranking(q, answer)
-    return answer.item_ids or None
+    return answer.item_ids  # [] for a refusal: consensus still gives it the aggregate
 
 
 def _held_out(q: Any) -> list[str] | None:
@@ -129,8 +129,8 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
 
     main = points[0]
     lists = {q.id: _list_of(probe, q, answers.get(q.id)) for q in queries}
-    usable = [q for q in queries if lists[q.id]]
-    if not usable:
+    usable = [q for q in queries if lists[q.id] is not None]
+    if not any(lists[q.id] for q in usable):
         result.warnings.append(f"{where} {main.name}: no list to re-rank")
         return
     base = {q.id: lists[q.id] for q in usable}

@@ -312,3 +312,17 @@ def test_det_moves_the_top_k_toward_its_target_shares(method):
     with pytest.raises(ConfigError, match="does not have"):
         mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(
             reranker="det", params={"column": "head_tail", "targets": {"middle": 0.4}})])
+
+
+def test_consensus_also_answers_a_refused_value():
+    """A value whose answer held no catalog item (a refusal) gets the aggregate too: the list
+    no longer depends on the value, so SNSR is 0 even with refusals."""
+    def refusing(messages, k):
+        if "a female" in messages[-1]["content"]:
+            return []
+        return gr.biased(messages, k)
+
+    probe, ctx, queries, answers, res = _cf(refusing)
+    assert any(not a.item_ids for a in answers.values())
+    mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(reranker="consensus")])
+    assert _rec(res, "snsr_jaccard", "consensus", attribute="gender").estimate == 0.0
