@@ -36,8 +36,8 @@ import pandas as pd
 
 from . import datasets
 from .errors import DataError
-from .grounding import (Grounding, TitleMatcher, fairllm_items, ground, normalize_title,
-                        parse_list, split_year)
+from .grounding import (Grounding, TitleMatcher, fairllm_items, ground, ground_entries,
+                        normalize_title, parse_list, split_year)
 from .metrics.popularity import head_tail_split
 
 __all__ = ["Catalog", "OpenCatalog", "OPEN_PARSES"]
@@ -499,19 +499,7 @@ class OpenCatalog:
             if self.parse == "fairllm":
                 items = fairllm_items(text)
                 return Grounding(item_ids=list(items), entries=list(items))
-            entries = parse_list(text)
-            out = Grounding(entries=list(entries))
-            seen: set[str] = set()
-            for e in entries:
-                key = normalize_title(e)
-                if not key:
-                    out.unmatched.append(e)
-                elif key in seen:
-                    out.duplicates += 1
-                else:
-                    seen.add(key)
-                    out.item_ids.append(key)
-            return out
+            return ground_entries(parse_list(text), lambda e: normalize_title(e) or None)
         except Exception:  # noqa: BLE001 - grounding must never fail an audit
             return Grounding()
 

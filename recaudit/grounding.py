@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 __all__ = [
     "ARTICLES",
@@ -981,20 +981,27 @@ def ground(text: str, matcher: TitleMatcher) -> Grounding:
         entries, fmt = _parse(text)
         if fmt == "comma":
             entries = _rejoin_commas(entries, matcher)
-        out = Grounding(entries=list(entries))
-        seen: set[str] = set()
-        for e in entries:
-            item = match_entry(e, matcher)
-            if item is None:
-                out.unmatched.append(e)
-            elif item in seen:
-                out.duplicates += 1
-            else:
-                seen.add(item)
-                out.item_ids.append(item)
-        return out
+        return ground_entries(entries, lambda e: match_entry(e, matcher))
     except Exception:  # noqa: BLE001 - grounding must never fail an audit
         return Grounding()
+
+
+def ground_entries(entries: list[str], match: Callable[[str], str | None]) -> Grounding:
+    """A Grounding of parsed ``entries`` in list order: ``match(entry)`` gives its item (None:
+    unmatched); an entry whose item is already taken is dropped and counted in
+    ``duplicates``."""
+    out = Grounding(entries=list(entries))
+    seen: set[str] = set()
+    for e in entries:
+        item = match(e)
+        if item is None:
+            out.unmatched.append(e)
+        elif item in seen:
+            out.duplicates += 1
+        else:
+            seen.add(item)
+            out.item_ids.append(item)
+    return out
 
 
 def _rejoin_commas(parts: list[str], matcher: TitleMatcher) -> list[str]:
