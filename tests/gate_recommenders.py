@@ -215,3 +215,25 @@ def offline_counterfactual(fn, *, seed: int = 0, subjects=SUBJECTS, k: int = 10,
                                Grounding(item_ids=items, unmatched=[], duplicates=0,
                                          entries=items))
     return probe.analyse(ctx, probe.plan(ctx), answers)
+
+
+def write_cli_config(tmp_path: Path, model: str, out: str) -> Path:
+    """A small counterfactual audit config (gender, six subjects, a CSV catalog of
+    :data:`TITLES`) for CLI tests, writing results to ``tmp_path / out``."""
+    items = tmp_path / "items.csv"
+    if not items.exists():
+        items.write_text("id,title\n" + "".join(f"{i},{t}\n" for i, t in enumerate(TITLES)),
+                         encoding="utf-8")
+    cfg = tmp_path / f"{out}.yaml"
+    cfg.write_text(
+        f"model: {model}\n"
+        f"engine: {{cache: {tmp_path / 'c.sqlite'}, progress: false}}\n"
+        "stats: {n_bootstrap: 100, n_permutations: 99, min_group_size: 5}\n"
+        f"catalog: {{source: csv, path: {items}}}\n"
+        "probes:\n  - probe: counterfactual\n    params:\n      k: 10\n"
+        "      similarities: [jaccard]\n      n_examples: 0\n"
+        "      attributes: {gender: [a female, a male]}\n"
+        "      subjects: {source: inline, items: [Alpha Station, Blue Harbor, Cold Summit,"
+        " Desert Echo, Ember Road, Frozen Lake]}\n"
+        f"out: {tmp_path / out}\n", encoding="utf-8")
+    return cfg

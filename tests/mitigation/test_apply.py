@@ -200,21 +200,7 @@ def test_k_larger_than_the_lists_and_a_one_value_column_are_config_errors():
 def test_mitigate_command_reapplies_a_reranker_to_saved_results(tmp_path, capsys):
     from recaudit.cli import main
 
-    items = tmp_path / "items.csv"
-    items.write_text("id,title\n" + "".join(f"{i},{t}\n" for i, t in enumerate(gr.TITLES)),
-                     encoding="utf-8")
-    cfg = tmp_path / "a.yaml"
-    cfg.write_text(
-        "model: python:tests.gate_recommenders:biased\n"
-        f"engine: {{cache: {tmp_path / 'c.sqlite'}, progress: false}}\n"
-        "stats: {n_bootstrap: 100, n_permutations: 99, min_group_size: 5}\n"
-        f"catalog: {{source: csv, path: {items}}}\n"
-        "probes:\n  - probe: counterfactual\n    params:\n      k: 10\n"
-        "      similarities: [jaccard]\n      n_examples: 0\n"
-        "      attributes: {gender: [a female, a male]}\n"
-        "      subjects: {source: inline, items: [Alpha Station, Blue Harbor, Cold Summit,"
-        " Desert Echo, Ember Road, Frozen Lake]}\n"
-        f"out: {tmp_path / 'out'}\n", encoding="utf-8")
+    cfg = gr.write_cli_config(tmp_path, "python:tests.gate_recommenders:biased", "out")
     assert main(["audit", str(cfg), "--no-progress", "--format", "json"]) == 0
     results = tmp_path / "out" / "results.json"
     before = json.loads(results.read_text())

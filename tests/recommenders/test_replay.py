@@ -224,23 +224,7 @@ def test_bad_recordings_exit_2_with_one_line_from_the_cli(tmp_path, capsys):
 
 # -- audits: live vs replayed --------------------------------------------------------------------
 def _audit_config(tmp_path: Path, model: str, out: str) -> Path:
-    items = tmp_path / "items.csv"
-    if not items.exists():
-        items.write_text("id,title\n" + "".join(f"{i},{t}\n" for i, t in enumerate(gr.TITLES)),
-                         encoding="utf-8")
-    cfg = tmp_path / f"{out}.yaml"
-    cfg.write_text(
-        f"model: {model}\n"
-        f"engine: {{cache: {tmp_path / 'c.sqlite'}, progress: false}}\n"
-        "stats: {n_bootstrap: 100, n_permutations: 99, min_group_size: 5}\n"
-        f"catalog: {{source: csv, path: {items}}}\n"
-        "probes:\n  - probe: counterfactual\n    params:\n      k: 10\n"
-        "      similarities: [jaccard]\n      n_examples: 0\n"
-        "      attributes: {gender: [a female, a male]}\n"
-        "      subjects: {source: inline, items: [Alpha Station, Blue Harbor, Cold Summit,"
-        " Desert Echo, Ember Road, Frozen Lake]}\n"
-        f"out: {tmp_path / out}\n", encoding="utf-8")
-    return cfg
+    return gr.write_cli_config(tmp_path, model, out)
 
 
 def _answer_batch(inputs: Path, output: Path, drop: int = 0) -> int:
