@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outputs to write (comma list of json, html, junit, md)")
     p.add_argument("--strict", action="store_true",
                    help="with a replay: model, exit 2 if any request had no recorded answer")
+    p.add_argument("--fresh-cache", action="store_true", help="if the response cache file is "
+                   "unusable (corrupt), move it aside to <name>.corrupt-<timestamp>, start empty")
 
     p = sub.add_parser("export-requests", help="write every request an audit would make "
                        "(OpenAI Batch input or JSONL) to answer elsewhere and replay",
@@ -206,7 +208,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.trust_remote_code:
         overrides["trust_remote_code"] = True
     if args.batch_size or args.max_requests is not None or args.dry_run or args.cache \
-            or args.no_progress:
+            or args.no_progress or args.fresh_cache:
         eng: dict[str, Any] = {}
         if args.batch_size:
             eng["batch_size"] = args.batch_size
@@ -218,6 +220,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             eng["cache"] = args.cache
         if args.no_progress:
             eng["progress"] = False
+        if args.fresh_cache:
+            eng["fresh_cache"] = True
         overrides["engine"] = eng
     if args.max_new_tokens:
         overrides["decoding"] = {"max_new_tokens": args.max_new_tokens}

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from .errors import ModelRuntimeError, RecauditError
 from .grounding import Grounding
 from .paths import cache_dir
@@ -81,34 +83,120 @@ class EngineStats:
                 "seconds": round(self.seconds, 3), "output_tokens": self.output_tokens}
 
 
-class ResponseCache:
-    """SQLite store of responses keyed by (model fingerprint, decoding key, request key)."""
+class CachedResponse(BaseModel):
+    """The shape of a cached response row (``Response.to_dict()``): anything else is garbage.
 
-    def __init__(self, path: str | Path) -> None:
+    Failed responses are never cached, so ``error`` must be null.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: str
+    item_ids: list[str | int] | None = None
+    scores: list[float] | None = None
+    n_prompt_tokens: int = 0
+    n_output_tokens: int = 0
+    error: None = None
+    meta: dict[str, Any] = {}
+
+
+RECOVERY = ("rerun with --fresh-cache to move it aside and start an empty cache, "
+            "or --cache PATH to use another file")
+_COLUMNS = ("model", "decoding", "request_key", "request", "response", "created")
+_CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS responses (model TEXT NOT NULL, decoding TEXT NOT NULL,"
+    " request_key TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL,"
+    " created REAL NOT NULL, PRIMARY KEY (model, decoding, request_key))")
+
+
+class CacheUnusableError(RecauditError):
+    """The response cache file is not a readable recaudit cache (corrupt, foreign, wrong schema)."""
+
+
+class ResponseCache:
+    """SQLite (WAL) store of responses keyed by (model fingerprint, decoding key, request key).
+
+    Opening checks the file (``PRAGMA quick_check``, the ``responses`` table's columns): an
+    unusable file raises :class:`CacheUnusableError` naming it and the way out, or, with
+    ``fresh_if_unusable``, is moved aside to ``<name>.corrupt-<UTC timestamp>`` (with its
+    ``-wal``/``-shm`` files) and an empty cache starts in its place. A row whose response is not
+    valid :class:`CachedResponse` JSON is skipped (a miss: recomputed and overwritten) and
+    counted in :attr:`unreadable`; it is never returned as an answer.
+    """
+
+    def __init__(self, path: str | Path, *, fresh_if_unusable: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.unreadable: list[str] = []  # one line per garbage row skipped by get_many
+        self.moved_to: Path | None = None
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS responses (model TEXT NOT NULL, decoding TEXT NOT NULL,"
-                " request_key TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL,"
-                " created REAL NOT NULL, PRIMARY KEY (model, decoding, request_key))")
-            self.db.commit()
-        except sqlite3.DatabaseError as err:
-            raise RecauditError(f"response cache {self.path} is unusable: {err}") from None
+            self.db = self._open()
+        except CacheUnusableError:
+            if not fresh_if_unusable:
+                raise
+            self.moved_to = self._move_aside()
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(str(self.path), timeout=30)
+        except sqlite3.Error as err:  # a directory, no permission
+            raise RecauditError(f"response cache {self.path} cannot be opened ({err})") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            problem = _check_schema(db) or _quick_check(db)
+            if problem is None:
+                db.execute(_CREATE_TABLE)
+                db.commit()
+                return db
+        except sqlite3.DatabaseError as err:  # "file is not a database", "malformed", locked
+            db.close()
+            raise self._error(err) from None
+        db.close()
+        raise CacheUnusableError(f"response cache {self.path} is unusable ({problem}); {RECOVERY}")
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("", "-wal", "-shm"):  # a stale WAL would be replayed onto the new file
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.rename(f"{target}{suffix}")
+        print(f"recaudit: warning: unusable response cache {self.path} moved to {target}; "
+              "starting an empty cache", file=sys.stderr)
+        return target
+
+    def _error(self, err: sqlite3.DatabaseError) -> RecauditError:
+        if _busy(err):
+            return RecauditError(f"response cache {self.path} is locked by another process "
+                                 f"({err}); wait for it to finish, or use --cache PATH")
+        return CacheUnusableError(f"response cache {self.path} is unusable ({err}); {RECOVERY}")
 
     def get_many(self, model: str, decoding: str, keys: Sequence[str]) -> dict[str, Response]:
         found: dict[str, Response] = {}
         keys = list(keys)
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT request_key, response FROM responses WHERE model=? AND decoding=? "
-                f"AND request_key IN ({marks})", (model, decoding, *chunk))
-            for key, blob in rows:
-                found[key] = Response.from_dict(json.loads(blob))
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.db.execute(
+                    f"SELECT request_key, CAST(response AS BLOB) FROM responses WHERE model=? AND "
+                    f"decoding=? AND request_key IN ({marks})", (model, decoding, *chunk))
+                for key, blob in rows:
+                    try:  # bytes: invalid UTF-8 fails here, not inside sqlite3's row decoding
+                        payload = CachedResponse.model_validate_json(blob)
+                    except ValidationError as err:
+                        first = err.errors(include_url=False)[0]
+                        where = ".".join(map(str, first["loc"]))
+                        self.unreadable.append(f"row {key[:12]}: {where} {first['msg']}".strip())
+                        continue
+                    found[key] = Response.from_dict(payload.model_dump())
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
         return found
 
     def put_many(self, model: str, decoding: str,
@@ -116,18 +204,46 @@ class ResponseCache:
         rows = [(model, decoding, req.key(), json.dumps(req.to_dict(), ensure_ascii=False),
                  json.dumps(resp.to_dict(), ensure_ascii=False), time.time())
                 for req, resp in items if resp.error is None]
-        self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", rows)
-        self.db.commit()
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)", rows)
+            self.db.commit()
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
         return len(rows)
 
     def count(self, model: str | None = None) -> int:
-        if model is None:
-            return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM responses WHERE model=?",
-                               (model,)).fetchone()[0]
+        try:
+            if model is None:
+                return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            return self.db.execute("SELECT COUNT(*) FROM responses WHERE model=?",
+                                   (model,)).fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
 
     def close(self) -> None:
         self.db.close()
+
+
+def _busy(err: sqlite3.DatabaseError) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "locked" in str(err)
+
+
+def _check_schema(db: sqlite3.Connection) -> str | None:
+    """Why ``db`` is not a recaudit cache (another app's tables, other columns), or None."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    if "responses" not in tables:
+        return f"not a recaudit response cache: tables {', '.join(tables)}" if tables else None
+    columns = tuple(r[1] for r in db.execute("PRAGMA table_info(responses)"))
+    if columns != _COLUMNS:
+        return (f"table 'responses' has columns ({', '.join(columns)}), "
+                f"expected ({', '.join(_COLUMNS)})")
+    return None
+
+
+def _quick_check(db: sqlite3.Connection) -> str | None:
+    """SQLite's ``PRAGMA quick_check`` (every page read, O(file size)): None when ok."""
+    rows = [r[0] for r in db.execute("PRAGMA quick_check(1)")]
+    return None if rows == ["ok"] else f"quick_check: {rows[0] if rows else 'no answer'}"
 
 
 def default_cache_path() -> Path:
@@ -146,10 +262,11 @@ class Engine:
                  cache_path: str | Path | None = None, batch_size: int = 16,
                  max_requests: int | None = None, dry_run: bool = False,
                  progress: bool = True, backend: str = "local", ray_workers: int = 2,
-                 console: Any = None) -> None:
+                 console: Any = None, fresh_cache: bool = False) -> None:
         self.recommender = recommender
         self.catalog = catalog
-        self.cache = ResponseCache(cache_path or default_cache_path())
+        self.cache = ResponseCache(cache_path or default_cache_path(),
+                                   fresh_if_unusable=fresh_cache)
         self.batch_size = max(1, int(batch_size))
         self.max_requests = max_requests
         self.dry_run = dry_run
@@ -170,6 +287,11 @@ class Engine:
         for req in requests:
             unique.setdefault(req.key(), req)
         cached = self.cache.get_many(self._model_key, self._decoding_key, list(unique))
+        if self.cache.unreadable:
+            print(f"recaudit: warning: {len(self.cache.unreadable)} cached responses in "
+                  f"{self.cache.path} are unreadable and will be recomputed (first: "
+                  f"{self.cache.unreadable[0]})", file=sys.stderr)
+            self.cache.unreadable.clear()
         misses = [k for k in unique if k not in cached]
         cap = len(misses) if self.max_requests is None else min(len(misses), self.max_requests)
         if self.dry_run:
