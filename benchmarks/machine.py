@@ -2,7 +2,8 @@
 
 CPU model and flags from ``/proc/cpuinfo`` (Linux; ``platform`` elsewhere), cores from
 ``os.cpu_count()`` and the affinity mask, BLAS (torch's ``BLAS_INFO`` build setting and the
-libraries ``threadpoolctl`` sees once numpy is loaded), library versions, the GPU when ``torch.cuda.is_available()``, and ``OPENBLAS_CORETYPE`` when set.
+libraries ``threadpoolctl`` sees once numpy is loaded), library versions, the GPU when
+``torch.cuda.is_available()``, and ``OPENBLAS_CORETYPE`` when set.
 
     python benchmarks/machine.py     # prints the description as a Markdown list
 """
