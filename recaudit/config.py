@@ -22,7 +22,7 @@ from .yamlio import deep_merge, format_validation_error, read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DecodingConfig(_Strict):

@@ -3,6 +3,13 @@
 :func:`read_yaml` reads a file (a :class:`~recaudit.errors.ConfigError` with file:line:column
 when it is malformed), :func:`format_validation_error` turns a pydantic error into one line
 naming the file and key path, and :func:`deep_merge` merges override mappings key by key.
+
+What :func:`read_yaml` refuses, each with a one-line ConfigError (exit 2): a file over
+:data:`MAX_YAML_BYTES` (checked before reading it), bytes that are not UTF-8, a duplicate key in
+a mapping (PyYAML would silently keep the last one), aliases that add more than
+:data:`MAX_ALIAS_EXPANSION` nodes to the document (a "billion laughs" bomb: counted on the node
+graph before any object is built), a recursive alias, nesting deeper than the parser can follow,
+and ``.nan`` / ``.inf`` (no setting takes a non-finite number).
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ from pydantic import ValidationError
 
 from .errors import ConfigError
 
-__all__ = ["deep_merge", "format_validation_error", "read_yaml"]
+__all__ = ["MAX_ALIAS_EXPANSION", "MAX_YAML_BYTES", "deep_merge", "format_validation_error",
+           "read_yaml"]
+
+#: largest YAML file read, in bytes (the biggest bundled one is about 5 KB)
+MAX_YAML_BYTES = 4 * 1024 * 1024
+#: most nodes aliases may add to a document (each ``*anchor`` adds the anchored node's size)
+MAX_ALIAS_EXPANSION = 100_000
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -53,16 +66,101 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a duplicate key in a mapping (a merge ``<<`` may be overridden)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first on line {seen[key]})",
+                            key_node.start_mark)
+                    seen[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mark(where: Path, node: yaml.Node) -> str:
+    return f"{where}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _check_nodes(root: yaml.Node, where: Path) -> None:
+    """Refuse alias bombs, recursive aliases and non-finite numbers, on the composed node graph.
+
+    An alias is the anchored node object itself, so a node met again adds its expanded size
+    ``size(n) = 1 + sum(size(children))`` (memoised) to the document.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    added = 0
+
+    def size(node: yaml.Node) -> int:
+        nonlocal added
+        key = id(node)
+        if key in sizes:
+            added += sizes[key]
+            if added > MAX_ALIAS_EXPANSION:
+                raise ConfigError(f"{where}: YAML aliases add more than "
+                                  f"{MAX_ALIAS_EXPANSION:,} nodes (an alias bomb?); refused")
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(f"{_mark(where, node)}: recursive YAML alias")
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:float" \
+                    and node.value.lstrip("+-").lower() in (".inf", ".nan"):
+                raise ConfigError(f"{_mark(where, node)}: {node.value} is not a finite number")
+            sizes[key] = 1
+            return 1
+        open_nodes.add(key)
+        children = [c for pair in node.value for c in pair] \
+            if isinstance(node, yaml.MappingNode) else node.value
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
 def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
-    """(parsed data, text) of a YAML file; ConfigError with file:line:column when malformed."""
+    """(parsed data, text) of a YAML file; a one-line ConfigError with file:line:column when it
+    is malformed, and for everything the module docstring lists as refused."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} file not found: {p}")
-    text = p.read_text(encoding="utf-8")
     try:
-        return yaml.safe_load(text), text
+        n_bytes = p.stat().st_size
+        if n_bytes > MAX_YAML_BYTES:
+            raise ConfigError(f"{p}: {what} file is {n_bytes:,} bytes, over the limit of "
+                              f"{MAX_YAML_BYTES:,}")
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} file {p}: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+                          f"{err.start})") from None
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, text
+        _check_nodes(root, p)
+        return loader.construct_document(root), text
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
