@@ -7,23 +7,29 @@ workers sharing one ``httpx.Client``.
 
 Failure policy (what the audit sees):
 
-* **429 / 500 / 502 / 503 / 504, read timeouts, dropped connections**: retried up to
-  ``max_retries`` times (so at most ``max_retries + 1`` attempts) with exponential backoff
-  ``backoff * 2**(attempt-1)`` times a jitter factor in [0.5, 1.5), capped at 30 s. A
-  ``Retry-After`` header (seconds or an HTTP date) replaces the computed delay, capped at 120 s.
-* **Retries exhausted on a reachable endpoint** (it kept answering 429/5xx or kept timing out for
-  that request): that request's :class:`Response` gets ``error`` set; the audit continues and the
-  engine reports how many requests failed.
+* **429 / 500 / 502 / 503 / 504, timeouts, dropped connections, a body cut short, a malformed
+  body** (not JSON, nested past the parser's limit, larger than :data:`MAX_BODY_BYTES`, or no
+  ``choices[0].message.content``): retried up to ``max_retries`` times (so at most
+  ``max_retries + 1`` attempts) with exponential backoff ``backoff * 2**(attempt-1)`` times a
+  jitter factor in [0.5, 1.5), capped at 30 s. A ``Retry-After`` header (seconds or an HTTP
+  date) replaces the computed delay, capped at 120 s. ``timeout`` bounds each attempt as a whole:
+  a server that trickles its answer byte by byte is cut off at the deadline too.
+* **Retries exhausted on a reachable endpoint**: that request's :class:`Response` gets a one-line
+  ``error`` (the URL, the attempts, the last failure); the audit continues, the engine counts
+  failed and retried requests, and the probe says it is incomplete. A malformed body never
+  becomes an answer.
 * **Unreachable endpoint** (connection refused, DNS failure, connect timeout on every attempt):
   :class:`~recaudit.errors.EndpointError` naming the URL. Pending requests are cancelled.
-* **HTTP 401 / 403 / 404** (bad key, wrong URL, unknown model): :class:`EndpointError` at once;
-  retrying cannot help and every other request would fail the same way.
-* **Other 4xx** (e.g. a prompt longer than the context): ``Response.error`` for that request.
-* **A malformed body** (not JSON, or no ``choices[0].message.content``): ``Response.error`` for
-  that request, not retried; the audit continues.
+* **HTTP 401 / 403 / 404** (bad key, wrong URL, unknown model): :class:`EndpointError` at once
+  (exit 2: "endpoint URL rejected the API key (HTTP 401)"); retrying cannot help and every other
+  request would fail the same way.
+* **Other 4xx** (e.g. a prompt longer than the context), and a well-formed answer whose
+  ``content`` is not text (``null`` with a content filter or a tool call): ``Response.error`` for
+  that request, not retried (the same request gets the same answer).
 
 The API key is read from the environment variable named by ``api_key_env`` and sent as
-``Authorization: Bearer ...``. It never appears in fingerprints, ``repr``, errors or logs.
+``Authorization: Bearer ...``. It never appears in fingerprints, ``repr``, errors or logs (a
+server echoing it in an error body is masked).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403, 404})
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
+#: Largest answer body read (a chat completion is a few KiB); a larger one is malformed.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 # /v1/models "created" values this close to the local clock are the time of the request
 # (vLLM, llama.cpp server), not of the model: they are left out of the fingerprint.
 CREATED_IS_NOW_WINDOW_S = 3600.0
@@ -100,6 +108,18 @@ class _Fatal(Exception):
     """Internal: the endpoint is unreachable, or answered in a way no retry can fix."""
 
 
+class _Deadline(Exception):
+    """Internal: an attempt ran past ``timeout`` while the body was still arriving."""
+
+
+class _Malformed(Exception):
+    """Internal: a 200 answer that is not a chat completion (retried like a transient fault)."""
+
+
+class _NotText(Exception):
+    """Internal: a well-formed completion whose content is not text (not retried)."""
+
+
 class OpenAIRecommender(Recommender):
     """Recommend via an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
@@ -117,7 +137,7 @@ class OpenAIRecommender(Recommender):
     concurrency
         Maximum number of requests in flight at once.
     timeout
-        Per-request timeout in seconds (connect, read, write and pool).
+        Time limit of one attempt in seconds: connect, each read, and the whole body.
     max_retries
         Retries after the first attempt on retryable failures (see the module docstring).
     backoff
@@ -264,33 +284,40 @@ class OpenAIRecommender(Recommender):
                                 meta={"attempts": attempt - 1})
             retry_after = None
             try:
-                r = self._client.post(self.chat_url, json=body)
+                status, headers, content = self._post(body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
                 last = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}"
                 if isinstance(exc, httpx.UnsupportedProtocol):
                     break
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, _Deadline):
                 reached = True
                 last = f"timed out after {self.timeout:g} s"
-            except httpx.TransportError as exc:  # dropped connection, protocol error
+            except httpx.TransportError as exc:  # dropped connection, body cut short
                 reached = True
                 last = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection error'}"
+            except _Malformed as exc:
+                reached = True
+                last = f"malformed response: {exc}"
             else:
                 reached = True
-                if r.status_code == 200:
-                    return self._parse(r, attempt)
-                detail = _one_line(r.text, 160)
-                if r.status_code in FATAL_STATUSES:
-                    hint = (f" (is ${self.api_key_env} set and valid?)"
-                            if r.status_code in (401, 403) else "")
-                    raise _Fatal(
-                        f"endpoint {self.chat_url} answered HTTP {r.status_code} for model "
-                        f"{self.model!r}{hint}: {detail}")
-                last = f"HTTP {r.status_code}: {detail}" if detail else f"HTTP {r.status_code}"
-                if r.status_code not in RETRY_STATUSES:
-                    return Response(error=f"endpoint {self.chat_url}: {last}",
-                                    meta={"attempts": attempt})
-                retry_after = _parse_retry_after(r.headers.get("Retry-After"))
+                text = content.decode("utf-8", errors="replace")
+                if status == 200:
+                    try:
+                        return self._parse(content, attempt)
+                    except _Malformed as exc:
+                        last = f"malformed response: {exc}"
+                    except _NotText as exc:
+                        return Response(error=f"endpoint {self.chat_url}: {exc}",
+                                        meta={"attempts": attempt})
+                else:
+                    detail = self._redact(_one_line(text, 160))
+                    if status in FATAL_STATUSES:
+                        raise _Fatal(self._fatal_message(status, detail))
+                    last = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+                    if status not in RETRY_STATUSES:
+                        return Response(error=f"endpoint {self.chat_url}: {last}",
+                                        meta={"attempts": attempt})
+                    retry_after = _parse_retry_after(headers.get("Retry-After"))
             if attempt < attempts and not abort.is_set():
                 delay = self._delay(attempt, retry_after)
                 if self._sleep is not None:
@@ -303,30 +330,65 @@ class OpenAIRecommender(Recommender):
         return Response(error=f"endpoint {self.chat_url} failed after {attempts} attempt(s): "
                               f"{last}", meta={"attempts": attempts})
 
-    def _parse(self, r: Any, attempt: int) -> Response:
+    def _post(self, body: dict[str, Any]) -> tuple[int, Any, bytes]:
+        """One attempt: (status, headers, body bytes), read within ``timeout`` and
+        :data:`MAX_BODY_BYTES` (httpx's own timeout bounds each read, not the whole body)."""
+        deadline = time.monotonic() + self.timeout
+        with self._client.stream("POST", self.chat_url, json=body) as r:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _Malformed(f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
+                if time.monotonic() > deadline:
+                    raise _Deadline()
+                chunks.append(chunk)
+            return r.status_code, r.headers, b"".join(chunks)
+
+    def _fatal_message(self, status: int, detail: str) -> str:
+        key = f"${self.api_key_env}" if self.api_key_env else "the API key"
+        key_set = bool(self.api_key_env and os.environ.get(self.api_key_env))
+        if status == 401:
+            what = (f"rejected the API key (HTTP 401); is {key} "
+                    + ("valid?" if key_set else "set? it is empty"))
+        elif status == 403:
+            what = f"refused access to model {self.model!r} (HTTP 403); check {key}"
+        else:
+            what = f"has no model {self.model!r} or no such route (HTTP 404)"
+        return f"endpoint {self.chat_url} {what}" + (f": {detail}" if detail else "")
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the API key masked (some servers echo the key they rejected)."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return text.replace(key, "***") if key and len(key) >= 4 else text
+
+    def _parse(self, content: bytes, attempt: int) -> Response:
+        """The answer in a 200 body; raises :class:`_Malformed` or :class:`_NotText`."""
         meta: dict[str, Any] = {"attempts": attempt}
         try:
-            data = r.json()
-        except ValueError:
-            return Response(error=f"malformed response from {self.chat_url}: body is not JSON "
-                                  f"({_one_line(r.text, 80)!r})", meta=meta)
+            data = json.loads(content)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past the limit
+            why = "nested too deep" if isinstance(exc, RecursionError) else "not JSON"
+            raise _Malformed(f"body is {why} "
+                             f"({_one_line(content[:80].decode('utf-8', 'replace'), 80)!r})"
+                             ) from None
         try:
             choice = data["choices"][0]
-            content = choice["message"]["content"]
+            message = choice["message"]
+            content_value = message["content"]
         except (KeyError, IndexError, TypeError):
-            return Response(error=f"malformed response from {self.chat_url}: no "
-                                  "choices[0].message.content", meta=meta)
+            raise _Malformed("no choices[0].message.content") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        if isinstance(choice, dict) and choice.get("finish_reason") is not None:
-            meta["finish_reason"] = str(choice["finish_reason"])
+        if choice.get("finish_reason") is not None:
+            meta["finish_reason"] = _one_line(str(choice["finish_reason"]), 40)
         if isinstance(data.get("model"), str):
             meta["model"] = data["model"]
-        if not isinstance(content, str):
-            return Response(error=f"malformed response from {self.chat_url}: message content "
-                                  f"is {type(content).__name__}, not text", meta=meta,
-                            n_prompt_tokens=_as_int(usage.get("prompt_tokens")),
-                            n_output_tokens=_as_int(usage.get("completion_tokens")))
-        return Response(text=content, n_prompt_tokens=_as_int(usage.get("prompt_tokens")),
+        if not isinstance(content_value, str):
+            reason = f", finish_reason {meta['finish_reason']!r}" if "finish_reason" in meta \
+                else ""
+            raise _NotText(f"message content is {type(content_value).__name__}, not text{reason}")
+        return Response(text=content_value, n_prompt_tokens=_as_int(usage.get("prompt_tokens")),
                         n_output_tokens=_as_int(usage.get("completion_tokens")), meta=meta)
 
     def close(self) -> None:

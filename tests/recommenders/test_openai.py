@@ -141,13 +141,13 @@ def test_exhausted_timeouts_give_a_response_error(srv):
 
 
 @pytest.mark.parametrize("fault", ["malformed", "no_choices"])
-def test_malformed_body_is_a_response_error_not_retried(srv, fault):
-    srv.set_faults([fault])
-    rec, delays = make(srv, concurrency=1)
-    bad, good = rec.recommend([Request.from_prompt(PROMPT), Request.from_prompt(PROMPT)])
+def test_malformed_body_is_retried_then_a_response_error(srv, fault):
+    srv.set_faults([fault] * 4)
+    rec, delays = make(srv, concurrency=1)  # max_retries=3: 4 attempts, all malformed
+    bad, good = rec.recommend([Request.from_prompt(PROMPT), Request.from_prompt("I am a man .")])
     rec.close()
-    assert bad.error is not None and "malformed" in bad.error
-    assert delays == [] and len(srv.requests) == 2
+    assert bad.error is not None and "malformed" in bad.error and "4 attempt" in bad.error
+    assert len(delays) == 3 and len(srv.requests) == 5
     assert good.error is None and good.text
 
 
@@ -343,7 +343,7 @@ def test_response_body_shapes(body, error, text):
     import httpx
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    rec = OpenAIRecommender("http://127.0.0.1:9/v1", "m", transport=transport)
+    rec = OpenAIRecommender("http://127.0.0.1:9/v1", "m", transport=transport, max_retries=0)
     (resp,) = rec.recommend([Request.from_prompt("x")])
     rec.close()
     if error is None:
