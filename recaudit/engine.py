@@ -75,11 +75,16 @@ class EngineStats:
     failed: int = 0
     seconds: float = 0.0
     output_tokens: int = 0
+    #: computed requests that took more than one attempt (``Response.meta["attempts"]``),
+    #: and the extra attempts they took
+    retried: int = 0
+    retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         e = self.estimate
         return {"requests": e.requests, "unique": e.unique, "cached": e.cached,
                 "computed": self.computed, "failed": self.failed, "skipped": e.capped,
+                "retried": self.retried, "retries": self.retries,
                 "seconds": round(self.seconds, 3), "output_tokens": self.output_tokens}
 
 
@@ -255,6 +260,12 @@ def _approx_tokens(req: Request) -> int:
     return sum(len(m.content) for m in req.messages) // 4 + 8
 
 
+def _extra_attempts(resp: Response) -> int:
+    """Attempts beyond the first that an adapter reported in ``meta["attempts"]`` (else 0)."""
+    attempts = resp.meta.get("attempts") if isinstance(resp.meta, dict) else None
+    return max(attempts - 1, 0) if isinstance(attempts, int) else 0
+
+
 class Engine:
     """Runs requests through a recommender with dedup, caching, batching and progress."""
 
@@ -324,6 +335,9 @@ class Engine:
                     self.stats.computed += 1
                     self.stats.failed += resp.error is not None
                     self.stats.output_tokens += resp.n_output_tokens
+                    extra = _extra_attempts(resp)
+                    self.stats.retried += extra > 0
+                    self.stats.retries += extra
         self.stats.seconds = time.perf_counter() - t0
         return {key: self._answer(unique[key], resp, key in cached)
                 for key, resp in responses.items()}
