@@ -196,6 +196,20 @@ def cmd_probes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _nothing_answered(result: Any) -> str | None:
+    """The one-line reason when every request the audit computed failed and none was cached
+    (an endpoint that kept failing, a model that errs on every input), else None."""
+    eng = result.provenance.engine or {}
+    computed, failed = eng.get("computed", 0), eng.get("failed", 0)
+    if not computed or failed != computed or eng.get("cached", 0):
+        return None
+    first = next((w for p in result.probes for w in p.warnings
+                  if w.startswith("incomplete:")), "")
+    first = " ".join(first.split(" (first: ", 1)[-1].removesuffix(")").split()) if first else ""
+    return (f"all {failed} model requests failed, nothing was measured"
+            + (f" (first: {first})" if first else "") + "; results.json keeps the errors")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import run_audit
     from .config import load_config
@@ -260,6 +274,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if missing:
         print(f"recaudit: warning: {missing}", file=sys.stderr)
+    nothing = None if missing else _nothing_answered(result)
+    if nothing:  # exit 0 would pass a CI job on an audit that measured nothing
+        print(f"recaudit: error: {nothing}", file=sys.stderr)
+        return EXIT_RUNTIME
     failed = [g for g in result.gates if not g.passed]
     return EXIT_GATE_FAILED if failed else EXIT_OK
 
