@@ -14,6 +14,7 @@ Specs::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..errors import ModelSpecError
@@ -56,10 +57,10 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
         raise ModelSpecError("empty model spec; try 'smollm2', 'minilm', 'hf:PATH', ...")
     if spec == "smollm2":
         from .gguf import GGUFRecommender, bundled_smollm2_path
-        return GGUFRecommender(str(bundled_smollm2_path()), decoding, spec=spec, **options)
+        return _make(GGUFRecommender, spec, options, str(bundled_smollm2_path()), decoding)
     if spec == "minilm":
         from .embedding import EmbeddingRecommender, bundled_minilm_path
-        return EmbeddingRecommender(str(bundled_minilm_path()), decoding, spec=spec, **options)
+        return _make(EmbeddingRecommender, spec, options, str(bundled_minilm_path()), decoding)
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise ModelSpecError(
@@ -67,25 +68,44 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
             + ", ".join(f"{k}:..." for k in KINDS))
     if kind == "hf":
         from .hf import HFRecommender
-        return HFRecommender(target, decoding, allow_pickle=allow_pickle,
-                             trust_remote_code=trust_remote_code, spec=spec, **options)
+        return _make(HFRecommender, spec, options, target, decoding, allow_pickle=allow_pickle,
+                     trust_remote_code=trust_remote_code)
     if kind == "gguf":
         from .gguf import GGUFRecommender
-        return GGUFRecommender(target, decoding, spec=spec, **options)
+        return _make(GGUFRecommender, spec, options, target, decoding)
     if kind == "embedding":
         from .embedding import EmbeddingRecommender
-        return EmbeddingRecommender(target, decoding, allow_pickle=allow_pickle, spec=spec,
-                                    **options)
+        return _make(EmbeddingRecommender, spec, options, target, decoding,
+                     allow_pickle=allow_pickle)
     if kind == "openai":
         from .openai import OpenAIRecommender
         url, hash_, model = target.partition("#")
         if not hash_ or not model:
             raise ModelSpecError(f"openai spec needs a model name: openai:URL#MODEL (got {spec!r})")
-        return OpenAIRecommender(url, model, decoding, spec=spec, **options)
+        return _make(OpenAIRecommender, spec, options, url, model, decoding)
     if kind == "python":
         from .python import PythonRecommender
-        return PythonRecommender(target, decoding, spec=spec, **options)
+        return _make(PythonRecommender, spec, options, target, decoding)
     if kind == "replay":
         from .replay import ReplayRecommender
-        return ReplayRecommender(target, decoding, spec=spec, **options)
+        return _make(ReplayRecommender, spec, options, target, decoding)
     raise ModelSpecError(f"unknown model kind {kind!r} in {spec!r}; known: {', '.join(KINDS)}")
+
+
+#: adapter constructor arguments that are not model options
+_NOT_OPTIONS = {"self", "path", "target", "base_url", "decoding", "spec", "allow_pickle",
+                "trust_remote_code", "model", "tokenizer"}
+
+
+def _make(cls: type, spec: str, options: dict[str, Any], *args: Any, **fixed: Any) -> Any:
+    """``cls(*args, spec=spec, **fixed, **options)``, after checking that every option is one
+    the adapter takes (a misspelt ``model_options`` key is a ModelSpecError, not a TypeError)."""
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        known = sorted(set(params) - _NOT_OPTIONS)
+        unknown = [k for k in options if k not in params or k in _NOT_OPTIONS]
+        if unknown:
+            raise ModelSpecError(f"model_options: unknown option {unknown[0]!r} for "
+                                 f"{spec.partition(':')[0]} models; known: "
+                                 f"{', '.join(known) or 'none'}")
+    return cls(*args, spec=spec, **fixed, **options)
