@@ -103,11 +103,15 @@ class Catalog:
         with ``user_col``, ``item_col``, ``rating_col`` and ``timestamp_col``; interactions on
         items missing from the catalogue raise :class:`DataError`.
 
+        An item with an empty title is kept (its interactions count; MovieLens has five) but
+        nothing can ground to it; titles stored as bytes must be UTF-8.
+
         Raises
         ------
         DataError
             Missing columns (the message lists the available ones), an empty catalogue,
-            duplicate or missing ids, a popularity column that is not a non-negative number.
+            duplicate or missing ids, no title at all, a title that is not UTF-8, a popularity
+            column that is not a finite non-negative number.
         """
         if not isinstance(items, pd.DataFrame):
             raise DataError(f"{source}: expected a pandas DataFrame, got {type(items).__name__}")
@@ -128,7 +132,9 @@ class Catalog:
             raise DataError(f"{source}: duplicate item ids in column {id_col!r}: "
                             f"{', '.join(map(str, dups))}")
         titles = items[title_col].astype("object").where(items[title_col].notna(), None)
-        titles = [None if t is None else str(t).strip() for t in titles]
+        titles = [_title_text(t, i, source) for t, i in zip(titles, ids)]
+        if not any(titles):
+            raise DataError(f"{source}: every title in column {title_col!r} is empty")
         if year_col is not None:
             years = pd.to_numeric(items[year_col], errors="coerce").astype("Float64")
             years = years.round().astype("Int64").to_numpy()
@@ -164,10 +170,13 @@ class Catalog:
             inter = inter.iloc[order].reset_index(drop=True)
 
         if popularity_col is not None:
-            pop = pd.to_numeric(items[popularity_col], errors="coerce")
-            if pop.isna().any() or (pop < 0).any():
+            pop = pd.to_numeric(items[popularity_col], errors="coerce").astype("float64")
+            bad = ~(np.isfinite(pop.to_numpy()) & (pop.to_numpy() >= 0))
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
                 raise DataError(f"{source}: popularity column {popularity_col!r} must hold "
-                                f"non-negative numbers")
+                                f"finite non-negative numbers; id {ids[first]} has "
+                                f"{str(items[popularity_col].iloc[first])!r}")
             frame["popularity"] = pop.round().astype("int64").to_numpy()
         elif inter is not None:
             counts = inter.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts()
@@ -420,6 +429,18 @@ class Catalog:
             h.update(inter["rating"].to_numpy(dtype="<f8").tobytes())
             h.update(inter["timestamp"].to_numpy(dtype="<i8").tobytes())
         return h.hexdigest()
+
+
+def _title_text(title: Any, item_id: str, source: str) -> str | None:
+    """A title cell as stripped text (None when missing); bytes must be UTF-8."""
+    if title is None:
+        return None
+    if isinstance(title, bytes):
+        try:
+            title = title.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{source}: the title of item {item_id} is not UTF-8 text") from None
+    return str(title).strip()
 
 
 def _isna(v: Any) -> bool:

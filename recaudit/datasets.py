@@ -138,7 +138,10 @@ def read_table(path: str | os.PathLike[str], fmt: str | None = None, *, what: st
     except ImportError as exc:
         raise DataError(f"reading {what} file {p} as {fmt} needs a Parquet engine "
                         f"(pip install pyarrow): {exc}") from exc
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read {what} file {p} as {fmt}: not UTF-8 text (byte "
+                        f"0x{exc.object[exc.start]:02x}); save it as UTF-8") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"cannot read {what} file {p} as {fmt}: "
                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                         ) from exc
