@@ -379,7 +379,8 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
     if m.estimate is None:
         observed = f"{desc} has no estimate"
     else:
-        conf = f"{round(100 * m.confidence)}% " if m.confidence else ""
+        conf = (f"{round(100 * m.confidence)}% "
+                if m.confidence and math.isfinite(m.confidence) else "")
         ci = (f" ({conf}CI {_fmt(m.ci_low)} to {_fmt(m.ci_high)})"
               if m.ci_low is not None and m.ci_high is not None else " (no CI)")
         observed = f"{desc} = {_fmt(m.estimate)}{ci}"

@@ -105,7 +105,10 @@ def serp_star(S: Sequence[Hashable], N: Sequence[Hashable], variant: str = "fair
               {2 L_n (L_n + 1)}
 
     and 0 when ``L_n = 0``. For identical lists of length ``K`` its value is
-    ``(K + 3) / (4 (K + 1))`` (0.273810 at ``K = 20``), not 1.
+    ``(K + 3) / (4 (K + 1))`` (0.273810 at ``K = 20``), not 1. It has no upper bound: the
+    numerator grows with ``L_s`` and the denominator with ``L_n``, so a long sensitive list
+    against a short neutral one scores above 1 (``(L_s + 1) / 4`` for ``L_n = 1`` and ``S_0``
+    in ``N``); hence no range is declared.
 
     ``variant="normalized"`` (the formula printed in the paper, eq. 2), with 1-based ranks ``r``
     in ``S`` and ``K = L_s``:
@@ -154,7 +157,8 @@ def serp_star(S: Sequence[Hashable], N: Sequence[Hashable], variant: str = "fair
 
 
 declare("serp_star", "SERP*: rank-weighted overlap with the neutral list (FaiRLLM normaliser; "
-        "maximum (K+3)/(4(K+1)), 0.2738 at K=20)", higher_is_worse=False, range=(0.0, 1.0),
+        "maximum (K+3)/(4(K+1)) for two K-item lists, 0.2738 at K=20; above 1 possible when "
+        "the sensitive list is the longer one)", higher_is_worse=False, range=None,
         convention="fairllm")
 declare("serp_star_normalized", "SERP*: rank-weighted overlap with the neutral list, normalised "
         "to a maximum of 1", higher_is_worse=False, range=(0.0, 1.0), convention="normalized")
