@@ -148,7 +148,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
     engine = Engine(rec, catalog, cache_path=e.cache, batch_size=e.batch_size,
                     max_requests=e.max_requests, dry_run=e.dry_run,
                     progress=progress and e.progress, backend=e.backend,
-                    ray_workers=e.ray_workers, fresh_cache=e.fresh_cache)
+                    ray_workers=e.ray_workers, fresh_cache=e.fresh_cache,
+                    ray_address=e.ray_address)
     try:
         answers_by_key = engine.run(requests)
     finally:

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a replay: model, exit 2 if any request had no recorded answer")
     p.add_argument("--fresh-cache", action="store_true", help="if the response cache file is "
                    "unusable (corrupt), move it aside to <name>.corrupt-<timestamp>, start empty")
+    p.add_argument("--ray-address", metavar="ADDR", help="run on the Ray cluster at ADDR (auto, "
+                   "host:port or ray://host:port; sets engine.backend: ray); exit 2 if unreachable")
 
     p = sub.add_parser("export-requests", help="write every request an audit would make "
                        "(OpenAI Batch input or JSONL) to answer elsewhere and replay",
@@ -237,6 +239,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.fresh_cache:
             eng["fresh_cache"] = True
         overrides["engine"] = eng
+    if args.ray_address:
+        overrides.setdefault("engine", {}).update(backend="ray", ray_address=args.ray_address)
     if args.max_new_tokens:
         overrides["decoding"] = {"max_new_tokens": args.max_new_tokens}
     if args.seed is not None:

@@ -74,7 +74,19 @@ class EngineConfig(_Strict):
     dry_run: bool = False
     backend: Literal["local", "ray"] = "local"
     ray_workers: int = Field(2, ge=1)
+    ray_address: str | None = Field(None, description="Ray cluster to join: auto, host:port or "
+                                    "ray://host:port; default $RAY_ADDRESS, else a local one")
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _ray_address_needs_ray(self) -> "EngineConfig":
+        if self.ray_address is not None:
+            from .backends import parse_ray_address
+
+            parse_ray_address(self.ray_address)  # ValueError: reported with the key path
+            if self.backend != "ray":
+                raise ValueError("ray_address: only with backend: ray")
+        return self
 
 
 class StatsConfig(_Strict):

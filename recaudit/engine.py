@@ -273,7 +273,8 @@ class Engine:
                  cache_path: str | Path | None = None, batch_size: int = 16,
                  max_requests: int | None = None, dry_run: bool = False,
                  progress: bool = True, backend: str = "local", ray_workers: int = 2,
-                 console: Any = None, fresh_cache: bool = False) -> None:
+                 console: Any = None, fresh_cache: bool = False,
+                 ray_address: str | None = None) -> None:
         self.recommender = recommender
         self.catalog = catalog
         self.cache = ResponseCache(cache_path or default_cache_path(),
@@ -284,6 +285,7 @@ class Engine:
         self.progress = progress
         self.backend = backend
         self.ray_workers = max(1, int(ray_workers))
+        self.ray_address = ray_address
         self.console = console
         self.stats = EngineStats()
         self._model_key = recommender.fingerprint()
@@ -383,15 +385,23 @@ class Engine:
     def _run_ray(self, unique: dict[str, Request], batches: list[list[str]]):
         """Distribute batches over ``ray_workers`` actors, each holding a copy of the model.
 
-        Results are yielded (and cached) as each batch finishes, so resumability is kept.
+        Results are yielded (and cached) as each batch finishes, so resumability is kept. A
+        batch re-run after its actor died counts its requests in ``stats.retried``.
         """
         from .backends import RayPool
 
-        pool = RayPool(self.recommender, self.ray_workers)
+        pool = RayPool(self.recommender, self.ray_workers, address=self.ray_address)
         try:
-            for keys, out in pool.map([(keys, [unique[k] for k in keys]) for keys in batches]):
+            for keys, out, attempts in pool.map([(keys, [unique[k] for k in keys])
+                                                 for keys in batches]):
+                self.stats.retried += len(keys) * (attempts > 1)
+                self.stats.retries += len(keys) * (attempts - 1)
                 yield keys, self._check(keys, out)
         finally:
+            if pool.lost:
+                print(f"recaudit: warning: {len(pool.lost)} Ray actor(s) died "
+                      f"({pool.last_loss}); {pool.retried_batches} batch(es) re-run on "
+                      "another actor", file=sys.stderr)
             pool.close()
 
     def _call(self, reqs: list[Request]) -> list[Response]:
