@@ -169,6 +169,11 @@ class GGUFRecommender(HFRecommender):
             model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name,
                                                          dtype=torch.float32)
         except Exception as exc:  # noqa: BLE001
+            from .weights import gguf_damage
+            damage = gguf_damage(source)
+            if damage:
+                raise ModelSpecError(f"damaged or truncated GGUF file {source}: {damage}") \
+                    from None
             raise ModelRuntimeError(f"could not load GGUF file {source}: {first_line(exc)}") \
                 from exc
         return model, tokenizer

@@ -570,6 +570,8 @@ class HFRecommender(Recommender):
         files = sorted(f for f in d.iterdir() if f.is_file())
         safe = [f for f in files if f.suffix == ".safetensors"]
         if safe:
+            from .weights import check_safetensors
+            check_safetensors(safe)
             return safe
         pickles = [f for f in files if f.suffix in PICKLE_SUFFIXES]
         if pickles:

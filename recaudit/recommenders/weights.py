@@ -1,0 +1,46 @@
+"""Is a weights file damaged? Checks that turn a corrupt or truncated checkpoint into a one-line
+:class:`~recaudit.errors.ModelSpecError` (exit 2: the input is bad) instead of a loader error.
+
+* safetensors: the library's own ``safe_open`` parses the header and checks that the tensors it
+  declares cover the file exactly (cheap: header only), before any weight is read.
+* GGUF: ``gguf.GGUFReader`` (the reader transformers uses) parses the header, the metadata and
+  every tensor's extent; it takes seconds on a real model, so it runs only after a load failed,
+  to tell a damaged file from a model transformers cannot handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import ModelSpecError, first_line
+
+__all__ = ["check_safetensors", "gguf_damage"]
+
+
+def check_safetensors(files: Iterable[Path]) -> None:
+    """Raise ModelSpecError naming the first ``.safetensors`` file whose header is unreadable
+    or does not cover the file."""
+    from safetensors import safe_open
+
+    for f in files:
+        if f.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: all mean damaged
+            raise ModelSpecError(f"damaged safetensors file {f}: {first_line(exc)}") from None
+
+
+def gguf_damage(path: Path) -> str | None:
+    """Why ``path`` is not a readable GGUF file (the reader's first line), or None."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:  # pragma: no cover - transformers' GGUF support needs it
+        return None
+    try:
+        GGUFReader(path)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means damaged
+        return first_line(exc)
+    return None
