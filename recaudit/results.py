@@ -9,8 +9,11 @@ report, gates and compare need no knowledge of any probe or metric.
 
 Schema 1.1 added ``specs``, ``headline``, ``tags``, ``method_notes`` and ``units`` to a probe
 result and ``variant``, ``null_mean``, ``null_p95``, ``table`` and ``statistic`` to a record;
-Schema 1.2 added ``tradeoffs`` (mitigation trade-off curves) to a probe result. 1.0 and 1.1
-files still load (:func:`upgrade`).
+Schema 1.2 added ``tradeoffs`` (mitigation trade-off curves) to a probe result; schema 1.3
+``content_sha256``: the sha256 of the file's canonical JSON without that key (sorted keys,
+``","``/``":"`` separators, ASCII), written on save and checked on load, so a results file
+edited by hand is refused (exit 2) instead of gated or reported. 1.0, 1.1 and 1.2 files (which
+carry no hash) still load (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.2"
-READABLE_VERSIONS = ("1.0", "1.1", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.3"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", SCHEMA_VERSION)
+HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
 
@@ -246,6 +250,9 @@ class AuditResult(_Model):
     config: dict[str, Any] = Field(default_factory=dict)
     probes: list[ProbeResult] = Field(default_factory=list)
     gates: list[GateResult] = Field(default_factory=list)
+    content_sha256: str | None = Field(
+        None, description="sha256 of the file's canonical JSON without this key; set when "
+                          "written, checked and cleared when loaded")
 
     # -- access -----------------------------------------------------------------------------
     def probe(self, probe_id: str) -> ProbeResult:
@@ -259,13 +266,14 @@ class AuditResult(_Model):
 
     # -- serialisation ------------------------------------------------------------------------
     def to_json(self) -> str:
-        return self.model_dump_json(indent=1)
+        """The text of ``results.json``, sealed with its ``content_sha256``."""
+        sealed = self.model_copy(update={HASH_KEY: self.results_hash()})
+        return sealed.model_dump_json(indent=1)
 
     def results_hash(self) -> str:
-        """sha256 of the canonical JSON (sorted keys) of the result: shown in every report."""
-        data = self.model_dump(mode="json")
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        """sha256 of the canonical JSON of the result without ``content_sha256``: shown in every
+        report, and the ``content_sha256`` its results.json carries."""
+        return content_digest(json.loads(self.model_dump_json(exclude={HASH_KEY})))
 
     def write_json(self, out_dir: str | Path) -> Path:
         """Write ``results.json`` into ``out_dir`` (see :func:`recaudit.report.save_result` for
@@ -296,6 +304,10 @@ class AuditResult(_Model):
         if version not in READABLE_VERSIONS:
             raise DataError(f"{p}: results schema version {version!r} is not supported "
                             f"(this recaudit reads {', '.join(map(repr, READABLE_VERSIONS))})")
+        stored = data.pop(HASH_KEY, None)
+        if stored is not None and stored != content_digest(data):
+            raise DataError(f"{p}: results file was modified after it was written "
+                            f"({HASH_KEY} does not match its content)")
         try:
             return upgrade(cls.model_validate({**data, "schema_version": SCHEMA_VERSION}),
                            version)
@@ -303,6 +315,13 @@ class AuditResult(_Model):
             first = str(err).splitlines()
             raise DataError(f"{p}: not a valid recaudit results file: "
                             f"{first[1] if len(first) > 1 else first[0]}") from None
+
+
+def content_digest(data: dict[str, Any]) -> str:
+    """sha256 of ``data`` (parsed results.json) as canonical JSON, without ``content_sha256``."""
+    body = {k: v for k, v in data.items() if k != HASH_KEY}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 # Tags of the probes that existed in schema 1.0 (1.0 files did not record them).

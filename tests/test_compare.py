@@ -231,6 +231,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys):
     assert "**no regressions**" in capsys.readouterr().out
     data = json.loads(paths["cur"].read_text())
     data["probes"][0]["params"]["k"] = 20
+    data.pop("content_sha256")  # an unsealed file: the edit stands for another audit
     paths["cur"].write_text(json.dumps(data))
     assert main(["compare", str(paths["base"]), str(paths["cur"])]) == 2
     assert "probe counterfactual:fairllm params.k: 10 != 20" in capsys.readouterr().err
