@@ -152,6 +152,10 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
                     ray_address=e.ray_address)
     try:
         answers_by_key = engine.run(requests)
+    except BaseException:
+        if recommender is None:  # built here (an endpoint that refused the key, ...)
+            rec.close()
+        raise
     finally:
         engine.close()
     results: list[ProbeResult] = []
@@ -200,6 +204,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         packages=package_versions(), started_at=started, finished_at=_now(),
         command_line=command_line or " ".join(sys.argv), engine=engine.stats.to_dict(),
         batch_invariance=rec.batch_invariance())
+    if recommender is None:  # built here: release its HTTP client and pooled connections
+        rec.close()
     result = AuditResult(name=cfg.name, provenance=prov,
                          config=cfg.model_dump(mode="json"), probes=results)
     if cfg.gates and evaluate_gates:
