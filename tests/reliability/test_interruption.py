@@ -1,0 +1,89 @@
+"""An audit SIGKILLed at random points resumes from its cache: same results, nothing recomputed.
+
+Each seed starts ``recaudit audit`` (24 requests, batches of 2, 20 ms per request), waits until
+the recommender has logged a random number of computed requests (seed s: in the s-th fifth of
+1..24), waits a random 0-40 ms more (so the kill lands mid-batch, between a batch and its cache
+write, or after the last request, during the analysis), and kills it with SIGKILL. The rerun in
+the same directory must compute exactly the requests the killed run had not committed to the
+cache, once each, and write a results.json equal to an uninterrupted run's apart from the
+wall-clock fields
+(``audit_runs.WALL_CLOCK``: ``provenance.started_at``, ``provenance.finished_at``,
+``provenance.engine.seconds``), the file's ``content_sha256`` (a digest over them, checked on
+load) and the cache-use counts, which are checked on their own.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from . import audit_runs, tally
+
+DELAY = 0.02  # seconds per request in the killed run: long enough to land kills mid-run
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict, set[str]]:
+    run_dir = audit_runs.write_audit(tmp_path_factory.mktemp("uninterrupted"))
+    log = run_dir.parent / "uninterrupted.log"
+    proc = audit_runs.run_audit(run_dir, log)
+    assert proc.returncode == 0, proc.stderr
+    computed = audit_runs.computed_keys(log)
+    assert len(computed) == len(set(computed)) == audit_runs.N_REQUESTS
+    results, use = audit_runs.comparable(audit_runs.load_results(run_dir))
+    assert use == {"cached": 0, "computed": audit_runs.N_REQUESTS}
+    return results, set(computed)
+
+
+def kill_after(run_dir: Path, log: Path, n_computed: int, extra_wait: float) -> None:
+    """Start the audit, SIGKILL it ``extra_wait`` s after ``n_computed`` requests are logged."""
+    proc = subprocess.Popen(audit_runs.audit_command(), cwd=run_dir,
+                            env=audit_runs.audit_env(run_dir, log, DELAY),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
+    while (log.read_text(encoding="utf-8").count("\n") if log.exists() else 0) < n_computed:
+        if proc.poll() is not None:
+            pytest.fail(f"the audit ended (rc {proc.returncode}) before {n_computed} requests "
+                        f"were computed: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail("the audit hung")
+        time.sleep(0.002)
+    time.sleep(extra_wait)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "the audit finished before it could be killed"
+    tally.add("kills")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_killed_audit_resumes_without_recomputing(seed, tmp_path, uninterrupted):
+    expected, all_keys = uninterrupted
+    rng = random.Random(seed)
+    n = audit_runs.N_REQUESTS  # seed s kills in the s-th fifth of the run
+    n_computed = rng.randint(1 + seed * n // 5, (seed + 1) * n // 5)
+    extra_wait = rng.uniform(0.0, 0.04)
+    run_dir = audit_runs.write_audit(tmp_path / "run")
+    killed_log, rerun_log = tmp_path / "killed.log", tmp_path / "rerun.log"
+
+    kill_after(run_dir, killed_log, n_computed, extra_wait)
+    killed = audit_runs.computed_keys(killed_log)
+    cached = audit_runs.cached_keys(run_dir / "cache.sqlite")
+    assert len(killed) == len(set(killed)) >= n_computed
+    assert cached <= set(killed)  # the cache holds only what the killed run computed
+
+    proc = audit_runs.run_audit(run_dir, rerun_log)
+    assert proc.returncode == 0, proc.stderr
+    recomputed = audit_runs.computed_keys(rerun_log)
+    # exactly the requests the killed run had not cached, each once
+    assert sorted(recomputed) == sorted(all_keys - cached)
+    results, use = audit_runs.comparable(audit_runs.load_results(run_dir))
+    assert use == {"cached": len(cached), "computed": len(all_keys) - len(cached)}
+    assert results == expected
