@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import DataError, OutputError
 
@@ -296,8 +296,14 @@ class AuditResult(_Model):
             raise DataError(f"results file not found: {p}")
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except UnicodeDecodeError as err:
+            raise DataError(f"{p}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                            f"offset {err.start})") from None
+        except json.JSONDecodeError as err:
             raise DataError(f"{p}: not valid JSON: {err}") from None
+        except RecursionError:
+            raise DataError(f"{p}: not a recaudit results file (JSON nested too deeply)") \
+                from None
         if not isinstance(data, dict):
             raise DataError(f"{p}: not a recaudit results file")
         version = data.get("schema_version")
@@ -311,10 +317,11 @@ class AuditResult(_Model):
         try:
             return upgrade(cls.model_validate({**data, "schema_version": SCHEMA_VERSION}),
                            version)
-        except Exception as err:  # pydantic ValidationError: one line
-            first = str(err).splitlines()
-            raise DataError(f"{p}: not a valid recaudit results file: "
-                            f"{first[1] if len(first) > 1 else first[0]}") from None
+        except ValidationError as err:
+            from .yamlio import format_validation_error
+
+            raise DataError(format_validation_error(
+                err, f"{p}: not a valid recaudit results file")) from None
 
 
 def content_digest(data: dict[str, Any]) -> str:
