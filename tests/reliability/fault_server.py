@@ -128,7 +128,7 @@ class FaultServer:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> "FaultServer":
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _Server(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = False  # server_close() joins every handler thread
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
@@ -195,6 +195,10 @@ class FaultServer:
         with self._lock:
             self.served[fault or "ok"] += 1
             self.log.append((digest, fault or "ok"))
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # listen backlog (5 by default drops connections under load)
 
 
 def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
