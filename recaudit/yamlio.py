@@ -148,19 +148,22 @@ def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{p}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
                           f"{err.start})") from None
-    loader = _StrictLoader(text)
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return None, text
-        _check_nodes(root, p)
-        return loader.construct_document(root), text
+        loader = _StrictLoader(text)  # its reader refuses control characters at once
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None, text
+            _check_nodes(root, p)
+            return loader.construct_document(root), text
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if problem.startswith("but ") and getattr(err, "context", None):
+            problem = f"{err.context}, {problem}"  # "expected a single document..., but found"
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{p}: YAML nested too deeply") from None
-    finally:
-        loader.dispose()
