@@ -350,8 +350,8 @@ class OpenAIRecommender(Recommender):
         key = f"${self.api_key_env}" if self.api_key_env else "the API key"
         key_set = bool(self.api_key_env and os.environ.get(self.api_key_env))
         if status == 401:
-            what = (f"rejected the API key (HTTP 401); is {key} "
-                    + ("valid?" if key_set else "set? it is empty"))
+            what = "rejected the API key (HTTP 401); " + (
+                f"check {key}" if key_set else f"{key} is not set")
         elif status == 403:
             what = f"refused access to model {self.model!r} (HTTP 403); check {key}"
         else:
