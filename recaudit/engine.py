@@ -121,12 +121,13 @@ class CacheUnusableError(RecauditError):
 class ResponseCache:
     """SQLite (WAL) store of responses keyed by (model fingerprint, decoding key, request key).
 
-    Opening checks the file (``PRAGMA quick_check``, the ``responses`` table's columns): an
-    unusable file raises :class:`CacheUnusableError` naming it and the way out, or, with
-    ``fresh_if_unusable``, is moved aside to ``<name>.corrupt-<UTC timestamp>`` (with its
-    ``-wal``/``-shm`` files) and an empty cache starts in its place. A row whose response is not
-    valid :class:`CachedResponse` JSON is skipped (a miss: recomputed and overwritten) and
-    counted in :attr:`unreadable`; it is never returned as an answer.
+    Opening checks an existing file through a read-only connection (``PRAGMA quick_check``, the
+    ``responses`` table's columns): an unusable file raises :class:`CacheUnusableError` naming
+    it and the way out, or, with ``fresh_if_unusable``, is moved aside to
+    ``<name>.corrupt-<UTC timestamp>`` (with its ``-wal``/``-shm`` files) and an empty cache
+    starts in its place. A row whose response is not valid :class:`CachedResponse` JSON is
+    skipped (a miss: recomputed and overwritten) and counted in :attr:`unreadable`; it is never
+    returned as an answer.
     """
 
     def __init__(self, path: str | Path, *, fresh_if_unusable: bool = False) -> None:
@@ -143,22 +144,39 @@ class ResponseCache:
             self.db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.is_file() and self.path.stat().st_size:
+            problem = self._inspect()
+            if problem is not None:
+                raise CacheUnusableError(
+                    f"response cache {self.path} is unusable ({problem}); {RECOVERY}")
         try:
             db = sqlite3.connect(str(self.path), timeout=30)
         except sqlite3.Error as err:  # a directory, no permission
             raise RecauditError(f"response cache {self.path} cannot be opened ({err})") from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            problem = _check_schema(db) or _quick_check(db)
-            if problem is None:
-                db.execute(_CREATE_TABLE)
-                db.commit()
-                return db
-        except sqlite3.DatabaseError as err:  # "file is not a database", "malformed", locked
+            db.execute(_CREATE_TABLE)
+            db.commit()
+        except sqlite3.DatabaseError as err:
             db.close()
             raise self._error(err) from None
-        db.close()
-        raise CacheUnusableError(f"response cache {self.path} is unusable ({problem}); {RECOVERY}")
+        return db
+
+    def _inspect(self) -> str | None:
+        """Why the existing file is no usable cache, or None; read only, so a refused file
+        (another application's database, say) is left as it was (SQLite may add a ``-shm``)."""
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error as err:
+            raise RecauditError(f"response cache {self.path} cannot be opened ({err})") from None
+        try:
+            return _check_schema(db) or _quick_check(db)
+        except sqlite3.DatabaseError as err:  # "file is not a database", "malformed", locked
+            if _busy(err):
+                raise self._error(err) from None
+            return str(err)
+        finally:
+            db.close()
 
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
