@@ -255,6 +255,7 @@ class OpenAIRecommender(Recommender):
                     raise EndpointError(str(exc)) from None
             return results
         finally:
+            abort.set()  # Ctrl-C or a fatal answer: workers stop waiting out their backoff
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
