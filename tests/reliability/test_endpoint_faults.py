@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import signal
 import threading
 
 import httpx
@@ -165,6 +167,22 @@ def test_missing_key_is_named_and_an_echoed_key_is_masked(monkeypatch):
         ask(rec, "x")
     assert KEY not in str(exc.value) and "invalid key ***" in str(exc.value)
     tally.add("bad inputs", 2)
+
+
+def test_ctrl_c_stops_a_worker_waiting_out_retry_after(serve):
+    """SIGINT while a worker sleeps for Retry-After: recommend() raises at once and the worker
+    does not retry (it used to wait the 30 s out, then send the request again)."""
+    server = serve(schedule=["http_429_retry_after"], retry_after="30")
+    rec = OpenAIRecommender(server.url, "canned", timeout=TIMEOUT, max_retries=3)  # real waits
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ask(rec, "I am a fan of Red Canyon.")
+    finally:
+        timer.cancel()
+    assert server.served == {"http_429_retry_after": 1}
+    assert not [t for t in threading.enumerate() if t.name.startswith("recaudit-openai")]
 
 
 def test_server_limits_concurrency_and_latency_without_losing_requests(serve):
