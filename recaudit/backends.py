@@ -10,6 +10,7 @@ in ``retried_batches``. An exception raised by the model itself is deterministic
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections import deque
 from typing import Any, Iterator, Sequence
@@ -74,6 +75,12 @@ def connect(ray: Any, address: str | None) -> bool:
     return True
 
 
+def _last_line(err: BaseException) -> str:
+    """The last line of a Ray error's text, colour codes removed: the exception raised remotely."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
+    return lines[-1].strip() if lines else type(err).__name__
+
+
 class RayPool:
     """``n_workers`` actors, each with a replica of ``recommender``; see the module docstring.
 
@@ -129,6 +136,9 @@ class RayPool:
             try:
                 out = self.ray.get(ref)
             except self._lost_errors as err:
+                if getattr(err, "actor_init_failed", False):  # the replica cannot load: final
+                    raise ModelRuntimeError(f"model {self.spec} could not be set up on a Ray "
+                                            f"actor: {_last_line(err)}") from err
                 self._drop(worker, err)
                 tag, reqs, attempts = job
                 if attempts > self.max_retries:

@@ -85,6 +85,13 @@ class Failing(EchoRecommender):
         raise self.error
 
 
+class Unloadable(EchoRecommender):
+    """Cannot be rebuilt in an actor (as a model whose module the cluster lacks)."""
+
+    def __setstate__(self, state):
+        raise ModuleNotFoundError("No module named 'mymodel'")
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One local Ray cluster (head node, 2 CPUs) for the module; torn down at the end."""
@@ -221,6 +228,16 @@ def test_model_errors_surface_without_retry(connected, tmp_path, error, kind, co
         engine.run(_requests(8))  # one batch
     assert info.value.exit_code == code and "\n" not in str(info.value)
     assert len(log.read_text().splitlines()) == 1  # called once: not retried
+    engine.close()
+
+
+def test_replica_that_cannot_load_is_not_retried(connected, tmp_path):
+    engine = Engine(Unloadable(), cache_path=tmp_path / "ray.sqlite", batch_size=2,
+                    progress=False, backend="ray", ray_workers=1)
+    with pytest.raises(ModelRuntimeError, match="could not be set up on a Ray actor: "
+                       "ModuleNotFoundError: No module named 'mymodel'$") as info:
+        engine.run(_requests(2))
+    assert info.value.exit_code == 3 and "\n" not in str(info.value)
     engine.close()
 
 
