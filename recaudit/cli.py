@@ -19,7 +19,7 @@ EPILOG = """exit codes:
   0  success (all gates pass)
   1  a gate failed, or compare found a regression
   2  usage or input error (config, catalog, model path, endpoint, results file)
-  3  runtime failure (a model could not be loaded or run)
+  3  runtime failure (a model could not be loaded or run, every request failed)
 """
 
 
