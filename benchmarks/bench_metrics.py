@@ -174,6 +174,31 @@ def scalar_check(S_lists, N_lists, k_values) -> float:
     return worst
 
 
+def run(quick: bool = False) -> list[dict]:
+    """Rows {what, value, unit, note, key} for ``bench_all``: LangFair's time / ours at k = K and
+    for all k (quick: 100 instructions, one run each), and whether the tables agree."""
+    n_inst, repeat = (100, 1) if quick else (500, 3)
+    K, V = 20, 32
+    try:
+        import langfair  # noqa: F401
+    except ImportError:
+        return [{"what": "metrics vs LangFair", "value": None, "unit": "x", "key": "vs_langfair",
+                 "note": "LangFair is not installed: pip install langfair --no-deps"}]
+    S_lists, N_lists = make_lists(n_inst, V, K, short_share=0.0)
+    rows = []
+    for label, ks in ((f"k = {K}", [K]), (f"k = 1..{K}", list(range(1, K + 1)))):
+        t_ours = best_of(lambda: ours(S_lists, N_lists, V, ks), repeat)
+        t_lf = best_of(lambda: time_langfair(S_lists, N_lists, V, ks), repeat)
+        bad = compare(ours(S_lists, N_lists, V, ks), langfair_table(S_lists, N_lists, V, ks), ks)
+        rows.append({
+            "what": f"metrics vs LangFair, {label}", "value": round(t_lf / t_ours, 1),
+            "unit": "x", **({"key": "vs_langfair"} if ks == [K] else {}),
+            "note": f"{n_inst} x {V} x K={K}, Jaccard/SERP*/PRAG*: ours {t_ours:.3f} s, "
+                    f"LangFair {t_lf:.3f} s, best of {repeat}; "
+                    + (f"{len(bad)} values differ" if bad else "tables agree")})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instructions", type=int, default=500)
