@@ -78,10 +78,11 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
         return _make(EmbeddingRecommender, spec, options, target, decoding,
                      allow_pickle=allow_pickle)
     if kind == "openai":
-        from .openai import OpenAIRecommender
+        from .openai import OpenAIRecommender, redact_credentials
         url, hash_, model = target.partition("#")
         if not hash_ or not model:
-            raise ModelSpecError(f"openai spec needs a model name: openai:URL#MODEL (got {spec!r})")
+            raise ModelSpecError("openai spec needs a model name: openai:URL#MODEL "
+                                 f"(got {redact_credentials(spec)!r})")
         return _make(OpenAIRecommender, spec, options, url, model, decoding)
     if kind == "python":
         from .python import PythonRecommender

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
@@ -67,6 +68,26 @@ class Request:
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: Any) -> Any:
+    """``value`` with every string made UTF-8-encodable (recursing into lists and dicts):
+    surrogate pairs are joined into their character, lone surrogates become U+FFFD."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list):
+        items = [encodable(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if isinstance(value, dict):
+        pairs = [(encodable(k), encodable(v)) for k, v in value.items()]
+        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items()))
+        return value if same else dict(pairs)
+    return value  # the same object when nothing changed (adapters may still add to meta)
+
+
 @dataclass
 class Response:
     """What a recommender returned for one request.
@@ -84,6 +105,14 @@ class Response:
     n_output_tokens: int = 0
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a model's text may hold lone surrogates (a JSON "\\ud800" escape, a Python adapter):
+        # UTF-8 cannot encode them, so the cache, results.json and every report would fail
+        self.text = encodable(self.text)
+        self.error = encodable(self.error)
+        self.item_ids = encodable(self.item_ids)
+        self.meta = encodable(self.meta)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

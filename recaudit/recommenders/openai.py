@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +61,27 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 CREATED_IS_NOW_WINDOW_S = 3600.0
 
 
+_CREDENTIALS_RE = re.compile(r"(?<=://)[^/@\s#?]*@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` part of any URL in it replaced by ``***@``."""
+    return _CREDENTIALS_RE.sub("***@", str(text))
+
+
 def normalize_base_url(base_url: str) -> str:
-    """Return ``scheme://host[:port][/prefix]/v1`` for a base URL given with or without ``/v1``."""
+    """Return ``scheme://host[:port][/prefix]/v1`` for a base URL given with or without ``/v1``.
+
+    Credentials in the URL (``http://user:key@host``) are refused: the spec is stored in
+    results.json and shown in every report; the key belongs in ``$OPENAI_API_KEY``.
+    """
     url = str(base_url).strip().rstrip("/")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ModelSpecError(
+            f"invalid endpoint URL {redact_credentials(url)!r}: credentials in the URL are not "
+            "accepted (the spec is stored in results and reports); put the key in "
+            "$OPENAI_API_KEY (or the variable named by model_options api_key_env)")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ModelSpecError(
             f"invalid endpoint URL {base_url!r}: expected http(s)://host[:port][/v1]")

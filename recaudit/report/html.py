@@ -69,13 +69,19 @@ def partial_for(probe_name: str) -> str:
     return candidate if name and _source(candidate) is not None else "partials/probe_generic.html"
 
 
+def _printable(value: Any) -> Any:
+    """Every ``{{ }}`` output: plain text loses control characters (:func:`_common.clean`)
+    before autoescaping; our own markup (charts, CSS) and non-text values pass unchanged."""
+    return c.clean(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 @functools.lru_cache(maxsize=1)
 def _env() -> Any:  # noqa: D401 - the jinja2 environment, built once
     from jinja2 import Environment, FunctionLoader, StrictUndefined
 
     env = Environment(loader=FunctionLoader(_source), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                      auto_reload=False)
+                      auto_reload=False, finalize=_printable)
     env.filters.update(num=c.num, pval=c.pval, where=c.where, clip=c.truncate,
                        metric_text=_metric_text, slug=c.slug, conf=c.conf_pct,
                        est=c.estimate_text)
