@@ -9,12 +9,14 @@ What :func:`read_yaml` refuses, each with a one-line ConfigError (exit 2): a fil
 a mapping (PyYAML would silently keep the last one), aliases that add more than
 :data:`MAX_ALIAS_EXPANSION` nodes to the document (a "billion laughs" bomb: counted on the node
 graph before any object is built), a recursive alias, nesting deeper than the parser can follow,
-and ``.nan`` / ``.inf`` (no setting takes a non-finite number).
+``.nan`` / ``.inf`` (no setting takes a non-finite number) and a ``"\\ud800"``-style escape of a
+lone surrogate (UTF-8 cannot store it: results.json would fail after the whole audit ran).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = ["MAX_ALIAS_EXPANSION", "MAX_YAML_BYTES", "deep_merge", "format_valida
 MAX_YAML_BYTES = 4 * 1024 * 1024
 #: most nodes aliases may add to a document (each ``*anchor`` adds the anchored node's size)
 MAX_ALIAS_EXPANSION = 100_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -116,6 +119,9 @@ def _check_nodes(root: yaml.Node, where: Path) -> None:
             if node.tag == "tag:yaml.org,2002:float" \
                     and node.value.lstrip("+-").lower() in (".inf", ".nan"):
                 raise ConfigError(f"{_mark(where, node)}: {node.value} is not a finite number")
+            if _SURROGATE.search(node.value):
+                raise ConfigError(f"{_mark(where, node)}: a lone surrogate escape "
+                                  "(\\ud800-\\udfff) is not text UTF-8 can store")
             sizes[key] = 1
             return 1
         open_nodes.add(key)

@@ -388,7 +388,9 @@ def test_config_and_model_data_cannot_write_outside_out(tmp_path, monkeypatch) -
         "stats: {n_bootstrap: 50, n_permutations: 99, min_group_size: 2}\n"
         "catalog: {source: none, parse: recaudit}\n"
         "probes:\n  - probe: counterfactual\n    suite: ../../suites/cf.yaml\n"
+        "    id: ../../../probe-id\n"
         "    params: {subjects: {source: inline, items: [../../../s1, /tmp/s2]}}\n"
+        "mitigation:\n  - {reranker: consensus, id: ../../../variant, sweep: []}\n"
         "out: out\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(REPO))
     before = {p for p in tmp_path.rglob("*")}
@@ -402,6 +404,30 @@ def test_config_and_model_data_cannot_write_outside_out(tmp_path, monkeypatch) -
     assert outside == []
     assert {p.name for p in (work / "out").iterdir()} == {
         "results.json", "index.html", "junit.xml", "summary.md"}
+    data = json.loads((work / "out" / "results.json").read_text(encoding="utf-8"))
+    assert data["name"] == "../../../escaped-name"  # the hostile names were used, not dropped
+    assert data["probes"][0]["id"] == "../../../probe-id"
+    assert "../../../variant" in {m["variant"] for m in data["probes"][0]["metrics"]}
+    assert any("../../../pwned-1.txt" in json.dumps(r) for r in data["probes"][0]["records"])
+
+
+def test_config_with_a_lone_surrogate_is_refused_before_any_model_call(tmp_path, monkeypatch,
+                                                                       capsys) -> None:
+    """``name: "\\ud800"`` used to run the whole audit and then fail writing results.json (exit
+    3); now it is a one-line config error (exit 2) before the model is called."""
+    from recaudit.cli import main
+
+    marker = tmp_path / "called"
+    monkeypatch.setenv("RECAUDIT_TEST_MARKER", str(marker))
+    cfg = _audit_config(tmp_path, "python:tests.cli_recommenders:marking", name="x")
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('name: "x"', 'name: "x\\ud800"'),
+                   encoding="utf-8")
+    rc = main(["audit", str(cfg), "--no-progress"])
+    err = capsys.readouterr().err
+    tally.add("bad inputs")
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "lone surrogate" in err and f"{cfg}:1:" in err
+    assert not marker.exists()
 
 
 def dot_dot(messages, k):
