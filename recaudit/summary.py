@@ -33,17 +33,26 @@ def headline_metrics(result: AuditResult) -> list[tuple[str, str, str, str]]:
 
 
 def print_summary(result: AuditResult, max_rows: int = 40) -> None:
+    """Print the table. Every cell is plain text: names, values and messages from a result are
+    never read as rich markup (``[/x]`` made rich raise) and lose control characters."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"recaudit: {result.name} ({result.provenance.model_spec})")
+    from .report._common import clean
+
+    def plain(*cells: str) -> list[Text]:
+        return [Text(clean(x)) for x in cells]
+
+    table = Table(title=plain(f"recaudit: {result.name} ({result.provenance.model_spec})")[0])
     for col in ("probe", "metric", "where", "estimate [CI]"):
         table.add_column(col)
     rows = headline_metrics(result)
     for row in rows[:max_rows]:
-        table.add_row(*row)
+        table.add_row(*plain(*row))
     if len(rows) > max_rows:
         table.add_row("...", f"{len(rows) - max_rows} more rows in the report", "", "")
     for g in result.gates:
-        table.add_row("gate", g.name, g.mode, ("PASS " if g.passed else "FAIL ") + g.message)
+        table.add_row(*plain("gate", g.name, g.mode,
+                             ("PASS " if g.passed else "FAIL ") + g.message))
     Console(highlight=False).print(table)

@@ -87,8 +87,8 @@ def _taint(result):
     """Every free-text field a renderer shows gets a payload (beyond what the audit put there)."""
     from recaudit.results import Finding
 
-    joined = " ".join(p for p in PAYLOADS if "\ud800" not in p)  # see _SURROGATES below
-    result.name += joined
+    joined = " ".join(p for p in PAYLOADS if "\ud800" not in p)  # results.json cannot hold it
+    result.name += joined + " [/x] [bold red]rich markup[/bold red]"
     result.provenance.model_spec += joined
     result.provenance.batch_invariance = "no (" + joined + ")"
     for p in result.probes:
@@ -122,9 +122,8 @@ def artefacts(tmp_path_factory):
     real = save_result(result, tmp / "out")
     tally.add("bad inputs", len(PAYLOADS))
     tainted = _taint(AuditResult.load(real["json"]))
-    # the renderers only (a lone surrogate cannot reach results.json: Response replaces it)
-    return {"real": real, "tainted": save_result(tainted, tmp / "tainted",
-                                                 formats=("html", "junit", "md"))}
+    return {"real": real, "tainted": save_result(tainted, tmp / "tainted"),
+            "tainted_result": tainted}
 
 
 def test_the_payloads_reach_the_results(artefacts) -> None:
@@ -243,6 +242,17 @@ def test_junit_xml_is_well_formed_and_inert(artefacts, which) -> None:
     if which == "tainted":
         assert "]]><injected-xml/>" in ET.tostring(root, encoding="unicode").replace(
             "&gt;", ">").replace("&lt;", "<")
+
+
+def test_terminal_summary_is_plain_text(artefacts, capsys) -> None:
+    """The rich table ``recaudit audit`` prints: result text is never rich markup (``[/x]``
+    made rich raise, exit 3 after a finished audit) and carries no control characters."""
+    from recaudit.summary import print_summary
+
+    print_summary(artefacts["tainted_result"])
+    out = capsys.readouterr().out
+    assert "[/x] [bold" in out.replace("\n", "")
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", out)
 
 
 def test_results_json_keeps_raw_output_losslessly_and_parses(artefacts) -> None:
