@@ -8,12 +8,13 @@ workers sharing one ``httpx.Client``.
 Failure policy (what the audit sees):
 
 * **429 / 500 / 502 / 503 / 504, timeouts, dropped connections, a body cut short, a malformed
-  body** (not JSON, nested past the parser's limit, larger than :data:`MAX_BODY_BYTES`, or no
-  ``choices[0].message.content``): retried up to ``max_retries`` times (so at most
-  ``max_retries + 1`` attempts) with exponential backoff ``backoff * 2**(attempt-1)`` times a
-  jitter factor in [0.5, 1.5), capped at 30 s. A ``Retry-After`` header (seconds or an HTTP
-  date) replaces the computed delay, capped at 120 s. ``timeout`` bounds each attempt as a whole:
-  a server that trickles its answer byte by byte is cut off at the deadline too.
+  body** (not JSON, nested past the parser's limit, not matching its ``Content-Encoding``,
+  larger than :data:`MAX_BODY_BYTES`, or no ``choices[0].message.content``): retried up to
+  ``max_retries`` times (so at most ``max_retries + 1`` attempts) with exponential backoff
+  ``backoff * 2**(attempt-1)`` times a jitter factor in [0.5, 1.5), capped at 30 s. A
+  ``Retry-After`` header (seconds or an HTTP date) replaces the computed delay, capped at
+  120 s. ``timeout`` bounds each attempt as a whole: a server that trickles its answer byte by
+  byte is cut off at the deadline too.
 * **Retries exhausted on a reachable endpoint**: that request's :class:`Response` gets a one-line
   ``error`` (the URL, the attempts, the last failure); the audit continues, the engine counts
   failed and retried requests, and the probe says it is incomplete. A malformed body never
@@ -314,6 +315,9 @@ class OpenAIRecommender(Recommender):
             except httpx.TransportError as exc:  # dropped connection, body cut short
                 reached = True
                 last = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection error'}"
+            except httpx.DecodingError as exc:  # a Content-Encoding the body does not match
+                reached = True
+                last = f"malformed response: body cannot be decoded ({_one_line(str(exc), 80)})"
             except _Malformed as exc:
                 reached = True
                 last = f"malformed response: {exc}"
@@ -359,7 +363,7 @@ class OpenAIRecommender(Recommender):
             for chunk in r.iter_bytes():
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    raise _Malformed(f"body larger than {MAX_BODY_BYTES // 2**20} MiB")
+                    raise _Malformed(f"body larger than {MAX_BODY_BYTES:,} bytes")
                 if time.monotonic() > deadline:
                     raise _Deadline()
                 chunks.append(chunk)

@@ -37,19 +37,24 @@ FAULTS = (
     "no_content",          # message without "content"
     "content_not_string",  # "content": a list
     "deep_json",           # HTTP 200, JSON nested deeper than any parser's recursion limit
+    "bad_gzip",            # HTTP 200, "Content-Encoding: gzip" on a body that is not gzip
+    "huge_body",           # HTTP 200, a valid answer padded to 2 MiB of whitespace
     "http_401", "http_403", "http_404", "http_429", "http_429_retry_after",
     "http_500", "http_502", "http_503", "http_503_retry_after",
     "slow",                # answers correctly after slow_s (past the client's timeout)
     "hang",                # reads the request, never answers (until stop(), at most hang_s)
     "close_mid_body",      # Content-Length larger than the bytes sent, then close
     "trickle",             # a valid answer, one byte every trickle_s (no read ever times out)
+    "not_http",            # a reply that is not HTTP at all
 )
 #: Faults after which a retry can succeed.
 TRANSIENT = frozenset({"http_429", "http_429_retry_after", "http_500", "http_502", "http_503",
-                       "http_503_retry_after", "slow", "hang", "close_mid_body", "trickle"})
+                       "http_503_retry_after", "slow", "hang", "close_mid_body", "trickle",
+                       "not_http"})
 #: Faults that are the server's answer, not a transport failure: the body is not a usable answer.
 MALFORMED = frozenset({"not_json", "truncated_json", "no_choices", "empty_choices",
-                       "no_message", "no_content", "content_not_string", "deep_json"})
+                       "no_message", "no_content", "content_not_string", "deep_json",
+                       "bad_gzip"})
 
 TITLES = ("Alpha Station", "Blue Harbor", "Cold Summit", "Desert Echo", "Ember Road",
           "Frozen Lake", "Golden Hour", "Hidden Valley", "Iron Gate", "Jade River",
@@ -306,6 +311,17 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             elif fault == "trickle":
                 self._trickle(ok)
+            elif fault == "huge_body":
+                self._send(200, ok[:-1] + b" " * (2 * 2**20) + ok[-1:])
+            elif fault == "bad_gzip":
+                self._send(200, ok, {"Content-Encoding": "gzip"})
+            elif fault == "not_http":
+                try:
+                    self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    pass
+                self.close_connection = True
             elif fault.startswith("http_"):
                 status = int(fault.split("_")[1])
                 headers = {"Retry-After": server.retry_after} if "retry_after" in fault else {}

@@ -24,6 +24,7 @@ import pytest
 from recaudit.cli import main
 from recaudit.errors import EndpointError
 from recaudit.recommenders.base import Decoding, Request
+from recaudit.recommenders import openai as openai_adapter
 from recaudit.recommenders.openai import OpenAIRecommender
 from tests.gate_recommenders import TITLES, write_cli_config
 from tests.reliability import tally
@@ -95,6 +96,7 @@ def test_transient_fault_is_retried_and_the_answer_is_the_recovered_one(serve, f
     ("slow", f"timed out after {TIMEOUT:g} s"), ("hang", f"timed out after {TIMEOUT:g} s"),
     ("trickle", f"timed out after {TIMEOUT:g} s"),
     ("close_mid_body", "RemoteProtocolError: peer closed connection"),
+    ("not_http", "RemoteProtocolError: "),
 ])
 def test_transient_fault_that_persists_fails_that_request_only(serve, fault, reason):
     server = serve(schedule=[fault] * 3)
@@ -114,13 +116,29 @@ def test_malformed_body_is_retried_and_never_becomes_an_answer(serve, fault):
     (bad, good), (_, good_req) = ask(rec, "I am a fan of Red Canyon.", "I am a fan of Iron Gate.")
     assert_one_line(bad.error)
     reason = {"not_json": "body is not JSON ('<html>", "truncated_json": "body is not JSON",
-              "deep_json": "body is nested too deep"}.get(fault, "no choices[0].message.content")
+              "deep_json": "body is nested too deep",
+              "bad_gzip": "body cannot be decoded (",
+              }.get(fault, "no choices[0].message.content")
     assert f"failed after 3 attempt(s): malformed response: {reason}" in bad.error, bad.error
     assert bad.text == "" and bad.item_ids is None
     # the fourth fault went to the second request, which was retried and recovered
     assert len(delays) == 3
     assert good.error is None and good.text == server.answer_for(good_req.chat_dicts())
     assert good.meta["attempts"] == 2
+
+
+def test_large_body_is_read_up_to_the_cap_and_refused_past_it(serve, monkeypatch):
+    server = serve(schedule=["huge_body"] * 4)
+    rec, _ = client(server, concurrency=1, timeout=10.0)
+    (resp,), (req,) = ask(rec, "I am a fan of Red Canyon.")  # 2 MiB: under the 16 MiB cap
+    assert resp.error is None and resp.text == server.answer_for(req.chat_dicts())
+    monkeypatch.setattr(openai_adapter, "MAX_BODY_BYTES", 2**20)
+    rec, _ = client(server, concurrency=1, timeout=10.0, max_retries=2)
+    (resp,), _ = ask(rec, "I am a fan of Red Canyon.")
+    assert_one_line(resp.error)
+    assert resp.error.endswith("failed after 3 attempt(s): malformed response: body larger "
+                               "than 1,048,576 bytes"), resp.error
+    assert resp.text == "" and server.served == {"huge_body": 4}
 
 
 def test_content_that_is_not_text_fails_at_once(serve):
