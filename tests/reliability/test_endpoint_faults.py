@@ -214,13 +214,13 @@ def test_server_limits_concurrency_and_latency_without_losing_requests(serve):
 # -- the audit, end to end --------------------------------------------------------------------
 
 def audit(tmp_path, server: FaultServer, name: str, capsys,
-          retries: int = 3) -> tuple[int, str, dict | None]:
+          retries: int = 3, concurrency: int = 4) -> tuple[int, str, dict | None]:
     """``recaudit audit`` of a small counterfactual config (18 requests) against ``server``."""
     cfg = write_cli_config(tmp_path, f"openai:{server.url}#canned", name)
     # (the cache is shared, but the fingerprint holds the server's port: nothing is reused)
     cfg.write_text(cfg.read_text(encoding="utf-8")
                    + f"model_options: {{timeout: {TIMEOUT}, backoff: 0.001, "
-                   f"max_retries: {retries}}}\n",
+                   f"max_retries: {retries}, concurrency: {concurrency}}}\n",
                    encoding="utf-8")
     capsys.readouterr()
     code = main(["audit", str(cfg), "--no-progress", "--format", "json"])
@@ -254,6 +254,20 @@ def test_audit_through_transient_faults_equals_a_clean_audit(tmp_path, serve, ca
     ((metrics, records),) = measured(result)
     assert metrics and len(records) == 18 and all(r["item_ids"] for r in records)
     assert KEY not in json.dumps(result)
+
+
+def test_audit_with_one_request_failing_for_good_is_marked_incomplete(tmp_path, serve, capsys):
+    # one at a time: the first request gets a 500 on all four attempts, the other 17 an answer
+    server = serve(titles=TITLES, k=10, schedule=["http_500"] * 4)
+    code, err, result = audit(tmp_path, server, "partial", capsys, concurrency=1)
+    assert code == 0 and err == "", err
+    (probe,) = result["probes"]
+    assert probe["n_failed"] == 1 and result["provenance"]["engine"]["failed"] == 1
+    warning = (f"incomplete: 1 of 18 requests failed (first: endpoint {server.url}/v1/chat/"
+               "completions failed after 4 attempt(s): HTTP 500: ")
+    assert any(w.startswith(warning) for w in probe["warnings"]), probe["warnings"]
+    failed = [r for r in probe["records"] if r["error"]]
+    assert len(failed) == 1 and failed[0]["text"] == "" and failed[0]["item_ids"] is None
 
 
 def test_audit_with_a_rejected_key_exits_2_in_one_line(tmp_path, serve, capsys, monkeypatch):
