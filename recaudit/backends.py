@@ -112,7 +112,13 @@ class RayPool:
             def run(self, reqs: list) -> list:
                 return call_recommender(self.rec, reqs)
 
-        ref = ray.put(recommender)
+        self.workers: list[Any] = []
+        try:
+            ref = ray.put(recommender)
+        except Exception as err:  # noqa: BLE001 - model state that cannot be pickled
+            self.close()
+            raise ModelRuntimeError(f"model {self.spec} cannot be sent to Ray actors: "
+                                    f"{first_line(err.__cause__ or err)}") from err
         self.workers = [_Worker.remote(ref) for _ in range(max(1, n_workers))]
 
     def map(self, jobs: Sequence[tuple[Any, list]]) -> Iterator[tuple[Any, list, int]]:
