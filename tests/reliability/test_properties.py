@@ -91,6 +91,49 @@ def test_catalog_free_parses_never_raise(text: str) -> None:
     _check_grounding(own, None)
 
 
+def _fairllm_notebook(text: str) -> list[str]:
+    """FaiRLLM's rules written with the notebook's own regexes (quadratic on some inputs)."""
+    import re
+
+    text = text.lower().replace("'", "").replace("\n", "")
+    out = []
+    for chunk in re.split(r"\d+\. ", text)[1:]:
+        chunk = chunk.split("-")[0]
+        if '"' in chunk:
+            m = re.search(r'"([^"]*)"', chunk)
+            chunk = m.group(1) if m else chunk.replace('"', "")
+        out.append(re.sub(r"\([^)]*\)", "", chunk.strip()).replace(" ", ""))
+    return out
+
+
+@_settings(300)
+@given(text=st.lists(st.sampled_from(["1", "2", "9", ". ", ".", " ", "(", ")", '"', "-", "'",
+                                      "a", "B", "\n", "12. ", "(1999)"]), max_size=40).map("".join)
+       | hostile_text)
+def test_fairllm_parse_equals_the_notebook_regexes(text: str) -> None:
+    """The linear-time rewrite of the split and the parenthesis removal gives the notebook's
+    items exactly."""
+    tally.add("hypothesis examples")
+    assert grounding.fairllm_items(text) == _fairllm_notebook(text)
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 20000 + "]" * 20000,                      # deeper than any recursion limit
+    '{"a":' * 5000 + "1" + "}" * 5000,
+    "1. " + "x" * 100000,                            # one enormous entry
+    "\n".join(f"{i}. Movie {i % 40}" for i in range(5000)),  # an endless list
+    "9" * 50000, "1. " + "(" * 50000, "| a |" * 5000, "\x00" * 10000, "\ud800" * 1000,
+], ids=["deep-list", "deep-object", "huge-entry", "many-lines", "huge-number", "open-parens",
+        "pipes", "nul", "surrogates"])
+def test_grounding_of_huge_and_deep_text(text: str) -> None:
+    tally.add("bad inputs")
+    entries, _fmt = grounding._parse(text)
+    assert len(entries) <= 5000
+    _check_grounding(CATALOG.ground(text), CATALOG_IDS)
+    grounding.fairllm_items(text)
+    _check_grounding(OpenCatalog("recaudit").ground(text), None)
+
+
 @pytest.mark.parametrize("bad", [None, 3, 2.5, b"1. Movie 1", ["1. Movie 1"], {"a": 1}])
 def test_grounding_of_non_text_is_empty(bad) -> None:
     tally.add("bad inputs")

@@ -475,8 +475,9 @@ def _handler(seen: list[str]):
             seen.append(auth)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             text = json.dumps(body["messages"])
-            if "Cold Summit" in text:  # a server that echoes the credentials it got
-                self._send(400, {"error": f"bad request; your auth was {auth}"})
+            if "Cold Summit" in text or "REJECT" in seen:  # echoes the credentials it got
+                self._send(401 if "REJECT" in seen else 400,
+                           {"error": f"bad request; your auth was {auth}"})
                 return
             answer = "\n".join(f"{i}. Title {i} {len(text) % 7}" for i in range(1, 11))
             self._send(200, {"choices": [{"index": 0, "finish_reason": "stop",
@@ -539,6 +540,14 @@ def test_planted_key_never_leaks(tmp_path, server, monkeypatch, capsys, caplog) 
     leaks = _leaks(artefacts, {"stdout": out, "stderr": err, "logs": caplog.text}, KEY)
     tally.add("bad inputs")
     assert leaks == []
+    # a server that rejects the key (HTTP 401) and echoes it: the one-line error masks it
+    seen.append("REJECT")
+    rc = main(["audit", str(cfg), "--no-progress", "--cache",
+               str(tmp_path / "other.sqlite")])
+    out, err = capsys.readouterr()
+    tally.add("bad inputs")
+    assert rc in (2, 3) and "401" in err, err
+    assert _leaks([], {"stdout": out, "stderr": err, "logs": caplog.text}, KEY) == []
 
 
 def test_key_in_the_model_url_is_refused_without_echo(tmp_path, server, monkeypatch, capsys,
