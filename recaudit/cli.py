@@ -39,6 +39,8 @@ def _add_model_flags(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--batch-size", type=int, help="requests per model batch")
     p.add_argument("--max-new-tokens", type=int, help="generation length limit")
     p.add_argument("--cache", help="SQLite response cache file")
+    p.add_argument("--fresh-cache", action="store_true", help="if the response cache file is "
+                   "unusable (corrupt), move it aside to <name>.corrupt-<timestamp>, start empty")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outputs to write (comma list of json, html, junit, md)")
     p.add_argument("--strict", action="store_true",
                    help="with a replay: model, exit 2 if any request had no recorded answer")
-    p.add_argument("--fresh-cache", action="store_true", help="if the response cache file is "
-                   "unusable (corrupt), move it aside to <name>.corrupt-<timestamp>, start empty")
     p.add_argument("--ray-address", metavar="ADDR", help="run on the Ray cluster at ADDR (auto, "
                    "host:port or ray://host:port; sets engine.backend: ray); exit 2 if unreachable")
 
@@ -149,7 +149,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                            allow_pickle=args.allow_pickle,
                            trust_remote_code=args.trust_remote_code, **_model_options(args))
     catalog = Catalog.from_movielens()
-    engine = Engine(rec, catalog, cache_path=args.cache, progress=False)
+    engine = Engine(rec, catalog, cache_path=args.cache, progress=False,
+                    fresh_cache=args.fresh_cache)
     try:
         req = Request.from_prompt(args.prompt, k=args.k, system=args.system or None)
         answer = engine.run([req])[req.key()]
