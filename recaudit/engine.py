@@ -4,7 +4,9 @@ Every distinct request is computed once per (model fingerprint, decoding paramet
 is written to the cache as soon as it returns, so an audit killed at any point resumes without
 recomputing finished requests. Failed responses (``Response.error``) are not cached: a rerun
 retries them. ``max_requests`` caps how many uncached requests one run computes; ``dry_run``
-computes none and only prints the estimate.
+computes none and only prints the estimate. A damaged cache file is refused in one line (exit 2)
+or, with ``fresh_cache``, moved aside; a garbage row is recomputed, never answered
+(:class:`ResponseCache`).
 """
 
 from __future__ import annotations
