@@ -276,48 +276,83 @@ def _src(node: ast.AST) -> str:
     return ast.unparse(node)
 
 
+def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` of a name or attribute chain (cheap, unlike ast.unparse); "" otherwise."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else ""
+    return ""
+
+
+_PICKLE_MODULES = ("pickle", "cPickle", "dill", "joblib", "cloudpickle", "shelve")
+
+
+def _code_loading_violations(tree: ast.AST, name: str) -> tuple[list[str], int]:
+    """(what breaks the policy, number of loader calls seen) in one module's AST: loaders get
+    ``trust_remote_code`` only as False or from the consent (whose defaults must be False); no
+    pickle-family import; no ``torch.load``; ``*.load(..., allow_pickle=...)`` only False."""
+    bad: list[str] = []
+    loader_calls = 0
+    for node in ast.walk(tree):
+        where = f"{name}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            if any(n.split(".")[0] in _PICKLE_MODULES for n in names):
+                bad.append(f"{where}: imports {names}")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            pos = args.posonlyargs + args.args
+            defaults = [None] * (len(pos) - len(args.defaults)) + list(args.defaults)
+            for a, d in [*zip(pos, defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
+                if a.arg in ("trust_remote_code", "allow_pickle") and not (
+                        isinstance(d, ast.Constant) and d.value is False):
+                    bad.append(f"{where}: {a.arg} does not default to False")
+        if not isinstance(node, ast.Call):
+            continue
+        func = _dotted(node.func)
+        if func in ("torch.load", "torch.jit.load", "pickle.load", "pickle.loads"):
+            bad.append(f"{where}: {func}")
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        if func.endswith("load") and "allow_pickle" in kw and not (
+                isinstance(kw["allow_pickle"], ast.Constant) and kw["allow_pickle"].value is False):
+            bad.append(f"{where}: {func}(allow_pickle={_src(kw['allow_pickle'])})")
+        if func.endswith("from_pretrained") or func == "SentenceTransformer":
+            loader_calls += 1
+        value = kw.get("trust_remote_code")
+        if value is not None and not (isinstance(value, ast.Constant) and value.value is False) \
+                and not (not isinstance(value, ast.Constant) and _from_consent(value, node, tree)):
+            bad.append(f"{where}: trust_remote_code={_src(value)}")
+    return bad, loader_calls
+
+
 def test_no_pickle_and_no_implicit_remote_code_in_the_package() -> None:
-    """AST walk: loaders get ``trust_remote_code`` only as False or from the consent parameter
-    (whose default is False everywhere); no pickle/joblib/dill import; no ``torch.load``;
-    ``np.load`` never with ``allow_pickle=True``."""
+    bad: list[str] = []
     loader_calls = 0
     for f in _py_files():
-        tree = ast.parse(f.read_text(encoding="utf-8"))
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        for node in ast.walk(tree):
-            where = f"{f.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-                assert not any(n.split(".")[0] in ("pickle", "cPickle", "dill", "joblib",
-                                                   "cloudpickle", "shelve") for n in names), where
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                args = node.args
-                pos = args.posonlyargs + args.args
-                defaults = [None] * (len(pos) - len(args.defaults)) + list(args.defaults)
-                for a, d in [*zip(pos, defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
-                    if a.arg in ("trust_remote_code", "allow_pickle"):
-                        assert isinstance(d, ast.Constant) and d.value is False, where
-            if not isinstance(node, ast.Call):
-                continue
-            func = _src(node.func)
-            assert func not in ("torch.load", "torch.jit.load", "pickle.load", "pickle.loads"), \
-                where
-            kw = {k.arg: k.value for k in node.keywords if k.arg}
-            if func.endswith("load") and "allow_pickle" in kw:
-                assert isinstance(kw["allow_pickle"], ast.Constant) \
-                    and kw["allow_pickle"].value is False, where
-            if func.endswith("from_pretrained") or func == "SentenceTransformer":
-                loader_calls += 1
-            if "trust_remote_code" in kw:
-                value = kw["trust_remote_code"]
-                if isinstance(value, ast.Constant):
-                    assert value.value is False, where
-                    continue
-                assert _from_consent(value, node, parents), f"{where}: {_src(value)}"
+        found, n = _code_loading_violations(ast.parse(f.read_text(encoding="utf-8")),
+                                            str(f.relative_to(REPO)))
+        bad += found
+        loader_calls += n
+    assert bad == []
     assert loader_calls >= 5  # the walk saw the loaders (hf, gguf, embedding, peft)
 
 
-def _from_consent(value: ast.AST, call: ast.AST, parents: dict) -> bool:
+@pytest.mark.parametrize("source", [
+    "AutoModel.from_pretrained(p, trust_remote_code=True)",
+    "def load(p, flag):\n    return AutoModel.from_pretrained(p, trust_remote_code=flag)",
+    "def load(p, trust_remote_code=True):\n    pass",
+    "import torch\ntorch.load(f)",
+    "import pickle",
+    "from joblib import load",
+    "np.load(f, allow_pickle=True)",
+])
+def test_the_code_loading_check_catches_violations(source: str) -> None:
+    assert _code_loading_violations(ast.parse(source), "snippet")[0]
+
+
+def _from_consent(value: ast.AST, call: ast.Call, tree: ast.AST) -> bool:
     """``value`` is the consent itself: the ``trust_remote_code`` parameter, a
     ``X.trust_remote_code`` field (the adapter's copy, the config's, the CLI flag's: all default
     False, see the next test), or a local name assigned from one of them in the function."""
@@ -327,9 +362,11 @@ def _from_consent(value: ast.AST, call: ast.AST, parents: dict) -> bool:
         return True
     if not isinstance(value, ast.Name):
         return False
-    fn = call
-    while fn in parents and not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        fn = parents[fn]
+    enclosing = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and n.lineno <= call.lineno <= (n.end_lineno or n.lineno)]
+    if not enclosing:
+        return False
+    fn = max(enclosing, key=lambda n: n.lineno)  # the innermost
     return any(isinstance(n, ast.Assign) and any(_src(t) == value.id for t in n.targets)
                and _src(n.value) in ("self.trust_remote_code", "trust_remote_code",
                                      "bool(trust_remote_code)")
