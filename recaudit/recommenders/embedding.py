@@ -141,6 +141,8 @@ class EmbeddingRecommender(Recommender):
         if not (root / "config.json").is_file() and not (root / "modules.json").is_file():
             raise ModelSpecError(f"embedding model directory {path} has neither modules.json "
                                  "nor config.json")
+        from .weights import check_safetensors
+        check_safetensors(safe)  # a damaged file is refused now, not at the first batch
         self.path = root
         self.batch_size = max(int(batch_size), 1)
         self.allow_pickle = bool(allow_pickle)

@@ -72,13 +72,13 @@ def make_case(kind, tiny, tmp_path):
     if kind == "remote code":
         d = _remote_code(tiny, d, "evilmodel", tmp_path / "MARKER")
         return f"hf:{d}", d
-    if kind in ("corrupt safetensors", "truncated safetensors"):
+    if kind.endswith(("corrupt safetensors", "truncated safetensors")):
         d = _copy(tiny, d)
         f = d / "model.safetensors"
         data = f.read_bytes()
         f.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}" + b"\0" * 64
-                      if kind.startswith("corrupt") else data[: len(data) // 2])
-        return f"hf:{d}", f
+                      if "corrupt" in kind else data[: len(data) // 2])
+        return f"{'embedding' if kind.startswith('embedding') else 'hf'}:{d}", f
     if kind == "hf: a file":
         f = tmp_path / "model.gguf"
         f.write_bytes(b"GGUF")
@@ -129,6 +129,9 @@ CASES = [
     ("embedding: nonexistent", 2, "embedding model directory {path} not found"),
     ("embedding: no weights", 2, "embedding model directory {path} has no weights "
                                  "(*.safetensors)"),
+    ("embedding: truncated safetensors", 2, "damaged safetensors file {path}: SafetensorError: "
+                                            "Error while deserializing header: incomplete "
+                                            "metadata, file not fully covered"),
 ]
 
 
