@@ -164,8 +164,18 @@ def _f(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+_CELL_ESCAPE = re.compile(r"([\\`\[\]|])")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A comparison table cell: one line; no HTML, link, image, code span, table break,
+    autolink or @mention from the text (``**bold**`` of our own status words stays)."""
+    s = " ".join(c.clean(text).split())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = _CELL_ESCAPE.sub(r"\\\1", s)
+    s = re.sub(r"@(?=[A-Za-z0-9_-])", "@\u200b", s)
+    s = re.sub(r"(?i)(https?|ftp|javascript|data|vbscript|file)(\s*):", "\\1\u200b\\2:", s)
+    return re.sub(r"(?i)\bwww\.", "www\u200b.", s)
 
 
 def render_comparison(cmp: Any, max_rows: int | None = None) -> str:

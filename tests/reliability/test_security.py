@@ -222,6 +222,33 @@ def test_markdown_summary_is_inert(artefacts, which) -> None:
         assert "xssprobe" in text  # the planted text is there, escaped
 
 
+def test_compare_markdown_is_inert() -> None:
+    """``recaudit compare --markdown`` (also meant for a job summary): probe ids, group values
+    (catalog data such as genres), notes and labels open no link, image, HTML or code span."""
+    from types import SimpleNamespace
+
+    from recaudit.report.markdown import render_comparison
+
+    evil = " ".join(p for p in PAYLOADS if "\ud800" not in p)
+    row = SimpleNamespace(status="regression", worsening=0.1, probe=evil, metric="snsr_jaccard",
+                          where=evil, baseline=0.1, baseline_ci=(0.0, 0.2), current=0.3,
+                          current_ci=(0.2, 0.4), delta=0.2, higher_is_worse=True, p_value=0.01,
+                          p_adjusted=0.02, method=evil, note=evil)
+    cmp = SimpleNamespace(regressions=[row], improvements=[], rows=[row], tolerance=0.02,
+                          alpha=0.05, baseline=evil, current=evil, notes=[evil])
+    text = render_comparison(cmp)
+    tally.add("bad inputs")
+    tokens = _markdown_tokens(text)
+    assert not {t.type for t in tokens} & {"link_open", "image", "html_block", "html_inline",
+                                           "code_inline", "fence", "code_block"}
+    rendered = " ".join(t.content for t in tokens if t.type == "text")
+    assert not re.search(r"(?i)\b(https?|javascript):|\bwww\.", rendered)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", text)
+    table = [r for r in text.splitlines() if r.startswith("|")]
+    assert len({len(re.findall(r"(?<!\\)\|", r)) for r in table}) == 1, table
+    assert "**regression**" in text and "snsr_jaccard" in text
+
+
 _JUNIT_TAGS = {"testsuites", "testsuite", "testcase", "properties", "property", "failure",
                "error", "skipped", "system-out", "system-err"}
 
