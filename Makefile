@@ -42,9 +42,7 @@ test-fast: $(STAMP)
 # LangFair is a benchmark-only oracle (its recommendation metrics need numpy alone).
 bench: $(STAMP)
 	$(BIN)/pip install -q --no-deps langfair
-	$(BIN)/python benchmarks/bench_inference.py
-	$(BIN)/python benchmarks/bench_metrics.py
-	$(BIN)/python benchmarks/bench_rerank.py
+	$(BIN)/python benchmarks/bench_all.py
 
 clean:
 	rm -rf $(VENV) .recaudit-cache reports/demo

@@ -79,12 +79,13 @@ def load_llamacpp(gguf: str, threads: int, n_ctx: int = 1024
         generate_text
 
 
-def recaudit_batched(rec: Any, ids: list[list[int]]) -> tuple[int, float]:
-    """(tokens generated, seconds) of one batched ``generate_ids`` call after a warm-up."""
+def recaudit_batched(rec: Any, ids: list[list[int]]) -> tuple[list[list[int]], float]:
+    """(new token ids per prompt, seconds) of one batched ``generate_ids`` call after a
+    warm-up."""
     rec.generate_ids([ids[0]])
     t0 = time.perf_counter()
     out = rec.generate_ids(ids)
-    return sum(len(toks) for toks, _ in out), time.perf_counter() - t0
+    return [list(toks) for toks, _ in out], time.perf_counter() - t0
 
 
 def run(quick: bool = False, rec: Any = None, n_prompts: int | None = None,
@@ -99,7 +100,7 @@ def run(quick: bool = False, rec: Any = None, n_prompts: int | None = None,
     from recaudit.recommenders.base import Decoding, Request
     from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
 
-    n_prompts = n_prompts or (4 if quick else 16)
+    n_prompts = n_prompts or 16
     gguf = str(bundled_smollm2_path())
     threads = torch.get_num_threads()
     try:
@@ -109,7 +110,7 @@ def run(quick: bool = False, rec: Any = None, n_prompts: int | None = None,
                  "note": str(exc), "key": "vs_llamacpp"}]
     if rec is None:
         rec = GGUFRecommender(gguf, Decoding(max_new_tokens=max_new_tokens or
-                                             (16 if quick else 48)), batch_size=16)
+                                             (8 if quick else 48)), batch_size=16)
     budget = rec.decoding.max_new_tokens
     ids = [rec.prompt_ids(Request.from_prompt(p)) for p in prompts(n_prompts)]
     texts = [rec.tokenizer.decode(p) for p in ids]
@@ -117,7 +118,10 @@ def run(quick: bool = False, rec: Any = None, n_prompts: int | None = None,
     t0 = time.perf_counter()
     lc_tokens = sum(generate(p, t, budget) for p, t in zip(ids, texts))
     lc_s = time.perf_counter() - t0
-    ra_tokens, ra_s = recaudit_measured or recaudit_batched(rec, ids)
+    if recaudit_measured is None:
+        outs, ra_s = recaudit_batched(rec, ids)
+        recaudit_measured = (sum(len(t) for t in outs), ra_s)
+    ra_tokens, ra_s = recaudit_measured
     lc_rate, ra_rate = lc_tokens / lc_s, ra_tokens / ra_s
     setup = f"{n_prompts} prompts, max_new_tokens {budget}, greedy, {threads} threads"
     return [
