@@ -174,7 +174,9 @@ def render_list(spec: str, answer: Any, catalog: Any, k: int, raw: bool = False)
     if raw:
         lines.append("-- raw output --")
         lines.append(answer.response.text)
-    return "\n".join(lines)
+    from .report._common import clean  # model text must not drive the terminal (ESC, BEL...)
+
+    return clean("\n".join(lines))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

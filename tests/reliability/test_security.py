@@ -282,6 +282,23 @@ def test_terminal_summary_is_plain_text(artefacts, capsys) -> None:
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", out)
 
 
+def test_recommend_command_prints_no_control_characters() -> None:
+    """``recaudit recommend --raw`` prints the model's raw text: escape sequences (ESC, BEL,
+    OSC hyperlinks) must not reach the terminal."""
+    from recaudit.catalog import OpenCatalog
+    from recaudit.cli import render_list
+    from recaudit.engine import Answer
+    from recaudit.recommenders.base import Request, Response
+
+    text = "1. A\x1b]8;;http://evil.example\x07B\x1b]8;;\x07\n2. \x1b[2J\x1b[31mC\x00\x08"
+    catalog = OpenCatalog("recaudit")
+    answer = Answer(Request.from_prompt("x"), Response(text=text), catalog.ground(text))
+    out = render_list("python:m:f", answer, catalog, 10, raw=True)
+    tally.add("bad inputs")
+    assert "-- raw output --" in out and "evil.example" in out
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", out)
+
+
 def test_results_json_keeps_raw_output_losslessly_and_parses(artefacts) -> None:
     """results.json is strict JSON (no NaN), and the raw text survives a load (lone surrogates
     are the only thing JSON cannot carry as UTF-8: they must come back escaped, not crash)."""
