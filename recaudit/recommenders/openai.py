@@ -13,8 +13,8 @@ Failure policy (what the audit sees):
   ``max_retries`` times (so at most ``max_retries + 1`` attempts) with exponential backoff
   ``backoff * 2**(attempt-1)`` times a jitter factor in [0.5, 1.5), capped at 30 s. A
   ``Retry-After`` header (seconds or an HTTP date) replaces the computed delay, capped at
-  120 s. ``timeout`` bounds each attempt as a whole: a server that trickles its answer byte by
-  byte is cut off at the deadline too.
+  120 s. ``timeout`` bounds the connection, each read, and the whole body after the headers:
+  a server that trickles its answer byte by byte is cut off too.
 * **Retries exhausted on a reachable endpoint**: that request's :class:`Response` gets a one-line
   ``error`` (the URL, the attempts, the last failure); the audit continues, the engine counts
   failed and retried requests, and the probe says it is incomplete. A malformed body never
@@ -156,7 +156,8 @@ class OpenAIRecommender(Recommender):
     concurrency
         Maximum number of requests in flight at once.
     timeout
-        Time limit of one attempt in seconds: connect, each read, and the whole body.
+        Time limit in seconds for connecting, for each read, and for the whole body once the
+        headers have arrived.
     max_retries
         Retries after the first attempt on retryable failures (see the module docstring).
     backoff
@@ -354,10 +355,11 @@ class OpenAIRecommender(Recommender):
                               f"{last}", meta={"attempts": attempts})
 
     def _post(self, body: dict[str, Any]) -> tuple[int, Any, bytes]:
-        """One attempt: (status, headers, body bytes), read within ``timeout`` and
-        :data:`MAX_BODY_BYTES` (httpx's own timeout bounds each read, not the whole body)."""
-        deadline = time.monotonic() + self.timeout
+        """One attempt: (status, headers, body bytes); the body is read within ``timeout`` of
+        the headers and :data:`MAX_BODY_BYTES` (httpx's own timeout bounds each read, so a body
+        trickling in byte by byte would never time out)."""
         with self._client.stream("POST", self.chat_url, json=body) as r:
+            deadline = time.monotonic() + self.timeout
             chunks: list[bytes] = []
             size = 0
             for chunk in r.iter_bytes():
