@@ -172,15 +172,13 @@ def _sim(name: str):
 
 #: declared metrics with a range, by what computes them (a function of generated lists)
 SIMILARITIES = ("jaccard", "serp_star_normalized", "prag_star", "rbo")
-#: declared with a range but computed inline by a probe from a formula with no function of its
-#: own; the comment names what the test checks instead
+#: declared with a range but computed inline by a probe (no function of their own to call):
+#: each is a count over a total, in [0, 1] by construction
 INLINE = {
     "empty_list": "a share of answers (a mean of 0/1 flags)",
-    "first_place_share": "a share of rankings (counts / total), see first_place_v",
+    "first_place_share": "a share of rankings (counts / total); its spread is first_place_v",
     "history_echo": "a share of the top k (counts / k)",
     "unparsed_share": "a share of candidates (counts / N)",
-    "exposure_share": "group_exposure_share, checked below",
-    "topk_share": "topk_group_share, checked below",
 }
 
 
@@ -189,7 +187,8 @@ def test_every_declared_range_is_checked() -> None:
     checked = {*SIMILARITIES, "rerank_jaccard", "rerank_rbo", "aplt", "gini",
                "item_coverage_share", "hr", "ndcg", "utility_cost", "pop_rsp", "pop_reo",
                "protected_share", "leakage_auc", "leakage_auc_ovr", "first_place_v",
-               "rank_consistency_rbo", "rank_consistency_tau", "hallucination"}
+               "rank_consistency_rbo", "rank_consistency_tau", "hallucination",
+               "exposure_share", "topk_share"}
     ranged = {n for n, s in all_specs().items() if s.range is not None}
     assert ranged - checked - set(INLINE) == set()
 
