@@ -2,7 +2,8 @@
 
 * Hostile model output (HTML, JS, Markdown, jinja2 templates, XML breakers, control characters,
   lone surrogates) is inert in every artefact of a real audit: index.html, summary.md (also the
-  GitHub job summary), junit.xml and results.json.
+  GitHub job summary), junit.xml and results.json; also in the compare Markdown and on the
+  terminal (the audit's summary table, ``recaudit recommend --raw``).
 * Checkpoint code never runs by default: every loader call in the package passes
   ``trust_remote_code`` only from the explicit consent (default False), ``torch.load`` /
   ``pickle`` never appear, and a pickle-only checkpoint is refused before it is unpickled.
