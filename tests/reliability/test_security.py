@@ -300,15 +300,18 @@ def test_recommend_command_prints_no_control_characters() -> None:
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", out)
 
 
-def test_results_json_keeps_raw_output_losslessly_and_parses(artefacts) -> None:
-    """results.json is strict JSON (no NaN), and the raw text survives a load (lone surrogates
-    are the only thing JSON cannot carry as UTF-8: they must come back escaped, not crash)."""
+def test_results_json_is_strict_json_with_surrogates_replaced(artefacts) -> None:
+    """results.json is strict JSON (no NaN constant) and loads back; the model's lone surrogates
+    (unencodable in UTF-8: they crashed the audit at the cache write) arrive as U+FFFD, the rest
+    of the raw text unchanged."""
     from recaudit.results import AuditResult
 
     path = artefacts["real"]["json"]
-    data = json.loads(path.read_text(encoding="utf-8"),
-                      parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    assert data["probes"][0]["records"]
+    text = path.read_text(encoding="utf-8")
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    raw = json.loads(text)["probes"][0]["records"][0]["text"]
+    assert "lone \ufffd surrogate \ufffd end" in raw and "<script>alert(" in raw
+    assert "ctl:\\u0000\\u0001" in text  # control characters kept, JSON-escaped
     AuditResult.load(path)
 
 
