@@ -23,6 +23,7 @@ import hashlib
 import json
 import random
 import socket
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -204,6 +205,11 @@ class FaultServer:
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # listen backlog (5 by default drops connections under load)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (reset, timed out) is expected here; anything else prints."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
