@@ -172,7 +172,7 @@ class GGUFRecommender(HFRecommender):
             from .weights import gguf_damage
             damage = gguf_damage(source)
             if damage:
-                raise ModelSpecError(f"damaged or truncated GGUF file {source}: {damage}") \
+                raise ModelRuntimeError(f"damaged or truncated GGUF file {source}: {damage}") \
                     from None
             raise ModelRuntimeError(f"could not load GGUF file {source}: {first_line(exc)}") \
                 from exc

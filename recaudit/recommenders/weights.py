@@ -1,5 +1,6 @@
 """Is a weights file damaged? Checks that turn a corrupt or truncated checkpoint into a one-line
-:class:`~recaudit.errors.ModelSpecError` (exit 2: the input is bad) instead of a loader error.
+:class:`~recaudit.errors.ModelRuntimeError` (exit 3, as for any model that exists but cannot be
+loaded) that says so, instead of the loader's own error or a failure at the first batch.
 
 * safetensors: the library's own ``safe_open`` parses the header and checks that the tensors it
   declares cover the file exactly (cheap: header only), before any weight is read.
@@ -13,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ModelSpecError, first_line
+from ..errors import ModelRuntimeError, first_line
 
 __all__ = ["check_safetensors", "gguf_damage"]
 
 
 def check_safetensors(files: Iterable[Path]) -> None:
-    """Raise ModelSpecError naming the first ``.safetensors`` file whose header is unreadable
+    """Raise ModelRuntimeError naming the first ``.safetensors`` file whose header is unreadable
     or does not cover the file."""
     from safetensors import safe_open
 
@@ -30,7 +31,7 @@ def check_safetensors(files: Iterable[Path]) -> None:
             with safe_open(str(f), framework="pt"):
                 pass
         except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: all mean damaged
-            raise ModelSpecError(f"damaged safetensors file {f}: {first_line(exc)}") from None
+            raise ModelRuntimeError(f"damaged safetensors file {f}: {first_line(exc)}") from None
 
 
 def gguf_damage(path: Path) -> str | None:

@@ -1,7 +1,7 @@
-"""Bad model specs through ``recaudit recommend --model SPEC``: one stderr line, exit 2 (exit 3
-only where a checkpoint that looks whole fails inside transformers). Checkpoints are built from
-the tiny Llama of tests/support/tiny_lm.py; hostile ones leave a marker file if their code runs,
-and no test ever finds one."""
+"""Bad model specs through ``recaudit recommend --model SPEC``: one stderr line, exit 2 for a
+spec or path that is wrong, exit 3 for weights that exist but cannot be loaded (damaged files).
+Checkpoints are built from the tiny Llama of tests/support/tiny_lm.py; hostile ones leave a
+marker file if their code runs, and no test ever finds one."""
 
 from __future__ import annotations
 
@@ -113,15 +113,15 @@ CASES = [
     ("pickle only", 2, "{path} has only pickle weights (pytorch_model.bin); pickle files can run "
                        "arbitrary code when loaded; pass --allow-pickle to load them"),
     ("remote code", 2, "{path} needs custom model code; pass --trust-remote-code to run it"),
-    ("corrupt safetensors", 2, "damaged safetensors file {path}: SafetensorError: Error while "
+    ("corrupt safetensors", 3, "damaged safetensors file {path}: SafetensorError: Error while "
                                "deserializing header: <ANY>"),
-    ("truncated safetensors", 2, "damaged safetensors file {path}: SafetensorError: Error while "
+    ("truncated safetensors", 3, "damaged safetensors file {path}: SafetensorError: Error while "
                                  "deserializing header: incomplete metadata, file not fully "
                                  "covered"),
     ("no config", 3, "could not load the model in {path}: <ANY>"),
     ("hf: a file", 2, "model path is not a directory: {path} (for a .gguf file use gguf:{path})"),
-    ("gguf: header only", 2, "damaged or truncated GGUF file {path}: ValueError: <ANY>"),
-    ("gguf: truncated real file", 2, "damaged or truncated GGUF file {path}: ValueError: <ANY>"),
+    ("gguf: header only", 3, "damaged or truncated GGUF file {path}: ValueError: <ANY>"),
+    ("gguf: truncated real file", 3, "damaged or truncated GGUF file {path}: ValueError: <ANY>"),
     ("gguf: bad magic", 2, "not a GGUF file (bad magic bytes): {path}"),
     ("gguf: empty", 2, "not a GGUF file (bad magic bytes): {path}"),
     ("gguf: a directory", 2, "not a GGUF file (a directory): {path}"),
@@ -129,7 +129,7 @@ CASES = [
     ("embedding: nonexistent", 2, "embedding model directory {path} not found"),
     ("embedding: no weights", 2, "embedding model directory {path} has no weights "
                                  "(*.safetensors)"),
-    ("embedding: truncated safetensors", 2, "damaged safetensors file {path}: SafetensorError: "
+    ("embedding: truncated safetensors", 3, "damaged safetensors file {path}: SafetensorError: "
                                             "Error while deserializing header: incomplete "
                                             "metadata, file not fully covered"),
 ]
