@@ -15,7 +15,7 @@ A section that fails, or a module without ``run``, gives one row saying so; the 
 printed. The table, the machine (``machine.py``) and the targets table replace everything
 below the marker line of ``benchmarks/RESULTS.md`` (``--no-write``: print only).
 
-    python benchmarks/bench_all.py [--quick] [--only generation,endpoint] [--no-write]
+    python benchmarks/bench_all.py [--quick] [--only generation,endpoint] [--threads N] [--no-write]
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ TARGETS = [
     ("demo_warm", "`make demo` warm", 30.0, "<", "s"),
     ("vs_langfair", "metrics (500 x 32 x K=20, k = K) vs LangFair", 50.0, ">=", "x"),
 ]
-NOT_MEASURED = {"demo_cold": "not measured by make bench (run `make demo`; README: cold 7:29)",
-                "demo_warm": "not measured by make bench (run `make demo` twice)"}
+NOT_MEASURED = {"demo_cold": "make bench does not run the demo (`make demo`; README: cold 7:29)",
+                "demo_warm": "make bench does not run the demo (`make demo` twice)"}
 
 
 def _say(msg: str) -> None:
@@ -257,7 +257,7 @@ def targets_table(rows: list[dict]) -> str:
     for key, label, threshold, op, unit in TARGETS:
         row = by_key.get(key)
         if row is None or row["value"] is None:
-            why = row["note"] if row else NOT_MEASURED.get(key, "not measured in this run")
+            why = row["note"] if row else NOT_MEASURED.get(key, "no such row in this run")
             lines.append(f"| {label} | {op} {threshold:g} {unit} | n/a | not measured: "
                          f"{_cell(why)} |")
             continue
@@ -268,14 +268,14 @@ def targets_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[dict], quick: bool, seconds: float, machine_md: str) -> None:
+def write_results(rows: list[dict], command: str, quick: bool, seconds: float,
+                  machine_md: str) -> None:
     head = RESULTS.read_text() if RESULTS.exists() else f"# Benchmark results\n\n{MARKER}\n"
     if MARKER not in head:
         head = head.rstrip("\n") + f"\n\n{MARKER}\n"
     head = head[:head.index(MARKER) + len(MARKER)]
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    mode = ("`python benchmarks/bench_all.py --quick` (smoke sizes: figures are indicative only)"
-            if quick else "`make bench`")
+    mode = f"`{command}`" + (" (smoke sizes: figures are indicative only)" if quick else "")
     body = (f"\n\n## Last run\n\n{when}, {mode}, {seconds / 60:.1f} min. Every ratio was measured "
             f"side by side in this run, on this machine.\n\n### Machine\n\n{machine_md}\n\n"
             f"### Issue-13 targets\n\n{targets_table(rows)}\n\n### Table\n\n{table(rows)}\n")
@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections of: {', '.join(SECTIONS)}")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 on a shared, loaded machine, "
+                             "where OpenMP threads waiting for each other dominate")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SECTIONS]
@@ -297,15 +300,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import machine
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     rows = run_sections(names, args.quick)
     seconds = time.perf_counter() - t0
     machine_md = machine.markdown()
+    if load_start is not None:  # other processes competing for the cores during the run
+        machine_md += (f"\n- **load average (1 min)**: {load_start:.1f} at the start, "
+                       f"{os.getloadavg()[0]:.1f} at the end")
     print(table(rows))
     print()
     print(targets_table(rows))
     if not args.no_write:
-        write_results(rows, args.quick, seconds, machine_md)
+        command = " ".join(["python benchmarks/bench_all.py", *(argv or sys.argv[1:])])
+        write_results(rows, command, args.quick, seconds, machine_md)
         _say(f"[bench] wrote {RESULTS}")
     return 0
 
