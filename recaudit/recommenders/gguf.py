@@ -129,9 +129,11 @@ class GGUFRecommender(HFRecommender):
 
     def __init__(self, path: str, decoding: Decoding | None = None, *, batch_size: int = 16,
                  spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
-                 decode_rows: int | None = None, early_stop: bool = False) -> None:
+                 decode_rows: int | None = None, early_stop: bool = False,
+                 continuous_batching: bool = True) -> None:
         batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
-                      "decode_rows": decode_rows, "early_stop": early_stop}
+                      "decode_rows": decode_rows, "early_stop": early_stop,
+                      "continuous_batching": continuous_batching}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source

@@ -129,11 +129,14 @@ class _RowLayout:
     """Which positions of each batch row are real, for the row-wise attention function.
 
     ``left_pad``: per row, left padding of the (causal) decoder self-attention keys.
+    ``right_pad``: per row, right padding of the queries (and of the newest keys) of a causal
+    pass that continues a cached prefix (batched candidate scoring); None: no right padding.
     ``enc_len``: per row, length of the right-padded encoder input (encoder self-attention and
     cross-attention). ``in_encoder`` is True while the encoder stack runs.
     """
 
     left_pad: list[int] | None = None
+    right_pad: list[int] | None = None
     enc_len: list[int] | None = None
     in_encoder: bool = False
 
@@ -190,6 +193,7 @@ def _rowwise_attention(module, query, key, value, attention_mask, **kwargs):
 
     Outside a generation loop of this adapter (no layout set) it is plain SDPA with the mask.
     """
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     layout = _LAYOUT.get()
@@ -208,16 +212,24 @@ def _rowwise_attention(module, query, key, value, attention_mask, **kwargs):
             k_lo, k_hi, q_lo, q_hi = 0, n, 0, n
         else:
             pad = layout.left_pad[b] if layout.left_pad is not None else 0
-            k_lo, k_hi = pad, kv_len
-            q_lo, q_hi = q_len - min(q_len, kv_len - pad), q_len
+            right = layout.right_pad[b] if layout.right_pad is not None else 0
+            k_lo, k_hi = pad, kv_len - right
+            q_hi = q_len - right
+            q_lo = q_hi - min(q_hi, k_hi - k_lo)
         qb = query[b:b + 1, :, q_lo:q_hi].contiguous()
         kb = key[b:b + 1, :, k_lo:k_hi].contiguous()
         vb = value[b:b + 1, :, k_lo:k_hi].contiguous()
+        mask = None
+        n_q, n_k = q_hi - q_lo, k_hi - k_lo
+        if not cross and not layout.in_encoder and 1 < n_q < n_k:
+            # queries continuing a cached prefix: causal, aligned to the last key (SDPA's own
+            # is_causal is aligned to the first key)
+            mask = torch.ones(n_q, n_k, dtype=torch.bool).tril(diagonal=n_k - n_q)
         extra = dict(kwargs)
         if bias is not None:
             rb = b if bias.shape[0] > 1 else 0
             extra["position_bias"] = bias[rb:rb + 1, :, q_lo:q_hi, k_lo:k_hi].contiguous()
-        ob, _ = sdpa_attention_forward(module, qb, kb, vb, None, **extra)
+        ob, _ = sdpa_attention_forward(module, qb, kb, vb, mask, **extra)
         out[b, q_lo:q_hi] = ob[0]
     return out, None
 
@@ -362,6 +374,55 @@ def _attention_is_padding_only(config: Any) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- KV cache rows
+def _kv_layers(cache: Any) -> list[Any]:
+    """The cache's per-layer ``keys`` / ``values`` holders ([rows, heads, positions, dim])."""
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values")
+                             for layer in layers):
+        raise ModelRuntimeError("the model's KV cache does not expose per-layer keys/values")
+    return layers
+
+
+def _kv_left_pad(cache: Any, extra: int) -> None:
+    """Prepend ``extra`` zero positions to every row (rows then carry that much more left pad,
+    which the row-wise attention never reads)."""
+    import torch.nn.functional as F
+
+    if extra > 0:
+        for layer in _kv_layers(cache):
+            layer.keys = F.pad(layer.keys, (0, 0, extra, 0))
+            layer.values = F.pad(layer.values, (0, 0, extra, 0))
+
+
+def _kv_trim_left(cache: Any, cut: int) -> None:
+    """Drop the first ``cut`` positions of every row (padding common to all rows)."""
+    if cut > 0:
+        for layer in _kv_layers(cache):
+            layer.keys = layer.keys[:, :, cut:]
+            layer.values = layer.values[:, :, cut:]
+
+
+def _kv_concat_rows(cache: Any, other: Any) -> None:
+    """Append ``other``'s rows to ``cache`` (both of the same length)."""
+    import torch
+
+    for mine, theirs in zip(_kv_layers(cache), _kv_layers(other)):
+        mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+        mine.values = torch.cat([mine.values, theirs.values], dim=0)
+
+
+def _kv_rows(cache: Any, rows: Any) -> Any:
+    """A new cache holding ``cache``'s rows ``rows`` (an index tensor; repeats allowed)."""
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in _kv_layers(cache):
+        clone = copy.copy(layer)
+        clone.keys, clone.values = layer.keys[rows], layer.values[rows]
+        new.layers.append(clone)
+    return new
+
+
 # --------------------------------------------------------------------------- early stop
 def list_is_complete(text: str, k: int) -> bool:
     """True when ``text`` (complete lines only) holds at least ``k`` numbered or bulleted list
@@ -498,6 +559,10 @@ class HFRecommender(Recommender):
     base
         ``model_options: {base: PATH}``: the local base model directory of a PEFT adapter; wins
         over the adapter config's ``base_model_name_or_path``. Only valid for adapters.
+    continuous_batching
+        Refill a finished row's slot with the next waiting prompt at once (causal models with
+        fixed-shape tiles; see :meth:`_generate_continuous`). Outputs are the same either way,
+        so it is not in the fingerprint; ``false`` runs static batches of ``batch_size``.
     early_stop
         ``model_options: {early_stop: true}`` turns on the per-row early stop of generation
         (see "Early stop" in the module docstring); off by default. Settable after load too.
@@ -512,7 +577,8 @@ class HFRecommender(Recommender):
                  trust_remote_code: bool = False, batch_size: int = 16, spec: str | None = None,
                  batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
-                 base: str | None = None, early_stop: bool = False) -> None:
+                 base: str | None = None, early_stop: bool = False,
+                 continuous_batching: bool = True) -> None:
         super().__init__(spec or f"hf:{path}", decoding)
         if batch_size < 1:
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
@@ -526,6 +592,11 @@ class HFRecommender(Recommender):
         if not isinstance(early_stop, bool):
             raise ModelSpecError(f"model_options.early_stop must be true or false, "
                                  f"got {early_stop!r}")
+        if not isinstance(continuous_batching, bool):
+            raise ModelSpecError(f"model_options.continuous_batching must be true or false, "
+                                 f"got {continuous_batching!r}")
+        self.continuous_batching = continuous_batching
+        self.generation_stats: dict[str, int] = {}
         self._early_stop = early_stop
         self._newline_tokens: dict[int, bool] = {}
         self.path = str(path)
@@ -906,8 +977,17 @@ class HFRecommender(Recommender):
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         results: list[tuple[list[int], list[float]] | None] = [None] * len(prompts)
         step = 1 if self.batching.mode == "sequential" else self.batch_size
+        continuous = (self.continuous_batching and self.exact_batching
+                      and not self.is_seq2seq)
         try:
             with torch.inference_mode():
+                if continuous:
+                    outs = self._generate_continuous(
+                        [prompts[i] for i in order],
+                        None if ks is None else [ks[i] for i in order])
+                    for i, out in zip(order, outs):
+                        results[i] = out
+                    order = []
                 for start in range(0, len(order), step):
                     idx = order[start:start + step]
                     batch = [prompts[i] for i in idx]
@@ -1031,6 +1111,132 @@ class HFRecommender(Recommender):
             _LAYOUT.reset(ctx)
         return list(zip(tokens, logprobs))
 
+    def _prefill_causal(self, prompts: list[list[int]], layout: _RowLayout
+                        ) -> tuple[Any, Any, Any, list[int]]:
+        """Prefill left-padded prompts through the prefill tiles; returns (last-position
+        logits, cache, attention mask, left pads). ``layout.left_pad`` is set to the pads."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        pads = [width - len(p) for p in prompts]
+        ids = torch.tensor([[self.pad_id] * pad + p for pad, p in zip(pads, prompts)])
+        mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        layout.left_pad = list(pads)
+        out = self._run("prefill", input_ids=ids, attention_mask=mask, position_ids=positions,
+                        use_cache=True, **self._forward_kwargs())
+        return out.logits[:, -1, :], out.cache, mask, pads
+
+    def _generate_continuous(self, prompts: list[list[int]], ks: Sequence[int | None] | None
+                             ) -> list[tuple[list[int], list[float]]]:
+        """Continuous batching over fixed-shape tiles (causal models, ``"tiles"`` mode).
+
+        At most ``batch_size`` rows decode together; as soon as rows finish (EOS, early stop,
+        ``max_new_tokens``) the next waiting prompts are prefilled together (prefill tiles) and
+        their KV rows are merged into the running cache: the shorter side is left-padded with
+        zeros (more left pad, which the row-wise attention never reads) and padding common to
+        all rows is trimmed. Each row keeps its own positions and unpadded keys, and every matmul
+        runs on verified tiles, so each output is bit-identical to generating it alone.
+        :attr:`generation_stats` counts the refills and decode steps of the last call.
+        """
+        import collections
+
+        import torch
+
+        n = len(prompts)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
+        stats = {"prompts": n, "refills": 0, "decode_steps": 0, "decode_rows": 0}
+        self.generation_stats = stats
+        max_new = self.decoding.max_new_tokens
+        if max_new <= 0:
+            return [([], []) for _ in range(n)]
+        gens = self._row_generators(prompts)
+        watch = None if ks is None else _ListWatch(self.tokenizer, ks, self._newline_tokens)
+        waiting = collections.deque(range(n))
+        active: list[int] = []  # prompt index of each batch row
+        cache = mask = nxt = next_pos = None
+        layout = _RowLayout(left_pad=[])
+        ctx = _LAYOUT.set(layout)
+        try:
+            while waiting or active:
+                if waiting and len(active) < self.batch_size:
+                    new = [waiting.popleft()
+                           for _ in range(min(self.batch_size - len(active), len(waiting)))]
+                    stats["refills"] += len(new) if active else 0
+                    running_pads = layout.left_pad
+                    logits, new_cache, new_mask, new_pads = self._prefill_causal(
+                        [prompts[i] for i in new], layout)
+                    new_nxt, keep = self._pick(logits, new, gens, tokens, logprobs, watch)
+                    keep = [j for j in keep if len(tokens[new[j]]) < max_new]
+                    layout.left_pad = running_pads
+                    if keep:
+                        sel = torch.tensor(keep)
+                        if len(keep) < len(new):
+                            new_cache.batch_select_indices(sel)
+                        new_pos = torch.tensor([len(prompts[new[j]]) for j in keep])
+                        new_pads = [new_pads[j] for j in keep]
+                        cache, mask = self._merge_rows(cache, mask, layout, new_cache,
+                                                       new_mask[sel], new_pads)
+                        nxt = new_nxt[sel] if nxt is None else torch.cat([nxt, new_nxt[sel]])
+                        next_pos = new_pos if next_pos is None else torch.cat([next_pos, new_pos])
+                        active += [new[j] for j in keep]
+                    continue  # fill every free slot before the next decode step
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
+                                position_ids=next_pos[:, None], cache=cache, use_cache=True)
+                cache = out.cache
+                stats["decode_steps"] += 1
+                stats["decode_rows"] += len(active)
+                next_pos = next_pos + 1
+                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
+                                       watch)
+                keep = [j for j in keep if len(tokens[active[j]]) < max_new]
+                if len(keep) < len(active):
+                    active = [active[j] for j in keep]
+                    if not active:
+                        cache = mask = nxt = next_pos = None
+                        layout.left_pad = []
+                        continue
+                    sel = torch.tensor(keep)
+                    cache.batch_select_indices(sel)
+                    mask, nxt, next_pos = mask[sel], nxt[sel], next_pos[sel]
+                    layout.left_pad = [layout.left_pad[j] for j in keep]
+                    mask = self._trim_common_pad(cache, mask, layout)
+        finally:
+            _LAYOUT.reset(ctx)
+        return list(zip(tokens, logprobs))
+
+    @staticmethod
+    def _trim_common_pad(cache: Any, mask: Any, layout: _RowLayout) -> Any:
+        """Drop the left padding all rows share (from the cache, the mask and the layout)."""
+        cut = min(layout.left_pad)
+        if cut > 0:
+            _kv_trim_left(cache, cut)
+            layout.left_pad = [p - cut for p in layout.left_pad]
+            mask = mask[:, cut:]
+        return mask
+
+    def _merge_rows(self, cache: Any, mask: Any, layout: _RowLayout, new_cache: Any,
+                    new_mask: Any, new_pads: list[int]) -> tuple[Any, Any]:
+        """Append freshly prefilled rows to the running batch (see :meth:`_generate_continuous`).
+        Returns the merged cache and mask; ``layout.left_pad`` is updated."""
+        import torch
+        import torch.nn.functional as F
+
+        if cache is None:
+            layout.left_pad = list(new_pads)
+            return new_cache, new_mask
+        old_len, new_len = mask.shape[1], new_mask.shape[1]
+        width = max(old_len, new_len)
+        _kv_left_pad(cache, width - old_len)
+        _kv_left_pad(new_cache, width - new_len)
+        _kv_concat_rows(cache, new_cache)
+        mask = torch.cat([F.pad(mask, (width - old_len, 0)), F.pad(new_mask, (width - new_len, 0))])
+        layout.left_pad = ([p + width - old_len for p in layout.left_pad]
+                           + [p + width - new_len for p in new_pads])
+        return cache, self._trim_common_pad(cache, mask, layout)
+
     def _encode(self, prompts: list[list[int]], layout: _RowLayout) -> tuple[Any, Any]:
         """Run the encoder once on right-padded prompts; returns (encoder outputs, mask)."""
         import torch
@@ -1101,6 +1307,10 @@ class HFRecommender(Recommender):
         results = []
         try:
             with torch.inference_mode():
+                if not naive and self.exact_batching and not self.is_seq2seq:
+                    return self._score_causal_batched(
+                        [self.prompt_ids(r) or [self._fallback_token()] for r in requests],
+                        [[self.candidate_ids(c) for c in r.candidates or ()] for r in requests])
                 for r in requests:
                     if not r.candidates:
                         results.append([])
@@ -1132,6 +1342,65 @@ class HFRecommender(Recommender):
             rows = logprobs[j, : len(tgt)]
             sums.append(float(rows.gather(-1, idx[:, None]).sum()))
         return sums
+
+    def _score_causal_batched(self, prompts: list[list[int]], cands: list[list[list[int]]]
+                              ) -> list[list[float]]:
+        """Candidate scores of many requests in shared forward passes, on fixed-shape tiles.
+
+        Prompts (sorted by length, ``batch_size`` at a time) are prefilled together; then the
+        candidates of all of them, sorted by length, run in chunks of up to two prefill tiles of
+        tokens, each row continuing its own prompt's KV rows (right-padded; the row-wise
+        attention reads the row's prompt and its own real tokens only, causal from the last
+        key). Score = log p(c_0 | prompt) + sum_i log p(c_i | prompt, c_<i). Every matmul row and
+        attention call is the one the request makes alone, so a request's scores are
+        bit-identical whichever requests share its batch.
+        """
+        import torch
+
+        scores: list[list[float]] = [[0.0] * len(c) for c in cands]
+        order = sorted((i for i in range(len(prompts)) if cands[i]),
+                       key=lambda i: (len(prompts[i]), i))
+        budget = 2 * (self._rows("prefill") or 256)
+        layout = _RowLayout(left_pad=[])
+        ctx = _LAYOUT.set(layout)
+        try:
+            for start in range(0, len(order), self.batch_size):
+                group = order[start:start + self.batch_size]
+                logits, cache, mask, pads = self._prefill_causal([prompts[i] for i in group],
+                                                                 layout)
+                first = [torch.log_softmax(logits[j].float(), dim=-1) for j in range(len(group))]
+                rows = sorted(((len(c), j, n) for j, i in enumerate(group)
+                               for n, c in enumerate(cands[i]) if c))
+                while rows:
+                    width = rows[0][0]
+                    take = 1
+                    while take < len(rows) and (take + 1) * max(width, rows[take][0]) <= budget:
+                        width = max(width, rows[take][0])
+                        take += 1
+                    chunk, rows = rows[:take], rows[take:]
+                    seqs = [cands[group[j]][n] for _, j, n in chunk]
+                    sel = torch.tensor([j for _, j, _ in chunk])
+                    ids = torch.tensor([c + [self.pad_id] * (width - len(c)) for c in seqs])
+                    real = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in seqs])
+                    starts = torch.tensor([len(prompts[group[j]]) for _, j, _ in chunk])
+                    layout.left_pad = [pads[j] for _, j, _ in chunk]
+                    layout.right_pad = [width - len(c) for c in seqs]
+                    try:
+                        out = self._run("prefill", input_ids=ids,
+                                        attention_mask=torch.cat([mask[sel], real], dim=1),
+                                        position_ids=starts[:, None] + torch.arange(width),
+                                        cache=_kv_rows(cache, sel), use_cache=True)
+                    finally:
+                        layout.right_pad = None
+                    for r, ((_, j, n), c) in enumerate(zip(chunk, seqs)):
+                        rest = 0.0
+                        if len(c) > 1:
+                            lp = torch.log_softmax(out.logits[r, :len(c) - 1].float(), dim=-1)
+                            rest = float(lp.gather(-1, torch.tensor(c[1:])[:, None]).sum())
+                        scores[group[j]][n] = float(first[j][c[0]]) + rest
+        finally:
+            _LAYOUT.reset(ctx)
+        return scores
 
     def _score_causal(self, prompt: list[int], cands: list[list[int]]) -> list[float]:
         import torch
