@@ -40,9 +40,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not browser"
 
 # LangFair is a benchmark-only oracle (its recommendation metrics need numpy alone).
+# BENCH_ARGS="--quick --threads 1": the smoke run (see benchmarks/bench_all.py --help).
 bench: $(STAMP)
 	$(BIN)/pip install -q --no-deps langfair
-	$(BIN)/python benchmarks/bench_all.py
+	$(BIN)/python benchmarks/bench_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .recaudit-cache reports/demo
