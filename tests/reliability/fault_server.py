@@ -215,6 +215,7 @@ class _Server(ThreadingHTTPServer):
 def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # TCP_NODELAY: no delayed-ACK wait per keep-alive reply
         timeout = 30  # socket timeout: a stuck client cannot hold a handler thread forever
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- silence

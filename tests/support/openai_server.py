@@ -196,6 +196,7 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # TCP_NODELAY: no delayed-ACK wait per keep-alive reply
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- silence
             pass
