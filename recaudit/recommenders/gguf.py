@@ -127,13 +127,14 @@ class GGUFRecommender(HFRecommender):
 
     adapter_version: ClassVar[str] = GGUF_ADAPTER_VERSION
 
-    def __init__(self, path: str, decoding: Decoding | None = None, *, batch_size: int = 16,
+    def __init__(self, path: str, decoding: Decoding | None = None, *,
+                 batch_size: int | None = None,
                  spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, early_stop: bool = False,
-                 continuous_batching: bool = True) -> None:
+                 continuous_batching: bool = True, dtype: str = "float32") -> None:
         batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
                       "decode_rows": decode_rows, "early_stop": early_stop,
-                      "continuous_batching": continuous_batching}
+                      "continuous_batching": continuous_batching, "dtype": dtype}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source

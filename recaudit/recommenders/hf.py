@@ -78,6 +78,7 @@ import contextvars
 import copy
 import hashlib
 import json
+import os
 import re
 import types
 import warnings
@@ -114,6 +115,10 @@ _EXACT_ATTN = "recaudit_rowwise"
 PREFILL_ROW_CHOICES = (256, 128, 64, 32, 16)
 DECODE_ROW_CHOICES = (16, 32, 8, 4, 2, 1)
 BATCHING_MODES = ("auto", "plain")
+DTYPES = ("float32", "bfloat16")
+# auto batch size: decode rows per core, and the share of free memory the batch may take
+_ROWS_PER_CORE = 8
+_MEMORY_SHARE = 0.25
 _CROSS_ATTN_NAMES = {"encoder_attn", "EncDecAttention", "crossattention", "cross_attn",
                      "cross_attention"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -423,6 +428,73 @@ def _kv_rows(cache: Any, rows: Any) -> Any:
     return new
 
 
+# --------------------------------------------------------------------------- hardware
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX: /proc/cpuinfo flags, or
+    torch's CPU capability ``AVX512_BF16`` / ``AMX``)."""
+    import torch
+
+    cap = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if "BF16" in cap or "AMX" in cap:
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _free_memory_bytes() -> int | None:
+    """Available memory (``os.sysconf`` on Linux, else psutil when installed); None: unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or failing: no memory bound
+        return None
+
+
+def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int
+                    ) -> tuple[int, str]:
+    """Rows decoded together when the user set none, and why.
+
+    Compute: ``_ROWS_PER_CORE`` rows per usable core, rounded up to whole decode tiles (a
+    partly filled tile costs a full one). Memory: at most ``_MEMORY_SHARE`` of the available
+    memory for the rows' KV cache (2 x layers x kv heads x head dim x bytes, over 1024 prompt
+    tokens + ``max_new_tokens``) and fp32 logits. With fixed-shape tiles the choice never
+    changes an output (the fingerprint does not record it).
+    """
+    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") \
+        else model.config
+    cores = _usable_cores()
+    tile = decode_rows or 1
+    want = -(-(_ROWS_PER_CORE * cores) // tile) * tile
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", 1) or 1
+    heads = getattr(cfg, "num_attention_heads", 1) or 1
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 64) // heads)
+    elem = next(model.parameters()).element_size()
+    per_row = (2 * layers * kv_heads * head_dim * elem * (1024 + max(0, max_new_tokens))
+               + 4 * getattr(cfg, "vocab_size", 0))
+    free = _free_memory_bytes()
+    rows = want
+    if free is not None and per_row > 0:
+        rows = max(1, min(want, int(free * _MEMORY_SHARE // per_row)))
+    where = f"{free / 2 ** 30:.1f} GiB free" if free is not None else "free memory unknown"
+    return rows, f"auto: {cores} cores, {where}"
+
+
 # --------------------------------------------------------------------------- early stop
 def list_is_complete(text: str, k: int) -> bool:
     """True when ``text`` (complete lines only) holds at least ``k`` numbered or bulleted list
@@ -553,7 +625,9 @@ class HFRecommender(Recommender):
     trust_remote_code
         Allow model code shipped with the checkpoint. Off unless explicitly passed.
     batch_size
-        Requests per generation batch (sorted by prompt length to reduce padding).
+        Rows decoded together (sorted by prompt length to reduce padding); ``None``: chosen
+        from the hardware by :func:`auto_batch_size` (recorded in :meth:`batch_invariance`).
+        With fixed-shape tiles it never changes an output.
     spec
         The spec string the user wrote (for reports); defaults to ``hf:PATH``.
     base
@@ -566,6 +640,11 @@ class HFRecommender(Recommender):
     early_stop
         ``model_options: {early_stop: true}`` turns on the per-row early stop of generation
         (see "Early stop" in the module docstring); off by default. Settable after load too.
+    dtype
+        ``model_options: {dtype: bfloat16}`` runs the weights in bf16 (fast where the CPU has
+        AVX512-BF16 or AMX, see :func:`cpu_has_native_bf16`; emulated, slower, elsewhere).
+        Opt-in: it changes the numerics, and the fingerprint records the dtype. The tile
+        self-check runs on the bf16 weights, so batching stays bit-exact.
     model, tokenizer
         Already-loaded objects to use instead of loading from ``path`` (used by the GGUF adapter).
     """
@@ -574,14 +653,18 @@ class HFRecommender(Recommender):
     adapter_version: ClassVar[str] = ADAPTER_VERSION
 
     def __init__(self, path: str, decoding: Decoding | None = None, *, allow_pickle: bool = False,
-                 trust_remote_code: bool = False, batch_size: int = 16, spec: str | None = None,
+                 trust_remote_code: bool = False, batch_size: int | None = None,
+                 spec: str | None = None,
                  batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
                  base: str | None = None, early_stop: bool = False,
-                 continuous_batching: bool = True) -> None:
+                 continuous_batching: bool = True, dtype: str = "float32") -> None:
         super().__init__(spec or f"hf:{path}", decoding)
-        if batch_size < 1:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise ModelSpecError(f"model_options.dtype must be one of {', '.join(DTYPES)}, "
+                                 f"got {dtype!r}")
         if batching not in BATCHING_MODES:
             raise ModelSpecError(f"model_options.batching must be one of "
                                  f"{', '.join(BATCHING_MODES)}, got {batching!r}")
@@ -600,7 +683,8 @@ class HFRecommender(Recommender):
         self._early_stop = early_stop
         self._newline_tokens: dict[int, bool] = {}
         self.path = str(path)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or 1)
+        self.batch_size_reason = ""
         self.allow_pickle = bool(allow_pickle)
         self.trust_remote_code = bool(trust_remote_code)
         self._weights_sha: str | None = None
@@ -630,11 +714,18 @@ class HFRecommender(Recommender):
                 self.model_dir = p
                 self.weight_files = sorted(f for f in p.iterdir()
                                            if f.suffix == ".safetensors" and f.is_file())
+        if dtype != "float32":  # before the tile self-check, which runs on these weights
+            import torch
+
+            model = model.to(getattr(torch, dtype))
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self._setup_tokens()
         self.batching = self._setup_batching(batching, prefill_rows, decode_rows)
+        if batch_size is None:
+            self.batch_size, self.batch_size_reason = auto_batch_size(
+                self.model, self.batching.decode_rows, self.decoding.max_new_tokens)
 
     # ------------------------------------------------------------------ loading
     def _select_weight_files(self, d: Path) -> list[Path]:
@@ -797,6 +888,12 @@ class HFRecommender(Recommender):
 
     def batch_invariance(self) -> str:
         line = self.batching.describe()
+        if self.batch_size_reason:
+            line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
+        dtype = next(self.model.parameters()).dtype
+        if str(dtype) != "torch.float32":
+            native = "native" if cpu_has_native_bf16() else "emulated: no AVX512-BF16/AMX"
+            line += f"; weights {str(dtype).replace('torch.', '')} ({native})"
         if self.early_stop:
             line += ("; early stop: each request stops after its k-th list entry, decided on "
                      "its own tokens only")
