@@ -230,6 +230,143 @@ def bench_early_stop(rec, n_prompts: int = 16, max_new_tokens: int = 160) -> Non
           f"{same}/{n_prompts}")
 
 
+# ------------------------------------------------------------------ table rows (make bench)
+def _row(what: str, value: float, unit: str, note: str = "") -> dict:
+    return {"what": what, "value": value, "unit": unit, "note": note}
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _load(max_new_tokens: int, batch_size: int, **options):
+    from recaudit.recommenders.base import Decoding
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+
+    return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=max_new_tokens),
+                           batch_size=batch_size, **options)
+
+
+def _generation_rows(rec, ids: list, peak: float) -> list[dict]:
+    """Batched (continuous, tiles) vs one at a time, and the fraction of the fp32 roofline."""
+    rec.generate_ids([ids[0]])  # warm-up
+    t_batched, batched = _timed(lambda: rec.generate_ids(ids))
+    t_single, single = _timed(lambda: [rec.generate_ids([p])[0] for p in ids])
+    tokens = sum(len(t) for t, _ in batched)
+    same = sum(b == s for b, s in zip(batched, single))
+    flops_per_token = 2 * sum(p.numel() for p in rec.model.parameters())
+    tok_s = tokens / t_batched
+    where = (f"{len(ids)} prompts, {tokens} tokens, batch {rec.batch_size}, "
+             f"max_new_tokens {rec.decoding.max_new_tokens}")
+    return [
+        _row("generation, batched (batch-invariant tiles)", tok_s, "tok/s", where),
+        _row("generation, one request at a time", tokens / t_single, "tok/s", where),
+        _row("generation, batched / one at a time", t_single / t_batched, "x",
+             f"outputs bit-identical: {same}/{len(ids)}"),
+        _row("generation, fraction of the fp32 roofline", tok_s * flops_per_token / 1e9 / peak,
+             "fraction", f"{tok_s:.1f} tok/s x {flops_per_token / 1e9:.3f} GFLOP/token / "
+             f"{peak:.1f} GFLOP/s (torch.matmul 2048^2)"),
+    ]
+
+
+def _continuous_rows(rec, ids: list, ks: list[int]) -> list[dict]:
+    """Continuous vs static batching of the same prompts, each stopping after its k-th list
+    entry (rows end at different steps; more prompts than slots)."""
+    saved = rec.early_stop
+    rec.early_stop = True
+    try:
+        rec.continuous_batching = False
+        t_static, static = _timed(lambda: rec.generate_ids(ids, ks))
+        rec.continuous_batching = True
+        t_cont, cont = _timed(lambda: rec.generate_ids(ids, ks))
+    finally:
+        rec.early_stop, rec.continuous_batching = saved, True
+    stats = rec.generation_stats
+    tokens = sum(len(t) for t, _ in cont)
+    per_step = stats["decode_rows"] / max(1, stats["decode_steps"])
+    note = (f"{len(ids)} prompts, batch {rec.batch_size}, early stop k=1..3, "
+            f"{stats['refills']} refills, {per_step:.1f} rows/step; outputs equal: "
+            f"{sum(a == b for a, b in zip(cont, static))}/{len(ids)}")
+    return [
+        _row("generation, continuous batching", tokens / t_cont, "tok/s", note),
+        _row("generation, static batching", tokens / t_static, "tok/s", note),
+        _row("generation, continuous / static", t_static / t_cont, "x", note),
+    ]
+
+
+def _scoring_rows(rec, n_requests: int, n_candidates: int) -> list[dict]:
+    """Candidates of many requests in shared forward passes vs per request (prompt cache reused
+    per request, the previous default), and the largest difference to naive scoring."""
+    import torch
+
+    from recaudit.recommenders.base import Request
+
+    reqs = [Request(Request.from_prompt(p + " Name the one movie you recommend most.").messages,
+                    k=1, candidates=TITLES[i % 3:i % 3 + n_candidates])
+            for i, p in enumerate(prompts(n_requests))]
+    rec.score(reqs[:1])  # warm-up
+
+    def per_request():
+        with torch.inference_mode():
+            return [rec._score_causal(rec.prompt_ids(r), [rec.candidate_ids(c)
+                                                          for c in r.candidates])
+                    for r in reqs]
+
+    t_batched, batched = _timed(lambda: rec.score(reqs))
+    t_single, single = _timed(per_request)
+    diff = max(abs(a - b) for x, y in zip(batched, single) for a, b in zip(x, y))
+    note = (f"{n_requests} requests x {n_candidates} candidates; max |diff| to per-request "
+            f"{diff:.1e}")
+    n = n_requests * n_candidates
+    return [
+        _row("scoring, batched across requests", n / t_batched, "candidates/s", note),
+        _row("scoring, per request", n / t_single, "candidates/s", note),
+        _row("scoring, batched / per request", t_single / t_batched, "x", note),
+    ]
+
+
+def _bf16_rows(fp32, ids: list) -> list[dict]:
+    """The same prompts batched with bf16 weights vs fp32, side by side."""
+    from recaudit.recommenders.hf import cpu_has_native_bf16
+
+    bf16 = _load(fp32.decoding.max_new_tokens, fp32.batch_size, dtype="bfloat16")
+    bf16.generate_ids([ids[0]])
+    t_fp32, out32 = _timed(lambda: fp32.generate_ids(ids))
+    t_bf16, out16 = _timed(lambda: bf16.generate_ids(ids))
+    same = sum(a[0] == b[0] for a, b in zip(out32, out16))
+    note = (f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; bf16 tiles "
+            f"{bf16.tile_rows}; token sequences equal to fp32: {same}/{len(ids)}")
+    return [
+        _row("generation, bf16", sum(len(t) for t, _ in out16) / t_bf16, "tok/s", note),
+        _row("generation, fp32", sum(len(t) for t, _ in out32) / t_fp32, "tok/s", note),
+        _row("generation, bf16 / fp32 (wall time)", t_fp32 / t_bf16, "x", note),
+    ]
+
+
+def run(quick: bool) -> list[dict]:
+    """Rows ``{"what", "value", "unit", "note"}`` for the ``make bench`` table: every ratio is
+    measured side by side in this run. ``quick``: small sizes (a minute or two)."""
+    from dataclasses import replace
+
+    from recaudit.recommenders.base import Request
+
+    n, max_new, batch = (8, 16, 4) if quick else (32, 48, 16)
+    rec = _load(max_new, batch)
+    ids = [rec.prompt_ids(Request.from_prompt(p)) for p in prompts(n)]
+    rows = _generation_rows(rec, ids, matmul_peak_gflops())
+    saved = rec.decoding
+    rec.decoding = replace(saved, max_new_tokens=48 if quick else 160)
+    try:
+        rows += _continuous_rows(rec, ids * 2, [1 + i % 3 for i in range(2 * n)])
+    finally:
+        rec.decoding = saved
+    rows += _scoring_rows(rec, 4 if quick else 16, 10 if quick else 20)
+    rows += _bf16_rows(rec, ids)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -240,7 +377,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="run only the early stop on/off row")
     parser.add_argument("--early-stop-tokens", type=int, default=160,
                         help="max_new_tokens of the early stop row")
+    parser.add_argument("--rows", action="store_true",
+                        help="print only the make-bench table rows (run())")
+    parser.add_argument("--quick", action="store_true", help="with --rows: small sizes")
     args = parser.parse_args(argv)
+    if args.rows:
+        for row in run(args.quick):
+            print(f"{row['what']:<48} {row['value']:>10.3f} {row['unit']:<13} {row['note']}")
+        return
 
     import torch
 

@@ -1228,12 +1228,13 @@ class HFRecommender(Recommender):
                              ) -> list[tuple[list[int], list[float]]]:
         """Continuous batching over fixed-shape tiles (causal models, ``"tiles"`` mode).
 
-        At most ``batch_size`` rows decode together; as soon as rows finish (EOS, early stop,
-        ``max_new_tokens``) the next waiting prompts are prefilled together (prefill tiles) and
-        their KV rows are merged into the running cache: the shorter side is left-padded with
-        zeros (more left pad, which the row-wise attention never reads) and padding common to
-        all rows is trimmed. Each row keeps its own positions and unpadded keys, and every matmul
-        runs on verified tiles, so each output is bit-identical to generating it alone.
+        At most ``batch_size`` rows decode together; when rows finish (EOS, early stop,
+        ``max_new_tokens``) the next waiting prompts are prefilled together (prefill tiles; when
+        :meth:`_refill_now` says so) and their KV rows are merged into the running cache: the
+        shorter side is left-padded with zeros (more left pad, which the row-wise attention
+        never reads) and padding common to all rows is trimmed. Each row keeps its own
+        positions and unpadded keys, and every matmul runs on verified tiles, so each output is
+        bit-identical to generating it alone.
         :attr:`generation_stats` counts the refills and decode steps of the last call.
         """
         import collections
@@ -1257,7 +1258,7 @@ class HFRecommender(Recommender):
         ctx = _LAYOUT.set(layout)
         try:
             while waiting or active:
-                if waiting and len(active) < self.batch_size:
+                if waiting and self._refill_now(len(active), [prompts[i] for i in waiting]):
                     new = [waiting.popleft()
                            for _ in range(min(self.batch_size - len(active), len(waiting)))]
                     stats["refills"] += len(new) if active else 0
@@ -1303,6 +1304,18 @@ class HFRecommender(Recommender):
         finally:
             _LAYOUT.reset(ctx)
         return list(zip(tokens, logprobs))
+
+    def _refill_now(self, n_active: int, waiting: list[list[int]]) -> bool:
+        """Whether free slots are refilled before the next decode step (scheduling only: no
+        output depends on it). A prefill costs whole tiles of M_p rows, so newcomers enter
+        together: when no row is active, when all waiting prompts fit, when half the slots are
+        free, or when the prompts that fit fill a prefill tile."""
+        free = self.batch_size - n_active
+        if free <= 0:
+            return False
+        if n_active == 0 or len(waiting) <= free or 2 * free >= self.batch_size:
+            return True
+        return sum(len(p) for p in waiting[:free]) >= (self._rows("prefill") or 1)
 
     @staticmethod
     def _trim_common_pad(cache: Any, mask: Any, layout: _RowLayout) -> Any:
