@@ -40,7 +40,8 @@ def _stop_token(outputs) -> frozenset[int]:
 
 @pytest.fixture(scope="module")
 def tiny(causal_dir):
-    """The tiny model (batch size 2: every finished row is refilled at once), its prompts and their one-at-a-time outputs.
+    """The tiny model (batch size 2: every finished row is refilled at once), its prompts
+    and their one-at-a-time outputs.
 
     The token that ends the rows at the most different steps is made the EOS, so refills
     happen mid-run.
