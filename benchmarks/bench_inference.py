@@ -345,6 +345,48 @@ def _bf16_rows(fp32, ids: list) -> list[dict]:
     ]
 
 
+def _compile_rows(ids: list, max_new_tokens: int) -> list[dict]:
+    """torch.compile and a static KV cache, measured on plain transformers ``generate`` (greedy,
+    left-padded batch, no tiles) side by side with its eager dynamic-cache run: whether either
+    is worth carrying into the tiled path. A failure is reported in the note."""
+    import torch
+
+    rec = _load(max_new_tokens, len(ids), batching="plain")
+    model, pad = rec.model, rec.pad_id
+    width = max(len(p) for p in ids)
+    batch = torch.tensor([[pad] * (width - len(p)) + p for p in ids])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids])
+    kwargs = {"attention_mask": mask, "max_new_tokens": max_new_tokens,
+              "min_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": pad}
+
+    def gen(**extra):
+        with torch.inference_mode():
+            return model.generate(batch, **kwargs, **extra)
+
+    tokens = len(ids) * max_new_tokens
+    gen()  # warm-up
+    t_eager, _ = _timed(gen)
+    rows = [_row("generate (plain), eager dynamic cache", tokens / t_eager, "tok/s",
+                 f"{len(ids)} prompts x {max_new_tokens} tokens, transformers generate")]
+    for label, extra, compile_ in (("static KV cache", {"cache_implementation": "static"}, False),
+                                   ("static KV cache + torch.compile",
+                                    {"cache_implementation": "static"}, True)):
+        forward = model.forward
+        try:
+            if compile_:
+                model.forward = torch.compile(forward, dynamic=False)
+            t_first, _ = _timed(lambda: gen(**extra))  # compiles / allocates
+            t, _ = _timed(lambda: gen(**extra))
+            rows.append(_row(f"generate (plain), {label} / eager", t_eager / t, "x",
+                             f"first call {t_first:.1f} s (compile/allocate)"))
+        except Exception as exc:  # noqa: BLE001 - a failure is a finding, not a crash
+            rows.append(_row(f"generate (plain), {label} / eager", float("nan"), "x",
+                             f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"))
+        finally:
+            model.forward = forward
+    return rows
+
+
 def run(quick: bool) -> list[dict]:
     """Rows ``{"what", "value", "unit", "note"}`` for the ``make bench`` table: every ratio is
     measured side by side in this run. ``quick``: small sizes (a minute or two)."""
@@ -364,6 +406,7 @@ def run(quick: bool) -> list[dict]:
         rec.decoding = saved
     rows += _scoring_rows(rec, 4 if quick else 16, 10 if quick else 20)
     rows += _bf16_rows(rec, ids)
+    rows += _compile_rows(ids, 16 if quick else 48)
     return rows
 
 
@@ -380,9 +423,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", action="store_true",
                         help="print only the make-bench table rows (run())")
     parser.add_argument("--quick", action="store_true", help="with --rows: small sizes")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="with --rows: only the torch.compile / static cache rows")
     args = parser.parse_args(argv)
     if args.rows:
-        for row in run(args.quick):
+        if args.compile_only:
+            from recaudit.recommenders.base import Request
+
+            rec = _load(16, 8)
+            rows = _compile_rows([rec.prompt_ids(Request.from_prompt(p)) for p in prompts(8)],
+                                 16 if args.quick else 48)
+        else:
+            rows = run(args.quick)
+        for row in rows:
             print(f"{row['what']:<48} {row['value']:>10.3f} {row['unit']:<13} {row['note']}")
         return
 
