@@ -15,6 +15,11 @@ Every figure is a ratio (or fraction) measured side by side in this one run, on 
 5. early stop: the same prompts (each asking for k items) generated with ``early_stop`` on vs
    off: tokens generated, wall time ratio, and whether the first k grounded entries agree
    (``--early-stop-only`` runs just this row).
+
+``run(quick)`` returns the rows of the ``make bench`` table (``--rows [--quick]`` prints them):
+batched (continuous, tiles) vs one-at-a-time generation and its fraction of the fp32 roofline,
+continuous vs static batching, scoring batched across requests vs per request, bf16 vs fp32,
+and a static KV cache / torch.compile vs eager on plain ``generate`` (``--compile-only``).
 """
 
 from __future__ import annotations
