@@ -1250,7 +1250,7 @@ class HFRecommender(Recommender):
 
         At most ``batch_size`` rows decode together; when rows finish (EOS, early stop,
         ``max_new_tokens``) the next waiting prompts are prefilled together (prefill tiles; when
-        :meth:`_refill_now` says so) and their KV rows are merged into the running cache: the
+        :meth:`_refill_count` says so) and their KV rows are merged into the running cache: the
         shorter side is left-padded with zeros (more left pad, which the row-wise attention
         never reads) and padding common to all rows is trimmed. Each row keeps its own
         positions and unpadded keys, and every matmul runs on verified tiles, so each output is
@@ -1278,9 +1278,10 @@ class HFRecommender(Recommender):
         ctx = _LAYOUT.set(layout)
         try:
             while waiting or active:
-                if waiting and self._refill_now(len(active), [prompts[i] for i in waiting]):
-                    new = [waiting.popleft()
-                           for _ in range(min(self.batch_size - len(active), len(waiting)))]
+                n_new = self._refill_count(len(active), [prompts[i] for i in waiting]) \
+                    if waiting else 0
+                if n_new:
+                    new = [waiting.popleft() for _ in range(n_new)]
                     stats["refills"] += len(new) if active else 0
                     running_pads = layout.left_pad
                     logits, new_cache, new_mask, new_pads = self._prefill_causal(
@@ -1325,17 +1326,25 @@ class HFRecommender(Recommender):
             _LAYOUT.reset(ctx)
         return list(zip(tokens, logprobs))
 
-    def _refill_now(self, n_active: int, waiting: list[list[int]]) -> bool:
-        """Whether free slots are refilled before the next decode step (scheduling only: no
-        output depends on it). A prefill costs whole tiles of M_p rows, so newcomers enter
-        together: when no row is active, when all waiting prompts fit, when half the slots are
-        free, or when the prompts that fit fill a prefill tile."""
+    def _refill_count(self, n_active: int, waiting: list[list[int]]) -> int:
+        """How many waiting prompts enter before the next decode step (scheduling only: no
+        output depends on it). A prefill costs whole tiles of M_p rows (prompts x the longest
+        of them), so newcomers enter in whole tiles: all that fit when nothing decodes, when
+        all the rest fit, or when half the slots are free; else as many as fill whole tiles
+        (none while they fill less than one)."""
         free = self.batch_size - n_active
         if free <= 0:
-            return False
+            return 0
+        fit = waiting[:free]
         if n_active == 0 or len(waiting) <= free or 2 * free >= self.batch_size:
-            return True
-        return sum(len(p) for p in waiting[:free]) >= (self._rows("prefill") or 1)
+            return len(fit)
+        m_p = self._rows("prefill") or 1
+
+        def rows(n: int) -> int:
+            return n * max(len(p) for p in fit[:n])
+
+        whole = rows(len(fit)) // m_p * m_p
+        return max((n for n in range(1, len(fit) + 1) if rows(n) <= whole), default=0)
 
     @staticmethod
     def _trim_common_pad(cache: Any, mask: Any, layout: _RowLayout) -> Any:

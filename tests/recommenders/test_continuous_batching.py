@@ -106,18 +106,20 @@ def test_sampling_and_early_stop_with_refills_are_batch_invariant(tiny):
                                              for p, k in zip(prompts, ks)]
 
 
-def test_refills_wait_until_they_fill_a_prefill_tile(tiny):
+def test_refills_enter_in_whole_prefill_tiles(tiny):
     rec = tiny[0]
     m_p = rec.tile_rows[0]
     rec.batch_size = 16
     try:
-        short, long_ = [[1] * 10], [[1] * m_p]
-        assert rec._refill_now(0, short * 20)  # nothing decoding: start
-        assert not rec._refill_now(16, short * 20)  # no free slot
-        assert not rec._refill_now(15, short * 20)  # one short prompt: wait for more slots
-        assert rec._refill_now(15, long_ * 20)  # it fills a prefill tile alone
-        assert rec._refill_now(15, short)  # the last prompt: nothing to wait for
-        assert rec._refill_now(8, short * 20)  # half the slots free
+        short, tile = [[1] * 10], [[1] * m_p]
+        assert rec._refill_count(0, short * 20) == 16  # nothing decoding: fill every slot
+        assert rec._refill_count(16, short * 20) == 0  # no free slot
+        assert rec._refill_count(15, short * 20) == 0  # one short prompt: wait for more slots
+        assert rec._refill_count(15, tile * 20) == 1  # it fills a prefill tile alone
+        assert rec._refill_count(15, short) == 1  # the last prompt: nothing to wait for
+        assert rec._refill_count(8, short * 20) == 8  # half the slots free
+        third = [[1] * (m_p // 3 + 1)]
+        assert rec._refill_count(12, third * 20) == 2  # 3 would spill into a second tile
     finally:
         rec.batch_size = 2
 
