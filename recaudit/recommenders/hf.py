@@ -46,9 +46,10 @@ reads); outputs are bit-identical to static batches and to one at a time
 (``continuous_batching: false`` runs static batches). Candidate scoring prefills the prompts of
 several requests together and runs the candidates of all of them in shared passes, each row
 continuing its own prompt's KV rows; a request's scores do not depend on its companions. Measured
-on SmolLM2 (benchmarks/bench_inference.py ``run``): continuous / static 1.17x (rows ending at
-different steps), batched / per-request scoring 0.94x (the work is the same matmul rows; the
-tiles only pad it), bf16 / fp32 1.74x where the CPU has AVX512-BF16.
+on SmolLM2 (benchmarks/bench_inference.py ``run``, 1 thread, loaded 2-core Xeon): continuous /
+static 1.17x at batch 4 and 1.03x at batch 16 (rows ending at different steps; the per-row
+attention calls and the newcomers' prefill tiles stay), batched / per-request scoring 0.94-1.02x
+(the same matmul rows; the tiles only pad them), bf16 / fp32 1.74x (AVX512-BF16).
 
 Batch size and dtype
 --------------------
