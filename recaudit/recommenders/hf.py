@@ -512,8 +512,9 @@ def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int
     rows = want
     if free is not None and per_row > 0:
         rows = max(1, min(want, int(free * _MEMORY_SHARE // per_row)))
-    where = f"{free / 2 ** 30:.1f} GiB free" if free is not None else "free memory unknown"
-    return rows, f"auto: {cores} cores, {where}"
+    # the reason is recorded in results.json: no free-memory figure (it differs run to run)
+    capped = ", capped by free memory" if rows < want else ""
+    return rows, f"auto: {cores} cores{capped}"
 
 
 # --------------------------------------------------------------------------- early stop
