@@ -190,17 +190,14 @@ def module_rows(name: str) -> Callable[[bool], list[dict]]:
 
 
 def inference_rows(quick: bool) -> list[dict]:
-    """``bench_inference.run`` when it exists (plus llama.cpp, which it does not measure), else
-    this file's generation section."""
+    """This file's generation section (against the transformers loop and llama.cpp, roofline,
+    warm vs cold cache), then ``bench_inference.run``'s rows (one request at a time, continuous
+    vs static batching, batched scoring, bf16, torch.compile / static cache)."""
     import bench_inference
 
-    if not hasattr(bench_inference, "run"):
-        return generation_rows(quick)
-    import bench_llamacpp
-
-    rows = bench_inference.run(quick)
-    if not any(r.get("key") == "vs_llamacpp" for r in rows):
-        rows += bench_llamacpp.run(quick)
+    rows = generation_rows(quick)
+    if hasattr(bench_inference, "run"):
+        rows += bench_inference.run(quick)
     return rows
 
 

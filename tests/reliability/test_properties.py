@@ -21,6 +21,7 @@ from recaudit.catalog import OpenCatalog
 from recaudit.errors import GateSpecError
 from recaudit.gates import GateSpec, evaluate_gates
 from recaudit.metrics.specs import all_specs, get_spec
+from recaudit.probes.registry import registry
 from recaudit.results import AuditResult, MetricRecord, ProbeResult, Provenance
 
 from ..probes.synthetic_catalog import synthetic_catalog
@@ -188,8 +189,10 @@ def test_every_declared_range_is_checked() -> None:
                "item_coverage_share", "hr", "ndcg", "utility_cost", "pop_rsp", "pop_reo",
                "protected_share", "leakage_auc", "leakage_auc_ovr", "first_place_v",
                "rank_consistency_rbo", "rank_consistency_tau", "hallucination",
-               "exposure_share", "topk_share"}
+               "exposure_share", "topk_share", "stability_jaccard", "stability_rbo"}
+    registry()  # every built-in probe imported: its declarations too, whatever ran before
     ranged = {n for n, s in all_specs().items() if s.range is not None}
+    assert {"stability_jaccard", "leakage_auc"} <= ranged  # the probes' own declarations
     assert ranged - checked - set(INLINE) == set()
 
 
@@ -206,6 +209,9 @@ def test_similarities_in_range(s, n, k) -> None:
         values.append(v)
     _in_range("rerank_jaccard", _sim("jaccard")(s[:k], n[:k]))
     _in_range("rerank_rbo", _sim("rbo")(s[:k], n[:k]))
+    registry()  # the robustness probe declares its stability metrics (Jaccard, RBO to the
+    _in_range("stability_jaccard", _sim("jaccard")(s[:k], n[:k]))  # unperturbed list)
+    _in_range("stability_rbo", _sim("rbo")(s[:k], n[:k]))
     mats = similarity_matrix([s, n], [n, s], k_values=[k])
     for name in SIMILARITIES:
         for v in np.asarray(mats[name], dtype=float).ravel():
