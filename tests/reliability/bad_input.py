@@ -28,14 +28,14 @@ def message_regex(template: str, **paths: Any) -> str:
     return rx
 
 
-def check_line(err: str, template: str, **paths: Any) -> None:
+def assert_line(err: str, template: str, **paths: Any) -> None:
     lines = err.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
     line = lines[0]
     assert re.fullmatch(message_regex("recaudit: error: " + template, **paths), line), line
 
 
-def expect_cli_error(capsys: Any, argv: Sequence[str], exit_code: int, template: str,
+def assert_cli_error(capsys: Any, argv: Sequence[str], exit_code: int, template: str,
                      **paths: Any) -> None:
     """``recaudit ARGV`` in-process exits ``exit_code`` with one stderr line matching
     ``template`` and prints nothing on stdout; counts one bad input."""
@@ -43,11 +43,11 @@ def expect_cli_error(capsys: Any, argv: Sequence[str], exit_code: int, template:
     rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     assert rc == exit_code, err
-    check_line(err, template, **paths)
+    assert_line(err, template, **paths)
     assert out == ""
 
 
-def expect_subprocess_error(argv: Sequence[str], exit_code: int, template: str,
+def assert_subprocess_error(argv: Sequence[str], exit_code: int, template: str,
                             **paths: Any) -> None:
     """The same through a real ``python -m recaudit`` process (exit status, stderr, no stdout)."""
     tally.add("bad inputs")
@@ -55,5 +55,5 @@ def expect_subprocess_error(argv: Sequence[str], exit_code: int, template: str,
     proc = subprocess.run([sys.executable, "-m", "recaudit", *map(str, argv)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == exit_code, proc.stderr
-    check_line(proc.stderr, template, **paths)
+    assert_line(proc.stderr, template, **paths)
     assert proc.stdout == ""

@@ -15,7 +15,7 @@ from recaudit.cli import main
 from recaudit.errors import DataError
 
 from . import tally
-from .bad_input import expect_cli_error, message_regex
+from .bad_input import assert_cli_error, message_regex
 
 COUNTERFACTUAL = (
     "probes:\n  - probe: counterfactual\n    params:\n      k: 10\n      similarities: [jaccard]\n"
@@ -117,7 +117,7 @@ def test_bad_catalog_through_a_config(tmp_path, capsys, name, content, options, 
     cfg.write_text(HEADER + f"catalog: {{source: {source}, path: {path}, id_col: item_id"
                    + (f", {mapping}" if mapping else "") + "}\n" + COUNTERFACTUAL,
                    encoding="utf-8")
-    expect_cli_error(capsys, ["audit", cfg, "--dry-run"], 2, expected, path=path, inter=inter)
+    assert_cli_error(capsys, ["audit", cfg, "--dry-run"], 2, expected, path=path, inter=inter)
 
 
 @pytest.mark.parametrize("name, content, options, expected", [c[1:] for c in CASES],
@@ -141,7 +141,7 @@ def test_missing_catalog_file(tmp_path, capsys):
     cfg = tmp_path / "audit.yaml"
     cfg.write_text(HEADER + f"catalog: {{source: csv, path: {path}}}\n" + COUNTERFACTUAL,
                    encoding="utf-8")
-    expect_cli_error(capsys, ["audit", cfg, "--dry-run"], 2, "catalog file not found: {path}",
+    assert_cli_error(capsys, ["audit", cfg, "--dry-run"], 2, "catalog file not found: {path}",
                      path=path)
 
 
@@ -194,6 +194,6 @@ def test_one_item_catalog_popularity_probe_says_why_not(tmp_path, capsys):
     cfg.write_text(HEADER + f"catalog: {{source: csv, path: {items}, id_col: item_id, "
                    f"interactions: {inter}, holdout: 1}}\nprobes: [{{probe: popularity}}]\n"
                    f"out: {tmp_path / 'out'}\n", encoding="utf-8")
-    expect_cli_error(capsys, ["audit", cfg, "--dry-run"], 2,
+    assert_cli_error(capsys, ["audit", cfg, "--dry-run"], 2,
                      "popularity probe: no user has >= 10 training interactions and a held-out "
                      "item; lower history_items")

@@ -7,7 +7,7 @@ import pytest
 
 from recaudit.yamlio import MAX_ALIAS_EXPANSION, MAX_YAML_BYTES
 
-from .bad_input import expect_cli_error, expect_subprocess_error
+from .bad_input import assert_cli_error, assert_subprocess_error
 
 MODEL = "model: python:tests.cli_recommenders:constant\n"
 PROBES = "probes: [{probe: counterfactual, suite: fairllm}]\n"
@@ -99,13 +99,13 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, content, expected):
         path.write_bytes(content)
     else:
         path.write_text(content, encoding="utf-8")
-    expect_cli_error(capsys, ["audit", path, "--dry-run"], 2, expected, path=path)
+    assert_cli_error(capsys, ["audit", path, "--dry-run"], 2, expected, path=path)
 
 
 def test_missing_and_directory_config(tmp_path, capsys):
     missing = tmp_path / "nope.yaml"
-    expect_cli_error(capsys, ["audit", missing], 2, "config file not found: {path}", path=missing)
-    expect_cli_error(capsys, ["audit", tmp_path], 2, "config file not found: {path}",
+    assert_cli_error(capsys, ["audit", missing], 2, "config file not found: {path}", path=missing)
+    assert_cli_error(capsys, ["audit", tmp_path], 2, "config file not found: {path}",
                      path=tmp_path)
 
 
@@ -114,7 +114,7 @@ def test_file_over_the_size_limit_is_refused_before_reading(tmp_path, capsys):
     path = tmp_path / "huge.yaml"
     with open(path, "wb") as fh:
         fh.truncate(MAX_YAML_BYTES + 1)
-    expect_cli_error(capsys, ["audit", path], 2,
+    assert_cli_error(capsys, ["audit", path], 2,
                      f"{{path}}: config file is {MAX_YAML_BYTES + 1:,} bytes, over the limit of "
                      f"{MAX_YAML_BYTES:,}", path=path)
 
@@ -127,7 +127,7 @@ def test_gates_file_goes_through_the_same_reader(tmp_path, capsys):
         .write_json(tmp_path)
     gates = tmp_path / "gates.yaml"
     gates.write_text(alias_bomb().replace(VALID, "") + "gates: []\n", encoding="utf-8")
-    expect_cli_error(capsys, ["gate", results, "--gates", gates], 2,
+    assert_cli_error(capsys, ["gate", results, "--gates", gates], 2,
                      f"{{path}}: YAML aliases add more than {MAX_ALIAS_EXPANSION:,} nodes (an "
                      "alias bomb?); refused", path=gates)
 
@@ -146,6 +146,6 @@ def test_merge_keys_still_work_and_override(tmp_path, capsys):
 def test_alias_bomb_through_a_real_process(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text(alias_bomb(), encoding="utf-8")
-    expect_subprocess_error(["audit", path], 2,
+    assert_subprocess_error(["audit", path], 2,
                             f"{{path}}: YAML aliases add more than {MAX_ALIAS_EXPANSION:,} nodes "
                             "(an alias bomb?); refused", path=path)

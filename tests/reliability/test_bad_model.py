@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from .bad_input import expect_cli_error
+from .bad_input import assert_cli_error
 
 
 
@@ -138,7 +138,7 @@ CASES = [
 @pytest.mark.parametrize("kind, exit_code, expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_checkpoint(tiny, tmp_path, capsys, kind, exit_code, expected):
     spec, path = make_case(kind, tiny, tmp_path)
-    expect_cli_error(capsys, ["recommend", "--model", spec, "--prompt", "hi"], exit_code,
+    assert_cli_error(capsys, ["recommend", "--model", spec, "--prompt", "hi"], exit_code,
                      expected, path=path)
     assert not (tmp_path / "MARKER").exists(), "checkpoint code ran"
 
@@ -164,12 +164,12 @@ SPEC_CASES = [
 
 @pytest.mark.parametrize("args, expected", SPEC_CASES, ids=[" ".join(c[0]) for c in SPEC_CASES])
 def test_bad_spec(capsys, args, expected):
-    expect_cli_error(capsys, ["recommend", *args, "--prompt", "hi"], 2, expected)
+    assert_cli_error(capsys, ["recommend", *args, "--prompt", "hi"], 2, expected)
 
 
 def test_replay_of_a_missing_file(tmp_path, capsys):
     path = tmp_path / "answers.jsonl"
-    expect_cli_error(capsys, ["recommend", "--model", f"replay:{path}", "--prompt", "hi"], 2,
+    assert_cli_error(capsys, ["recommend", "--model", f"replay:{path}", "--prompt", "hi"], 2,
                      "replay: {path} does not exist", path=path)
 
 

@@ -12,7 +12,7 @@ import pytest
 from recaudit.cli import main
 from recaudit.results import READABLE_VERSIONS, AuditResult, MetricRecord, ProbeResult, Provenance
 
-from .bad_input import expect_cli_error, expect_subprocess_error
+from .bad_input import assert_cli_error, assert_subprocess_error
 
 READS = ", ".join(map(repr, READABLE_VERSIONS))
 MODIFIED = ("{path}: results file was modified after it was written (content_sha256 does not "
@@ -95,16 +95,16 @@ def test_bad_results_file_in_every_command(good, tmp_path, capsys, make, expecte
     text = good.read_text(encoding="utf-8")
     bad = write(tmp_path / "results.json", make(text, json.loads(text)))
     for argv in COMMANDS.values():
-        expect_cli_error(capsys, argv(bad, good, tmp_path / "out"), 2, expected, path=bad)
+        assert_cli_error(capsys, argv(bad, good, tmp_path / "out"), 2, expected, path=bad)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_missing_results_file(tmp_path, capsys, good):
     missing = tmp_path / "nope.json"
     for argv in COMMANDS.values():
-        expect_cli_error(capsys, argv(missing, good, tmp_path / "out"), 2,
+        assert_cli_error(capsys, argv(missing, good, tmp_path / "out"), 2,
                          "results file not found: {path}", path=missing)
-    expect_cli_error(capsys, ["gate", tmp_path], 2, "results file not found: {path}",
+    assert_cli_error(capsys, ["gate", tmp_path], 2, "results file not found: {path}",
                      path=tmp_path / "results.json")
 
 
@@ -131,4 +131,4 @@ def test_unsealed_older_file_still_loads(good, tmp_path, capsys):
 
 def test_tampered_file_through_a_real_process(good, tmp_path):
     bad = write(tmp_path / "results.json", _tamper_estimate(json.loads(good.read_text())))
-    expect_subprocess_error(["gate", bad], 2, MODIFIED, path=bad)
+    assert_subprocess_error(["gate", bad], 2, MODIFIED, path=bad)

@@ -150,7 +150,7 @@ lists_st = st.lists(a_list, min_size=1, max_size=6)
 k_st = st.integers(1, 14)
 
 
-def _in_range(name: str, value: float, *, nan_ok: bool = False) -> None:
+def _assert_in_range(name: str, value: float, *, nan_ok: bool = False) -> None:
     spec = get_spec(name)
     assert spec is not None and spec.range is not None, name
     lo, hi = spec.range
@@ -205,17 +205,17 @@ def test_similarities_in_range(s, n, k) -> None:
     values = []
     for name in SIMILARITIES:
         v = _sim(name)(s[:k], n[:k])
-        _in_range(name, v)
+        _assert_in_range(name, v)
         values.append(v)
-    _in_range("rerank_jaccard", _sim("jaccard")(s[:k], n[:k]))
-    _in_range("rerank_rbo", _sim("rbo")(s[:k], n[:k]))
+    _assert_in_range("rerank_jaccard", _sim("jaccard")(s[:k], n[:k]))
+    _assert_in_range("rerank_rbo", _sim("rbo")(s[:k], n[:k]))
     registry()  # the robustness probe declares its stability metrics (Jaccard, RBO to the
-    _in_range("stability_jaccard", _sim("jaccard")(s[:k], n[:k]))  # unperturbed list)
-    _in_range("stability_rbo", _sim("rbo")(s[:k], n[:k]))
+    _assert_in_range("stability_jaccard", _sim("jaccard")(s[:k], n[:k]))  # unperturbed list)
+    _assert_in_range("stability_rbo", _sim("rbo")(s[:k], n[:k]))
     mats = similarity_matrix([s, n], [n, s], k_values=[k])
     for name in SIMILARITIES:
         for v in np.asarray(mats[name], dtype=float).ravel():
-            _in_range(name, float(v))
+            _assert_in_range(name, float(v))
     # FaiRLLM's SERP* declares no range (it exceeds 1 for a longer sensitive list): >= 0, and
     # at most (K+3)/(4(K+1)) for two lists of K items, as its declaration says
     assert get_spec("serp_star").range is None  # type: ignore[union-attr]
@@ -243,19 +243,19 @@ def test_list_metrics_in_range(lists, tail, rel, k) -> None:
     from recaudit.metrics import aplt, gini, hit_rate_at_k, item_coverage, ndcg_at_k, pop_reo, \
         pop_rsp
 
-    _in_range("aplt", aplt(lists, tail), nan_ok=not any(lists))
-    _in_range("gini", gini(lists, len(ITEMS)), nan_ok=not any(lists))
-    _in_range("item_coverage_share", item_coverage(lists, len(ITEMS))[1])
+    _assert_in_range("aplt", aplt(lists, tail), nan_ok=not any(lists))
+    _assert_in_range("gini", gini(lists, len(ITEMS)), nan_ok=not any(lists))
+    _assert_in_range("item_coverage_share", item_coverage(lists, len(ITEMS))[1])
     head = set(ITEMS) - tail
-    _in_range("pop_rsp", pop_rsp(lists, head, tail), nan_ok=True)
-    _in_range("pop_reo", pop_reo(lists, head, tail, [rel] * len(lists)), nan_ok=True)
+    _assert_in_range("pop_rsp", pop_rsp(lists, head, tail), nan_ok=True)
+    _assert_in_range("pop_reo", pop_reo(lists, head, tail, [rel] * len(lists)), nan_ok=True)
     for lst in lists:
         hr, nd = hit_rate_at_k(lst, rel, k), ndcg_at_k(lst, rel, k)
-        _in_range("hr", hr, nan_ok=not rel)
-        _in_range("ndcg", nd, nan_ok=not rel)
+        _assert_in_range("hr", hr, nan_ok=not rel)
+        _assert_in_range("ndcg", nd, nan_ok=not rel)
         other = ndcg_at_k(lists[0], rel, k)
         if rel:
-            _in_range("utility_cost", nd - other)  # original minus mitigated NDCG
+            _assert_in_range("utility_cost", nd - other)  # original minus mitigated NDCG
 
 
 @_settings(120)
@@ -269,14 +269,14 @@ def test_exposure_and_protected_shares_in_range(lists, groups, k) -> None:
 
     item_group = dict(zip(ITEMS, groups))
     for v in group_exposure_share(lists, item_group).values():
-        _in_range("exposure_share", v, nan_ok=not any(lists))
+        _assert_in_range("exposure_share", v, nan_ok=not any(lists))
     for lst in lists:
         for v in topk_group_share(lst, item_group, sorted(set(groups)), k):
-            _in_range("topk_share", float(v), nan_ok=not lst)
+            _assert_in_range("topk_share", float(v), nan_ok=not lst)
     batch = ListBatch.of(lists, [None] * len(lists), None)
     prot = np.vectorize(lambda x: item_group.get(x) == "a", otypes=[bool])(batch.ids)
     for v, lst in zip(protected_share_at_k(prot, batch.valid, k), lists):
-        _in_range("protected_share", float(v), nan_ok=not lst)
+        _assert_in_range("protected_share", float(v), nan_ok=not lst)
 
 
 @_settings(120)
@@ -289,20 +289,20 @@ def test_auc_and_position_metrics_in_range(labels, data) -> None:
     n = len(labels)
     score = np.array(data.draw(st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n)))
     y = np.array(labels)
-    _in_range("leakage_auc", float(auc_binary(y == 1, score)), nan_ok=True)
+    _assert_in_range("leakage_auc", float(auc_binary(y == 1, score)), nan_ok=True)
     proba = np.array(data.draw(st.lists(st.lists(st.floats(0, 1), min_size=3, max_size=3),
                                         min_size=n, max_size=n)))
     proba = proba / np.where(proba.sum(1, keepdims=True) > 0, proba.sum(1, keepdims=True), 1)
-    _in_range("leakage_auc_ovr", float(auc_macro_ovr(y, proba)), nan_ok=True)
+    _assert_in_range("leakage_auc_ovr", float(auc_macro_ovr(y, proba)), nan_ok=True)
     counts = data.draw(st.lists(st.integers(0, 50), min_size=1, max_size=8))
-    _in_range("first_place_v", cramers_v_uniform(counts), nan_ok=sum(counts) == 0
+    _assert_in_range("first_place_v", cramers_v_uniform(counts), nan_ok=sum(counts) == 0
               or len(counts) < 2)
     rankings = data.draw(st.lists(a_list, min_size=0, max_size=4))
     rbo_v, tau_v = pairwise_consistency(rankings)
-    _in_range("rank_consistency_rbo", rbo_v, nan_ok=True)
-    _in_range("rank_consistency_tau", tau_v, nan_ok=True)
+    _assert_in_range("rank_consistency_rbo", rbo_v, nan_ok=True)
+    _assert_in_range("rank_consistency_tau", tau_v, nan_ok=True)
     if len(rankings) >= 2:
-        _in_range("rank_consistency_tau", kendall_tau_union(rankings[0], rankings[1]),
+        _assert_in_range("rank_consistency_tau", kendall_tau_union(rankings[0], rankings[1]),
                   nan_ok=True)
 
 
@@ -310,7 +310,7 @@ def test_auc_and_position_metrics_in_range(labels, data) -> None:
 @given(text=hostile_text)
 def test_hallucination_share_in_range(text) -> None:
     tally.add("hypothesis examples")
-    _in_range("hallucination", CATALOG.ground(text).hallucination_share)
+    _assert_in_range("hallucination", CATALOG.ground(text).hallucination_share)
 
 
 # ------------------------------------------------------------------------------ rerankers
