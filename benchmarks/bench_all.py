@@ -56,8 +56,9 @@ TARGET_WORDS = {"vs_loop": (("one at a time",), ("one prompt at a time",),
                             ("one request at a time",)),
                 "roofline": (("roofline",), ("peak",)),
                 "vs_llamacpp": (("llama.cpp",),)}
-NOT_MEASURED = {"demo_cold": "make bench does not run the demo (`make demo`; see the section above)",
-                "demo_warm": "make bench does not run the demo (`make demo` twice; see the section above)"}
+NOT_MEASURED = {
+    "demo_cold": "make bench does not run the demo (`make demo`; see the section above)",
+    "demo_warm": "make bench does not run the demo (`make demo` twice; see the section above)"}
 
 
 def _say(msg: str) -> None:
