@@ -72,11 +72,7 @@ def test_batch_size_never_changes_scores(rec):
 # ----------------------------------------------------------------------------- real SmolLM2
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECAUDIT_CACHE_DIR", tm.session_cache_root(tmp_path_factory))
-        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=8))
+    return tm.load_smollm2(tmp_path_factory, 8)
 
 
 @pytest.mark.integration

@@ -176,12 +176,7 @@ SMOL_ROWS = (("list-00", 1), ("list-01", 1), ("fan-00", None), ("list-03", 1))
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECAUDIT_CACHE_DIR", tm.session_cache_root(tmp_path_factory))
-        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=16),
-                               batch_size=2, early_stop=True)
+    return tm.load_smollm2(tmp_path_factory, 16, batch_size=2, early_stop=True)
 
 
 @pytest.mark.integration

@@ -218,12 +218,7 @@ SMOL_IDS = ("list-00", "profile-21", "fairllm-nosys-0")
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECAUDIT_CACHE_DIR", tm.session_cache_root(tmp_path_factory))
-        return GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=120),
-                               early_stop=True)
+    return tm.load_smollm2(tmp_path_factory, 120, early_stop=True)
 
 
 @pytest.mark.integration

@@ -117,3 +117,17 @@ def session_cache_root(tmp_path_factory) -> str:
     import os
 
     return os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+
+
+def load_smollm2(tmp_path_factory, max_new_tokens: int, **options):
+    """The bundled SmolLM2 (GGUF) for a module-scoped fixture, dequantized into the session's
+    shared cache root (paid once per test session)."""
+    import pytest
+
+    from recaudit.recommenders.base import Decoding
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECAUDIT_CACHE_DIR", session_cache_root(tmp_path_factory))
+        return GGUFRecommender(str(bundled_smollm2_path()),
+                               Decoding(max_new_tokens=max_new_tokens), **options)
