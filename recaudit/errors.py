@@ -6,6 +6,8 @@ Exit codes (README, ``recaudit --help``):
 * 1 -- a gate failed
 * 2 -- usage or input error (config, catalog, model path, endpoint, results file)
 * 3 -- runtime failure (a model that exists could not be loaded or run)
+* 4 -- a probe ended in ``error``, or could not be fed (no eligible unit), and the config does
+  not mark it ``optional: true``; results.json is written before the exit
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+EXIT_PROBE_FAILED = 4
 
 
 def first_line(exc: BaseException) -> str:
@@ -56,3 +59,16 @@ class OutputError(RecauditError):
 
 class GateSpecError(RecauditError):
     """A gate names a metric, attribute or bound that does not exist or has the wrong type."""
+
+
+class ProbeCannotRun(Exception):
+    """A probe cannot be fed (no eligible user, too few candidates, no catalog data).
+
+    Raised by a probe's ``plan`` (through :mod:`recaudit.probes.sampling`); the audit records it
+    as a probe-level status with ``reason`` and goes on: it is never an audit abort. Not a
+    :class:`RecauditError` on purpose (those stop the audit).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
