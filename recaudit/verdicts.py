@@ -1,0 +1,242 @@
+"""Every verdict on a number, in one place: alpha, the deciding p-value, significance, the
+direction of harm, severity and the small-sample rule.
+
+The analysis kit (:mod:`recaudit.probes.kit`), the gates, compare and the report all ask this
+module; none of them decides these on its own, so a finding, a gate and a report line can never
+disagree about whether a record is significant or how severe it is.
+
+* :func:`alpha_of` -- the significance level of a result or a stats configuration;
+* :func:`decision_p` -- the p-value a decision uses (``p_adjusted``, else ``p_value``);
+* :func:`is_significant` -- that p below alpha (``None`` when there is no p);
+* :func:`harm_direction` / :func:`on_harmful_side` -- which way is worse, and whether an
+  estimate lies on that side of the declared null;
+* :func:`severity` -- the one ladder (``info`` / ``low`` / ``medium`` / ``high``), with the
+  small-sample cap;
+* :data:`MIN_UNITS`, :func:`min_units_of`, :func:`enough_units`, :func:`small_sample_warning` --
+  the small-sample rule.
+
+This module imports nothing from the package, so any room may import it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "LADDER",
+    "MIN_UNITS",
+    "SEVERITIES",
+    "alpha_of",
+    "decision_p",
+    "enough_units",
+    "harm_direction",
+    "is_significant",
+    "min_units_of",
+    "on_harmful_side",
+    "severity",
+    "small_sample_warning",
+]
+
+#: significance level when a result or configuration gives none (or an invalid one)
+DEFAULT_ALPHA = 0.05
+
+#: The small-sample rule: the fewest units (instructions, users, requests) for which a
+#: confidence interval is called reliable and a finding may be rated above ``low``.
+#:
+#: Why 10: the percentile-bootstrap interval of a mean is about ``mean +- z * s_n / sqrt(n)``
+#: with the plug-in ``s_n = s * sqrt((n - 1) / n)``, i.e. a z-interval that is too narrow. For
+#: normal data its coverage at a nominal 95% is ``P(|t_{n-1}| < 1.96 * sqrt((n - 1) / n))``:
+#: 84.6% at n = 5, 89.1% at n = 8, 90.4% at n = 10, 92.1% at n = 15, 92.9% at n = 20
+#: (Hesterberg, "What teachers should know about the bootstrap", Am. Stat. 2015, sec. 3.2;
+#: skewed data do worse). From 10 units on the shortfall stays below five points; below it,
+#: it grows fast. A paired permutation test on ``n < 10`` units is also coarse: with 2**n
+#: swap patterns its smallest p-value is 2 / 2**n (0.0625 at n = 5). It is the default of
+#: ``stats.min_group_size``, which a configuration may override (:func:`min_units_of`).
+MIN_UNITS = 10
+
+#: severity labels, least to most severe
+SEVERITIES = ("info", "low", "medium", "high")
+
+#: severity ladder on ``|estimate - null| / largest possible distance from null``: the first
+#: bound reached gives the label, none gives ``low``
+LADDER = ((0.2, "high"), (0.1, "medium"))
+
+
+def _valid_level(value: Any) -> float | None:
+    """``value`` as a float strictly between 0 and 1, else None (bools are not numbers here)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and 0.0 < x < 1.0 else None
+
+
+def _stats_setting(obj: Any, key: str) -> Any:
+    """``key`` of the stats settings of ``obj``: an AuditResult (its ``config["stats"]``), a
+    config mapping (``{"stats": {...}}`` or the stats mapping itself) or a StatsConfig."""
+    config = getattr(obj, "config", None)
+    if isinstance(config, dict):
+        obj = config.get("stats")
+    elif isinstance(obj, dict) and isinstance(obj.get("stats"), dict):
+        obj = obj["stats"]
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def alpha_of(obj: Any) -> float:
+    """The significance level of a result or a stats configuration.
+
+    ``obj`` is an :class:`~recaudit.results.AuditResult` (read from its ``config["stats"]
+    ["alpha"]``), a config mapping, or a :class:`~recaudit.config.StatsConfig`-like object with
+    ``alpha``. A string such as ``"0.1"`` is read as a number; a missing value, a bool, or
+    anything not strictly between 0 and 1 gives :data:`DEFAULT_ALPHA`.
+
+    Examples
+    --------
+    >>> alpha_of({"stats": {"alpha": "0.1"}}), alpha_of({"stats": {"alpha": 2}})
+    (0.1, 0.05)
+    """
+    alpha = _valid_level(_stats_setting(obj, "alpha"))
+    return DEFAULT_ALPHA if alpha is None else alpha
+
+
+def min_units_of(obj: Any) -> int:
+    """The small-sample threshold in force: the configuration's ``stats.min_group_size`` (the
+    user's override; read like :func:`alpha_of`), else :data:`MIN_UNITS`."""
+    raw = _stats_setting(obj, "min_group_size")
+    if raw is None or isinstance(raw, bool):
+        return MIN_UNITS
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return MIN_UNITS
+    return int(value) if math.isfinite(value) and value >= 1 and value == int(value) \
+        else MIN_UNITS
+
+
+def decision_p(rec: Any) -> float | None:
+    """The p-value a decision uses: ``rec.p_adjusted`` when it is not None, else ``rec.p_value``.
+
+    An adjusted p of ``0.0`` is a p-value like any other (not "missing").
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as R
+    >>> decision_p(R(p_adjusted=0.0, p_value=0.3)), decision_p(R(p_adjusted=None, p_value=0.3))
+    (0.0, 0.3)
+    """
+    p_adjusted = getattr(rec, "p_adjusted", None)
+    return p_adjusted if p_adjusted is not None else getattr(rec, "p_value", None)
+
+
+def is_significant(rec: Any, alpha: float) -> bool | None:
+    """``decision_p(rec) < alpha``; ``None`` when the record has no p-value (or a NaN one)."""
+    p = decision_p(rec)
+    if p is None or not math.isfinite(p):
+        return None
+    return bool(p < alpha)
+
+
+def harm_direction(*declared: Any) -> bool | None:
+    """Which way is worse: ``True`` if higher is worse, ``False`` if lower is worse, ``None``
+    if unknown.
+
+    Each argument is anything with ``higher_is_worse`` (a metric record, a metric declaration,
+    a comparison row) or None; the first that declares a direction decides, so
+    ``harm_direction(record, spec)`` prefers the record's own direction to its metric's.
+    """
+    for obj in declared:
+        worse = getattr(obj, "higher_is_worse", None)
+        if worse is not None:
+            return bool(worse)
+    return None
+
+
+def on_harmful_side(estimate: float | None, spec: Any) -> bool | None:
+    """Whether ``estimate`` lies on the harmful side of ``spec``'s declared null (strictly).
+
+    ``True`` above the null for a higher-is-worse metric (below it for a lower-is-worse one),
+    ``False`` at the null or on the other side, ``None`` when the estimate, the null or the
+    direction is unknown.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> ratio = S(higher_is_worse=False, null=1.0)
+    >>> on_harmful_side(0.8, ratio), on_harmful_side(1.0, ratio), on_harmful_side(0.8, S())
+    (True, False, None)
+    """
+    worse = harm_direction(spec)
+    null = getattr(spec, "null", None)
+    if estimate is None or null is None or worse is None or not math.isfinite(estimate):
+        return None
+    return bool(estimate > null) if worse else bool(estimate < null)
+
+
+def enough_units(n: int | None, min_units: int = MIN_UNITS) -> bool:
+    """True when ``n`` units are enough for a reliable CI and a finding above ``low``; an
+    unknown ``n`` (None) is not held against a record."""
+    return n is None or int(n) >= min_units
+
+
+def small_sample_warning(n: int, min_units: int = MIN_UNITS) -> str | None:
+    """A one-line warning when ``n`` units are too few for a reliable interval, else ``None``.
+
+    Below :data:`MIN_UNITS` (or the configured override) percentile-bootstrap intervals
+    under-cover and permutation p-values are coarse; with fewer than 2 units there is no
+    interval at all.
+
+    Examples
+    --------
+    >>> small_sample_warning(500) is None
+    True
+    >>> small_sample_warning(1)
+    'only 1 unit (< 10): no confidence interval'
+    """
+    n = int(n)
+    if n >= min_units:
+        return None
+    unit = "unit" if n == 1 else "units"
+    if n < 2:
+        return f"only {n} {unit} (< {min_units}): no confidence interval"
+    return f"only {n} {unit} (< {min_units}): confidence interval unreliable"
+
+
+def severity(rec: Any, spec: Any, significant: bool | None, *,
+             min_units: int = MIN_UNITS) -> str:
+    """The one severity ladder of a finding about record ``rec`` of metric ``spec``.
+
+    ``info`` unless ``significant`` (and an estimate exists). Otherwise the relative distance
+    ``rel = |estimate - null| / max(|hi - null|, |null - lo|)`` from the declared null (0 when
+    none is declared) within the declared range ``[lo, hi]`` picks the label from
+    :data:`LADDER`: ``high`` from 0.2, ``medium`` from 0.1, else ``low``. A metric without a
+    finite declared range is ``medium`` (significant, but nothing to scale it by). The
+    small-sample rule caps it: a record on fewer than ``min_units`` units
+    (:data:`MIN_UNITS` by default) is never rated above ``low``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> auc = S(null=0.5, range=(0.0, 1.0))
+    >>> severity(S(estimate=0.62, n=50), auc, True), severity(S(estimate=0.62, n=5), auc, True)
+    ('high', 'low')
+    """
+    estimate = getattr(rec, "estimate", None)
+    if not significant or estimate is None:
+        return "info"
+    rng = getattr(spec, "range", None) if spec is not None else None
+    if not (rng and all(math.isfinite(float(b)) for b in rng)):
+        label = "medium"
+    else:
+        null = spec.null if spec.null is not None else 0.0
+        span = max(abs(rng[1] - null), abs(null - rng[0])) or 1.0
+        rel = abs(estimate - null) / span
+        label = next((name for bound, name in LADDER if rel >= bound), "low")
+    if not enough_units(getattr(rec, "n", None), min_units):
+        return "low"
+    return label
