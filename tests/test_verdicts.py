@@ -1,0 +1,154 @@
+"""verdicts: alpha, the deciding p, significance, harm direction, severity and the small-sample
+rule, on hand-computed cases."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import pytest
+
+from recaudit.config import StatsConfig
+from recaudit.metrics.specs import MetricSpec
+from recaudit.results import AuditResult, MetricRecord, Provenance
+from recaudit.verdicts import (
+    DEFAULT_ALPHA,
+    MIN_UNITS,
+    alpha_of,
+    decision_p,
+    enough_units,
+    harm_direction,
+    is_significant,
+    min_units_of,
+    on_harmful_side,
+    severity,
+    small_sample_warning,
+)
+
+
+def _result(stats: object) -> AuditResult:
+    return AuditResult(name="t", provenance=Provenance(tool_version="0", model_spec="m"), probes=[],
+                       config={"stats": stats})
+
+
+def _rec(**kw) -> MetricRecord:
+    return MetricRecord(probe="p", metric="m", **kw)
+
+
+# -- alpha ---------------------------------------------------------------------------------------
+def test_alpha_of_a_result_reads_numbers_and_numeric_strings():
+    assert alpha_of(_result({"alpha": 0.1})) == 0.1
+    assert alpha_of(_result({"alpha": "0.01"})) == 0.01  # a YAML string: read as a number
+
+
+@pytest.mark.parametrize("bad", [None, "high", 0, 1, 1.5, -0.1, float("nan"), True, [0.1]])
+def test_an_invalid_alpha_falls_back_to_the_default(bad):
+    assert alpha_of(_result({"alpha": bad})) == DEFAULT_ALPHA == 0.05
+
+
+def test_alpha_of_a_result_without_stats_and_of_a_stats_config():
+    bare = AuditResult(name="t", provenance=Provenance(tool_version="0", model_spec="m"))
+    assert alpha_of(bare) == 0.05
+    assert alpha_of(StatsConfig(alpha=0.2)) == 0.2
+    assert alpha_of(NS(alpha="0.3")) == 0.3
+
+
+def test_min_units_of_reads_the_configured_override():
+    assert min_units_of(StatsConfig()) == MIN_UNITS == 10
+    assert min_units_of(StatsConfig(min_group_size=3)) == 3
+    assert min_units_of(_result({"min_group_size": 25})) == 25
+    assert min_units_of(_result({"min_group_size": "x"})) == MIN_UNITS
+    assert min_units_of(_result({"min_group_size": 2.5})) == MIN_UNITS
+
+
+# -- p-values ------------------------------------------------------------------------------------
+def test_an_adjusted_p_of_zero_is_used_not_treated_as_missing():
+    rec = _rec(p_value=0.3, p_adjusted=0.0)
+    # `rec.p_adjusted or rec.p_value` (an old copy in the report) gives 0.3 here
+    assert decision_p(rec) == 0.0
+    assert is_significant(rec, 0.05) is True
+
+
+def test_decision_p_falls_back_to_the_raw_p():
+    assert decision_p(_rec(p_value=0.03)) == 0.03
+    assert decision_p(_rec()) is None
+    assert is_significant(_rec(), 0.05) is None
+
+
+def test_significance_is_strictly_below_alpha():
+    assert is_significant(_rec(p_value=0.01, p_adjusted=0.05), 0.05) is False
+    assert is_significant(_rec(p_value=0.01, p_adjusted=0.0499), 0.05) is True
+    assert is_significant(_rec(p_value=0.04), 0.01) is False
+    assert is_significant(NS(p_value=float("nan"), p_adjusted=None), 0.05) is None
+
+
+# -- direction -----------------------------------------------------------------------------------
+def test_harm_direction_prefers_the_first_declaration():
+    gap = MetricSpec("g", "a gap", higher_is_worse=True, null=0.0, range=(0.0, 1.0))
+    assert harm_direction(_rec(higher_is_worse=False), gap) is False
+    assert harm_direction(_rec(), gap) is True
+    assert harm_direction(_rec(), None) is None
+
+
+def test_on_harmful_side_of_the_null():
+    gap = MetricSpec("g", "a gap", higher_is_worse=True, null=0.0)
+    ratio = MetricSpec("r", "a ratio", higher_is_worse=False, null=1.0)
+    assert on_harmful_side(0.1, gap) is True and on_harmful_side(0.0, gap) is False
+    assert on_harmful_side(0.8, ratio) is True and on_harmful_side(1.2, ratio) is False
+    assert on_harmful_side(0.1, MetricSpec("s", "share", higher_is_worse=None)) is None
+    assert on_harmful_side(None, gap) is None
+
+
+# -- severity ------------------------------------------------------------------------------------
+AUC = MetricSpec("auc", "AUC", higher_is_worse=True, null=0.5, range=(0.0, 1.0))  # span 0.5
+GAP = MetricSpec("gap", "gap", higher_is_worse=True, null=0.0, range=(0.0, 1.0))  # span 1
+WIDE = MetricSpec("wide", "gap", higher_is_worse=True, null=0.0, range=(0.0, 2.0))  # span 2
+
+
+@pytest.mark.parametrize("estimate, label", [
+    (0.2, "high"),      # |0.2 - 0| / 1 = 0.2: the high bound itself
+    (0.1999, "medium"),
+    (0.1, "medium"),    # the medium bound itself
+    (0.0999, "low"),
+    (0.0, "low"),       # significant but at the null: still a finding, the lowest
+])
+def test_severity_ladder_boundaries(estimate, label):
+    assert severity(_rec(estimate=estimate, n=50), GAP, True) == label
+
+
+def test_severity_measures_from_the_null_on_either_side_and_scales_by_the_range():
+    assert severity(_rec(estimate=0.62, n=50), AUC, True) == "high"    # 0.12 / 0.5 = 0.24
+    assert severity(_rec(estimate=0.44, n=50), AUC, True) == "medium"  # 0.06 / 0.5 = 0.12
+    assert severity(_rec(estimate=0.25, n=50), AUC, True) == "high"    # below the null: 0.5
+    assert severity(_rec(estimate=0.39, n=50), WIDE, True) == "medium"   # 0.39 / 2 = 0.195
+    assert severity(_rec(estimate=0.19, n=50), WIDE, True) == "low"      # 0.19 / 2 = 0.095
+    assert severity(_rec(estimate=0.40, n=50), WIDE, True) == "high"     # 0.40 / 2 = 0.2
+
+
+def test_severity_is_info_unless_significant_and_medium_without_a_range():
+    assert severity(_rec(estimate=0.9, n=50), AUC, False) == "info"
+    assert severity(_rec(estimate=0.9, n=50), AUC, None) == "info"
+    assert severity(_rec(n=50), AUC, True) == "info"  # no estimate
+    pop = MetricSpec("pop", "mean popularity", higher_is_worse=True)
+    assert severity(_rec(estimate=123.0, n=50), pop, True) == "medium"
+    assert severity(_rec(estimate=0.9, n=50), None, True) == "medium"
+
+
+def test_a_finding_on_too_few_units_is_never_above_low():
+    assert severity(_rec(estimate=0.9, n=MIN_UNITS - 1), AUC, True) == "low"
+    assert severity(_rec(estimate=0.9, n=MIN_UNITS), AUC, True) == "high"
+    assert severity(_rec(estimate=0.9, n=4), AUC, True, min_units=4) == "high"
+    assert severity(_rec(estimate=0.9, n=3), AUC, True, min_units=4) == "low"
+    pop = MetricSpec("pop", "mean popularity", higher_is_worse=True)
+    assert severity(_rec(estimate=5.0, n=2), pop, True) == "low"
+    assert severity(_rec(estimate=0.9), AUC, True) == "high"  # n unknown: not held against it
+    assert severity(_rec(estimate=0.9, n=2), AUC, False) == "info"
+
+
+# -- small samples -------------------------------------------------------------------------------
+def test_small_sample_warning():
+    assert small_sample_warning(MIN_UNITS) is None
+    assert small_sample_warning(0) == "only 0 units (< 10): no confidence interval"
+    assert small_sample_warning(1) == "only 1 unit (< 10): no confidence interval"
+    assert small_sample_warning(5) == "only 5 units (< 10): confidence interval unreliable"
+    assert small_sample_warning(5, min_units=5) is None
+    assert enough_units(10) and not enough_units(9) and enough_units(None)
