@@ -52,6 +52,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from ..errors import ProbeCannotRun
 from ..recommenders.base import GENERATE, SCORE, Request
 from ..results import ProbeResult
 from .histories import history_ids, user_sort_key
@@ -198,15 +199,19 @@ class PositionProbe(Probe):
 
     def sample_users(self, catalog: Any) -> tuple[list[dict[str, Any]], list[str]]:
         """The sampled users (history, held-out item, candidates in a random order) and
-        warnings. Seeded by ``seed``."""
+        warnings. Seeded by ``seed``.
+
+        Raises :class:`~recaudit.errors.ProbeCannotRun` when no user qualifies (a probe-level
+        status with the reason, never an audit abort).
+        """
         p = self.params
         n_train = catalog.split("train")["user_id"].astype(str).value_counts()
         n_test = catalog.split("test")["user_id"].astype(str).value_counts()
         eligible = [u for u in sorted(catalog.user_ids(), key=user_sort_key)
                     if n_train.get(str(u), 0) >= p.min_history and n_test.get(str(u), 0) >= 1]
         if not eligible:
-            raise ValueError(f"no user has >= {p.min_history} training interactions and a "
-                             "held-out item")
+            raise ProbeCannotRun(f"no user has >= {p.min_history} training interactions and a "
+                                 "held-out item; lower min_history")
         rng = np.random.default_rng(p.seed)
         order = rng.permutation(len(eligible))
         titles = self._titles = shown_titles(catalog)
@@ -240,8 +245,8 @@ class PositionProbe(Probe):
             users.append({"user_id": u, "history": train[-p.history_items:], "held_out": held,
                           "negatives": negatives, "shuffles": shuffles})
         if not users:
-            raise ValueError(f"no user has {p.n_candidates - 1} unseen items with distinct "
-                             "titles to sample as negatives; lower n_candidates")
+            raise ProbeCannotRun(f"no user has {p.n_candidates - 1} unseen items with distinct "
+                                 "titles to sample as negatives; lower n_candidates")
         if len(users) < p.n_users:
             warnings.append(f"only {len(users)} users qualify; {p.n_users} were asked for")
         return users, warnings

@@ -143,6 +143,24 @@ def test_too_few_candidates_exits_2(tmp_path):
     assert len(lines) == 1 and "n_candidates = 5" in lines[0]
 
 
+
+@pytest.mark.parametrize("params, reason", [
+    ({"min_history": 500}, "no user has >= 500 training interactions and a held-out item; "
+                           "lower min_history"),
+    ({"n_candidates": 85, "positions": [0, 84]},
+     "no user has 84 unseen items with distinct titles to sample as negatives; lower "
+     "n_candidates"),
+])
+def test_a_probe_that_cannot_be_fed_says_why(catalog, params, reason):
+    """No eligible user, or too few unseen items for the negatives: a probe-level status with
+    the reason (ProbeCannotRun), not a ValueError that reads as a broken probe."""
+    from recaudit.errors import ProbeCannotRun
+
+    probe = PositionProbe(PositionParams(**params))
+    with pytest.raises(ProbeCannotRun) as err:
+        probe.plan(_ctx(catalog))
+    assert err.value.reason == reason
+
 # -- parsing ---------------------------------------------------------------------------------------
 def test_parse_ranking_rule():
     titles = ["Heat", "The Matrix", "Alien", "Up"]
