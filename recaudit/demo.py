@@ -37,6 +37,7 @@ def sample_list(rec: Any, catalog: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo: ``argv`` is ``[CONFIG [OUT]]``; return the exit code."""
     from .audit import build_recommender, load_catalog, run_audit
     from .config import load_config
     from .report import render_html, save_result

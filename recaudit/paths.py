@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 def cache_dir(sub: str | None = None) -> Path:
+    """Return the cache folder, or its sub-folder ``sub``, creating it if missing."""
     root = Path(os.environ.get("RECAUDIT_CACHE_DIR") or Path.home() / ".cache" / "recaudit")
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
@@ -22,7 +23,7 @@ def cache_dir(sub: str | None = None) -> Path:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, streamed."""
+    """Return the sha256 hex digest of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

@@ -33,8 +33,11 @@ def headline_metrics(result: AuditResult) -> list[tuple[str, str, str, str]]:
 
 
 def print_summary(result: AuditResult, max_rows: int = 40) -> None:
-    """Print the table. Every cell is plain text: names, values and messages from a result are
-    never read as rich markup (``[/x]`` made rich raise) and lose control characters."""
+    """Print a result's headline metrics (:func:`headline_metrics`) as a terminal table.
+
+    Every cell is plain text: names, values and messages from a result are never read as rich
+    markup (``[/x]`` made rich raise) and lose control characters.
+    """
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

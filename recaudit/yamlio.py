@@ -1,4 +1,4 @@
-"""YAML input helpers shared by the config, the probe registry and the gates.
+r"""YAML input helpers shared by the config, the probe registry and the gates.
 
 :func:`read_yaml` reads a file (a :class:`~recaudit.errors.ConfigError` with file:line:column
 when it is malformed), :func:`format_validation_error` turns a pydantic error into one line
@@ -9,7 +9,7 @@ What :func:`read_yaml` refuses, each with a one-line ConfigError (exit 2): a fil
 a mapping (PyYAML would silently keep the last one), aliases that add more than
 :data:`MAX_ALIAS_EXPANSION` nodes to the document (a "billion laughs" bomb: counted on the node
 graph before any object is built), a recursive alias, nesting deeper than the parser can follow,
-``.nan`` / ``.inf`` (no setting takes a non-finite number) and a ``"\\ud800"``-style escape of a
+``.nan`` / ``.inf`` (no setting takes a non-finite number) and a ``"\ud800"``-style escape of a
 lone surrogate (UTF-8 cannot store it: results.json would fail after the whole audit ran).
 """
 
@@ -59,7 +59,7 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with ``override`` merged in; nested mappings merge key by key."""
+    """Return a deep copy of ``base`` with ``override`` merged in; mappings merge key by key."""
     out = copy.deepcopy(base)
     for key, val in override.items():
         if isinstance(val, dict) and isinstance(out.get(key), dict):
@@ -136,8 +136,11 @@ def _check_nodes(root: yaml.Node, where: Path) -> None:
 
 
 def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
-    """(parsed data, text) of a YAML file; a one-line ConfigError with file:line:column when it
-    is malformed, and for everything the module docstring lists as refused."""
+    """Read a YAML file; return ``(parsed data, text)``.
+
+    Raises a one-line ConfigError with file:line:column when the file is malformed, and for
+    everything the module docstring lists as refused.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} file not found: {p}")
