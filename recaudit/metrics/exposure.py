@@ -88,7 +88,7 @@ def group_exposure_share(
     grand = 0.0
     for lst in lists:
         w = exposure_weights(len(lst))
-        for item, weight in zip(lst, w):
+        for item, weight in zip(lst, w, strict=True):
             g = _group_of(item, item_group, default)
             totals[g] = totals.get(g, 0.0) + float(weight)
             grand += float(weight)
@@ -149,7 +149,7 @@ def ndkl(
     *,
     default: Any = None,
 ) -> float:
-    r"""Normalized Discounted cumulative KL-divergence of a ranking's group distribution.
+    r"""Compute NDKL, the normalized discounted cumulative KL-divergence of a ranking's groups.
 
     .. math:: NDKL(\tau) = \frac{1}{Z} \sum_{i=1}^{|\tau|} \frac{1}{\log_2(i+1)}
               d_{KL}(D_{\tau_i} \,\|\, D), \quad Z = \sum_{i=1}^{|\tau|} \frac{1}{\log_2(i+1)}
@@ -208,9 +208,10 @@ declare("ndkl", "NDKL: position-discounted KL divergence of the top-k group make
 
 def topk_group_share(ranked: Sequence[Hashable], item_group: Mapping[Hashable, Any],
                      groups: Sequence[Any], k: int, *, default: Any = None) -> np.ndarray:
-    r"""Share of the top ``k`` entries in each of ``groups`` (``N_{k,g} / k'`` with
-    ``k' = min(k, |list|)``, the numerator and denominator of :func:`skew_at_k`); NaN for an
-    empty list.
+    r"""Return the share of the top ``k`` entries in each of ``groups``; NaN for an empty list.
+
+    The share is ``N_{k,g} / k'`` with ``k' = min(k, |list|)``, the numerator and denominator
+    of :func:`skew_at_k`.
 
     Examples
     --------
@@ -225,8 +226,9 @@ def topk_group_share(ranked: Sequence[Hashable], item_group: Mapping[Hashable, A
 
 
 def item_shares(item_group: Mapping[Hashable, Any]) -> dict[Any, float]:
-    """Share of the items in each group (the catalog's own make-up), groups in order of
-    first appearance.
+    """Return the share of the items in each group (the catalog's own make-up).
+
+    Groups come in order of first appearance.
 
     Examples
     --------
@@ -242,9 +244,11 @@ def item_shares(item_group: Mapping[Hashable, Any]) -> dict[Any, float]:
 
 def resolve_target(groups: Sequence[Any], given: Mapping[Any, float],
                    fallback: Mapping[Any, float]) -> dict[Any, float]:
-    """Desired shares for ``groups``: the ``given`` ones as they are; the rest of the mass
-    (``1 - sum(given)``) split over the other groups in proportion to ``fallback`` (e.g. the
-    catalog's shares; equally when those are all 0).
+    """Return the desired share of each of ``groups``, completing the ``given`` ones.
+
+    The ``given`` shares are kept as they are; the rest of the mass (``1 - sum(given)``) is
+    split over the other groups in proportion to ``fallback`` (e.g. the catalog's shares;
+    equally when those are all 0).
 
     Examples
     --------

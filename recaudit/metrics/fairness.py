@@ -200,7 +200,7 @@ def _codes(groups: Any, n: int) -> np.ndarray:
     if isinstance(groups, pd.DataFrame):
         labels = list(groups.itertuples(index=False, name=None))
     elif isinstance(groups, dict):
-        labels = list(zip(*(list(col) for col in groups.values())))
+        labels = list(zip(*(list(col) for col in groups.values()), strict=True))
     else:
         arr = np.asarray(groups, dtype=object)
         labels = [tuple(row) for row in arr] if arr.ndim == 2 else list(arr.reshape(-1))

@@ -35,8 +35,10 @@ declare("miscalibration", "C_KL: KL divergence of the user's category make-up fr
 
 
 def protected_share_at_k(protected: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
-    """Share of the first ``min(k, n_l)`` valid entries of each list that are protected
-    (``protected``, ``valid``: bool ``(L, n)``); NaN for an empty list."""
+    """Return, per list, the share of its first ``min(k, n_l)`` valid entries that are protected.
+
+    ``protected`` and ``valid`` are bool ``(L, n)``; NaN for an empty list.
+    """
     p = np.asarray(protected, dtype=bool)[:, :k]
     v = np.asarray(valid, dtype=bool)[:, :k]
     n = v.sum(axis=1).astype(float)

@@ -84,7 +84,7 @@ def item_popularity(
     """
     if isinstance(interactions, pd.DataFrame):
         pairs: Iterable[tuple] = zip(interactions[user_col].tolist(),
-                                     interactions[item_col].tolist())
+                                     interactions[item_col].tolist(), strict=True)
     elif isinstance(interactions, Mapping):
         pairs = ((u, i) for u, hist in interactions.items() for i in hist)
     else:
@@ -304,7 +304,7 @@ def one_minus_gini(
 def item_coverage(
     lists: Iterable[Sequence[Hashable]], n_items: int | None = None
 ) -> tuple[int, float]:
-    """Number of distinct recommended items and their share of the catalogue.
+    """Count the distinct recommended items and their share of the catalogue.
 
     Source: item coverage / aggregate diversity (Elliot's ItemCoverage); METRICS.md section 4.
 
@@ -514,7 +514,7 @@ def popularity_lift(
     pop = _as_dict(popularity)
     rec: dict[Any, list[float]] = {g: [] for g in dict.fromkeys(groups)}
     prof: dict[Any, list[float]] = {g: [] for g in rec}
-    for lst, pr, g in zip(lists, profiles, groups):
+    for lst, pr, g in zip(lists, profiles, groups, strict=True):
         if not len(lst) or not len(pr):
             continue
         rec[g].append(float(np.mean([pop.get(i, 0) for i in lst])))

@@ -184,10 +184,11 @@ def cramers_v_uniform(counts: Sequence[float]) -> float:
 
 
 def cramers_v_of_shares(shares: np.ndarray) -> np.ndarray:
-    r"""Cramér's V against uniform from shares over ``P`` positions (last axis; rescaled to sum
-    to 1): :math:`V = \sqrt{P \sum_i (s_i - 1/P)^2 / (P - 1)}`, equal to
-    :func:`cramers_v_uniform` of counts proportional to the shares. NaN where the shares sum to
-    0 or are not finite, or with fewer than two positions.
+    r"""Compute Cramér's V against uniform from shares over ``P`` positions (the last axis).
+
+    The shares are rescaled to sum to 1: :math:`V = \sqrt{P \sum_i (s_i - 1/P)^2 / (P - 1)}`,
+    equal to :func:`cramers_v_uniform` of counts proportional to the shares. NaN where the
+    shares sum to 0 or are not finite, or with fewer than two positions.
 
     Examples
     --------
@@ -208,8 +209,10 @@ def cramers_v_of_shares(shares: np.ndarray) -> np.ndarray:
 
 
 def _tau_union_fast(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """:func:`kendall_tau_union` without scipy's per-call overhead (O(n^2) numpy; equal to it
-    up to round-off, tested)."""
+    """Compute :func:`kendall_tau_union` without scipy's per-call overhead.
+
+    O(n^2) numpy; equal to it up to round-off (tested).
+    """
     ra = {x: i for i, x in enumerate(dict.fromkeys(a))}
     rb = {x: i for i, x in enumerate(dict.fromkeys(b))}
     union = list(dict.fromkeys([*ra, *rb]))

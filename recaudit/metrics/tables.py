@@ -94,7 +94,7 @@ TABLE_STATISTICS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def table_statistic(name: str) -> Callable[..., np.ndarray]:
-    """The function computing statistic ``name`` from a table under unit weights."""
+    """Return the function computing statistic ``name`` from a table under unit weights."""
     try:
         return TABLE_STATISTICS[name]
     except KeyError:

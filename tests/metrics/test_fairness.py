@@ -164,3 +164,10 @@ def test_intersectional_groups_and_validation():
         pytest.approx(between_group_generalized_entropy(BENEFIT, labels)))
     with pytest.raises(ValueError, match="labels"):
         between_group_generalized_entropy([1, 2], ["a"])
+
+
+def test_group_columns_of_unequal_length_are_refused():
+    # A dict of group columns is one table: a column with an extra label used to be truncated
+    # silently (zip), so the extra label was ignored; now the ragged table is refused.
+    with pytest.raises(ValueError, match="longer"):
+        between_group_generalized_entropy([1, 2], {"sex": ["f", "m"], "race": ["a", "b", "c"]})
