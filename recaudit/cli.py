@@ -180,10 +180,10 @@ def render_list(spec: str, answer: Any, catalog: Any, k: int, raw: bool = False)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .recommenders import KINDS, SHORT_NAMES
+    from .recommenders import SHORT_NAMES, kinds
 
     print("kinds:")
-    for kind, text in KINDS.items():
+    for kind, text in kinds().items():
         print(f"  {kind + ':':<11} {text}")
     print("bundled short names:")
     for name, text in SHORT_NAMES.items():

@@ -8,12 +8,19 @@ mitigation layer can report before / after with CIs for any probe. Lists are re-
 their top: the first ``k`` entries are chosen among the list's entries and the rest follow in
 their original order, so every list keeps its length and the probe's own metrics at cut-offs up
 to ``k`` see the re-ranked head.
+
+Built-in rerankers are every module of ``recaudit.mitigation`` except the helper modules
+(:data:`HELPER_MODULES`), imported on the first lookup. Installed packages add rerankers through
+the ``recaudit.rerankers`` entry-point group (``name = package.module``, whose ``@reranker``
+classes register themselves, or ``name = package.module:Class``). A name is registered once
+(see :mod:`recaudit.registry`).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -21,14 +28,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 __all__ = ["Reranker", "RerankerParams", "ListBatch", "reranker", "get_reranker",
-           "reranker_names", "HELPER_MODULES"]
+           "reranker_names", "HELPER_MODULES", "ENTRY_POINT_GROUP", "RERANKERS"]
 
-_REGISTRY: dict[str, type["Reranker"]] = {}
 #: modules of recaudit.mitigation that define no reranker
 HELPER_MODULES = frozenset({"registry", "apply", "aggregate", "saved"})
-_loaded = False
+#: entry-point group through which an installed package adds rerankers
+ENTRY_POINT_GROUP = "recaudit.rerankers"
 
 
 def valid_mask(valid: np.ndarray | None, shape: tuple[int, ...], like: str) -> np.ndarray:
@@ -188,40 +196,50 @@ def _fmt(v: Any) -> str:
 
 
 def reranker(name: str):
-    """Class decorator registering a reranker under ``name``."""
+    """Class decorator registering a reranker under ``name`` (a taken name is a ConfigError)."""
 
     def wrap(cls: type[Reranker]) -> type[Reranker]:
+        RERANKERS.register(name, cls)
         cls.name = name
         if not cls.description and cls.__doc__:
             cls.description = cls.__doc__.strip().splitlines()[0]
-        _REGISTRY[name] = cls
         return cls
 
     return wrap
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
+def _load_builtins() -> None:
+    """Import every reranker module of ``recaudit.mitigation`` (they register themselves)."""
     package = importlib.import_module(__package__ or "recaudit.mitigation")
     for m in pkgutil.iter_modules(package.__path__):
         if m.name not in HELPER_MODULES and not m.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{m.name}")
-    _loaded = True
+
+
+def _adopt(name: str, loaded: Any) -> None:
+    """Register what a ``recaudit.rerankers`` entry point loaded: a module registered its own
+    rerankers; a :class:`Reranker` class not yet registered is registered under ``name``."""
+    if isinstance(loaded, type) and issubclass(loaded, Reranker):
+        if not (loaded.name and RERANKERS.entries.get(loaded.name) is loaded):
+            reranker(name)(loaded)
+    elif not isinstance(loaded, types.ModuleType):
+        raise ConfigError(f"reranker plugin {name!r}: {loaded!r} is neither a module nor a "
+                          "Reranker subclass")
+
+
+#: every reranker by name
+RERANKERS: Registry[type[Reranker]] = Registry("reranker", ENTRY_POINT_GROUP,
+                                               builtins=_load_builtins, adopt=_adopt)
 
 
 def reranker_names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    """The registered rerankers' names, sorted."""
+    return RERANKERS.names()
 
 
 def get_reranker(name: str) -> type[Reranker]:
     """The reranker class registered as ``name`` (ConfigError listing the known ones)."""
-    _load()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown reranker {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return RERANKERS.get(name)
 
 
 def validate_params(cls: type[Reranker], data: dict[str, Any], where: str) -> RerankerParams:

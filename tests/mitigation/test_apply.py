@@ -164,7 +164,7 @@ def primacy_ranker(messages, k):
 
 
 @pytest.mark.parametrize("spec,message", [
-    ({"reranker": "nope"}, "unknown reranker 'nope'; available: calibration, consensus"),
+    ({"reranker": "nope"}, "unknown reranker 'nope'; known: calibration, consensus"),
     ({"reranker": "fair", "params": {"p": 1.5}}, "mitigation[0]: fair: p:"),
     ({"reranker": "fair", "params": {"alpha": 0.0}}, "mitigation[0]: fair: alpha:"),
     ({"reranker": "xquad", "sweep_param": "nope"}, "cannot sweep unknown parameter 'nope'"),
@@ -223,7 +223,7 @@ def test_mitigate_command_reapplies_a_reranker_to_saved_results(tmp_path, capsys
     assert main(["mitigate", str(results), "--reranker", "psc"]) == 2
     assert "needs model calls" in capsys.readouterr().err
     assert main(["mitigate", str(results), "--reranker", "nope"]) == 2
-    assert "available: calibration" in capsys.readouterr().err
+    assert "known: calibration" in capsys.readouterr().err
 
 
 def test_fair_makes_every_top_k_pass_the_fairness_test():
