@@ -47,13 +47,14 @@ Measured (units: users):
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ProbeCannotRun
-from ..recommenders.base import GENERATE, SCORE, Request
+from ..recommenders.base import GENERATE, SCORE, Request, Response
 from ..results import ProbeResult
 from .histories import history_ids, user_sort_key
 from .registry import AuditContext, Probe, ProbeParams, Query, probe
@@ -176,6 +177,51 @@ def shown_titles(catalog: Any) -> dict[str, str]:
             for i, t in zip(items.index, items["title"])}
 
 
+@dataclass(frozen=True)
+class RankingRecord:
+    """What a stored position record keeps of one ranking request beyond the kit's raw fields.
+
+    ``mode`` is how the candidates were ranked (``generate`` or ``score``); ``candidates`` the
+    candidate ids in input order; ``ranking`` the parsed candidate ids in the ranker's order
+    (None: the request failed); ``candidate_scores`` one score per candidate in input order,
+    :func:`~recaudit.metrics.position.candidate_scores_from_ranking` of ``ranking`` (the j-th
+    ranked candidate scores N - j; unparsed candidates share the minimum), so ordering the
+    candidates by it (ties by item id) gives ``ranking`` back.
+    """
+
+    mode: str
+    candidates: tuple[str, ...]
+    ranking: tuple[str, ...] | None
+    candidate_scores: tuple[float, ...] | None
+
+    @classmethod
+    def measured(cls, meta: Mapping[str, Any], ranking: Sequence[str] | None
+                 ) -> "RankingRecord":
+        """The record of a request (its query ``meta``) whose answer ranked as ``ranking``."""
+        from ..metrics.position import candidate_scores_from_ranking
+
+        cands = tuple(str(c) for c in meta["candidates"])
+        scores = (None if ranking is None else
+                  tuple(candidate_scores_from_ranking(list(ranking), list(cands)).tolist()))
+        return cls(mode=str(meta["mode"]), candidates=cands,
+                   ranking=None if ranking is None else tuple(ranking), candidate_scores=scores)
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> "RankingRecord":
+        """Read back from a stored record (a dict of results.json)."""
+        ranking, scores = record.get("ranking"), record.get("candidate_scores")
+        return cls(mode=str(record.get("mode")),
+                   candidates=tuple(str(c) for c in record.get("candidates") or ()),
+                   ranking=None if ranking is None else tuple(str(c) for c in ranking),
+                   candidate_scores=None if scores is None else tuple(float(x) for x in scores))
+
+    def fields(self) -> dict[str, Any]:
+        """The keys this record adds to the kit's raw record (JSON types)."""
+        return {"ranking": None if self.ranking is None else list(self.ranking),
+                "candidate_scores": (None if self.candidate_scores is None
+                                     else list(self.candidate_scores))}
+
+
 @probe("position", tags=["robustness", "position-bias", "llmrank", "accuracy"])
 class PositionProbe(Probe):
     """LLMRank: does the input position of the held-out item change how it is ranked?"""
@@ -292,6 +338,23 @@ class PositionProbe(Probe):
         return Query(f"{q.id}|{suffix}", self._request(q.meta["history_titles"], shown,
                                                         q.meta["mode"]), meta)
 
+    # -- a saved result (recaudit mitigate) ------------------------------------------------------
+    @staticmethod
+    def saved_capabilities(records: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
+        """The ranking mode(s) a stored result ran in, as capabilities: re-planning with them
+        gives the same requests (None: no record says)."""
+        modes = {RankingRecord.of(r).mode for r in records if r.get("mode")}
+        return frozenset(modes) or None
+
+    @staticmethod
+    def saved_response(query: Query, record: Mapping[str, Any]) -> Response:
+        """The response a stored record replays: its text and error, and in score mode its
+        candidate scores (which order the candidates as the ranker did)."""
+        scores = RankingRecord.of(record).candidate_scores if query.meta.get("mode") == SCORE \
+            else None
+        return Response(text=record.get("text") or "", error=record.get("error"),
+                        scores=None if scores is None else list(scores))
+
     # -- analysis -------------------------------------------------------------------------------
     @staticmethod
     def ranking(q: Query, answer: Any) -> list[str] | None:
@@ -330,9 +393,7 @@ class PositionProbe(Probe):
         for q, rec in zip(queries, got.records):
             r = self.ranking(q, answers.get(q.id))
             rankings[q.id] = r
-            rec["ranking"] = r
-            rec["candidate_scores"] = (None if r is None else candidate_scores_from_ranking(
-                r, q.meta["candidates"]).tolist())
+            rec.update(RankingRecord.measured(q.meta, r).fields())
             rec.pop("titles", None)
         res.records = got.records
 
