@@ -378,11 +378,11 @@ def kemeny(
     max_items: int = 12,
     universe: Sequence[str] | None = None,
 ) -> list[str]:
-    """Exact Kemeny-optimal aggregate (Kemeny 1959) of (possibly partial) rankings.
+    r"""Exact Kemeny-optimal aggregate (Kemeny 1959) of (possibly partial) rankings.
 
     Returns a full ranking ``pi`` of ``U`` minimising the total Kendall tau distance
 
-    .. math:: \\sum_b K(\\pi, \\tau_b) = \\sum_{a \\prec_\\pi c} P[c, a],
+    .. math:: \sum_b K(\pi, \tau_b) = \sum_{a \prec_\pi c} P[c, a],
 
     where ``P[c, a]`` counts the rankings preferring ``c`` to ``a``
     (:func:`pairwise_preferences`): a ranking prefers the earlier of two listed items, and a

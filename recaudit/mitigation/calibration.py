@@ -47,8 +47,10 @@ def _check_target(target: np.ndarray, n_lists: int, n_cat: int) -> np.ndarray:
 
 
 def _kl(p: np.ndarray, q: np.ndarray, alpha: float) -> np.ndarray:
-    """``KL(p || (1 - alpha) q + alpha p)`` over the last axis, ``0 log 0 = 0``; inf if q~ = 0
-    where p > 0 (only possible with ``alpha = 0``)."""
+    """Compute ``KL(p || (1 - alpha) q + alpha p)`` over the last axis.
+
+    ``0 log 0 = 0``; inf if q~ = 0 where p > 0 (only possible with ``alpha = 0``).
+    """
     q_s = (1.0 - alpha) * q + alpha * p
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p / q_s), 0.0)
@@ -105,8 +107,11 @@ def miscalibration(
 def categories_of_selection(
     item_categories: np.ndarray, selected: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gather ``p(g|i)`` of the selected items: ``(L, n, C)`` and ``(L, k)`` indices (``-1`` =
-    padding) to ``((L, k, C), valid (L, k))``, ready for :func:`miscalibration`."""
+    """Gather ``p(g|i)`` of the selected items, ready for :func:`miscalibration`.
+
+    Maps ``(L, n, C)`` categories and ``(L, k)`` indices (``-1`` = padding) to
+    ``((L, k, C), valid (L, k))``.
+    """
     cats = np.asarray(item_categories, dtype=float)
     sel = np.asarray(selected)
     if cats.ndim != 3 or sel.ndim != 2 or sel.shape[0] != cats.shape[0]:
@@ -240,8 +245,11 @@ class CalibrationParams(RerankerParams):
 
 @reranker("calibration")
 class Calibration(Reranker):
-    """Steck's calibrated re-ranking: the list's category make-up follows the user's history
-    (the catalog's make-up for a request without a history)."""
+    """Steck's calibrated re-ranking.
+
+    The list's category make-up follows the user's history (the catalog's make-up for a
+    request without a history).
+    """
 
     Params = CalibrationParams
     sweep = "lam"
@@ -254,7 +262,7 @@ class Calibration(Reranker):
         cat = batch.catalog
         if self.params.categories == "genres":
             per_item = {str(i): list(g) or ["(none)"]
-                        for i, g in zip(cat.items.index, cat.items["genres"])}
+                        for i, g in zip(cat.items.index, cat.items["genres"], strict=True)}
         else:
             per_item = {i: [g] for i, g in batch.item_groups(self.params.categories).items()}
         names = sorted({g for gs in per_item.values() for g in gs} | {"unknown"})

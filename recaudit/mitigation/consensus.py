@@ -35,6 +35,8 @@ def _counterfactual_reason(queries: Sequence[Any]) -> str | None:
 
 
 class ConsensusParams(RerankerParams):
+    """Parameters of :class:`Consensus` (Kemeny is used on unions of at most 12 items)."""
+
     method: Literal["borda", "kemeny"] = "borda"
     include_neutral: bool = False
 
@@ -48,9 +50,11 @@ class Consensus(Reranker):
     params: ConsensusParams
 
     def applies(self, probe: Any, queries: Sequence[Any]) -> str | None:
+        """Return None for a probe asking requests once per attribute value, else the reason."""
         return _counterfactual_reason(queries)
 
     def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        """Replace the lists of each unit and attribute by their aggregate (Borda or Kemeny)."""
         from .aggregate import borda, kemeny
 
         lists = batch.lists(_identity(batch))
@@ -89,6 +93,7 @@ class Neutralise(Reranker):
     target = "snsr_jaccard"
 
     def applies(self, probe: Any, queries: Sequence[Any]) -> str | None:
+        """Return None for a counterfactual probe with neutral requests, else the reason."""
         reason = _counterfactual_reason(queries)
         if reason:
             return reason
@@ -98,6 +103,7 @@ class Neutralise(Reranker):
         return None
 
     def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        """Replace each attributed list by its unit's neutral list, where there is one."""
         lists = batch.lists(_identity(batch))
         neutral = {_unit(q): lists[i] for i, q in enumerate(batch.queries)
                    if not q.meta.get("attribute")}

@@ -241,7 +241,7 @@ def _const_sort_one(
                 start -= 1
             counts[g] += 1
     if len(ranked) < k:
-        rest = [item for q, c in zip(queues, counts) for item in q[c:]]
+        rest = [item for q, c in zip(queues, counts, strict=True) for item in q[c:]]
         rest.sort(key=lambda i: (-score[i], i))
         ranked.extend(rest[: k - len(ranked)])
     return ranked
@@ -254,7 +254,7 @@ def _const_sort(gi: np.ndarray, p: np.ndarray, s: np.ndarray, ok: np.ndarray, k:
     out = np.full((n_lists, k), -1, dtype=np.int64)
     queue_l, size_l, s_l = queue.tolist(), size.tolist(), s.tolist()
     for row in range(n_lists):
-        queues = [q[:c] for q, c in zip(queue_l[row], size_l[row])]
+        queues = [q[:c] for q, c in zip(queue_l[row], size_l[row], strict=True)]
         ranked = _const_sort_one(queues, due, s_l[row], k)[:k]
         out[row, : len(ranked)] = ranked
     return out
@@ -343,6 +343,8 @@ def det_rerank(
 
 # -- registry entry ------------------------------------------------------------------------------
 class DetParams(RerankerParams):
+    """Parameters of :class:`Det` (Geyik et al.'s Det* re-rankers)."""
+
     column: str = Field("genre", description="the item-group column (genre, decade, "
                                              "head_tail or any catalog column)")
     method: str = Field("greedy", pattern="^(greedy|cons|relaxed|constsort)$")
@@ -354,8 +356,11 @@ class DetParams(RerankerParams):
 
 @reranker("det")
 class Det(Reranker):
-    """Geyik et al.'s DetGreedy / DetCons / DetRelaxed / DetConstSort toward target shares of
-    a multi-valued item group (shares mixed as ``(1 - lam) * lists' own + lam * targets``)."""
+    """Geyik et al.'s DetGreedy / DetCons / DetRelaxed / DetConstSort re-ranking.
+
+    Moves each list toward target shares of a multi-valued item group (shares mixed as
+    ``(1 - lam) * lists' own + lam * targets``).
+    """
 
     Params = DetParams
     sweep = "lam"
@@ -365,7 +370,7 @@ class Det(Reranker):
 
     def _setup(self, batch: ListBatch) -> tuple[list[str], np.ndarray, dict[str, str],
                                                 dict[str, float]]:
-        """Groups (ordered), each entry's group id, item -> group and the desired shares."""
+        """Return the groups (ordered), each entry's group, item -> group and desired shares."""
         from ..metrics.exposure import item_shares, resolve_target
 
         mapping = batch.item_groups(self.params.column)
@@ -384,6 +389,7 @@ class Det(Reranker):
         return groups, batch.groups(self.params.column), mapping, desired
 
     def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        """Re-rank every list with :func:`det_rerank` toward the mixed shares."""
         groups, labels, _, desired = self._setup(batch)
         index = {g: i for i, g in enumerate(groups)}
         gid = np.vectorize(lambda g: index.get(g, index["unknown"]), otypes=[int])(labels)
@@ -396,13 +402,14 @@ class Det(Reranker):
         return batch.lists(order)
 
     def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        """Return each list's NDKL at ``k`` from the desired shares (NaN: undefined)."""
         from ..metrics.exposure import ndkl
 
         _, _, mapping, desired = self._setup(batch)
         desired = {g: v for g, v in desired.items() if v > 0}
         out = []
-        for row, ok in zip(batch.ids, batch.valid):
-            lst = [str(x) for x, v in zip(row, ok) if v]
+        for row, ok in zip(batch.ids, batch.valid, strict=True):
+            lst = [str(x) for x, v in zip(row, ok, strict=True) if v]
             val = ndkl(lst, mapping, desired, k, default="unknown") if lst else float("nan")
             out.append(val if np.isfinite(val) else float("nan"))
         return np.asarray(out, dtype=float)

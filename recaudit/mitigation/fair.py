@@ -56,7 +56,7 @@ def _check_k(k: int) -> int:
 
 
 def _mtable(k: int, p: float, alpha: float) -> np.ndarray:
-    """The m-table without parameter checks (``alpha = 0`` gives all zeros)."""
+    """Compute the m-table without parameter checks (``alpha = 0`` gives all zeros)."""
     from scipy.stats import binom
 
     m = binom.ppf(alpha, np.arange(1, k + 1), p)
@@ -100,7 +100,7 @@ def mtable(k: int, p: float, alpha: float) -> np.ndarray:
 
 
 def _blocks(m: np.ndarray) -> np.ndarray:
-    """fairsearchcore ``compute_aux_mtable``: sizes of the runs between increments of m.
+    """Return the sizes of the runs between increments of m (fairsearchcore ``compute_aux_mtable``).
 
     Only positions ``1..k-1`` are scanned (``range(1, len(mtable))``), so an increment at the last
     position ``k`` is not part of the fail probability: a quirk of fairsearchcore 1.0.4 kept here
@@ -130,7 +130,10 @@ def _fail_probability(m: np.ndarray, p: float) -> float:
 
 @lru_cache(maxsize=256)
 def _adjusted_alpha(k: int, p: float, alpha: float) -> float:
-    """fairsearchcore ``RecursiveNumericFailProbabilityCalculator.adjust_alpha``, step by step."""
+    """Adjust alpha for k prefix tests, step by step as fairsearchcore does.
+
+    fairsearchcore: ``RecursiveNumericFailProbabilityCalculator.adjust_alpha``.
+    """
 
     def boundary(a: float) -> tuple[float, int, float]:
         m = _mtable(k, p, a)
@@ -237,7 +240,7 @@ def _as_batch(
 
 
 def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two queues as flat ``(L, k + 1)`` arrays, for lists whose candidates are all valid.
+    """Build the two queues as flat ``(L, k + 1)`` arrays, for lists of all-valid candidates.
 
     ``q[l * (k + 1) + r]`` = index of the (r+1)-th best candidate of the group in list l, ``n``
     past the end. Only what the merge can reach is filled: at step i the best remaining
@@ -282,9 +285,12 @@ def _queues_all_valid(prot: np.ndarray, k: int, m_max: int) -> tuple[np.ndarray,
 
 
 def _first_members(member: np.ndarray, k: int) -> np.ndarray:
-    """Flat ``(L, k + 1)``: index of the (r+1)-th True of row l at ``l * (k + 1) + r`` (r < k),
-    ``n`` where there is none. A cumulative count over the flattened batch (nondecreasing) and
-    a ``searchsorted`` for the L x k ranks."""
+    """Return the index of the (r+1)-th True of each row, as a flat ``(L, k + 1)`` array.
+
+    Row l's (r+1)-th True (r < k) is at ``l * (k + 1) + r``, ``n`` where there is none. A
+    cumulative count over the flattened batch (nondecreasing) and a ``searchsorted`` for the
+    L x k ranks.
+    """
     L, n = member.shape
     counts = np.cumsum(member.reshape(-1), dtype=np.int64)
     ends = counts[n - 1 :: n]  # members up to the end of each row
@@ -297,7 +303,10 @@ def _first_members(member: np.ndarray, k: int) -> np.ndarray:
 
 
 def _merge(q_prot: np.ndarray, q_other: np.ndarray, m: np.ndarray, n: int) -> np.ndarray:
-    """fairsearchcore ``fair_top_k`` for all lists at once, one position per iteration."""
+    """Merge the queues of all lists at once, one position per iteration.
+
+    fairsearchcore ``fair_top_k``, vectorised over the lists.
+    """
     k = len(m)
     L = len(q_prot) // (k + 1)
     base = np.arange(L) * (k + 1)
@@ -462,6 +471,8 @@ def fair_rerank(
 
 # -- registry entry ------------------------------------------------------------------------------
 class FairParams(RerankerParams):
+    """Parameters of :class:`Fair` (FA*IR)."""
+
     protected: str = Field("head_tail=tail", description="COLUMN=VALUE: the protected item "
                                                          "group (any item-group column)")
     p: float = Field(0.5, gt=0.0, lt=1.0, description="target minimum protected proportion")
@@ -479,8 +490,10 @@ class FairParams(RerankerParams):
 
 @reranker("fair")
 class Fair(Reranker):
-    """FA*IR: every prefix of the top k holds at least the binomial minimum of protected items
-    (Zehlike et al. 2017)."""
+    """FA*IR re-ranking (Zehlike et al. 2017).
+
+    Every prefix of the top k holds at least the binomial minimum of protected items.
+    """
 
     Params = FairParams
     sweep = "p"
@@ -501,11 +514,13 @@ class Fair(Reranker):
         return batch.groups(column.strip()) == value.strip()
 
     def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        """Re-rank every list with :func:`fair_rerank` (protected = the chosen group)."""
         order = fair_rerank(self._protected(batch) & batch.valid, k, self.params.p,
                             self.params.alpha, adjust=self.params.adjust, valid=batch.valid)
         return batch.lists(order)
 
     def target_values(self, batch: ListBatch, k: int) -> np.ndarray:
+        """Return each list's protected share of its top ``k`` (``protected_share_at_k``)."""
         from ..metrics.mitigation import protected_share_at_k
 
         return protected_share_at_k(self._protected(batch), batch.valid, k)

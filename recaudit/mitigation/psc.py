@@ -1,14 +1,13 @@
-"""Permutation self-consistency for position bias (Tang et al., NAACL 2024; METRICS.md
-sections 5 and 7).
+"""Permutation self-consistency for position bias (Tang et al., NAACL 2024).
 
-For every request of a probe that lists candidates (one that implements ``requery(query,
-order, suffix)`` and ``ranking(query, answer)``, such as the position probe), ``B`` further
-requests show the same candidates in independent random orders (seeded by the request's id,
+METRICS.md sections 5 and 7. For every request of a probe that lists candidates (one that implements
+``requery(query, order, suffix)`` and ``ranking(query, answer)``, such as the position probe), ``B``
+further requests show the same candidates in independent random orders (seeded by the request's id,
 each copy shuffled on its own: LLMRank's bootstrap shuffles all copies identically). The ``B``
-rankings are aggregated by Borda count (:func:`recaudit.mitigation.aggregate.borda`;
-candidates a ranking leaves out score 0 and, among themselves, keep a seeded random order, so
-the original order leaks into no tie). The aggregate replaces the request's ranking. These
-requests go through the engine and its cache: a rerun computes none of them again.
+rankings are aggregated by Borda count (:func:`recaudit.mitigation.aggregate.borda`; candidates a
+ranking leaves out score 0 and, among themselves, keep a seeded random order, so the original order
+leaks into no tie). The aggregate replaces the request's ranking. These requests go through the
+engine and its cache: a rerun computes none of them again.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ __all__ = ["PermutationParams", "PermutationSelfConsistency"]
 
 
 class PermutationParams(RerankerParams):
+    """Parameters of :class:`PermutationSelfConsistency`."""
+
     B: int = Field(8, ge=1, le=64, description="shuffled copies aggregated per request")
     seed: int = 0
 
@@ -46,11 +47,13 @@ class PermutationSelfConsistency(Reranker):
     params: PermutationParams
 
     def applies(self, probe: Any, queries: Sequence[Any]) -> str | None:
+        """Return None for a probe that can re-ask its candidates shuffled, else the reason."""
         if not (hasattr(probe, "requery") and hasattr(probe, "ranking")):
             return "the probe lists no candidates it could shuffle"
         return None
 
     def plan_size(self) -> int:
+        """Return ``B``: one shuffled copy per extra request."""
         return self.params.B
 
     def _copies(self, probe: Any, q: Any) -> list[Any]:
@@ -60,10 +63,12 @@ class PermutationSelfConsistency(Reranker):
                 for b in range(self.params.B)]
 
     def plan(self, probe: Any, queries: Sequence[Any]) -> list[Any]:
+        """Return the ``B`` shuffled copies of every query (seeded by the query's id)."""
         return [c for q in queries for c in self._copies(probe, q)]
 
     def rerank_answers(self, probe: Any, queries: Sequence[Any], answers: dict[str, Any]
                        ) -> dict[str, list[str] | None]:
+        """Return each query's Borda aggregate of its copies' rankings (None: no ranking)."""
         from .aggregate import borda
 
         out: dict[str, list[str] | None] = {}

@@ -175,8 +175,11 @@ class XQuADParams(RerankerParams):
 
 @reranker("xquad")
 class XQuAD(Reranker):
-    """xQuAD for popularity: long-tail items get a coverage bonus in proportion to the user's
-    own long-tail taste (the shown history's tail share; 0.5 without a history)."""
+    """xQuAD for popularity (Abdollahpouri et al. 2019).
+
+    Long-tail items get a coverage bonus in proportion to the user's own long-tail taste (the
+    shown history's tail share; 0.5 without a history).
+    """
 
     Params = XQuADParams
     sweep = "lam"
