@@ -1,198 +1,160 @@
 """Uncertainty for every reported number: bootstrap CIs, permutation tests, FDR control.
 
-Units are what was sampled: instructions (FaiRLLM) or users (CFaiRLLM). Every function takes a
-``seed`` and draws from a :class:`numpy.random.Generator`, so a report is reproducible.
+Units are what was sampled: instructions (FaiRLLM), users (CFaiRLLM), requests. Every random
+draw comes from a :class:`numpy.random.Generator` seeded by the caller (the analysis kit's
+seeding policy, :meth:`recaudit.probes.kit.Summariser.seed`), so a report is reproducible.
+These are every resampling routine the analysis kit and compare use:
 
-* :func:`bootstrap_ci` -- CI of a statistic of a 1-D sample of units.
-* :func:`paired_bootstrap` -- CI of a function of per-value means of a ``units x values`` matrix
-  (e.g. SNSR / SNSV over attribute values), resampling units jointly so that the values of one
-  instruction stay together.
-* :func:`permutation_test_values` -- paired permutation test that the values are exchangeable
-  within each unit (no attribute effect).
-* :func:`benjamini_hochberg` -- adjusted p-values across attributes / metrics.
-* :func:`small_sample_warning` -- the one message every small or empty group carries.
+* :func:`bootstrap_counts` -- a nonparametric bootstrap as multinomial unit counts;
+* :func:`column_means` / :func:`resampled_means` -- per-condition means over units (NaN cells
+  left out), of the sample and of each bootstrap resample (all conditions of a unit move
+  together: a paired bootstrap);
+* :func:`percentile_interval` -- the percentile CI of bootstrap replicates;
+* :func:`spread_statistic` -- range / std / ratio of condition means;
+* :func:`permutation_test_values` -- paired permutation test that the conditions are
+  exchangeable within each unit (no attribute effect), and :func:`null_floor` of its null;
+* :func:`paired_swap_test` -- paired permutation test of two results on the same units;
+* :func:`benjamini_hochberg` -- adjusted p-values within a family.
+
+The small-sample rule (:data:`recaudit.verdicts.MIN_UNITS`) lives in :mod:`recaudit.verdicts`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = [
     "BHResult",
-    "BootstrapResult",
-    "PairedBootstrapResult",
+    "NullFloor",
     "PermutationResult",
-    "benjamini_hochberg",
-    "bootstrap_ci",
-    "bootstrap_unit_means",
-    "paired_bootstrap",
-    "permutation_test_values",
-    "small_sample_warning",
-    "spread_statistic",
     "SPREAD_STATISTICS",
     "SwapMasks",
     "SwapTest",
+    "benjamini_hochberg",
+    "bootstrap_counts",
+    "column_means",
+    "null_floor",
     "paired_swap_test",
+    "percentile_interval",
+    "permutation_test_values",
+    "resampled_means",
+    "spread_statistic",
 ]
 
-#: Default number of units below which results carry a small-sample warning.
-MIN_UNITS = 20
-
-_METHODS = ("percentile", "basic")
 _ALTERNATIVES = ("greater", "less", "two-sided")
-# Bound on the number of float64 elements materialised at once when resampling.
+# Bound on the number of float64 elements materialised at once when permuting.
 _MAX_ELEMENTS = 1 << 22
 
 
-def small_sample_warning(n: int, minimum: int = MIN_UNITS) -> str | None:
-    """A one-line warning when ``n`` units are too few for a reliable interval, else ``None``.
+# -- the bootstrap -------------------------------------------------------------------------------
+def bootstrap_counts(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    """``(n_resamples, n_units)`` bootstrap resamples of ``n_units`` units, as counts.
 
-    Below about 20 units percentile-bootstrap intervals are noticeably too narrow (they
-    under-cover) and permutation p-values are coarse; with fewer than 2 units there is no
-    interval at all.
-
-    Examples
-    --------
-    >>> small_sample_warning(500) is None
-    True
-    >>> small_sample_warning(1)
-    'only 1 unit (< 20): no confidence interval'
-    """
-    n = int(n)
-    if n >= minimum:
-        return None
-    unit = "unit" if n == 1 else "units"
-    if n < 2:
-        return f"only {n} {unit} (< {minimum}): no confidence interval"
-    return f"only {n} {unit} (< {minimum}): confidence interval unreliable"
-
-
-@dataclass(frozen=True)
-class BootstrapResult:
-    """Point estimate and bootstrap confidence interval over units."""
-
-    estimate: float
-    low: float
-    high: float
-    confidence: float
-    n: int
-    n_resamples: int
-    method: str
-    seed: int | None
-    warning: str | None = None
-
-    @property
-    def flagged(self) -> bool:
-        """True when the sample is small (see :func:`small_sample_warning`)."""
-        return self.warning is not None
-
-
-@dataclass(frozen=True)
-class PairedBootstrapResult(BootstrapResult):
-    """:class:`BootstrapResult` of a function of per-value means, plus per-value mean CIs."""
-
-    value_means: np.ndarray | None = None
-    value_low: np.ndarray | None = None
-    value_high: np.ndarray | None = None
-
-
-def _check_common(n_resamples: int, confidence: float, method: str) -> None:
-    if int(n_resamples) < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-
-
-def _interval(
-    estimate: float, boot: np.ndarray, confidence: float, method: str
-) -> tuple[float, float]:
-    boot = boot[~np.isnan(boot)]
-    if boot.size == 0 or np.isnan(estimate):
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2.0
-    q_lo, q_hi = np.quantile(boot, [tail, 1.0 - tail])
-    if method == "basic":
-        return float(2 * estimate - q_hi), float(2 * estimate - q_lo)
-    return float(q_lo), float(q_hi)
-
-
-def _apply_stat(stat: Callable[..., Any], samples: np.ndarray) -> np.ndarray:
-    """``stat`` over the rows of ``samples``: vectorised when it accepts ``axis``."""
-    try:
-        out = np.asarray(stat(samples, axis=1), dtype=float)
-        if out.shape == (samples.shape[0],):
-            return out
-    except TypeError:
-        pass
-    return np.asarray([stat(row) for row in samples], dtype=float)
-
-
-def bootstrap_ci(
-    x: Sequence[float],
-    stat: Callable[..., Any] = np.mean,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int | None = 0,
-    method: str = "percentile",
-    *,
-    min_units: int = MIN_UNITS,
-) -> BootstrapResult:
-    r"""Nonparametric bootstrap CI of ``stat`` over the units of ``x``.
-
-    Draws ``n_resamples`` samples of ``n`` units with replacement (all at once, as an index
-    matrix; ``stat`` is called with ``axis=1`` when it supports it) and reports the
-    ``percentile`` interval ``[q_{a/2}, q_{1-a/2}]`` or the ``basic`` interval
-    ``[2 theta - q_{1-a/2}, 2 theta - q_{a/2}]``.
-
-    With ``n = 0`` every number is NaN; with ``n = 1`` the estimate exists but the bounds are
-    NaN; below ``min_units`` the result carries a warning (``result.flagged``).
-
-    Source: Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13.
-
-    Parameters
-    ----------
-    x : sequence of float
-        One value per unit (instruction, user).
-    stat : callable
-        Statistic of a 1-D sample (ideally accepting ``axis``), default the mean.
-    n_resamples, confidence, seed, method :
-        Bootstrap settings; ``method`` in {"percentile", "basic"}.
+    Drawing ``n`` units with replacement is drawing how often each unit is taken:
+    ``counts ~ Multinomial(n, (1/n, ..., 1/n))`` per resample (Efron & Tibshirani, *An
+    Introduction to the Bootstrap*, 1993, ch. 6). One count matrix serves every statistic of
+    a table, so all conditions and k of a resampled unit move together.
 
     Examples
     --------
-    >>> r = bootstrap_ci([0.0, 1.0] * 20, seed=0)
-    >>> r.estimate, r.low < 0.5 < r.high, r.flagged
-    (0.5, True, False)
+    >>> c = bootstrap_counts(5, 3, seed=0)
+    >>> c.shape, c.sum(axis=1).tolist()
+    ((3, 5), [5.0, 5.0, 5.0])
     """
-    _check_common(n_resamples, confidence, method)
-    arr = np.asarray(x, dtype=float).reshape(-1)
-    n = arr.size
-    warning = small_sample_warning(n, min_units)
-    common = dict(confidence=confidence, n=n, n_resamples=int(n_resamples), method=method,
-                  seed=seed, warning=warning)
-    if n == 0:
-        return BootstrapResult(float("nan"), float("nan"), float("nan"), **common)
-    estimate = float(stat(arr))
-    if n == 1:
-        return BootstrapResult(estimate, float("nan"), float("nan"), **common)
     rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_ELEMENTS // n)
-    parts = []
-    for start in range(0, int(n_resamples), chunk):
-        b = min(chunk, int(n_resamples) - start)
-        idx = rng.integers(0, n, size=(b, n))
-        parts.append(_apply_stat(stat, arr[idx]))
-    boot = np.concatenate(parts)
-    low, high = _interval(estimate, boot, confidence, method)
-    return BootstrapResult(estimate, low, high, **common)
+    return rng.multinomial(n_units, np.full(n_units, 1.0 / n_units),
+                           size=int(n_resamples)).astype(float)
 
 
+def column_means(values: np.ndarray) -> np.ndarray:
+    """Means over units (axis 0) with NaN cells left out (NaN where a column has none).
+
+    A table without NaN takes plain ``values.mean(axis=0)``, so its estimate is bit-identical to
+    numpy's mean.
+    """
+    observed = ~np.isnan(values)
+    if observed.all():
+        return values.mean(axis=0)
+    counts = observed.sum(axis=0)
+    sums = np.where(observed, values, 0.0).sum(axis=0)
+    out = np.full(sums.shape, np.nan)
+    np.divide(sums, counts, out=out, where=counts > 0)
+    return out
+
+
+def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    r"""Per-column means of ``values`` (units on axis 0) under each row of bootstrap ``counts``.
+
+    For resample ``b`` and column ``j``: :math:`\bar x_{bj} = \sum_u c_{bu} o_{uj} x_{uj}
+    / \sum_u c_{bu} o_{uj}` with ``o`` the non-NaN mask (NaN cells left out; NaN where a
+    resample observed none). Returns shape ``(B, *values.shape[1:])``.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, np.nan], [3.0, 4.0]])
+    >>> resampled_means(x, np.array([[2.0, 0.0], [1.0, 1.0]])).tolist()
+    [[1.0, nan], [2.0, 4.0]]
+    """
+    n = values.shape[0]
+    observed = ~np.isnan(values)
+    flat_v = np.where(observed, values, 0.0).reshape(n, -1)
+    flat_o = observed.reshape(n, -1).astype(float)
+    sums, cnt = counts @ flat_v, counts @ flat_o
+    out = np.full(sums.shape, np.nan)
+    np.divide(sums, cnt, out=out, where=cnt > 0)
+    return out.reshape((counts.shape[0], *values.shape[1:]))
+
+
+def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval ``[q_{a/2}, q_{1-a/2}]`` over axis 0 of bootstrap replicates.
+
+    ``a = 1 - confidence``; NaN replicates are left out, and a column with none gives NaN
+    (Efron & Tibshirani 1993, ch. 13).
+
+    Examples
+    --------
+    >>> lo, hi = percentile_interval(np.arange(101.0)[:, None], 0.8)
+    >>> round(float(lo[0]), 9), round(float(hi[0]), 9)
+    (10.0, 90.0)
+    """
+    tail = (1 - confidence) / 2
+    if not boot.shape[0]:
+        return (np.full(boot.shape[1:], np.nan),) * 2
+    with warnings.catch_warnings():  # an all-NaN column (e.g. a ratio of zeros) gives NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(boot, [tail, 1 - tail], axis=0)
+    return lo, hi
+
+
+class NullFloor(NamedTuple):
+    """What a statistic scores under its permutation null: its mean and 95th percentile."""
+
+    mean: float | None
+    p95: float | None
+
+
+def null_floor(null: Any) -> NullFloor:
+    """Mean and 95th percentile of a permutation null distribution (non-finite values left
+    out; both None when none is left): what a model without any effect scores with this many
+    units.
+
+    Examples
+    --------
+    >>> null_floor(np.arange(21.0))
+    NullFloor(mean=10.0, p95=19.0)
+    """
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if not null.size:
+        return NullFloor(None, None)
+    return NullFloor(float(null.mean()), float(np.quantile(null, 0.95)))
+
+
+# -- statistics of condition means -----------------------------------------------------------------
 def _range(m: np.ndarray) -> np.ndarray:
     return np.max(m, axis=-1) - np.min(m, axis=-1)
 
@@ -248,108 +210,11 @@ def _weighted_means(weights: np.ndarray, values: np.ndarray, observed: np.ndarra
     return out
 
 
-def bootstrap_unit_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator,
-                         chunk: int = 250) -> np.ndarray:
-    """Means over axis 0 of ``x`` for ``n_resamples`` bootstrap resamples of its rows (units).
-
-    Returns shape ``(n_resamples, *x.shape[1:])``. Resampling is done by counts (multinomial),
-    so memory stays ``O(n_resamples * n_units)``.
-    """
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    out = np.empty((n_resamples, flat.shape[1]))
-    for start in range(0, n_resamples, chunk):
-        b = min(chunk, n_resamples - start)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # (b, n)
-        out[start:start + b] = counts @ flat / n
-    return out.reshape((n_resamples, *x.shape[1:]))
-
-
 def _as_matrix(matrix: Any) -> np.ndarray:
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D units x values matrix, got shape {m.shape}")
     return m
-
-
-def paired_bootstrap(
-    matrix: Any,
-    stat: str | Callable[[np.ndarray], float] = "snsr",
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int | None = 0,
-    method: str = "percentile",
-    *,
-    min_units: int = MIN_UNITS,
-) -> PairedBootstrapResult:
-    r"""Bootstrap CI of a function of per-value means, resampling units (rows) jointly.
-
-    ``matrix[u, a]`` is the similarity of unit ``u`` (an instruction) under value ``a``. The
-    estimate is ``stat(m)`` with ``m_a`` the mean of column ``a``; each resample draws ``n`` rows
-    with replacement, keeping a row's values together (the values are paired by instruction),
-    and recomputes the column means (as a weight-count matrix product, all resamples at once).
-    NaN cells (a failed generation) are left out of their column's mean.
-
-    Parameters
-    ----------
-    matrix : array-like, shape (n_units, n_values)
-    stat : "snsr", "snsv" or callable
-        ``"snsr"`` = max - min of the means, ``"snsv"`` = their population std (METRICS.md
-        section 1); a callable receives the 1-D array of per-value means.
-    n_resamples, confidence, seed, method :
-        As in :func:`bootstrap_ci`.
-
-    Returns
-    -------
-    PairedBootstrapResult
-        Also holds ``value_means`` and percentile CIs of each column mean.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> m = np.column_stack([np.linspace(0, 1, 30), np.linspace(0, 1, 30) + 0.2])
-    >>> r = paired_bootstrap(m, "snsr", seed=0)
-    >>> round(r.estimate, 6), round(r.low, 6), round(r.high, 6)
-    (0.2, 0.2, 0.2)
-    """
-    _check_common(n_resamples, confidence, method)
-    m = _as_matrix(matrix)
-    n, v = m.shape
-    fn = _resolve_stat(stat)
-    warning = small_sample_warning(n, min_units)
-    common = dict(confidence=confidence, n=n, n_resamples=int(n_resamples), method=method,
-                  seed=seed, warning=warning)
-    observed = ~np.isnan(m)
-    values = np.where(observed, m, 0.0)
-    obs_f = observed.astype(float)
-    point = _weighted_means(np.ones((1, n)), values, obs_f)
-    estimate = float(fn(point)[0]) if n and v else float("nan")
-    nan_v = np.full(v, np.nan)
-    if n < 2:
-        return PairedBootstrapResult(estimate, float("nan"), float("nan"), **common,
-                                     value_means=point[0], value_low=nan_v, value_high=nan_v)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _MAX_ELEMENTS // n)
-    stats_parts, mean_parts = [], []
-    for start in range(0, int(n_resamples), chunk):
-        b = min(chunk, int(n_resamples) - start)
-        idx = rng.integers(0, n, size=(b, n))
-        flat = (np.arange(b)[:, None] * n + idx).ravel()
-        weights = np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
-        means = _weighted_means(weights, values, obs_f)
-        mean_parts.append(means)
-        stats_parts.append(np.asarray(fn(means), dtype=float))
-    boot = np.concatenate(stats_parts)
-    boot_means = np.concatenate(mean_parts)
-    low, high = _interval(estimate, boot, confidence, method)
-    bounds = [_interval(float(point[0, a]), boot_means[:, a], confidence, "percentile")
-              for a in range(v)]
-    return PairedBootstrapResult(
-        estimate, low, high, **common,
-        value_means=point[0],
-        value_low=np.asarray([b[0] for b in bounds]),
-        value_high=np.asarray([b[1] for b in bounds]),
-    )
 
 
 class PermutationResult(NamedTuple):

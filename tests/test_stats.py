@@ -1,4 +1,5 @@
-"""Bootstrap CIs, paired bootstrap, paired permutation test, Benjamini-Hochberg."""
+"""The resampling routines of the kit (bootstrap counts, resampled means, percentile interval,
+null floor), the paired permutation test and Benjamini-Hochberg."""
 
 from __future__ import annotations
 
@@ -9,80 +10,91 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from recaudit.metrics.similarity import snsr, snsv
+from recaudit.metrics.similarity import snsr
 from recaudit.stats import (
     benjamini_hochberg,
-    bootstrap_ci,
-    paired_bootstrap,
+    bootstrap_counts,
+    column_means,
+    null_floor,
+    percentile_interval,
     permutation_test_values,
-    small_sample_warning,
+    resampled_means,
+    spread_statistic,
 )
 
-# ------------------------------------------------------------------------------ bootstrap_ci
+
+def _ci(values: np.ndarray, n_resamples: int, seed: int, confidence: float = 0.95,
+        stat=None) -> tuple[float, float]:
+    """The kit's CI of a statistic of column means: counts -> means -> percentile interval."""
+    counts = bootstrap_counts(values.shape[0], n_resamples, seed)
+    boot = resampled_means(values, counts)
+    if stat is not None:
+        boot = stat(boot)[:, None]
+    lo, hi = percentile_interval(boot, confidence)
+    return float(lo[0]), float(hi[0])
 
 
-def test_bootstrap_ci_basic_properties_and_seed():
-    x = np.random.default_rng(0).normal(2.0, 1.0, 50)
-    r = bootstrap_ci(x, seed=1)
-    assert r.estimate == pytest.approx(x.mean())
-    assert r.low < r.estimate < r.high
-    assert r.n == 50 and r.n_resamples == 1000 and r.method == "percentile"
-    assert not r.flagged
-    assert bootstrap_ci(x, seed=1) == r  # reproducible
-    assert bootstrap_ci(x, seed=2) != r
+# ------------------------------------------------------------------------------- bootstrap
 
 
-def test_bootstrap_percentile_equals_explicit_resampling():
-    x = np.random.default_rng(3).exponential(1.0, 40)
-    r = bootstrap_ci(x, stat=np.median, n_resamples=300, seed=5)
+def test_bootstrap_counts_are_multinomial_resamples_of_the_units():
+    c = bootstrap_counts(7, 300, seed=11)
+    assert c.shape == (300, 7) and c.dtype == float
+    assert np.all(c.sum(axis=1) == 7) and np.all(c >= 0)
+    rng = np.random.default_rng(11)  # the same draw by hand
+    np.testing.assert_array_equal(c, rng.multinomial(7, np.full(7, 1 / 7), size=300))
+    np.testing.assert_array_equal(bootstrap_counts(7, 300, seed=11), c)  # reproducible
+    assert not np.array_equal(bootstrap_counts(7, 300, seed=12), c)
+    assert c.mean() == pytest.approx(1.0, abs=0.05)  # each unit drawn once on average
+
+
+def test_resampled_means_equal_explicit_resampling_of_whole_units():
+    x = np.random.default_rng(3).random((7, 2, 3))
     rng = np.random.default_rng(5)
-    idx = rng.integers(0, x.size, size=(300, x.size))
-    boot = np.median(x[idx], axis=1)
-    assert (r.low, r.high) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
-    # A statistic without an ``axis`` argument gives the same numbers (same draws).
-    r2 = bootstrap_ci(x, stat=lambda v: float(np.median(v)), n_resamples=300, seed=5)
-    assert (r2.low, r2.high) == pytest.approx((r.low, r.high))
-    # Basic interval reflects the percentile one around the estimate.
-    b = bootstrap_ci(x, stat=np.median, n_resamples=300, seed=5, method="basic")
-    assert b.low == pytest.approx(2 * r.estimate - r.high)
-    assert b.high == pytest.approx(2 * r.estimate - r.low)
+    idx = rng.integers(0, 7, size=(200, 7))
+    counts = np.stack([np.bincount(row, minlength=7) for row in idx]).astype(float)
+    boot = resampled_means(x, counts)
+    assert boot.shape == (200, 2, 3)
+    np.testing.assert_allclose(boot, x[idx].mean(axis=1))  # every condition of a unit together
+    assert np.all(boot >= x.min(axis=0) - 1e-12) and np.all(boot <= x.max(axis=0) + 1e-12)
 
 
-def test_bootstrap_small_and_empty_samples():
-    r0 = bootstrap_ci([])
-    assert math.isnan(r0.estimate) and math.isnan(r0.low) and math.isnan(r0.high)
-    assert r0.flagged and r0.n == 0
-    r1 = bootstrap_ci([3.0])
-    assert r1.estimate == 3.0 and math.isnan(r1.low) and math.isnan(r1.high) and r1.flagged
-    r5 = bootstrap_ci([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert r5.flagged and not math.isnan(r5.low)
-    assert not bootstrap_ci(np.arange(30.0)).flagged
-    assert bootstrap_ci([1.0, 2.0], min_units=2).warning is None
+def test_resampled_and_column_means_leave_nan_cells_out():
+    x = np.array([[1.0, np.nan], [3.0, 4.0], [5.0, np.nan]])
+    np.testing.assert_array_equal(column_means(x), [3.0, 4.0])
+    counts = np.array([[2.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 3.0]])
+    out = resampled_means(x, counts)
+    np.testing.assert_array_equal(out[:2], [[7 / 3, np.nan], [3.0, 4.0]])
+    assert out[2, 0] == 5.0 and math.isnan(out[2, 1])  # no observed cell drawn: NaN
+    full = np.arange(6.0).reshape(3, 2)
+    assert np.array_equal(column_means(full), full.mean(axis=0))  # bit-identical when complete
 
 
-def test_bootstrap_validation():
-    with pytest.raises(ValueError):
-        bootstrap_ci([1, 2, 3], method="bca")
-    with pytest.raises(ValueError):
-        bootstrap_ci([1, 2, 3], confidence=1.0)
-    with pytest.raises(ValueError):
-        bootstrap_ci([1, 2, 3], n_resamples=0)
+def test_percentile_interval_is_the_quantiles_without_nan():
+    boot = np.random.default_rng(0).normal(size=(500, 2))
+    lo, hi = percentile_interval(boot, 0.9)
+    np.testing.assert_allclose(lo, np.quantile(boot, 0.05, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(boot, 0.95, axis=0))
+    boot[:100, 1] = np.nan  # NaN replicates left out
+    lo, hi = percentile_interval(boot, 0.9)
+    assert hi[1] == pytest.approx(np.quantile(boot[100:, 1], 0.95))
+    boot[:, 0] = np.nan  # a column without a replicate: NaN, no warning
+    lo, hi = percentile_interval(boot, 0.9)
+    assert math.isnan(lo[0]) and math.isnan(hi[0]) and not math.isnan(lo[1])
+    lo, hi = percentile_interval(np.zeros((0, 3)), 0.95)
+    assert lo.shape == (3,) and np.isnan(lo).all() and np.isnan(hi).all()
 
 
-def test_bootstrap_ci_coverage_small_n():
-    # 95% percentile CIs of a normal mean at n = 25 should cover the truth ~93-95% of the time.
+def test_percentile_ci_of_a_mean_covers_near_nominal_at_n_25():
+    # 95% percentile CIs of a normal mean at n = 25: coverage about 93% (verdicts.MIN_UNITS).
     rng = np.random.default_rng(12345)
     reps, n, mu = 400, 25, 1.0
     hits = 0
     for rep in range(reps):
-        x = rng.normal(mu, 2.0, n)
-        r = bootstrap_ci(x, n_resamples=400, seed=rep)
-        hits += r.low <= mu <= r.high
-    coverage = hits / reps
-    assert 0.89 <= coverage <= 0.98, coverage
-
-
-# -------------------------------------------------------------------------- paired_bootstrap
+        x = rng.normal(mu, 2.0, (n, 1))
+        lo, hi = _ci(x, 400, seed=rep)
+        hits += lo <= mu <= hi
+    assert 0.89 <= hits / reps <= 0.98, hits / reps
 
 
 def _matrix(seed=0, n=40, effects=(0.0, 0.1, 0.3)):
@@ -91,46 +103,15 @@ def _matrix(seed=0, n=40, effects=(0.0, 0.1, 0.3)):
     return unit + np.asarray(effects)[None, :] + rng.normal(0, 0.05, (n, len(effects)))
 
 
-def test_paired_bootstrap_estimate_and_explicit_resampling():
-    m = _matrix()
-    r = paired_bootstrap(m, "snsr", n_resamples=300, seed=4)
-    means = m.mean(axis=0)
-    assert r.estimate == pytest.approx(snsr(means))
-    np.testing.assert_allclose(r.value_means, means)
-    # Same draws by hand: resample rows jointly, SNSR of column means.
-    rng = np.random.default_rng(4)
-    idx = rng.integers(0, m.shape[0], size=(300, m.shape[0]))
-    boot = np.array([snsr(m[i].mean(axis=0)) for i in idx])
-    assert (r.low, r.high) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
-    boot_means = m[idx].mean(axis=1)
-    np.testing.assert_allclose(r.value_low, np.quantile(boot_means, 0.025, axis=0))
-    np.testing.assert_allclose(r.value_high, np.quantile(boot_means, 0.975, axis=0))
-    # A callable statistic gives the same numbers as the built-in name.
-    r_call = paired_bootstrap(m, snsr, n_resamples=300, seed=4)
-    assert (r_call.low, r_call.high) == pytest.approx((r.low, r.high))
-    r_v = paired_bootstrap(m, "snsv", n_resamples=300, seed=4)
-    assert r_v.estimate == pytest.approx(snsv(means))
-
-
-def test_paired_bootstrap_pairing_matters():
-    # Values share a large per-instruction effect: the paired CI of the difference is narrow.
+def test_a_paired_bootstrap_of_a_spread_is_narrow_when_units_share_an_effect():
+    # Values share a large per-instruction effect: resampling units jointly keeps it out of
+    # the CI of the difference; resampling each column on its own would not.
     m = _matrix(effects=(0.0, 0.2))
-    r = paired_bootstrap(m, "snsr", seed=0)
-    assert 0.15 < r.low < r.estimate < r.high < 0.25
-
-
-def test_paired_bootstrap_nan_cells_and_small_n():
-    m = _matrix(n=30)
-    m[3, 1] = np.nan
-    r = paired_bootstrap(m, "snsr", n_resamples=200, seed=0)
-    assert r.value_means[1] == pytest.approx(np.nanmean(m[:, 1]))
-    assert r.low <= r.estimate <= r.high
-    r1 = paired_bootstrap(m[:1], "snsr")
-    assert r1.flagged and math.isnan(r1.low) and not math.isnan(r1.estimate)
-    with pytest.raises(ValueError):
-        paired_bootstrap(np.zeros(3))
-    with pytest.raises(ValueError):
-        paired_bootstrap(m, "gini")
+    lo, hi = _ci(m, 1000, seed=0, stat=spread_statistic("range"))
+    assert 0.15 < lo < snsr(m.mean(axis=0)) < hi < 0.25
+    unpaired = np.column_stack([m[:, 0], np.random.default_rng(1).permutation(m[:, 1])])
+    lo_u, hi_u = _ci(unpaired, 1000, seed=0, stat=spread_statistic("range"))
+    assert hi_u - lo_u > 2 * (hi - lo)
 
 
 def test_paired_bootstrap_coverage_of_a_difference():
@@ -140,9 +121,15 @@ def test_paired_bootstrap_coverage_of_a_difference():
     for rep in range(reps):
         base = rng.normal(0.5, 0.2, (n, 1))
         m = base + np.array([[0.0, 0.2]]) + rng.normal(0, 0.1, (n, 2))
-        r = paired_bootstrap(m, "snsr", n_resamples=300, seed=rep)
-        hits += r.low <= 0.2 <= r.high
+        lo, hi = _ci(m, 300, seed=rep, stat=spread_statistic("range"))
+        hits += lo <= 0.2 <= hi
     assert 0.87 <= hits / reps <= 0.99
+
+
+def test_null_floor_is_the_mean_and_95th_percentile_of_the_finite_null():
+    floor = null_floor([0.0, 1.0, 2.0, 3.0, np.nan, np.inf])
+    assert floor.mean == 1.5 and floor.p95 == pytest.approx(np.quantile([0, 1, 2, 3], 0.95))
+    assert null_floor([]) == (None, None) and null_floor([np.nan]) == (None, None)
 
 
 # --------------------------------------------------------------------------- permutation test
@@ -226,25 +213,3 @@ def test_bh_hand_vector_and_nan():
     assert benjamini_hochberg([]).adjusted.shape == (0,)
     with pytest.raises(ValueError):
         benjamini_hochberg([1.5])
-
-
-# ----------------------------------------------------------------------- small-sample warning
-
-
-def test_small_sample_warning():
-    assert small_sample_warning(20) is None
-    assert "no confidence interval" in small_sample_warning(0)
-    assert "unreliable" in small_sample_warning(5)
-    assert small_sample_warning(5, minimum=5) is None
-
-
-def test_bootstrap_unit_means_resamples_whole_units():
-    from recaudit.stats import bootstrap_unit_means
-
-    x = np.random.default_rng(3).random((7, 2, 3))
-    boot = bootstrap_unit_means(x, 300, np.random.default_rng(11), chunk=128)
-    assert boot.shape == (300, 2, 3)
-    rng = np.random.default_rng(11)  # same draws, chunk by chunk: counts @ units / n
-    counts = np.vstack([rng.multinomial(7, np.full(7, 1 / 7), size=b) for b in (128, 128, 44)])
-    np.testing.assert_allclose(boot, np.einsum("bn,nvk->bvk", counts, x) / 7)
-    assert np.all(boot >= x.min(axis=0) - 1e-12) and np.all(boot <= x.max(axis=0) + 1e-12)

@@ -14,8 +14,10 @@ findings in words. Everything else lives here:
   exchangeable within a unit) and the *null floor*: the permutation null's mean and 95th
   percentile, i.e. what a model without any effect scores with this many units. p-values are
   Benjamini-Hochberg adjusted within a family (one metric across attributes). Every record
-  below ``stats.min_group_size`` units carries :func:`recaudit.stats.small_sample_warning`, and
-  :meth:`Summariser.severity` is the one severity ladder.
+  below ``stats.min_group_size`` units carries :func:`recaudit.verdicts.small_sample_warning`;
+  significance and severity are :mod:`recaudit.verdicts`'s, and every resampling routine
+  (multinomial unit counts, resampled means, percentile interval, null floor) is
+  :mod:`recaudit.stats`'s.
 
 Seeding policy: every random draw is seeded by ``sha256(stats.seed, probe id, metric,
 attribute, variant, purpose)`` (:meth:`Summariser.seed`). A table's units are resampled once for
@@ -26,7 +28,6 @@ another number's CI or p-value.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .. import verdicts
 from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeResult, UnitTable
+from ..stats import (bootstrap_counts, column_means, null_floor, percentile_interval,
+                     resampled_means)
 
 __all__ = ["Collected", "collect", "Table", "Summariser", "SPREAD_STATISTIC", "variant_scope",
            "current_variant"]
@@ -147,19 +151,6 @@ class Table:
                                  for row in last])
 
 
-def _column_means(values: np.ndarray) -> np.ndarray:
-    """Means over units (axis 0), NaN cells left out; plain ``mean`` when nothing is missing,
-    so a complete table's estimate is bit-identical to ``values.mean(axis=0)``."""
-    observed = ~np.isnan(values)
-    if observed.all():
-        return values.mean(axis=0)
-    counts = observed.sum(axis=0)
-    sums = np.where(observed, values, 0.0).sum(axis=0)
-    out = np.full(sums.shape, np.nan)
-    np.divide(sums, counts, out=out, where=counts > 0)
-    return out
-
-
 # -- tables -> records ---------------------------------------------------------------------------
 class Summariser:
     """Turns a probe's tables into records on its :class:`~recaudit.results.ProbeResult`.
@@ -168,9 +159,6 @@ class Summariser:
     :meth:`finish` once: it applies Benjamini-Hochberg per family, attaches the metric
     declarations, headline, tags and unit tables to the result.
     """
-
-    #: severity ladder on ``|estimate - null| / largest possible distance from null``
-    LADDER = ((0.2, "high"), (0.1, "medium"))
 
     def __init__(self, result: ProbeResult, stats: Any) -> None:
         self.res = result
@@ -189,38 +177,25 @@ class Summariser:
         """(n_bootstrap, n_units) multinomial resample counts of units, seeded by ``key``."""
         ck = (n_units, *key)
         if ck not in self._boot:
-            rng = np.random.default_rng(self.seed("bootstrap", *key))
-            self._boot[ck] = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units),
-                                             size=int(self.st.n_bootstrap)).astype(float)
+            self._boot[ck] = bootstrap_counts(n_units, int(self.st.n_bootstrap),
+                                              self.seed("bootstrap", *key))
         return self._boot[ck]
 
     def _boot_means(self, t: Table) -> np.ndarray:
         """(B, C, K) resampled condition means of a table (NaN cells left out)."""
         counts = self.boot_counts(len(t.units), t.metric, t.attribute, t.variant, t.part)
-        x = t.values
-        observed = ~np.isnan(x)
-        flat_v = np.where(observed, x, 0.0).reshape(len(t.units), -1)
-        flat_o = observed.reshape(len(t.units), -1).astype(float)
-        sums, cnt = counts @ flat_v, counts @ flat_o
-        out = np.full(sums.shape, np.nan)
-        np.divide(sums, cnt, out=out, where=cnt > 0)
-        return out.reshape((counts.shape[0], *x.shape[1:]))
+        return resampled_means(t.values, counts)
 
-    def _interval(self, boot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval over axis 0, NaN resamples left out (NaN where all are)."""
-        tail = (1 - self.st.confidence) / 2
-        if not boot.shape[0]:
-            return (np.full(boot.shape[1:], np.nan),) * 2
-        with warnings.catch_warnings():  # an all-NaN column (e.g. a ratio of zeros) gives NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanquantile(boot, [tail, 1 - tail], axis=0)
-        return lo, hi
+    def interval(self, boot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval over axis 0 at ``stats.confidence`` (NaN resamples left out)."""
+        return percentile_interval(boot, self.st.confidence)
+
+    _interval = interval  # the name the leakage probe calls
 
     # -- records -------------------------------------------------------------------------------
     def warning(self, n: int) -> str | None:
-        from ..stats import small_sample_warning
-
-        return small_sample_warning(n, self.st.min_group_size)
+        """The small-sample warning of a record on ``n`` units (``stats.min_group_size``)."""
+        return verdicts.small_sample_warning(n, verdicts.min_units_of(self.st))
 
     def record(self, metric: str, *, attribute: str | None = None, value: str | None = None,
                k: int | None = None, estimate: Any = None, ci: tuple[Any, Any] = (None, None),
@@ -268,8 +243,8 @@ class Summariser:
                                            convention=convention, variant=t.variant,
                                            warning="no responses")
                     for cond in t.conditions for k in (t.ks or [None])}
-        est = _column_means(t.values)
-        lo, hi = self._interval(self._boot_means(t))
+        est = column_means(t.values)
+        lo, hi = self.interval(self._boot_means(t))
         n = (~np.isnan(t.values)).sum(axis=0)
         table_id = self._keep(t)
         out = {}
@@ -302,10 +277,10 @@ class Summariser:
         statistic = SPREAD_STATISTIC[kind]
         fn = spread_statistic(statistic)  # over the last axis
         metric = name or SPREAD_KINDS[kind][0].format(t.metric)
-        means = _column_means(t.values)  # (C, K)
+        means = column_means(t.values)  # (C, K)
         est = estimate(means) if estimate is not None else fn(means.T)  # (K,)
         boot = self._boot_means(t)  # (B, C, K)
-        lo, hi = self._interval(fn(np.moveaxis(boot, 1, -1)))
+        lo, hi = self.interval(fn(np.moveaxis(boot, 1, -1)))
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
         table_id = self._keep(t)
         out = {}
@@ -346,7 +321,7 @@ class Summariser:
             extra = {"table": self._keep(t), "statistic": statistic}
         boot = self._boot_means(t)[:, :, -1]
         vals = np.asarray([fn(row) for row in boot], dtype=float)
-        lo, hi = self._interval(vals[:, None])
+        lo, hi = self.interval(vals[:, None])
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
         if p_value is not None and np.isfinite(p_value):
             extra["p_value"] = float(p_value)
@@ -357,31 +332,21 @@ class Summariser:
 
     @staticmethod
     def null_floor(null: np.ndarray) -> dict[str, float | None]:
-        """Mean and 95th percentile of a permutation null distribution."""
-        null = np.asarray(null, dtype=float)
-        null = null[np.isfinite(null)]
-        if not null.size:
-            return {"null_mean": None, "null_p95": None}
-        return {"null_mean": float(null.mean()), "null_p95": float(np.quantile(null, 0.95))}
+        """A record's ``null_mean`` and ``null_p95``: :func:`recaudit.stats.null_floor`."""
+        floor = null_floor(null)
+        return {"null_mean": floor.mean, "null_p95": floor.p95}
 
     # -- findings ------------------------------------------------------------------------------
-    def severity(self, rec: MetricRecord, significant: bool) -> str:
-        """The one ladder: ``info`` unless significant; then ``high`` / ``medium`` / ``low`` by
-        the distance from the declared null relative to the largest possible distance
-        (``medium`` for a metric without a declared range, e.g. mean popularity)."""
-        if not significant or rec.estimate is None:
-            return "info"
+    def severity(self, rec: MetricRecord, significant: bool | None) -> str:
+        """:func:`recaudit.verdicts.severity` of ``rec`` under its metric's declaration, with
+        the small-sample cap at ``stats.min_group_size`` units."""
         spec = self.res.specs.get(rec.metric) or self._spec(rec.metric)
-        if not (spec and spec.range and all(np.isfinite(spec.range))):
-            return "medium"  # no declared range: significant, but nothing to scale it by
-        null = spec.null if spec.null is not None else 0.0
-        span = max(abs(spec.range[1] - null), abs(null - spec.range[0])) or 1.0
-        rel = abs(rec.estimate - null) / span
-        return next((label for bound, label in self.LADDER if rel >= bound), "low")
+        return verdicts.severity(rec, spec, significant, min_units=verdicts.min_units_of(self.st))
 
     def finding(self, rec: MetricRecord, title: str, detail: str, alpha: float) -> Finding:
-        p = rec.p_adjusted if rec.p_adjusted is not None else rec.p_value
-        significant = p is not None and p < alpha
+        """Append a finding about ``rec``, rated by :meth:`severity` (significant at ``alpha``
+        by :func:`recaudit.verdicts.is_significant`)."""
+        significant = verdicts.is_significant(rec, alpha)
         f = Finding(probe=self.res.id, severity=self.severity(rec, significant),
                     effect=rec.estimate, title=title, detail=detail)
         self.res.findings.append(f)
