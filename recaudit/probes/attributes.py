@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..recommenders.base import Request
-from .registry import Query
+from .base import NEUTRAL, Query, QueryKey
 
 # Item nouns of FaiRLLM's prompt per domain, and the kind in the system message.
 DOMAINS = {
@@ -41,7 +41,8 @@ def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
                     prompt: Callable[[str, str], str], k: int, system: str | None,
                     neutral: str | None = None) -> list[Query]:
     """FaiRLLM-style queries: for each subject ``m`` the neutral prompt (when ``neutral`` is
-    given, id ``"m|neutral"``) and one per attribute value (id ``"m|attr|value"``).
+    given, key ``QueryKey(m, value=NEUTRAL)``, id ``"m|neutral"``) and one per attribute value
+    (key ``QueryKey(m, attr, value)``, id ``"m|attr|value"``).
 
     ``prompt(value, subject)`` renders the user message. Probes that use the same template, k
     and system message produce byte-identical requests, which the engine computes once.
@@ -49,12 +50,12 @@ def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
     queries = []
     for m, name in enumerate(subjects):
         if neutral is not None:
-            queries.append(Query(f"{m}|neutral", Request.from_prompt(
+            queries.append(Query(QueryKey(m, value=NEUTRAL), Request.from_prompt(
                 prompt(neutral, name), k=k, system=system),
                 {"unit": m, "subject": name, "attribute": None, "value": neutral}))
         for attr, values in attributes.items():
             for value in values:
-                queries.append(Query(f"{m}|{attr}|{value}", Request.from_prompt(
+                queries.append(Query(QueryKey(m, attr, value), Request.from_prompt(
                     prompt(value, name), k=k, system=system),
                     {"unit": m, "subject": name, "attribute": attr, "value": value}))
     return queries

@@ -31,7 +31,7 @@ import hashlib
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -40,8 +40,8 @@ from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeRes
 from ..stats import (bootstrap_counts, column_means, null_floor, percentile_interval,
                      resampled_means)
 
-__all__ = ["Collected", "collect", "Table", "Summariser", "SPREAD_STATISTIC", "variant_scope",
-           "current_variant"]
+__all__ = ["ByKey", "Collected", "RawRecord", "collect", "Table", "Summariser",
+           "SPREAD_STATISTIC", "variant_scope", "current_variant"]
 
 #: spread kind -> the statistic over condition means it is (see stats.spread_statistic)
 SPREAD_STATISTIC = {"snsr": "range", "snsv": "std", "gap": "range", "ratio": "ratio"}
@@ -68,26 +68,93 @@ def variant_scope(variant: str) -> Iterator[None]:
 
 
 # -- answers -> lists ----------------------------------------------------------------------------
+def _id(key: Any) -> str:
+    """The query id of a :class:`~recaudit.probes.base.QueryKey` (its string) or of an id."""
+    return key if isinstance(key, str) else str(key)
+
+
+class ByKey(dict):
+    """Values by query id, looked up by a :class:`~recaudit.probes.base.QueryKey` or by the
+    id string itself (iteration yields the id strings)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(_id(key))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(_id(key), value)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(_id(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(_id(key), default)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """What one query got: the raw record stored in ``ProbeResult.records``.
+
+    ``meta`` is the query's meta (unit, attribute, value, user...); the other fields are the
+    engine's facts. :meth:`to_json` gives the stored layout: ``id``, the meta's keys, then
+    ``request_key``, ``text``, ``item_ids``, ``unmatched``, ``hallucination``, ``empty_list``,
+    ``error``; :meth:`from_json` reads it back.
+    """
+
+    id: str
+    meta: dict[str, Any]
+    request_key: str
+    text: str | None
+    item_ids: list[str] | None
+    unmatched: list[str] | None
+    hallucination: float | None
+    empty_list: float | None
+    error: str | None
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("request_key", "text", "item_ids", "unmatched",
+                                         "hallucination", "empty_list", "error")
+
+    @property
+    def ok(self) -> bool:
+        """True when the query was answered and grounded."""
+        return self.item_ids is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored in results.json."""
+        return {"id": self.id, **self.meta, **{f: getattr(self, f) for f in self.FIELDS}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RawRecord":
+        """A stored record (see :meth:`to_json`); missing engine fields read as None."""
+        meta = {k: v for k, v in data.items() if k != "id" and k not in cls.FIELDS}
+        return cls(id=str(data["id"]), meta=meta, **{f: data.get(f) for f in cls.FIELDS})
+
+
 @dataclass
 class Collected:
-    """Lists by query id (``None``: failed or not computed) and per-query answer shares."""
+    """Lists by query (``None``: failed or not computed), per-query answer shares and the raw
+    records; every mapping is looked up by :class:`~recaudit.probes.base.QueryKey` or id."""
 
-    lists: dict[str, list[str] | None] = field(default_factory=dict)
-    hallucination: dict[str, float] = field(default_factory=dict)
-    empty: dict[str, float] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    lists: ByKey = field(default_factory=ByKey)
+    hallucination: ByKey = field(default_factory=ByKey)
+    empty: ByKey = field(default_factory=ByKey)
+    raw: ByKey = field(default_factory=ByKey)
 
-    def complete(self, ids: Iterable[str]) -> bool:
-        """True when every query id in ``ids`` has a list."""
-        return all(self.lists.get(i) is not None for i in ids)
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The raw records in query order, as stored in ``ProbeResult.records``."""
+        return [r.to_json() for r in self.raw.values()]
+
+    def complete(self, keys: Iterable[Any]) -> bool:
+        """True when every query in ``keys`` (QueryKeys or ids) has a list."""
+        return all(self.lists.get(i) is not None for i in keys)
 
 
 def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collected:
     """Turn the engine's answers into lists (first ``k`` grounded items) and raw records.
 
-    A record holds the query's id and meta, its request key, the raw text, the grounded ids,
-    the unmatched entries, the hallucination and empty-list shares and the error, so every
-    number of a probe can be recomputed from results.json.
+    A record (:class:`RawRecord`) holds the query's id and meta, its request key, the raw text,
+    the grounded ids, the unmatched entries, the hallucination and empty-list shares and the
+    error, so every number of a probe can be recomputed from results.json.
     """
     out = Collected()
     for q in queries:
@@ -97,12 +164,12 @@ def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collecte
         if ok:
             out.hallucination[q.id] = float(a.grounding.hallucination_share)
             out.empty[q.id] = float(not a.item_ids)
-        out.records.append({
-            "id": q.id, **q.meta, "request_key": q.request.key(),
-            "text": a.response.text if a else None, "item_ids": out.lists[q.id],
-            "unmatched": list(a.grounding.unmatched) if ok else None,
-            "hallucination": out.hallucination.get(q.id), "empty_list": out.empty.get(q.id),
-            "error": a.response.error if a else "not computed"})
+        out.raw[q.id] = RawRecord(
+            id=q.id, meta=dict(q.meta), request_key=q.request.key(),
+            text=a.response.text if a else None, item_ids=out.lists[q.id],
+            unmatched=list(a.grounding.unmatched) if ok else None,
+            hallucination=out.hallucination.get(q.id), empty_list=out.empty.get(q.id),
+            error=a.response.error if a else "not computed")
     return out
 
 

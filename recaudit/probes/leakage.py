@@ -47,7 +47,10 @@ from ..recommenders.base import EMBED, GENERATE
 from ..results import MetricRecord, ProbeResult
 from .attributes import (DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, resolve_attributes,
                          subject_queries)
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .registry import probe
+from .sampling import sample_subjects
 from .subjects import SubjectSource
 
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
@@ -128,81 +131,66 @@ class LeakageProbe(Probe):
 
     Params = LeakageParams
     requires = frozenset({GENERATE, EMBED})
+    headline = ("leakage_auc",)
+    method_notes = METHOD_NOTES
     params: LeakageParams
 
-    # -- planning -------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
-        return subject_queries(p.subjects.resolve(ctx.catalog), p.attributes, p.prompt, p.k,
-                               p.system or None)
+        return subject_queries(sample_subjects(p.subjects, ctx.catalog), p.attributes, p.prompt,
+                               p.k, p.system or None)
 
-    # -- analysis -------------------------------------------------------------------------------
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
-        from .kit import Summariser, collect
+    def measure(self, run: Run) -> dict[str, MetricRecord]:
+        units: list[int] = list(dict.fromkeys(q.meta["unit"] for q in run.queries))
+        return {attr: self._attribute(run, attr, values, units)
+                for attr, values in self.params.attributes.items()}
 
-        p = self.params
-        st = ctx.stats
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, p.k)
-        res.records = got.records
-        kit = Summariser(res, st)
-        units: list[int] = list(dict.fromkeys(q.meta["unit"] for q in queries))
-        main = {attr: self._attribute(kit, ctx, attr, values, units, got.lists)
-                for attr, values in p.attributes.items()}
-        kit.adjust()
-        for attr, rec in main.items():
+    def say(self, run: Run, measured: dict[str, MetricRecord]) -> None:
+        alpha, conf = run.ctx.stats.alpha, run.ctx.stats.confidence
+        for attr, rec in measured.items():
             if rec.estimate is None or rec.p_adjusted is None:
                 continue
-            significant = rec.p_adjusted < st.alpha
-            auc = rec.estimate
-            floor = (f" With {rec.n} subjects an attribute-blind model scores up to "
-                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
-                     if rec.null_p95 is not None else "")
-            kit.finding(
+            auc = fmt(rec.estimate)
+            run.summary.finding(
                 rec,
-                title=(f"{attr}: the stated {attr} can be inferred from the list (AUC "
-                       f"{auc:.3f}, p_adj = {rec.p_adjusted:.3g})" if significant else
-                       f"{attr}: no significant leakage (AUC {auc:.3f}, "
-                       f"p_adj = {rec.p_adjusted:.3g})"),
+                title=verdict_title(rec, alpha, subject=attr,
+                                    effect=f"the stated {attr} can be inferred from the list",
+                                    no_effect="no significant leakage", statistic=f"AUC {auc}"),
                 detail=(f"Cross-validated classifier over {rec.n} subjects; "
-                        f"{int(round(100 * st.confidence))}% CI of the AUC "
-                        f"[{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}]; 0.5 means no leakage."
-                        + floor),
-                alpha=st.alpha)
-        return kit.finish(headline=("leakage_auc",), tags=self.tags, method_notes=METHOD_NOTES)
+                        f"{int(round(100 * conf))}% CI of the AUC {ci_text(rec)}; 0.5 means no "
+                        "leakage." + floor_sentence(rec, "subjects")),
+                alpha=alpha)
 
-    def _attribute(self, kit: Any, ctx: AuditContext, attr: str, values: list[str],
-                   units: list[int], lists: dict[str, list[str] | None]) -> MetricRecord:
+    def _attribute(self, run: Run, attr: str, values: list[str], units: list[int]
+                   ) -> MetricRecord:
         from sklearn.preprocessing import MultiLabelBinarizer
 
         p = self.params
-        res = kit.res
+        kit, res, ctx, lists = run.summary, run.result, run.ctx, run.got.lists
         V = len(values)
-        done = [m for m in units if all(lists.get(f"{m}|{attr}|{v}") is not None
-                                        for v in values)]
+        done = [m for m in units if run.got.complete(QueryKey(m, attr, v) for v in values)]
         S = len(done)
-        notes: list[str] = []
-        if S < len(units):
-            notes.append(f"{len(units) - S} of {len(units)} subjects left out (a response "
-                         "failed or was not computed)")
+        run.units_complete(attr, S, len(units), noun="subjects")
+        left_out = ([f"{len(units) - S} of {len(units)} subjects left out (a response failed "
+                     "or was not computed)"] if S < len(units) else [])
+        notes: list[str] = []  # what else the record's warning says
 
         def finish(estimate: float | None, ci: tuple = (None, None), pv: float | None = None,
                    null: Any = None, table: str | None = None) -> MetricRecord:
-            for note in notes + [w for w in [kit.warning(S)] if w]:
-                res.warnings.append(f"{attr}: {note}")
+            for note in notes:
+                run.warn(f"{attr}: {note}")
             extra = kit.null_floor(null) if null is not None else {}
             if table is not None:
                 extra.update(table=table, statistic="auc_macro_ovr")
             return kit.record("leakage_auc", attribute=attr, k=p.k, estimate=estimate, ci=ci,
-                              n=S, convention=CONVENTION, warning="; ".join(notes) or None,
+                              n=S, convention=CONVENTION,
+                              warning="; ".join(left_out + notes) or None,
                               family="leakage_auc", p_value=pv, **extra)
 
         if S < 2:
             notes.append("fewer than 2 subjects: no classifier can be cross-validated")
             return finish(None)
-        rows = [lists[f"{m}|{attr}|{v}"] for m in done for v in values]  # subject-major
+        rows = [lists[QueryKey(m, attr, v)] for m in done for v in values]  # subject-major
         y = np.tile(np.arange(V), S)
         X = MultiLabelBinarizer(sparse_output=True).fit_transform(rows).tocsr()
         if X.shape[1] == 0:
@@ -260,7 +248,7 @@ class LeakageProbe(Probe):
             kit.record("leakage_auc_ovr", attribute=attr, value=v, k=p.k,
                        estimate=auc_binary(y == c, proba[:, c]), ci=ci(boot[:, c + 1]), n=S,
                        convention="one-vs-rest AUC of this value",
-                       warning="; ".join(notes) or None)
+                       warning="; ".join(left_out + notes) or None)
         # per subject, the out-of-fold probability each of its lists got for each value: what
         # compare needs to re-test the AUC paired by subject
         table = kit.keep_table(
@@ -290,6 +278,3 @@ class LeakageProbe(Probe):
                            "share_elsewhere": float(outside[j])}
                           for j in top[: self.params.n_examples]]})
 
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"

@@ -18,77 +18,27 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from ..errors import ConfigError, first_line
 from ..yamlio import deep_merge, format_validation_error
+from .base import AuditContext, Probe, ProbeParams, Query, QueryKey
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..catalog import Catalog
-    from ..engine import Answer
-    from ..recommenders.base import Recommender, Request
-    from ..results import ProbeResult
+__all__ = ["AuditContext", "Probe", "ProbeParams", "Query", "QueryKey", "probe", "registry",
+           "get_probe", "build_probe", "load_suite", "resolve_probe_params", "suite_names"]
 
-_REGISTRY: dict[str, type["Probe"]] = {}
+_REGISTRY: dict[str, type[Probe]] = {}
 #: The tags the report maps to compliance evidence (a probe may carry any others as well).
 FAIRNESS, ROBUSTNESS, ACCURACY = "fairness", "robustness", "accuracy"
 # Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
-HELPER_MODULES = frozenset({"registry", "attributes", "kit", "subjects", "histories"})
+HELPER_MODULES = frozenset({"registry", "base", "sampling", "findings", "attributes", "kit",
+                            "subjects", "histories"})
 _builtins_loaded = False
-
-
-class ProbeParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True)
-class Query:
-    """One planned model call and what it means to the probe (attribute, value, unit...)."""
-
-    id: str
-    request: "Request"
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AuditContext:
-    """What a probe may use: the catalog, the stats settings and the recommender's abilities."""
-
-    catalog: "Catalog"
-    stats: Any  # recaudit.config.StatsConfig (not imported: the config imports this module)
-    capabilities: frozenset[str]
-    config: Any = None  # recaudit.config.AuditConfig | None
-    recommender: "Recommender | None" = None
-
-
-class Probe:
-    name: ClassVar[str] = ""
-    tags: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
-    Params: ClassVar[type[ProbeParams]] = ProbeParams
-    requires: ClassVar[frozenset[str]] = frozenset()  # any of these capabilities
-    #: True when the probe always needs catalog data (popularity, genres, item groups, user
-    #: histories): a catalog-free audit (``catalog: {source: none}``) skips it with the reason
-    needs_catalog: ClassVar[bool] = False
-
-    def __init__(self, params: ProbeParams, run_id: str | None = None,
-                 suite: str | None = None) -> None:
-        self.params = params
-        self.run_id = run_id or self.name
-        self.suite = suite
-
-    def plan(self, ctx: AuditContext) -> list[Query]:
-        raise NotImplementedError
-
-    def analyse(self, ctx: AuditContext, queries: list[Query],
-                answers: dict[str, "Answer"]) -> "ProbeResult":
-        raise NotImplementedError
 
 
 def probe(name: str, tags: list[str] | tuple[str, ...] = ()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProbeCannotRun
 
 _INVERTED = re.compile(r"^(?P<body>.+), (?P<art>The|A|An|Les|La|Le|L'|Il|Das|Die|Der|El)$")
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -38,7 +38,11 @@ class SubjectSource(BaseModel):
     n: int = Field(100, ge=1)
 
     def resolve(self, catalog: Any) -> list[str]:
-        """The subject strings, de-duplicated in order; ConfigError if none come out."""
+        """The subject strings, de-duplicated in order.
+
+        Raises ConfigError when an inline or file source yields none, and
+        :class:`~recaudit.errors.ProbeCannotRun` when a catalog source does.
+        """
         if self.source == "inline":
             subjects = [s.strip() for s in self.items]
         elif self.source == "file":
@@ -53,6 +57,9 @@ class SubjectSource(BaseModel):
         out = list(dict.fromkeys(s for s in subjects if s))
         if self.source in ("inline", "file"):
             out = out[: self.n] if self.n else out
-        if not out:
+        if not out and self.source in ("inline", "file"):
             raise ConfigError(f"subjects: source {self.source!r} yielded no subjects")
+        if not out:  # the catalog has nothing to draw from: the probe cannot be fed
+            raise ProbeCannotRun(f"subjects: source {self.source!r} yielded no subjects (the "
+                                 "catalog has no items or genres to draw from)")
         return out

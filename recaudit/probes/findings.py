@@ -1,0 +1,50 @@
+"""The findings sentences, in one place: every probe's "significant or not" title, its CI and
+its null-floor sentence read the same way.
+
+Whether a record is significant, and the p-value that decides it, come from
+:mod:`recaudit.verdicts` (the p-value Benjamini-Hochberg adjusted where there is one);
+numbers are written by :mod:`recaudit.formatting` (the one number format).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..formatting import fmt, fmt_ci, fmt_p
+from ..verdicts import decision_p, is_significant
+
+__all__ = ["fmt", "ci_text", "p_text", "significant", "verdict_title", "floor_sentence"]
+
+
+def ci_text(rec: Any, digits: int = 3) -> str:
+    """``"[low, high]"`` of a record's CI (:func:`~recaudit.formatting.fmt_ci`), or ``"n/a"``."""
+    return fmt_ci(rec.ci_low, rec.ci_high, digits) or "n/a"
+
+
+def significant(rec: Any, alpha: float) -> bool:
+    """The record's deciding p-value is below ``alpha`` (:func:`recaudit.verdicts.is_significant`;
+    no p-value: not significant)."""
+    return bool(is_significant(rec, alpha))
+
+
+def p_text(rec: Any) -> str:
+    """``"p_adj = 0.012"`` (``"p = ..."`` for an unadjusted p-value; ``"p = n/a"`` without)."""
+    return f"{'p_adj' if rec.p_adjusted is not None else 'p'} = {fmt_p(decision_p(rec))}"
+
+
+def verdict_title(rec: Any, alpha: float, *, subject: str, effect: str, no_effect: str,
+                  statistic: str) -> str:
+    """``"<subject>: <effect> (<statistic>, p_adj = ...)"`` when the record is significant at
+    ``alpha``, else ``"<subject>: <no_effect> (<statistic>, p_adj = ...)"``."""
+    claim = effect if significant(rec, alpha) else no_effect
+    return f"{subject}: {claim} ({statistic}, {p_text(rec)})"
+
+
+def floor_sentence(rec: Any, noun: str, blind: str = "an attribute-blind model",
+                   digits: int = 3) -> str:
+    """The null-floor sentence: what a model without the effect scores with this many units
+    (the permutation null's 95th percentile, ``null_p95``); ``""`` without a null."""
+    if rec.null_p95 is None:
+        return ""
+    return (f" With {rec.n} {noun}, {blind} scores up to {fmt(rec.null_p95, digits)} "
+            "(95th percentile of the permutation null).")
