@@ -149,3 +149,28 @@ def test_derived_record_with_a_table_statistic_can_be_recomputed_from_its_table(
     assert rec.ci_low <= rec.estimate <= rec.ci_high
     with pytest.raises(ValueError, match="unknown table statistic"):
         kit.derived(t, "first_place_v", float, estimate=0.1, statistic="nope")
+
+
+def test_a_finding_on_fewer_units_than_min_group_size_is_rated_low():
+    kit = _kit()  # min_group_size 10
+    few = kit.record("leakage_auc", estimate=0.9, n=9, p_value=0.001)
+    enough = kit.record("leakage_auc", estimate=0.9, n=10, p_value=0.001)
+    assert kit.finding(few, "t", "d", alpha=0.05).severity == "low"  # the small-sample cap
+    assert kit.finding(enough, "t", "d", alpha=0.05).severity == "high"
+    lenient = Summariser(ProbeResult(id="p", probe="p"),
+                         StatsConfig(n_bootstrap=50, n_permutations=99, min_group_size=5))
+    assert lenient.finding(few, "t", "d", alpha=0.05).severity == "high"
+    not_sig = kit.record("leakage_auc", estimate=0.9, n=50, p_value=0.2)
+    assert kit.finding(not_sig, "t", "d", alpha=0.05).severity == "info"
+
+
+def test_the_kit_resamples_with_the_stats_routines():
+    from recaudit.stats import bootstrap_counts, percentile_interval, resampled_means
+
+    kit = _kit()
+    t = _table()
+    rec = kit.means(t)[("b", 2)]
+    counts = bootstrap_counts(30, STATS.n_bootstrap,
+                              kit.seed("bootstrap", t.metric, t.attribute, t.variant, t.part))
+    lo, hi = percentile_interval(resampled_means(t.values, counts), STATS.confidence)
+    assert (rec.ci_low, rec.ci_high) == (lo[1, 1], hi[1, 1])
