@@ -30,9 +30,10 @@ Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks bot
                      (``ci_low > max``). A record without a CI falls back to ``point`` and the
                      message says so.
     ``significant``  fails only when the estimate is above ``max`` *and* the record's test is
-                     significant: ``p_adjusted`` (else ``p_value``) below ``alpha``, taken from the
-                     audit's ``stats.alpha`` (default 0.05). A record without a p-value falls
-                     back to ``ci`` (then ``point``) and the message says so.
+                     significant (:func:`recaudit.verdicts.is_significant`: ``p_adjusted``, else
+                     ``p_value``, below the audit's ``stats.alpha``, read by
+                     :func:`recaudit.verdicts.alpha_of`; default 0.05). A record without a
+                     p-value falls back to ``ci`` (then ``point``) and the message says so.
     A bound is inclusive: an estimate equal to ``max`` passes. A selected record without an
     estimate (e.g. an empty group) fails: a gate never passes on missing data.
 
@@ -51,13 +52,13 @@ from typing import Any, Iterable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import GateSpecError
+from .formatting import fmt, fmt_p
 from .results import AuditResult, GateResult, MetricRecord, ProbeResult
+from .verdicts import alpha_of, decision_p, is_significant
 from .yamlio import format_validation_error, read_yaml
 
-__all__ = ["GateSpec", "load_gates", "parse_gates", "evaluate_gates", "gate_name",
-           "DEFAULT_ALPHA"]
+__all__ = ["GateSpec", "load_gates", "parse_gates", "evaluate_gates", "gate_name"]
 
-DEFAULT_ALPHA = 0.05
 _NUMERIC = ("max", "min")
 
 
@@ -176,16 +177,6 @@ def bound_text(spec: GateSpec) -> str:
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def result_alpha(result: AuditResult) -> float:
-    stats = result.config.get("stats") if isinstance(result.config, dict) else None
-    alpha = stats.get("alpha") if isinstance(stats, dict) else None
-    try:
-        alpha = float(alpha) if alpha is not None else DEFAULT_ALPHA
-    except (TypeError, ValueError):
-        return DEFAULT_ALPHA
-    return alpha if 0.0 < alpha < 1.0 else DEFAULT_ALPHA
-
-
 def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any]]
                    ) -> list[GateResult]:
     """Evaluate each gate on ``result``; one :class:`GateResult` per spec, in order.
@@ -193,7 +184,7 @@ def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any
     Raises :class:`~recaudit.errors.GateSpecError` for a gate that cannot be evaluated (see the
     module docstring): a misspelt gate must stop a CI job with exit code 2, not pass.
     """
-    alpha = result_alpha(result)
+    alpha = alpha_of(result)
     out: list[GateResult] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(specs):
@@ -269,14 +260,6 @@ def select_records(result: AuditResult, spec: GateSpec) -> list[MetricRecord]:
     return selected
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.2e}"
-    return f"{x:.3f}" if abs(x) < 100 else f"{x:.4g}"
-
-
 def _where(m: MetricRecord, n_runs: int) -> str:
     bits = []
     if m.attribute is not None:
@@ -322,17 +305,17 @@ def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
     est = m.estimate
     has_ci = m.ci_low is not None and m.ci_high is not None
     mode, note = spec.mode, ""
-    p = m.p_adjusted if m.p_adjusted is not None else m.p_value
+    p = decision_p(m)
     if mode == "significant":
         if p is None:
             mode = "ci" if has_ci else "point"
             note = f"no p-value recorded: judged in {mode} mode"
         else:
             excess = _excess(est, spec)
-            significant = p < alpha
+            significant = bool(is_significant(m, alpha))
             p_name = "p_adj" if m.p_adjusted is not None else "p (unadjusted)"
             if excess > 0 and not significant:
-                note = f"beyond the bound but not significant ({p_name}={_fmt(p)} >= {alpha:g})"
+                note = f"beyond the bound but not significant ({p_name}={fmt_p(p)} >= {alpha:g})"
             elif m.p_adjusted is None:
                 note = "no adjusted p-value: raw p used"
             return _Verdict(m, not (excess > 0 and significant), excess, "significant", p, note)
@@ -381,12 +364,12 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
     else:
         conf = (f"{round(100 * m.confidence)}% "
                 if m.confidence and math.isfinite(m.confidence) else "")
-        ci = (f" ({conf}CI {_fmt(m.ci_low)} to {_fmt(m.ci_high)})"
+        ci = (f" ({conf}CI {fmt(m.ci_low)} to {fmt(m.ci_high)})"
               if m.ci_low is not None and m.ci_high is not None else " (no CI)")
-        observed = f"{desc} = {_fmt(m.estimate)}{ci}"
+        observed = f"{desc} = {fmt(m.estimate)}{ci}"
         if spec.mode == "significant" and worst.p is not None:
-            observed += f", p_adj={_fmt(worst.p)}" if m.p_adjusted is not None \
-                else f", p={_fmt(worst.p)}"
+            observed += f", p_adj={fmt_p(worst.p)}" if m.p_adjusted is not None \
+                else f", p={fmt_p(worst.p)}"
     verdict = "no estimate" if m.estimate is None else _side_words(worst, spec)
     msg = f"{observed}: {verdict}"
     if worst.note:
@@ -400,5 +383,5 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
     return GateResult(name=name, probe=m.probe, metric=spec.metric, mode=spec.mode,
                       bound=bound_text(spec), passed=not failed, observed=m.estimate,
                       ci_low=m.ci_low, ci_high=m.ci_high,
-                      p_adjusted=m.p_adjusted if m.p_adjusted is not None else m.p_value,
+                      p_adjusted=decision_p(m),
                       selected=len(verdicts), message=msg)

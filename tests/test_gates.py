@@ -180,6 +180,32 @@ def test_significant_mode():
     assert r.passed and "at alpha 0.005" in r.message
 
 
+def test_an_adjusted_p_of_zero_is_significant_and_p_values_use_the_one_format():
+    res = audit_result([probe_result([
+        metric("leakage_auc", 0.8, probe="leakage", attribute="gender", ci=(0.6, 0.9), p=0.5,
+               p_adj=0.0),
+        metric("leakage_auc", 0.8, probe="leakage", attribute="age", ci=(0.6, 0.9), p=0.5,
+               p_adj=0.0004)], id="leakage", probe="leakage")])
+    r = one(res, probe="leakage", attribute="gender", metric="leakage_auc", max=0.65,
+            mode="significant")
+    assert not r.passed and r.p_adjusted == 0.0 and "p_adj=<0.001" in r.message
+    r = one(res, probe="leakage", attribute="age", metric="leakage_auc", max=0.65,
+            mode="significant")
+    assert "p_adj=<0.001" in r.message  # formatting.fmt_p, as in the report
+
+
+def test_a_string_alpha_in_the_results_config_is_read_as_a_number():
+    r = one(cf_result(alpha="0.005"), metric="snsr_jaccard", max=0.1, mode="significant")
+    assert r.passed and "at alpha 0.005" in r.message
+
+
+def test_estimates_use_the_one_number_format():
+    res = audit_result([probe_result([metric("mean_popularity", 123.4567, attribute="g",
+                                             ci=(0.00004, 250.0))])])
+    r = one(res, metric="mean_popularity", max=100, mode="point")
+    assert "= 123.457 (95% CI 4.0e-05 to 250.000)" in r.message  # formatting.fmt
+
+
 def test_significant_mode_prefers_p_adjusted_then_p_value_then_ci():
     res = audit_result([probe_result([
         metric("leakage_auc", 0.8, probe="leakage", attribute="gender", ci=(0.6, 0.9), p=0.01,
