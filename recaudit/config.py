@@ -99,10 +99,18 @@ class StatsConfig(_Strict):
 
 
 class ProbeSpec(_Strict):
+    """One probe run of the audit: which probe, which suite, its id, its params.
+
+    ``optional: true``: this probe ending in ``error`` (or skipped for want of data) is reported
+    but does not fail the audit (no exit 4; see :meth:`recaudit.results.ProbeResult.fails_audit`).
+    """
+
     probe: str
     suite: str | None = None
     id: str | None = Field(None, description="unique name of this probe run; default probe/suite")
     params: dict[str, Any] = Field(default_factory=dict)
+    optional: bool = Field(False, description="its error or no-data skip does not fail the "
+                                              "audit (exit 4)")
 
     @property
     def run_id(self) -> str:

@@ -13,7 +13,11 @@ Schema 1.2 added ``tradeoffs`` (mitigation trade-off curves) to a probe result; 
 ``content_sha256``: the sha256 of the file's canonical JSON without that key (sorted keys,
 ``","``/``":"`` separators, ASCII), written on save and checked on load, so a results file
 edited by hand is refused (exit 2) instead of gated or reported. 1.0, 1.1 and 1.2 files (which
-carry no hash) still load (:func:`upgrade`).
+carry no hash) still load (:func:`upgrade`). Schema 1.4 made a probe's status data: ``status``
+is a :class:`ProbeStatus`, a skipped probe says why in ``skip_kind`` (:class:`SkipKind`),
+``optional`` carries the config's ``optional: true``, and the engine's facts are fields
+(``n_missing``, ``first_error``) instead of warning prose; older files get ``skip_kind`` from
+their message (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ import hashlib
 import json
 import math
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.3"
-READABLE_VERSIONS = ("1.0", "1.1", "1.2", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.4"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", SCHEMA_VERSION)
 HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
@@ -158,9 +164,41 @@ class Tradeoff(_Model):
     points: list[TradeoffPoint] = Field(default_factory=list)
 
 
+class ProbeStatus(StrEnum):
+    """How a probe run ended: ``ok`` (measured), ``error`` (it failed), ``skipped`` (not run)."""
+
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class SkipKind(StrEnum):
+    """Why a probe was skipped, which decides whether the skip fails the audit.
+
+    ``capability``: the model cannot serve the probe (it cannot score candidates);
+    ``catalog``: the audit has no catalog (``catalog.source: none``) and the probe needs one;
+    ``no_data``: the probe could not be fed (no eligible user, too few candidates). The first
+    two are properties of the setup and never fail the audit; ``no_data`` fails it unless the
+    probe is optional (:meth:`ProbeResult.fails_audit`).
+    """
+
+    CAPABILITY = "capability"
+    CATALOG = "catalog"
+    NO_DATA = "no_data"
+
+
+#: skip kinds that are a property of the audited setup, not a failure of the audit
+BENIGN_SKIPS = frozenset({SkipKind.CAPABILITY, SkipKind.CATALOG})
+
+
 class ProbeResult(_Model):
     """Everything one probe run produced, including the raw records needed to recompute it.
 
+    ``status`` and ``skip_kind`` say how it ended; ``error`` is the one-line reason of an error
+    or a skip; ``optional``: the config's ``optional: true`` (its failure does not fail the
+    audit). Engine facts: ``n_queries`` requests planned, ``n_failed`` of them without an answer
+    (failed or not computed), ``n_missing`` of those not computed at all (``--max-requests``,
+    ``--dry-run``, an interrupted run), ``first_error`` the first failed request's error.
     ``specs``: the declaration of every metric in ``metrics``; ``headline``: the metric names a
     reader looks at first; ``tags``: the probe's tags (fairness, robustness, ...);
     ``method_notes``: what a reader must know about the method; ``units``: unit tables.
@@ -169,8 +207,10 @@ class ProbeResult(_Model):
     id: str
     probe: str
     suite: str | None = None
-    status: Literal["ok", "error", "skipped"] = "ok"
+    status: ProbeStatus = ProbeStatus.OK
+    skip_kind: SkipKind | None = None
     error: str | None = None
+    optional: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: list[MetricRecord] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
@@ -180,12 +220,28 @@ class ProbeResult(_Model):
     records: list[dict[str, Any]] = Field(default_factory=list)
     n_queries: int = 0
     n_failed: int = 0
+    n_missing: int = 0
+    first_error: str | None = None
     specs: dict[str, MetricSpecModel] = Field(default_factory=dict)
     headline: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     method_notes: list[str] = Field(default_factory=list)
     units: list[UnitTable] = Field(default_factory=list)
     tradeoffs: list[Tradeoff] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _skip_kind_only_when_skipped(self) -> "ProbeResult":
+        if self.skip_kind is not None and self.status != ProbeStatus.SKIPPED:
+            raise ValueError(f"skip_kind {self.skip_kind.value!r} with status "
+                             f"{self.status.value!r}: only a skipped probe has a skip kind")
+        return self
+
+    def fails_audit(self) -> bool:
+        """Whether this probe fails the audit (exit 4): an ``error``, or a skip that is not a
+        property of the setup (``no_data``, or a skip of unknown kind), unless ``optional``."""
+        if self.optional or self.status == ProbeStatus.OK:
+            return False
+        return not (self.status == ProbeStatus.SKIPPED and self.skip_kind in BENIGN_SKIPS)
 
     def metric(self, metric: str, **where: Any) -> list[MetricRecord]:
         return [m for m in self.metrics if m.metric == metric
@@ -338,14 +394,31 @@ _TAGS_1_0 = {"counterfactual": ["fairness", "consumer", "fairllm", "robustness"]
 
 
 def upgrade(result: AuditResult, version: str) -> AuditResult:
-    """Bring a result read from schema ``version`` up to the current one: a 1.0 file gets its
-    metric declarations (from :mod:`recaudit.metrics`) and its probes' tags."""
+    """Bring a result read from schema ``version`` up to the current one.
+
+    A 1.0 file gets its metric declarations (from :mod:`recaudit.metrics`) and its probes'
+    tags; a skipped probe of a file before 1.4 gets its :class:`SkipKind` from the message
+    those versions wrote (``"skipped: <model> lacks score"``, ``"skipped: needs a catalog"``).
+    """
     if version == "1.0":
         for p in result.probes:
             p.describe_metrics()
             if not p.tags:
                 p.tags = list(_TAGS_1_0.get(p.probe, []))
+    if version in ("1.0", "1.1", "1.2", "1.3"):
+        for p in result.probes:
+            if p.status == ProbeStatus.SKIPPED and p.skip_kind is None:
+                p.skip_kind = _old_skip_kind(p.error or "")
     return result
+
+
+def _old_skip_kind(message: str) -> SkipKind | None:
+    """The skip kind of a skip message written before schema 1.4 (None when unrecognised)."""
+    if message.startswith("skipped: needs a catalog"):
+        return SkipKind.CATALOG
+    if message.startswith("skipped: ") and " lacks " in message:
+        return SkipKind.CAPABILITY
+    return None
 
 
 def check_output_dir(out_dir: str | Path) -> Path:
