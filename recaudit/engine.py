@@ -1,12 +1,17 @@
 """The inference engine: dedup -> SQLite cache -> batches -> recommender -> grounding.
 
-Every distinct request is computed once per (model fingerprint, decoding parameters). Each batch
-is written to the cache as soon as it returns, so an audit killed at any point resumes without
+Every distinct request is computed once per (model fingerprint, decoding parameters). Each
+answer is written to the cache as soon as it lands
+(:func:`~recaudit.recommenders.base.stream_recommender`: one by one from an adapter that
+finishes requests one by one, an endpoint or a per-request Python function; a whole batch at
+once from one that answers a batch at once), so an audit killed at any point resumes without
 recomputing finished requests. Failed responses (``Response.error``) are not cached: a rerun
-retries them. ``max_requests`` caps how many uncached requests one run computes; ``dry_run``
-computes none and only prints the estimate. A damaged cache file is refused in one line (exit 2)
-or, with ``fresh_cache``, moved aside; a garbage row is recomputed, never answered
-(:class:`ResponseCache`).
+retries them. Item ids an adapter returns that the catalog lacks are answers that cannot be
+grounded: they go to the grounding's ``unmatched`` entries (counted in the hallucination share
+like titles the catalog lacks) and the run warns once. ``max_requests`` caps how many uncached
+requests one run computes; ``dry_run`` computes none and only prints the estimate. A damaged
+cache file is refused in one line (exit 2) or, with ``fresh_cache``, moved aside; a garbage row
+is recomputed, never answered (:class:`ResponseCache`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import sqlite3
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -25,7 +31,7 @@ from .errors import ModelRuntimeError, RecauditError
 from .grounding import Grounding
 from .paths import cache_dir
 from .recommenders.base import (EMBED, GENERATE, Recommender, Request, Response,
-                               call_recommender)
+                               stream_recommender)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import Catalog
@@ -93,10 +99,11 @@ class EngineStats:
 class CachedResponse(BaseModel):
     """The shape of a cached response row (``Response.to_dict()``): anything else is garbage.
 
-    Failed responses are never cached, so ``error`` must be null.
+    Failed responses are never cached, so ``error`` must be null; scores are finite (a NaN
+    row written by an older recaudit is recomputed, never ranked).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     text: str
     item_ids: list[str | int] | None = None
@@ -157,6 +164,9 @@ class ResponseCache:
             raise RecauditError(f"response cache {self.path} cannot be opened ({err})") from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit (one per landed answer) does not wait for fsync; a killed
+            # process loses nothing committed, only an OS crash may lose the last commits
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_CREATE_TABLE)
             db.commit()
         except sqlite3.DatabaseError as err:
@@ -310,6 +320,9 @@ class Engine:
         self.stats = EngineStats()
         self._model_key = recommender.fingerprint()
         self._decoding_key = recommender.decoding.key()
+        #: item ids answers named that the catalog lacks (first few), and how many answers did
+        self.unknown_ids: list[str] = []
+        self.n_unknown_answers = 0
         if catalog is not None and recommender.supports(EMBED):
             recommender.attach_catalog(catalog)
 
@@ -351,8 +364,9 @@ class Engine:
                   + (f"; batch-invariant: {invariance}" if invariance else ""))
         responses: dict[str, Response] = dict(cached)
         if todo:
-            for keys, resps in self._batches(unique, todo):
-                for key, resp in zip(keys, resps):
+            # closing(): an interrupt between two answers still stops the adapter's workers now
+            with closing(self._stream(unique, todo)) as landed:
+                for key, resp in landed:
                     responses[key] = resp
                     self.stats.computed += 1
                     self.stats.failed += resp.error is not None
@@ -361,10 +375,17 @@ class Engine:
                     self.stats.retried += extra > 0
                     self.stats.retries += extra
         self.stats.seconds = time.perf_counter() - t0
-        return {key: self._answer(unique[key], resp, key in cached)
-                for key, resp in responses.items()}
+        answers = {key: self._answer(unique[key], resp, key in cached)
+                   for key, resp in responses.items()}
+        if self.n_unknown_answers:
+            print(f"recaudit: warning: {self.n_unknown_answers} answers named item ids the "
+                  f"catalog lacks (first: {self.unknown_ids[0]!r}); they count as unmatched "
+                  "(hallucinated) entries", file=sys.stderr)
+        return answers
 
-    def _batches(self, unique: dict[str, Request], todo: list[str]):
+    def _stream(self, unique: dict[str, Request], todo: list[str]):
+        """Yield ``(key, Response)`` for each request of ``todo`` as its answer lands, after
+        writing it to the cache (failed answers are not cached)."""
         progress = None
         if self.progress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -388,25 +409,50 @@ class Engine:
                 else:
                     batches.append([key])
             runner = self._run_ray if self.backend == "ray" else self._run_local
-            for keys, resps in runner(unique, batches):
-                self.cache.put_many(self._model_key, self._decoding_key,
-                                    zip((unique[k] for k in keys), resps))
-                if progress is not None:
-                    progress.advance(task, len(keys))
-                yield keys, resps
+            with closing(runner(unique, batches)) as landed:
+                for key, resp in landed:
+                    self.cache.put_many(self._model_key, self._decoding_key,
+                                        [(unique[key], resp)])
+                    if progress is not None:
+                        progress.advance(task, 1)
+                    yield key, resp
         finally:
             if progress is not None:
                 progress.stop()
 
     def _run_local(self, unique: dict[str, Request], batches: list[list[str]]):
+        """Each batch through :func:`stream_recommender`: ``(key, Response)`` as each lands."""
+        spec = self.recommender.spec
         for keys in batches:
-            yield keys, self._call([unique[k] for k in keys])
+            answered: set[int] = set()
+            with closing(stream_recommender(self.recommender, [unique[k] for k in keys])) \
+                    as stream:
+                while True:
+                    try:
+                        item = next(stream, None)
+                    except RecauditError:
+                        raise
+                    except Exception as err:  # a model that crashes mid-run: runtime failure
+                        raise ModelRuntimeError(f"model {spec} failed: "
+                                                f"{type(err).__name__}: {err}") from err
+                    if item is None:
+                        break
+                    i, resp = item
+                    if not isinstance(i, int) or not 0 <= i < len(keys) or i in answered:
+                        raise ModelRuntimeError(f"model {spec} returned more than {len(keys)} "
+                                                f"responses for {len(keys)} requests")
+                    answered.add(i)
+                    yield keys[i], resp
+            if len(answered) != len(keys):
+                raise ModelRuntimeError(f"model {spec} returned {len(answered)} responses "
+                                        f"for {len(keys)} requests")
 
     def _run_ray(self, unique: dict[str, Request], batches: list[list[str]]):
         """Distribute batches over ``ray_workers`` actors, each holding a copy of the model.
 
-        Results are yielded (and cached) as each batch finishes, so resumability is kept. A
-        batch re-run after its actor died counts its requests in ``stats.retried``.
+        An actor answers a whole batch at once; its answers are yielded (and cached) as the batch
+        comes back, so resumability is kept. A batch re-run after its actor died counts its
+        requests in ``stats.retried``.
         """
         from .backends import RayPool
 
@@ -416,7 +462,10 @@ class Engine:
                                                  for keys in batches]):
                 self.stats.retried += len(keys) * (attempts > 1)
                 self.stats.retries += len(keys) * (attempts - 1)
-                yield keys, self._check(keys, out)
+                if len(out) != len(keys):
+                    raise ModelRuntimeError(f"model {self.recommender.spec} returned {len(out)} "
+                                            f"responses for {len(keys)} requests")
+                yield from zip(keys, out)
         finally:
             if pool.lost:
                 print(f"recaudit: warning: {len(pool.lost)} Ray actor(s) died "
@@ -424,32 +473,26 @@ class Engine:
                       "another actor", file=sys.stderr)
             pool.close()
 
-    def _call(self, reqs: list[Request]) -> list[Response]:
-        try:
-            out = call_recommender(self.recommender, reqs)
-        except RecauditError:
-            raise
-        except Exception as err:  # a model that crashes mid-run: runtime failure, cache kept
-            raise ModelRuntimeError(f"model {self.recommender.spec} failed: "
-                                    f"{type(err).__name__}: {err}") from err
-        return self._check(reqs, out)
-
-    def _check(self, reqs: list, out: list[Response]) -> list[Response]:
-        rec = self.recommender
-        if len(out) != len(reqs):
-            raise ModelRuntimeError(f"model {rec.spec} returned {len(out)} responses "
-                                    f"for {len(reqs)} requests")
-        return out
-
     def _answer(self, req: Request, resp: Response, cached: bool) -> Answer:
         grounding = None
         if resp.error is None and req.candidates is None:
             if resp.item_ids is not None:
-                ids = [str(i) for i in resp.item_ids]
-                grounding = Grounding(item_ids=ids, unmatched=[], duplicates=0, entries=ids)
+                grounding = self._ground_ids([str(i) for i in resp.item_ids])
             elif self.catalog is not None:
                 grounding = self.catalog.ground(resp.text)
         return Answer(req, resp, grounding, cached)
+
+    def _ground_ids(self, ids: list[str]) -> Grounding:
+        """The grounding of a ranked id list: ids the catalog lacks cannot be grounded, so they
+        are ``unmatched`` entries (like a title no catalog item matches), never list items."""
+        if self.catalog is None:
+            return Grounding(item_ids=ids, unmatched=[], duplicates=0, entries=ids)
+        known = [i for i in ids if i in self.catalog]
+        unknown = [i for i in ids if i not in self.catalog]
+        if unknown:
+            self.n_unknown_answers += 1
+            self.unknown_ids.extend(unknown[:max(0, 5 - len(self.unknown_ids))])
+        return Grounding(item_ids=known, unmatched=unknown, duplicates=0, entries=ids)
 
     # -- output ---------------------------------------------------------------------------------
     def _console(self):

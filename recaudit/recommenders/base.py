@@ -6,16 +6,25 @@ wanted, and optionally candidate texts to score. An adapter declares its capabil
 * ``generate``: free-text recommendation lists (grounded to the catalog afterwards),
 * ``score``: a log-likelihood score per candidate text,
 * ``embed``: rank the catalog directly (returns item ids, no grounding needed).
+
+The engine reads a batch's answers through :func:`stream_recommender`, which yields each answer
+as it lands: an adapter that finishes requests one by one (an endpoint with concurrency, a
+per-request Python function) overrides :meth:`Recommender.recommend_each` /
+:meth:`Recommender.score_each`, and every finished answer reaches the response cache even if
+the run is interrupted before its batch completes. Scores are checked there too
+(:func:`scored_response`): a request whose scores are missing, not numbers, NaN or infinite
+fails alone, with a one-line error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 GENERATE = "generate"
 SCORE = "score"
@@ -185,6 +194,24 @@ class Recommender(ABC):
         """Return per-candidate scores (sum of log-probabilities) for each request."""
         raise NotImplementedError(f"{type(self).__name__} cannot score candidates")
 
+    def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
+        """Yield ``(index in requests, Response)`` for each list request as its answer lands.
+
+        Default: the whole batch at once through :meth:`recommend`. Override it where requests
+        finish one by one, so each answer is cached as soon as it exists.
+        """
+        yield from enumerate(self.recommend(requests))
+
+    def score_each(self, requests: Sequence[Request]
+                   ) -> Iterator[tuple[int, "Sequence[Any] | Response"]]:
+        """Yield ``(index, scores)`` for each scoring request as its scores land.
+
+        ``scores`` is the raw per-candidate sequence (checked by :func:`scored_response`) or a
+        :class:`Response` with ``error`` set when that request alone failed. Default: the whole
+        batch at once through :meth:`score`.
+        """
+        yield from enumerate(self.score(requests))
+
     def attach_catalog(self, catalog: Any) -> None:
         """Give the adapter the catalog (needed by ``embed`` adapters; a no-op otherwise)."""
 
@@ -192,12 +219,58 @@ class Recommender(ABC):
         """Release resources (HTTP clients, threads)."""
 
 
-def call_recommender(rec: Recommender, reqs: list[Request]) -> list[Response]:
-    """One batch through the adapter: scoring requests -> ``score``, others -> ``recommend``."""
+def scored_response(request: Request, scores: Any) -> Response:
+    """The :class:`Response` of a scoring request given the adapter's raw ``scores``.
+
+    One finite float per candidate, or ``Response.error`` in one line: a wrong count, a value
+    that is not a number, NaN or infinity (a non-finite score has no place in a ranking; sorting
+    it would silently order candidates by their position or id).
+    """
+    n = len(request.candidates or ())
+    try:
+        values = [float(x) for x in scores]
+    except (TypeError, ValueError) as err:
+        return Response(error=f"score returned a value that is not a number ({err})")
+    if len(values) != n:
+        return Response(error=f"score returned {len(values)} scores for {n} candidates")
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if bad:
+        cand = (request.candidates or ())[bad[0]]
+        return Response(error=f"score returned {values[bad[0]]} for {len(bad)} of {n} "
+                              f"candidates (first: {cand[:60]!r}); scores must be finite")
+    return Response(scores=values)
+
+
+def stream_recommender(rec: Recommender, reqs: Sequence[Request]
+                       ) -> Iterator[tuple[int, Response]]:
+    """One batch through the adapter, each answer as it lands: ``(index in reqs, Response)``.
+
+    Scoring requests (a batch never mixes kinds) go to :meth:`Recommender.score_each` and their
+    scores through :func:`scored_response`; others to :meth:`Recommender.recommend_each`. A
+    capability the adapter lacks gives every request an error.
+    """
+    reqs = list(reqs)
     if reqs and reqs[0].candidates is not None:
         if not rec.supports(SCORE):
-            return [Response(error=f"{rec.spec} cannot score candidates") for _ in reqs]
-        return [Response(scores=[float(s) for s in sc]) for sc in rec.score(reqs)]
+            yield from ((i, Response(error=f"{rec.spec} cannot score candidates"))
+                        for i in range(len(reqs)))
+            return
+        for i, scores in rec.score_each(reqs):
+            yield i, (scores if isinstance(scores, Response)
+                      else scored_response(reqs[i], scores))
+        return
     if not (rec.supports(GENERATE) or rec.supports(EMBED)):
-        return [Response(error=f"{rec.spec} cannot produce lists") for _ in reqs]
-    return rec.recommend(reqs)
+        yield from ((i, Response(error=f"{rec.spec} cannot produce lists"))
+                    for i in range(len(reqs)))
+        return
+    yield from rec.recommend_each(reqs)
+
+
+def call_recommender(rec: Recommender, reqs: list[Request]) -> list[Response]:
+    """One batch through the adapter, answers in request order (:func:`stream_recommender`).
+
+    An index answered twice keeps its last answer; an index never answered is left out, so a
+    short list tells the caller that the adapter answered fewer requests than it was given.
+    """
+    got = dict(stream_recommender(rec, reqs))
+    return [got[i] for i in range(len(reqs)) if i in got]

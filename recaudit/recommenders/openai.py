@@ -43,8 +43,8 @@ import random
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from recaudit.errors import EndpointError, ModelSpecError
@@ -259,21 +259,27 @@ class OpenAIRecommender(Recommender):
                 "temperature": self.decoding.temperature, "seed": self.decoding.seed}
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        got = dict(self.recommend_each(requests))
+        return [got[i] for i in range(len(got))]
+
+    def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
+        """``(index, Response)`` of each request as soon as it completes (``concurrency``
+        requests in flight), so the engine caches every finished answer at once."""
         requests = list(requests)
         if not requests:
-            return []
+            return
         abort = threading.Event()
         workers = min(self.concurrency, len(requests))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recaudit-openai")
         try:
-            futures = [pool.submit(self._complete_or_abort, r, abort) for r in requests]
-            results: list[Response] = []
-            for fut in futures:
+            futures = {pool.submit(self._complete_or_abort, r, abort): i
+                       for i, r in enumerate(requests)}
+            for fut in as_completed(futures):
                 try:
-                    results.append(fut.result())
+                    resp = fut.result()
                 except _Fatal as exc:
                     raise EndpointError(str(exc)) from None
-            return results
+                yield futures[fut], resp
         finally:
             abort.set()  # Ctrl-C or a fatal answer: workers stop waiting out their backoff
             pool.shutdown(wait=True, cancel_futures=True)

@@ -25,10 +25,14 @@ candidate; or ``fn.score(requests) -> list[list[float]]`` when ``fn.score.batche
 
 Errors: a malformed target, a missing module or file, or a missing attribute raise
 :class:`~recaudit.errors.ModelSpecError`; user code that fails while being imported raises
-:class:`~recaudit.errors.ModelRuntimeError`. When the function raises, or returns something
-unusable, for one request, that request's ``Response.error`` holds a one-line message and the
-audit continues (for a batched function, every request of the batch gets the error). A failing
-``score`` call raises :class:`~recaudit.errors.ModelRuntimeError` (scores carry no error field).
+:class:`~recaudit.errors.ModelRuntimeError`. When the function (or ``score``) raises, or returns
+something unusable, for one request, that request's ``Response.error`` holds a one-line message
+and the audit continues (for a batched function, every request of the batch gets the error).
+Scores that are not one finite number per candidate (NaN, infinity, a wrong count) fail their
+request the same way (:func:`~recaudit.recommenders.base.scored_response`). Item ids the
+catalog lacks are not an error here: the engine counts them as answers that cannot be grounded.
+A per-request (not batched) function's answers are handed to the engine one by one
+(:meth:`PythonRecommender.recommend_each`), so each is cached as soon as it is returned.
 
 The fingerprint is the sha256 of the function's source (``inspect.getsource``), its module and
 qualified name, and an optional ``__recaudit_version__`` attribute (on the function, else on its
@@ -48,10 +52,11 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from recaudit.errors import ModelRuntimeError, ModelSpecError
-from recaudit.recommenders.base import GENERATE, SCORE, Decoding, Recommender, Request, Response
+from recaudit.recommenders.base import (GENERATE, SCORE, Decoding, Recommender, Request,
+                                       Response, scored_response)
 
 ADAPTER_VERSION = "1"
 
@@ -238,44 +243,81 @@ class PythonRecommender(Recommender):
         return self._fingerprint
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        return [resp for _, resp in self.recommend_each(requests)]
+
+    def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
+        """Each request's :class:`Response` as the function returns it (a batched function:
+        the whole batch at once)."""
         requests = list(requests)
         if not requests:
-            return []
+            return
         if self.batched:
             try:
                 values = self.fn(requests)
                 values = list(values)
             except Exception as exc:  # noqa: BLE001 -- user code
                 err = f"python recommender raised {_exc_line(exc)}"
-                return [Response(error=err) for _ in requests]
+                yield from ((i, Response(error=err)) for i in range(len(requests)))
+                return
             if len(values) != len(requests):
                 err = (f"python recommender (batched) returned {len(values)} results for "
                        f"{len(requests)} requests")
-                return [Response(error=err) for _ in requests]
-            return [to_response(v) for v in values]
-        out = []
-        for req in requests:
+                yield from ((i, Response(error=err)) for i in range(len(requests)))
+                return
+            yield from enumerate(to_response(v) for v in values)
+            return
+        for i, req in enumerate(requests):
             try:
-                out.append(to_response(self.fn(req.chat_dicts(), req.k)))
+                resp = to_response(self.fn(req.chat_dicts(), req.k))
             except Exception as exc:  # noqa: BLE001 -- user code
-                out.append(Response(error=f"python recommender raised {_exc_line(exc)}"))
-        return out
+                resp = Response(error=f"python recommender raised {_exc_line(exc)}")
+            yield i, resp
 
     def score(self, requests: Sequence[Request]) -> list[list[float]]:
+        """Scores of every request; a request that failed raises
+        :class:`~recaudit.errors.ModelRuntimeError` (the engine uses :meth:`score_each`)."""
         if self.score_fn is None:
             return super().score(requests)
         requests = list(requests)
-        try:
-            if getattr(self.score_fn, "batched", False) is True:
-                raw = list(self.score_fn(requests))
-            else:
-                raw = [self.score_fn(r.chat_dicts(), list(r.candidates or ())) for r in requests]
-            result = [[float(x) for x in row] for row in raw]
-        except Exception as exc:  # noqa: BLE001 -- user code
-            raise ModelRuntimeError(f"python recommender {self.target!r}: score raised "
-                                    f"{_exc_line(exc)}") from exc
-        if len(result) != len(requests) or any(
-                len(row) != len(r.candidates or ()) for row, r in zip(result, requests)):
-            raise ModelRuntimeError(f"python recommender {self.target!r}: score must return one "
-                                    "score per candidate for each request")
-        return result
+        out: list[list[float]] = []
+        for i, raw in self.score_each(requests):
+            resp = raw if isinstance(raw, Response) else scored_response(requests[i], raw)
+            if resp.error is not None:
+                raise ModelRuntimeError(f"python recommender {self.target!r}: {resp.error}")
+            out.append(list(resp.scores or []))
+        return out
+
+    def score_each(self, requests: Sequence[Request]
+                   ) -> Iterator[tuple[int, "Sequence[Any] | Response"]]:
+        """Each request's raw scores as ``score`` returns them, or a :class:`Response` whose
+        error says why that request failed (``score`` raised, or a batched ``score`` returned
+        the wrong number of rows: then every request of the batch fails)."""
+        if self.score_fn is None:
+            yield from super().score_each(requests)
+            return
+        requests = list(requests)
+        if getattr(self.score_fn, "batched", False) is True:
+            try:
+                rows = list(self.score_fn(requests))
+            except Exception as exc:  # noqa: BLE001 -- user code
+                err = Response(error=f"python recommender score raised {_exc_line(exc)}")
+                yield from ((i, err) for i in range(len(requests)))
+                return
+            if len(rows) != len(requests):
+                err = Response(error=f"python recommender score (batched) returned {len(rows)} "
+                                     f"rows for {len(requests)} requests")
+                yield from ((i, err) for i in range(len(requests)))
+                return
+            yield from enumerate(rows)
+            return
+        for i, req in enumerate(requests):
+            try:
+                row: Any = self.score_fn(req.chat_dicts(), list(req.candidates or ()))
+                if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+                    row = Response(error=f"python recommender score returned "
+                                         f"{type(row).__name__}; expected a list of floats")
+                else:
+                    row = list(row)
+            except Exception as exc:  # noqa: BLE001 -- user code
+                row = Response(error=f"python recommender score raised {_exc_line(exc)}")
+            yield i, row
