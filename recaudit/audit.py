@@ -1,7 +1,10 @@
 """``run_audit``: config -> catalog, recommender, probes -> engine -> analyses -> AuditResult.
 
-One failing probe does not stop the run: its result has ``status="error"`` and the message.
-Gates (if any) are evaluated on the finished result.
+One failing probe does not stop the run: its result has ``status="error"`` and the message; a
+probe that cannot be fed (``ProbeCannotRun``) or served is ``skipped`` with its
+:class:`~recaudit.results.SkipKind`. Statuses and the engine's facts (failed, missing requests,
+the first error) are fields of each :class:`~recaudit.results.ProbeResult`, never prose to
+parse. Gates (if any) are evaluated once, here, on the finished result.
 """
 
 from __future__ import annotations
@@ -9,15 +12,16 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import sys
+from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
 from .config import AuditConfig
-from .errors import RecauditError
+from .errors import ProbeCannotRun, RecauditError
 from .probes.registry import AuditContext, Query, build_probe
 from .recommenders.base import Decoding, Recommender
-from .results import AuditResult, ProbeResult, Provenance
+from .results import AuditResult, ProbeResult, ProbeStatus, Provenance, SkipKind
 
 PACKAGES = ("numpy", "scipy", "pandas", "torch", "transformers", "sentence-transformers",
             "fairlearn", "aif360", "scikit-learn", "rapidfuzz", "pydantic", "jinja2")
@@ -91,47 +95,154 @@ def _needs_catalog(p: Any) -> str | None:
     return None
 
 
-Planned = list[tuple[Any, "list[Query] | None", "str | None"]]
+@dataclass
+class PlannedProbe:
+    """One probe run after planning: its queries, or the status and reason it will not run.
+
+    ``status`` is ``ok`` when ``queries`` is set; otherwise ``skipped`` (with ``skip_kind``) or
+    ``error``, and ``reason`` says why in one line. ``optional`` is the config's flag.
+    """
+
+    probe: Any
+    queries: list[Query] | None = None
+    status: ProbeStatus = ProbeStatus.OK
+    skip_kind: SkipKind | None = None
+    reason: str | None = None
+    optional: bool = False
+
+    def skip(self, kind: SkipKind, reason: str) -> None:
+        """Mark the probe skipped, for ``kind``, because of ``reason``."""
+        self.status, self.skip_kind, self.reason, self.queries = (ProbeStatus.SKIPPED, kind,
+                                                                  reason, None)
+
+    def fail(self, reason: str) -> None:
+        """Mark the probe failed (status ``error``) with a one-line ``reason``."""
+        self.status, self.skip_kind, self.reason, self.queries = (ProbeStatus.ERROR, None,
+                                                                  reason, None)
+
+    def result(self) -> ProbeResult:
+        """The result of a probe that did not run (status, skip kind and reason)."""
+        p = self.probe
+        return ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status=self.status,
+                           skip_kind=self.skip_kind, error=self.reason, optional=self.optional,
+                           params=p.params.model_dump(mode="json"))
+
+
+def _exc_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def plan_probes(cfg: AuditConfig, ctx: AuditContext, spec: str = "the model"
-                ) -> tuple[Planned, dict[str, list[Query]]]:
-    """Every probe of ``cfg`` as (probe, its queries or None, why not), and the extra queries
-    of the model-backed rerankers by probe run. A probe the recommender (``ctx.capabilities``)
-    cannot serve or the catalog cannot feed is skipped with the reason; one whose planning
-    fails is recorded as an error (a broken probe never stops the others)."""
-    planned: Planned = []
-    for p in (build_probe(s) for s in cfg.probes):
-        if p.requires and not (p.requires & ctx.capabilities):
-            planned.append((p, None, f"skipped: {spec} lacks {'/'.join(sorted(p.requires))}"))
-            continue
+                ) -> tuple[list[PlannedProbe], dict[str, list[Query]]]:
+    """Every probe of ``cfg`` planned, and the extra queries of the model-backed rerankers by
+    probe run.
+
+    A probe the recommender (``ctx.capabilities``) cannot serve is skipped (``capability``); one
+    that needs catalog data in a catalog-free audit is skipped (``catalog``); one whose ``plan``
+    raises :class:`~recaudit.errors.ProbeCannotRun` is skipped (``no_data``) with its reason;
+    one whose planning fails otherwise is an ``error`` (a broken probe never stops the others).
+    """
+    planned: list[PlannedProbe] = []
+    for s in cfg.probes:
+        item = PlannedProbe(build_probe(s), optional=s.optional)
+        p = item.probe
         why = _needs_catalog(p) if getattr(ctx.catalog, "open_vocabulary", False) else None
-        if why is not None:
-            planned.append((p, None, f"skipped: needs a catalog (catalog source: none): {why}"))
-            continue
-        try:
-            planned.append((p, p.plan(ctx), None))
-        except RecauditError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
-            planned.append((p, None, f"{type(err).__name__}: {err}"))
+        if p.requires and not (p.requires & ctx.capabilities):
+            item.skip(SkipKind.CAPABILITY, f"{spec} lacks {'/'.join(sorted(p.requires))}")
+        elif why is not None:
+            item.skip(SkipKind.CATALOG, f"needs a catalog (catalog source: none): {why}")
+        else:
+            try:
+                item.queries = p.plan(ctx)
+            except ProbeCannotRun as err:
+                item.skip(SkipKind.NO_DATA, err.reason)
+            except RecauditError:
+                raise
+            except Exception as err:  # noqa: BLE001 - a broken probe must not stop the others
+                item.fail(_exc_line(err))
+        planned.append(item)
     extra: dict[str, list[Query]] = {}
     if cfg.mitigation:
         from .mitigation.apply import plan_model_queries
 
-        for p, qs, _ in planned:
-            if qs:
-                extra[p.run_id] = plan_model_queries(cfg.mitigation, p, qs)
+        for item in planned:
+            if item.queries:
+                extra[item.probe.run_id] = plan_model_queries(cfg.mitigation, item.probe,
+                                                              item.queries)
     return planned, extra
+
+
+def _measure(item: PlannedProbe, ctx: AuditContext, cfg: AuditConfig,
+             answers_by_key: dict[str, Any], extra: list[Query]) -> ProbeResult:
+    """Analyse one planned probe on its answers (and mitigate it), with the engine's facts.
+
+    ``n_failed``: queries without an answer; ``n_missing``: those not computed at all;
+    ``first_error``: the first failed answer's error. An analysis that raises
+    :class:`~recaudit.errors.ProbeCannotRun` is a ``no_data`` skip, any other exception an
+    ``error``, and so is a probe whose every computed request failed (it measured nothing);
+    the facts are kept either way.
+    """
+    p, queries = item.probe, item.queries or []
+    answers = {q.id: answers_by_key[q.request.key()] for q in queries
+               if q.request.key() in answers_by_key}
+    try:
+        res = p.analyse(ctx, queries, answers)
+        if cfg.mitigation:
+            from .mitigation.apply import mitigate_probe
+
+            answers.update({q.id: answers_by_key[q.request.key()] for q in extra
+                            if q.request.key() in answers_by_key})
+            mitigate_probe(p, ctx, queries, answers, res, cfg.mitigation)
+    except ProbeCannotRun as err:
+        item.skip(SkipKind.NO_DATA, err.reason)
+        res = item.result()
+    except RecauditError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        item.fail(_exc_line(exc))
+        res = item.result()
+    res.optional = item.optional
+    res.n_queries = len(queries)
+    res.n_missing = sum(1 for q in queries if q.id not in answers)
+    errors = [answers[q.id].response.error for q in queries
+              if q.id in answers and not answers[q.id].ok]
+    res.n_failed = res.n_missing + len(errors)
+    res.first_error = errors[0] if errors else None
+    if errors and len(errors) == len(queries) - res.n_missing and res.status == ProbeStatus.OK:
+        res.status = ProbeStatus.ERROR  # nothing to measure on: not a result a CI may pass
+        res.error = (f"every request failed ({len(errors)} of {len(queries)}; "
+                     f"first: {errors[0]})")
+    if res.n_missing:
+        res.warnings.append(f"{res.n_missing} of {len(queries)} requests were not computed "
+                            "(--max-requests/--dry-run); rerun to resume from the cache")
+    if errors:  # e.g. a replay without a recorded answer, an endpoint that gave up
+        res.warnings.append(f"incomplete: {len(errors)} of {len(queries)} requests failed "
+                            f"(first: {errors[0]})")
+    unknown = [i for q in queries if q.id in answers
+               for i in _unknown_ids(answers[q.id])]
+    if unknown:
+        res.warnings.append(f"{len(unknown)} item ids in the answers are not in the catalog "
+                            f"(first: {unknown[0]!r}); counted as unmatched (hallucinated) "
+                            "entries")
+    return res
+
+
+def _unknown_ids(answer: Any) -> list[str]:
+    """Item ids an adapter returned for ``answer`` that the catalog lacks (the engine moved
+    them to the grounding's unmatched entries)."""
+    g = answer.grounding
+    return list(g.unmatched) if g is not None and answer.response.item_ids is not None else []
 
 
 def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catalog: Any = None,
               progress: bool = True, command_line: str | None = None,
-              evaluate_gates: bool = True) -> AuditResult:
-    """Run every probe of ``cfg`` and return the :class:`AuditResult`.
+              evaluate_gates: bool = True,
+              on_measured: Callable[[AuditResult], None] | None = None) -> AuditResult:
+    """Run every probe of ``cfg`` and return the :class:`AuditResult`, gates evaluated.
 
-    Gates of the config are evaluated unless ``evaluate_gates`` is false (the CLI saves the
-    results first, so a misspelt gate never loses a finished audit).
+    ``on_measured`` is called with the result before its gates are evaluated (the CLI writes
+    results.json there, so a misspelt gate never loses a finished audit). The gates of the
+    config are evaluated here, and only here, unless ``evaluate_gates`` is false.
     """
     from .engine import Engine
 
@@ -142,7 +253,7 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
     ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=rec.capabilities,
                        config=cfg, recommender=rec)
     planned, extra = plan_probes(cfg, ctx, rec.spec)
-    requests = [q.request for _, qs, _ in planned if qs for q in qs]
+    requests = [q.request for item in planned for q in item.queries or []]
     requests += [q.request for qs in extra.values() for q in qs]
     e = cfg.engine
     engine = Engine(rec, catalog, cache_path=e.cache, batch_size=e.batch_size,
@@ -158,42 +269,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         raise
     finally:
         engine.close()
-    results: list[ProbeResult] = []
-    for p, queries, err in planned:
-        if queries is None:
-            status = "skipped" if err and err.startswith("skipped") else "error"
-            results.append(ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status=status,
-                                       error=err, params=p.params.model_dump(mode="json")))
-            continue
-        answers = {q.id: answers_by_key[q.request.key()] for q in queries
-                   if q.request.key() in answers_by_key}
-        try:
-            res = p.analyse(ctx, queries, answers)
-            if cfg.mitigation:
-                from .mitigation.apply import mitigate_probe
-
-                answers.update({q.id: answers_by_key[q.request.key()]
-                                for q in extra.get(p.run_id, [])
-                                if q.request.key() in answers_by_key})
-                mitigate_probe(p, ctx, queries, answers, res, cfg.mitigation)
-        except RecauditError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            res = ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status="error",
-                              error=f"{type(exc).__name__}: {exc}",
-                              params=p.params.model_dump(mode="json"))
-        res.n_queries = len(queries)
-        res.n_failed = sum(1 for q in queries if q.id not in answers or not answers[q.id].ok)
-        missing = sum(1 for q in queries if q.id not in answers)
-        if missing:
-            res.warnings.append(f"{missing} of {len(queries)} requests were not computed "
-                                "(--max-requests/--dry-run); rerun to resume from the cache")
-        errors = [answers[q.id].response.error for q in queries
-                  if q.id in answers and not answers[q.id].ok]
-        if errors:  # e.g. a replay without a recorded answer, an endpoint that gave up
-            res.warnings.append(f"incomplete: {len(errors)} of {len(queries)} requests failed "
-                                f"(first: {errors[0]})")
-        results.append(res)
+    results = [_measure(item, ctx, cfg, answers_by_key, extra.get(item.probe.run_id, []))
+               if item.queries is not None else item.result() for item in planned]
     text = cfg.source_text
     prov = Provenance(
         tool_version=__version__, model_spec=rec.spec, model_fingerprint=rec.fingerprint(),
@@ -208,7 +285,14 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         rec.close()
     result = AuditResult(name=cfg.name, provenance=prov,
                          config=cfg.model_dump(mode="json"), probes=results)
+    if on_measured is not None:
+        on_measured(result)
     if cfg.gates and evaluate_gates:
         from .gates import evaluate_gates as _evaluate
         result.gates = _evaluate(result, cfg.gates)
     return result
+
+
+def failed_probes(result: AuditResult) -> list[ProbeResult]:
+    """The probes that fail the audit (exit 4): see :meth:`ProbeResult.fails_audit`."""
+    return [p for p in result.probes if p.fails_audit()]

@@ -1,7 +1,9 @@
 """The ``recaudit`` command. Thin: parses arguments and calls the Python API.
 
-Exit codes: 0 success / all gates pass, 1 a gate failed (or compare found a regression),
-2 usage or input error, 3 runtime failure (a model could not be loaded or run).
+Exit codes (:mod:`recaudit.errors`): 0 success / all gates pass, 1 a gate failed (or compare
+found a regression), 2 usage or input error, 3 runtime failure (a model could not be loaded or
+run), 4 a probe ended in error or could not be fed and is not ``optional: true``. When several
+apply, ``audit`` exits with the first of 2, 3, 4, 1; results.json is written before any of them.
 Heavy libraries are imported inside the command functions, so ``recaudit --help`` is instant.
 """
 
@@ -13,13 +15,16 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, RecauditError
+from .errors import (EXIT_GATE_FAILED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_RUNTIME, EXIT_USAGE,
+                     ConfigError, RecauditError)
 
 EPILOG = """exit codes:
   0  success (all gates pass)
   1  a gate failed, or compare found a regression
   2  usage or input error (config, catalog, model path, endpoint, results file)
   3  runtime failure (a model could not be loaded or run, every request failed)
+  4  a probe ended in error, or had no data to run on, and is not 'optional: true'
+     (a model that cannot serve a probe, or a catalog-free audit, is no failure)
 """
 
 
@@ -111,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results.json (or its directory)")
     p.add_argument("--reranker", required=True, help="reranker name (see 'recaudit rerankers')")
     p.add_argument("params", nargs="*", metavar="KEY=VALUE",
-                   help="reranker parameters, e.g. p=0.5 alpha=0.1 protected=head_tail=tail")
+                   help="reranker parameters, anywhere on the line, e.g. p=0.5 alpha=0.1 "
+                   "protected=head_tail=tail")
     p.add_argument("--probe", action="append", default=[], help="probe run id (repeatable; "
                    "default: every probe the reranker can serve)")
     p.add_argument("--k", type=int, help="re-rank the top k of each list (default: all)")
@@ -208,11 +214,23 @@ def _nothing_answered(result: Any) -> str | None:
     computed, failed = eng.get("computed", 0), eng.get("failed", 0)
     if not computed or failed != computed or eng.get("cached", 0):
         return None
-    first = next((w for p in result.probes for w in p.warnings
-                  if w.startswith("incomplete:")), "")
-    first = " ".join(first.split(" (first: ", 1)[-1].removesuffix(")").split()) if first else ""
+    first = next((p.first_error for p in result.probes if p.first_error), None)
+    first = " ".join(first.split()) if first else ""
     return (f"all {failed} model requests failed, nothing was measured"
             + (f" (first: {first})" if first else "") + "; results.json keeps the errors")
+
+
+def _probe_failures(failed: list[Any]) -> str:
+    """One line naming the probes that fail the audit (exit 4) and why."""
+    def one(p: Any) -> str:
+        what = f"skipped ({p.skip_kind or 'unknown kind'})" if p.status == "skipped" else p.status
+        reason = " ".join((p.error or "no reason recorded").split())
+        return f"{p.id} {what}: {reason[:200]}"
+
+    head = "1 probe did not measure" if len(failed) == 1 else \
+        f"{len(failed)} probes did not measure"
+    return (f"{head} ({'; '.join(one(p) for p in failed)}); results.json keeps them; "
+            "'optional: true' on a probe entry accepts this")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -259,24 +277,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if cfg.model.strip().startswith("replay:"):  # kept, to ask it for missing answers
         from .audit import build_recommender
         rec = build_recommender(cfg)
+    from .report import save_result
+
+    def save_measured(result: Any) -> None:  # before the gates: none can lose a finished audit
+        if not cfg.engine.dry_run:
+            save_result(result, cfg.out, formats=("json",))
+
     result = run_audit(cfg, command_line="recaudit " + shlex.join(sys.argv[1:]),
-                       progress=not args.no_progress, evaluate_gates=False, recommender=rec)
+                       progress=not args.no_progress, recommender=rec,
+                       on_measured=save_measured)
     if cfg.engine.dry_run:
         print("dry run: nothing computed, nothing written", file=sys.stderr)
         return EXIT_OK
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    from .report import save_result
-    save_result(result, cfg.out, formats=("json",))  # first: nothing computed is lost to a gate
-    if cfg.gates:
-        from .gates import evaluate_gates
-        result.gates = evaluate_gates(result, cfg.gates)
     written = save_result(result, cfg.out, formats=formats)
     from .summary import print_summary
     print_summary(result)
     for kind, path in written.items():
         print(f"{kind}: {path}")
+    return _audit_exit(result, rec, strict=args.strict)
+
+
+def _audit_exit(result: Any, rec: Any, strict: bool) -> int:
+    """The exit code of a finished (and saved) audit: the first of 2 (``--strict`` and a replay
+    without some answers), 3 (every request failed), 4 (a probe that fails the audit), 1 (a
+    gate failed), else 0; each non-zero one says why on stderr in one line."""
+    from .audit import failed_probes
+
     missing = rec.missing_report() if hasattr(rec, "missing_report") else None
-    if missing and args.strict:
+    if missing and strict:
         print(f"recaudit: error: {missing} (--strict)", file=sys.stderr)
         return EXIT_USAGE
     if missing:
@@ -285,8 +314,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if nothing:  # exit 0 would pass a CI job on an audit that measured nothing
         print(f"recaudit: error: {nothing}", file=sys.stderr)
         return EXIT_RUNTIME
-    failed = [g for g in result.gates if not g.passed]
-    return EXIT_GATE_FAILED if failed else EXIT_OK
+    failed = failed_probes(result)
+    if failed:  # a probe in error measured nothing: a CI job must not pass on it
+        print(f"recaudit: error: {_probe_failures(failed)}", file=sys.stderr)
+        return EXIT_PROBE_FAILED
+    return EXIT_GATE_FAILED if any(not g.passed for g in result.gates) else EXIT_OK
 
 
 def cmd_export_requests(args: argparse.Namespace) -> int:
@@ -353,26 +385,47 @@ def _scalar(text: str) -> Any:
         return text
 
 
+def _key_values(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items as a mapping (values read as YAML scalars); a malformed
+    item or a key given twice is a one-line ConfigError (exit 2), as a duplicate YAML key is."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"reranker parameter {item!r}: expected KEY=VALUE")
+        if key in params:
+            raise ConfigError(f"reranker parameter {key!r} given twice "
+                              f"({key}={params[key]!r} and {item}); give it once")
+        params[key] = _scalar(value)
+    return params
+
+
+#: MitigationSpec fields as ``recaudit mitigate`` spells them, for one-line errors
+_MITIGATE_FLAGS = {"reranker": "--reranker", "params": "KEY=VALUE", "probes": "--probe",
+                   "k": "--k", "sweep": "--sweep", "id": "--id"}
+
+
 def cmd_mitigate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pydantic import ValidationError
+
     from .config import MitigationSpec
-    from .errors import ConfigError
     from .mitigation.saved import mitigate_saved
     from .report import save_result
     from .results import AuditResult, check_output_dir
 
-    params: dict[str, Any] = {}
-    for item in args.params:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"reranker parameter {item!r}: expected KEY=VALUE")
-        params[key] = _scalar(value)
+    params = _key_values(args.params)
     sweep = None
     if args.sweep is not None:
         sweep = [_scalar(v) for v in args.sweep.split(",") if v.strip()]
-    spec = MitigationSpec(reranker=args.reranker, params=params, probes=args.probe, k=args.k,
-                          sweep=sweep, id=args.id)
+    try:
+        spec = MitigationSpec(reranker=args.reranker, params=params, probes=args.probe,
+                              k=args.k, sweep=sweep, id=args.id)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = _MITIGATE_FLAGS.get(str(first["loc"][0]) if first["loc"] else "", "mitigate")
+        raise ConfigError(f"{where}: {first['msg']}") from None
     src = Path(args.results)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
     check_output_dir(out)
@@ -408,6 +461,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``mitigate``'s KEY=VALUE parameters may stand anywhere on its line
+    (argparse alone takes a positional list only in one run, right after RESULTS)."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command == "mitigate":
+        args.params = list(args.params) + [x for x in rest if _is_key_value(x)]
+        rest = [x for x in rest if not _is_key_value(x)]
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
+def _is_key_value(item: str) -> bool:
+    return "=" in item and not item.startswith("-")
+
+
 COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_probes,
             "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report,
             "mitigate": cmd_mitigate, "rerankers": cmd_rerankers,
@@ -417,7 +486,7 @@ COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_prob
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)

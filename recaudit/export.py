@@ -62,12 +62,12 @@ def plan_requests(cfg: Any, catalog: Any = None) -> ExportPlan:
     plan = ExportPlan()
     planned, extra = plan_probes(cfg, ctx, "the export")
     queries: list[Any] = []
-    for probe, qs, why in planned:
-        if qs is None:
-            plan.skipped_probes.append(f"{probe.run_id} ({why})")
+    for item in planned:
+        if item.queries is None:
+            plan.skipped_probes.append(f"{item.probe.run_id} ({item.status}: {item.reason})")
             continue
-        queries.extend(qs)
-        queries.extend(extra.get(probe.run_id, []))
+        queries.extend(item.queries)
+        queries.extend(extra.get(item.probe.run_id, []))
     seen: set[str] = set()
     for q in queries:
         plan.n_planned += 1

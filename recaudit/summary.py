@@ -9,8 +9,9 @@ def headline_metrics(result: AuditResult) -> list[tuple[str, str, str, str]]:
     """Rows (probe, metric, where, value) of the aggregate metrics a reader looks at first."""
     rows = []
     for p in result.probes:
-        if p.status != "ok":
-            rows.append((p.id, p.status, "", p.error or ""))
+        if p.status != "ok":  # errored and skipped probes are listed, with why
+            what = f"{p.status} ({p.skip_kind})" if p.skip_kind else str(p.status)
+            rows.append((p.id, what + (", optional" if p.optional else ""), "", p.error or ""))
             continue
         for m in p.metrics:
             if m.value is not None or m.variant != ORIGINAL:  # per-value rows and mitigation

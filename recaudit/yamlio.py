@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,39 @@ def format_validation_error(err: ValidationError, where: str, prefix: str = "") 
         msg = "unknown key"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{where}: {path}: {msg}{more}"
+
+
+def no_bool_for_number(value: Any, annotation: Any) -> Any:
+    """Return ``value``, refusing a boolean where ``annotation`` wants a number.
+
+    Pydantic reads ``true`` as 1 for an ``int`` or ``float`` field (``k: true`` ran an audit at
+    k = 1). A boolean is refused (a ``PydanticCustomError``, reported with its key path) where
+    the annotation admits ``int`` or ``float`` but neither ``bool`` nor ``Any``; the items of a
+    ``list`` / ``tuple`` / ``set`` annotation are checked the same way.
+    """
+    from pydantic_core import PydanticCustomError
+
+    members = _members(annotation)
+    if isinstance(value, bool):
+        kinds = {typing.get_origin(m) or m for m in members}
+        if kinds & {int, float} and not kinds & {bool, Any}:
+            raise PydanticCustomError("bool_not_number", "{value} is a boolean, not a number",
+                                      {"value": str(value).lower()})
+    elif isinstance(value, (list, tuple, set)):
+        for member in members:
+            if typing.get_origin(member) in (list, tuple, set) and typing.get_args(member):
+                for item in value:
+                    no_bool_for_number(item, typing.get_args(member)[0])
+    return value
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The members of a union annotation (``Annotated`` unwrapped), else ``[annotation]``."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

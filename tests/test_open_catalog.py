@@ -372,8 +372,8 @@ def test_catalog_free_audit_end_to_end(tmp_path):
     for pid, name in (("counterfactual:popular", None), ("popularity", "popularity"),
                       ("profile", "profile")):
         skipped = by_id[pid]
-        assert skipped.status == "skipped"
-        assert skipped.error.startswith("skipped: needs a catalog (catalog source: none)")
+        assert skipped.status == "skipped" and skipped.skip_kind == "catalog"
+        assert skipped.error.startswith("needs a catalog (catalog source: none)")
         if name:
             assert repr(name) in skipped.error
     assert "catalog_popular" in by_id["counterfactual:popular"].error
