@@ -11,8 +11,9 @@ Rows
     the largest ``k`` of each is compared unless ``all_k=True``.
 
 Direction (which way is worse)
-    The record's ``higher_is_worse``, else the metric's declaration stored in the probe result
-    (:mod:`recaudit.metrics.specs`); a metric without a direction is shown, never flagged.
+    :func:`recaudit.verdicts.harm_direction`: the record's ``higher_is_worse``, else the metric's
+    declaration stored in the probe result (:mod:`recaudit.metrics.specs`); current before
+    baseline. A metric without a direction is shown, never flagged.
 
 Significance
     *Paired permutation test* for every record that names the unit table it was computed from
@@ -30,7 +31,8 @@ Significance
 
 Verdict
     ``regression``: worse by more than ``tolerance`` (metric units) *and* significant
-    (``p_adjusted < alpha``, or non-overlapping CIs in the fallback). ``improvement``: the mirror.
+    (:func:`recaudit.verdicts.is_significant`: ``p_adjusted < alpha``; or non-overlapping CIs in
+    the fallback). ``improvement``: the mirror.
     Otherwise ``within tolerance``, ``not significant`` or ``direction unknown``.
 
 The Markdown rendering of a comparison is :func:`recaudit.report.markdown.render_comparison`.
@@ -47,23 +49,11 @@ from .errors import DataError
 from .metrics.tables import table_statistic
 from .results import AuditResult, MetricRecord, ProbeResult
 from .stats import SwapMasks, paired_swap_test
+from .verdicts import harm_direction, is_significant
 
-__all__ = ["Comparison", "ComparisonRow", "compare_results", "worse_direction",
-           "first_difference"]
+__all__ = ["Comparison", "ComparisonRow", "compare_results", "first_difference"]
 
 Key = tuple[str, str | None, str | None, int | None, str]  # (metric, attribute, value, k, variant)
-
-def worse_direction(*pairs: Any) -> bool | None:
-    """True if higher is worse, False if lower is worse, None if unknown: the record's own
-    ``higher_is_worse``, else its probe result's declaration of the metric. ``pairs`` are
-    (probe result, record) pairs tried in order: ``worse_direction(pc, c, pb, b)``."""
-    for p, m in zip(pairs[::2], pairs[1::2]):
-        if m.higher_is_worse is not None:
-            return bool(m.higher_is_worse)
-        spec = p.specs.get(m.metric)
-        if spec is not None and spec.higher_is_worse is not None:
-            return bool(spec.higher_is_worse)
-    return None
 
 
 # -- comparability -------------------------------------------------------------------------------
@@ -296,7 +286,8 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
             row = ComparisonRow(probe=pb.id, metric=key[0], attribute=key[1], value=key[2],
                                 k=key[3], variant=key[4], baseline=float(b.estimate),
                                 current=float(c.estimate),
-                                higher_is_worse=worse_direction(pc, c, pb, b),
+                                higher_is_worse=harm_direction(
+                                    c, pc.specs.get(c.metric), b, pb.specs.get(b.metric)),
                                 baseline_ci=_ci(b), current_ci=_ci(c))
             cmp.rows.append(row)
             test = _unit_test(pb, pc, b, c, masks)
@@ -324,7 +315,7 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
         raise DataError("nothing to compare: no probe run finished in both results")
     for row, padj in zip(tested, _bh([r.p_value for r in tested])):  # type: ignore[misc]
         row.p_adjusted = padj
-        row.significant = padj < alpha
+        row.significant = bool(is_significant(row, alpha))
     for row in cmp.rows:
         w = row.worsening
         if w is None:

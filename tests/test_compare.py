@@ -10,12 +10,13 @@ import pytest
 from recaudit.results import SCHEMA_VERSION
 
 from recaudit.cli import main
-from recaudit.compare import compare_results, first_difference, worse_direction
+from recaudit.compare import compare_results, first_difference
 from recaudit.errors import DataError
 from recaudit.metrics.tables import table_statistic
 from recaudit.report.markdown import render_comparison
 from recaudit.results import MetricSpecModel
 from recaudit.stats import SwapMasks, paired_swap_test
+from recaudit.verdicts import harm_direction
 
 from . import gate_recommenders as gr
 from .gate_recommenders import audit_result, metric, offline_counterfactual, probe_result
@@ -92,13 +93,13 @@ def test_direction_comes_from_the_declarations(name, expected):
     rec = metric(name, 0.5)
     p = probe_result([rec])  # describes its metrics, as every probe result does
     rec.higher_is_worse = None
-    assert worse_direction(p, rec) is expected
+    assert harm_direction(rec, p.specs.get(name)) is expected
     rec.higher_is_worse = False
-    assert worse_direction(p, rec) is False  # the record's own flag wins
+    assert harm_direction(rec, p.specs.get(name)) is False  # the record's own flag wins
     bare = probe_result([metric(name, 0.5)])
     bare.metrics[0].higher_is_worse = None
     bare.specs = {name: MetricSpecModel(name=name, higher_is_worse=True)}  # e.g. a user metric
-    assert worse_direction(bare, bare.metrics[0]) is True  # read from the result, not a table
+    assert harm_direction(bare.metrics[0], bare.specs.get(name)) is True  # from the result
 
 
 def test_ci_fallback_without_per_unit_data():
