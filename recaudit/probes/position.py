@@ -55,9 +55,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import ProbeCannotRun
 from ..recommenders.base import GENERATE, SCORE, Request, Response
-from ..results import ProbeResult
-from .histories import history_ids, user_sort_key
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import floor_sentence, fmt, verdict_title
+from .histories import history_ids
+from .registry import probe
+from .sampling import UserSampler, draw_candidates
 
 LLMRANK_TEMPLATE = (
     "I've watched the following movies in the past in order:\n{history}\n\nNow there are {N} "
@@ -71,6 +73,8 @@ SCORE_TEMPLATE = (
     "candidate movies that I can watch next:\n{candidates}\nThe candidate movie I would like to "
     "watch next most, according to my watching history, is:")
 POSITION_ATTR = "input_position"
+#: the two kinds of query per user: the held-out item at a fixed input position, a shuffled copy
+POSITIONED, SHUFFLED = "position", "shuffle"
 UTILITY_CONV = "binary relevance: the user's held-out item among the candidates"
 METHOD_NOTES = (
     "Candidates are the user's held-out item plus items the user never interacted with "
@@ -80,6 +84,11 @@ METHOD_NOTES = (
     "rankings per position (n_users x n_shuffles >= 5 N).",
 )
 _PREFIX = re.compile(r"^\s*\d+\.\s")
+
+
+def query_key(user_id: str, kind: str, which: int) -> QueryKey:
+    """The key of one ranking request: ``<user>|position|<p>`` or ``<user>|shuffle|<b>``."""
+    return QueryKey(user_id, kind, str(which))
 
 
 def parse_ranking(text: str, titles: list[str]) -> list[int]:
@@ -222,6 +231,25 @@ class RankingRecord:
                                      else list(self.candidate_scores))}
 
 
+@dataclass(frozen=True)
+class RankingUser:
+    """One sampled user: shown history, held-out item, negatives and the shuffled copies.
+
+    ``negatives`` are in the user's fixed random order; :meth:`positioned` puts the held-out
+    item among them; ``shuffles`` are independently shuffled copies of all candidates.
+    """
+
+    user_id: str
+    history: list[str]
+    held_out: str
+    negatives: list[str]
+    shuffles: list[list[str]]
+
+    def positioned(self, position: int) -> list[str]:
+        """The candidates with the held-out item at input ``position``."""
+        return self.negatives[:position] + [self.held_out] + self.negatives[position:]
+
+
 @probe("position", tags=["robustness", "position-bias", "llmrank", "accuracy"])
 class PositionProbe(Probe):
     """LLMRank: does the input position of the held-out item change how it is ranked?"""
@@ -229,6 +257,8 @@ class PositionProbe(Probe):
     Params = PositionParams
     requires = frozenset({GENERATE, SCORE})
     needs_catalog = True
+    headline = ("ndcg_gap", "first_place_v", "rank_consistency_rbo")
+    method_notes = METHOD_NOTES
     params: PositionParams
 
     # -- planning -------------------------------------------------------------------------------
@@ -243,53 +273,48 @@ class PositionProbe(Probe):
                              f"{', '.join(sorted(capabilities)) or 'none'}")
         return m
 
-    def sample_users(self, catalog: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    def sample_users(self, catalog: Any) -> tuple[list[RankingUser], list[str]]:
         """The sampled users (history, held-out item, candidates in a random order) and
         warnings. Seeded by ``seed``.
+
+        Users are walked in the seeded order of :meth:`~recaudit.probes.sampling.UserSampler.
+        order`; each one's negatives are drawn from the same generator
+        (:func:`~recaudit.probes.sampling.draw_candidates`), and a user without enough of them
+        is left out with a warning.
 
         Raises :class:`~recaudit.errors.ProbeCannotRun` when no user qualifies (a probe-level
         status with the reason, never an audit abort).
         """
         p = self.params
-        n_train = catalog.split("train")["user_id"].astype(str).value_counts()
-        n_test = catalog.split("test")["user_id"].astype(str).value_counts()
-        eligible = [u for u in sorted(catalog.user_ids(), key=user_sort_key)
-                    if n_train.get(str(u), 0) >= p.min_history and n_test.get(str(u), 0) >= 1]
-        if not eligible:
-            raise ProbeCannotRun(f"no user has >= {p.min_history} training interactions and a "
-                                 "held-out item; lower min_history")
-        rng = np.random.default_rng(p.seed)
-        order = rng.permutation(len(eligible))
+        sampler = UserSampler(catalog, min_train=p.min_history, seed=p.seed, knob="min_history")
+        rng = sampler.rng
         titles = self._titles = shown_titles(catalog)
         all_items = list(titles)
-        users, warnings = [], []
-        for idx in order:
+        users: list[RankingUser] = []
+        warnings: list[str] = []
+        for user_id in sampler.order():
             if len(users) >= p.n_users:
                 break
-            u = str(eligible[int(idx)])
+            u = str(user_id)
             train = history_ids(catalog.history(u, split="train"))
             test = history_ids(catalog.history(u, split="test"))
             held = test[0]
             seen = set(train) | set(test)
-            picked = [held]
-            for j in rng.permutation(len(all_items)):
-                if len(picked) == p.n_candidates:
-                    break
-                item = all_items[int(j)]
+
+            def distinct(item: str, picked: list[str], seen: set[str] = seen) -> bool:
                 t = titles[item]
-                if item in seen or not t or any(t in titles[o] or titles[o] in t
-                                                for o in picked):
-                    continue
-                picked.append(item)
+                return not (item in seen or not t or any(t in titles[o] or titles[o] in t
+                                                         for o in picked))
+
+            picked = draw_candidates(rng, all_items, p.n_candidates, distinct, picked=[held])
             if len(picked) < p.n_candidates:
                 warnings.append(f"user {u}: only {len(picked) - 1} unambiguous unseen items "
                                 f"for {p.n_candidates - 1} negatives; user left out")
                 continue
-            negatives = picked[1:]
             shuffles = [[picked[int(i)] for i in rng.permutation(len(picked))]
                         for _ in range(p.n_shuffles)]
-            users.append({"user_id": u, "history": train[-p.history_items:], "held_out": held,
-                          "negatives": negatives, "shuffles": shuffles})
+            users.append(RankingUser(user_id=u, history=train[-p.history_items:], held_out=held,
+                                     negatives=picked[1:], shuffles=shuffles))
         if not users:
             raise ProbeCannotRun(f"no user has {p.n_candidates - 1} unseen items with distinct "
                                  "titles to sample as negatives; lower n_candidates")
@@ -298,23 +323,23 @@ class PositionProbe(Probe):
         return users, warnings
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Per user, one request per input position of the held-out item, then the shuffled
+        copies (keys :func:`query_key`)."""
         p = self.params
         mode = self.mode(ctx.capabilities)
-        catalog = ctx.catalog
-        users, self._plan_warnings = self.sample_users(catalog)
+        users, self._plan_warnings = self.sample_users(ctx.catalog)
         queries = []
         for user in users:
-            uid = user["user_id"]
-            history = [self._titles[i] for i in user["history"]]
-            meta = {"user_id": uid, "held_out": user["held_out"], "history": user["history"],
+            uid = user.user_id
+            history = [self._titles[i] for i in user.history]
+            meta = {"user_id": uid, "held_out": user.held_out, "history": user.history,
                     "mode": mode}
-            copies = [("position", pos, user["negatives"][:pos] + [user["held_out"]]
-                       + user["negatives"][pos:]) for pos in p.positions]
-            copies += [("shuffle", b, c) for b, c in enumerate(user["shuffles"])]
+            copies = [(POSITIONED, pos, user.positioned(pos)) for pos in p.positions]
+            copies += [(SHUFFLED, b, c) for b, c in enumerate(user.shuffles)]
             for kind, which, cands in copies:
                 shown = [self._titles[i] for i in cands]
-                slot = "position" if kind == "position" else "copy"
-                queries.append(Query(f"{uid}|{kind}|{which}",
+                slot = "position" if kind == POSITIONED else "copy"
+                queries.append(Query(query_key(uid, kind, which),
                                      self._request(history, shown, mode), {
                     **meta, "kind": kind, slot: which, "candidates": cands, "titles": shown,
                     "history_titles": history}))
@@ -331,12 +356,13 @@ class PositionProbe(Probe):
 
     def requery(self, q: Query, order: list[int], suffix: str) -> Query:
         """The same request with its candidates in ``order`` (a permutation of their indices),
-        id ``<q.id>|<suffix>``; :meth:`ranking` reads its answer like any other."""
+        its key ``q.key`` with ``suffix`` as one more part; :meth:`ranking` reads its answer
+        like any other."""
         cands = [q.meta["candidates"][i] for i in order]
         shown = [q.meta["titles"][i] for i in order]
         meta = {**q.meta, "candidates": cands, "titles": shown, "reordered_from": q.id}
-        return Query(f"{q.id}|{suffix}", self._request(q.meta["history_titles"], shown,
-                                                        q.meta["mode"]), meta)
+        key = QueryKey(q.key.unit, q.key.attribute, q.key.value, (*q.key.extra, suffix))
+        return Query(key, self._request(q.meta["history_titles"], shown, q.meta["mode"]), meta)
 
     # -- a saved result (recaudit mitigate) ------------------------------------------------------
     @staticmethod
@@ -373,58 +399,56 @@ class PositionProbe(Probe):
             return [str(c) for c in ranking_from_scores(scores, cands)]
         return [cands[i] for i in parse_ranking(answer.response.text, q.meta["titles"])]
 
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
-        from ..metrics.position import (candidate_scores_from_ranking, cramers_v_of_shares,
-                                        cramers_v_uniform,
-                                        first_position_chi2, pairwise_consistency, tied_ndcg_hr)
-        from .kit import Summariser, Table, collect
+    def list_length(self) -> int:
+        """Every candidate of an answer is kept (``n_candidates``)."""
+        return self.params.n_candidates
 
+    def measure(self, run: Run) -> "_Measured":
+        """The rankings -> NDCG/HR/unparsed by input position and their gaps, first places on
+        the shuffled copies (Cramér's V) and the copies' consistency."""
         p = self.params
-        st = ctx.stats
-        K = p.k
-        N = p.n_candidates
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        res.warnings.extend(getattr(self, "_plan_warnings", []))
-        got = collect(queries, answers, N)
-        kit = Summariser(res, st)
-        rankings: dict[str, list[str] | None] = {}
-        for q, rec in zip(queries, got.records):
-            r = self.ranking(q, answers.get(q.id))
-            rankings[q.id] = r
+        for w in getattr(self, "_plan_warnings", []):
+            run.warn(w)
+        rankings: dict[QueryKey, list[str] | None] = {}
+        for q, rec in zip(run.queries, run.result.records, strict=True):
+            r = self.ranking(q, run.answers.get(q.id))
+            rankings[q.key] = r
             rec.update(RankingRecord.measured(q.meta, r).fields())
             rec.pop("titles", None)
-        res.records = got.records
+        users = list(dict.fromkeys(q.meta["user_id"] for q in run.queries))
+        by_key = {q.key: q for q in run.queries}
+        mode = run.queries[0].meta["mode"] if run.queries else p.mode
+        run.method_notes.insert(0, f"Ranking mode: {mode}.")
+        gaps = self._by_position(run, users, by_key, rankings)
+        v_rec, counts, chi = self._shuffled(run, users, by_key, rankings)
+        return _Measured(gaps=gaps, v_rec=v_rec, counts=counts, chi=chi, mode=mode)
 
-        users = list(dict.fromkeys(q.meta["user_id"] for q in queries))
-        by_id = {q.id: q for q in queries}
+    def _by_position(self, run: Run, users: list[str], by_key: dict[QueryKey, Query],
+                     rankings: dict[QueryKey, list[str] | None]) -> dict[str, Any]:
+        """NDCG / HR / unparsed share per input position (users with every position
+        answered) and the NDCG / HR gaps."""
+        from ..metrics.position import candidate_scores_from_ranking, tied_ndcg_hr
+        from .kit import Table
+
+        p, kit, K = self.params, run.summary, self.params.k
         conds = [str(x) for x in p.positions]
-        mode = queries[0].meta["mode"] if queries else self.params.mode
-
-        # NDCG / HR / unparsed per input position (users with every position answered)
-        complete = [u for u in users
-                    if all(rankings.get(f"{u}|position|{x}") is not None for x in p.positions)]
-        if len(complete) < len(users):
-            res.warnings.append(f"{len(users) - len(complete)} of {len(users)} users left out "
-                                "of the per-position tables (a response failed or was not "
-                                "computed)")
+        complete = [u for u in users if all(rankings.get(query_key(u, POSITIONED, x)) is not None
+                                            for x in p.positions)]
+        run.units_complete(None, len(complete), len(users), noun="users",
+                           reason="a positioned request failed or was not computed")
         util = np.full((len(complete), len(p.positions), 3), np.nan)
-        per_user = res.tables.setdefault("per_user", [])
+        per_user = run.result.tables.setdefault("per_user", [])
         for ui, u in enumerate(complete):
             for pi, x in enumerate(p.positions):
-                q = by_id[f"{u}|position|{x}"]
+                q = by_key[query_key(u, POSITIONED, x)]
                 cands = q.meta["candidates"]
-                r = rankings[q.id]
+                r = rankings[q.key]
                 scores = candidate_scores_from_ranking(r, cands)
                 ndcg, hr = tied_ndcg_hr(scores, cands.index(q.meta["held_out"]), K)
                 unparsed = 1.0 - len(r) / len(cands)
                 util[ui, pi] = (ndcg, hr, unparsed)
                 per_user.append({"user_id": u, "position": x, "ndcg": ndcg, "hr": hr,
                                  "unparsed_share": unparsed})
-        small = kit.warning(len(complete))
-        if small:
-            res.warnings.append(f"only {len(complete)} users ({small})")
         gaps = {}
         for j, m in enumerate(("ndcg", "hr")):
             t = Table(m, POSITION_ATTR, conds, complete, util[:, :, j], ks=[K])
@@ -433,13 +457,21 @@ class PositionProbe(Probe):
                 gaps[m] = kit.spread(t, "gap", convention="max - min over input positions of "
                                                           "the per-position means")[K]
         kit.means(Table("unparsed_share", POSITION_ATTR, conds, complete, util[:, :, 2]))
+        return gaps
 
-        # first place per input position and consistency, on the shuffled copies
+    def _shuffled(self, run: Run, users: list[str], by_key: dict[QueryKey, Query],
+                  rankings: dict[QueryKey, list[str] | None]) -> tuple[Any, np.ndarray, Any]:
+        """First place per input position and ranking consistency, on the shuffled copies."""
+        from ..metrics.position import (cramers_v_of_shares, cramers_v_uniform,
+                                        first_position_chi2, pairwise_consistency)
+        from .kit import Table
+
+        p, kit, N = self.params, run.summary, self.params.n_candidates
         fp_users, fp_rows, counts = [], [], np.zeros(N)
         cons_users, cons = [], []
         for u in users:
-            rs = [(by_id[qid], rankings.get(qid)) for qid in
-                  (f"{u}|shuffle|{b}" for b in range(p.n_shuffles)) if qid in by_id]
+            rs = [(by_key[key], rankings.get(key)) for key in
+                  (query_key(u, SHUFFLED, b) for b in range(p.n_shuffles)) if key in by_key]
             rs = [(q, r) for q, r in rs if r]  # failed or nothing parsed: no first place
             if rs:
                 row = np.zeros(N)
@@ -457,8 +489,8 @@ class PositionProbe(Probe):
             fp = Table("first_place_share", POSITION_ATTR, [str(i) for i in range(N)], fp_users,
                        np.asarray(fp_rows).reshape(len(fp_users), N))
             kit.means(fp)
-            res.tables["first_place"] = [{"position": i, "count": int(c)}
-                                         for i, c in enumerate(counts)]
+            run.result.tables["first_place"] = [{"position": i, "count": int(c)}
+                                                for i, c in enumerate(counts)]
             expected = chi.n / N
             warn = (f"expected {expected:.1f} first places per position (< 5): the chi-square "
                     "approximation is poor" if chi.n and expected < 5 else None)
@@ -479,44 +511,49 @@ class PositionProbe(Probe):
                           convention=(f"mean over pairs of {p.n_shuffles} independently "
                                       f"shuffled copies" + (f", p = {p.rbo_p:g}" if j == 0
                                                             else ", union, missing tied last")))
-        kit.adjust()
-        self._findings(res, kit, gaps, v_rec, counts, chi, st.alpha, mode)
-        return kit.finish(headline=("ndcg_gap", "first_place_v", "rank_consistency_rbo"),
-                          tags=self.tags,
-                          method_notes=(f"Ranking mode: {mode}.", *METHOD_NOTES))
+        return v_rec, counts, chi
 
-    def _findings(self, res: ProbeResult, kit: Any, gaps: dict[str, Any], v_rec: Any,
-                  counts: np.ndarray, chi: Any, alpha: float, mode: str) -> None:
-        rec = gaps.get("ndcg")
+    def say(self, run: Run, measured: "_Measured") -> None:
+        """The NDCG-gap finding and the first-place finding (:mod:`~recaudit.probes.findings`).
+        """
+        alpha = run.ctx.stats.alpha
+        kit, res = run.summary, run.result
+        rec = measured.gaps.get("ndcg")
         if rec is not None and rec.estimate is not None:
-            pa = rec.p_adjusted if rec.p_adjusted is not None else rec.p_value
             means = {r.value: r.estimate for r in res.metrics if r.metric == "ndcg"
                      and r.attribute == POSITION_ATTR and r.estimate is not None}
-            sig = pa is not None and pa < alpha
             worst = min(means, key=lambda v: means[v]) if means else "?"
             best = max(means, key=lambda v: means[v]) if means else "?"
-            floor = (f" With {rec.n} users, a ranker that ignores position scores up to "
-                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
-                     if rec.null_p95 is not None else "")
-            p_txt = f"p = {pa:.3g}" if pa is not None else "no test"
-            kit.finding(rec, title=(
-                f"NDCG@{rec.k} depends on the input position of the held-out item (gap "
-                f"{rec.estimate:.3f}, {p_txt})" if sig else
-                f"No significant NDCG@{rec.k} difference across input positions (gap "
-                f"{rec.estimate:.3f}, {p_txt})"),
-                detail=(f"Held-out item shown at position {best}: NDCG {means.get(best, 0):.3f}; "
-                        f"at position {worst}: {means.get(worst, 0):.3f} ({mode} mode, "
-                        f"n = {rec.n} users).{floor}"), alpha=alpha)
+            kit.finding(rec, title=verdict_title(
+                rec, alpha, subject=f"NDCG@{rec.k}",
+                effect="depends on the input position of the held-out item",
+                no_effect="no significant difference across input positions",
+                statistic=f"gap {fmt(rec.estimate)}"),
+                detail=(f"Held-out item shown at position {best}: NDCG "
+                        f"{fmt(means.get(best, 0))}; at position {worst}: "
+                        f"{fmt(means.get(worst, 0))} ({measured.mode} mode, n = {rec.n} users)."
+                        + floor_sentence(rec, "users", blind="a ranker that ignores position")),
+                alpha=alpha)
+        v_rec, counts = measured.v_rec, measured.counts
         if v_rec is not None and v_rec.estimate is not None:
-            pa = v_rec.p_adjusted if v_rec.p_adjusted is not None else v_rec.p_value
-            sig = pa is not None and pa < alpha
             top = int(np.argmax(counts))
             share = counts[top] / counts.sum() if counts.sum() else 0.0
-            p_txt = f"chi-square p = {pa:.3g}" if pa is not None else "no test"
-            kit.finding(v_rec, title=(
-                f"Some input positions are ranked first more often than others (V = "
-                f"{v_rec.estimate:.3f}, {p_txt})" if sig else
-                f"First places are spread evenly over input positions (V = "
-                f"{v_rec.estimate:.3f}, {p_txt})"),
-                detail=(f"Input position {top} came out first in {share:.0%} of {chi.n} "
-                        f"shuffled rankings (uniform: {1 / len(counts):.0%})."), alpha=alpha)
+            kit.finding(v_rec, title=verdict_title(
+                v_rec, alpha, subject="first places",
+                effect="some input positions are ranked first more often than others",
+                no_effect="spread evenly over input positions",
+                statistic=f"Cramér's V {fmt(v_rec.estimate)}, chi-square test"),
+                detail=(f"Input position {top} came out first in {share:.0%} of "
+                        f"{measured.chi.n} shuffled rankings (uniform: {1 / len(counts):.0%})."),
+                alpha=alpha)
+
+
+@dataclass
+class _Measured:
+    """What :meth:`PositionProbe.measure` hands :meth:`PositionProbe.say`."""
+
+    gaps: dict[str, Any]
+    v_rec: Any
+    counts: np.ndarray
+    chi: Any
+    mode: str
