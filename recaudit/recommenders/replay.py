@@ -91,6 +91,7 @@ class Recording:
     where: str = ""
 
     def response(self) -> Response:
+        """Return the recorded answer as a :class:`Response` (``meta["recorded"]``: its source)."""
         return Response(text=self.text, error=self.error, n_prompt_tokens=self.n_prompt_tokens,
                         n_output_tokens=self.n_output_tokens, meta={"recorded": self.where})
 
@@ -340,6 +341,7 @@ class ReplayRecommender(Recommender):
 
     # -- the protocol ---------------------------------------------------------------------------
     def fingerprint(self) -> str:
+        """Return the sha256 of the adapter version, the recording files' digest and columns."""
         blob = json.dumps({"adapter": "replay", "version": ADAPTER_VERSION,
                            "files": self._files_sha256,
                            "columns": [self.prompt_col, self.response_col, self.system_col]},
@@ -347,12 +349,15 @@ class ReplayRecommender(Recommender):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def weights_sha256(self) -> str | None:
+        """Return the sha256 of the recording files (they stand in for the weights)."""
         return self._files_sha256
 
     def batch_invariance(self) -> str | None:
+        """Return "yes": a recorded answer cannot depend on the rest of its batch."""
         return "yes (recorded answers)"
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        """Return the recorded answer of each request; an error response where none exists."""
         out = []
         for req in requests:
             self.n_requests += 1
@@ -372,8 +377,10 @@ class ReplayRecommender(Recommender):
         return out
 
     def missing_report(self) -> str | None:
-        """One line: how many requests had no recording and the first few prompts; ``None``
-        when every request was answered."""
+        """Return one line on the requests that had no recording; ``None`` if there were none.
+
+        The line gives how many requests had no recording and the first few prompts.
+        """
         if not self.n_missing:
             return None
         line = (f"replay: {self.n_missing} of {self.n_requests} requests had no recorded answer"

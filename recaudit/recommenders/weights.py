@@ -1,4 +1,6 @@
-"""Is a weights file damaged? Checks that turn a corrupt or truncated checkpoint into a one-line
+"""Is a weights file damaged? Checks of safetensors and GGUF files before and after loading.
+
+They turn a corrupt or truncated checkpoint into a one-line
 :class:`~recaudit.errors.ModelRuntimeError` (exit 3, as for any model that exists but cannot be
 loaded) that says so, instead of the loader's own error or a failure at the first batch.
 
@@ -20,8 +22,10 @@ __all__ = ["check_safetensors", "gguf_damage"]
 
 
 def check_safetensors(files: Iterable[Path]) -> None:
-    """Raise ModelRuntimeError naming the first ``.safetensors`` file whose header is unreadable
-    or does not cover the file."""
+    """Raise ModelRuntimeError naming the first damaged ``.safetensors`` file.
+
+    Damaged: its header is unreadable or does not cover the file.
+    """
     from safetensors import safe_open
 
     for f in files:
@@ -35,7 +39,7 @@ def check_safetensors(files: Iterable[Path]) -> None:
 
 
 def gguf_damage(path: Path) -> str | None:
-    """Why ``path`` is not a readable GGUF file (the reader's first line), or None."""
+    """Return why ``path`` is not a readable GGUF file (the reader's first line), or None."""
     try:
         from gguf import GGUFReader
     except ImportError:  # pragma: no cover - transformers' GGUF support needs it
