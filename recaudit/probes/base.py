@@ -131,6 +131,8 @@ class Run:
     got: "Collected"
     summary: "Summariser"
     method_notes: list[str] = field(default_factory=list)
+    #: the headline :meth:`finish` stores (None: the probe's ``headline``)
+    headline: Sequence[str] | None = None
 
     @property
     def params(self) -> Any:
@@ -160,10 +162,10 @@ class Run:
             self.warn(f"{prefix}only {n_complete} {noun} ({small})")
         return small
 
-    def finish(self, headline: Sequence[str] | None = None) -> "ProbeResult":
+    def finish(self) -> "ProbeResult":
         """Adjust p-values, store declarations, unit tables, headline, tags and notes."""
         return self.summary.finish(
-            headline=self.probe.headline if headline is None else headline,
+            headline=self.probe.headline if self.headline is None else self.headline,
             tags=self.probe.tags, method_notes=self.method_notes)
 
 

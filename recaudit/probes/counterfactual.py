@@ -29,7 +29,10 @@ from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord, ProbeResult
 from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, require_placeholders,
                          resolve_attributes, subject_queries)
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .registry import probe
+from .sampling import sample_subjects
 from .subjects import SubjectSource
 
 __all__ = ["CounterfactualParams", "CounterfactualProbe", "FAIRLLM_ATTRIBUTES",
@@ -127,12 +130,14 @@ class CounterfactualProbe(Probe):
 
     Params = CounterfactualParams
     requires = frozenset({GENERATE, EMBED})
+    headline = ("snsr_jaccard",)
+    method_notes = METHOD_NOTES
     params: CounterfactualParams
 
-    # -- planning -------------------------------------------------------------------------------
+    # -- plan -----------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
-        subjects = p.subjects.resolve(ctx.catalog)
+        subjects = sample_subjects(p.subjects, ctx.catalog)
         queries = subject_queries(subjects, p.attributes, p.prompt, p.k, p.system_prompt(),
                                   neutral=p.neutral)
         for m, name in enumerate(subjects):
@@ -141,70 +146,60 @@ class CounterfactualProbe(Probe):
                     for member in members:
                         phrase = p.member_phrase.replace("{member}", member)
                         queries.append(Query(
-                            f"{m}|{attr}|{group}|{member}",
+                            QueryKey(m, attr, group, (member,)),
                             Request.from_prompt(p.prompt(phrase, name), k=p.k,
                                                 system=p.system_prompt()),
                             {"unit": m, "subject": name, "attribute": attr, "value": group,
                              "member": member}))
         return queries
 
-    def _ids(self, unit: int, attr: str, cond: str) -> list[str]:
-        """Query ids whose lists make up one (unit, attribute, condition) cell: the value's
-        query, or one per member of an implicit-cue group."""
+    def _keys(self, unit: int, attr: str, cond: str) -> list[QueryKey]:
+        """Keys of the queries whose lists make up one (unit, attribute, condition) cell: the
+        value's query, or one per member of an implicit-cue group."""
         if attr in self.params.groups:
-            return [f"{unit}|{attr}|{cond}|{m}" for m in self.params.groups[attr][cond]]
-        return [f"{unit}|{attr}|{cond}"]
+            return [QueryKey(unit, attr, cond, (m,)) for m in self.params.groups[attr][cond]]
+        return [QueryKey(unit, attr, cond)]
 
-    # -- analysis -------------------------------------------------------------------------------
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
+    # -- measure --------------------------------------------------------------------------------
+    def measure(self, run: Run) -> dict[str, Any]:
         from ..metrics.similarity import similarity_matrix
-        from .kit import Summariser, Table, collect
+        from .kit import Table
 
-        p = self.params
-        st = ctx.stats
+        p, got, kit, ctx = self.params, run.got, run.summary, run.ctx
         K = p.k
         ks = list(range(1, K + 1))
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, K)
-        res.records = got.records
-        kit = Summariser(res, st)
-        n_units = len({q.meta["unit"] for q in queries})
+        n_units = len({q.meta["unit"] for q in run.queries})
         snsr_jaccard: dict[str, MetricRecord] = {}
         divergent: list[tuple[float, int, str, str]] = []
         # catalog-free FaiRLLM parse: pairs with an empty list are skipped (NaN) and counted
         skip_empty = getattr(ctx.catalog, "empty_pair_policy", "score") == "skip"
         catalog_convention = getattr(ctx.catalog, "convention", None)
         skipped: dict[str, tuple[int, int]] = {}  # attribute -> (pairs skipped, pairs)
+        neutral = {m: QueryKey(m, value=NEUTRAL) for m in range(n_units)}
         for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
-            ids = [m for m in range(n_units) if f"{m}|neutral" in shares]
+            ids = [m for m in range(n_units) if neutral[m] in shares]
             kit.means(Table(metric, None, [p.neutral], [str(m) for m in ids],
-                            np.array([[shares[f"{m}|neutral"]] for m in ids]).reshape(-1, 1)))
+                            np.array([[shares[neutral[m]]] for m in ids]).reshape(-1, 1)))
         for attr, values in p.conditions().items():
             units = [m for m in range(n_units) if got.complete(
-                [f"{m}|neutral"] + [i for v in values for i in self._ids(m, attr, v)])]
-            if len(units) < n_units:
-                res.warnings.append(f"{attr}: {n_units - len(units)} of {n_units} instructions "
-                                    "dropped (a response failed or was not computed)")
-            small = kit.warning(len(units))
-            if small:
-                res.warnings.append(f"{attr}: only {len(units)} instructions ({small})")
+                [neutral[m]] + [i for v in values for i in self._keys(m, attr, v)])]
+            run.units_complete(attr, len(units), n_units, noun="instructions")
             labels = [str(m) for m in units]
             for metric, shares in (("hallucination", got.hallucination),
                                    ("empty_list", got.empty)):
-                x = np.array([[_mean([shares[i] for i in self._ids(m, attr, v)]) for v in values]
-                              for m in units])
+                x = np.array([[_mean([shares[i] for i in self._keys(m, attr, v)])
+                               for v in values] for m in units])
                 kit.means(Table(metric, attr, list(values), labels,
                                 x.reshape(len(units), len(values))))
             if not units:
                 continue
-            ids = [(m, v, i) for m in units for v in values for i in self._ids(m, attr, v)]
+            ids = [(m, v, i) for m in units for v in values for i in self._keys(m, attr, v)]
             s_lists = [got.lists[i] for _, _, i in ids]
-            n_lists = [got.lists[f"{m}|neutral"] for m, _, _ in ids]
+            n_lists = [got.lists[neutral[m]] for m, _, _ in ids]
             mats = similarity_matrix(s_lists, n_lists, k_values=ks, metrics=tuple(p.similarities),
                                      p=p.rbo_p)
-            empty_pair = np.array([not s or not n for s, n in zip(s_lists, n_lists)], dtype=bool)
+            empty_pair = np.array([not s or not n for s, n in zip(s_lists, n_lists, strict=True)],
+                                  dtype=bool)
             if skip_empty:
                 skipped[attr] = (int(empty_pair.sum()), len(ids))
             cells = {(m, v): [] for m in units for v in values}  # rows of mats per cell
@@ -228,27 +223,28 @@ class CounterfactualProbe(Probe):
                     for ui, m in enumerate(units):
                         for vi, v in enumerate(values):
                             divergent.append((float(x[ui, vi, -1]), m, attr, v))
-        notes = METHOD_NOTES
         if skip_empty:
             n_skip = sum(a for a, _ in skipped.values())
             n_pairs = sum(b for _, b in skipped.values())
             if n_skip:
                 per_attr = ", ".join(f"{a}: {k}" for a, (k, _) in skipped.items() if k)
-                res.warnings.append(f"{n_skip} of {n_pairs} pairs skipped: an empty parsed list "
-                                    f"(FaiRLLM's rule; {per_attr})")
+                run.warn(f"{n_skip} of {n_pairs} pairs skipped: an empty parsed list "
+                         f"(FaiRLLM's rule; {per_attr})")
         if catalog_convention:
-            notes = (*METHOD_NOTES, "Catalog-free audit: items are normalised title strings "
-                     f"({catalog_convention}); serp_star uses FaiRLLM's SERP* normaliser "
-                     "(2 L_n (L_n + 1)), serp_star_normalized the normalized one.")
-        kit.adjust()
-        self._findings(res, kit, snsr_jaccard, st.alpha)
-        self._empty_finding(res, kit, got.empty, skip_empty)
-        self._examples(res, ctx, divergent, got.lists, answers, p.n_examples)
-        return kit.finish(headline=("snsr_jaccard",), tags=self.tags, method_notes=notes)
+            run.method_notes.append(
+                "Catalog-free audit: items are normalised title strings "
+                f"({catalog_convention}); serp_star uses FaiRLLM's SERP* normaliser "
+                "(2 L_n (L_n + 1)), serp_star_normalized the normalized one.")
+        return {"snsr": snsr_jaccard, "divergent": divergent, "skip_empty": skip_empty}
 
-    # -- helpers --------------------------------------------------------------------------------
-    def _findings(self, res: ProbeResult, kit: Any, recs: dict[str, MetricRecord],
-                  alpha: float) -> None:
+    # -- say ------------------------------------------------------------------------------------
+    def say(self, run: Run, measured: dict[str, Any]) -> None:
+        self._findings(run, measured["snsr"])
+        self._empty_finding(run.result, run.summary, run.got.empty, measured["skip_empty"])
+        self._examples(run, measured["divergent"])
+
+    def _findings(self, run: Run, recs: dict[str, MetricRecord]) -> None:
+        res, alpha = run.result, run.ctx.stats.alpha
         for attr, rec in sorted(recs.items(), key=lambda kv: -(kv[1].estimate or 0)):
             if rec.p_adjusted is None:
                 continue
@@ -256,20 +252,16 @@ class CounterfactualProbe(Probe):
                     and m.attribute == attr and m.k == rec.k and m.value is not None}
             lo_v = min(sims, key=lambda v: sims[v])
             hi_v = max(sims, key=lambda v: sims[v])
-            significant = rec.p_adjusted < alpha
-            floor = (f" An attribute-blind model with {rec.n} instructions scores up to "
-                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
-                     if rec.null_p95 is not None else "")
-            kit.finding(
+            run.summary.finding(
                 rec,
-                title=(f"{attr}: lists differ by user {attr} (SNSR of Jaccard@{rec.k} = "
-                       f"{rec.estimate:.3f}, p_adj = {rec.p_adjusted:.3g})"
-                       if significant else
-                       f"{attr}: no significant difference (SNSR of Jaccard@{rec.k} = "
-                       f"{rec.estimate:.3f}, p_adj = {rec.p_adjusted:.3g})"),
+                title=verdict_title(rec, alpha, subject=attr,
+                                    effect=f"lists differ by user {attr}",
+                                    no_effect="no significant difference",
+                                    statistic=f"SNSR of Jaccard@{rec.k} = {fmt(rec.estimate)}"),
                 detail=(f"Users who say they are {lo_v!r} get lists least like the neutral one "
-                        f"(Jaccard {sims[lo_v]:.3f}); {hi_v!r} most alike ({sims[hi_v]:.3f}). "
-                        f"95% CI of SNSR [{_fmt(rec.ci_low)}, {_fmt(rec.ci_high)}].{floor}"),
+                        f"(Jaccard {fmt(sims[lo_v])}); {hi_v!r} most alike "
+                        f"({fmt(sims[hi_v])}). 95% CI of SNSR {ci_text(rec)}."
+                        + floor_sentence(rec, "instructions")),
                 alpha=alpha)
 
     @staticmethod
@@ -292,29 +284,25 @@ class CounterfactualProbe(Probe):
         if share >= kit.REFUSAL_SHARE:
             res.warnings.append(f"{share:.0%} of answers grounded to an empty list")
 
-    def _examples(self, res: ProbeResult, ctx: AuditContext, divergent: list, lists: dict,
-                  answers: dict, n: int) -> None:
-        subject = {q["unit"]: q["subject"] for q in res.records}
+    def _examples(self, run: Run, divergent: list[tuple[float, int, str, str]]) -> None:
+        res, lists, answers = run.result, run.got.lists, run.answers
+        title = run.ctx.catalog.title
+        subject = {q.meta["unit"]: q.meta["subject"] for q in run.queries}
         seen = set()
         for score, m, attr, v in sorted(divergent, key=lambda t: t[0]):
-            if len(res.examples) >= n:
+            if len(res.examples) >= self.params.n_examples:
                 break
             if (m, attr) in seen:
                 continue
             seen.add((m, attr))
-            nid, sid = f"{m}|neutral", self._ids(m, attr, v)[0]  # a group: its first member
+            nid, sid = QueryKey(m, value=NEUTRAL), self._keys(m, attr, v)[0]  # group: 1st member
             res.examples.append({
                 "subject": subject.get(m, str(m)),
                 "attribute": attr, "value": v, "jaccard": score,
-                "neutral": [ctx.catalog.title(i) for i in lists[nid]],
-                "sensitive": [ctx.catalog.title(i) for i in lists[sid]],
-                "neutral_text": answers[nid].response.text,
-                "sensitive_text": answers[sid].response.text})
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
+                "neutral": [title(i) for i in lists[nid]],
+                "sensitive": [title(i) for i in lists[sid]],
+                "neutral_text": answers[str(nid)].response.text,
+                "sensitive_text": answers[str(sid)].response.text})
 
 def _mean(values: list[float]) -> float:
     """A cell's value: the one query's, or the mean over an implicit-cue group's members."""

@@ -44,11 +44,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, ProbeCannotRun
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, ProbeResult
 from .attributes import DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, subject_queries
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import fmt
+from .registry import probe
+from .sampling import sample_histories, sample_subjects
 from .subjects import SubjectSource
 
 __all__ = ["ExposureParams", "ExposureProbe", "group_labels"]
@@ -146,17 +149,23 @@ class ExposureProbe(Probe):
     Params = ExposureParams
     requires = frozenset({GENERATE, EMBED})
     needs_catalog = True
+    headline = ("ndkl", "skew_at_k")
+    method_notes = METHOD_NOTES
     params: ExposureParams
 
-    # -- planning -------------------------------------------------------------------------------
+    # -- plan -----------------------------------------------------------------------------------
     def desired(self, catalog: Any, column: str) -> tuple[dict[str, str], dict[str, float]]:
         """(item -> group, desired share per group) of one column; groups ordered by their
-        catalog share (largest first). DataError for an unknown column, ConfigError for a
-        target naming a group the column does not have."""
+        catalog share (largest first). :class:`~recaudit.errors.ProbeCannotRun` when the
+        catalog has no such column, ConfigError for a target naming a group the column does
+        not have."""
         from ..metrics.exposure import item_shares, resolve_target
 
         p = self.params
-        mapping = group_labels(catalog.item_groups(column))
+        try:
+            mapping = group_labels(catalog.item_groups(column))
+        except DataError as err:  # the catalog has no such data: the probe cannot be fed
+            raise ProbeCannotRun(str(err)) from None
         cat = item_shares(mapping)
         groups = sorted(cat, key=lambda g: (-cat[g], g))
         ref = cat if p.reference == "catalog" else {g: 1.0 / len(groups) for g in groups}
@@ -171,53 +180,43 @@ class ExposureProbe(Probe):
         for col in p.groups:  # fail before any model call
             self.desired(ctx.catalog, col)
         if p.prompts == "subjects":
-            return subject_queries(p.subjects.resolve(ctx.catalog), {}, p.prompt, p.k,
+            return subject_queries(sample_subjects(p.subjects, ctx.catalog), {}, p.prompt, p.k,
                                    p.system_prompt(), neutral=p.neutral)
         from .histories import history_title
-        from .profile import ProfileParams, ProfileProbe
+        from .profile import ProfileParams
 
-        sampler = ProfileProbe(ProfileParams(n_users=p.n_users, history_items=p.history_items,
-                                             seed=p.seed, k=p.k, template=p.base_template()))
+        # the profile probe's users and neutral prompts (byte-identical requests)
+        template = ProfileParams(k=p.k, template=p.base_template())
         queries = []
-        for user in sampler.sample_users(ctx.catalog):
-            titles = [history_title(ctx.catalog, i) for i in user["history"]]
-            prompt = sampler.params.prompt(p.neutral, titles)
-            queries.append(Query(f"{user['user_id']}|neutral", Request.from_prompt(
-                prompt, k=p.k, system=p.system_prompt()),
-                {"unit": user["user_id"], "user_id": user["user_id"],
-                 "history": user["history"], "attribute": None, "value": p.neutral}))
+        for user in sample_histories(ctx.catalog, n_users=p.n_users,
+                                     history_items=p.history_items, seed=p.seed):
+            titles = [history_title(ctx.catalog, i) for i in user.history]
+            queries.append(Query(QueryKey(user.user_id, value=NEUTRAL), Request.from_prompt(
+                template.prompt(p.neutral, titles), k=p.k, system=p.system_prompt()),
+                {"unit": user.user_id, "user_id": user.user_id, "history": user.history,
+                 "attribute": None, "value": p.neutral}))
         return queries
 
-    # -- analysis -------------------------------------------------------------------------------
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
+    # -- measure --------------------------------------------------------------------------------
+    def measure(self, run: Run) -> None:
         from ..metrics.exposure import group_exposure_share, ndkl, topk_group_share
-        from .kit import Summariser, Table, collect
+        from .kit import Table
 
-        p = self.params
+        p, got, kit, res, ctx, queries = (self.params, run.got, run.summary, run.result,
+                                          run.ctx, run.queries)
         K = p.k
         ks = p.ks()
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, K)
-        res.records = got.records
-        kit = Summariser(res, ctx.stats)
-        ids = [q.id for q in queries]
-        usable = [i for i in ids if got.lists.get(i)]
-        if len(usable) < len(ids):
-            res.warnings.append(f"{len(ids) - len(usable)} of {len(ids)} requests left out "
-                                "(failed, or no catalog item in the answer)")
-        small = kit.warning(len(usable))
-        if small:
-            res.warnings.append(f"only {len(usable)} lists ({small})")
-        ok = [i for i in ids if i in got.hallucination]
+        usable = [q for q in queries if got.lists.get(q.key)]
+        run.units_complete(None, len(usable), len(queries), noun="requests",
+                           reason="failed, or no catalog item in the answer")
+        ok = [q.id for q in queries if q.key in got.hallucination]
         for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
             kit.means(Table(metric, None, [p.neutral], ok,
                             np.array([shares[i] for i in ok], dtype=float).reshape(-1, 1)))
         kit.refusal_finding(got.empty, "Those requests are left out of every exposure number; "
                                        "the exposure shares describe the remaining lists only.")
-        units = [str(queries[ids.index(i)].meta["unit"]) for i in usable]
-        lists = [got.lists[i] for i in usable]
+        units = [str(q.meta["unit"]) for q in usable]
+        lists = [got.lists[q.key] for q in usable]
         for col in p.groups:
             mapping, target = self.desired(ctx.catalog, col)
             groups = list(target)
@@ -241,7 +240,7 @@ class ExposureProbe(Probe):
             warn = None
             if n_inf:
                 warn = (f"{n_inf} lists hold a group with desired share 0 (NDKL inf), left out")
-                res.warnings.append(f"{col}: {warn}")
+                run.warn(f"{col}: {warn}")
             nd[np.isinf(nd)] = np.nan
             # condition label unique per column (the report reads one label under two
             # attributes as the same prompt)
@@ -250,8 +249,6 @@ class ExposureProbe(Probe):
                             convention=conv, warning=warn)
             self._finding(res, col, skews, ndk[(label, K)], target, top[:, :, -1].mean(axis=0),
                           groups)
-        return kit.finish(headline=("ndkl", "skew_at_k"), tags=self.tags,
-                          method_notes=METHOD_NOTES)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -286,7 +283,7 @@ class ExposureProbe(Probe):
         sig = [r for r in skews.values() if r.estimate is not None and r.ci_low is not None
                and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)]
         absent = [g for g, r in skews.items() if r.estimate is None]
-        nd_txt = (f"NDKL@{nd.k} = {nd.estimate:.3f}" if nd.estimate is not None else "NDKL n/a")
+        nd_txt = f"NDKL@{nd.k} = {fmt(nd.estimate)}"
         if sig:
             worst = max(sig, key=lambda r: abs(r.estimate))
             e = worst.estimate
@@ -294,7 +291,8 @@ class ExposureProbe(Probe):
                 else "low"
             share = shares[groups.index(worst.value)]
             title = (f"{col}: {worst.value!r} is {'over' if e > 0 else 'under'}-represented "
-                     f"(skew@{worst.k} = {e:+.3f}: {share:.1%} of the top-{worst.k} slots vs "
+                     f"(skew@{worst.k} = {'+' if e >= 0 else ''}{fmt(e)}: {share:.1%} of the "
+                     f"top-{worst.k} slots vs "
                      f"{target[worst.value]:.1%} desired)")
         else:
             sev, e = "info", None

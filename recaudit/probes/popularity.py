@@ -47,12 +47,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import DataError
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord, ProbeResult
 from .attributes import require_placeholders
-from .histories import history_ids, history_title, select_history, user_sort_key
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import ci_text, floor_sentence, fmt, p_text, verdict_title
+from .histories import history_ids, history_title
+from .registry import probe
+from .sampling import UserSampler, require
 
 POPULARITY_TEMPLATE = (
     "I have watched the following movies: {history}. Please provide me with a list of {K} "
@@ -161,46 +163,28 @@ class PopularityProbe(Probe):
     needs_catalog = True
     params: PopularityParams
 
-    # -- planning -------------------------------------------------------------------------------
-    @staticmethod
-    def _require(catalog: Any) -> None:
-        if getattr(catalog, "interactions", None) is None:
-            raise DataError(f"popularity probe: catalog {getattr(catalog, 'name', '?')!r} has "
-                            "no interactions; the probe needs user histories (use catalog "
-                            "source movielens or give an interactions file)")
+    headline = ("aplt_gap", "arp_gap", "arp", "aplt", "gini", "pop_rsp")
+    method_notes = METHOD_NOTES
 
+    # -- plan -----------------------------------------------------------------------------------
     def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
-        """The sampled users with their three shown histories and held-out ids (seeded)."""
+        """The sampled users with their three shown histories and held-out ids (seeded: the
+        users and shown histories of :class:`~recaudit.probes.sampling.UserSampler`, the swaps
+        drawn from the same generator)."""
         p = self.params
-        self._require(catalog)
-        train_all = catalog.split("train")
-        test_all = catalog.split("test")
-        # rows of each user (the frames are in stable per-user time order)
-        tr_rows = train_all.groupby(train_all["user_id"].astype(str), sort=False).indices
-        te_rows = test_all.groupby(test_all["user_id"].astype(str), sort=False).indices
-        eligible = [u for u in sorted(catalog.user_ids(), key=user_sort_key)
-                    if len(tr_rows.get(str(u), ())) >= p.history_items
-                    and len(te_rows.get(str(u), ())) >= 1]
-        if not eligible:
-            raise DataError(f"popularity probe: no user has >= {p.history_items} training "
-                            "interactions and a held-out item; lower history_items")
-        pools = self._pools(catalog, train_all)
-        rng = np.random.default_rng(p.seed)
-        pick = rng.choice(len(eligible), size=min(p.n_users, len(eligible)), replace=False)
+        sampler = UserSampler(catalog, min_train=p.history_items, seed=p.seed)
+        pools = self._pools(catalog, catalog.split("train"))
         users = []
-        for i in pick:
-            u = eligible[int(i)]
-            train = train_all.iloc[np.sort(tr_rows[str(u)])].reset_index(drop=True)
-            test = test_all.iloc[np.sort(te_rows[str(u)])].reset_index(drop=True)
-            shown = select_history(train, p.history_items, p.sampling, rng)
-            rating = dict(zip(train["item_id"].astype(str), train["rating"].astype(float))) \
-                if "rating" in train.columns else {}
+        for sampled in sampler.histories(p.n_users, p.history_items, p.sampling):
+            train, test, shown = sampled.train, sampled.test, sampled.history
+            rating = (dict(zip(train["item_id"].astype(str), train["rating"].astype(float),
+                               strict=True)) if "rating" in train.columns else {})
             ratings = [float(rating.get(i, np.nan)) for i in shown]
             own = set(history_ids(train)) | set(history_ids(test))
-            user = {"user_id": str(u), "held_out": history_ids(test),
+            user = {"user_id": sampled.user_id, "held_out": sampled.held_out,
                     "histories": {ORIGINAL_H: shown}, "fallbacks": 0}
             for cond in SWAPPED:
-                items, fb = pools[cond].swap(shown, ratings, own, rng)
+                items, fb = pools[cond].swap(shown, ratings, own, sampler.rng)
                 user["histories"][cond] = items
                 user["fallbacks"] += fb
             users.append(user)
@@ -220,9 +204,8 @@ class PopularityProbe(Probe):
                    and (str(i) in head) == want_head]
             mr = (np.full(len(ids), np.nan) if mean is None
                   else mean.reindex(ids).to_numpy(dtype=float))
-            if not ids:
-                raise DataError(f"popularity probe: no {'short-head' if want_head else 'long-tail'}"
-                                f" item has >= {p.min_popularity} training users to swap in")
+            require(ids, f"no {'short-head' if want_head else 'long-tail'} item has >= "
+                         f"{p.min_popularity} training users to swap in; lower min_popularity")
             pools[cond] = _Pool(ids, mr)
         return pools
 
@@ -238,42 +221,40 @@ class PopularityProbe(Probe):
             for cond in CONDITIONS:
                 hist = user["histories"][cond]
                 titles = [shown_title[i] for i in hist]
-                queries.append(Query(f"{uid}|{cond}", Request.from_prompt(
+                queries.append(Query(QueryKey(uid, value=cond), Request.from_prompt(
                     p.prompt(titles), k=p.k, system=p.system),
                     {"user_id": uid, "condition": cond, "history": hist,
                      "original_history": user["histories"][ORIGINAL_H],
                      "held_out": user["held_out"], "fallbacks": user["fallbacks"]}))
         return queries
 
-    # -- analysis -------------------------------------------------------------------------------
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
+    # -- measure --------------------------------------------------------------------------------
+    def list_length(self) -> int:
+        """Every grounded id is collected; lists are cut to ``k`` after the history is
+        (optionally) removed."""
+        return LONG
+
+    def measure(self, run: Run) -> dict[str, Any] | None:
         from ..metrics.popularity import (gini, item_coverage, pop_reo, pop_rsp,
                                           popularity_lift, user_popularity_groups)
         from ..metrics.similarity import jaccard
-        from .kit import Summariser, Table, collect
+        from .kit import ByKey, Table
 
-        p = self.params
+        p, got, kit, res, queries = self.params, run.got, run.summary, run.result, run.queries
         K = p.k
-        catalog = ctx.catalog
-        self._require(catalog)
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, LONG)  # all grounded ids; truncated to k below
-        res.records = got.records
-        kit = Summariser(res, ctx.stats)
-        lists: dict[str, list[str] | None] = {}
-        echo: dict[str, float] = {}
+        catalog = run.ctx.catalog
+        lists = ByKey()  # query -> its list (cut to k, the history removed if asked)
+        echo = ByKey()  # query -> share of the raw top k that repeats the shown history
         for q in queries:
-            full = got.lists.get(q.id)
+            full = got.lists.get(q.key)
             if full is None:
-                lists[q.id] = None
+                lists[q.key] = None
                 continue
             seen = set(q.meta["history"])
             top = full[:K]
-            echo[q.id] = sum(i in seen for i in top) / len(top) if top else float("nan")
-            lists[q.id] = ([i for i in full if i not in seen][:K] if p.exclude_history
-                           else top)
+            echo[q.key] = sum(i in seen for i in top) / len(top) if top else float("nan")
+            lists[q.key] = ([i for i in full if i not in seen][:K] if p.exclude_history
+                            else top)
         pop = {str(i): float(v) for i, v in catalog.train_popularity().items()}
         head, tail = catalog.head_tail(p.head_share)
         n_items = len(catalog)
@@ -282,29 +263,28 @@ class PopularityProbe(Probe):
         shown = {(q.meta["user_id"], q.meta["condition"]): q.meta["history"] for q in queries}
         users = list(meta)
         if len(users) < p.n_users:
-            res.warnings.append(f"only {len(users)} users qualify (>= {p.history_items} "
-                                f"training items and a held-out item); {p.n_users} were asked for")
+            run.warn(f"only {len(users)} users qualify (>= {p.history_items} training items and "
+                     f"a held-out item); {p.n_users} were asked for")
         fallbacks = sum(int(m.get("fallbacks", 0)) for m in meta.values())
         if fallbacks:
-            res.warnings.append(f"{fallbacks} swapped history items could not avoid the user's "
-                                "own unshown items (small pool)")
-        units = [u for u in users if all(lists.get(f"{u}|{c}") is not None for c in CONDITIONS)]
+            run.warn(f"{fallbacks} swapped history items could not avoid the user's own unshown "
+                     "items (small pool)")
+
+        def key(u: str, c: str) -> QueryKey:
+            return QueryKey(u, value=c)
+
+        units = [u for u in users if all(lists.get(key(u, c)) is not None for c in CONDITIONS)]
         n = len(units)
-        if n < len(users):
-            res.warnings.append(f"{len(users) - n} of {len(users)} users left out (a response "
-                                "failed or was not computed)")
-        small = kit.warning(n)
-        if small:
-            res.warnings.append(f"only {n} users ({small})")
+        run.units_complete(None, n, len(users), noun="users")
         if n == 0:
             for m in ("arp", "aplt", "aclt", "arp_gap", "aplt_gap", "gini", "pop_rsp",
                       "pop_reo"):
                 kit.record(m, attribute=HISTORY if m[:3] in ("arp", "apl", "acl") else None,
                            k=K, n=0, warning="no users with complete answers")
-            return kit.finish(headline=("aplt_gap", "arp_gap"), tags=self.tags,
-                              method_notes=METHOD_NOTES)
+            run.headline = ("aplt_gap", "arp_gap")
+            return None
 
-        L = {c: [lists[f"{u}|{c}"] for u in units] for c in CONDITIONS}
+        L = {c: [lists[key(u, c)] for u in units] for c in CONDITIONS}
         per = np.full((n, len(CONDITIONS), 3), np.nan)  # arp, aplt, aclt
         for ci, c in enumerate(CONDITIONS):
             for ui, lst in enumerate(L[c]):
@@ -312,10 +292,10 @@ class PopularityProbe(Probe):
                 if lst:
                     per[ui, ci, 0] = float(np.mean([pop.get(i, 0.0) for i in lst]))
                     per[ui, ci, 1] = per[ui, ci, 2] / len(lst)
-        h = np.array([[got.hallucination[f"{u}|{c}"] for c in CONDITIONS] for u in units])
+        h = np.array([[got.hallucination[key(u, c)] for c in CONDITIONS] for u in units])
         kit.means(Table("hallucination", HISTORY, list(CONDITIONS), units, h),
                   convention="share of parsed entries matching no catalog item")
-        e = np.array([[echo[f"{u}|{c}"] for c in CONDITIONS] for u in units])
+        e = np.array([[echo[key(u, c)] for c in CONDITIONS] for u in units])
         echo_recs = kit.means(Table("history_echo", HISTORY, list(CONDITIONS), units, e,
                                     ks=[K]), convention="share of the raw top-k grounded items")
         gaps: dict[str, MetricRecord] = {}
@@ -328,7 +308,7 @@ class PopularityProbe(Probe):
                 gaps[m] = kit.spread(cf, "gap", convention="|blockbuster - niche| of the "
                                      "condition means (same users)", family=FAMILY)[K]
 
-        jac = np.array([[jaccard(lists[f"{u}|{c}"], lists[f"{u}|{ORIGINAL_H}"]) for c in SWAPPED]
+        jac = np.array([[jaccard(lists[key(u, c)], lists[key(u, ORIGINAL_H)]) for c in SWAPPED]
                         for u in units])
         jt = Table("jaccard", HISTORY, list(SWAPPED), units, jac, ks=[K])
         kit.means(jt, convention="overlap with the original-history list")
@@ -413,14 +393,20 @@ class PopularityProbe(Probe):
                                  "jaccard": 1.0 if ci == 0 else float(jac[ui, ci - 1]),
                                  "user_group": labels[ui]})
 
-        kit.adjust()
-        self._findings(res, kit, gaps, jgap, lifts, ctx.stats.alpha)
-        self._echo_finding(kit, echo_recs, ctx.stats.alpha)
-        self._examples(res, catalog, units, per, lists, shown)
-        return kit.finish(headline=("aplt_gap", "arp_gap", "arp", "aplt", "gini", "pop_rsp"),
-                          tags=self.tags, method_notes=METHOD_NOTES)
+        return {"gaps": gaps, "jgap": jgap, "lifts": lifts, "echo": echo_recs, "units": units,
+                "per": per, "lists": lists, "shown": shown}
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- say ------------------------------------------------------------------------------------
+    def say(self, run: Run, measured: dict[str, Any] | None) -> None:
+        if measured is None:  # no user with complete answers: nothing to say
+            return
+        alpha = run.ctx.stats.alpha
+        self._findings(run.result, run.summary, measured["gaps"], measured["jgap"],
+                       measured["lifts"], alpha)
+        self._echo_finding(run.summary, measured["echo"], alpha)
+        self._examples(run.result, run.ctx.catalog, measured["units"], measured["per"],
+                       measured["lists"], measured["shown"])
+
     def _findings(self, res: ProbeResult, kit: Any, gaps: dict[str, MetricRecord],
                   jgap: MetricRecord, lifts: dict[str, MetricRecord], alpha: float) -> None:
         def mean(metric: str, value: str) -> float | None:
@@ -433,37 +419,33 @@ class PopularityProbe(Probe):
             if rec.estimate is None or rec.p_adjusted is None:
                 continue
             nic, blk = mean(m, NICHE), mean(m, BLOCKBUSTER)
-            sig = rec.p_adjusted < alpha
             follows = (blk or 0) > (nic or 0) if m == "arp" else (nic or 0) > (blk or 0)
             verb = ("follow the popularity of the shown history" if follows
                     else "move against the popularity of the shown history")
-            title = (f"{m.upper()}@{rec.k}: lists {verb} (gap {rec.estimate:.3g}, p_adj = "
-                     f"{rec.p_adjusted:.3g})" if sig else
-                     f"{m.upper()}@{rec.k}: no significant change between niche and blockbuster "
-                     f"histories (gap {rec.estimate:.3g}, p_adj = {rec.p_adjusted:.3g})")
-            ci = (f"[{rec.ci_low:.3g}, {rec.ci_high:.3g}]" if rec.ci_low is not None
-                  and rec.ci_high is not None else "n/a")
-            floor = (f" A model that ignores the history's popularity scores up to "
-                     f"{rec.null_p95:.3g} with {rec.n} users (95th percentile of the "
-                     "permutation null)." if rec.null_p95 is not None else "")
+            title = verdict_title(rec, alpha, subject=f"{m.upper()}@{rec.k}",
+                                  effect=f"lists {verb}",
+                                  no_effect="no significant change between niche and "
+                                            "blockbuster histories",
+                                  statistic=f"gap {fmt(rec.estimate)}")
             kit.finding(rec, title=title, detail=(
-                f"The same users shown equally rated niche items get {names[m]} {_fmt(nic)}; "
-                f"shown blockbusters, {_fmt(blk)}. CI of the gap {ci}, n = {rec.n} users."
-                f"{floor}"),
+                f"The same users shown equally rated niche items get {names[m]} {fmt(nic)}; "
+                f"shown blockbusters, {fmt(blk)}. CI of the gap {ci_text(rec)}, n = {rec.n} "
+                "users." + floor_sentence(rec, "users", "a model that ignores the history's "
+                                                        "popularity")),
                 alpha=alpha)
         if jgap.estimate is not None and jgap.p_adjusted is not None:
             jn, jb = mean("jaccard", NICHE), mean("jaccard", BLOCKBUSTER)
             kit.finding(jgap, title=(
-                f"Jaccard@{jgap.k} with the original list: niche history {_fmt(jn)}, "
-                f"blockbuster history {_fmt(jb)} (gap p_adj = {jgap.p_adjusted:.3g})"),
+                f"Jaccard@{jgap.k} with the original list: niche history {fmt(jn)}, "
+                f"blockbuster history {fmt(jb)} (gap {p_text(jgap)})"),
                 detail=("How much of each user's original list survives when the history is "
                         "swapped for niche or for blockbuster items; a large asymmetry means "
                         "the lists lean towards one kind of history."), alpha=alpha)
         for g, rec in lifts.items():
             if rec.estimate is None or g != "niche":
                 continue
-            ci = (f" (CI [{rec.ci_low:.3g}, {rec.ci_high:.3g}])" if rec.ci_low is not None
-                  and rec.ci_high is not None else "")
+            ci = f" (CI {ci_text(rec)})" if rec.ci_low is not None and rec.ci_high is not None \
+                else ""
             kit.finding(rec, title=(f"Niche users: recommendations {100 * rec.estimate:+.0f}% "
                                     f"popularity against their shown history{ci}"),
                         detail=(f"Popularity lift of the {rec.n} users with the lowest share of "
@@ -492,12 +474,8 @@ class PopularityProbe(Probe):
             res.examples.append({
                 "user_id": u, "arp_shift": _f(per[ui, 2, 0] - per[ui, 1, 0]),
                 **{f"{c}_history": [catalog.title(i) for i in shown[(u, c)]] for c in CONDITIONS},
-                **{f"{c}_list": [catalog.title(i) for i in lists[f"{u}|{c}"] or []]
+                **{f"{c}_list": [catalog.title(i) for i in lists[QueryKey(u, value=c)] or []]
                    for c in CONDITIONS}})
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
 
 
 def _f(x: float) -> float | None:

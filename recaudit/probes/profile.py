@@ -58,10 +58,13 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
-from ..results import MetricRecord, ProbeResult
+from ..results import MetricRecord
 from .attributes import require_placeholders
-from .histories import history_ids, history_title, select_history, user_sort_key
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .histories import history_title
+from .registry import probe
+from .sampling import SampledUser, sample_histories
 
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
     "gender": ["a female", "a male"],
@@ -192,34 +195,16 @@ class ProfileProbe(Probe):
     needs_catalog = True
     params: ProfileParams
 
-    # -- planning -------------------------------------------------------------------------------
-    def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
-        """The sampled users with their shown history and held-out ids (seeded)."""
+    headline = ("ndcg_gap", "hr_gap", "ndcg_ratio")
+    method_notes = METHOD_NOTES
+
+    # -- plan -----------------------------------------------------------------------------------
+    def sample_users(self, catalog: Any) -> list[SampledUser]:
+        """The sampled users with their shown history and held-out ids (seeded;
+        :func:`recaudit.probes.sampling.sample_histories`)."""
         p = self.params
-        candidates = sorted(catalog.user_ids(), key=user_sort_key)
-        if hasattr(catalog, "split"):  # count both splits at once instead of per user
-            n_train = catalog.split("train")["user_id"].astype(str).value_counts()
-            n_test = catalog.split("test")["user_id"].astype(str).value_counts()
-            eligible = [u for u in candidates if n_train.get(str(u), 0) >= p.history_items
-                        and n_test.get(str(u), 0) >= 1]
-        else:
-            eligible = [u for u in candidates
-                        if len(catalog.history(u, split="train")) >= p.history_items
-                        and len(catalog.history(u, split="test")) >= 1]
-        if not eligible:
-            raise ValueError(f"no user has >= {p.history_items} training interactions and a "
-                             "held-out item; lower history_items or check the interactions")
-        rng = np.random.default_rng(p.seed)
-        pick = rng.choice(len(eligible), size=min(p.n_users, len(eligible)), replace=False)
-        users = []
-        for i in pick:
-            u = eligible[int(i)]
-            train = catalog.history(u, split="train")
-            test = catalog.history(u, split="test")
-            users.append({"user_id": str(u),
-                          "history": select_history(train, p.history_items, p.sampling, rng),
-                          "held_out": history_ids(test)})
-        return users
+        return sample_histories(catalog, n_users=p.n_users, history_items=p.history_items,
+                                seed=p.seed, sampling=p.sampling)
 
     def plan(self, ctx: AuditContext) -> list[Query]:
         p = self.params
@@ -227,64 +212,52 @@ class ProfileProbe(Probe):
         groups = p.groups()
         queries = []
         for user in self.sample_users(catalog):
-            uid = user["user_id"]
-            titles = [history_title(catalog, i) for i in user["history"]]
-            meta = {"user_id": uid, "history": user["history"], "held_out": user["held_out"]}
-            queries.append(Query(f"{uid}|neutral", Request.from_prompt(
+            uid = user.user_id
+            titles = [history_title(catalog, i) for i in user.history]
+            meta = {"user_id": uid, "history": user.history, "held_out": user.held_out}
+            queries.append(Query(QueryKey(uid, value=NEUTRAL), Request.from_prompt(
                 p.prompt(p.neutral, titles), k=p.k, system=p.system),
                 {**meta, "attribute": None, "value": NEUTRAL_VALUE}))
             for attr, values in groups.items():
                 for value in values:
-                    queries.append(Query(f"{uid}|{attr}|{value}", Request.from_prompt(
+                    queries.append(Query(QueryKey(uid, attr, value), Request.from_prompt(
                         p.prompt(value, titles), k=p.k, system=p.system),
                         {**meta, "attribute": attr, "value": value}))
         return queries
 
-    # -- analysis -------------------------------------------------------------------------------
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
+    # -- measure --------------------------------------------------------------------------------
+    def measure(self, run: Run) -> dict[str, Any]:
         from ..metrics.fairness import (between_group_generalized_entropy,
                                         between_group_theil_index, group_gaps)
         from ..metrics.similarity import similarity_matrix
         from ..metrics.utility import hit_rate_at_k, ndcg_at_k
-        from .kit import Summariser, Table, collect
+        from .kit import Table
 
-        p = self.params
-        st = ctx.stats
+        p, got, kit, res = self.params, run.got, run.summary, run.result
         K = p.k
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, K)
-        res.records = got.records
         lists = got.lists
-        kit = Summariser(res, st)
         held: dict[str, list[str]] = {}
         users: list[str] = []
-        for q in queries:
+        for q in run.queries:
             if q.meta["attribute"] is None:
                 users.append(q.meta["user_id"])
                 held[q.meta["user_id"]] = list(q.meta["held_out"])
         if len(users) < p.n_users:
-            res.warnings.append(f"only {len(users)} users qualify (>= {p.history_items} training "
-                                f"items and a held-out item); {p.n_users} were asked for")
+            run.warn(f"only {len(users)} users qualify (>= {p.history_items} training items and "
+                     f"a held-out item); {p.n_users} were asked for")
         ndcg_gaps: dict[str, MetricRecord] = {}
         per_user = res.tables.setdefault("per_user", [])
         example_scores: dict[str, float] = {}
 
         for attr, values in p.groups().items():
-            units = [u for u in users if lists[f"{u}|neutral"] is not None and held[u]
-                     and all(lists[f"{u}|{attr}|{v}"] is not None for v in values)]
+            units = [u for u in users if held[u] and got.complete(
+                [QueryKey(u, value=NEUTRAL)] + [QueryKey(u, attr, v) for v in values])]
             n = len(units)
-            if n < len(users):
-                res.warnings.append(f"{attr}: {len(users) - n} of {len(users)} users left out "
-                                    "(a response failed or was not computed)")
-            small = kit.warning(n)
-            if small:
-                res.warnings.append(f"{attr}: only {n} users per group ({small})")
+            run.units_complete(attr, n, len(users), noun="users")
             # hallucination share per value (a value with more made-up titles is a finding)
             cols = [NEUTRAL_VALUE, *values]
-            h = np.array([[got.hallucination[f"{u}|neutral" if v == NEUTRAL_VALUE
-                                             else f"{u}|{attr}|{v}"] for v in cols]
+            h = np.array([[got.hallucination[QueryKey(u, value=NEUTRAL) if v == NEUTRAL_VALUE
+                                             else QueryKey(u, attr, v)] for v in cols]
                           for u in units]).reshape(n, len(cols))
             if n:
                 kit.means(Table("hallucination", attr, cols, units, h),
@@ -301,8 +274,8 @@ class ProfileProbe(Probe):
                 continue
 
             # per (user, value) metrics: x[u, v, metric]
-            s_lists = [lists[f"{u}|{attr}|{v}"] for u in units for v in values]
-            n_lists = [lists[f"{u}|neutral"] for u in units for v in values]
+            s_lists = [lists[QueryKey(u, attr, v)] for u in units for v in values]
+            n_lists = [lists[QueryKey(u, value=NEUTRAL)] for u in units for v in values]
             sims = similarity_matrix(s_lists, n_lists, k_values=[K],
                                      metrics=("jaccard", "prag_star"))
             x = np.empty((n, len(values), len(PER_VALUE)))
@@ -310,13 +283,14 @@ class ProfileProbe(Probe):
             x[:, :, 1] = sims["prag_star"][:, 0].reshape(n, len(values))
             for ui, u in enumerate(units):
                 for vi, v in enumerate(values):
-                    s = lists[f"{u}|{attr}|{v}"]
+                    s = lists[QueryKey(u, attr, v)]
                     x[ui, vi, 2] = hit_rate_at_k(s, held[u], K)
                     x[ui, vi, 3] = ndcg_at_k(s, held[u], K)
                     per_user.append({"user_id": u, "attribute": attr, "value": v,
                                      **{m: float(x[ui, vi, j]) for j, m in enumerate(PER_VALUE)}})
-            base = np.array([[hit_rate_at_k(lists[f"{u}|neutral"], held[u], K),
-                              ndcg_at_k(lists[f"{u}|neutral"], held[u], K)] for u in units])
+            base = np.array([[hit_rate_at_k(lists[QueryKey(u, value=NEUTRAL)], held[u], K),
+                              ndcg_at_k(lists[QueryKey(u, value=NEUTRAL)], held[u], K)]
+                             for u in units])
             for ui, u in enumerate(units):
                 per_user.append({"user_id": u, "attribute": attr, "value": NEUTRAL_VALUE,
                                  "jaccard": 1.0, "prag_star": 1.0, "hr": float(base[ui, 0]),
@@ -360,15 +334,15 @@ class ProfileProbe(Probe):
             kit.derived(benefit, "theil", lambda gm: _ge(gm, 1.0), estimate=th,
                         convention=f"{conv}, alpha=1")
 
-        kit.adjust()
-        self._findings(res, kit, ndcg_gaps, st.alpha)
-        self._examples(res, ctx, example_scores, lists, held)
-        return kit.finish(headline=("ndcg_gap", "hr_gap", "ndcg_ratio"), tags=self.tags,
-                          method_notes=METHOD_NOTES)
+        return {"ndcg_gaps": ndcg_gaps, "scores": example_scores, "held": held}
 
-    # -- helpers --------------------------------------------------------------------------------
-    def _findings(self, res: ProbeResult, kit: Any, recs: dict[str, MetricRecord],
-                  alpha: float) -> None:
+    # -- say ------------------------------------------------------------------------------------
+    def say(self, run: Run, measured: dict[str, Any]) -> None:
+        self._findings(run, measured["ndcg_gaps"])
+        self._examples(run, measured["scores"], measured["held"])
+
+    def _findings(self, run: Run, recs: dict[str, MetricRecord]) -> None:
+        res, alpha = run.result, run.ctx.stats.alpha
         for attr, rec in recs.items():
             if rec.estimate is None or rec.p_adjusted is None:
                 continue
@@ -376,33 +350,28 @@ class ProfileProbe(Probe):
                      and r.attribute == attr and r.value not in (None, NEUTRAL_VALUE)}
             worst = min(means, key=lambda v: means[v])
             best = max(means, key=lambda v: means[v])
-            significant = rec.p_adjusted < alpha
-            floor = (f" With {rec.n} users, a model that ignores the attribute scores up to "
-                     f"{rec.null_p95:.3f} (95th percentile of the permutation null)."
-                     if rec.null_p95 is not None else "")
-            ci_txt = (f"[{rec.ci_low:.3f}, {rec.ci_high:.3f}]" if rec.ci_low is not None
-                      and rec.ci_high is not None else "n/a")
-            kit.finding(
+            run.summary.finding(
                 rec,
-                title=(f"{attr}: NDCG@{rec.k} differs by stated {attr} (gap {rec.estimate:.3f}, "
-                       f"p_adj = {rec.p_adjusted:.3g})" if significant else
-                       f"{attr}: no significant NDCG@{rec.k} gap (gap {rec.estimate:.3f}, "
-                       f"p_adj = {rec.p_adjusted:.3g})"),
-                detail=(f"Users who say they are {worst!r} get NDCG {means[worst]:.3f} against "
-                        f"their held-out items; {best!r} get {means[best]:.3f}. "
+                title=verdict_title(rec, alpha, subject=attr,
+                                    effect=f"NDCG@{rec.k} differs by stated {attr}",
+                                    no_effect=f"no significant NDCG@{rec.k} gap",
+                                    statistic=f"gap {fmt(rec.estimate)}"),
+                detail=(f"Users who say they are {worst!r} get NDCG {fmt(means[worst])} against "
+                        f"their held-out items; {best!r} get {fmt(means[best])}. "
                         f"{int(round(100 * (rec.confidence or 0.95)))}% CI of the gap "
-                        f"{ci_txt}, n = {rec.n} users.{floor}"),
+                        f"{ci_text(rec)}, n = {rec.n} users."
+                        + floor_sentence(rec, "users", "a model that ignores the attribute")),
                 alpha=alpha)
 
-    def _examples(self, res: ProbeResult, ctx: AuditContext, scores: dict[str, float],
-                  lists: dict[str, list[str] | None], held: dict[str, list[str]]) -> None:
-        p = self.params
-        title = ctx.catalog.title
+    def _examples(self, run: Run, scores: dict[str, float], held: dict[str, list[str]]
+                  ) -> None:
+        p, res, lists = self.params, run.result, run.got.lists
+        title = run.ctx.catalog.title
         for u in sorted(scores, key=lambda u: (scores[u], u))[: p.n_examples]:
             attributed = {}
             for attr, values in p.groups().items():
                 for v in values:
-                    lst = lists.get(f"{u}|{attr}|{v}")
+                    lst = lists.get(QueryKey(u, attr, v))
                     if lst is not None:
                         attributed.setdefault(attr, {})[v] = [str(title(i)) for i in lst]
             hist = next((r["history"] for r in res.records if r["user_id"] == u), [])
@@ -410,7 +379,7 @@ class ProfileProbe(Probe):
                 "user_id": u, "min_jaccard": scores[u],
                 "history": [str(title(i)) for i in hist],
                 "held_out": [str(title(i)) for i in held[u]],
-                "neutral": [str(title(i)) for i in lists[f"{u}|neutral"] or []],
+                "neutral": [str(title(i)) for i in lists[QueryKey(u, value=NEUTRAL)] or []],
                 "attributed": attributed})
 
 

@@ -107,9 +107,12 @@ class UserSampler:
         from :attr:`rng`) and held-out items."""
         train = self.catalog.history(user_id, split="train")
         test = self.catalog.history(user_id, split="test")
-        return SampledUser(user_id=str(user_id),
-                           history=select_history(train, history_items, sampling, self.rng),
-                           held_out=history_ids(test), train=train, test=test)
+        try:
+            shown = select_history(train, history_items, sampling, self.rng)
+        except ValueError as err:  # e.g. top_rated without ratings: the data cannot feed it
+            raise ProbeCannotRun(str(err)) from None
+        return SampledUser(user_id=str(user_id), history=shown, held_out=history_ids(test),
+                           train=train, test=test)
 
     def histories(self, n: int, history_items: int, sampling: str = "random"
                   ) -> Iterator[SampledUser]:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from recaudit.catalog import Catalog
 from recaudit.config import StatsConfig, parse_config
 from recaudit.engine import Answer
-from recaudit.errors import ConfigError, DataError
+from recaudit.errors import ConfigError, ProbeCannotRun
 from recaudit.grounding import Grounding
 from recaudit.probes.exposure import ExposureParams, ExposureProbe, group_labels
 from recaudit.probes.registry import AuditContext, get_probe
@@ -134,13 +134,13 @@ def test_builtin_columns_and_missing_labels(catalog):
                                                                     "b": "unknown", "c": "3"}
 
 
-def test_unknown_column_is_a_one_line_data_error(catalog):
+def test_unknown_column_means_the_probe_cannot_run(catalog):
+    """Not a DataError (which stopped the whole audit): the probe alone cannot be fed."""
     probe = ExposureProbe(ExposureParams(subjects=SUBJECTS, groups=["studio"]))
-    with pytest.raises(DataError) as err:
+    with pytest.raises(ProbeCannotRun) as err:
         probe.plan(_ctx(catalog))
-    assert str(err.value) == ("item group column 'studio' not found; available: title, year, "
-                              "genres, popularity, provider, head_tail, genre, decade")
-    assert err.value.exit_code == 2
+    assert err.value.reason == ("item group column 'studio' not found; available: title, year, "
+                                "genres, popularity, provider, head_tail, genre, decade")
 
 
 def test_bad_params_are_one_line_config_errors(catalog):
@@ -199,8 +199,9 @@ def test_run_audit_end_to_end(tmp_path):
     assert np.isfinite(nd.estimate)
     bad = parse_config({**cfg.model_dump(mode="json"), "probes": [
         {"probe": "exposure", "params": {"groups": ["studio"], "k": 5}}]})
-    with pytest.raises(DataError, match="item group column 'studio' not found"):
-        run_audit(bad, recommender=rec, catalog=cat, progress=False)
+    skipped = run_audit(bad, recommender=rec, catalog=cat, progress=False).probes[0]
+    assert skipped.status == "skipped" and skipped.skip_kind == "no_data"  # not an audit abort
+    assert "item group column 'studio' not found" in skipped.error
 
 
 def test_profile_prompts_are_the_profile_probes_neutral_requests():

@@ -14,7 +14,7 @@ import pytest
 from recaudit.catalog import Catalog
 from recaudit.config import StatsConfig, parse_config
 from recaudit.engine import Answer
-from recaudit.errors import ConfigError, DataError
+from recaudit.errors import ConfigError, ProbeCannotRun
 from recaudit.grounding import Grounding
 from recaudit.probes.popularity import PopularityParams, PopularityProbe
 from recaudit.probes.registry import AuditContext, get_probe
@@ -137,20 +137,26 @@ def test_bad_params_are_one_line_config_errors():
                                   "params": {"niche_share": 0.6, "blockbuster_share": 0.6}}]})
 
 
-def test_catalog_without_interactions_is_a_data_error():
+def test_catalog_without_interactions_cannot_run():
+    """Not a DataError (which stopped the whole audit): the probe alone cannot be fed."""
     items = pd.DataFrame({"item_id": ["a", "b"], "title": ["A (1990)", "B (1991)"]})
     cat = Catalog.from_dataframe(items, name="bare")
-    with pytest.raises(DataError) as err:
+    with pytest.raises(ProbeCannotRun) as err:
         PopularityProbe(PopularityParams()).plan(_ctx(cat))
-    assert str(err.value) == (
-        "popularity probe: catalog 'bare' has no interactions; the probe needs user histories "
+    assert err.value.reason == (
+        "catalog 'bare' has no interactions; the probe needs user histories "
         "(use catalog source movielens or give an interactions file)")
-    assert err.value.exit_code == 2
 
 
-def test_no_eligible_user_is_a_data_error(catalog):
-    with pytest.raises(DataError, match="no user has >= 99 training interactions"):
+def test_no_eligible_user_cannot_run(catalog):
+    with pytest.raises(ProbeCannotRun, match="no user has >= 99 training interactions and a "
+                                             "held-out item; lower history_items"):
         PopularityProbe(PopularityParams(history_items=99)).plan(_ctx(catalog))
+
+
+def test_no_item_to_swap_in_cannot_run(catalog):
+    with pytest.raises(ProbeCannotRun, match="no long-tail item has >= 100000 training users"):
+        PopularityProbe(PopularityParams(min_popularity=100_000)).plan(_ctx(catalog))
 
 
 # -- planning -----------------------------------------------------------------------------------

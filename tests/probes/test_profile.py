@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from recaudit.config import StatsConfig, parse_config
 from recaudit.engine import Answer
-from recaudit.errors import ConfigError
+from recaudit.errors import ConfigError, ProbeCannotRun
 from recaudit.grounding import Grounding
 from recaudit.probes.profile import ProfileParams, ProfileProbe
 from recaudit.probes.registry import AuditContext, get_probe
@@ -126,18 +126,18 @@ def test_plan_samples_users_and_builds_prompts(catalog):
 def test_history_sampling(catalog, sampling):
     p = ProfileProbe(ProfileParams(n_users=3, history_items=4, sampling=sampling))
     for user in p.sample_users(catalog):
-        train = catalog.history(user["user_id"], "train")
+        train = catalog.history(user.user_id, "train")
         if sampling == "recent":
             expected = train["item_id"].tolist()[-4:]
         else:
             expected = train.sort_values(["rating", "timestamp"], ascending=False,
                                          kind="stable")["item_id"].tolist()[:4]
-        assert user["history"] == expected
+        assert user.history == expected
 
 
-def test_no_eligible_user_is_an_error(catalog):
+def test_no_eligible_user_means_the_probe_cannot_run(catalog):
     p = ProfileProbe(ProfileParams(history_items=500))
-    with pytest.raises(ValueError, match="no user has >= 500 training interactions"):
+    with pytest.raises(ProbeCannotRun, match="no user has >= 500 training interactions"):
         p.plan(_ctx(catalog))
 
 
