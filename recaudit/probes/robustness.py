@@ -4,7 +4,8 @@ of recommended lists to meaning-preserving perturbations of the request. (Not re
 tests/test_house.py forbids probe names among the report's string literals.)
 
 For each unit (a FaiRLLM subject, ``prompts: subjects``; or a sampled real user with a shown
-history, ``prompts: profiles``, via :meth:`recaudit.probes.profile.ProfileProbe.sample_users`)
+history, ``prompts: profiles``, via :func:`recaudit.probes.sampling.sample_histories`, the
+profile probe's draw)
 and each stated value ``v`` of ``values`` (default the neutral ``"a"``) the probe asks the
 unperturbed request once and ``n_variants`` perturbed versions of it per perturbation kind:
 
@@ -47,9 +48,12 @@ from pydantic import Field, field_validator, model_validator
 
 from ..metrics.specs import declare
 from ..recommenders.base import EMBED, GENERATE, Request
-from ..results import Finding, ProbeResult
+from ..results import Finding
 from .attributes import DOMAINS, FAIRLLM_TEMPLATE, require_placeholders
-from .registry import AuditContext, Probe, ProbeParams, Query, probe
+from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .registry import probe
+from .sampling import sample_histories, sample_subjects
 from .subjects import SubjectSource
 
 __all__ = ["RobustnessParams", "RobustnessProbe", "PERTURBATIONS", "typo", "recase",
@@ -331,78 +335,87 @@ class RobustnessParams(ProbeParams):
 
 
 # -- the probe ----------------------------------------------------------------------------------
+def base_key(unit: str, value: str) -> QueryKey:
+    """The key of a unit's unperturbed request for ``value``: ``<unit>|<value>|base``."""
+    return QueryKey(unit, value=value, extra=("base",))
+
+
+def perturbed_key(unit: str, value: str, kind: str, variant: int) -> QueryKey:
+    """The key of one perturbed request: ``<unit>|<value>|<kind>|<variant>``."""
+    return QueryKey(unit, value=value, extra=(kind, variant))
+
+
 @probe("robustness", tags=["robustness", "consumer", "perturbation"])
 class RobustnessProbe(Probe):
     """Do typos, paraphrases, casing, extra context or another language change the lists?"""
 
     Params = RobustnessParams
     requires = frozenset({GENERATE, EMBED})
+    method_notes = METHOD_NOTES
     params: RobustnessParams
 
     def units(self, ctx: AuditContext) -> list[tuple[str, str | list[str], dict[str, Any]]]:
-        """(unit id, subject name or shown history titles, meta) per unit."""
+        """(unit id, subject name or shown history titles, meta) per unit.
+
+        Subjects come from :func:`~recaudit.probes.sampling.sample_subjects`, users from
+        :func:`~recaudit.probes.sampling.sample_histories` (the profile probe's draw); either
+        raises :class:`~recaudit.errors.ProbeCannotRun` when the catalog cannot feed the probe.
+        """
         p = self.params
         if p.prompts == "subjects":
             return [(str(m), name, {"subject": name})
-                    for m, name in enumerate(p.subjects.resolve(ctx.catalog))]
+                    for m, name in enumerate(sample_subjects(p.subjects, ctx.catalog))]
         from .histories import history_title
-        from .profile import ProfileParams, ProfileProbe
 
-        sampler = ProfileProbe(ProfileParams(n_users=p.n_users, history_items=p.history_items,
-                                             seed=p.seed))
         out = []
-        for user in sampler.sample_users(ctx.catalog):
-            titles = [history_title(ctx.catalog, i) for i in user["history"]]
-            out.append((user["user_id"], titles, {"user_id": user["user_id"],
-                                                  "history": user["history"]}))
+        for user in sample_histories(ctx.catalog, n_users=p.n_users,
+                                     history_items=p.history_items, seed=p.seed):
+            titles = [history_title(ctx.catalog, i) for i in user.history]
+            out.append((user.user_id, titles, {"user_id": user.user_id,
+                                               "history": user.history}))
         return out
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Per unit and value: the unperturbed request, then ``n_variants`` per perturbation
+        kind (keys :func:`base_key`, :func:`perturbed_key`)."""
         p = self.params
         system = p.system_prompt()
         queries = []
         for u, content, meta in self.units(ctx):
             for v in p.values:
                 base = {**meta, "unit": u, "value": v}
-                queries.append(Query(f"{u}|{v}|base", Request.from_prompt(
+                queries.append(Query(base_key(u, v), Request.from_prompt(
                     p.render(p.base_template(), v, content), k=p.k, system=system),
                     {**base, "kind": None, "variant": None}))
                 for kind in p.perturbations:
                     for j in range(p.n_variants):
-                        queries.append(Query(f"{u}|{v}|{kind}|{j}", Request.from_prompt(
+                        queries.append(Query(perturbed_key(u, v, kind, j), Request.from_prompt(
                             p.perturbed(kind, j, v, content, u), k=p.k, system=system),
                             {**base, "kind": kind, "variant": j}))
         return queries
 
-    def analyse(self, ctx: AuditContext, queries: list[Query], answers: dict[str, Any]
-                ) -> ProbeResult:
+    def measure(self, run: Run) -> tuple[dict, dict] | None:
+        """Answer quality by perturbation kind, stability by kind and, with two or more values,
+        its spread over values per kind; returns (records by kind, gap records by kind) per
+        similarity, or None when no unit has every answer."""
         from ..metrics.similarity import similarity_matrix
-        from .kit import Summariser, Table, collect
+        from .kit import Table
 
         p = self.params
         K = p.k
         kinds, values, J = list(p.perturbations), list(p.values), p.n_variants
-        res = ProbeResult(id=self.run_id, probe=self.name, suite=self.suite,
-                          params=p.model_dump(mode="json"))
-        got = collect(queries, answers, K)
-        res.records = got.records
-        kit = Summariser(res, ctx.stats)
-        all_units = list(dict.fromkeys(q.meta["unit"] for q in queries))
-        ids = {u: [f"{u}|{v}|base" for v in values]
-               + [f"{u}|{v}|{c}|{j}" for v in values for c in kinds for j in range(J)]
-               for u in all_units}
-        units = [u for u in all_units if got.complete(ids[u])]
-        if len(units) < len(all_units):
-            res.warnings.append(f"{len(all_units) - len(units)} of {len(all_units)} units left "
-                                "out (a response failed or was not computed)")
-        small = kit.warning(len(units))
-        if small:
-            res.warnings.append(f"only {len(units)} units ({small})")
+        kit, got = run.summary, run.got
+        all_units = list(dict.fromkeys(q.meta["unit"] for q in run.queries))
+        keys = {u: [base_key(u, v) for v in values]
+                + [perturbed_key(u, v, c, j) for v in values for c in kinds for j in range(J)]
+                for u in all_units}
+        units = [u for u in all_units if got.complete(keys[u])]
+        run.units_complete(None, len(units), len(all_units), noun="units")
         # answer quality by perturbation kind ("none" = unperturbed)
         conds = ["none", *kinds]
         for metric, shares in (("empty_list", got.empty), ("hallucination", got.hallucination)):
-            x = np.array([[np.mean([shares[f"{u}|{v}|base"] for v in values])]
-                          + [np.mean([shares[f"{u}|{v}|{c}|{j}"] for v in values
+            x = np.array([[np.mean([shares[base_key(u, v)] for v in values])]
+                          + [np.mean([shares[perturbed_key(u, v, c, j)] for v in values
                                       for j in range(J)]) for c in kinds] for u in units])
             kit.means(Table(metric, "perturbation", conds, units, x.reshape(len(units),
                                                                                len(conds))))
@@ -410,10 +423,11 @@ class RobustnessProbe(Probe):
             for sim in p.similarities:
                 kit.record(f"stability_{sim}", attribute="perturbation", k=K, n=0,
                            warning="no units with complete answers")
-            return kit.finish(tags=self.tags, method_notes=METHOD_NOTES)
-        pert = [got.lists[f"{u}|{v}|{c}|{j}"] for u in units for v in values for c in kinds
-                for j in range(J)]
-        base = [got.lists[f"{u}|{v}|base"] for u in units for v in values for c in kinds
+            run.headline = ()
+            return None
+        pert = [got.lists[perturbed_key(u, v, c, j)] for u in units for v in values
+                for c in kinds for j in range(J)]
+        base = [got.lists[base_key(u, v)] for u in units for v in values for c in kinds
                 for j in range(J)]
         mats = similarity_matrix(pert, base, k_values=[K], metrics=tuple(p.similarities),
                                  p=p.rbo_p)
@@ -434,19 +448,23 @@ class RobustnessProbe(Probe):
                     kit.means(by_value, convention=conv)
                     gaps.setdefault(sim, {})[c] = kit.spread(by_value, "gap",
                                                              convention=conv)[K]
-        kit.adjust()
-        self._findings(res, kit, ranking, gaps, ctx.stats.alpha)
-        kit.refusal_finding(got.empty, "Two empty lists count as identical (Jaccard 1), so "
-                                       "stability here is partly agreement on refusing; see "
-                                       "empty_list by perturbation.")
-        headline = [f"stability_{s}" for s in p.similarities]
+        run.headline = [f"stability_{s}" for s in p.similarities]
         if len(values) > 1:
-            headline += [f"stability_{s}_gap" for s in p.similarities]
-        return kit.finish(headline=headline,
-                          tags=self.tags, method_notes=METHOD_NOTES)
+            run.headline += [f"stability_{s}_gap" for s in p.similarities]
+        return ranking, gaps
 
-    def _findings(self, res: ProbeResult, kit: Any, ranking: dict, gaps: dict,
-                  alpha: float) -> None:
+    def say(self, run: Run, measured: tuple[dict, dict] | None) -> None:
+        """The worst perturbation, the value gaps and the refusal finding."""
+        if measured is None:
+            return
+        ranking, gaps = measured
+        self._findings(run, ranking, gaps, run.ctx.stats.alpha)
+        run.summary.refusal_finding(
+            run.got.empty, "Two empty lists count as identical (Jaccard 1), so stability here is "
+                           "partly agreement on refusing; see empty_list by perturbation.")
+
+    def _findings(self, run: Run, ranking: dict, gaps: dict, alpha: float) -> None:
+        res, kit = run.result, run.summary
         sim = "jaccard" if "jaccard" in ranking else next(iter(ranking))
         recs = ranking[sim]
         order = sorted(recs, key=lambda c: (recs[c].estimate if recs[c].estimate is not None
@@ -460,34 +478,26 @@ class RobustnessProbe(Probe):
         robust = worst.ci_low is not None and worst.ci_low >= 1.0 - 1e-12
         sev = ("info" if robust or drop <= 0 else "high" if drop >= 0.5 else "medium"
                if drop >= 0.2 else "low")
-        listing = ", ".join(f"{c} {recs[c].estimate:.3f}" for c in order
+        listing = ", ".join(f"{c} {fmt(recs[c].estimate)}" for c in order
                             if recs[c].estimate is not None)
         res.findings.append(Finding(
             probe=self.run_id, severity=sev, effect=worst.estimate,
             title=(f"lists are stable under every perturbation (stability_{sim}@{worst.k} = 1)"
                    if robust else
-                   f"'{order[0]}' hurts most: stability_{sim}@{worst.k} = {worst.estimate:.3f} "
-                   f"[{_fmt(worst.ci_low)}, {_fmt(worst.ci_high)}]"),
+                   f"'{order[0]}' hurts most: stability_{sim}@{worst.k} = "
+                   f"{fmt(worst.estimate)} {ci_text(worst)}"),
             detail=f"Mean stability by perturbation, worst first: {listing}."))
         for c, rec in (gaps.get(sim) or {}).items():
             if rec.p_adjusted is None or rec.estimate is None:
                 continue
-            floor = (f" A perturbation that treats every value alike scores up to "
-                     f"{rec.null_p95:.3f} with {rec.n} units (95th percentile of the "
-                     "permutation null)." if rec.null_p95 is not None else "")
             by = {r.value.removesuffix(f" ({c})"): r.estimate for r in res.metrics
                   if r.metric == f"stability_{sim}" and r.attribute == c and r.value is not None}
             lo = min(by, key=lambda v: by[v])
-            significant = rec.p_adjusted < alpha
-            kit.finding(rec, title=(
-                f"{c}: changes the lists of {lo!r} more (gap in stability_{sim} "
-                f"{rec.estimate:.3f}, p_adj = {rec.p_adjusted:.3g})" if significant else
-                f"{c}: no significant difference between values (gap {rec.estimate:.3f}, "
-                f"p_adj = {rec.p_adjusted:.3g})"),
-                detail=("Stability by value: " + ", ".join(f"{v!r} {s:.3f}"
-                                                           for v, s in by.items()) + "." + floor),
+            kit.finding(rec, title=verdict_title(
+                rec, alpha, subject=c, effect=f"changes the lists of {lo!r} more",
+                no_effect="no significant difference between values",
+                statistic=f"gap in stability_{sim} {fmt(rec.estimate)}"),
+                detail=("Stability by value: " + ", ".join(f"{v!r} {fmt(s)}" for v, s in by.items())
+                        + "." + floor_sentence(rec, "units", blind="a perturbation that treats "
+                                                                   "every value alike")),
                 alpha=alpha)
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"

@@ -211,6 +211,25 @@ def test_unknown_perturbation_is_a_one_line_config_error():
     assert "paraphrase" in cfg.probes[0].params["perturbations"]
 
 
+
+def test_profiles_that_cannot_be_fed_say_why(catalog):
+    """No user with enough history, or a catalog without user histories: ProbeCannotRun with
+    the reason (a probe-level status), not a ValueError from a borrowed ProfileProbe."""
+    import pandas as pd
+
+    from recaudit.catalog import Catalog
+    from recaudit.errors import ProbeCannotRun
+
+    probe = RobustnessProbe(RobustnessParams(prompts="profiles", history_items=500))
+    with pytest.raises(ProbeCannotRun) as err:
+        probe.plan(_ctx(catalog))
+    assert err.value.reason == ("no user has >= 500 training interactions and a held-out item; "
+                                "lower history_items")
+    bare = Catalog.from_dataframe(pd.DataFrame({"item_id": ["1"], "title": ["A (1999)"]}),
+                                  name="bare")
+    with pytest.raises(ProbeCannotRun, match="catalog 'bare' has no interactions"):
+        RobustnessProbe(RobustnessParams(prompts="profiles")).plan(_ctx(bare))
+
 def test_refusals_are_flagged(catalog):
     res, _ = _run(catalog, lambda q: [] if "i am" in _prompt(q) else blind(q),
                   perturbations=["case", "typo"])
