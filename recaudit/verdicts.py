@@ -11,7 +11,8 @@ disagree about whether a record is significant or how severe it is.
 * :func:`harm_direction` / :func:`on_harmful_side` -- which way is worse, and whether an
   estimate lies on that side of the declared null;
 * :func:`severity` -- the one ladder (``info`` / ``low`` / ``medium`` / ``high``), with the
-  small-sample cap;
+  small-sample cap; :func:`record_severity` for a record no probe finding speaks for;
+* :func:`ci_excludes_null` -- whether a record's CI leaves out the declared null;
 * :data:`MIN_UNITS`, :func:`min_units_of`, :func:`enough_units`, :func:`small_sample_warning` --
   the small-sample rule.
 
@@ -29,12 +30,14 @@ __all__ = [
     "MIN_UNITS",
     "SEVERITIES",
     "alpha_of",
+    "ci_excludes_null",
     "decision_p",
     "enough_units",
     "harm_direction",
     "is_significant",
     "min_units_of",
     "on_harmful_side",
+    "record_severity",
     "severity",
     "small_sample_warning",
 ]
@@ -240,3 +243,28 @@ def severity(rec: Any, spec: Any, significant: bool | None, *,
     if not enough_units(getattr(rec, "n", None), min_units):
         return "low"
     return label
+
+
+def ci_excludes_null(rec: Any, spec: Any) -> bool | None:
+    """Whether ``rec``'s confidence interval leaves out ``spec``'s declared null (the null lies
+    strictly outside ``[ci_low, ci_high]``); ``None`` without a CI or a declared null."""
+    null = getattr(spec, "null", None) if spec is not None else None
+    lo, hi = getattr(rec, "ci_low", None), getattr(rec, "ci_high", None)
+    if null is None or lo is None or hi is None:
+        return None
+    return not lo <= null <= hi
+
+
+def record_severity(rec: Any, spec: Any, alpha: float, *, min_units: int = MIN_UNITS) -> str:
+    """The severity of a record that no probe finding speaks for (a report's derived finding).
+
+    A tested record: :func:`severity` at :func:`is_significant`. An untested one (no p-value)
+    whose CI leaves out the declared null: ``low`` (an effect without a test is never rated
+    above ``low``). Anything else: ``info``.
+    """
+    significant = is_significant(rec, alpha)
+    if significant is not None:
+        return severity(rec, spec, significant, min_units=min_units)
+    if ci_excludes_null(rec, spec) and getattr(rec, "estimate", None) is not None:
+        return "low"
+    return "info"

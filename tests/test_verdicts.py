@@ -14,12 +14,14 @@ from recaudit.verdicts import (
     DEFAULT_ALPHA,
     MIN_UNITS,
     alpha_of,
+    ci_excludes_null,
     decision_p,
     enough_units,
     harm_direction,
     is_significant,
     min_units_of,
     on_harmful_side,
+    record_severity,
     severity,
     small_sample_warning,
 )
@@ -152,3 +154,17 @@ def test_small_sample_warning():
     assert small_sample_warning(5) == "only 5 units (< 10): confidence interval unreliable"
     assert small_sample_warning(5, min_units=5) is None
     assert enough_units(10) and not enough_units(9) and enough_units(None)
+
+
+def test_record_severity_of_a_record_no_finding_speaks_for():
+    tested = _rec(estimate=0.7, n=50, p_value=0.01, ci_low=0.6, ci_high=0.8)
+    assert record_severity(tested, AUC, 0.05) == "high"              # 0.2 / 0.5 = 0.4
+    assert record_severity(tested, AUC, 0.005) == "info"             # not significant
+    untested = _rec(estimate=0.7, n=50, ci_low=0.6, ci_high=0.8)
+    assert ci_excludes_null(untested, AUC) is True
+    assert record_severity(untested, AUC, 0.05) == "low"             # CI leaves out 0.5
+    covering = _rec(estimate=0.52, n=50, ci_low=0.45, ci_high=0.6)
+    assert ci_excludes_null(covering, AUC) is False
+    assert record_severity(covering, AUC, 0.05) == "info"
+    assert ci_excludes_null(_rec(estimate=0.7), AUC) is None         # no CI
+    assert ci_excludes_null(untested, MetricSpec("s", "s", higher_is_worse=None)) is None

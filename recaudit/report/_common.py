@@ -1,20 +1,28 @@
-"""What every renderer shares: number formatting, verdicts, the list of checks, top findings,
-headline metrics and limitations of an :class:`~recaudit.results.AuditResult`.
+"""What every renderer shares: the list of checks, top findings, headline metrics and
+limitations of an :class:`~recaudit.results.AuditResult`, and the audit's verdict line.
 
 Renderers (HTML, Markdown, JUnit) only lay these out; they compute nothing of their own, so the
-three outputs never disagree about what passed.
+three outputs never disagree about what passed. Alpha, significance and severity are
+:mod:`recaudit.verdicts`'s and numbers are :mod:`recaudit.formatting`'s (``num``, ``pval`` and
+``ci`` here are its :func:`~recaudit.formatting.fmt`, :func:`~recaudit.formatting.fmt_p` and
+:func:`~recaudit.formatting.fmt_ci`, under the names the templates use).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from ..formatting import fmt as num
+from ..formatting import fmt_ci as ci
+from ..formatting import fmt_p as pval
+from ..formatting import is_number
 from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
+from ..verdicts import (SEVERITIES, alpha_of, ci_excludes_null, decision_p, is_significant,
+                        min_units_of, record_severity)
 
-DEFAULT_ALPHA = 0.05
+__all__ = ["alpha_of", "ci", "num", "pval"]  # re-exported for the renderers and templates
 
 HEADLINE_CAP = 12
 
@@ -51,34 +59,9 @@ def has_role(p: ProbeResult, metric: str, role: str) -> bool:
 
 
 # -- numbers -------------------------------------------------------------------------------------
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def num(x: Any, digits: int = 3) -> str:
-    if not _finite(x):
-        return "n/a"
-    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
-        return f"{x:.1e}"
-    return f"{x:.{digits}f}"
-
-
-def pval(x: Any) -> str:
-    if not _finite(x):
-        return "n/a"
-    if x < 0.001:
-        return "<0.001"
-    return f"{x:.3f}"
-
-
-def ci(lo: Any, hi: Any, digits: int = 3) -> str:
-    if not (_finite(lo) and _finite(hi)):
-        return ""
-    return f"[{num(lo, digits)}, {num(hi, digits)}]"
-
-
 def conf_pct(conf: Any) -> str:
-    return f"{conf * 100:g}%" if _finite(conf) else "95%"
+    """A confidence level as a percentage (``95%``; ``95%`` when unknown)."""
+    return f"{conf * 100:g}%" if is_number(conf) else "95%"
 
 
 def where(m: MetricRecord) -> str:
@@ -100,16 +83,10 @@ def estimate_text(m: MetricRecord) -> str:
 
 
 # -- selections ----------------------------------------------------------------------------------
-def alpha_of(result: AuditResult) -> float:
-    stats = result.config.get("stats") if isinstance(result.config, dict) else None
-    a = stats.get("alpha") if isinstance(stats, dict) else None
-    return float(a) if _finite(a) and 0 < a < 1 else DEFAULT_ALPHA
-
-
 def confidence_of(result: AuditResult) -> float:
     stats = result.config.get("stats") if isinstance(result.config, dict) else None
     c = stats.get("confidence") if isinstance(stats, dict) else None
-    return float(c) if _finite(c) and 0 < c < 1 else 0.95
+    return float(c) if is_number(c) and 0 < c < 1 else 0.95
 
 
 def at_max_k(records: Iterable[MetricRecord]) -> list[MetricRecord]:
@@ -181,11 +158,6 @@ def null_of(p: ProbeResult, m: MetricRecord) -> float | None:
     """The declared "no effect" value of a record's metric (0 for a gap, 0.5 for an AUC)."""
     spec = spec_of(p, m.metric)
     return None if spec is None else spec.null
-
-
-def significant(m: MetricRecord, alpha: float) -> bool | None:
-    p = m.p_adjusted if m.p_adjusted is not None else m.p_value
-    return None if p is None else p < alpha
 
 
 def effect(p: ProbeResult, m: MetricRecord) -> float | None:
@@ -291,7 +263,7 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
         if key in seen:
             continue
         seen.add(key)
-        sig = significant(m, alpha)
+        sig = is_significant(m, alpha)
         label = f"{m.metric}" + (f"@{m.k}" if m.k is not None else "")
         name = f"{m.attribute or 'all'}: {label}"
         p_txt = (f"p_adj={pval(m.p_adjusted)}" if m.p_adjusted is not None
@@ -376,7 +348,7 @@ def checks(result: AuditResult) -> list[Check]:
 
 
 # -- findings ------------------------------------------------------------------------------------
-SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1, "info": 0}
+SEVERITY_RANK = {label: rank for rank, label in enumerate(SEVERITIES)}  # info 0 ... high 3
 
 
 @dataclass
@@ -391,7 +363,8 @@ class TopFinding:
 
 def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
     """The ``n`` largest findings: the probes' own (non-info) findings first, by severity and
-    effect; filled up with the largest aggregate effects (with their CIs) when there are fewer."""
+    effect; filled up with the largest aggregate effects (with their CIs) when there are fewer,
+    rated by :func:`recaudit.verdicts.record_severity`."""
     out: list[TopFinding] = []
     own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
     own.sort(key=lambda pf: (-SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
@@ -399,7 +372,7 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
         out.append(TopFinding(p.id, f.severity, clean(f.title), clean(f.detail), f.effect, False))
     if len(out) >= n:
         return out
-    alpha = alpha_of(result)
+    alpha, min_units = alpha_of(result), min_units_of(result)
     covered = {(f.probe, f.title.split(":")[0]) for f in out}
     cands: list[tuple[tuple, ProbeResult, MetricRecord, float]] = []
     for p in result.probes:
@@ -409,9 +382,8 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             e = effect(p, m)
             if e is None or (p.id, m.attribute or "") in covered:
                 continue
-            sig = significant(m, alpha)
-            excludes_null = (m.ci_low is not None and m.ci_high is not None
-                             and not _ci_covers_null(p, m))
+            sig = is_significant(m, alpha)
+            excludes_null = ci_excludes_null(m, spec_of(p, m.metric))
             cands.append(((1 if sig else 0, 1 if excludes_null else 0, e), p, m, e))
     cands.sort(key=lambda c: c[0], reverse=True)
     # Prefer variety: first the best candidate of each (probe, metric), then the rest.
@@ -421,13 +393,13 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
         (rest if pm in seen_pm else firsts).append(cand)
         seen_pm.add(pm)
     used: set[tuple[str, str | None]] = set()
-    for key, p, m, e in firsts + rest:
+    for _key, p, m, e in firsts + rest:
         if len(out) >= n:
             break
         if (p.id, m.attribute) in used:
             continue
         used.add((p.id, m.attribute))
-        sig = significant(m, alpha)
+        sig = is_significant(m, alpha)
         desc = metric_text(m.metric, p.specs)
         conf = conf_pct(m.confidence)
         title = (f"{m.attribute or 'overall'}: {m.metric}"
@@ -436,26 +408,18 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
         detail = (f"{desc}. " if desc else "") + (f"{conf} CI {ci_txt}. " if ci_txt else
                                                    "No confidence interval. ")
         if sig is True:
-            detail += f"Significant at alpha={alpha:g} (p_adj={pval(m.p_adjusted or m.p_value)})."
+            detail += f"Significant at alpha={alpha:g} (p_adj={pval(decision_p(m))})."
         elif sig is False:
-            detail += (f"Not significant at alpha={alpha:g} "
-                       f"(p_adj={pval(m.p_adjusted if m.p_adjusted is not None else m.p_value)}).")
+            detail += f"Not significant at alpha={alpha:g} (p_adj={pval(decision_p(m))})."
         else:
             detail += "No significance test for this metric."
         if m.n is not None:
             detail += f" n={m.n}."
         if m.null_p95 is not None:
             detail += f" Noise alone gives up to {num(m.null_p95)} (null 95th percentile)."
-        sev = "medium" if sig else ("low" if sig is None and key[1] else "info")
+        sev = record_severity(m, spec_of(p, m.metric), alpha, min_units=min_units)
         out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
     return out
-
-
-def _ci_covers_null(p: ProbeResult, m: MetricRecord) -> bool:
-    null = null_of(p, m)
-    if null is None:
-        return True
-    return m.ci_low is not None and m.ci_high is not None and m.ci_low <= null <= m.ci_high
 
 
 # -- limitations ---------------------------------------------------------------------------------

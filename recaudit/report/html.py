@@ -27,6 +27,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..probes.registry import ACCURACY, FAIRNESS, ROBUSTNESS
 from ..results import AuditResult, MetricRecord, ProbeResult
+from ..verdicts import is_significant
 from . import _common as c
 from . import charts
 
@@ -190,7 +191,7 @@ class Helpers:
 
     @staticmethod
     def significant(m: MetricRecord | None, alpha: float) -> bool:
-        return bool(m is not None and c.significant(m, alpha))
+        return bool(m is not None and is_significant(m, alpha))
 
     @staticmethod
     def params_text(p: ProbeResult) -> str:

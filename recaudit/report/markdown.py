@@ -156,14 +156,6 @@ _ORDER = {"regression": 0, "improvement": 1, "not significant": 2, "within toler
           "direction unknown": 4, "unchanged": 5}
 
 
-def _f(x: float | None, digits: int = 3) -> str:
-    if x is None:
-        return ""
-    if x != 0 and abs(x) < 10 ** -digits:
-        return f"{x:.1e}"
-    return f"{x:.{digits}f}"
-
-
 _CELL_ESCAPE = re.compile(r"([\\`\[\]|])")
 
 
@@ -203,14 +195,15 @@ def render_comparison(cmp: Any, max_rows: int | None = None) -> str:
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         def est(v: float, ci: tuple[float | None, float | None]) -> str:
-            return _f(v) + (f" [{_f(ci[0])}, {_f(ci[1])}]" if None not in ci else "")
+            interval = c.ci(*ci)
+            return c.num(v) + (f" {interval}" if interval else "")
         worse = {True: "higher", False: "lower", None: "?"}[r.higher_is_worse]
         method = r.method + (f"; {r.note}" if r.note else "")
         status = f"**{r.status}**" if r.status in ("regression", "improvement") else r.status
         lines.append("| " + " | ".join(_cell(x) for x in (
             status, r.probe, r.metric, r.where, est(r.baseline, r.baseline_ci),
-            est(r.current, r.current_ci), f"{r.delta:+.3f}", worse, _f(r.p_value, 4),
-            _f(r.p_adjusted, 4), method)) + " |")
+            est(r.current, r.current_ci), f"{r.delta:+.3f}", worse, c.pval(r.p_value),
+            c.pval(r.p_adjusted), method)) + " |")
     if hidden:
         lines.append("")
         lines.append(f"({hidden} more rows not shown)")

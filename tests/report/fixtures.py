@@ -16,6 +16,7 @@ import random
 
 from recaudit.results import (AuditResult, Finding, GateResult, MetricRecord, ProbeResult,
                               Provenance)
+from recaudit.verdicts import is_significant
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -111,7 +112,7 @@ def counterfactual_probe(rng: random.Random, bias: float, run_id: str = "counter
     for attr in ("race", "gender", "country", "age"):
         rec = next(m for m in res.metrics if m.metric == "snsr_jaccard" and m.attribute == attr
                    and m.k == K)
-        sig = (rec.p_adjusted or 1) < 0.05
+        sig = bool(is_significant(rec, 0.05))
         res.findings.append(Finding(
             probe=run_id, severity=("high" if rec.estimate >= 0.2 else "medium")
             if sig else "info", effect=rec.estimate,

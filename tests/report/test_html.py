@@ -131,8 +131,11 @@ def test_top_findings_fall_back_to_largest_effects_with_cis():
     assert len(top) == 3 and all(f.derived for f in top)
     assert all("CI [" in f.detail for f in top)
     assert len({(f.probe, f.title.split(":")[0]) for f in top}) == 3
-    # the largest significant effect first: race in the counterfactual probe (0.22) or leakage
-    assert top[0].severity == "medium"
+    # the largest significant effects first, rated by the one ladder (verdicts.severity):
+    # leakage AUC 0.75: |0.75 - 0.5| / 0.5 = 0.5 -> high; SNSR 0.222 / 1 -> high;
+    # hr gap 0.14 / 1 -> medium
+    assert [(f.probe, f.severity) for f in top] == [
+        ("leakage", "high"), ("counterfactual:fairllm", "high"), ("profile", "medium")]
 
 
 def test_every_check_is_listed_including_passed(page, pair):

@@ -1,0 +1,49 @@
+"""report/_common reads every verdict from recaudit.verdicts: alpha, the deciding p, the
+severity of a derived finding (with the small-sample cap)."""
+
+from __future__ import annotations
+
+from recaudit.report import _common as c
+from recaudit.results import AuditResult, MetricRecord, ProbeResult, Provenance
+
+
+def _result(*records: MetricRecord, stats: dict | None = None) -> AuditResult:
+    probe = ProbeResult(id="leakage", probe="leakage", metrics=list(records), headline=[
+        "leakage_auc"])
+    probe.describe_metrics()
+    return AuditResult(provenance=Provenance(tool_version="t", model_spec="m"),
+                       config={"stats": stats or {}}, probes=[probe])
+
+
+def _auc(estimate: float, attribute: str = "gender", **kw) -> MetricRecord:
+    kw.setdefault("ci_low", estimate - 0.05)
+    kw.setdefault("ci_high", estimate + 0.05)
+    return MetricRecord(probe="leakage", metric="leakage_auc", attribute=attribute,
+                        estimate=estimate, confidence=0.95, higher_is_worse=True, **kw)
+
+
+def test_a_string_alpha_is_read_as_a_number():
+    res = _result(_auc(0.7, p_value=0.07, n=50), stats={"alpha": "0.1"})
+    assert c.alpha_of(res) == 0.1  # was 0.05: the report did not coerce, the gates did
+    (test,) = c.probe_tests(res.probes[0], c.alpha_of(res))
+    assert test.status == "flag" and "significant at alpha=0.1" in test.detail
+
+
+def test_an_adjusted_p_of_zero_is_the_p_the_top_finding_quotes():
+    res = _result(_auc(0.7, p_value=0.3, p_adjusted=0.0, n=50))
+    (top,) = c.top_findings(res, 1)
+    # `p_adjusted or p_value` quoted the raw 0.3 under the name p_adj
+    assert "Significant at alpha=0.05 (p_adj=<0.001)" in top.detail
+
+
+def test_derived_findings_use_the_one_ladder_and_the_small_sample_cap():
+    res = _result(_auc(0.7, "gender", p_value=0.001, n=50),   # 0.2 / 0.5 = 0.4 -> high
+                  _auc(0.56, "age", p_value=0.001, n=50),     # 0.06 / 0.5 = 0.12 -> medium
+                  _auc(0.9, "race", p_value=0.001, n=4),      # 4 units < 10 -> at most low
+                  _auc(0.7, "region", n=50),                  # no test, CI leaves out 0.5
+                  _auc(0.52, "income", n=50))                 # no test, CI covers 0.5
+    sev = {f.title.split(":")[0]: f.severity for f in c.top_findings(res, 5)}
+    assert sev == {"gender": "high", "age": "medium", "race": "low", "region": "low",
+                   "income": "info"}
+    lenient = _result(_auc(0.9, "race", p_value=0.001, n=4), stats={"min_group_size": 3})
+    assert c.top_findings(lenient, 1)[0].severity == "high"
