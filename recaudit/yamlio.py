@@ -85,7 +85,7 @@ def no_bool_for_number(value: Any, annotation: Any) -> Any:
 
 
 def _members(annotation: Any) -> list[Any]:
-    """The members of a union annotation (``Annotated`` unwrapped), else ``[annotation]``."""
+    """Return the members of a union annotation (``Annotated`` unwrapped), else ``[annotation]``."""
     if typing.get_origin(annotation) is typing.Annotated:
         return _members(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
