@@ -12,6 +12,7 @@ disagree about whether a record is significant or how severe it is.
   estimate lies on that side of the declared null;
 * :func:`severity` -- the one ladder (``info`` / ``low`` / ``medium`` / ``high``), with the
   small-sample cap; :func:`record_severity` for a record no probe finding speaks for;
+  :func:`refusal_severity` for answers without a catalog item;
 * :func:`ci_excludes_null` -- whether a record's CI leaves out the declared null;
 * :data:`MIN_UNITS`, :func:`min_units_of`, :func:`enough_units`, :func:`small_sample_warning` --
   the small-sample rule.
@@ -38,6 +39,8 @@ __all__ = [
     "min_units_of",
     "on_harmful_side",
     "record_severity",
+    "refusal_severity",
+    "REFUSAL_SHARE",
     "severity",
     "small_sample_warning",
 ]
@@ -65,6 +68,11 @@ SEVERITIES = ("info", "low", "medium", "high")
 #: severity ladder on ``|estimate - null| / largest possible distance from null``: the first
 #: bound reached gives the label, none gives ``low``
 LADDER = ((0.2, "high"), (0.1, "medium"))
+
+
+#: share of answers without a catalog item (refusals, unparseable text) from which they are a
+#: finding (:func:`refusal_severity`)
+REFUSAL_SHARE = 0.05
 
 
 def _valid_level(value: Any) -> float | None:
@@ -268,3 +276,19 @@ def record_severity(rec: Any, spec: Any, alpha: float, *, min_units: int = MIN_U
     if ci_excludes_null(rec, spec) and getattr(rec, "estimate", None) is not None:
         return "low"
     return "info"
+
+
+def refusal_severity(share: float) -> str | None:
+    """The severity of answers that grounded to no catalog item, by their share of all answers.
+
+    ``None`` (no finding) below :data:`REFUSAL_SHARE`; ``high`` from one half on (most answers
+    are unusable); ``medium`` in between.
+
+    Examples
+    --------
+    >>> refusal_severity(0.04), refusal_severity(0.05), refusal_severity(0.5)
+    (None, 'medium', 'high')
+    """
+    if share < REFUSAL_SHARE:
+        return None
+    return "high" if share >= 0.5 else "medium"

@@ -13,6 +13,7 @@ from recaudit.results import AuditResult, MetricRecord, Provenance
 from recaudit.verdicts import (
     DEFAULT_ALPHA,
     MIN_UNITS,
+    REFUSAL_SHARE,
     alpha_of,
     ci_excludes_null,
     decision_p,
@@ -22,6 +23,7 @@ from recaudit.verdicts import (
     min_units_of,
     on_harmful_side,
     record_severity,
+    refusal_severity,
     severity,
     small_sample_warning,
 )
@@ -168,3 +170,9 @@ def test_record_severity_of_a_record_no_finding_speaks_for():
     assert record_severity(covering, AUC, 0.05) == "info"
     assert ci_excludes_null(_rec(estimate=0.7), AUC) is None         # no CI
     assert ci_excludes_null(untested, MetricSpec("s", "s", higher_is_worse=None)) is None
+
+
+def test_refusal_severity_thresholds():
+    assert refusal_severity(0.0) is None and refusal_severity(0.0499) is None
+    assert refusal_severity(REFUSAL_SHARE) == "medium" and refusal_severity(0.4999) == "medium"
+    assert refusal_severity(0.5) == "high" and refusal_severity(1.0) == "high"

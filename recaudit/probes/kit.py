@@ -420,16 +420,18 @@ class Summariser:
         return f
 
     #: share of answers with no catalog item from which refusals become a finding
-    REFUSAL_SHARE = 0.05
+    REFUSAL_SHARE = verdicts.REFUSAL_SHARE
 
     def refusal_finding(self, empty: dict[str, float], consequence: str) -> float:
-        """Flag answers that grounded to no catalog item (refusals, unparseable text) when they
-        are at least :data:`REFUSAL_SHARE` of all answers (``high`` from one half on);
-        ``consequence`` says what they do to this probe's numbers. Returns their share."""
+        """Flag answers that grounded to no catalog item (refusals, unparseable text), rated by
+        :func:`recaudit.verdicts.refusal_severity` (from :data:`REFUSAL_SHARE` of all answers;
+        ``high`` from one half on); ``consequence`` says what they do to this probe's numbers.
+        Returns their share."""
         share = float(np.mean(list(empty.values()))) if empty else 0.0
-        if share >= self.REFUSAL_SHARE:
+        label = verdicts.refusal_severity(share)
+        if label is not None:
             self.res.findings.append(Finding(
-                probe=self.res.id, severity="high" if share >= 0.5 else "medium",
+                probe=self.res.id, severity=label,
                 effect=share, title=f"{share:.0%} of answers contain no catalog item (refusals "
                                     "or unparseable text)", detail=consequence))
         return share
