@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ConfigError
 from .gates import GateSpec
+from .verdicts import DEFAULT_ALPHA, MIN_UNITS
 from .yamlio import deep_merge, format_validation_error, read_yaml
 
 
@@ -93,9 +94,9 @@ class StatsConfig(_Strict):
     n_bootstrap: int = Field(1000, ge=50)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     n_permutations: int = Field(2000, ge=99)
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    alpha: float = Field(DEFAULT_ALPHA, gt=0.0, lt=1.0)
     seed: int = 0
-    min_group_size: int = Field(10, ge=1)
+    min_group_size: int = Field(MIN_UNITS, ge=1)  # the small-sample rule (verdicts.MIN_UNITS)
 
 
 class ProbeSpec(_Strict):
