@@ -5,9 +5,13 @@ Exit codes (README, ``recaudit --help``):
 * 0 -- success, every gate passed
 * 1 -- a gate failed
 * 2 -- usage or input error (config, catalog, model path, endpoint, results file)
-* 3 -- runtime failure (a model that exists could not be loaded or run)
+* 3 -- runtime failure (a model that exists could not be loaded or run, every request failed)
 * 4 -- a probe ended in ``error``, or could not be fed (no eligible unit), and the config does
   not mark it ``optional: true``; results.json is written before the exit
+
+A skip that is a property of the setup (the model cannot serve the probe; a catalog-free audit)
+is not a failure (:class:`recaudit.results.SkipKind`). When several codes apply, ``audit`` exits
+with the first of 2, 3, 4, 1.
 """
 
 from __future__ import annotations

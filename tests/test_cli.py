@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -124,3 +125,67 @@ def test_unwritable_out_exits_2_before_any_model_call(tmp_path):
         assert marker.exists() and (tmp_path / "out" / "results.json").is_file()
     finally:
         os.environ.pop("RECAUDIT_TEST_MARKER")
+
+
+# -- mitigate's command line ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_results(tmp_path_factory) -> str:
+    """results.json of a small counterfactual audit whose catalog has a head and a tail."""
+    from tests import gate_recommenders as gr
+
+    tmp = tmp_path_factory.mktemp("mitigate")
+    (tmp / "items.csv").write_text("id,title,pop\n" + "".join(
+        f"{i},{t},{100 if i < 5 else 1}\n" for i, t in enumerate(gr.TITLES)), encoding="utf-8")
+    cfg = gr.write_cli_config(tmp, "python:tests.gate_recommenders:biased", "out")
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(
+        "path: " + str(tmp / "items.csv"), f"path: {tmp / 'items.csv'}, popularity_col: pop"),
+        encoding="utf-8")
+    assert main(["audit", str(cfg), "--no-progress", "--format", "json"]) == 0
+    return str(tmp / "out" / "results.json")
+
+
+@pytest.mark.parametrize("line", [
+    ["--reranker", "fair", "p=0.5", "alpha=0.2"],  # the README's line (alpha=0.1 is default)
+    ["p=0.5", "--reranker", "fair", "alpha=0.2"],
+    ["--reranker", "fair", "alpha=0.2", "--format", "json", "p=0.5"],
+])
+def test_mitigate_takes_key_values_anywhere(saved_results, tmp_path, line, capsys):
+    out = tmp_path / "m"
+    assert main(["mitigate", saved_results, *line, "--out", str(out), "--format", "json"]) == 0
+    (probe,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["probes"]
+    assert [(t["reranker"], t["variant"]) for t in probe["tradeoffs"]] == \
+        [("fair", "fair(p=0.5, alpha=0.2)")]
+
+
+@pytest.mark.parametrize("line, needle", [
+    (["--k", "0"], "--k: Input should be greater than or equal to 1"),
+    (["p=0.5", "p=0.7"], "reranker parameter 'p' given twice (p=0.5 and p=0.7); give it once"),
+    (["p=0.5", "--k", "5", "p=0.5"], "reranker parameter 'p' given twice"),
+])
+def test_mitigate_usage_errors_are_one_line_exit_2(saved_results, tmp_path, capsys, line,
+                                                   needle):
+    capsys.readouterr()
+    code = main(["mitigate", saved_results, "--reranker", "fair", *line,
+                 "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"recaudit: error: {needle}") and "\n" not in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_other_commands_still_refuse_stray_arguments(capsys):
+    assert main(["report", "results.json", "p=0.5"]) == 2
+    assert "unrecognized arguments: p=0.5" in capsys.readouterr().err
+
+
+def test_nothing_measured_names_the_first_error_from_the_field():
+    from recaudit.cli import _nothing_answered
+    from recaudit.results import AuditResult, ProbeResult, Provenance
+
+    result = AuditResult(
+        provenance=Provenance(tool_version="x", model_spec="m",
+                              engine={"computed": 3, "failed": 3, "cached": 0}),
+        probes=[ProbeResult(id="a", probe="a", n_queries=3, n_failed=3,
+                            first_error="endpoint said no (first: of many)")])
+    assert _nothing_answered(result) == (
+        "all 3 model requests failed, nothing was measured (first: endpoint said no (first: of "
+        "many)); results.json keeps the errors")

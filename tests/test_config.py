@@ -66,3 +66,26 @@ def test_overrides_win_and_fingerprint_changes():
                                                          "engine": {"max_requests": 3}})
     assert over.model == "minilm" and over.engine.max_requests == 3
     assert base.fingerprint() != over.fingerprint()
+
+
+@pytest.mark.parametrize("params, where, value", [
+    ("{k: true}", "k", "true"),                          # int: read as k = 1 before
+    ("{n_users: false}", "n_users", "false"),
+    ("{rbo_p: true}", "rbo_p", "true"),                  # float
+    ("{positions: [0, true]}", "positions", "true"),     # the items of a list[int]
+])
+def test_a_boolean_is_no_number_in_probe_params(tmp_path, params, where, value):
+    p = _write(tmp_path, f"probes:\n  - probe: position\n    params: {params}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert str(info.value) == f"{p}: probes[0].params.{where}: {value} is a boolean, not a number"
+
+
+def test_booleans_stay_booleans_and_optional_is_a_probe_flag():
+    cfg = parse_config({"probes": [{"probe": "counterfactual", "optional": True,
+                                    "params": {"k": 3, "subjects": {"source": "inline",
+                                                                    "items": ["Heat"]}}}]})
+    assert cfg.probes[0].optional is True and cfg.probes[0].params["k"] == 3
+    with pytest.raises(ConfigError, match=r"probes\[0\].optional: Input should be a valid "
+                                          "boolean"):
+        parse_config({"probes": [{"probe": "counterfactual", "optional": "maybe"}]})

@@ -149,3 +149,81 @@ def test_killed_process_resumes_without_recomputing(tmp_path):
     second = log.read_text().split()
     assert not set(second) & cached  # nothing that was cached is recomputed
     assert len(cached) + len(second) == 30
+
+
+# -- answers land one by one; scores are checked where they enter ---------------------------------
+class OneByOne(CountingRecommender):
+    """Answers each request of a batch as it finishes, then crashes after ``fail_after``."""
+
+    def recommend_each(self, requests):
+        for i, r in enumerate(requests):
+            if self.fail_after is not None and len(self.calls) >= self.fail_after:
+                raise RuntimeError("simulated crash mid-batch")
+            self.calls.append(r.key())
+            yield i, Response(text=f"1. Movie {r.messages[-1].content}")
+
+
+def test_each_answer_is_cached_as_it_lands_not_per_batch(tmp_path):
+    reqs = _requests(8)
+    crashing = OneByOne(fail_after_batches=5)  # 5 answers of one batch of 8, then a crash
+    with pytest.raises(ModelRuntimeError, match="simulated crash mid-batch"):
+        Engine(crashing, cache_path=tmp_path / "c.sqlite", batch_size=8, progress=False).run(reqs)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.count() == 5  # per batch, the five finished answers were lost
+    cache.close()
+    rerun = OneByOne()
+    Engine(rerun, cache_path=tmp_path / "c.sqlite", batch_size=8, progress=False).run(reqs)
+    assert sorted(rerun.calls) == sorted(r.key() for r in reqs if r.key() not in crashing.calls)
+
+
+class Scorer(Recommender):
+    """Scores candidates by their length; ``bad`` maps a candidate to the score it gets."""
+
+    capabilities = frozenset({"score"})
+
+    def __init__(self, bad: dict[str, float] | None = None) -> None:
+        super().__init__(spec="scorer")
+        self.bad = bad or {}
+
+    def fingerprint(self) -> str:
+        return f"scorer-{sorted(self.bad.items())}"
+
+    def score(self, requests):
+        return [[self.bad.get(c, -float(len(c))) for c in r.candidates] for r in requests]
+
+
+def _scoring(*candidate_lists: list[str]) -> list[Request]:
+    return [Request([{"role": "user", "content": "rank these"}], k=len(c), candidates=c)
+            for c in candidate_lists]
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf"),
+                                          (-float("inf"), "-inf")])
+def test_non_finite_scores_fail_their_request_only(tmp_path, value, shown):
+    reqs = _scoring(["Heat", "Alien"], ["Fargo", "Jaws"])
+    eng = Engine(Scorer(bad={"Alien": value}), cache_path=tmp_path / "c.sqlite", progress=False)
+    answers = eng.run(reqs)
+    bad, good = answers[reqs[0].key()], answers[reqs[1].key()]
+    assert bad.response.error == (f"score returned {shown} for 1 of 2 candidates (first: "
+                                  "'Alien'); scores must be finite")
+    assert bad.response.scores is None  # never ranked
+    assert good.ok and good.response.scores == [-5.0, -4.0]
+    assert eng.stats.failed == 1 and eng.cache.count() == 1  # the failure is not cached
+    eng.close()
+
+
+def test_a_cached_nan_score_is_recomputed_never_served(tmp_path, capsys):
+    reqs = _scoring(["Heat", "Alien"])
+    eng = Engine(Scorer(), cache_path=tmp_path / "c.sqlite", progress=False)
+    eng.run(reqs)
+    eng.close()
+    db = sqlite3.connect(tmp_path / "c.sqlite")  # a row an older recaudit wrote
+    db.execute("UPDATE responses SET response = replace(response, '-5.0', 'NaN')")
+    db.commit()
+    db.close()
+    eng = Engine(Scorer(), cache_path=tmp_path / "c.sqlite", progress=False)
+    answer = eng.run(reqs)[reqs[0].key()]
+    assert answer.ok and not answer.cached and answer.response.scores == [-4.0, -5.0]
+    err = capsys.readouterr().err
+    assert "1 cached responses" in err and "are unreadable and will be recomputed" in err
+    eng.close()

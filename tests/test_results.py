@@ -67,3 +67,48 @@ def test_schema_1_0_files_still_load_and_get_their_declarations(tmp_path):
     assert p.specs["snsr_jaccard"].higher_is_worse is True and p.specs["snsr_jaccard"].null == 0
     assert "fairness" in p.tags and p.metrics[0].variant == "original"
     assert p.metrics[0].estimate == 0.2
+
+
+def test_status_and_skip_kind_are_data_and_decide_the_exit():
+    from pydantic import ValidationError
+
+    from recaudit.results import ProbeResult, ProbeStatus, SkipKind
+
+    def probe(**kw) -> ProbeResult:
+        return ProbeResult(id="p", probe="p", **kw)
+
+    assert probe(status="skipped", skip_kind="capability").skip_kind is SkipKind.CAPABILITY
+    assert probe().status is ProbeStatus.OK and probe().status == "ok"
+    with pytest.raises(ValidationError, match="only a skipped probe has a skip kind"):
+        probe(status="error", skip_kind="no_data")
+    with pytest.raises(ValidationError):
+        probe(status="broken")
+    # the policy the README states: setup skips pass, errors and no-data skips fail
+    fails = {(status, kind, optional): probe(status=status, skip_kind=kind,
+                                             optional=optional).fails_audit()
+             for status, kind in (("ok", None), ("error", None), ("skipped", "capability"),
+                                  ("skipped", "catalog"), ("skipped", "no_data"),
+                                  ("skipped", None))
+             for optional in (False, True)}
+    assert [key for key, failed in fails.items() if failed] == [
+        ("error", None, False), ("skipped", "no_data", False), ("skipped", None, False)]
+
+
+def test_schema_1_3_skip_messages_get_their_skip_kind(tmp_path):
+    from recaudit.results import ProbeResult
+
+    old = AuditResult(provenance=Provenance(tool_version="x", model_spec="m"), probes=[
+        ProbeResult(id=i, probe=i, status="skipped", error=msg) for i, msg in (
+            ("a", "skipped: python:m lacks score"),
+            ("b", "skipped: needs a catalog (catalog source: none): probe 'b' uses item data"),
+            ("c", "skipped: something else"))])
+    data = json.loads(old.model_dump_json(exclude={"content_sha256"}))
+    data["schema_version"] = "1.3"
+    for p in data["probes"]:
+        for key in ("skip_kind", "optional", "n_missing", "first_error"):  # new in 1.4
+            p.pop(key)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    back = AuditResult.load(path)
+    assert [p.skip_kind for p in back.probes] == ["capability", "catalog", None]
+    assert [p.fails_audit() for p in back.probes] == [False, False, True]

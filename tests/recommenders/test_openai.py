@@ -352,3 +352,27 @@ def test_response_body_shapes(body, error, text):
         assert resp.n_output_tokens == 0
     else:
         assert error in resp.error
+
+
+def test_answers_are_handed_over_in_the_order_they_complete():
+    """recommend_each yields each answer as its request completes (the engine caches it then):
+    a fast request is not held back behind a slow one."""
+    import time
+
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        if prompt == "slow":
+            time.sleep(0.5)
+        return httpx.Response(200, json={"choices": [{"message": {"content": f"1. {prompt}"}}]})
+
+    rec = OpenAIRecommender("http://endpoint.test", "m", concurrency=2,
+                            transport=httpx.MockTransport(handler))
+    try:
+        reqs = [Request.from_prompt("slow"), Request.from_prompt("fast")]
+        landed = [(i, r.text) for i, r in rec.recommend_each(reqs)]
+        assert landed == [(1, "1. fast"), (0, "1. slow")]
+        assert [r.text for r in rec.recommend(reqs)] == ["1. slow", "1. fast"]  # in order
+    finally:
+        rec.close()

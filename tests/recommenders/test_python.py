@@ -241,3 +241,54 @@ def test_function_level_version_overrides_module(tmp_path):
 def test_parse_target_handles_paths_with_colons():
     assert parse_target("C:/x/rec.py:fn") == ("C:/x/rec.py", "fn")
     assert parse_target("pkg.mod:Cls.meth") == ("pkg.mod", "Cls.meth")
+
+
+STREAMING = '''
+calls = []
+
+
+def counted(messages, k):
+    calls.append(messages[-1]["content"])
+    return ["Heat"]
+
+
+def picky(messages, candidates):
+    if "down" in messages[-1]["content"]:
+        raise RuntimeError("scorer down")
+    return [float("nan") if c == "nan" else 1.0 for c in candidates]
+
+
+counted.score = picky
+'''
+
+
+@pytest.fixture
+def streaming(tmp_path) -> PythonRecommender:
+    path = tmp_path / f"streaming_{uuid.uuid4().hex}.py"
+    path.write_text(STREAMING, encoding="utf-8")
+    return PythonRecommender(f"{path}:counted")
+
+
+def test_a_per_request_function_hands_each_answer_over_as_it_returns(streaming):
+    from recaudit.recommenders.base import stream_recommender
+
+    stream = stream_recommender(streaming, [Request.from_prompt("a"), Request.from_prompt("b")])
+    first = next(stream)
+    assert first[0] == 0 and first[1].text == "1. Heat" and streaming.module.calls == ["a"]
+    assert next(stream)[0] == 1 and streaming.module.calls == ["a", "b"]
+
+
+def test_a_failing_or_non_finite_score_fails_its_request_only(streaming):
+    from recaudit.recommenders.base import call_recommender
+
+    def ask(text: str, *candidates: str) -> Request:
+        return Request([{"role": "user", "content": text}], candidates=candidates)
+
+    reqs = [ask("ok", "x", "y"), ask("down", "x"), ask("ok", "nan", "y"), ask("ok", "z")]
+    out = call_recommender(streaming, reqs)
+    assert [r.scores for r in out] == [[1.0, 1.0], None, None, [1.0]]
+    assert out[1].error == "python recommender score raised RuntimeError: scorer down"
+    assert out[2].error == ("score returned nan for 1 of 2 candidates (first: 'nan'); scores "
+                            "must be finite")
+    with pytest.raises(ModelRuntimeError, match="score raised RuntimeError: scorer down"):
+        streaming.score(reqs)  # the list API has no error field: it still raises

@@ -87,3 +87,72 @@ def test_killed_audit_resumes_without_recomputing(seed, tmp_path, uninterrupted)
     results, use = audit_runs.comparable(audit_runs.load_results(run_dir))
     assert use == {"cached": len(cached), "computed": len(all_keys) - len(cached)}
     assert results == expected
+
+
+#: a per-request (not batched) ``python:`` recommender: the adapter hands each answer to the
+#: engine as it returns. It logs each request's key when it starts (``<log>.started``) and when
+#: it is done (``<log>``), and sleeps ``RECAUDIT_TEST_DELAY`` seconds in between.
+PER_REQUEST = '''\
+import os
+import random
+import time
+
+from recaudit.recommenders.base import Request
+
+__recaudit_version__ = "1"
+TITLES = {titles!r}
+
+
+def _log(path, key):
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(key + "\\n")
+
+
+def recommend(messages, k):
+    key = Request(messages, k=k).key()
+    _log(os.environ["RECAUDIT_TEST_LOG"] + ".started", key)
+    time.sleep(float(os.environ.get("RECAUDIT_TEST_DELAY", "0")))
+    _log(os.environ["RECAUDIT_TEST_LOG"], key)
+    return random.Random(key).sample(TITLES, k)
+'''
+
+
+def _lines(path: Path) -> int:
+    return path.read_text(encoding="utf-8").count("\n") if path.exists() else 0
+
+
+@pytest.mark.parametrize("n_answers", [1, 7])
+def test_sigint_after_n_answers_loses_none_of_them(tmp_path, n_answers):
+    """A real ``recaudit audit`` process, all 24 requests in one engine batch, gets SIGINT while
+    its (n+1)-th request runs: the n finished answers are in the cache (they were lost when the
+    cache was written per batch) and the rerun computes only the rest."""
+    n = audit_runs.N_REQUESTS
+    run_dir = audit_runs.write_audit(tmp_path / "run", batch_size=n)
+    (run_dir / "rec.py").write_text(PER_REQUEST.format(titles=audit_runs.TITLES),
+                                    encoding="utf-8")
+    log, rerun_log = tmp_path / "interrupted.log", tmp_path / "rerun.log"
+    started = Path(f"{log}.started")
+    proc = subprocess.Popen(audit_runs.audit_command(), cwd=run_dir,
+                            env=audit_runs.audit_env(run_dir, log, delay=0.3),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
+    while _lines(started) <= n_answers:  # the (n+1)-th has started: n are done and handed over
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the audit ended or hung (rc {proc.returncode}): {proc.stderr.read()}")
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished requests are cached" in err
+    tally.add("kills")
+
+    finished = audit_runs.computed_keys(log)
+    assert len(finished) >= n_answers and len(finished) < n
+    assert audit_runs.cached_keys(run_dir / "cache.sqlite") == set(finished)  # none lost
+    proc = audit_runs.run_audit(run_dir, rerun_log)
+    assert proc.returncode == 0, proc.stderr
+    recomputed = audit_runs.computed_keys(rerun_log)
+    assert len(recomputed) == n - len(finished) and not set(recomputed) & set(finished)
+    _, use = audit_runs.comparable(audit_runs.load_results(run_dir))
+    assert use == {"cached": len(finished), "computed": n - len(finished)}
