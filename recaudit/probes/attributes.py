@@ -9,7 +9,9 @@ explicit mapping name -> values; ``require_placeholders`` checks a prompt templa
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+from pydantic_core import PydanticCustomError
 
 from ..recommenders.base import Request
 from .base import NEUTRAL, Query, QueryKey
@@ -67,6 +69,32 @@ def require_placeholders(template: str, placeholders: Iterable[str]) -> str:
     if missing:
         raise ValueError(f"template lacks placeholder(s) {', '.join(missing)}")
     return template
+
+
+def attributes_shape(v: Any, *, names: bool = True,
+                     example: dict[str, list[str]] | None = None) -> Any:
+    """Refuse an ``attributes:`` value of the wrong shape with what to write instead.
+
+    ``attributes: gender`` (a string) otherwise fails with pydantic's union-branch messages.
+    ``names``: the parameter also takes a list of FaiRLLM attribute names; ``example``: values
+    to show for a mapping (default: FaiRLLM's). Any other value is returned unchanged.
+    """
+    if isinstance(v, (list, dict)):
+        return v
+    want = ("a list of attribute names or a mapping name -> values" if names
+            else "a mapping name -> values")
+    got = f"the string {v!r}" if isinstance(v, str) else repr(v)
+    if isinstance(v, str) and v.strip():
+        name = v.strip()
+        values = (example or FAIRLLM_ATTRIBUTES).get(name) or ["<value>", "<value>"]
+        fix = (f"attributes: [{name}]" if names and name in FAIRLLM_ATTRIBUTES
+               else f"attributes: {{{name}: [{', '.join(values)}]}}")
+    else:
+        fix = ("attributes: [gender, age]" if names
+               else "attributes: {gender: [a female, a male]}")
+    # a custom error: its message is shown as is (a ValueError gets "Value error, " in front)
+    raise PydanticCustomError("attributes_shape", "expected {want}, got {got}; write {fix}",
+                              {"want": want, "got": got, "fix": fix})
 
 
 def resolve_attributes(v: dict[str, list[str]] | list[str], min_values: int = 1

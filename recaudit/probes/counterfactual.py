@@ -27,8 +27,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord, ProbeResult
-from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, require_placeholders,
-                         resolve_attributes, subject_queries)
+from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, attributes_shape,
+                         require_placeholders, resolve_attributes, subject_queries)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .findings import ci_text, floor_sentence, fmt, verdict_title
 from .registry import probe
@@ -79,6 +79,11 @@ class CounterfactualParams(ProbeParams):
             raise ValueError(f"unknown similarity {bad[0] if bad else '(none)'!r}; known: "
                              + ", ".join(SIMILARITIES))
         return v
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_shape(cls, v: Any) -> Any:
+        return attributes_shape(v)
 
     @field_validator("attributes")
     @classmethod

@@ -45,8 +45,8 @@ from pydantic import Field, field_validator
 from ..metrics.classification import auc_binary, auc_macro_ovr
 from ..recommenders.base import EMBED, GENERATE
 from ..results import MetricRecord, ProbeResult
-from .attributes import (DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, resolve_attributes,
-                         subject_queries)
+from .attributes import (DOMAINS, FAIRLLM_TEMPLATE, attributes_shape, require_placeholders,
+                         resolve_attributes, subject_queries)
 from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .findings import ci_text, floor_sentence, fmt, verdict_title
 from .registry import probe
@@ -86,6 +86,11 @@ class LeakageParams(ProbeParams):
     @classmethod
     def _placeholders(cls, v: str) -> str:
         return require_placeholders(v, ("{value}", "{name}", "{K}"))
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_shape(cls, v: Any) -> Any:
+        return attributes_shape(v)
 
     @field_validator("attributes")
     @classmethod

@@ -59,7 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord
-from .attributes import require_placeholders
+from .attributes import attributes_shape, require_placeholders
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .findings import ci_text, floor_sentence, fmt, verdict_title
 from .histories import history_title
@@ -130,6 +130,11 @@ class ProfileParams(ProbeParams):
     @classmethod
     def _placeholders(cls, v: str) -> str:
         return require_placeholders(v, ("{value}", "{history}", "{K}"))
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_shape(cls, v: Any) -> Any:
+        return attributes_shape(v, names=False, example=DEFAULT_ATTRIBUTES)
 
     @field_validator("attributes")
     @classmethod
