@@ -1,4 +1,4 @@
-"""Compare two audits of the same probes: which metrics regressed, and is it more than noise?
+"""Compare two audits of the same probes: which metrics regressed, beyond noise.
 
 :func:`compare_results` refuses to compare results that are not comparable (different results
 schema version, different probe parameters, different catalog configuration or content): it
@@ -63,7 +63,7 @@ def _short(v: Any, limit: int = 60) -> str:
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
-    """The first key path where two JSON-like values differ, with both values; None if equal."""
+    """Return the first key path where two JSON-like values differ, with both values, or None."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
             sub = f"{path}.{key}" if path else str(key)
@@ -76,7 +76,7 @@ def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | N
                 return diff
         return None
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             diff = first_difference(x, y, f"{path}[{i}]")
             if diff:
                 return diff
@@ -153,6 +153,8 @@ def _unit_test(pb: ProbeResult, pc: ProbeResult, b: MetricRecord, c: MetricRecor
 # -- the comparison ------------------------------------------------------------------------------
 @dataclass
 class ComparisonRow:
+    """One metric record compared: both estimates and CIs, the test, and the status."""
+
     probe: str
     metric: str
     attribute: str | None
@@ -173,18 +175,19 @@ class ComparisonRow:
 
     @property
     def delta(self) -> float:
-        """current - baseline."""
+        """Return current - baseline."""
         return self.current - self.baseline
 
     @property
     def worsening(self) -> float | None:
-        """How much worse the current result is (negative = better); None if unknown."""
+        """Return how much worse the current result is (negative = better); None if unknown."""
         if self.higher_is_worse is None:
             return None
         return self.delta if self.higher_is_worse else -self.delta
 
     @property
     def where(self) -> str:
+        """Return where the record lies: ``attribute=value, k=K[, variant]``."""
         bits = []
         if self.attribute is not None:
             bits.append(self.attribute + (f"={self.value}" if self.value is not None else ""))
@@ -199,6 +202,8 @@ class ComparisonRow:
 
 @dataclass
 class Comparison:
+    """The comparison of two results: its settings, one row per compared record, notes."""
+
     baseline: str
     current: str
     tolerance: float
@@ -208,10 +213,12 @@ class Comparison:
 
     @property
     def regressions(self) -> list[ComparisonRow]:
+        """Return the rows that regressed."""
         return [r for r in self.rows if r.status == "regression"]
 
     @property
     def improvements(self) -> list[ComparisonRow]:
+        """Return the rows that improved."""
         return [r for r in self.rows if r.status == "improvement"]
 
 
@@ -313,7 +320,8 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
                 row.note = "no per-unit data and no CIs: not tested"
     if not compared_any:
         raise DataError("nothing to compare: no probe run finished in both results")
-    for row, padj in zip(tested, _bh([r.p_value for r in tested])):  # type: ignore[misc]
+    for row, padj in zip(tested, _bh([r.p_value for r in tested]),  # type: ignore[misc]
+                         strict=True):
         row.p_adjusted = padj
         row.significant = bool(is_significant(row, alpha))
     for row in cmp.rows:

@@ -1,5 +1,6 @@
-"""The one number format of every sentence recaudit writes: findings, gate messages, compare
-tables and reports.
+"""The one number format of every sentence recaudit writes.
+
+Findings, gate messages, compare tables and reports all format numbers here:
 
 * :func:`fmt` -- an estimate or bound: fixed ``digits`` decimals; scientific when the value is
   not zero but would round to zero; ``n/a`` for None, NaN and infinities.
@@ -18,13 +19,15 @@ __all__ = ["fmt", "fmt_ci", "fmt_p", "is_number"]
 
 
 def is_number(x: Any) -> bool:
-    """True for a finite int or float (not a bool)."""
+    """Tell whether ``x`` is a finite int or float (a bool is not)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def fmt(x: Any, digits: int = 3) -> str:
-    """``x`` with ``digits`` decimals (``0.213``); ``4.0e-05`` when a non-zero value would print
-    as zero; ``n/a`` when ``x`` is None or not a finite number.
+    """Format an estimate or a bound with ``digits`` decimals (``0.213``).
+
+    A non-zero value that would print as zero reads ``4.0e-05``; None and non-finite values read
+    ``n/a``.
 
     Examples
     --------
@@ -39,7 +42,7 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 
 def fmt_p(p: Any) -> str:
-    """A p-value: ``0.012``, ``<0.001`` below 0.001, ``n/a`` when missing.
+    """Format a p-value: ``0.012``, ``<0.001`` below 0.001, ``n/a`` when missing.
 
     Examples
     --------
@@ -54,7 +57,7 @@ def fmt_p(p: Any) -> str:
 
 
 def fmt_ci(lo: Any, hi: Any, digits: int = 3) -> str:
-    """``[lo, hi]`` in :func:`fmt`'s format; an empty string when either end is missing.
+    """Format an interval ``[lo, hi]`` as :func:`fmt` does; empty when either end is missing.
 
     Examples
     --------

@@ -225,7 +225,7 @@ def _matching_probes(result: AuditResult, spec: GateSpec, name: str) -> list[Pro
 
 
 def select_records(result: AuditResult, spec: GateSpec) -> list[MetricRecord]:
-    """The metric records a gate applies to (see the module docstring for the rules)."""
+    """Return the metric records a gate applies to (see the module docstring for the rules)."""
     name = gate_name(spec)
     selected: list[MetricRecord] = []
     for p in _matching_probes(result, spec, name):

@@ -110,7 +110,7 @@ def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """The percentile interval ``[q_{a/2}, q_{1-a/2}]`` over axis 0 of bootstrap replicates.
+    """Return the percentile interval ``[q_{a/2}, q_{1-a/2}]`` of replicates (over axis 0).
 
     ``a = 1 - confidence``; NaN replicates are left out, and a column with none gives NaN
     (Efron & Tibshirani 1993, ch. 13).
@@ -138,9 +138,10 @@ class NullFloor(NamedTuple):
 
 
 def null_floor(null: Any) -> NullFloor:
-    """Mean and 95th percentile of a permutation null distribution (non-finite values left
-    out; both None when none is left): what a model without any effect scores with this many
-    units.
+    """Return the mean and 95th percentile of a permutation null distribution.
+
+    That is what a model without any effect scores with this many units. Non-finite values are
+    left out; both are None when none is left.
 
     Examples
     --------
@@ -178,8 +179,11 @@ SPREAD_STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def spread_statistic(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A spread of per-condition means over the last axis: ``range`` = max - min (SNSR, a gap),
-    ``std`` = population std (SNSV), ``ratio`` = min / max (NaN when max <= 0)."""
+    """Return the spread statistic ``name`` of per-condition means over the last axis.
+
+    ``range`` = max - min (SNSR, a gap), ``std`` = population std (SNSV), ``ratio`` = min / max
+    (NaN when max <= 0).
+    """
     try:
         return SPREAD_STATISTICS[name]
     except KeyError:
@@ -188,7 +192,7 @@ def spread_statistic(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _resolve_stat(stat: str | Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
-    """A function of per-value means, applied to each row of a ``(B, V)`` array."""
+    """Return a function of per-value means, applied to each row of a ``(B, V)`` array."""
     if stat == "snsr":
         return _range
     if stat == "snsv":
@@ -356,15 +360,19 @@ def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> BHResul
 
 
 class SwapMasks:
-    """Swap patterns for :func:`paired_swap_test`: ``(P, n)`` 0/1 masks (1 = swap that unit's
-    baseline and current rows), all ``2**n`` when that is at most ``n_permutations`` (an exact
-    test), else ``n_permutations`` random ones seeded by ``(seed, n)``; cached by ``n``."""
+    """Swap patterns for :func:`paired_swap_test`, cached by the number of units ``n``.
+
+    ``(P, n)`` 0/1 masks (1 = swap that unit's baseline and current rows): all ``2**n`` when
+    that is at most ``n_permutations`` (an exact test), else ``n_permutations`` random ones
+    seeded by ``(seed, n)``.
+    """
 
     def __init__(self, n_permutations: int, seed: int) -> None:
         self.n_permutations, self.seed = int(n_permutations), seed
         self._cache: dict[int, tuple[np.ndarray, bool]] = {}
 
     def get(self, n: int) -> tuple[np.ndarray, bool]:
+        """Return the masks for ``n`` units and whether they are all ``2**n`` (exact)."""
         if n not in self._cache:
             if 2 ** n <= self.n_permutations:
                 codes = np.arange(2 ** n, dtype=np.int64)
@@ -377,9 +385,11 @@ class SwapMasks:
 
 
 class SwapTest(NamedTuple):
-    """Observed difference, its p-value, and whether every permutation gave the same value
-    (``degenerate``: the pooled data cannot tell the results apart, e.g. two constant tables;
-    such a test can never reject and belongs in no multiple-comparison family)."""
+    """Observed difference, its p-value, and whether every permutation gave the same value.
+
+    ``degenerate``: the pooled data cannot tell the results apart (e.g. two constant tables);
+    such a test can never reject and belongs in no multiple-comparison family.
+    """
 
     statistic: float
     pvalue: float

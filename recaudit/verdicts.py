@@ -1,7 +1,7 @@
-"""Every verdict on a number, in one place: alpha, the deciding p-value, significance, the
-direction of harm, severity and the small-sample rule.
+"""Every verdict on a number, in one place.
 
-The analysis kit (:mod:`recaudit.probes.kit`), the gates, compare and the report all ask this
+Alpha, the deciding p-value, significance, the direction of harm, severity and the small-sample
+rule. The analysis kit (:mod:`recaudit.probes.kit`), the gates, compare and the report all ask this
 module; none of them decides these on its own, so a finding, a gate and a report line can never
 disagree about whether a record is significant or how severe it is.
 
@@ -76,7 +76,7 @@ REFUSAL_SHARE = 0.05
 
 
 def _valid_level(value: Any) -> float | None:
-    """``value`` as a float strictly between 0 and 1, else None (bools are not numbers here)."""
+    """Return ``value`` as a float strictly between 0 and 1, else None (a bool is None)."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -87,8 +87,11 @@ def _valid_level(value: Any) -> float | None:
 
 
 def _stats_setting(obj: Any, key: str) -> Any:
-    """``key`` of the stats settings of ``obj``: an AuditResult (its ``config["stats"]``), a
-    config mapping (``{"stats": {...}}`` or the stats mapping itself) or a StatsConfig."""
+    """Read ``key`` of the stats settings of ``obj``.
+
+    ``obj`` is an AuditResult (its ``config["stats"]``), a config mapping (``{"stats": {...}}``
+    or the stats mapping itself) or a StatsConfig.
+    """
     config = getattr(obj, "config", None)
     if isinstance(config, dict):
         obj = config.get("stats")
@@ -100,7 +103,7 @@ def _stats_setting(obj: Any, key: str) -> Any:
 
 
 def alpha_of(obj: Any) -> float:
-    """The significance level of a result or a stats configuration.
+    """Return the significance level of a result or a stats configuration.
 
     ``obj`` is an :class:`~recaudit.results.AuditResult` (read from its ``config["stats"]
     ["alpha"]``), a config mapping, or a :class:`~recaudit.config.StatsConfig`-like object with
@@ -117,8 +120,11 @@ def alpha_of(obj: Any) -> float:
 
 
 def min_units_of(obj: Any) -> int:
-    """The small-sample threshold in force: the configuration's ``stats.min_group_size`` (the
-    user's override; read like :func:`alpha_of`), else :data:`MIN_UNITS`."""
+    """Return the small-sample threshold in force.
+
+    That is the configuration's ``stats.min_group_size`` (the user's override; read like
+    :func:`alpha_of`), else :data:`MIN_UNITS`.
+    """
     raw = _stats_setting(obj, "min_group_size")
     if raw is None or isinstance(raw, bool):
         return MIN_UNITS
@@ -131,7 +137,7 @@ def min_units_of(obj: Any) -> int:
 
 
 def decision_p(rec: Any) -> float | None:
-    """The p-value a decision uses: ``rec.p_adjusted`` when it is not None, else ``rec.p_value``.
+    """Return the p-value a decision uses: ``p_adjusted`` when it is not None, else ``p_value``.
 
     An adjusted p of ``0.0`` is a p-value like any other (not "missing").
 
@@ -146,7 +152,7 @@ def decision_p(rec: Any) -> float | None:
 
 
 def is_significant(rec: Any, alpha: float) -> bool | None:
-    """``decision_p(rec) < alpha``; ``None`` when the record has no p-value (or a NaN one)."""
+    """Tell whether ``decision_p(rec) < alpha``; ``None`` without a p-value (or with a NaN)."""
     p = decision_p(rec)
     if p is None or not math.isfinite(p):
         return None
@@ -154,8 +160,7 @@ def is_significant(rec: Any, alpha: float) -> bool | None:
 
 
 def harm_direction(*declared: Any) -> bool | None:
-    """Which way is worse: ``True`` if higher is worse, ``False`` if lower is worse, ``None``
-    if unknown.
+    """Return which way is worse: higher (``True``), lower (``False``) or unknown (``None``).
 
     Each argument is anything with ``higher_is_worse`` (a metric record, a metric declaration,
     a comparison row) or None; the first that declares a direction decides, so
@@ -169,7 +174,7 @@ def harm_direction(*declared: Any) -> bool | None:
 
 
 def on_harmful_side(estimate: float | None, spec: Any) -> bool | None:
-    """Whether ``estimate`` lies on the harmful side of ``spec``'s declared null (strictly).
+    """Tell whether ``estimate`` lies (strictly) on the harmful side of ``spec``'s null.
 
     ``True`` above the null for a higher-is-worse metric (below it for a lower-is-worse one),
     ``False`` at the null or on the other side, ``None`` when the estimate, the null or the
@@ -190,13 +195,15 @@ def on_harmful_side(estimate: float | None, spec: Any) -> bool | None:
 
 
 def enough_units(n: int | None, min_units: int = MIN_UNITS) -> bool:
-    """True when ``n`` units are enough for a reliable CI and a finding above ``low``; an
-    unknown ``n`` (None) is not held against a record."""
+    """Tell whether ``n`` units are enough for a reliable CI and a finding above ``low``.
+
+    An unknown ``n`` (None) is not held against a record.
+    """
     return n is None or int(n) >= min_units
 
 
 def small_sample_warning(n: int, min_units: int = MIN_UNITS) -> str | None:
-    """A one-line warning when ``n`` units are too few for a reliable interval, else ``None``.
+    """Return a one-line warning when ``n`` units are too few for a reliable CI, else None.
 
     Below :data:`MIN_UNITS` (or the configured override) percentile-bootstrap intervals
     under-cover and permutation p-values are coarse; with fewer than 2 units there is no
@@ -220,7 +227,7 @@ def small_sample_warning(n: int, min_units: int = MIN_UNITS) -> str | None:
 
 def severity(rec: Any, spec: Any, significant: bool | None, *,
              min_units: int = MIN_UNITS) -> str:
-    """The one severity ladder of a finding about record ``rec`` of metric ``spec``.
+    """Rate a finding about record ``rec`` of metric ``spec`` on the one severity ladder.
 
     ``info`` unless ``significant`` (and an estimate exists). Otherwise the relative distance
     ``rel = |estimate - null| / max(|hi - null|, |null - lo|)`` from the declared null (0 when
@@ -254,8 +261,11 @@ def severity(rec: Any, spec: Any, significant: bool | None, *,
 
 
 def ci_excludes_null(rec: Any, spec: Any) -> bool | None:
-    """Whether ``rec``'s confidence interval leaves out ``spec``'s declared null (the null lies
-    strictly outside ``[ci_low, ci_high]``); ``None`` without a CI or a declared null."""
+    """Tell whether ``rec``'s confidence interval leaves out ``spec``'s declared null.
+
+    True when the null lies strictly outside ``[ci_low, ci_high]``; ``None`` without a CI or a
+    declared null.
+    """
     null = getattr(spec, "null", None) if spec is not None else None
     lo, hi = getattr(rec, "ci_low", None), getattr(rec, "ci_high", None)
     if null is None or lo is None or hi is None:
@@ -264,7 +274,7 @@ def ci_excludes_null(rec: Any, spec: Any) -> bool | None:
 
 
 def record_severity(rec: Any, spec: Any, alpha: float, *, min_units: int = MIN_UNITS) -> str:
-    """The severity of a record that no probe finding speaks for (a report's derived finding).
+    """Rate a record that no probe finding speaks for (a report's derived finding).
 
     A tested record: :func:`severity` at :func:`is_significant`. An untested one (no p-value)
     whose CI leaves out the declared null: ``low`` (an effect without a test is never rated
@@ -279,7 +289,7 @@ def record_severity(rec: Any, spec: Any, alpha: float, *, min_units: int = MIN_U
 
 
 def refusal_severity(share: float) -> str | None:
-    """The severity of answers that grounded to no catalog item, by their share of all answers.
+    """Rate answers that grounded to no catalog item by their share of all answers.
 
     ``None`` (no finding) below :data:`REFUSAL_SHARE`; ``high`` from one half on (most answers
     are unusable); ``medium`` in between.

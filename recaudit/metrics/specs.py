@@ -47,6 +47,7 @@ class MetricSpec:
     role: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the declaration as a JSON-ready dict (``range`` as a list)."""
         d = asdict(self)
         d["range"] = list(self.range) if self.range is not None else None
         return d
@@ -80,7 +81,7 @@ def _short(description: str) -> str:
 
 
 def spread_spec(kind: str, base: MetricSpec) -> MetricSpec:
-    """The declaration of a spread statistic (see the module table) of ``base``."""
+    """Return the declaration of a spread statistic (see the module table) of ``base``."""
     pattern, text, worse, null = SPREAD_KINDS[kind]
     width = None if base.range is None else base.range[1] - base.range[0]
     if kind == "ratio":
@@ -94,7 +95,7 @@ def spread_spec(kind: str, base: MetricSpec) -> MetricSpec:
 
 
 def get_spec(name: str) -> MetricSpec | None:
-    """The declaration of ``name``: a declared metric or a spread of one; ``None`` if unknown."""
+    """Return the declaration of ``name`` (a declared metric or a spread of one), or None."""
     if name in _SPECS:
         return _SPECS[name]
     for kind, (pattern, *_rest) in SPREAD_KINDS.items():
