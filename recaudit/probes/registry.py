@@ -26,34 +26,21 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, first_line
+from ..registry import Registry
 from ..yamlio import deep_merge, format_validation_error
 from .base import AuditContext, Probe, ProbeParams, Query, QueryKey
 
-__all__ = ["AuditContext", "Probe", "ProbeParams", "Query", "QueryKey", "probe", "registry",
-           "get_probe", "build_probe", "load_suite", "resolve_probe_params", "suite_names"]
+__all__ = ["PROBES", "AuditContext", "Probe", "ProbeParams", "Query", "QueryKey", "probe",
+           "registry", "get_probe", "build_probe", "load_suite", "resolve_probe_params",
+           "suite_names"]
 
-_REGISTRY: dict[str, type[Probe]] = {}
 #: The tags the report maps to compliance evidence (a probe may carry any others as well).
 FAIRNESS, ROBUSTNESS, ACCURACY = "fairness", "robustness", "accuracy"
 # Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
 HELPER_MODULES = frozenset({"registry", "base", "sampling", "findings", "attributes", "kit",
                             "subjects", "histories"})
-_builtins_loaded = False
-
-
-def probe(name: str, tags: list[str] | tuple[str, ...] = ()
-          ) -> Callable[[type[Probe]], type[Probe]]:
-    """Class decorator registering a probe under ``name``."""
-
-    def wrap(cls: type[Probe]) -> type[Probe]:
-        cls.name = name
-        cls.tags = tuple(tags)
-        if not cls.description and cls.__doc__:
-            cls.description = cls.__doc__.strip().splitlines()[0]
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+#: entry-point group through which an installed package adds probes (``name = module``)
+ENTRY_POINT_GROUP = "recaudit.probes"
 
 
 def builtin_modules() -> list[str]:
@@ -63,38 +50,45 @@ def builtin_modules() -> list[str]:
             if m.name not in HELPER_MODULES and not m.name.startswith("_")]
 
 
-#: entry-point group through which an installed package adds probes (``name = module``)
-ENTRY_POINT_GROUP = "recaudit.probes"
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
+def _import_builtins() -> None:
+    """Import every built-in probe module (their ``@probe`` classes register themselves)."""
     for mod in builtin_modules():
         importlib.import_module(f"{__package__}.{mod}")
-    _builtins_loaded = True
-    _load_plugins()
 
 
-def _load_plugins() -> None:
-    """Import the modules installed packages name in the ``recaudit.probes`` entry-point group
-    (their ``@probe`` classes register themselves); a broken one is a one-line ConfigError."""
-    from importlib.metadata import entry_points
+def _adopt_plugin(name: str, loaded: Any) -> None:
+    """An entry point naming a module registers its ``@probe`` classes on import; one naming a
+    Probe class that has no ``@probe`` name is registered under the entry point's name."""
+    if isinstance(loaded, type) and issubclass(loaded, Probe) and not loaded.name:
+        probe(name, tags=loaded.tags)(loaded)
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin: say which, in one line
-            raise ConfigError(f"probe plugin {ep.name!r} ({ep.value}) failed to load: "
-                              f"{first_line(exc)}") from None
-        if isinstance(loaded, type) and issubclass(loaded, Probe) and not loaded.name:
-            probe(ep.name, tags=loaded.tags)(loaded)
+
+#: every probe by name: built-ins, installed plugins and probes named by a config
+#: (:class:`recaudit.registry.Registry`: a second class under a taken name is refused)
+PROBES: Registry[type[Probe]] = Registry("probe", ENTRY_POINT_GROUP, builtins=_import_builtins,
+                                         adopt=_adopt_plugin)
+_REGISTRY = PROBES.entries  # the name -> class mapping itself (tests snapshot and restore it)
+
+
+def probe(name: str, tags: list[str] | tuple[str, ...] = ()
+          ) -> Callable[[type[Probe]], type[Probe]]:
+    """Class decorator registering a probe under ``name`` (a taken name: ConfigError)."""
+
+    def wrap(cls: type[Probe]) -> type[Probe]:
+        cls.name = name
+        cls.tags = tuple(tags)
+        if not cls.description and cls.__doc__:
+            cls.description = cls.__doc__.strip().splitlines()[0]
+        PROBES.register(name, cls)
+        return cls
+
+    return wrap
 
 
 def registry() -> dict[str, type[Probe]]:
-    _load_builtins()
-    return dict(_REGISTRY)
+    """Every probe by name (built-ins and plugins loaded on the first call)."""
+    PROBES.load()
+    return dict(PROBES.entries)
 
 
 def _load_user_probe(spec: str) -> type[Probe]:
@@ -114,21 +108,21 @@ def _load_user_probe(spec: str) -> type[Probe]:
     if not (isinstance(cls, type) and issubclass(cls, Probe)):
         raise ConfigError(f"probe {spec!r}: {cls_name!r} is not a subclass of "
                           "recaudit.probes.Probe")
-    if cls.name and _REGISTRY.get(cls.name) is cls:  # registered by @probe when imported
+    if cls.name and PROBES.entries.get(cls.name) is cls:  # registered by @probe when imported
         return cls
-    if _REGISTRY.get(spec) is not cls:
+    if PROBES.entries.get(spec) is not cls:
         probe(spec, tags=cls.tags)(cls)
     return cls
 
 
 def get_probe(name: str) -> type[Probe]:
     """The probe class registered as ``name``, or named by a ``package.module:ClassName`` spec."""
-    reg = registry()
-    if name in reg:
-        return reg[name]
+    PROBES.load()
+    if name in PROBES.entries:
+        return PROBES.entries[name]
     if ":" in name:
         return _load_user_probe(name)
-    raise ConfigError(f"unknown probe {name!r}; available: {', '.join(sorted(reg)) or 'none'}")
+    return PROBES.get(name)  # an unknown name: the one "unknown probe 'x'; known: ..." line
 
 
 def suite_names() -> list[str]:

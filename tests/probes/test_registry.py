@@ -14,8 +14,8 @@ import pytest
 from recaudit.audit import run_audit
 from recaudit.config import parse_config
 from recaudit.errors import ConfigError
-from recaudit.probes.registry import (_REGISTRY, HELPER_MODULES, builtin_modules, get_probe,
-                                      registry)
+from recaudit.probes.registry import (_REGISTRY, HELPER_MODULES, Probe, builtin_modules,
+                                      get_probe, probe, registry)
 from recaudit.recommenders.base import GENERATE, Recommender, Response
 
 from .synthetic_catalog import synthetic_catalog
@@ -172,5 +172,21 @@ def test_bad_user_probe_specs_are_one_line_config_errors(user_pkg, target, messa
 
 
 def test_unknown_plain_name_still_lists_the_available_probes():
-    with pytest.raises(ConfigError, match=r"unknown probe 'nope'; available: .*counterfactual"):
+    with pytest.raises(ConfigError, match=r"unknown probe 'nope'; known: .*counterfactual"):
         get_probe("nope")
+
+
+def test_a_second_probe_under_a_taken_name_is_refused_in_one_line():
+    """Before, the second class silently replaced the built-in counterfactual probe."""
+    registry()
+    before = dict(_REGISTRY)
+    with pytest.raises(ConfigError) as err:
+        @probe("counterfactual")
+        class Impostor(Probe):
+            """Not the real one."""
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith("duplicate probe 'counterfactual': registered by "
+                                     "recaudit.probes.counterfactual.CounterfactualProbe and "
+                                     "again by ")
+    assert dict(_REGISTRY) == before and get_probe("counterfactual").__name__ == \
+        "CounterfactualProbe"

@@ -42,7 +42,7 @@ CASES = [
      MODEL + "catalog: {source: none}\nprobes: [{probe: counterfactual, params: {kk: 1}}]\n",
      "{path}: probes[0].params.kk: unknown key"),
     ("unknown probe", MODEL + "probes: [{probe: fairness}]\n",
-     "{path}: probes[0].probe: unknown probe 'fairness'; available: <ANY>"),
+     "{path}: probes[0].probe: unknown probe 'fairness'; known: <ANY>"),
     ("unknown suite", MODEL + "probes: [{probe: counterfactual, suite: nope}]\n",
      "{path}: probes[0].suite: unknown probe suite 'nope'; bundled: <ANY>"),
     ("unknown model option", VALID + "model_options: {batch_siz: 4}\n",
