@@ -93,7 +93,7 @@ def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,
 
 
 def html_report(results: AuditResult | Sequence[AuditResult], title: str | None = None) -> str:
-    """The HTML report as a string."""
+    """Return the HTML report as a string."""
     from .html import html_report as _f
 
     return _f(results, title=title)
@@ -107,7 +107,7 @@ def render_junit(results: AuditResult | Sequence[AuditResult], path: str | Path)
 
 
 def junit_xml(results: AuditResult | Sequence[AuditResult]) -> str:
-    """The JUnit XML as a string."""
+    """Return the JUnit XML as a string."""
     from .junit import junit_xml as _f
 
     return _f(results)
@@ -121,7 +121,7 @@ def render_markdown(results: AuditResult | Sequence[AuditResult], path: str | Pa
 
 
 def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
-    """The Markdown summary as a string."""
+    """Return the Markdown summary as a string."""
     from .markdown import markdown_summary as _f
 
     return _f(results)

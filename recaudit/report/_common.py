@@ -1,8 +1,8 @@
-"""What every renderer shares: the list of checks, top findings, headline metrics and
-limitations of an :class:`~recaudit.results.AuditResult`, and the audit's verdict line.
+"""What every renderer shares: checks, top findings, headline metrics and limitations.
 
-Renderers (HTML, Markdown, JUnit) only lay these out; they compute nothing of their own, so the
-three outputs never disagree about what passed. Alpha, significance and severity are
+All of an :class:`~recaudit.results.AuditResult`, and the audit's verdict line. Renderers
+(HTML, Markdown, JUnit) only lay these out; they compute nothing of their own, so the three
+outputs never disagree about what passed. Alpha, significance and severity are
 :mod:`recaudit.verdicts`'s and numbers are :mod:`recaudit.formatting`'s (``num``, ``pval`` and
 ``ci`` here are its :func:`~recaudit.formatting.fmt`, :func:`~recaudit.formatting.fmt_p` and
 :func:`~recaudit.formatting.fmt_ci`, under the names the templates use).
@@ -43,13 +43,13 @@ def truncate(text: Any, limit: int) -> str:
 
 
 def metric_text(metric: str, specs: Any = None) -> str:
-    """The declared one-line description of ``metric`` (from a probe result's ``specs``)."""
+    """Return the declared one-line description of ``metric`` (from a result's ``specs``)."""
     spec = (specs or {}).get(metric)
     return clean(getattr(spec, "description", "")) if spec is not None else ""
 
 
 def spec_of(p: ProbeResult, metric: str) -> Any:
-    """A metric's declaration as the probe result recorded it (None if it did not)."""
+    """Return a metric's declaration as the probe result recorded it (None if it did not)."""
     return p.specs.get(metric)
 
 
@@ -60,7 +60,7 @@ def has_role(p: ProbeResult, metric: str, role: str) -> bool:
 
 # -- numbers -------------------------------------------------------------------------------------
 def conf_pct(conf: Any) -> str:
-    """A confidence level as a percentage (``95%``; ``95%`` when unknown)."""
+    """Format a confidence level as a percentage (``95%``; ``95%`` when unknown)."""
     return f"{conf * 100:g}%" if is_number(conf) else "95%"
 
 
@@ -100,8 +100,7 @@ def at_max_k(records: Iterable[MetricRecord]) -> list[MetricRecord]:
 
 
 def aggregates(p: ProbeResult, variant: str | None = ORIGINAL) -> list[MetricRecord]:
-    """Aggregate records (no value) of ``variant`` (None: all) at the largest k of each
-    metric."""
+    """Return the aggregate records (no value) of ``variant`` (None: all) at each largest k."""
     return at_max_k(m for m in p.metrics if m.value is None
                     and (variant is None or m.variant == variant))
 
@@ -118,8 +117,11 @@ def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "
 
 
 def tradeoff_rows(p: ProbeResult) -> list[dict[str, Any]]:
-    """One row per point of each trade-off curve: the variant, its parameter value, the
-    target's estimate and CI before (the baseline lists) and after, and the cost."""
+    """Return one row per point of each trade-off curve.
+
+    A row holds the variant, its parameter value, the target's estimate and CI before (the
+    baseline lists) and after, and the cost.
+    """
     rows = []
     for t in p.tradeoffs:
         for pt in t.points:
@@ -141,9 +143,11 @@ def metric_names(records: Iterable[MetricRecord]) -> list[str]:
 
 
 def headline(p: ProbeResult) -> list[MetricRecord]:
-    """The aggregate metrics of a probe a reader looks at first (at the largest k): the ones the
-    probe declared as its headline, else its aggregate disparities (records with a declared
-    null value), else any aggregate with a direction."""
+    """Return the aggregate metrics of a probe a reader looks at first (at the largest k).
+
+    These are the ones the probe declared as its headline, else its aggregate disparities
+    (records with a declared null value), else any aggregate with a direction.
+    """
     aggs = aggregates(p) or aggregates(p, variant=None)
     if p.headline:
         picked = [m for name in p.headline for m in aggs if m.metric == name]
@@ -155,14 +159,16 @@ def headline(p: ProbeResult) -> list[MetricRecord]:
 
 
 def null_of(p: ProbeResult, m: MetricRecord) -> float | None:
-    """The declared "no effect" value of a record's metric (0 for a gap, 0.5 for an AUC)."""
+    """Return the declared "no effect" value of a record's metric (0 for a gap, 0.5 an AUC)."""
     spec = spec_of(p, m.metric)
     return None if spec is None else spec.null
 
 
 def effect(p: ProbeResult, m: MetricRecord) -> float | None:
-    """How far a record is from its declared 'no effect' value, in its own units (for ordering
-    only); None for a metric that declares no null."""
+    """Return how far a record is from its declared 'no effect' value, in its own units.
+
+    For ordering only; None for a metric that declares no null.
+    """
     null = null_of(p, m)
     if m.estimate is None or null is None:
         return None
@@ -277,8 +283,11 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
 
 
 def _consistency(p: ProbeResult) -> list[Check]:
-    """A condition value that appears under two attributes (FaiRLLM's "an American" in country
-    and continent) is the same prompt, so every per-value metric must agree across them."""
+    """Check that a condition value under two attributes gives the same numbers.
+
+    A value that appears under two attributes (FaiRLLM's "an American" in country and
+    continent) is the same prompt, so every per-value metric must agree across them.
+    """
     out: list[Check] = []
     by_value: dict[str, dict[str, list[MetricRecord]]] = {}
     for m in per_value(p, k="max"):
@@ -362,9 +371,12 @@ class TopFinding:
 
 
 def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
-    """The ``n`` largest findings: the probes' own (non-info) findings first, by severity and
-    effect; filled up with the largest aggregate effects (with their CIs) when there are fewer,
-    rated by :func:`recaudit.verdicts.record_severity`."""
+    """Return the ``n`` largest findings.
+
+    The probes' own (non-info) findings come first, by severity and effect; when there are
+    fewer, the largest aggregate effects (with their CIs) fill up, rated by
+    :func:`recaudit.verdicts.record_severity`.
+    """
     out: list[TopFinding] = []
     own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
     own.sort(key=lambda pf: (-SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
@@ -484,7 +496,7 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
 
 # -- labels ----------------------------------------------------------------------------------------
 def labels(results: Sequence[AuditResult]) -> list[str]:
-    """A short, unique label per result (model spec, else audit name)."""
+    """Return a short, unique label per result (model spec, else audit name)."""
     base = [clean(r.provenance.model_spec) or clean(r.name) for r in results]
     out = []
     for i, b in enumerate(base):

@@ -60,7 +60,7 @@ def _rc(chart_id: str) -> dict[str, Any]:
 
 def _figure(width: float, height: float, *, left: float, right: float, top: float,
             bottom: float):
-    """A figure with fixed margins in inches (cheaper than a layout engine: one draw)."""
+    """Return a figure with fixed margins in inches (cheaper than a layout engine: one draw)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
@@ -177,7 +177,7 @@ def _bars(rows: Sequence[tuple[str, str, float, float | None, float | None]], *,
         ax.barh(ys, est, xerr=[err_lo, err_hi], color=colors, alpha=0.85, height=0.72,
                 error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
         ax.set_yticks(range(n_rows), ylabels)
-        for tick, is_head in zip(ax.get_yticklabels(), heading):
+        for tick, is_head in zip(ax.get_yticklabels(), heading, strict=True):
             if is_head:
                 tick.set_fontweight("bold")
                 tick.set_color("#222222")
@@ -256,8 +256,10 @@ def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: st
 
 
 def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
-    """A reranker's trade-off: its target (y, CI whiskers) against its cost (x, CI whiskers),
-    one point per swept parameter value, labelled with the value, joined in sweep order."""
+    """Draw a reranker's trade-off: its target (y) against its cost (x), with CI whiskers.
+
+    One point per swept parameter value, labelled with the value, joined in sweep order.
+    """
     pts = [p for p in curve.points if p.target_estimate is not None
            and p.cost_estimate is not None]
     if not pts:
@@ -270,11 +272,13 @@ def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
         ax = fig.add_subplot()
         xs = [float(p.cost_estimate) for p in pts]
         ys = [float(p.target_estimate) for p in pts]
-        xerr = list(zip(*[_ci_err(x, *p.cost_ci) for x, p in zip(xs, pts)]))
-        yerr = list(zip(*[_ci_err(y, *p.target_ci) for y, p in zip(ys, pts)]))
+        xerr = list(zip(*[_ci_err(x, *p.cost_ci) for x, p in zip(xs, pts, strict=True)],
+                        strict=True))
+        yerr = list(zip(*[_ci_err(y, *p.target_ci) for y, p in zip(ys, pts, strict=True)],
+                        strict=True))
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=PALETTE[0], linewidth=1.2,
                     marker="o", markersize=3.5, elinewidth=0.7, capsize=2)
-        for x, y, p in zip(xs, ys, pts):
+        for x, y, p in zip(xs, ys, pts, strict=True):
             if p.value is not None:
                 ax.annotate(clean(f"{curve.parameter}={p.value}"), (x, y),
                             textcoords="offset points", xytext=(4, 4), fontsize=6.5)

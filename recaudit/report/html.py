@@ -43,8 +43,10 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
 
 # -- templates -----------------------------------------------------------------------------------
 def template_root() -> Any:
-    """The template directory: the installed ``recaudit.templates`` package, else the repo's
-    ``reports/templates``."""
+    """Return the template directory.
+
+    That is the installed ``recaudit.templates`` package, else the repo's ``reports/templates``.
+    """
     try:
         root = resources.files("recaudit.templates")
         if root.joinpath(TEMPLATE).is_file():
@@ -71,8 +73,11 @@ def partial_for(probe_name: str) -> str:
 
 
 def _printable(value: Any) -> Any:
-    """Every ``{{ }}`` output: plain text loses control characters (:func:`_common.clean`)
-    before autoescaping; our own markup (charts, CSS) and non-text values pass unchanged."""
+    """Clean every ``{{ }}`` output before autoescaping.
+
+    Plain text loses control characters (:func:`_common.clean`); our own markup (charts, CSS)
+    and non-text values pass unchanged.
+    """
     return c.clean(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
@@ -90,13 +95,15 @@ def _env() -> Any:  # noqa: D401 - the jinja2 environment, built once
     return env
 
 
-_SPECS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("recaudit_specs",
-                                                                         default={})
+_SPECS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("recaudit_specs",
+                                                                                default=None)
 
 
 def _metric_text(metric: str) -> str:
-    """Template filter: a metric's declared description, from the probe results being rendered
-    (set for the duration of one render)."""
+    """Template filter: a metric's declared description, from the results being rendered.
+
+    The declarations are set for the duration of one render.
+    """
     return c.metric_text(metric, _SPECS.get())
 
 
@@ -185,7 +192,7 @@ class Helpers:
 
     @staticmethod
     def findings(p: ProbeResult) -> list[Any]:
-        """A probe's findings, most severe and largest effect first."""
+        """Return a probe's findings, most severe and largest effect first."""
         return sorted(p.findings, key=lambda f: (-c.SEVERITY_RANK.get(f.severity, 0),
                                                  -abs(f.effect or 0.0)))
 
@@ -281,7 +288,7 @@ class Helpers:
     @staticmethod
     def table(rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS
               ) -> tuple[list[tuple[str, bool]], list[list[str]], int]:
-        """A probe's free-form table: (columns with a 'numeric' flag, cell texts, rows left)."""
+        """Lay out a free-form table: (columns with a 'numeric' flag, cell texts, rows left)."""
         cols: dict[str, None] = {}
         for r in rows[:limit]:
             for k in r:
@@ -300,7 +307,7 @@ class Helpers:
             out.append(cells)
         numeric = [all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
                        for r in rows[:limit] if r.get(k) is not None) for k in cols]
-        return list(zip(cols, numeric)), out, max(len(rows) - limit, 0)
+        return list(zip(cols, numeric, strict=True)), out, max(len(rows) - limit, 0)
 
 
 # -- compliance ----------------------------------------------------------------------------------
@@ -315,7 +322,7 @@ def _tagged(results: Sequence[AuditResult], tag: str) -> list[str]:
 
 
 def _mitigated(results: Sequence[AuditResult]) -> list[str]:
-    """The mitigation variants evaluated (records of a variant other than the original)."""
+    """Return the mitigation variants evaluated (records of a variant other than original)."""
     out: list[str] = []
     for r in results:
         for p in r.probes:
@@ -328,10 +335,13 @@ def _mitigated(results: Sequence[AuditResult]) -> list[str]:
 
 def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
                   ) -> list[dict[str, Any]]:
-    """Group hit rate over the most-favoured group's (LL144's impact-ratio convention, applied
-    by analogy to recommendation 'selection'): one row per (model, probe, attribute, value)."""
+    """Return group hit rates over the most-favoured group's, one row per group.
+
+    LL144's impact-ratio convention, applied by analogy to recommendation 'selection': one row
+    per (model, probe, attribute, value).
+    """
     rows = []
-    for r, label in zip(results, labels):
+    for r, label in zip(results, labels, strict=True):
         for p in r.probes:
             if p.status != "ok":
                 continue
@@ -351,7 +361,7 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
 
 
 def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
-    """What was tested, mapped to the obligations it can support (factual; not legal advice)."""
+    """Map what was tested to the obligations it can support (factual; not legal advice)."""
     fairness = _tagged(results, FAIRNESS)
     mitig = _mitigated(results)
     robust = _tagged(results, ROBUSTNESS)
@@ -466,11 +476,12 @@ def _css() -> Markup:
 
 
 def html_report(results: AuditResult | Sequence[AuditResult], title: str | None = None) -> str:
-    """The report as one HTML string (one result, or several compared side by side)."""
+    """Return the report as one HTML string (one result, or several side by side)."""
     rs = c.coerce_results(results)
     labels = c.labels(rs)
     many = len(rs) > 1
-    reports = [_report_view(r, lab, i, many) for i, (r, lab) in enumerate(zip(rs, labels))]
+    reports = [_report_view(r, lab, i, many)
+               for i, (r, lab) in enumerate(zip(rs, labels, strict=True))]
     page_title = title or (rs[0].name if not many else
                            f"{rs[0].name}: " + " vs ".join(labels))
     ctx = {
@@ -489,8 +500,11 @@ def html_report(results: AuditResult | Sequence[AuditResult], title: str | None 
 
 def render_html(results: AuditResult | Sequence[AuditResult], path: str | Path,
                 title: str | None = None) -> Path:
-    """Write the HTML report to ``path``: a file, or a directory (an existing one, or a path
-    without a suffix) that gets ``index.html``. Returns the file written."""
+    """Write the HTML report to ``path`` and return the file written.
+
+    ``path`` is a file, or a directory (an existing one, or a path without a suffix) that gets
+    ``index.html``.
+    """
     out = Path(path)
     if out.is_dir() or not out.suffix:
         out = out / "index.html"

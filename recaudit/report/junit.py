@@ -134,12 +134,12 @@ def _build(root: ET.Element, result: AuditResult, label: str | None) -> list[_Su
 
 
 def junit_xml(results: AuditResult | Sequence[AuditResult]) -> str:
-    """The JUnit XML document as a string (UTF-8, with an XML declaration)."""
+    """Return the JUnit XML document as a string (UTF-8, with an XML declaration)."""
     rs = c.coerce_results(results)
     labels = c.labels(rs)
     root = ET.Element("testsuites", name=_t(f"recaudit: {rs[0].name}", 300))
     suites: list[_Suite] = []
-    for r, lab in zip(rs, labels):
+    for r, lab in zip(rs, labels, strict=True):
         suites += _build(root, r, lab if len(rs) > 1 else None)
     for k in ("tests", "failures", "errors", "skipped"):
         root.set(k, str(sum(s.counts[k] for s in suites)))
@@ -150,6 +150,7 @@ def junit_xml(results: AuditResult | Sequence[AuditResult]) -> str:
 
 
 def render_junit(results: AuditResult | Sequence[AuditResult], path: str | Path) -> Path:
+    """Write the JUnit XML of the gates and checks to ``path``; return it."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(junit_xml(results), encoding="utf-8")

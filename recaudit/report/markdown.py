@@ -113,7 +113,7 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
 
 
 def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
-    """The Markdown summary (one result, or several with a comparison table first)."""
+    """Return the Markdown summary (one result, or several with a comparison table first)."""
     rs = c.coerce_results(results)
     labels = c.labels(rs)
     lines: list[str] = []
@@ -129,7 +129,7 @@ def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
                          f"{md(row.attribute or '', 40)} | {row.k if row.k is not None else ''} | "
                          + " | ".join(cells) + " |")
         lines.append("")
-        for r, lab in zip(rs, labels):
+        for r, lab in zip(rs, labels, strict=True):
             _one(r, lab, lines, level="###")
     else:
         _one(rs[0], None, lines)
@@ -145,6 +145,7 @@ def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
 
 
 def render_markdown(results: AuditResult | Sequence[AuditResult], path: str | Path) -> Path:
+    """Write the Markdown summary to ``path``; return it."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown_summary(results), encoding="utf-8")
@@ -160,8 +161,11 @@ _CELL_ESCAPE = re.compile(r"([\\`\[\]|])")
 
 
 def _cell(text: str) -> str:
-    """A comparison table cell: one line; no HTML, link, image, code span, table break,
-    autolink or @mention from the text (``**bold**`` of our own status words stays)."""
+    """Make text safe for one comparison table cell.
+
+    One line; no HTML, link, image, code span, table break, autolink or @mention from the text
+    (``**bold**`` of our own status words stays).
+    """
     s = " ".join(c.clean(text).split())
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = _CELL_ESCAPE.sub(r"\\\1", s)
@@ -171,8 +175,10 @@ def _cell(text: str) -> str:
 
 
 def render_comparison(cmp: Any, max_rows: int | None = None) -> str:
-    """Markdown of a :class:`recaudit.compare.Comparison`: a verdict line, notes, and one table
-    row per compared metric (worst first)."""
+    """Render a :class:`recaudit.compare.Comparison` as Markdown.
+
+    A verdict line, notes, and one table row per compared metric (worst first).
+    """
     n_reg, n_imp = len(cmp.regressions), len(cmp.improvements)
     verdict = (f"**{n_reg} regression(s)**" if n_reg else "**no regressions**") + \
         f", {n_imp} improvement(s) over {len(cmp.rows)} compared metric(s)"
