@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 from pydantic_core import PydanticCustomError
 
 from ..recommenders.base import Request
+from ..registry import unknown_name_message
 from .base import NEUTRAL, Query, QueryKey
 
 # Item nouns of FaiRLLM's prompt per domain, and the kind in the system message.
@@ -103,8 +104,7 @@ def resolve_attributes(v: dict[str, list[str]] | list[str], min_values: int = 1
     if isinstance(v, list):
         unknown = [a for a in v if a not in FAIRLLM_ATTRIBUTES]
         if unknown:
-            raise ValueError(f"unknown attribute {unknown[0]!r}; known: "
-                             + ", ".join(FAIRLLM_ATTRIBUTES))
+            raise ValueError(unknown_name_message("attribute", unknown[0], FAIRLLM_ATTRIBUTES))
         v = {a: list(FAIRLLM_ATTRIBUTES[a]) for a in v}
     if not v:
         raise ValueError("no attributes given")

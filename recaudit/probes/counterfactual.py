@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
+from ..registry import unknown_name_message
 from ..results import MetricRecord, ProbeResult
 from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, attributes_shape,
                          require_placeholders, resolve_attributes, subject_queries)
@@ -76,8 +77,8 @@ class CounterfactualParams(ProbeParams):
     def _known_sims(cls, v: list[str]) -> list[str]:
         bad = [s for s in v if s not in SIMILARITIES]
         if bad or not v:
-            raise ValueError(f"unknown similarity {bad[0] if bad else '(none)'!r}; known: "
-                             + ", ".join(SIMILARITIES))
+            raise ValueError(unknown_name_message("similarity", bad[0] if bad else "(none)",
+                                                  SIMILARITIES))
         return v
 
     @field_validator("attributes", mode="before")

@@ -184,6 +184,7 @@ def test_attribute_test_calibrated_and_powerful(catalog, tmp_path):
 
 @pytest.mark.parametrize("params, needle", [
     ({"attributes": ["gender", "eye colour"]}, "unknown attribute 'eye colour'"),
+    ({"similarities": ["jacard"]}, "unknown similarity 'jacard'; known: jaccard, serp_star, "),
     ({"attributes": {"gender": []}}, "empty value list"),
     ({"template": "Recommend {K} films"}, "lacks placeholder(s) {value}, {name}"),
     ({"k": 0}, "probes[0].params.k"),
