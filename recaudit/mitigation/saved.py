@@ -1,8 +1,11 @@
 """``recaudit mitigate RESULTS.json``: re-apply rerankers to a saved audit, no model run.
 
 The probes are re-planned from the saved config and catalog (planning is deterministic and
-calls no model), each answer is rebuilt from the result's raw records (text, grounded items,
-unmatched entries, error, candidate scores), and :func:`~recaudit.mitigation.apply.
+calls no model), each answer is rebuilt from the result's typed raw records
+(:class:`~recaudit.probes.kit.RawRecord`: grounded items and unmatched entries here, the
+response through the probe's :meth:`~recaudit.probes.base.Probe.saved_response`, e.g.
+position's candidate scores; the capabilities it ran with through
+:meth:`~recaudit.probes.base.Probe.saved_capabilities`), and :func:`~recaudit.mitigation.apply.
 mitigate_probe` runs as in the audit. Variants already in the result with the same name are
 replaced, so re-running is idempotent. Rerankers that need model calls (``psc``) cannot run
 here: the error says to add them to the config and rerun the audit (the cache keeps every
@@ -19,26 +22,26 @@ from ..results import AuditResult, ProbeResult
 __all__ = ["mitigate_saved"]
 
 
-def _answer(q: Any, rec: dict[str, Any]) -> Any:
+def _answer(probe: Any, q: Any, rec: Any) -> Any:
+    """The answer a stored raw record (:class:`~recaudit.probes.kit.RawRecord`) replays: the
+    probe's :meth:`~recaudit.probes.base.Probe.saved_response` and the stored grounding."""
     from ..engine import Answer
     from ..grounding import Grounding
-    from ..recommenders.base import Response
 
-    items = [str(x) for x in rec.get("item_ids") or []]
-    unmatched = [str(x) for x in rec.get("unmatched") or []]
-    scores = rec.get("candidate_scores") if q.meta.get("mode") == "score" else None
-    response = Response(text=rec.get("text") or "", scores=scores, error=rec.get("error"))
-    grounding = None if rec.get("error") else Grounding(item_ids=items, unmatched=unmatched,
-                                                       entries=items + unmatched)
-    return Answer(request=q.request, response=response, grounding=grounding, cached=True)
+    items = [str(x) for x in rec.item_ids or []]
+    unmatched = [str(x) for x in rec.unmatched or []]
+    grounding = None if rec.error else Grounding(item_ids=items, unmatched=unmatched,
+                                                 entries=items + unmatched)
+    return Answer(request=q.request, response=probe.saved_response(q, rec), grounding=grounding,
+                  cached=True)
 
 
-def _capabilities(res: ProbeResult) -> frozenset[str]:
-    """How the probe ran, from its records (a ``mode`` they carry), else every capability."""
+def _capabilities(probe: Any, records: list[Any]) -> frozenset[str]:
+    """How the probe ran (:meth:`~recaudit.probes.base.Probe.saved_capabilities` of its
+    records), else every capability."""
     from ..recommenders.base import EMBED, GENERATE, SCORE
 
-    modes = {r.get("mode") for r in res.records if r.get("mode")}
-    return frozenset(modes) if modes else frozenset({GENERATE, SCORE, EMBED})
+    return probe.saved_capabilities(records) or frozenset({GENERATE, SCORE, EMBED})
 
 
 def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
@@ -46,6 +49,7 @@ def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
     measured on its saved answers."""
     from ..audit import load_catalog
     from ..config import check_mitigation, parse_config
+    from ..probes.kit import RawRecord
     from ..probes.registry import AuditContext, build_probe
     from .apply import mitigate_probe, resolve_rerankers
 
@@ -64,11 +68,12 @@ def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
         if res is None or res.status != "ok":
             continue
         probe = build_probe(spec_p)
-        ctx = AuditContext(catalog=catalog, stats=cfg.stats, capabilities=_capabilities(res),
-                           config=cfg)
+        stored = [RawRecord.from_json(r) for r in res.records]
+        ctx = AuditContext(catalog=catalog, stats=cfg.stats,
+                           capabilities=_capabilities(probe, stored), config=cfg)
         queries = probe.plan(ctx)
-        records = {r["id"]: r for r in res.records}
-        answers = {q.id: _answer(q, records[q.id]) for q in queries if q.id in records}
+        records = {r.id: r for r in stored}
+        answers = {q.id: _answer(probe, q, records[q.id]) for q in queries if q.id in records}
         if len(answers) < len(queries):
             raise ConfigError(f"{res.id}: the saved records do not match the re-planned "
                               f"requests ({len(answers)} of {len(queries)} found): was the "

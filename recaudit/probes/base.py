@@ -25,9 +25,9 @@ from ..yamlio import no_bool_for_number
 if TYPE_CHECKING:  # pragma: no cover
     from ..catalog import Catalog
     from ..engine import Answer
-    from ..recommenders.base import Recommender, Request
+    from ..recommenders.base import Recommender, Request, Response
     from ..results import ProbeResult
-    from .kit import Collected, Summariser
+    from .kit import Collected, RawRecord, Summariser
 
 __all__ = ["NEUTRAL", "AuditContext", "Probe", "ProbeParams", "Query", "QueryKey", "Run"]
 
@@ -242,3 +242,18 @@ class Probe:
         run.summary.adjust()
         self.say(run, measured)
         return run.finish()
+
+    # -- a saved result (recaudit mitigate) -----------------------------------------------------
+    def saved_capabilities(self, records: Sequence["RawRecord"]) -> frozenset[str] | None:
+        """The capabilities a stored result of this probe ran with, read from its raw records,
+        so that re-planning gives the same requests; None (the default): planning does not
+        depend on them."""
+        return None
+
+    def saved_response(self, query: Query, record: "RawRecord") -> "Response":
+        """The response a stored raw record replays (``recaudit mitigate``): its text and error
+        by default; a probe whose records keep more of the answer (position's candidate scores)
+        adds it."""
+        from ..recommenders.base import Response
+
+        return Response(text=record.text or "", error=record.error)

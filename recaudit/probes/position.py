@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -60,6 +60,9 @@ from .findings import floor_sentence, fmt, verdict_title
 from .histories import history_ids
 from .registry import probe
 from .sampling import UserSampler, draw_candidates
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kit import RawRecord
 
 LLMRANK_TEMPLATE = (
     "I've watched the following movies in the past in order:\n{history}\n\nNow there are {N} "
@@ -217,7 +220,8 @@ class RankingRecord:
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> "RankingRecord":
-        """Read back from a stored record (a dict of results.json)."""
+        """Read back from a stored record: a dict of results.json, or a typed raw record's
+        ``meta`` (:class:`~recaudit.probes.kit.RawRecord`)."""
         ranking, scores = record.get("ranking"), record.get("candidate_scores")
         return cls(mode=str(record.get("mode")),
                    candidates=tuple(str(c) for c in record.get("candidates") or ()),
@@ -365,20 +369,18 @@ class PositionProbe(Probe):
         return Query(key, self._request(q.meta["history_titles"], shown, q.meta["mode"]), meta)
 
     # -- a saved result (recaudit mitigate) ------------------------------------------------------
-    @staticmethod
-    def saved_capabilities(records: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
+    def saved_capabilities(self, records: Sequence[RawRecord]) -> frozenset[str] | None:
         """The ranking mode(s) a stored result ran in, as capabilities: re-planning with them
         gives the same requests (None: no record says)."""
-        modes = {RankingRecord.of(r).mode for r in records if r.get("mode")}
+        modes = {RankingRecord.of(r.meta).mode for r in records if r.meta.get("mode")}
         return frozenset(modes) or None
 
-    @staticmethod
-    def saved_response(query: Query, record: Mapping[str, Any]) -> Response:
+    def saved_response(self, query: Query, record: RawRecord) -> Response:
         """The response a stored record replays: its text and error, and in score mode its
         candidate scores (which order the candidates as the ranker did)."""
-        scores = RankingRecord.of(record).candidate_scores if query.meta.get("mode") == SCORE \
-            else None
-        return Response(text=record.get("text") or "", error=record.get("error"),
+        scores = (RankingRecord.of(record.meta).candidate_scores
+                  if query.meta.get("mode") == SCORE else None)
+        return Response(text=record.text or "", error=record.error,
                         scores=None if scores is None else list(scores))
 
     # -- analysis -------------------------------------------------------------------------------
