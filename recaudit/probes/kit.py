@@ -37,8 +37,9 @@ import numpy as np
 
 from .. import verdicts
 from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeResult, UnitTable
-from ..stats import (bootstrap_counts, column_means, null_floor, percentile_interval,
-                     resampled_means)
+from ..stats import (benjamini_hochberg, bootstrap_counts, column_means, null_floor,
+                     percentile_interval, permutation_test_values, resampled_means,
+                     spread_statistic)
 
 __all__ = ["ByKey", "Collected", "RawRecord", "collect", "Table", "Summariser",
            "SPREAD_STATISTIC", "variant_scope", "current_variant"]
@@ -236,7 +237,7 @@ class Summariser:
 
     # -- randomness ----------------------------------------------------------------------------
     def seed(self, *parts: Any) -> int:
-        """The seed of one draw: depends only on stats.seed, the probe id and ``parts``."""
+        """Return the seed of one draw: it depends only on stats.seed, the probe id, ``parts``."""
         blob = "|".join(str(x) for x in (self.st.seed, self.res.id, *parts))
         return int(hashlib.sha256(blob.encode("utf-8")).hexdigest()[:15], 16)
 
@@ -261,7 +262,7 @@ class Summariser:
 
     # -- records -------------------------------------------------------------------------------
     def warning(self, n: int) -> str | None:
-        """The small-sample warning of a record on ``n`` units (``stats.min_group_size``)."""
+        """Return the small-sample warning of a record on ``n`` units (or None)."""
         return verdicts.small_sample_warning(n, verdicts.min_units_of(self.st))
 
     def record(self, metric: str, *, attribute: str | None = None, value: str | None = None,
@@ -269,8 +270,11 @@ class Summariser:
                n: int | None = None, convention: str | None = None,
                warning: str | None = None, variant: str | None = None,
                family: str | None = None, **extra: Any) -> MetricRecord:
-        """Append one record (direction from the metric's declaration); ``family`` joins it to a
-        Benjamini-Hochberg family (p-values adjusted together in :meth:`finish`)."""
+        """Append one record (direction from the metric's declaration).
+
+        ``family`` joins it to a Benjamini-Hochberg family (p-values adjusted together in
+        :meth:`finish`).
+        """
         from ..metrics.specs import get_spec
 
         spec = get_spec(metric)
@@ -330,7 +334,7 @@ class Summariser:
                convention: str | None = None, warning: str | None = None,
                estimate: Callable[[np.ndarray], np.ndarray] | None = None,
                family: str | None = None) -> dict[int | None, MetricRecord]:
-        """A spread statistic over the condition means (``kind`` in SPREAD_STATISTIC), per k.
+        """Record a spread statistic of the condition means (``kind`` in SPREAD_STATISTIC).
 
         CI: paired bootstrap over units. At the largest k, with ``test``: a paired permutation
         p-value and the null floor (``null_mean``, ``null_p95``); the record joins the
@@ -339,7 +343,6 @@ class Summariser:
         (e.g. fairlearn's), given the (C, K) condition means.
         """
         from ..metrics.specs import SPREAD_KINDS
-        from ..stats import permutation_test_values, spread_statistic
 
         statistic = SPREAD_STATISTIC[kind]
         fn = spread_statistic(statistic)  # over the last axis
@@ -373,13 +376,14 @@ class Summariser:
                 warning: str | None = None, value: str | None = None,
                 statistic: str | None = None, p_value: float | None = None,
                 family: str | None = None) -> MetricRecord:
-        """A probe-specific statistic of the condition means at the largest k (e.g. an
-        inequality index of group means) with a paired-bootstrap CI over units.
+        """Record a probe's own statistic of the condition means at the largest k.
 
+        For example an inequality index of group means, with a paired-bootstrap CI over units.
         ``statistic`` names the same function in :data:`recaudit.metrics.tables.TABLE_STATISTICS`
         (the table is then stored, so compare can re-test the record); ``p_value`` (the
         probe's own test) joins the record to the Benjamini-Hochberg family ``family``
-        (default: the metric's name)."""
+        (default: the metric's name).
+        """
         extra: dict[str, Any] = {}
         if statistic is not None:
             from ..metrics.tables import table_statistic
@@ -399,20 +403,24 @@ class Summariser:
 
     @staticmethod
     def null_floor(null: np.ndarray) -> dict[str, float | None]:
-        """A record's ``null_mean`` and ``null_p95``: :func:`recaudit.stats.null_floor`."""
+        """Return a record's ``null_mean`` and ``null_p95`` (:func:`recaudit.stats.null_floor`)."""
         floor = null_floor(null)
         return {"null_mean": floor.mean, "null_p95": floor.p95}
 
     # -- findings ------------------------------------------------------------------------------
     def severity(self, rec: MetricRecord, significant: bool | None) -> str:
-        """:func:`recaudit.verdicts.severity` of ``rec`` under its metric's declaration, with
-        the small-sample cap at ``stats.min_group_size`` units."""
+        """Rate ``rec`` by :func:`recaudit.verdicts.severity` under its metric's declaration.
+
+        The small-sample cap applies at ``stats.min_group_size`` units.
+        """
         spec = self.res.specs.get(rec.metric) or self._spec(rec.metric)
         return verdicts.severity(rec, spec, significant, min_units=verdicts.min_units_of(self.st))
 
     def finding(self, rec: MetricRecord, title: str, detail: str, alpha: float) -> Finding:
-        """Append a finding about ``rec``, rated by :meth:`severity` (significant at ``alpha``
-        by :func:`recaudit.verdicts.is_significant`)."""
+        """Append a finding about ``rec``, rated by :meth:`severity`.
+
+        Significance at ``alpha`` is :func:`recaudit.verdicts.is_significant`'s.
+        """
         significant = verdicts.is_significant(rec, alpha)
         f = Finding(probe=self.res.id, severity=self.severity(rec, significant),
                     effect=rec.estimate, title=title, detail=detail)
@@ -423,10 +431,12 @@ class Summariser:
     REFUSAL_SHARE = verdicts.REFUSAL_SHARE
 
     def refusal_finding(self, empty: dict[str, float], consequence: str) -> float:
-        """Flag answers that grounded to no catalog item (refusals, unparseable text), rated by
-        :func:`recaudit.verdicts.refusal_severity` (from :data:`REFUSAL_SHARE` of all answers;
-        ``high`` from one half on); ``consequence`` says what they do to this probe's numbers.
-        Returns their share."""
+        """Flag answers that grounded to no catalog item (refusals, unparseable text).
+
+        They are rated by :func:`recaudit.verdicts.refusal_severity` (a finding from
+        :data:`REFUSAL_SHARE` of all answers; ``high`` from one half on); ``consequence`` says
+        what they do to this probe's numbers. Returns their share.
+        """
         share = float(np.mean(list(empty.values()))) if empty else 0.0
         label = verdicts.refusal_severity(share)
         if label is not None:
@@ -445,21 +455,22 @@ class Summariser:
 
     # -- finishing -----------------------------------------------------------------------------
     def adjust(self) -> None:
-        """Benjamini-Hochberg within each family (one metric across attributes)."""
-        from ..stats import benjamini_hochberg
-
+        """Adjust p-values by Benjamini-Hochberg within each family (e.g. one metric)."""
         for recs in self.families.values():
             tested = [r for r in recs if r.p_value is not None]
             if not tested:
                 continue
-            adj = benjamini_hochberg([r.p_value for r in tested], self.st.alpha).adjusted
-            for r, pa in zip(tested, adj):
+            adj = benjamini_hochberg([r.p_value for r in tested],
+                                     verdicts.alpha_of(self.st)).adjusted
+            for r, pa in zip(tested, adj, strict=True):
                 r.p_adjusted = float(pa)
         self.families.clear()
 
     def extend(self) -> ProbeResult:
-        """Finish records added to an already finished result (a mitigation's measures):
-        BH families, declarations, and their unit tables appended."""
+        """Finish records added to an already finished result (a mitigation's measures).
+
+        Adjusts their BH families and appends their declarations and unit tables.
+        """
         self.adjust()
         self.res.describe_metrics()
         have = {t.id for t in self.res.units}
@@ -468,6 +479,7 @@ class Summariser:
 
     def finish(self, headline: Sequence[str] = (), tags: Sequence[str] = (),
                method_notes: Sequence[str] = ()) -> ProbeResult:
+        """Adjust the BH families and attach declarations, headline, tags, notes and tables."""
         self.adjust()
         self.res.describe_metrics()
         self.res.headline = list(headline)
