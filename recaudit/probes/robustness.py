@@ -474,10 +474,10 @@ class RobustnessProbe(Probe):
              **{f"stability_{s}": ranking[s][c].estimate for s in ranking}}
             for i, c in enumerate(order)]
         worst = recs[order[0]]
-        drop = 1.0 - (worst.estimate or 0.0)
         robust = worst.ci_low is not None and worst.ci_low >= 1.0 - 1e-12
-        sev = ("info" if robust or drop <= 0 else "high" if drop >= 0.5 else "medium"
-               if drop >= 0.2 else "low")
+        # the one ladder (recaudit.verdicts.severity): distance from the null 1 within [0, 1],
+        # "significant" when the CI leaves out 1, never above low on too few units
+        sev = kit.severity(worst, significant=not robust)
         listing = ", ".join(f"{c} {fmt(recs[c].estimate)}" for c in order
                             if recs[c].estimate is not None)
         res.findings.append(Finding(

@@ -151,6 +151,23 @@ def test_casing_dependence_is_caught_and_ranked_first(catalog):
     assert res.findings[0].severity != "info"
 
 
+
+def test_the_worst_perturbation_is_rated_by_the_one_severity_ladder(catalog):
+    """recaudit.verdicts.severity, not a ladder of the probe's own: a large stability drop is
+    high on enough subjects and capped at low on fewer than min_group_size (here 4 < 10)."""
+    from recaudit.verdicts import MIN_UNITS, severity
+
+    res, _ = _run(catalog, case_sensitive, perturbations=["case", "typo"])
+    worst = _stab(res, "case")
+    assert worst.n >= MIN_UNITS and 1 - worst.estimate >= 0.5
+    assert res.findings[0].severity == severity(worst, res.specs["stability_jaccard"], True)
+    few = dict(SUBJECTS, items=SUBJECTS["items"][:4])
+    res, _ = _run(catalog, case_sensitive, perturbations=["case", "typo"], subjects=few)
+    worst = _stab(res, "case")
+    assert worst.n == 4 and 1 - worst.estimate >= 0.5
+    assert res.findings[0].title.startswith("'case' hurts most")
+    assert res.findings[0].severity == "low"
+
 def test_a_perturbation_that_hurts_one_group_more_is_caught(catalog):
     res, _ = _run(catalog, african_case, perturbations=["case", "typo"],
                   values=["an African", "an American"])
