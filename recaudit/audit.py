@@ -32,6 +32,7 @@ def _now() -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Return the installed versions of the packages results depend on (for provenance)."""
     out = {}
     for name in PACKAGES:
         try:
@@ -42,8 +43,11 @@ def package_versions() -> dict[str, str]:
 
 
 def load_catalog(cfg: AuditConfig):
-    """The catalog of ``cfg``: MovieLens, a CSV/Parquet file, or (``source: none``) an
-    :class:`~recaudit.catalog.OpenCatalog` whose items are the answers' normalised titles."""
+    """Load the catalog of ``cfg``: MovieLens, a CSV/Parquet file, or an open one.
+
+    ``source: none`` gives an :class:`~recaudit.catalog.OpenCatalog` whose items are the
+    answers' normalised titles.
+    """
     from .catalog import Catalog
 
     c = cfg.catalog
@@ -67,6 +71,7 @@ def load_catalog(cfg: AuditConfig):
 
 
 def build_recommender(cfg: AuditConfig) -> Recommender:
+    """Load the recommender of ``cfg`` (its model spec, decoding and options)."""
     from .recommenders import load_recommender
 
     d = cfg.decoding
@@ -121,7 +126,7 @@ class PlannedProbe:
                                                                   reason, None)
 
     def result(self) -> ProbeResult:
-        """The result of a probe that did not run (status, skip kind and reason)."""
+        """Return the result of a probe that did not run (status, skip kind and reason)."""
         p = self.probe
         return ProbeResult(id=p.run_id, probe=p.name, suite=p.suite, status=self.status,
                            skip_kind=self.skip_kind, error=self.reason, optional=self.optional,
@@ -134,8 +139,9 @@ def _exc_line(exc: BaseException) -> str:
 
 def plan_probes(cfg: AuditConfig, ctx: AuditContext, spec: str = "the model"
                 ) -> tuple[list[PlannedProbe], dict[str, list[Query]]]:
-    """Every probe of ``cfg`` planned, and the extra queries of the model-backed rerankers by
-    probe run.
+    """Plan every probe of ``cfg``, and the extra queries of the model-backed rerankers.
+
+    The extra queries are keyed by probe run.
 
     A probe the recommender (``ctx.capabilities``) cannot serve is skipped (``capability``); one
     that needs catalog data in a catalog-free audit is skipped (``catalog``); one whose ``plan``
@@ -228,8 +234,10 @@ def _measure(item: PlannedProbe, ctx: AuditContext, cfg: AuditConfig,
 
 
 def _unknown_ids(answer: Any) -> list[str]:
-    """Item ids an adapter returned for ``answer`` that the catalog lacks (the engine moved
-    them to the grounding's unmatched entries)."""
+    """Return the item ids an adapter gave for ``answer`` that the catalog lacks.
+
+    The engine moved them to the grounding's unmatched entries.
+    """
     g = answer.grounding
     return list(g.unmatched) if g is not None and answer.response.item_ids is not None else []
 
@@ -294,5 +302,5 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
 
 
 def failed_probes(result: AuditResult) -> list[ProbeResult]:
-    """The probes that fail the audit (exit 4): see :meth:`ProbeResult.fails_audit`."""
+    """Return the probes that fail the audit (exit 4): :meth:`ProbeResult.fails_audit`."""
     return [p for p in result.probes if p.fails_audit()]

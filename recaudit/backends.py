@@ -76,7 +76,7 @@ def connect(ray: Any, address: str | None) -> bool:
 
 
 def _last_line(err: BaseException) -> str:
-    """The last line of a Ray error's text, colour codes removed: the exception raised remotely."""
+    """Return the last line of a Ray error's text (the remote exception), colours removed."""
     lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()
     return lines[-1].strip() if lines else type(err).__name__
 
@@ -174,6 +174,7 @@ class RayPool:
             pass
 
     def close(self) -> None:
+        """Kill the actors, and disconnect from Ray if this pool connected."""
         for worker in self.workers:
             self.ray.kill(worker)
         self.workers = []

@@ -49,6 +49,7 @@ def _add_model_flags(p: argparse.ArgumentParser, required: bool = False) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``recaudit`` argument parser and its subcommands."""
     parser = _Parser(prog="recaudit", description="Audit LLM-based recommenders for fairness, "
                      "popularity and position bias, with confidence intervals and CI gates.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +146,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    """Ask one model for a grounded top-k list and print it."""
     from .catalog import Catalog
     from .engine import Engine
     from .recommenders import Decoding, Request, load_recommender
@@ -167,6 +169,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def render_list(spec: str, answer: Any, catalog: Any, k: int, raw: bool = False) -> str:
+    """Render one answer as ranked catalog titles (control characters removed)."""
     g = answer.grounding
     lines = [f"== {spec}: top-{k} grounded to the catalog "
              f"({'cached' if answer.cached else 'computed'}) =="]
@@ -186,6 +189,7 @@ def render_list(spec: str, answer: Any, catalog: Any, k: int, raw: bool = False)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """List model kinds and bundled short names."""
     from .recommenders import SHORT_NAMES, kinds
 
     print("kinds:")
@@ -198,6 +202,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_probes(args: argparse.Namespace) -> int:
+    """List registered probes and bundled suites."""
     from .probes.registry import registry, suite_names
 
     print("probes:")
@@ -208,8 +213,11 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
 
 def _nothing_answered(result: Any) -> str | None:
-    """The one-line reason when every request the audit computed failed and none was cached
-    (an endpoint that kept failing, a model that errs on every input), else None."""
+    """Say in one line why nothing was measured, or None.
+
+    That is when every request the audit computed failed and none was cached (an endpoint
+    that kept failing, a model that errs on every input).
+    """
     eng = result.provenance.engine or {}
     computed, failed = eng.get("computed", 0), eng.get("failed", 0)
     if not computed or failed != computed or eng.get("cached", 0):
@@ -234,6 +242,7 @@ def _probe_failures(failed: list[Any]) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    """Run an audit config, write its outputs, print the summary; see :func:`_audit_exit`."""
     from .audit import run_audit
     from .config import load_config
 
@@ -299,9 +308,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _audit_exit(result: Any, rec: Any, strict: bool) -> int:
-    """The exit code of a finished (and saved) audit: the first of 2 (``--strict`` and a replay
-    without some answers), 3 (every request failed), 4 (a probe that fails the audit), 1 (a
-    gate failed), else 0; each non-zero one says why on stderr in one line."""
+    """Return the exit code of a finished (and saved) audit.
+
+    The first of 2 (``--strict`` and a replay without some answers), 3 (every request
+    failed), 4 (a probe that fails the audit), 1 (a gate failed), else 0; each non-zero one
+    says why on stderr in one line.
+    """
     from .audit import failed_probes
 
     missing = rec.missing_report() if hasattr(rec, "missing_report") else None
@@ -322,6 +334,7 @@ def _audit_exit(result: Any, rec: Any, strict: bool) -> int:
 
 
 def cmd_export_requests(args: argparse.Namespace) -> int:
+    """Write every request an audit would make, to answer elsewhere and replay."""
     from .config import load_config
     from .export import export_requests
 
@@ -339,6 +352,7 @@ def cmd_export_requests(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    """Evaluate gates on saved results (exit 1 when one fails)."""
     from .gates import GateSpec, evaluate_gates, load_gates
     from .results import AuditResult
 
@@ -361,6 +375,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two results (exit 1 on a regression)."""
     from .compare import compare_results
     from .report.markdown import render_comparison
     from .results import AuditResult
@@ -376,7 +391,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _scalar(text: str) -> Any:
-    """A command-line value as YAML reads it: 0.5 -> float, true -> bool, else the string."""
+    """Read a command-line value as YAML does: 0.5 -> float, true -> bool, else the string."""
     import yaml
 
     try:
@@ -386,8 +401,11 @@ def _scalar(text: str) -> Any:
 
 
 def _key_values(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` command-line items as a mapping (values read as YAML scalars); a malformed
-    item or a key given twice is a one-line ConfigError (exit 2), as a duplicate YAML key is."""
+    """Read ``KEY=VALUE`` command-line items as a mapping (values as YAML scalars).
+
+    A malformed item or a key given twice is a one-line ConfigError (exit 2), as a duplicate
+    YAML key is.
+    """
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -406,6 +424,7 @@ _MITIGATE_FLAGS = {"reranker": "--reranker", "params": "KEY=VALUE", "probes": "-
 
 
 def cmd_mitigate(args: argparse.Namespace) -> int:
+    """Re-rank the lists of saved results and write the results with the new variant."""
     from pathlib import Path
 
     from pydantic import ValidationError
@@ -437,6 +456,7 @@ def cmd_mitigate(args: argparse.Namespace) -> int:
 
 
 def cmd_rerankers(args: argparse.Namespace) -> int:
+    """List the mitigation rerankers."""
     from .mitigation.registry import get_reranker, reranker_names
 
     for name in reranker_names():
@@ -447,6 +467,7 @@ def cmd_rerankers(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render reports from saved results."""
     from pathlib import Path
 
     from .report import render_all
@@ -462,8 +483,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; ``mitigate``'s KEY=VALUE parameters may stand anywhere on its line
-    (argparse alone takes a positional list only in one run, right after RESULTS)."""
+    """Parse ``argv``; ``mitigate``'s KEY=VALUE parameters may stand anywhere on its line.
+
+    argparse alone takes a positional list only in one run, right after RESULTS.
+    """
     args, rest = parser.parse_known_args(argv)
     if rest and args.command == "mitigate":
         args.params = list(args.params) + [x for x in rest if _is_key_value(x)]
@@ -484,6 +507,7 @@ COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_prob
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``recaudit`` with ``argv``; return the exit code (errors are one line on stderr)."""
     parser = build_parser()
     try:
         args = _parse(parser, argv)

@@ -27,6 +27,8 @@ class _Strict(BaseModel):
 
 
 class DecodingConfig(_Strict):
+    """Decoding parameters: output length limit, temperature, seed (greedy by default)."""
+
     max_new_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0)
     seed: int = 0
@@ -67,6 +69,8 @@ class CatalogConfig(_Strict):
 
 
 class EngineConfig(_Strict):
+    """How requests run: cache, batch size, request cap, dry run, backend (local or Ray)."""
+
     cache: str | None = Field(None, description="SQLite response cache; default in cache dir")
     fresh_cache: bool = Field(False, description="move an unusable cache file aside to "
                               "<name>.corrupt-<timestamp> and start an empty one")
@@ -91,6 +95,8 @@ class EngineConfig(_Strict):
 
 
 class StatsConfig(_Strict):
+    """Statistics settings: bootstrap and permutation sizes, confidence, alpha, seed."""
+
     n_bootstrap: int = Field(1000, ge=50)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     n_permutations: int = Field(2000, ge=99)
@@ -115,6 +121,7 @@ class ProbeSpec(_Strict):
 
     @property
     def run_id(self) -> str:
+        """Return the run's id: ``id``, else ``probe:suite``, else the probe name."""
         return self.id or (f"{self.probe}:{self.suite}" if self.suite else self.probe)
 
 
@@ -138,6 +145,8 @@ class MitigationSpec(_Strict):
 
 
 class AuditConfig(_Strict):
+    """A whole audit: model, decoding, catalog, probes, engine, stats, gates, mitigation, out."""
+
     name: str = "audit"
     model: str = "smollm2"
     model_options: dict[str, Any] = Field(default_factory=dict)
@@ -156,7 +165,7 @@ class AuditConfig(_Strict):
     source_text: str | None = Field(None, exclude=True)
 
     def require_probes(self) -> None:
-        """An audit with nothing to run is a config error (exit 2), not an empty success."""
+        """Refuse an audit with nothing to run: a config error (exit 2), not an empty success."""
         if not self.probes:
             where = f"{self.source_path}: " if self.source_path else ""
             raise ConfigError(f"{where}no probes to run (add a 'probes:' list to the config)")
@@ -195,8 +204,10 @@ def parse_config(data: Any, where: str = "<config>", text: str | None = None,
 
 
 def check_mitigation(specs: list[MitigationSpec], probe_ids: list[str], where: str) -> None:
-    """Every reranker, parameter and sweep value valid, every named probe run present: a
-    one-line ConfigError (exit 2) before any model call."""
+    """Check every reranker, parameter and sweep value, and every named probe run.
+
+    A problem is a one-line ConfigError (exit 2), before any model call.
+    """
     from .mitigation.apply import resolve_rerankers
 
     for i, spec in enumerate(specs):

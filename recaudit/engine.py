@@ -50,17 +50,21 @@ class Answer:
 
     @property
     def item_ids(self) -> list[str]:
+        """The answer's list: the reranker's order if any, else the grounded ids."""
         if self.ranked is not None:
             return list(self.ranked)
         return list(self.grounding.item_ids) if self.grounding else []
 
     @property
     def ok(self) -> bool:
+        """Whether the request was answered (no ``Response.error``)."""
         return self.response.error is None
 
 
 @dataclass
 class Estimate:
+    """The plan of a run: requests, unique ones, cached, to run now, deferred, token sizes."""
+
     requests: int = 0
     unique: int = 0
     cached: int = 0
@@ -70,6 +74,7 @@ class Estimate:
     max_output_tokens: int = 0
 
     def line(self) -> str:
+        """Return the plan in one line, as the engine prints it."""
         return (f"{self.requests} requests, {self.unique} unique, {self.cached} cached, "
                 f"{self.to_run} to run now ({self.capped} deferred by --max-requests/--dry-run); "
                 f"uncached work: ~{self.prompt_tokens} prompt tokens, "
@@ -78,6 +83,8 @@ class Estimate:
 
 @dataclass
 class EngineStats:
+    """What a run did: its plan, requests computed and failed, time, tokens and retries."""
+
     estimate: Estimate = field(default_factory=Estimate)
     computed: int = 0
     failed: int = 0
@@ -89,6 +96,7 @@ class EngineStats:
     retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the figures stored in results.json's ``provenance.engine``."""
         e = self.estimate
         return {"requests": e.requests, "unique": e.unique, "cached": e.cached,
                 "computed": self.computed, "failed": self.failed, "skipped": e.capped,
@@ -175,8 +183,11 @@ class ResponseCache:
         return db
 
     def _inspect(self) -> str | None:
-        """Why the existing file is no usable cache, or None; read only, so a refused file
-        (another application's database, say) is left as it was (SQLite may add a ``-shm``)."""
+        """Say why the existing file is no usable cache, or None.
+
+        Read only, so a refused file (another application's database, say) is left as it was
+        (SQLite may add a ``-shm``).
+        """
         try:
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         except sqlite3.Error as err:
@@ -212,6 +223,7 @@ class ResponseCache:
         return CacheUnusableError(f"response cache {self.path} is unusable ({err}); {RECOVERY}")
 
     def get_many(self, model: str, decoding: str, keys: Sequence[str]) -> dict[str, Response]:
+        """Return the cached responses of ``keys`` (a garbage row is skipped and counted)."""
         found: dict[str, Response] = {}
         keys = list(keys)
         try:
@@ -236,6 +248,7 @@ class ResponseCache:
 
     def put_many(self, model: str, decoding: str,
                  items: Iterable[tuple[Request, Response]]) -> int:
+        """Write the answered ``items`` (failed ones are not cached) in one commit; their count."""
         rows = [(model, decoding, req.key(), json.dumps(req.to_dict(), ensure_ascii=False),
                  json.dumps(resp.to_dict(), ensure_ascii=False), time.time())
                 for req, resp in items if resp.error is None]
@@ -247,6 +260,7 @@ class ResponseCache:
         return len(rows)
 
     def count(self, model: str | None = None) -> int:
+        """Return the number of cached responses (of ``model`` when given)."""
         try:
             if model is None:
                 return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -256,6 +270,7 @@ class ResponseCache:
             raise self._error(err) from None
 
     def close(self) -> None:
+        """Close the database connection."""
         self.db.close()
 
 
@@ -282,6 +297,7 @@ def _quick_check(db: sqlite3.Connection) -> str | None:
 
 
 def default_cache_path() -> Path:
+    """Return the response cache used when none is configured (in the cache directory)."""
     return cache_dir() / "responses.sqlite"
 
 
@@ -291,7 +307,7 @@ def _approx_tokens(req: Request) -> int:
 
 
 def _extra_attempts(resp: Response) -> int:
-    """Attempts beyond the first that an adapter reported in ``meta["attempts"]`` (else 0)."""
+    """Count the attempts beyond the first an adapter reported in ``meta["attempts"]``."""
     attempts = resp.meta.get("attempts") if isinstance(resp.meta, dict) else None
     return max(attempts - 1, 0) if isinstance(attempts, int) else 0
 
@@ -329,6 +345,11 @@ class Engine:
     # -- planning -------------------------------------------------------------------------------
     def plan(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, Response],
                                                          list[str], Estimate]:
+        """Deduplicate ``requests`` and look them up in the cache.
+
+        Returns the unique requests by key, the cached responses, the keys to compute now
+        (capped by ``max_requests``; none in ``dry_run``) and the :class:`Estimate`.
+        """
         unique: dict[str, Request] = {}
         for req in requests:
             unique.setdefault(req.key(), req)
@@ -384,8 +405,10 @@ class Engine:
         return answers
 
     def _stream(self, unique: dict[str, Request], todo: list[str]):
-        """Yield ``(key, Response)`` for each request of ``todo`` as its answer lands, after
-        writing it to the cache (failed answers are not cached)."""
+        """Yield ``(key, Response)`` for each request of ``todo`` as its answer lands.
+
+        Each is written to the cache first (failed answers are not cached).
+        """
         progress = None
         if self.progress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -465,7 +488,7 @@ class Engine:
                 if len(out) != len(keys):
                     raise ModelRuntimeError(f"model {self.recommender.spec} returned {len(out)} "
                                             f"responses for {len(keys)} requests")
-                yield from zip(keys, out)
+                yield from zip(keys, out, strict=True)
         finally:
             if pool.lost:
                 print(f"recaudit: warning: {len(pool.lost)} Ray actor(s) died "
@@ -483,8 +506,11 @@ class Engine:
         return Answer(req, resp, grounding, cached)
 
     def _ground_ids(self, ids: list[str]) -> Grounding:
-        """The grounding of a ranked id list: ids the catalog lacks cannot be grounded, so they
-        are ``unmatched`` entries (like a title no catalog item matches), never list items."""
+        """Ground a ranked id list: ids the catalog lacks are ``unmatched`` entries.
+
+        Like a title no catalog item matches, an id the catalog lacks cannot be grounded: it
+        counts in the hallucination share, never as a list item.
+        """
         if self.catalog is None:
             return Grounding(item_ids=ids, unmatched=[], duplicates=0, entries=ids)
         known = [i for i in ids if i in self.catalog]
@@ -508,4 +534,5 @@ class Engine:
             print(line, file=sys.stderr)
 
     def close(self) -> None:
+        """Close the response cache."""
         self.cache.close()

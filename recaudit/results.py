@@ -92,6 +92,8 @@ class MetricRecord(_Model):
 
 
 class Finding(_Model):
+    """A sentence a reader should see first: its probe, severity, title, detail and effect."""
+
     probe: str
     severity: Literal["info", "low", "medium", "high"] = "info"
     title: str
@@ -112,8 +114,10 @@ class MetricSpecModel(_Model):
 
 
 class UnitTable(_Model):
-    """Per-unit values of one metric: ``values[u][c]`` for unit ``units[u]`` (an instruction, a
-    user) under condition ``conditions[c]`` (a value, a group, a position); ``None`` = missing.
+    """Per-unit values of one metric, ``values[u][c]`` (``None``: missing).
+
+    ``values[u][c]`` is for unit ``units[u]`` (an instruction, a user) under condition
+    ``conditions[c]`` (a value, a group, a position).
 
     ``id`` is unique within the probe result; records point at it with ``MetricRecord.table``.
     """
@@ -136,9 +140,11 @@ class UnitTable(_Model):
 
 
 class TradeoffPoint(_Model):
-    """One point of a trade-off curve: the reranker at one parameter value, what it did to
-    its target (estimate and CI) and what it cost (a utility loss, or the similarity of the
-    re-ranked lists to the original ones where no held-out items exist)."""
+    """One point of a trade-off curve: the reranker at one parameter value.
+
+    What it did to its target (estimate and CI) and what it cost (a utility loss, or the
+    similarity of the re-ranked lists to the original ones where no held-out items exist).
+    """
 
     value: Any = None
     variant: str
@@ -237,20 +243,26 @@ class ProbeResult(_Model):
         return self
 
     def fails_audit(self) -> bool:
-        """Whether this probe fails the audit (exit 4): an ``error``, or a skip that is not a
-        property of the setup (``no_data``, or a skip of unknown kind), unless ``optional``."""
+        """Whether this probe fails the audit (exit 4).
+
+        It does when it ended in ``error``, or was skipped for a reason that is not a property
+        of the setup (``no_data``, or a skip of unknown kind), unless it is ``optional``.
+        """
         if self.optional or self.status == ProbeStatus.OK:
             return False
         return not (self.status == ProbeStatus.SKIPPED and self.skip_kind in BENIGN_SKIPS)
 
     def metric(self, metric: str, **where: Any) -> list[MetricRecord]:
+        """Return the records of ``metric`` whose fields equal ``where`` (``attribute=...``)."""
         return [m for m in self.metrics if m.metric == metric
                 and all(getattr(m, key) == val for key, val in where.items())]
 
     def unit_table(self, table_id: str | None) -> UnitTable | None:
+        """Return the unit table ``table_id`` (None when absent)."""
         return next((t for t in self.units if t.id == table_id), None)
 
     def spec(self, metric: str) -> MetricSpecModel | None:
+        """Return the declaration of ``metric`` (None when absent)."""
         return self.specs.get(metric)
 
     def describe_metrics(self) -> None:
@@ -268,6 +280,8 @@ class ProbeResult(_Model):
 
 
 class GateResult(_Model):
+    """A gate's verdict: what it bounded, what it observed, whether it passed, and why."""
+
     name: str
     probe: str
     metric: str
@@ -283,6 +297,8 @@ class GateResult(_Model):
 
 
 class Provenance(_Model):
+    """Where a result came from: tool, model, weights, config, catalog, seeds, packages, time."""
+
     tool_version: str
     model_spec: str
     model_fingerprint: str | None = None
@@ -300,6 +316,8 @@ class Provenance(_Model):
 
 
 class AuditResult(_Model):
+    """An audit's results: provenance, config, probe results and gate verdicts (results.json)."""
+
     schema_version: str = SCHEMA_VERSION
     name: str = "audit"
     provenance: Provenance
@@ -312,28 +330,35 @@ class AuditResult(_Model):
 
     # -- access -----------------------------------------------------------------------------
     def probe(self, probe_id: str) -> ProbeResult:
+        """Return the probe result with this run id (or probe name); KeyError when absent."""
         for p in self.probes:
             if p.id == probe_id or p.probe == probe_id:
                 return p
         raise KeyError(probe_id)
 
     def all_metrics(self) -> list[MetricRecord]:
+        """Return every metric record of every probe."""
         return [m for p in self.probes for m in p.metrics]
 
     # -- serialisation ------------------------------------------------------------------------
     def to_json(self) -> str:
-        """The text of ``results.json``, sealed with its ``content_sha256``."""
+        """Return the text of ``results.json``, sealed with its ``content_sha256``."""
         sealed = self.model_copy(update={HASH_KEY: self.results_hash()})
         return sealed.model_dump_json(indent=1)
 
     def results_hash(self) -> str:
-        """sha256 of the canonical JSON of the result without ``content_sha256``: shown in every
-        report, and the ``content_sha256`` its results.json carries."""
+        """Return the sha256 of the result's canonical JSON without ``content_sha256``.
+
+        Shown in every report; the ``content_sha256`` its results.json carries.
+        """
         return content_digest(json.loads(self.model_dump_json(exclude={HASH_KEY})))
 
     def write_json(self, out_dir: str | Path) -> Path:
-        """Write ``results.json`` into ``out_dir`` (see :func:`recaudit.report.save_result` for
-        the reports too); raises :class:`~recaudit.errors.OutputError` when it cannot."""
+        """Write ``results.json`` into ``out_dir``; return its path.
+
+        :func:`recaudit.report.save_result` writes the reports too. Raises
+        :class:`~recaudit.errors.OutputError` when it cannot.
+        """
         out = check_output_dir(out_dir)
         path = out / "results.json"
         try:
@@ -345,6 +370,11 @@ class AuditResult(_Model):
 
     @classmethod
     def load(cls, path: str | Path) -> "AuditResult":
+        """Read a results.json (or its directory), checking version and content hash.
+
+        Any problem is a one-line :class:`~recaudit.errors.DataError` (exit 2); an older
+        schema is brought up to date (:func:`upgrade`).
+        """
         p = Path(path)
         if p.is_dir():
             p = p / "results.json"
@@ -413,7 +443,7 @@ def upgrade(result: AuditResult, version: str) -> AuditResult:
 
 
 def _old_skip_kind(message: str) -> SkipKind | None:
-    """The skip kind of a skip message written before schema 1.4 (None when unrecognised)."""
+    """Read the skip kind of a message written before schema 1.4 (None: unrecognised)."""
     if message.startswith("skipped: needs a catalog"):
         return SkipKind.CATALOG
     if message.startswith("skipped: ") and " lacks " in message:
@@ -422,8 +452,11 @@ def _old_skip_kind(message: str) -> SkipKind | None:
 
 
 def check_output_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` if needed and check that a file can be written in it (before any model
-    call, so an audit never finishes only to find nowhere to put its results)."""
+    """Create ``out_dir`` if needed and check that a file can be written in it.
+
+    Called before any model call, so an audit never finishes only to find nowhere to put its
+    results.
+    """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -436,6 +469,7 @@ def check_output_dir(out_dir: str | Path) -> Path:
 
 
 def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of results.json (shipped in ``recaudit/schema/``)."""
     schema = AuditResult.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"recaudit results (schema {SCHEMA_VERSION})"
@@ -443,6 +477,7 @@ def json_schema() -> dict[str, Any]:
 
 
 def schema_path() -> Path:
+    """Return the path of the shipped JSON Schema."""
     return Path(__file__).with_name("schema") / "results.schema.json"
 
 

@@ -33,6 +33,8 @@ EMBED = "embed"
 
 @dataclass(frozen=True)
 class Message:
+    """One chat message: ``role`` (system, user, assistant) and ``content``."""
+
     role: str
     content: str
 
@@ -56,16 +58,19 @@ class Request:
 
     @classmethod
     def from_prompt(cls, prompt: str, k: int = 10, system: str | None = None) -> "Request":
+        """Build a request of one user message, after an optional system message."""
         msgs = ([{"role": "system", "content": system}] if system else [])
         msgs.append({"role": "user", "content": prompt})
         return cls(msgs, k=k)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the request as plain JSON data (messages, k, candidates)."""
         return {"messages": [asdict(m) for m in self.messages], "k": self.k,
                 "candidates": None if self.candidates is None else list(self.candidates)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Request":
+        """Rebuild a request from :meth:`to_dict`'s data."""
         return cls(d["messages"], k=d.get("k", 10), candidates=d.get("candidates"))
 
     def key(self) -> str:
@@ -74,6 +79,7 @@ class Request:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def chat_dicts(self) -> list[dict[str, str]]:
+        """Return the messages as ``{"role", "content"}`` dicts."""
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
 
@@ -81,18 +87,21 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encodable(value: Any) -> Any:
-    """``value`` with every string made UTF-8-encodable (recursing into lists and dicts):
-    surrogate pairs are joined into their character, lone surrogates become U+FFFD."""
+    """Return ``value`` with every string made UTF-8-encodable (lists and dicts recursed).
+
+    Surrogate pairs are joined into their character, lone surrogates become U+FFFD.
+    """
     if isinstance(value, str):
         if not _SURROGATE.search(value):
             return value
         return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, list):
         items = [encodable(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, dict):
         pairs = [(encodable(k), encodable(v)) for k, v in value.items()]
-        same = all(a is k and b is v for (a, b), (k, v) in zip(pairs, value.items()))
+        same = all(a is k and b is v
+                   for (a, b), (k, v) in zip(pairs, value.items(), strict=True))
         return value if same else dict(pairs)
     return value  # the same object when nothing changed (adapters may still add to meta)
 
@@ -116,6 +125,7 @@ class Response:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Make every text field UTF-8-encodable (:func:`encodable`)."""
         # a model's text may hold lone surrogates (a JSON "\\ud800" escape, a Python adapter):
         # UTF-8 cannot encode them, so the cache, results.json and every report would fail
         self.text = encodable(self.text)
@@ -124,10 +134,12 @@ class Response:
         self.meta = encodable(self.meta)
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the response as plain JSON data (what the cache stores)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Response":
+        """Rebuild a response from :meth:`to_dict`'s data (missing fields take defaults)."""
         return cls(**{k: d.get(k) for k in ("text", "item_ids", "scores", "error")},
                    n_prompt_tokens=d.get("n_prompt_tokens", 0) or 0,
                    n_output_tokens=d.get("n_output_tokens", 0) or 0,
@@ -143,6 +155,7 @@ class Decoding:
     seed: int = 0
 
     def key(self) -> str:
+        """Return the canonical JSON of the parameters: part of the cache key."""
         return json.dumps(asdict(self), sort_keys=True)
 
 
@@ -178,12 +191,15 @@ class Recommender(ABC):
         return None
 
     def batch_invariance(self) -> str | None:
-        """Whether a request's output can depend on the other requests of its batch, in one line
-        ("yes (how)" / "no (why)"), for the plan, the provenance and the report. ``None`` when the
-        adapter cannot know (a remote endpoint, a user function)."""
+        """Say whether a request's output can depend on the other requests of its batch.
+
+        One line ("yes (how)" / "no (why)"), for the plan, the provenance and the report;
+        ``None`` when the adapter cannot know (a remote endpoint, a user function).
+        """
         return None
 
     def supports(self, capability: str) -> bool:
+        """Whether the adapter has ``capability`` (generate, score, embed)."""
         return capability in self.capabilities
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
@@ -212,15 +228,15 @@ class Recommender(ABC):
         """
         yield from enumerate(self.score(requests))
 
-    def attach_catalog(self, catalog: Any) -> None:
+    def attach_catalog(self, catalog: Any) -> None:  # noqa: B027 - optional hook, no-op default
         """Give the adapter the catalog (needed by ``embed`` adapters; a no-op otherwise)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, no-op default
         """Release resources (HTTP clients, threads)."""
 
 
 def scored_response(request: Request, scores: Any) -> Response:
-    """The :class:`Response` of a scoring request given the adapter's raw ``scores``.
+    """Return the :class:`Response` of a scoring request given the adapter's raw ``scores``.
 
     One finite float per candidate, or ``Response.error`` in one line: a wrong count, a value
     that is not a number, NaN or infinity (a non-finite score has no place in a ranking; sorting

@@ -10,7 +10,8 @@ The function is called once per request as ``fn(messages, k)`` with ``messages``
 ``{"role", "content"}`` dicts, and returns one of:
 
 * a ``str``: raw text, grounded to the catalog afterwards like any LLM output;
-* a ``list``/``tuple`` of title strings: rendered as ``"1. t1\\n2. t2..."`` and grounded;
+* a ``list``/``tuple`` of title strings: rendered one per line as ``"1. t1"``, ``"2. t2"``...
+  and grounded;
 * a ``dict`` with ``"item_ids"`` (catalog ids, ranked) and optionally ``"text"``;
 * a :class:`~recaudit.recommenders.base.Response` (passed through).
 
@@ -109,7 +110,7 @@ def _load_file(path_str: str, target: str) -> ModuleType:
 
 
 def _is_missing(name: str, exc: ModuleNotFoundError) -> bool:
-    """Is ``exc`` about ``name`` itself (or a parent package), not a dependency of it?"""
+    """Whether ``exc`` is about ``name`` itself (or a parent package), not a dependency."""
     missing = exc.name or ""
     return bool(missing) and (name == missing or name.startswith(missing + "."))
 
@@ -176,7 +177,7 @@ def _source_of(obj: Any) -> str:
 
 
 def render_titles(titles: Sequence[Any]) -> str:
-    """``["A", "B"]`` -> ``"1. A\\n2. B"``."""
+    """Render titles as a numbered list, one per line (``["A", "B"]``: ``1. A`` / ``2. B``)."""
     return "\n".join(f"{i}. {str(t).strip()}" for i, t in enumerate(titles, 1))
 
 
@@ -223,9 +224,11 @@ class PythonRecommender(Recommender):
         self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
+        """Name the target."""
         return f"PythonRecommender({self.target!r})"
 
     def fingerprint(self) -> str:
+        """Return the sha256 of the function's source, target and version (module docstring)."""
         if self._fingerprint is None:
             version = getattr(self.fn, "__recaudit_version__",
                               getattr(self.module, "__recaudit_version__", None))
@@ -243,11 +246,14 @@ class PythonRecommender(Recommender):
         return self._fingerprint
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        """Return each request's :class:`Response`, in order."""
         return [resp for _, resp in self.recommend_each(requests)]
 
     def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
-        """Each request's :class:`Response` as the function returns it (a batched function:
-        the whole batch at once)."""
+        """Yield each request's :class:`Response` as the function returns it.
+
+        A batched function answers the whole batch at once.
+        """
         requests = list(requests)
         if not requests:
             return
@@ -274,8 +280,11 @@ class PythonRecommender(Recommender):
             yield i, resp
 
     def score(self, requests: Sequence[Request]) -> list[list[float]]:
-        """Scores of every request; a request that failed raises
-        :class:`~recaudit.errors.ModelRuntimeError` (the engine uses :meth:`score_each`)."""
+        """Return the scores of every request.
+
+        A request that failed raises :class:`~recaudit.errors.ModelRuntimeError` (the engine
+        uses :meth:`score_each`, where it fails alone).
+        """
         if self.score_fn is None:
             return super().score(requests)
         requests = list(requests)
@@ -289,9 +298,12 @@ class PythonRecommender(Recommender):
 
     def score_each(self, requests: Sequence[Request]
                    ) -> Iterator[tuple[int, "Sequence[Any] | Response"]]:
-        """Each request's raw scores as ``score`` returns them, or a :class:`Response` whose
-        error says why that request failed (``score`` raised, or a batched ``score`` returned
-        the wrong number of rows: then every request of the batch fails)."""
+        """Yield each request's raw scores as ``score`` returns them.
+
+        Or a :class:`Response` whose error says why that request failed: ``score`` raised, or
+        a batched ``score`` returned the wrong number of rows (then every request of the batch
+        fails).
+        """
         if self.score_fn is None:
             yield from super().score_each(requests)
             return
