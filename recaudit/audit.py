@@ -250,7 +250,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
 
     ``on_measured`` is called with the result before its gates are evaluated (the CLI writes
     results.json there, so a misspelt gate never loses a finished audit). The gates of the
-    config are evaluated here, and only here, unless ``evaluate_gates`` is false.
+    config are evaluated here, and only here, unless ``evaluate_gates`` is false or the
+    engine makes a dry run (nothing was computed, so there is nothing to gate).
     """
     from .engine import Engine
 
@@ -295,7 +296,7 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
                          config=cfg.model_dump(mode="json"), probes=results)
     if on_measured is not None:
         on_measured(result)
-    if cfg.gates and evaluate_gates:
+    if cfg.gates and evaluate_gates and not e.dry_run:  # a dry run measured nothing to gate
         from .gates import evaluate_gates as _evaluate
         result.gates = _evaluate(result, cfg.gates)
     return result

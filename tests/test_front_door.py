@@ -236,3 +236,13 @@ def test_gates_are_evaluated_once_after_the_result_is_handed_over(tmp_path):
                        on_measured=lambda r: seen.append(list(r.gates)))
     assert seen == [[]]  # measured, not yet gated: the CLI writes results.json here
     assert [g.passed for g in result.gates] == [True]
+
+
+def test_a_dry_run_gates_nothing_and_writes_nothing(tmp_path, capsys):
+    cfg = write_audit(tmp_path, "titles", COUNTERFACTUAL)
+    cfg.write_text(cfg.read_text() + "gates:\n  - {probe: counterfactual, metric: jaccard, "
+                   "max: 0.5}\n")
+    capsys.readouterr()
+    assert main(["audit", str(cfg), "--no-progress", "--dry-run"]) == 0, capsys.readouterr().err
+    assert "dry run: nothing computed, nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
