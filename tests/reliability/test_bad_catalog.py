@@ -188,12 +188,20 @@ def test_one_item_catalog_grounds_and_audits(tmp_path, capsys):
 
 
 def test_one_item_catalog_popularity_probe_says_why_not(tmp_path, capsys):
-    """A probe that needs user histories of 10 items cannot run on one item: a clear line."""
+    """A probe that needs user histories of 10 items cannot run on one item: a clear line. It
+    is the probe's status (skipped, no_data: exit 4, results.json written), not an abort."""
     items, inter = one_item_catalog(tmp_path)
     cfg = tmp_path / "audit.yaml"
-    cfg.write_text(HEADER + f"catalog: {{source: csv, path: {items}, id_col: item_id, "
+    cfg.write_text(HEADER.replace("{progress: false}",
+                                  f"{{progress: false, cache: {tmp_path / 'c.sqlite'}}}")
+                   + f"catalog: {{source: csv, path: {items}, id_col: item_id, "
                    f"interactions: {inter}, holdout: 1}}\nprobes: [{{probe: popularity}}]\n"
                    f"out: {tmp_path / 'out'}\n", encoding="utf-8")
-    assert_cli_error(capsys, ["audit", cfg, "--dry-run"], 2,
-                     "popularity probe: no user has >= 10 training interactions and a held-out "
-                     "item; lower history_items")
+    assert main(["audit", str(cfg), "--no-progress", "--format", "json"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and ("popularity skipped (no_data): no user has >= 10 training "
+                                "interactions and a held-out item; lower history_items") in err
+    from recaudit.results import AuditResult
+
+    probe = AuditResult.load(tmp_path / "out").probes[0]
+    assert probe.status == "skipped" and probe.skip_kind == "no_data"
