@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .formatting import fmt, fmt_ci, fmt_p
 from .results import ORIGINAL, AuditResult
 
 
@@ -17,19 +18,16 @@ def headline_metrics(result: AuditResult) -> list[tuple[str, str, str, str]]:
             if m.value is not None or m.variant != ORIGINAL:  # per-value rows and mitigation
                 continue                                     # variants live in the report
             where = " ".join(x for x in (m.attribute or "", f"k={m.k}" if m.k else "") if x)
-            ci = (f" [{m.ci_low:.3f}, {m.ci_high:.3f}]"
-                  if m.ci_low is not None and m.ci_high is not None else "")
-            p_txt = f" p_adj={m.p_adjusted:.3g}" if m.p_adjusted is not None else ""
-            est = "n/a" if m.estimate is None else f"{m.estimate:.3f}"
-            rows.append((p.id, m.metric, where, f"{est}{ci}{p_txt}"))
+            ci = fmt_ci(m.ci_low, m.ci_high)
+            p_txt = f" p_adj={fmt_p(m.p_adjusted)}" if m.p_adjusted is not None else ""
+            rows.append((p.id, m.metric, where,
+                         f"{fmt(m.estimate)}{' ' + ci if ci else ''}{p_txt}"))
         for t in p.tradeoffs:  # one line per reranker: its target before -> after
             pt = next((x for x in t.points if x.variant == t.variant), t.points[0])
-            before = "n/a" if t.before_estimate is None else f"{t.before_estimate:.3f}"
-            after = "n/a" if pt.target_estimate is None else f"{pt.target_estimate:.3f}"
-            cost = "n/a" if pt.cost_estimate is None else f"{pt.cost_estimate:.3f}"
             rows.append((p.id, f"mitigation {pt.variant}",
                          f"{t.target}" + (f" k={t.k}" if t.k else ""),
-                         f"{before} -> {after}; {pt.cost_metric} {cost}"))
+                         f"{fmt(t.before_estimate)} -> {fmt(pt.target_estimate)}; "
+                         f"{pt.cost_metric} {fmt(pt.cost_estimate)}"))
     return rows
 
 
