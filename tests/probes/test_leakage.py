@@ -208,3 +208,31 @@ def test_compare_flags_a_planted_leak_with_a_paired_test(catalog):
     assert g.delta == pytest.approx(_auc(leaky, "gender").estimate - _auc(base, "gender").estimate)
     same = compare_results(audit_result([base]), audit_result([base.model_copy(deep=True)]))
     assert not same.regressions and not same.improvements
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_identical_lists_get_identical_probabilities_whatever_blas_does(monkeypatch, sparse):
+    """Identical rows tie exactly even where BLAS rounds a row by its position (a Xeon did).
+
+    The stand-in classifier adds a position-dependent ulp to every row it predicts, as a
+    row-position-dependent BLAS kernel may: predicting each distinct row once and mapping it
+    back still gives the four copies of one list the same probabilities.
+    """
+    from scipy import sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    real = LogisticRegression.predict_proba
+
+    def jittered(self, X):
+        p = real(self, X)
+        return p + np.arange(p.shape[0])[:, None] * 1e-16
+
+    monkeypatch.setattr(LogisticRegression, "predict_proba", jittered)
+    X = np.array([[1, 0, 1], [0, 1, 1]] * 4, dtype=float)
+    y = np.array([0, 1] * 4)
+    folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    proba = cv_proba(sp.csr_matrix(X) if sparse else X, y, folds, 2, 1.0)
+    for fold in (0, 1):
+        rows = proba[folds == fold]
+        assert np.array_equal(rows[0], rows[2]) and np.array_equal(rows[1], rows[3])
+    assert not np.array_equal(proba[0], proba[1])
