@@ -291,8 +291,7 @@ class CounterfactualProbe(Probe):
             res.warnings.append(f"{share:.0%} of answers grounded to an empty list")
 
     def _examples(self, run: Run, divergent: list[tuple[float, int, str, str]]) -> None:
-        res, lists, answers = run.result, run.got.lists, run.answers
-        title = run.ctx.catalog.title
+        res, lists, answers, catalog = run.result, run.got.lists, run.answers, run.ctx.catalog
         subject = {q.meta["unit"]: q.meta["subject"] for q in run.queries}
         seen = set()
         for score, m, attr, v in sorted(divergent, key=lambda t: t[0]):
@@ -305,8 +304,8 @@ class CounterfactualProbe(Probe):
             res.examples.append({
                 "subject": subject.get(m, str(m)),
                 "attribute": attr, "value": v, "jaccard": score,
-                "neutral": [title(i) for i in lists[nid]],
-                "sensitive": [title(i) for i in lists[sid]],
+                "neutral": [catalog.title(i) for i in lists[nid]],
+                "sensitive": [catalog.title(i) for i in lists[sid]],
                 "neutral_text": answers[str(nid)].response.text,
                 "sensitive_text": answers[str(sid)].response.text})
 
