@@ -43,8 +43,11 @@ UTILITY_ATTR = "utility"
 
 
 def resolve_rerankers(spec: Any, where: str) -> list[Reranker]:
-    """The reranker of a ``mitigation:`` entry, then one per further sweep value (validated:
-    a bad parameter anywhere is a one-line ConfigError before any model call)."""
+    """Build the reranker of a ``mitigation:`` entry, then one per further sweep value.
+
+    All are validated: a bad parameter anywhere is a one-line ConfigError before any model
+    call.
+    """
     main = build_reranker(spec.reranker, spec.params, where)
     points = [main]
     name = spec.sweep_param or main.sweep
@@ -68,8 +71,11 @@ def _applies(spec: Any, probe: Any, queries: Sequence[Any], rr: Reranker) -> str
 
 def plan_model_queries(specs: Sequence[Any], probe: Any, queries: Sequence[Any]
                        ) -> list[Any]:
-    """Extra requests the model-backed rerankers need for this probe (one plan for the
-    largest sweep point: the smaller ones use a prefix of its requests)."""
+    """Plan the extra requests the model-backed rerankers need for this probe.
+
+    One plan per entry, for its largest sweep point: the smaller ones use a prefix of its
+    requests.
+    """
     extra: list[Any] = []
     for i, spec in enumerate(specs):
         points = resolve_rerankers(spec, f"mitigation[{i}]")
@@ -87,8 +93,11 @@ def _with_lists(answers: dict[str, Any], lists: dict[str, list[str] | None]
 
 
 def _list_of(probe: Any, q: Any, answer: Any) -> list[str] | None:
-    """The list a reranker re-orders: the probe's own reading of an answer where it has one
-    (a ranking of the candidates it listed), else the answer's grounded items."""
+    """Return the list a reranker re-orders for one answer (None for a failed answer).
+
+    That is the probe's own reading of the answer where it has one (a ranking of the
+    candidates it listed), else the answer's grounded items.
+    """
     if answer is None or not answer.ok:
         return None
     if hasattr(probe, "ranking"):
@@ -105,9 +114,12 @@ def _held_out(q: Any) -> list[str] | None:
 
 def mitigate_probe(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, Any],
                    result: ProbeResult, specs: Sequence[Any]) -> None:
-    """Run every applicable ``mitigation:`` entry on one probe's answers; records, unit tables
-    and trade-off curves are added to ``result``. A reranker that cannot serve the probe is
-    said in a warning when the entry names the probe, and skipped silently otherwise."""
+    """Run every applicable ``mitigation:`` entry on one probe's answers.
+
+    Records, unit tables and trade-off curves are added to ``result``. A reranker that cannot
+    serve the probe is said in a warning when the entry names the probe, and skipped silently
+    otherwise.
+    """
     if result.status != "ok":
         return
     for i, spec in enumerate(specs):
@@ -165,7 +177,8 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
             if rr.needs_model:
                 new = rr.rerank_answers(probe, queries, answers)
             else:
-                new = dict(zip(units, (lst[:k] for lst in rr.rerank(batch, k))))
+                # rerank returns one list per row of ``batch``, built from ``usable`` as units
+                new = dict(zip(units, (lst[:k] for lst in rr.rerank(batch, k)), strict=True))
         except ValueError as err:
             raise ConfigError(f"{where}: {rr.name}: {err}") from None
         with variant_scope(variant):
@@ -174,7 +187,7 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
             keep: list[str] = []
             got = [new.get(u) or base[u] for u in units]
             sim = np.array([[jaccard(base[u][:k], g[:k]), rbo(base[u][:k], g[:k])]
-                            for u, g in zip(units, got)])
+                            for u, g in zip(units, got, strict=True)])
             for c, m in enumerate(("rerank_jaccard", "rerank_rbo")):
                 kit.means(Table(m, MITIGATION_ATTR, ["vs original"], units, sim[:, [c]]))
                 keep.append(m)
@@ -236,8 +249,10 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
 
 
 def _worst_attribute(records: Sequence[Any], metric: str) -> str | None:
-    """The attribute whose baseline record of ``metric`` (largest k) is largest: the curve
-    shows the disparity the reranker has most to remove."""
+    """Return the attribute whose baseline record of ``metric`` (largest k) is largest.
+
+    The trade-off curve then shows the disparity the reranker has most to remove.
+    """
     recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value]
     if not recs:
         return None
@@ -246,8 +261,10 @@ def _worst_attribute(records: Sequence[Any], metric: str) -> str | None:
 
 
 def _probe_target(records: Sequence[Any], metric: str, attribute: str | None) -> Any:
-    """The record of ``metric`` (of ``attribute``, else the first attribute) at its largest
-    k."""
+    """Return the record of ``metric`` at its largest k (None if there is none).
+
+    Only records of ``attribute`` count when it is given; otherwise the first attribute's.
+    """
     recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value
             and (attribute is None or r.attribute == attribute)]
     if not recs:
@@ -266,8 +283,11 @@ def _ci(rec: Any) -> list[float | None]:
 
 def _merge(result: ProbeResult, sub: ProbeResult, *, everything: bool, metrics: set[str]
            ) -> None:
-    """Add a variant's records (all of them, or only ``metrics``), the unit tables they
-    derive from, and the declarations of their metrics."""
+    """Add a variant's records to ``result``, with their unit tables and metric declarations.
+
+    The records are all of them (``everything``) or only those of ``metrics``; the unit
+    tables are those the records derive from.
+    """
     recs = [r for r in sub.metrics if everything or r.metric in metrics]
     result.metrics.extend(recs)
     tables = {r.table for r in recs if r.table}

@@ -23,8 +23,11 @@ __all__ = ["mitigate_saved"]
 
 
 def _answer(probe: Any, q: Any, rec: Any) -> Any:
-    """The answer a stored raw record (:class:`~recaudit.probes.kit.RawRecord`) replays: the
-    probe's :meth:`~recaudit.probes.base.Probe.saved_response` and the stored grounding."""
+    """Rebuild the answer a stored raw record (:class:`~recaudit.probes.kit.RawRecord`) replays.
+
+    Its response is the probe's :meth:`~recaudit.probes.base.Probe.saved_response`; its
+    grounding is the stored one (none for a failed request).
+    """
     from ..engine import Answer
     from ..grounding import Grounding
 
@@ -37,16 +40,21 @@ def _answer(probe: Any, q: Any, rec: Any) -> Any:
 
 
 def _capabilities(probe: Any, records: list[Any]) -> frozenset[str]:
-    """How the probe ran (:meth:`~recaudit.probes.base.Probe.saved_capabilities` of its
-    records), else every capability."""
+    """Return the capabilities the probe ran with, else every capability.
+
+    They are read from its records by :meth:`~recaudit.probes.base.Probe.saved_capabilities`.
+    """
     from ..recommenders.base import EMBED, GENERATE, SCORE
 
     return probe.saved_capabilities(records) or frozenset({GENERATE, SCORE, EMBED})
 
 
 def mitigate_saved(result: AuditResult, specs: Sequence[Any]) -> AuditResult:
-    """``result`` with the variants of ``specs`` (:class:`recaudit.config.MitigationSpec`)
-    measured on its saved answers."""
+    """Measure the variants of ``specs`` on the saved answers of ``result``.
+
+    ``specs`` are :class:`recaudit.config.MitigationSpec` entries. ``result`` is updated in
+    place and returned.
+    """
     from ..audit import load_catalog
     from ..config import check_mitigation, parse_config
     from ..probes.kit import RawRecord

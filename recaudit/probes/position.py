@@ -1,5 +1,6 @@
-"""Position bias of LLM rankers (LLMRank; Hou et al., ECIR 2024, arXiv 2305.08845;
-METRICS.md section 5).
+"""Position bias of LLM rankers (LLMRank; METRICS.md section 5).
+
+LLMRank: Hou et al., ECIR 2024, arXiv 2305.08845.
 
 Design: sample ``n_users`` real users (seeded) with a training history and a held-out (test)
 item. Per user, ``n_candidates`` (N, default 20) candidates: the user's first held-out item and
@@ -90,18 +91,18 @@ _PREFIX = re.compile(r"^\s*\d+\.\s")
 
 
 def query_key(user_id: str, kind: str, which: int) -> QueryKey:
-    """The key of one ranking request: ``<user>|position|<p>`` or ``<user>|shuffle|<b>``."""
+    """Return the key of one ranking request: ``<user>|position|<p>`` or ``<user>|shuffle|<b>``."""
     return QueryKey(user_id, kind, str(which))
 
 
 def parse_ranking(text: str, titles: list[str]) -> list[int]:
-    """Indices of ``titles`` in the order the output ranks them (METRICS.md section 5).
+    r"""Return the indices of ``titles`` in the order the output ranks them (METRICS.md section 5).
 
     Per line: drop a leading ``"digits. "`` prefix; the first title (in candidate order) that is
     a substring of the line is the next ranked candidate; a repeat of an already ranked
     candidate ends that line. Each line ranks at most one candidate.
 
-    >>> parse_ranking("1. B\\n2. A (the best)\\nA again\\nC", ["A", "B", "C"])
+    >>> parse_ranking("1. B\n2. A (the best)\nA again\nC", ["A", "B", "C"])
     [1, 0, 2]
     """
     out: list[int] = []
@@ -125,6 +126,8 @@ def render_list(titles: list[str]) -> str:
 
 
 class PositionParams(ProbeParams):
+    """Parameters of the position probe (see the module docstring for each one's role)."""
+
     n_users: int = Field(50, ge=1)
     n_candidates: int = Field(20, ge=2, le=200)
     positions: list[int] = Field(default_factory=lambda: [0, 5, 10, 15, 19])
@@ -165,14 +168,17 @@ class PositionParams(ProbeParams):
         return self
 
     def prompt(self, history: list[str], candidates: list[str], template: str) -> str:
+        """Fill ``template`` with the history and candidates (:func:`render_list`) and N."""
         return (template.replace("{N}", str(len(candidates)))
                 .replace("{history}", render_list(history))
                 .replace("{candidates}", render_list(candidates)))
 
 
 def shown_title(catalog: Any, item_id: str) -> str:
-    """How a movie is shown: the natural title without year ('Matrix, The (1999)' ->
-    'The Matrix')."""
+    """Return how a movie is shown: its natural title without year.
+
+    'Matrix, The (1999)' -> 'The Matrix'.
+    """
     from .subjects import natural_title
 
     return " ".join(natural_title(catalog.title(item_id)).split())
@@ -186,7 +192,7 @@ def shown_titles(catalog: Any) -> dict[str, str]:
     if items is None or "title" not in getattr(items, "columns", ()):
         return {str(i): shown_title(catalog, i) for i in catalog.item_ids}
     return {str(i): "" if t is None or t != t else " ".join(natural_title(str(t)).split())
-            for i, t in zip(items.index, items["title"])}
+            for i, t in zip(items.index, items["title"], strict=True)}
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,7 @@ class RankingRecord:
     @classmethod
     def measured(cls, meta: Mapping[str, Any], ranking: Sequence[str] | None
                  ) -> "RankingRecord":
-        """The record of a request (its query ``meta``) whose answer ranked as ``ranking``."""
+        """Build the record of a request (its query ``meta``) whose answer ranked as ``ranking``."""
         from ..metrics.position import candidate_scores_from_ranking
 
         cands = tuple(str(c) for c in meta["candidates"])
@@ -220,8 +226,11 @@ class RankingRecord:
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> "RankingRecord":
-        """Read back from a stored record: a dict of results.json, or a typed raw record's
-        ``meta`` (:class:`~recaudit.probes.kit.RawRecord`)."""
+        """Read a record back from a stored one.
+
+        ``record`` is a dict of results.json, or a typed raw record's ``meta``
+        (:class:`~recaudit.probes.kit.RawRecord`).
+        """
         ranking, scores = record.get("ranking"), record.get("candidate_scores")
         return cls(mode=str(record.get("mode")),
                    candidates=tuple(str(c) for c in record.get("candidates") or ()),
@@ -229,7 +238,7 @@ class RankingRecord:
                    candidate_scores=None if scores is None else tuple(float(x) for x in scores))
 
     def fields(self) -> dict[str, Any]:
-        """The keys this record adds to the kit's raw record (JSON types)."""
+        """Return the keys this record adds to the kit's raw record (JSON types)."""
         return {"ranking": None if self.ranking is None else list(self.ranking),
                 "candidate_scores": (None if self.candidate_scores is None
                                      else list(self.candidate_scores))}
@@ -250,13 +259,13 @@ class RankingUser:
     shuffles: list[list[str]]
 
     def positioned(self, position: int) -> list[str]:
-        """The candidates with the held-out item at input ``position``."""
+        """Return the candidates with the held-out item at input ``position``."""
         return self.negatives[:position] + [self.held_out] + self.negatives[position:]
 
 
 @probe("position", tags=["robustness", "position-bias", "llmrank", "accuracy"])
 class PositionProbe(Probe):
-    """LLMRank: does the input position of the held-out item change how it is ranked?"""
+    """LLMRank: whether the input position of the held-out item changes how it is ranked."""
 
     Params = PositionParams
     requires = frozenset({GENERATE, SCORE})
@@ -267,8 +276,10 @@ class PositionProbe(Probe):
 
     # -- planning -------------------------------------------------------------------------------
     def mode(self, capabilities: frozenset[str]) -> str:
-        """``generate`` or ``score`` for an adapter with ``capabilities`` (ValueError if the
-        forced mode is not one of them)."""
+        """Choose the ranking mode, ``generate`` or ``score``, for an adapter's ``capabilities``.
+
+        Raises ValueError if the forced mode is not one of them.
+        """
         m = self.params.mode
         if m == "auto":
             return GENERATE if GENERATE in capabilities else SCORE
@@ -278,8 +289,9 @@ class PositionProbe(Probe):
         return m
 
     def sample_users(self, catalog: Any) -> tuple[list[RankingUser], list[str]]:
-        """The sampled users (history, held-out item, candidates in a random order) and
-        warnings. Seeded by ``seed``.
+        """Sample the users (history, held-out item, candidates in a random order), seeded.
+
+        Returns them with the warnings; the seed is ``seed``.
 
         Users are walked in the seeded order of :meth:`~recaudit.probes.sampling.UserSampler.
         order`; each one's negatives are drawn from the same generator
@@ -327,8 +339,10 @@ class PositionProbe(Probe):
         return users, warnings
 
     def plan(self, ctx: AuditContext) -> list[Query]:
-        """Per user, one request per input position of the held-out item, then the shuffled
-        copies (keys :func:`query_key`)."""
+        """Plan, per user, one request per held-out input position, then the shuffled copies.
+
+        The keys are :func:`query_key`.
+        """
         p = self.params
         mode = self.mode(ctx.capabilities)
         users, self._plan_warnings = self.sample_users(ctx.catalog)
@@ -359,9 +373,11 @@ class PositionProbe(Probe):
         return Request(msgs, k=len(shown), candidates=shown)
 
     def requery(self, q: Query, order: list[int], suffix: str) -> Query:
-        """The same request with its candidates in ``order`` (a permutation of their indices),
-        its key ``q.key`` with ``suffix`` as one more part; :meth:`ranking` reads its answer
-        like any other."""
+        """Return the same request with its candidates in ``order``.
+
+        ``order`` is a permutation of their indices; the key is ``q.key`` with ``suffix`` as one
+        more part; :meth:`ranking` reads its answer like any other.
+        """
         cands = [q.meta["candidates"][i] for i in order]
         shown = [q.meta["titles"][i] for i in order]
         meta = {**q.meta, "candidates": cands, "titles": shown, "reordered_from": q.id}
@@ -370,14 +386,19 @@ class PositionProbe(Probe):
 
     # -- a saved result (recaudit mitigate) ------------------------------------------------------
     def saved_capabilities(self, records: Sequence[RawRecord]) -> frozenset[str] | None:
-        """The ranking mode(s) a stored result ran in, as capabilities: re-planning with them
-        gives the same requests (None: no record says)."""
+        """Return the ranking mode(s) a stored result ran in, as capabilities.
+
+        Re-planning with them gives the same requests (None: no record says).
+        """
         modes = {RankingRecord.of(r.meta).mode for r in records if r.meta.get("mode")}
         return frozenset(modes) or None
 
     def saved_response(self, query: Query, record: RawRecord) -> Response:
-        """The response a stored record replays: its text and error, and in score mode its
-        candidate scores (which order the candidates as the ranker did)."""
+        """Rebuild the response a stored record replays.
+
+        That is its text and error, and in score mode its candidate scores (which order the
+        candidates as the ranker did).
+        """
         scores = (RankingRecord.of(record.meta).candidate_scores
                   if query.meta.get("mode") == SCORE else None)
         return Response(text=record.text or "", error=record.error,
@@ -386,7 +407,7 @@ class PositionProbe(Probe):
     # -- analysis -------------------------------------------------------------------------------
     @staticmethod
     def ranking(q: Query, answer: Any) -> list[str] | None:
-        """The candidate ids in the ranker's order (parsed ones only); None if it failed."""
+        """Return the candidate ids in the ranker's order (parsed ones only); None if it failed."""
         from ..metrics.position import ranking_from_scores
 
         if answer is None or not answer.ok:
@@ -406,8 +427,11 @@ class PositionProbe(Probe):
         return self.params.n_candidates
 
     def measure(self, run: Run) -> "_Measured":
-        """The rankings -> NDCG/HR/unparsed by input position and their gaps, first places on
-        the shuffled copies (Cramér's V) and the copies' consistency."""
+        """Measure the rankings: NDCG/HR/unparsed by input position, first places, consistency.
+
+        The NDCG/HR gaps are over input positions; first places (Cramér's V) and consistency
+        are on the shuffled copies.
+        """
         p = self.params
         for w in getattr(self, "_plan_warnings", []):
             run.warn(w)
@@ -427,8 +451,10 @@ class PositionProbe(Probe):
 
     def _by_position(self, run: Run, users: list[str], by_key: dict[QueryKey, Query],
                      rankings: dict[QueryKey, list[str] | None]) -> dict[str, Any]:
-        """NDCG / HR / unparsed share per input position (users with every position
-        answered) and the NDCG / HR gaps."""
+        """Measure NDCG / HR / unparsed share per input position and the NDCG / HR gaps.
+
+        Only users with every position answered count.
+        """
         from ..metrics.position import candidate_scores_from_ranking, tied_ndcg_hr
         from .kit import Table
 
@@ -516,8 +542,7 @@ class PositionProbe(Probe):
         return v_rec, counts, chi
 
     def say(self, run: Run, measured: "_Measured") -> None:
-        """The NDCG-gap finding and the first-place finding (:mod:`~recaudit.probes.findings`).
-        """
+        """Write the NDCG-gap and first-place findings (:mod:`~recaudit.probes.findings`)."""
         alpha = run.ctx.stats.alpha
         kit, res = run.summary, run.result
         rec = measured.gaps.get("ndcg")

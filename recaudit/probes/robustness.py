@@ -1,7 +1,7 @@
-"""The ``perturbation`` probe (tag ``robustness``, suite ``probes/robustness.yaml``): robustness
-of recommended lists to meaning-preserving perturbations of the request. (Not registered as
-"robustness": that is the tag string the report's compliance rows look up, and the house rule of
-tests/test_house.py forbids probe names among the report's string literals.)
+"""Robustness of recommended lists to meaning-preserving perturbations of the request.
+
+The ``robustness`` probe (tags ``robustness``, ``consumer``, ``perturbation``; suite
+``probes/robustness.yaml``).
 
 For each unit (a FaiRLLM subject, ``prompts: subjects``; or a sampled real user with a shown
 history, ``prompts: profiles``, via :func:`recaudit.probes.sampling.sample_histories`, the
@@ -118,13 +118,13 @@ _WORD = re.compile(r"[A-Za-zÀ-ÿ]{4,}")
 
 
 def value_label(value: str, kind: str) -> str:
-    """The condition label of a stated value in a kind's by-value table: "an African (typo)"."""
+    """Return the condition label of a value in a kind's by-value table: "an African (typo)"."""
     return f"{value} ({kind})"
 
 
 # -- perturbation functions (pure, seeded) ------------------------------------------------------
 def perturbation_seed(seed: int, *parts: Any) -> int:
-    """The seed of one perturbation: sha256 of the probe seed and the parts."""
+    """Return the seed of one perturbation: sha256 of the probe seed and the parts."""
     blob = "|".join(str(x) for x in (seed, *parts))
     return int(hashlib.sha256(blob.encode("utf-8")).hexdigest()[:15], 16)
 
@@ -150,7 +150,7 @@ def _typo_word(word: str, rng: np.random.Generator) -> str:
 
 
 def typo(template: str, seed: int, n: int = 2) -> str:
-    """``n`` character typos in distinct words of >= 4 letters of the template's own text."""
+    """Put ``n`` character typos in distinct words of >= 4 letters of the template's own text."""
     rng = np.random.default_rng(seed)
     parts = _PLACEHOLDER.split(template)
     spots = [(pi, m.start(), m.end()) for pi, p in enumerate(parts)
@@ -166,13 +166,15 @@ def typo(template: str, seed: int, n: int = 2) -> str:
 
 
 def recase(template: str, variant: int) -> str:
-    """The template's own words lower-cased (even ``variant``) or upper-cased (odd)."""
+    """Lower-case (even ``variant``) or upper-case (odd) the template's own words."""
     return perturb_literals(template, str.lower if variant % 2 == 0 else str.upper)
 
 
 def rewhite(template: str, seed: int) -> str:
-    """About a third of the template's spaces doubled (at least one), and a space or a newline
-    added at the start and the end."""
+    """Double about a third of the template's spaces and pad both ends with whitespace.
+
+    At least one space is doubled; a space or a newline is added at the start and the end.
+    """
     rng = np.random.default_rng(seed)
 
     def fn(text: str) -> str:
@@ -186,7 +188,7 @@ def rewhite(template: str, seed: int) -> str:
 
 
 def shuffle_history(history: list[str], seed: int) -> list[str]:
-    """``history`` in another order (seeded; differs from the original when it can)."""
+    """Return ``history`` in another order (seeded; differs from the original when it can)."""
     if len(set(history)) < 2:
         return list(history)
     rng = np.random.default_rng(seed)
@@ -198,6 +200,8 @@ def shuffle_history(history: list[str], seed: int) -> list[str]:
 
 # -- parameters ---------------------------------------------------------------------------------
 class RobustnessParams(ProbeParams):
+    """Parameters of the robustness probe (see the module docstring for each one's role)."""
+
     prompts: Literal["subjects", "profiles"] = "subjects"
     domain: Literal["movie", "music"] = "movie"
     system: str | None = Field(None, description="default: 'You are a {kind} recommendation "
@@ -284,18 +288,22 @@ class RobustnessParams(ProbeParams):
         return t.replace("{items}", d["items"]).replace("{about}", d["about"])
 
     def base_template(self) -> str:
+        """Return the unperturbed template, the domain's words filled in."""
         default = PROFILE_TEMPLATE if self.prompts == "profiles" else FAIRLLM_TEMPLATE
         return self._fill_domain(self.template or default)
 
     def paraphrase_templates(self) -> list[str]:
+        """Return the paraphrase templates, the domain's words filled in."""
         default = PROFILE_PARAPHRASES if self.prompts == "profiles" else PARAPHRASES
         return [self._fill_domain(t) for t in (self.paraphrases or default)]
 
     def foreign_template(self) -> str:
+        """Return the other-language template, the domain's words filled in."""
         default = FRENCH_PROFILE_TEMPLATE if self.prompts == "profiles" else FRENCH_TEMPLATE
         return self._fill_domain(self.language_template or default)
 
     def system_prompt(self) -> str | None:
+        """Return the system prompt: ``system``, the domain's default if unset, None if empty."""
         if self.system is not None:
             return self.system or None
         return f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
@@ -311,7 +319,7 @@ class RobustnessParams(ProbeParams):
 
     def perturbed(self, kind: str, variant: int, value: str, content: str | list[str],
                   unit: Any) -> str:
-        """The user message of one perturbed request (deterministic)."""
+        """Return the user message of one perturbed request (deterministic)."""
         s = perturbation_seed(self.seed, unit, value, kind, variant)
         base = self.base_template()
         if kind == "typo":
@@ -336,18 +344,18 @@ class RobustnessParams(ProbeParams):
 
 # -- the probe ----------------------------------------------------------------------------------
 def base_key(unit: str, value: str) -> QueryKey:
-    """The key of a unit's unperturbed request for ``value``: ``<unit>|<value>|base``."""
+    """Return the key of a unit's unperturbed request: ``<unit>|<value>|base``."""
     return QueryKey(unit, value=value, extra=("base",))
 
 
 def perturbed_key(unit: str, value: str, kind: str, variant: int) -> QueryKey:
-    """The key of one perturbed request: ``<unit>|<value>|<kind>|<variant>``."""
+    """Return the key of one perturbed request: ``<unit>|<value>|<kind>|<variant>``."""
     return QueryKey(unit, value=value, extra=(kind, variant))
 
 
 @probe("robustness", tags=["robustness", "consumer", "perturbation"])
 class RobustnessProbe(Probe):
-    """Do typos, paraphrases, casing, extra context or another language change the lists?"""
+    """Whether typos, paraphrases, casing, extra context or another language change the lists."""
 
     Params = RobustnessParams
     requires = frozenset({GENERATE, EMBED})
@@ -355,7 +363,7 @@ class RobustnessProbe(Probe):
     params: RobustnessParams
 
     def units(self, ctx: AuditContext) -> list[tuple[str, str | list[str], dict[str, Any]]]:
-        """(unit id, subject name or shown history titles, meta) per unit.
+        """Return (unit id, subject name or shown history titles, meta) per unit.
 
         Subjects come from :func:`~recaudit.probes.sampling.sample_subjects`, users from
         :func:`~recaudit.probes.sampling.sample_histories` (the profile probe's draw); either
@@ -376,8 +384,11 @@ class RobustnessProbe(Probe):
         return out
 
     def plan(self, ctx: AuditContext) -> list[Query]:
-        """Per unit and value: the unperturbed request, then ``n_variants`` per perturbation
-        kind (keys :func:`base_key`, :func:`perturbed_key`)."""
+        """Plan, per unit and value, the unperturbed request and its perturbed versions.
+
+        The perturbed versions are ``n_variants`` per perturbation kind; the keys are
+        :func:`base_key` and :func:`perturbed_key`.
+        """
         p = self.params
         system = p.system_prompt()
         queries = []
@@ -395,9 +406,11 @@ class RobustnessProbe(Probe):
         return queries
 
     def measure(self, run: Run) -> tuple[dict, dict] | None:
-        """Answer quality by perturbation kind, stability by kind and, with two or more values,
-        its spread over values per kind; returns (records by kind, gap records by kind) per
-        similarity, or None when no unit has every answer."""
+        """Measure answer quality and stability by perturbation kind, and stability's spread.
+
+        The spread over values per kind is measured with two or more values. Returns (records
+        by kind, gap records by kind) per similarity, or None when no unit has every answer.
+        """
         from ..metrics.similarity import similarity_matrix
         from .kit import Table
 
@@ -454,7 +467,7 @@ class RobustnessProbe(Probe):
         return ranking, gaps
 
     def say(self, run: Run, measured: tuple[dict, dict] | None) -> None:
-        """The worst perturbation, the value gaps and the refusal finding."""
+        """Write the worst-perturbation, value-gap and refusal findings."""
         if measured is None:
             return
         ranking, gaps = measured
