@@ -136,8 +136,9 @@ def predict_by_distinct_rows(clf: Any, X: Any) -> np.ndarray:
     Identical lists must get identical probabilities (a tie in the AUC). Predicting every row
     lets BLAS round a row differently by its position in the matrix, so two identical lists can
     come out one ulp apart and a tied pair counts as ordered (a pinned AUC moved by exactly one
-    such pair, 1/(2 |P| |N|), between an Intel Xeon and an AMD EPYC); predicting the distinct rows and mapping them back makes the
-    ties exact on every CPU. ``X`` is a dense array or a CSR matrix of 0/1 features.
+    such pair, 1/(2 |P| |N|), between an Intel Xeon and an AMD EPYC); predicting the distinct
+    rows and mapping them back makes the ties exact on every CPU. ``X`` is a dense array or a
+    CSR matrix of 0/1 features.
     """
     if hasattr(X, "indptr"):  # CSR: a row is its sorted set of feature indices
         X = X.sorted_indices() if not X.has_sorted_indices else X
