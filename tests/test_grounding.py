@@ -12,6 +12,7 @@ import pytest
 from recaudit import grounding
 from recaudit.grounding import (Grounding, TitleMatcher, ground, match_entry, normalize_title,
                                 parse_list)
+from recaudit.grounding.parse import _split_inline_numbering as split_inline_numbering
 
 DATA = Path(__file__).parent / "data"
 
@@ -81,6 +82,12 @@ def test_grounding_share_and_roundtrip():
 ])
 def test_parse_list_formats(text, expected):
     assert parse_list(text) == expected
+
+
+def test_a_table_of_separator_rows_only_parses_to_nothing():
+    # found by the hypothesis suite: the unguarded parser raised IndexError (no header row)
+    assert grounding.parse_entries("|--|\n|--|") == ([], "none")
+    assert grounding.parse_entries("| --- | --- |\n|:--:|---|\nHeat") == (["Heat"], "lines")
 
 
 def test_parse_list_non_text():
@@ -278,7 +285,7 @@ def test_ground_never_raises_on_garbage(matcher):
         text = _random_text(rng)
         # the parser and matcher themselves must not raise (ground() also has a last-resort
         # guard, which would hide bugs from this test)
-        entries, _ = grounding._parse(text)
+        entries, _ = grounding.parse_entries(text)
         for e in entries:
             match_entry(e, matcher)
         g = ground(text, matcher)
@@ -388,7 +395,7 @@ def test_garbage_against_movielens(movielens):
     rng = random.Random(7)
     for _ in range(60):
         text = _random_text(rng)
-        entries, _ = grounding._parse(text)
+        entries, _ = grounding.parse_entries(text)
         for e in entries:  # the matcher itself never raises and only returns catalog ids
             item = match_entry(e, movielens.matcher)
             assert item is None or item in movielens
@@ -437,8 +444,8 @@ def test_inline_numbering_grounds(matcher):
     g = ground("Sure! 1. The Matrix 2. Heat 3. Up 4. Se7en", matcher)
     assert g.item_ids == ["1", "2", "13", "9"] and g.unmatched == []
     # one marker only, or numbers that do not run 1, 2, ...: a single entry, as before
-    assert grounding._split_inline_numbering("1. Ocean's 11") == ["1. Ocean's 11"]
-    assert grounding._split_inline_numbering("Top 5. Heat 7. Up") == ["Top 5. Heat 7. Up"]
+    assert split_inline_numbering("1. Ocean's 11") == ["1. Ocean's 11"]
+    assert split_inline_numbering("Top 5. Heat 7. Up") == ["Top 5. Heat 7. Up"]
 
 
 @pytest.mark.parametrize("text, entries", [

@@ -69,7 +69,7 @@ def test_catalog_grounding_never_raises(text: str) -> None:
     tally.add("hypothesis examples")
     # the parts Catalog.ground runs inside its catch-all must not raise either: an exception
     # there silently becomes an empty list, i.e. a wrong answer in the report
-    entries, _fmt = grounding._parse(text)
+    entries, _fmt = grounding.parse_entries(text)
     for e in entries:
         grounding.match_entry(e, CATALOG.matcher)
     _check_grounding(CATALOG.ground(text), CATALOG_IDS)
@@ -128,7 +128,7 @@ def test_fairllm_parse_equals_the_notebook_regexes(text: str) -> None:
         "pipes", "nul", "surrogates"])
 def test_grounding_of_huge_and_deep_text(text: str) -> None:
     tally.add("bad inputs")
-    entries, _fmt = grounding._parse(text)
+    entries, _fmt = grounding.parse_entries(text)
     assert len(entries) <= 5000
     _check_grounding(CATALOG.ground(text), CATALOG_IDS)
     grounding.fairllm_items(text)
