@@ -94,8 +94,8 @@ def bench_tiles(rec) -> None:
     checked for invariance on this CPU."""
     import torch
 
-    from recaudit.recommenders.hf import (DECODE_ROW_CHOICES, PREFILL_ROW_CHOICES,
-                                          _tile_rows_are_invariant, tile_seconds)
+    from recaudit.recommenders.hf import DECODE_ROW_CHOICES, PREFILL_ROW_CHOICES, tile_seconds
+    from recaudit.recommenders.hf.invariance import _tile_rows_are_invariant
 
     shapes: dict = {}
     for lin in rec.model.modules():

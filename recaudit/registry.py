@@ -162,8 +162,11 @@ class Registry(Generic[T]):
             self._plugins_loaded = True
 
     def refresh(self) -> None:
-        """Read the entry points again on the next lookup (a package installed since the first
-        lookup, in this process, adds its entries; those already registered stay)."""
+        """Read the entry points again on the next lookup.
+
+        A package installed in this process since the first lookup then adds its entries; those
+        already registered stay.
+        """
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:
@@ -182,8 +185,11 @@ class Registry(Generic[T]):
                 self.register(ep.name, loaded, where=where)
 
     def get(self, name: str, context: str = "") -> T:
-        """The entry registered as ``name``; an unknown name is a one-line error listing the
-        known ones (see :func:`unknown_name_message`, ``context`` goes after the name)."""
+        """Return the entry registered as ``name``.
+
+        An unknown name is a one-line error listing the known ones (see
+        :func:`unknown_name_message`; ``context`` goes after the name).
+        """
         self.load()
         if name not in self.entries:
             raise self._error(unknown_name_message(self.kind, name, self.names(), context))
@@ -205,15 +211,19 @@ class Registry(Generic[T]):
         return recorded[1] if recorded and recorded[0] is obj else place_of(obj)
 
     def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is registered (loading built-ins and plugins first)."""
         self.load()
         return name in self.entries
 
     def __iter__(self) -> Iterator[str]:
+        """Iterate over :meth:`names`."""
         return iter(self.names())
 
     def __len__(self) -> int:
+        """Count the registered names."""
         return len(self.names())
 
     def __repr__(self) -> str:
+        """Show the kind, the group and how many entries are registered."""
         return (f"Registry({self.kind!r}, {self.entry_point_group!r}, "
                 f"{len(self.entries)} registered)")

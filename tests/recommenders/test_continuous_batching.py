@@ -134,19 +134,19 @@ def test_option_is_validated_and_leaves_the_fingerprint(tiny, causal_dir):
 
 def test_auto_batch_size_follows_the_hardware_and_never_the_numerics(tiny, causal_dir,
                                                                     monkeypatch):
-    from recaudit.recommenders import hf
+    from recaudit.recommenders.hf import sizing
 
     rec, prompts, _ = tiny
-    monkeypatch.setattr(hf, "_usable_cores", lambda: 4)
-    monkeypatch.setattr(hf, "_free_memory_bytes", lambda: 64 * 2 ** 30)
+    monkeypatch.setattr(sizing, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 64 * 2 ** 30)
     auto = HFRecommender(str(causal_dir), Decoding(max_new_tokens=MAX_NEW))
     m_d = auto.batching.decode_rows
     assert auto.batch_size == -(-32 // m_d) * m_d  # 8 rows per core, whole decode tiles
     assert f"batch size {auto.batch_size} (auto: 4 cores)" in \
         auto.batch_invariance()
     assert "auto" not in rec.batch_invariance()  # set by the user: nothing to record
-    monkeypatch.setattr(hf, "_free_memory_bytes", lambda: 100_000)  # memory bounds the rows
-    rows, why = hf.auto_batch_size(auto.model, m_d, MAX_NEW)
+    monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 100_000)  # memory bounds the rows
+    rows, why = sizing.auto_batch_size(auto.model, m_d, MAX_NEW)
     assert 1 <= rows < auto.batch_size and why == "auto: 4 cores, capped by free memory"
     assert auto.fingerprint() == rec.fingerprint()
     auto.eos_ids = rec.eos_ids

@@ -10,12 +10,8 @@ import pytest
 
 from recaudit.errors import ModelRuntimeError, ModelSpecError
 from recaudit.recommenders.base import Decoding, Request
-from recaudit.recommenders.hf import (
-    HFRecommender,
-    _attention_is_padding_only,
-    _tile_rows_are_invariant,
-    choose_tile_rows,
-)
+from recaudit.recommenders.hf import HFRecommender, choose_tile_rows
+from recaudit.recommenders.hf.invariance import _attention_is_padding_only, _tile_rows_are_invariant
 
 from . import tiny_models as tm
 

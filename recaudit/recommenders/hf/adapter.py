@@ -1,0 +1,354 @@
+"""The Hugging Face adapter: :class:`HFRecommender`, a checkpoint run by transformers.
+
+Capabilities: ``generate`` (free-text recommendation lists) and ``score`` (sum of candidate
+log-probabilities given the prompt).
+
+It loads the checkpoint (:mod:`.files`), establishes batch invariance (:mod:`.invariance`),
+picks a batch size (:mod:`.sizing`) and fingerprints what determines its outputs; generation
+(:mod:`.generation`) and scoring (:mod:`.scoring`) are its two halves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from recaudit.errors import ModelSpecError
+from recaudit.recommenders.base import GENERATE, SCORE, Decoding, Recommender, Request
+
+from .early_stop import EARLY_STOP_RULE
+from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_checkpoint,
+                    load_peft, resolve_model_dir, select_weight_files)
+from .generation import GenerationMixin
+from .invariance import BATCHING_MODES, _TILE_ROWS, _RowLayout, establish_batch_invariance
+from .scoring import ScoringMixin
+from .sizing import auto_batch_size, cpu_has_native_bf16
+
+__all__ = ["HFRecommender", "ADAPTER_VERSION", "DTYPES"]
+
+ADAPTER_VERSION = "hf-1"
+DTYPES = ("float32", "bfloat16")
+
+
+class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
+    """A causal or seq2seq ``transformers`` model, greedy by default, batch-invariant batching.
+
+    Parameters
+    ----------
+    path
+        Local checkpoint directory or a hub id already in the offline cache; or a PEFT adapter
+        directory (``adapter_config.json``): its base is loaded, the adapter applied with
+        ``peft`` and merged into the base weights (``merge_and_unload``), so the merged model is
+        plain ``nn.Linear`` layers and runs the same verified fixed-shape tiles.
+    decoding
+        Decoding parameters (``max_new_tokens``, ``temperature``, ``seed``).
+    allow_pickle
+        Load ``.bin``/``.pt`` pickle weights when no ``.safetensors`` exist (pickle can run code).
+    trust_remote_code
+        Allow model code shipped with the checkpoint. Off unless explicitly passed.
+    batch_size
+        Rows decoded together (sorted by prompt length to reduce padding); ``None``: chosen
+        from the hardware by :func:`auto_batch_size` (recorded in :meth:`batch_invariance`).
+        With fixed-shape tiles it never changes an output.
+    spec
+        The spec string the user wrote (for reports); defaults to ``hf:PATH``.
+    base
+        ``model_options: {base: PATH}``: the local base model directory of a PEFT adapter; wins
+        over the adapter config's ``base_model_name_or_path``. Only valid for adapters.
+    continuous_batching
+        Refill a finished row's slot with the next waiting prompt at once (causal models with
+        fixed-shape tiles; see :meth:`_generate_continuous`). Outputs are the same either way,
+        so it is not in the fingerprint; ``false`` runs static batches of ``batch_size``.
+    early_stop
+        ``model_options: {early_stop: true}`` turns on the per-row early stop of generation
+        (see :mod:`.early_stop`); off by default. Settable after load too.
+    dtype
+        ``model_options: {dtype: bfloat16}`` runs the weights in bf16 (fast where the CPU has
+        AVX512-BF16 or AMX, see :func:`cpu_has_native_bf16`; emulated, slower, elsewhere).
+        Opt-in: it changes the numerics, and the fingerprint records the dtype. The tile
+        self-check runs on the bf16 weights, so batching stays bit-exact.
+    model, tokenizer
+        Already-loaded objects to use instead of loading from ``path`` (used by the GGUF adapter).
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({GENERATE, SCORE})
+    adapter_version: ClassVar[str] = ADAPTER_VERSION
+
+    def __init__(self, path: str, decoding: Decoding | None = None, *, allow_pickle: bool = False,
+                 trust_remote_code: bool = False, batch_size: int | None = None,
+                 spec: str | None = None,
+                 batching: str = "auto", prefill_rows: int | None = None,
+                 decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
+                 base: str | None = None, early_stop: bool = False,
+                 continuous_batching: bool = True, dtype: str = "float32") -> None:
+        super().__init__(spec or f"hf:{path}", decoding)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise ModelSpecError(f"model_options.dtype must be one of {', '.join(DTYPES)}, "
+                                 f"got {dtype!r}")
+        if batching not in BATCHING_MODES:
+            raise ModelSpecError(f"model_options.batching must be one of "
+                                 f"{', '.join(BATCHING_MODES)}, got {batching!r}")
+        for name, rows in (("prefill_rows", prefill_rows), ("decode_rows", decode_rows)):
+            if rows is not None and (not isinstance(rows, int) or rows < 1):
+                raise ModelSpecError(f"model_options.{name} must be a positive integer, "
+                                     f"got {rows!r}")
+        if not isinstance(early_stop, bool):
+            raise ModelSpecError(f"model_options.early_stop must be true or false, "
+                                 f"got {early_stop!r}")
+        if not isinstance(continuous_batching, bool):
+            raise ModelSpecError(f"model_options.continuous_batching must be true or false, "
+                                 f"got {continuous_batching!r}")
+        self.continuous_batching = continuous_batching
+        self.generation_stats: dict[str, int] = {}
+        self._early_stop = early_stop
+        self._newline_tokens: dict[int, bool] = {}
+        self.path = str(path)
+        self.batch_size = int(batch_size or 1)
+        self.batch_size_reason = ""
+        self.allow_pickle = bool(allow_pickle)
+        self.trust_remote_code = bool(trust_remote_code)
+        self._weights_sha: str | None = None
+        self._keeps_logits: bool | None = None
+        self.model_dir: Path | None = None
+        self.weight_files: list[Path] = []
+        # PEFT adapter checkpoints: the base model's directory, the adapter's weights and config
+        self.base_dir: Path | None = None
+        self.adapter_files: list[Path] = []
+        self.adapter_config: dict[str, Any] | None = None
+        if model is None or tokenizer is None:
+            self.model_dir = resolve_model_dir(self.path)
+            if (self.model_dir / ADAPTER_CONFIG).is_file():
+                loaded_model, loaded_tok, peft = load_peft(
+                    self.model_dir, base, self.allow_pickle, self.trust_remote_code)
+                self.base_dir, self.adapter_config = peft.base_dir, peft.config
+                self.adapter_files, self.weight_files = peft.adapter_files, peft.weight_files
+            else:
+                if base is not None:
+                    raise ModelSpecError(
+                        f"model_options.base applies to PEFT adapters only, and {self.model_dir} "
+                        f"has no {ADAPTER_CONFIG}")
+                self.weight_files = select_weight_files(self.model_dir, self.allow_pickle)
+                loaded_model, loaded_tok = load_checkpoint(self.model_dir, self.weight_files,
+                                                           self.trust_remote_code)
+            model = model if model is not None else loaded_model
+            tokenizer = tokenizer if tokenizer is not None else loaded_tok
+        else:
+            p = Path(self.path)
+            if p.is_dir():
+                self.model_dir = p
+                self.weight_files = sorted(f for f in p.iterdir()
+                                           if f.suffix == ".safetensors" and f.is_file())
+        if dtype != "float32":  # before the tile self-check, which runs on these weights
+            import torch
+
+            model = model.to(getattr(torch, dtype))
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+        self._setup_tokens()
+        self.batching = establish_batch_invariance(self.model, batching, prefill_rows,
+                                                   decode_rows)
+        if batch_size is None:
+            self.batch_size, self.batch_size_reason = auto_batch_size(
+                self.model, self.batching.decode_rows, self.decoding.max_new_tokens)
+
+    def _setup_tokens(self) -> None:
+        tok, cfg = self.tokenizer, self.model.config
+        gen = getattr(self.model, "generation_config", None)
+        eos: set[int] = set()
+        for source in (getattr(gen, "eos_token_id", None), getattr(cfg, "eos_token_id", None),
+                       getattr(tok, "eos_token_id", None)):
+            if isinstance(source, int):
+                eos.add(source)
+            elif isinstance(source, (list, tuple)):
+                eos.update(int(s) for s in source)
+        self.eos_ids = frozenset(eos)
+        pad = getattr(tok, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(gen, "pad_token_id", None)
+        if pad is None:
+            pad = min(eos) if eos else 0
+        self.pad_id = int(pad)
+        start = getattr(gen, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(cfg, "decoder_start_token_id", None)
+        if start is None and self.is_seq2seq:
+            start = self.pad_id
+        self.decoder_start_id = None if start is None else int(start)
+
+    @property
+    def exact_batching(self) -> bool:
+        """True when batched outputs are bit-identical to one-at-a-time (fixed-shape tiles)."""
+        return self.batching.mode == "tiles"
+
+    @property
+    def tile_rows(self) -> tuple[int, int] | None:
+        """(M_p, M_d): rows of every prefill / decode matmul, or None without tiles."""
+        b = self.batching
+        return (b.prefill_rows, b.decode_rows) if b.mode == "tiles" else None
+
+    @property
+    def early_stop(self) -> bool:
+        """Whether each generation row stops once its list of ``k`` entries is complete."""
+        return self._early_stop
+
+    @early_stop.setter
+    def early_stop(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ModelSpecError(f"early_stop must be true or false, got {value!r}")
+        if value != self._early_stop:
+            self._early_stop = value
+            self._fingerprint = None  # the fingerprint records the setting
+
+    def batch_invariance(self) -> str:
+        line = self.batching.describe()
+        if self.batch_size_reason:
+            line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
+        dtype = next(self.model.parameters()).dtype
+        if str(dtype) != "torch.float32":
+            native = "native" if cpu_has_native_bf16() else "emulated: no AVX512-BF16/AMX"
+            line += f"; weights {str(dtype).replace('torch.', '')} ({native})"
+        if self.early_stop:
+            line += ("; early stop: each request stops after its k-th list entry, decided on "
+                     "its own tokens only")
+        return line
+
+    # ------------------------------------------------------------------ identity
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weights file (of the ``"name  sha"`` lines of several); for a PEFT
+        adapter, sha256 of ``"base  SHA\nadapter  SHA\n"`` over the two (see
+        :meth:`base_weights_sha256`, :meth:`adapter_weights_sha256`)."""
+        if self._weights_sha is None and self.weight_files:
+            base = files_sha256(self.weight_files)
+            if self.adapter_files:
+                blob = f"base  {base}\nadapter  {self.adapter_weights_sha256()}\n"
+                self._weights_sha = hashlib.sha256(blob.encode()).hexdigest()
+            else:
+                self._weights_sha = base
+        return self._weights_sha
+
+    def base_weights_sha256(self) -> str | None:
+        """sha256 of the (base) model's weight files alone."""
+        return files_sha256(self.weight_files)
+
+    def adapter_weights_sha256(self) -> str | None:
+        """sha256 of the PEFT adapter's weights file; None for a plain checkpoint."""
+        return files_sha256(self.adapter_files)
+
+    def _adapter_config_digest(self) -> str | None:
+        """sha256 of the adapter config less the keys that only name files (the base path, the
+        peft version): rank, alpha and target modules change the merged weights."""
+        if self.adapter_config is None:
+            return None
+        cfg = {k: v for k, v in self.adapter_config.items() if k not in _ADAPTER_CONFIG_INERT}
+        blob = json.dumps(cfg, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _fingerprint_payload(self) -> dict[str, Any]:
+        import torch
+
+        cfg = {k: v for k, v in self.model.config.to_dict().items()
+               if not k.startswith("_") and k not in ("transformers_version", "name_or_path")}
+        weights = self.weights_sha256()
+        if weights is None:  # injected model without files: hash the tensors themselves
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            weights = "tensors:" + h.hexdigest()
+        payload = {"adapter": self.adapter_version, "class": type(self).__name__,
+                   "weights": weights, "config": cfg,
+                   "tokenizer": self._tokenizer_digest(),
+                   "numerics": self.batching.numerics(),
+                   "dtype": str(next(self.model.parameters()).dtype)}
+        if self.early_stop:  # early_stop: false keeps the payload (and cached responses)
+            payload["early_stop"] = EARLY_STOP_RULE
+        if self.adapter_files:  # plain checkpoints keep their payload (and cached responses)
+            payload["peft"] = {"base_weights": self.base_weights_sha256(),
+                               "adapter_weights": self.adapter_weights_sha256(),
+                               "adapter_config": self._adapter_config_digest()}
+        return payload
+
+    def _tokenizer_digest(self) -> str:
+        tok = self.tokenizer
+        blob = json.dumps({"template": getattr(tok, "chat_template", None),
+                           "vocab": sorted(tok.get_vocab().items()),
+                           "special": {k: str(v) for k, v in tok.special_tokens_map.items()}},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def fingerprint(self) -> str:
+        """sha256 of adapter, weights, config, tokenizer, numerics and the early-stop rule (when
+        on); computed once per load (and again when :attr:`early_stop` is switched).
+
+        For a PEFT adapter ``weights`` is :meth:`weights_sha256` (base and adapter weights), and
+        a ``peft`` entry adds both weight digests and the adapter config's digest."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            blob = json.dumps(self._fingerprint_payload(), sort_keys=True, default=str)
+            cached = self._fingerprint = hashlib.sha256(blob.encode()).hexdigest()
+        return cached
+
+    # ------------------------------------------------------------------ tokenization
+    def prompt_ids(self, request: Request) -> list[int]:
+        """Token ids of the prompt: chat template with a generation prompt when there is one."""
+        tok = self.tokenizer
+        msgs = request.chat_dicts()
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        text = "\n\n".join(m["content"] for m in msgs)
+        return list(tok(text, add_special_tokens=True)["input_ids"])
+
+    def candidate_ids(self, candidate: str) -> list[int]:
+        """Token ids of a candidate, tokenized on its own (appended to the prompt ids)."""
+        return list(self.tokenizer(candidate, add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------------ forward passes
+    def _fallback_token(self) -> int:
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        return int(bos) if bos is not None else self.pad_id
+
+    def _forward_kwargs(self) -> dict[str, Any]:
+        """``logits_to_keep=1`` where the model supports it (prefill needs the last logits only)."""
+        if self._keeps_logits is None:
+            import inspect
+
+            params = inspect.signature(self.model.forward).parameters
+            self._keeps_logits = "logits_to_keep" in params
+        return {"logits_to_keep": 1} if self._keeps_logits else {}
+
+    def _rows(self, phase: str) -> int | None:
+        """Tile height of a phase ("prefill" or "decode"); None without tiles."""
+        b = self.batching
+        if b.mode != "tiles":
+            return None
+        return b.prefill_rows if phase == "prefill" else b.decode_rows
+
+    def _run(self, phase: str, **inputs: Any) -> Any:
+        """One forward pass of the model with the phase's fixed tile height."""
+        token = _TILE_ROWS.set(self._rows(phase))
+        try:
+            return self.model(**inputs)
+        finally:
+            _TILE_ROWS.reset(token)
+
+    def _prefill_causal(self, prompts: list[list[int]], layout: _RowLayout
+                        ) -> tuple[Any, Any, Any, list[int]]:
+        """Prefill left-padded prompts through the prefill tiles; returns (last-position
+        logits, cache, attention mask, left pads). ``layout.left_pad`` is set to the pads."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        pads = [width - len(p) for p in prompts]
+        ids = torch.tensor([[self.pad_id] * pad + p for pad, p in zip(pads, prompts)])
+        mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        layout.left_pad = list(pads)
+        out = self._run("prefill", input_ids=ids, attention_mask=mask, position_ids=positions,
+                        use_cache=True, **self._forward_kwargs())
+        return out.logits[:, -1, :], out.cache, mask, pads

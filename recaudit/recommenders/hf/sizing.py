@@ -1,0 +1,87 @@
+"""Batch size from the hardware, and whether the CPU computes bf16 natively.
+
+``batch_size`` unset: chosen from the usable cores and the available memory
+(:func:`auto_batch_size`), recorded in :meth:`HFRecommender.batch_invariance`; with tiles it
+never changes an output. ``dtype: bfloat16`` (opt-in) runs bf16 weights: other numerics, so the
+dtype is in the fingerprint; the tile self-check runs on the bf16 weights.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["auto_batch_size", "cpu_has_native_bf16"]
+
+# auto batch size: decode rows per core, and the share of free memory the batch may take
+_ROWS_PER_CORE = 8
+_MEMORY_SHARE = 0.25
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX: /proc/cpuinfo flags, or
+    torch's CPU capability ``AVX512_BF16`` / ``AMX``)."""
+    import torch
+
+    cap = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if "BF16" in cap or "AMX" in cap:
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _free_memory_bytes() -> int | None:
+    """Available memory (``os.sysconf`` on Linux, else psutil when installed); None: unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or failing: no memory bound
+        return None
+
+
+def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int
+                    ) -> tuple[int, str]:
+    """Rows decoded together when the user set none, and why.
+
+    Compute: ``_ROWS_PER_CORE`` rows per usable core, rounded up to whole decode tiles (a
+    partly filled tile costs a full one). Memory: at most ``_MEMORY_SHARE`` of the available
+    memory for the rows' KV cache (2 x layers x kv heads x head dim x bytes, over 1024 prompt
+    tokens + ``max_new_tokens``) and fp32 logits. With fixed-shape tiles the choice never
+    changes an output (the fingerprint does not record it).
+    """
+    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") \
+        else model.config
+    cores = _usable_cores()
+    tile = decode_rows or 1
+    want = -(-(_ROWS_PER_CORE * cores) // tile) * tile
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", 1) or 1
+    heads = getattr(cfg, "num_attention_heads", 1) or 1
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or (getattr(cfg, "hidden_size", 64) // heads)
+    elem = next(model.parameters()).element_size()
+    per_row = (2 * layers * kv_heads * head_dim * elem * (1024 + max(0, max_new_tokens))
+               + 4 * getattr(cfg, "vocab_size", 0))
+    free = _free_memory_bytes()
+    rows = want
+    if free is not None and per_row > 0:
+        rows = max(1, min(want, int(free * _MEMORY_SHARE // per_row)))
+    # the reason is recorded in results.json: no free-memory figure (it differs run to run)
+    capped = ", capped by free memory" if rows < want else ""
+    return rows, f"auto: {cores} cores{capped}"
