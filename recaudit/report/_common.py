@@ -82,6 +82,97 @@ def estimate_text(m: MetricRecord) -> str:
     return s
 
 
+# -- variants ------------------------------------------------------------------------------------
+@dataclass
+class VariantView:
+    """One variant of a probe result: what was measured on one set of lists, and nothing else.
+
+    ``probe`` is a copy of the probe result holding only the records, unit tables and trade-off
+    curves of ``variant``; the first view of a probe (its original lists) also keeps the probe's
+    findings, warnings, free-form tables and examples, which are measured on those lists.
+    ``kind`` says what the lists are, read from the trade-off curves' declared fields:
+    ``original`` (the model's own), ``baseline`` (the original lists cut to a reranker's k),
+    ``reranker`` (a reranker's lists), ``sweep`` (the same reranker at another parameter value)
+    or ``variant`` (records of a variant no curve names). ``note`` says it in one sentence.
+    """
+
+    variant: str
+    kind: str
+    note: str
+    probe: ProbeResult
+
+
+def variant_names(p: ProbeResult) -> list[str]:
+    """Return the variants of a probe's records and unit tables: the original first.
+
+    The others follow in the order they were measured (first appearance); a probe without
+    records has the one variant ``original``.
+    """
+    seen: dict[str, None] = {}
+    for v in [m.variant for m in p.metrics] + [u.variant for u in p.units]:
+        seen.setdefault(v, None)
+    names = list(seen)
+    if ORIGINAL in seen:
+        names.remove(ORIGINAL)
+        names.insert(0, ORIGINAL)
+    return names or [ORIGINAL]
+
+
+def _variant_kind(p: ProbeResult, variant: str) -> tuple[str, str]:
+    """Return (kind, note) of one variant, from the trade-off curves that name it."""
+    if variant == ORIGINAL:
+        return "original", "The model's own lists."
+    for t in p.tradeoffs:
+        if t.variant == variant:
+            cut = f", cut to the top {t.k}" if t.baseline != ORIGINAL and t.k else ""
+            return "reranker", (f"The model's lists re-ranked by {clean(t.reranker)}{cut}; "
+                                "every metric of this probe measured again on them.")
+    baseline_of = [clean(t.reranker) for t in p.tradeoffs if t.baseline == variant]
+    if baseline_of:
+        t = next(t for t in p.tradeoffs if t.baseline == variant)
+        size = f" cut to their top {t.k}" if t.k is not None else ""
+        return "baseline", (f"The model's own lists{size}: the like-for-like baseline of "
+                            f"{', '.join(dict.fromkeys(baseline_of))}.")
+    for t in p.tradeoffs:
+        for pt in t.points:
+            if pt.variant == variant:
+                at = f" at {clean(t.parameter)} = {clean(pt.value)}" if t.parameter else ""
+                return "sweep", (f"{clean(t.reranker)}{at}: a point of its sweep (variant "
+                                 f"{clean(t.variant)} is the main one).")
+    return "variant", f"Records of variant {clean(variant)}."
+
+
+def split_variants(p: ProbeResult) -> list[VariantView]:
+    """Split a probe result into one view per variant, the original first.
+
+    This is the one place the report separates variants: every table and chart is drawn from
+    one view, so no table or chart mixes the original lists with a reranker's.
+    """
+    out = []
+    for i, v in enumerate(variant_names(p)):
+        kind, note = _variant_kind(p, v)
+        update: dict[str, Any] = {
+            "metrics": [m for m in p.metrics if m.variant == v],
+            "units": [u for u in p.units if u.variant == v],
+            "tradeoffs": [t for t in p.tradeoffs if t.variant == v]}
+        if i:
+            update.update(findings=[], warnings=[], tables={}, examples=[], records=[])
+        out.append(VariantView(v, kind, note, p.model_copy(update=update)))
+    return out
+
+
+def one_variant(records: Iterable[MetricRecord]) -> str | None:
+    """Return the one variant of ``records`` (None when there are none).
+
+    Raises ValueError when they hold several: a table or chart of them would mix variants.
+    """
+    found = list(dict.fromkeys(m.variant for m in records))
+    if len(found) > 1:
+        raise ValueError("records of several variants in one table or chart: "
+                         + ", ".join(found))
+    return found[0] if found else None
+
+
 # -- selections ----------------------------------------------------------------------------------
 def confidence_of(result: AuditResult) -> float:
     stats = result.config.get("stats") if isinstance(result.config, dict) else None
@@ -116,8 +207,8 @@ def per_value(p: ProbeResult, metric: str | None = None, k: int | None | str = "
     return [m for m in recs if m.k == k]
 
 
-def tradeoff_rows(p: ProbeResult) -> list[dict[str, Any]]:
-    """Return one row per point of each trade-off curve.
+def tradeoff_rows(p: ProbeResult, variant: str | None = None) -> list[dict[str, Any]]:
+    """Return one row per point of each trade-off curve (``variant``: only its point).
 
     A row holds the variant, its parameter value, the target's estimate and CI before (the
     baseline lists) and after, and the cost.
@@ -125,6 +216,8 @@ def tradeoff_rows(p: ProbeResult) -> list[dict[str, Any]]:
     rows = []
     for t in p.tradeoffs:
         for pt in t.points:
+            if variant is not None and pt.variant != variant:
+                continue
             rows.append({"reranker": t.reranker, "variant": pt.variant,
                          "parameter": t.parameter, "value": pt.value, "target": t.target,
                          "attribute": pt.target_attribute, "k": t.k,
@@ -146,9 +239,10 @@ def headline(p: ProbeResult) -> list[MetricRecord]:
     """Return the aggregate metrics of a probe a reader looks at first (at the largest k).
 
     These are the ones the probe declared as its headline, else its aggregate disparities
-    (records with a declared null value), else any aggregate with a direction.
+    (records with a declared null value), else any aggregate with a direction; all of one
+    variant, the first of :func:`variant_names` (the original lists where there are any).
     """
-    aggs = aggregates(p) or aggregates(p, variant=None)
+    aggs = aggregates(p, variant_names(p)[0])
     if p.headline:
         picked = [m for name in p.headline for m in aggs if m.metric == name]
         if picked:
@@ -207,12 +301,16 @@ def verdict(result: AuditResult) -> Verdict:
 
 
 def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
+    """Return a probe's verdict: its own findings and the tests of its first variant.
+
+    A reranker's tests do not flag the model: they are listed in the checks, labelled.
+    """
     if p.status == "error":
         return Verdict("error", "ERROR", clean(p.error) or "the probe failed")
     if p.status == "skipped":
         return Verdict("skipped", "SKIPPED", clean(p.error) or "the probe was skipped")
     flagged = [f for f in p.findings if f.severity != "info"]
-    tests = [c for c in probe_tests(p, alpha)]
+    tests = probe_tests(p, alpha, variant=variant_names(p)[0])
     n_flag = sum(1 for c in tests if c.status == "flag")
     parts = [f"{p.n_queries} queries" + (f", {p.n_failed} failed" if p.n_failed else "")
              ] if p.n_queries else []
@@ -254,16 +352,20 @@ def _props(m: MetricRecord) -> dict[str, str]:
     return out
 
 
-def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
+def probe_tests(p: ProbeResult, alpha: float, variant: str | None = None) -> list[Check]:
     """One check per statistical test a probe ran (aggregate records with a p-value).
 
     Records sharing one test (SNSR and SNSV of the same similarity share a permutation test) are
-    listed once.
+    listed once. ``variant``: only that variant's tests (None: every variant's, the original
+    first); a test of another variant than the original names it.
     """
     out: list[Check] = []
     seen: set[tuple] = set()
-    for m in p.metrics:
+    order = {v: i for i, v in enumerate(variant_names(p))}
+    for m in sorted(p.metrics, key=lambda m: order[m.variant]):
         if m.value is not None or (m.p_value is None and m.p_adjusted is None):
+            continue
+        if variant is not None and m.variant != variant:
             continue
         key = (m.metric, m.attribute, m.k, m.variant)
         if key in seen:
@@ -271,6 +373,8 @@ def probe_tests(p: ProbeResult, alpha: float) -> list[Check]:
         seen.add(key)
         sig = is_significant(m, alpha)
         label = f"{m.metric}" + (f"@{m.k}" if m.k is not None else "")
+        if m.variant != ORIGINAL:
+            label += f" [{clean(m.variant)}]"
         name = f"{m.attribute or 'all'}: {label}"
         p_txt = (f"p_adj={pval(m.p_adjusted)}" if m.p_adjusted is not None
                  else f"p={pval(m.p_value)}")
@@ -463,8 +567,10 @@ def limitations(result: AuditResult, max_rows: int = 25) -> Limitations:
                 seen.add((m.attribute, m.value, m.warning))
                 loc = " \u00b7 ".join(x for x in (m.attribute or "", m.value or "") if x)
                 small.append((p.id, loc or m.metric, clean(m.warning)))
+        own = variant_names(p)[0]  # answer quality is the model's: its own lists only
         for m in p.metrics:
-            if has_role(p, m.metric, "answer_quality") and m.estimate is not None:
+            if (has_role(p, m.metric, "answer_quality") and m.estimate is not None
+                    and m.variant == own):
                 hall.append((p.id, " \u00b7 ".join(x for x in (m.metric, m.attribute or "neutral",
                                                                m.value or "") if x), m))
         for w in p.warnings:

@@ -6,8 +6,9 @@ cannot become markup. The output is post-processed to be small and safe to inlin
 one HTML page: no XML header, no metadata, no global ``<style>``, no namespace URLs, no
 unreferenced ids, coordinates rounded to 0.1 pt, and every referenced id salted per chart.
 
-Each function takes :class:`~recaudit.results.MetricRecord` objects and returns ``""`` when there
-is nothing to draw.
+Each function takes :class:`~recaudit.results.MetricRecord` objects of one variant (records of
+several raise ValueError: a chart never mixes the original lists with a reranker's) and returns
+``""`` when there is nothing to draw. The chart's ``data-variant`` attribute names its variant.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
-from ._common import clean, truncate
+from ._common import clean, one_variant, truncate
 
 __all__ = ["value_bars", "aggregate_bars", "k_curves", "PALETTE"]
 
@@ -87,7 +88,7 @@ def _round(match: re.Match[str]) -> str:
     return "0" if txt == "-0" else txt
 
 
-def _finish(fig: Any, chart_id: str, title: str) -> str:
+def _finish(fig: Any, chart_id: str, title: str, variant: str | None) -> str:
     from matplotlib import rc_context
     from matplotlib.backends.backend_svg import FigureCanvasSVG
 
@@ -96,10 +97,10 @@ def _finish(fig: Any, chart_id: str, title: str) -> str:
     with rc_context(_rc(chart_id)):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None,
                                                   "Type": None})
-    return _postprocess(buf.getvalue(), chart_id, title)
+    return _postprocess(buf.getvalue(), chart_id, title, variant)
 
 
-def _postprocess(svg: str, chart_id: str, title: str) -> str:
+def _postprocess(svg: str, chart_id: str, title: str, variant: str | None = None) -> str:
     svg = re.sub(r"<\?xml[^>]*\?>\s*", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>\s*", "", svg)
     svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.S)
@@ -123,8 +124,9 @@ def _postprocess(svg: str, chart_id: str, title: str) -> str:
     style = f' style="max-width:{width.group(1)}pt"' if width else ""
     from markupsafe import escape
 
+    tag = f' data-variant="{escape(clean(variant))}"' if variant is not None else ""
     head = (f'<svg{attrs} class="chart" role="img" aria-label="{escape(clean(title))}"'
-            f'{style}>')
+            f'{tag}{style}>')
     return head + svg[m.end():].strip()
 
 
@@ -136,7 +138,7 @@ def _ci_err(est: float, lo: float | None, hi: float | None) -> tuple[float, floa
 
 def _bars(rows: Sequence[tuple[str, str, float, float | None, float | None]], *, title: str,
           xlabel: str, ref: float | None, chart_id: str, xlim: tuple[float, float] | None,
-          grouped: bool) -> str:
+          grouped: bool, variant: str | None) -> str:
     """Horizontal bars with CI whiskers; ``rows`` = (group, label, estimate, lo, hi)."""
     if not rows:
         return ""
@@ -192,32 +194,36 @@ def _bars(rows: Sequence[tuple[str, str, float, float | None, float | None]], *,
             ax.set_xlim(left=0)
         ax.set_xlabel(clean(xlabel))
         ax.set_title(truncate(title, 120), loc="left")
-        return _finish(fig, chart_id, title)
+        return _finish(fig, chart_id, title, variant)
 
 
 def value_bars(records: Iterable[Any], *, title: str, xlabel: str = "",
                ref: float | None = None, chart_id: str = "bars",
                xlim: tuple[float, float] | None = None) -> str:
     """Per-value estimates with CI whiskers, grouped by attribute (one metric, one k)."""
+    records = list(records)
     rows = [(clean(m.attribute or ""), clean(m.value or ""), float(m.estimate), m.ci_low,
              m.ci_high) for m in records if m.estimate is not None]
     return _bars(rows, title=title, xlabel=xlabel, ref=ref, chart_id=chart_id, xlim=xlim,
-                 grouped=True)
+                 grouped=True, variant=one_variant(records))
 
 
 def aggregate_bars(records: Iterable[Any], *, title: str, xlabel: str = "",
                    ref: float | None = None, chart_id: str = "agg",
                    xlim: tuple[float, float] | None = None) -> str:
     """One bar per attribute (aggregate records such as leakage AUC or a group gap)."""
+    records = list(records)
     rows = [("", clean(m.attribute or "all"), float(m.estimate), m.ci_low, m.ci_high)
             for m in records if m.estimate is not None]
     return _bars(rows, title=title, xlabel=xlabel, ref=ref, chart_id=chart_id, xlim=xlim,
-                 grouped=False)
+                 grouped=False, variant=one_variant(records))
 
 
 def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: str = "value",
              chart_id: str = "curves", bands: bool = True) -> str:
     """Estimate against k, one line per ``series`` ("value" or "attribute"), CI as a band."""
+    records = list(records)
+    variant = one_variant(records)
     by: dict[str, list[tuple[int, float, float | None, float | None]]] = {}
     for m in records:
         if m.k is None or m.estimate is None:
@@ -252,13 +258,14 @@ def k_curves(records: Iterable[Any], *, title: str, ylabel: str = "", series: st
         ax.set_ylabel(clean(ylabel))
         ax.set_title(truncate(title, 80), loc="left")
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=1.6)
-        return _finish(fig, chart_id, title)
+        return _finish(fig, chart_id, title, variant)
 
 
 def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
     """Draw a reranker's trade-off: its target (y) against its cost (x), with CI whiskers.
 
-    One point per swept parameter value, labelled with the value, joined in sweep order.
+    One point per swept parameter value, labelled with the value, joined in sweep order; the
+    chart's ``data-variant`` is the reranker's main variant (``curve.variant``).
     """
     pts = [p for p in curve.points if p.target_estimate is not None
            and p.cost_estimate is not None]
@@ -285,4 +292,4 @@ def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
         ax.set_xlabel(clean(pts[0].cost_metric))
         ax.set_ylabel(clean(curve.target))
         ax.set_title(truncate(title, 90), loc="left")
-        return _finish(fig, chart_id, title)
+        return _finish(fig, chart_id, title, curve.variant)

@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..probes.registry import ACCURACY, FAIRNESS, ROBUSTNESS
-from ..results import AuditResult, MetricRecord, ProbeResult
+from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
 from ..verdicts import is_significant
 from . import _common as c
 from . import charts
@@ -91,7 +91,7 @@ def _env() -> Any:  # noqa: D401 - the jinja2 environment, built once
     env.filters.update(num=c.num, pval=c.pval, where=c.where, clip=c.truncate,
                        metric_text=_metric_text, slug=c.slug, conf=c.conf_pct,
                        est=c.estimate_text)
-    env.globals.update(ci=c.ci, version=__version__)
+    env.globals.update(ci=c.ci, version=__version__, variant_of=c.one_variant)
     return env
 
 
@@ -125,15 +125,34 @@ _RIGHT = ("sensitive", "after", "treated", "perturbed", "reranked")
 
 
 class Helpers:
-    """Functions exposed to the templates as ``h``; charts get ids unique within one page."""
+    """Functions exposed to the templates as ``h``; charts get ids unique within one page.
+
+    The templates hand it one variant of a probe at a time (:func:`_common.split_variants`);
+    chart titles name that variant when the probe has several.
+    """
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self._n = 0
+        self._tags: dict[int, str] = {}  # id of a variant's probe view -> its title tag
 
     def _id(self) -> str:
         self._n += 1
         return f"{self.prefix}{self._n}"
+
+    def register(self, views: Sequence[c.VariantView]) -> None:
+        """Remember a probe's variant views, so that charts of them say which one they show."""
+        for v in views:
+            self._tags[id(v.probe)] = f" [{v.variant}]" if len(views) > 1 else ""
+
+    def tag(self, p: ProbeResult) -> str:
+        """`` [variant]`` for a chart title of a probe with several variants, else ``""``."""
+        return self._tags.get(id(p), "")
+
+    @staticmethod
+    def variant_of(records: Iterable[MetricRecord]) -> str:
+        """Return the one variant of a table's records (ValueError if they mix variants)."""
+        return c.one_variant(records) or ""
 
     # records
     aggregates = staticmethod(c.aggregates)
@@ -222,7 +241,8 @@ class Helpers:
         kk = self.max_k(recs)
         label = title or f"{metric} per value" + (f" at k={kk}" if kk is not None else "")
         conf = c.conf_pct(recs[0].confidence) if recs else "95%"
-        return Markup(charts.value_bars(recs, title=f"{label} ({conf} CI)", xlabel=metric,
+        return Markup(charts.value_bars(recs, title=f"{label} ({conf} CI){self.tag(p)}",
+                                        xlabel=metric,
                                         ref=ref, xlim=xlim, chart_id=self._id()))
 
     def agg_bars(self, p: ProbeResult, metric: str, *, ref: float | None = None,
@@ -231,19 +251,21 @@ class Helpers:
         kk = self.max_k(recs)
         label = title or f"{metric} per attribute" + (f" at k={kk}" if kk is not None else "")
         conf = c.conf_pct(recs[0].confidence) if recs else "95%"
-        return Markup(charts.aggregate_bars(recs, title=f"{label} ({conf} CI)", xlabel=metric,
+        return Markup(charts.aggregate_bars(recs, title=f"{label} ({conf} CI){self.tag(p)}",
+                                            xlabel=metric,
                                             ref=ref, xlim=xlim, chart_id=self._id()))
 
     def curves(self, p: ProbeResult, metric: str, attribute: str | None,
                title: str | None = None) -> Markup:
         recs = self.records(p, metric, value=True, k="all", attribute=attribute)
-        return Markup(charts.k_curves(recs, title=title or f"{attribute}: {metric} by k",
-                                      ylabel=metric, chart_id=self._id()))
+        title = (title or f"{attribute}: {metric} by k") + self.tag(p)
+        return Markup(charts.k_curves(recs, title=title, ylabel=metric, chart_id=self._id()))
 
     def agg_curves(self, p: ProbeResult, metric: str, title: str | None = None) -> Markup:
         recs = self.records(p, metric, value=False, k="all")
-        return Markup(charts.k_curves(recs, title=title or f"{metric} by k, per attribute",
-                                      ylabel=metric, series="attribute", chart_id=self._id()))
+        title = (title or f"{metric} by k, per attribute") + self.tag(p)
+        return Markup(charts.k_curves(recs, title=title, ylabel=metric, series="attribute",
+                                      chart_id=self._id()))
 
     # examples
     @staticmethod
@@ -328,7 +350,7 @@ def _mitigated(results: Sequence[AuditResult]) -> list[str]:
         for p in r.probes:
             for m in p.metrics:
                 label = f"{p.id} [{m.variant}]"
-                if m.variant != "original" and label not in out:
+                if m.variant != ORIGINAL and label not in out:
                     out.append(label)
     return out
 
@@ -346,7 +368,7 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
             if p.status != "ok":
                 continue
             recs = [m for m in c.per_value(p) if m.estimate is not None and m.attribute
-                    and m.variant == "original" and c.has_role(p, m.metric, "selection_rate")]
+                    and m.variant == ORIGINAL and c.has_role(p, m.metric, "selection_rate")]
             by_attr: dict[str, list[MetricRecord]] = {}
             for m in recs:
                 by_attr.setdefault(m.attribute or "", []).append(m)
@@ -439,6 +461,7 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
 def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dict[str, Any]:
     alpha = c.alpha_of(result)
     anchor = f"m{index}" if many else "r"
+    helpers = Helpers(f"{anchor}c")
     probes = []
     seen: dict[str, int] = {}
     for p in result.probes:
@@ -446,8 +469,14 @@ def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dic
         seen[s] = seen.get(s, 0) + 1
         if seen[s] > 1:
             s = f"{s}-{seen[s]}"
-        probes.append({"p": p, "anchor": f"{anchor}-probe-{s}", "partial": partial_for(p.probe),
-                       "verdict": c.probe_verdict(p, alpha)})
+        views = c.split_variants(p)
+        helpers.register(views)
+        # One section per variant, the original first; a variant's anchor is its index.
+        sections = [{"p": v.probe, "view": v, "partial": partial_for(p.probe),
+                     "anchor": f"{anchor}-probe-{s}" + (f"-v{i}" if i else ""),
+                     "verdict": c.probe_verdict(v.probe, alpha), "first": i == 0}
+                    for i, v in enumerate(views)]
+        probes.append({**sections[0], "variants": sections[1:]})
     checks = c.checks(result)
     prov = result.provenance
     config_text = prov.config_text
@@ -463,7 +492,7 @@ def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dic
         "top": c.top_findings(result, 3), "lim": c.limitations(result),
         "prov": prov, "config_text": c.clean(config_text) if config_text else None,
         "results_hash": result.results_hash(),
-        "h": Helpers(f"{anchor}c"),
+        "h": helpers,
     }
 
 

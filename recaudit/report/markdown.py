@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..results import AuditResult, GateResult
+from ..results import AuditResult, GateResult, ProbeResult
 from . import _common as c
 
 __all__ = ["markdown_summary", "render_markdown", "md"]
@@ -90,6 +90,7 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
     if result.probes:
         lines += [f"{sub} Probes", "", "| probe | status | queries | headline (largest k) |",
                   "|---|---|---|---|"]
+        variants = {p.id: (p, c.split_variants(p)) for p in result.probes if p.status == "ok"}
         for p in result.probes:
             pv = c.probe_verdict(p, alpha)
             status = f"{ICON.get(pv.status, '')} {pv.label}"
@@ -98,8 +99,13 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
                 continue
             q = (f"{p.n_queries}" + (f" ({p.n_failed} failed)" if p.n_failed else "")
                  if p.n_queries else "\u2013")
-            lines.append(f"| {md(p.id, 60)} | {status} | {q} | {_headline_cell(c.headline(p))} |")
+            views = variants[p.id][1]
+            own = views[0]
+            tag = f" [{md(own.variant, 60)}]" if len(views) > 1 else ""
+            lines.append(f"| {md(p.id, 60)}{tag} | {status} | {q} "
+                         f"| {_headline_cell(c.headline(own.probe))} |")
         lines.append("")
+        _variants(variants, lines, sub)
     checks = c.checks(result)
     attention = [x for x in checks if x.status != "pass"]
     passed = [x for x in checks if x.status == "pass"]
@@ -110,6 +116,39 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
         lines.append(f"| {ICON.get(x.status, '')} {x.status} | {x.kind} | {md(x.probe or '', 40)} "
                      f"| {md(x.name, 120)} | {md(x.detail, 200)} |")
     lines += ["", "</details>", ""]
+
+
+def _variants(views: dict[str, tuple[ProbeResult, list[c.VariantView]]], lines: list[str],
+              level: str) -> None:
+    """One section per probe and re-ranked variant, after the probes' own (original) lists.
+
+    Each holds that variant's headline metrics and, for a reranker or a point of its sweep,
+    the reranker's target before and after and its cost.
+    """
+    rest = [(pid, p, v) for pid, (p, vs) in views.items() for v in vs[1:]]
+    if not rest:
+        return
+    lines += [f"{level} Re-ranked variants", "",
+              "The probe table above shows the model's own lists only; each variant below is "
+              "the same probe measured on other lists, in its own table.", ""]
+    for pid, p, v in rest:
+        lines += [f"{level}# {md(pid, 60)} [{md(v.variant, 80)}]", "",
+                  f"{md(v.kind, 20)}: {md(v.note, 300)}", ""]
+        records, points = c.headline(v.probe), c.tradeoff_rows(p, v.variant)
+        if not records and not points:
+            lines += ["No aggregate metric: see the HTML report.", ""]
+            continue
+        lines += ["| metric | where | estimate [CI] p |", "|---|---|---|"]
+        for m in records:
+            lines.append(f"| {md(m.metric, 40)} | {md(c.where(m), 80)} | {c.estimate_text(m)} |")
+        for t in points:
+            where = " ".join(x for x in (t["attribute"] or "", f"k={t['k']}" if t["k"] else "")
+                             if x)
+            lines.append(f"| {md(t['target'], 40)} (reranker target) | "
+                         f"{md(where, 60)} | {c.num(t['before'])} "
+                         f"before, {c.num(t['after'])} after; {md(t['cost_metric'], 40)} "
+                         f"{c.num(t['cost'])} |")
+        lines.append("")
 
 
 def markdown_summary(results: AuditResult | Sequence[AuditResult]) -> str:
