@@ -14,6 +14,8 @@ These are every resampling routine the analysis kit and compare use:
 * :func:`permutation_test_values` -- paired permutation test that the conditions are
   exchangeable within each unit (no attribute effect), and :func:`null_floor` of its null;
 * :func:`paired_swap_test` -- paired permutation test of two results on the same units;
+* :func:`tie_tolerance` / :func:`permutation_pvalue` -- the one rule every permutation test
+  (these two, and a probe's own, e.g. leakage's) judges ties by;
 * :func:`benjamini_hochberg` -- adjusted p-values within a family.
 
 The small-sample rule (:data:`recaudit.verdicts.MIN_UNITS`) lives in :mod:`recaudit.verdicts`.
@@ -40,14 +42,19 @@ __all__ = [
     "null_floor",
     "paired_swap_test",
     "percentile_interval",
+    "permutation_pvalue",
     "permutation_test_values",
     "resampled_means",
     "spread_statistic",
+    "tie_tolerance",
+    "TIE_ULPS",
 ]
 
 _ALTERNATIVES = ("greater", "less", "two-sided")
 # Bound on the number of float64 elements materialised at once when permuting.
 _MAX_ELEMENTS = 1 << 22
+#: ulps of the data's magnitude, per summed term, within which two statistics are tied
+TIE_ULPS = 4
 
 
 # -- the bootstrap -------------------------------------------------------------------------------
@@ -205,20 +212,88 @@ def _resolve_stat(stat: str | Callable[[np.ndarray], float]) -> Callable[[np.nda
     return lambda m: np.asarray([stat(row) for row in m], dtype=float)
 
 
-def _weighted_means(weights: np.ndarray, values: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Per-column means of ``values`` under row weights (one weight vector per output row)."""
-    sums = weights @ values
-    counts = weights @ observed
-    out = np.full(sums.shape, np.nan)
-    np.divide(sums, counts, out=out, where=counts > 0)
-    return out
-
-
 def _as_matrix(matrix: Any) -> np.ndarray:
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D units x values matrix, got shape {m.shape}")
     return m
+
+
+# -- ties ------------------------------------------------------------------------------------------
+def tie_tolerance(magnitude: float, n_terms: int = 1) -> float:
+    r"""Return the absolute tolerance within which two statistics of the same data are tied.
+
+    .. math:: \tau = \mathrm{TIE\_ULPS} \cdot \max(1, n) \cdot \varepsilon \cdot s
+
+    with :math:`\varepsilon` the float64 machine epsilon, ``n = n_terms`` the number of terms
+    summed into each mean and ``s = magnitude`` that of the values or means the statistic is
+    computed from (and of the statistic itself where it is scale-free, e.g. a ratio or an AUC).
+    A float sum of ``n`` terms of magnitude at most ``s`` is within :math:`(n - 1)
+    \varepsilon s / 2` of the exact sum (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, 2002, eq. 4.4), so two statistics that are equal in exact arithmetic but were
+    summed in other orders differ by less than :math:`\tau`. The tolerance is that of the
+    *data*, never of the statistic alone: a spread of equal means is 0 or 1e-17, whatever the
+    means' size, and a tolerance relative to it would tie nothing.
+
+    Examples
+    --------
+    >>> tie_tolerance(1.0, 40) == 4 * 40 * 2.0 ** -52
+    True
+    """
+    return TIE_ULPS * max(1, int(n_terms)) * float(np.finfo(float).eps) * abs(float(magnitude))
+
+
+def permutation_pvalue(null: Any, observed: float, tolerance: float,
+                       alternative: str = "greater", exact: bool = False) -> float:
+    r"""Return the permutation p-value of ``observed`` against its ``null``, ties included.
+
+    A permuted value counts as at least as extreme when it is within ``tolerance`` (from
+    :func:`tie_tolerance`) of being so: for ``"greater"`` :math:`T_b \ge T_{obs} - \tau`,
+    for ``"less"`` :math:`T_b \le T_{obs} + \tau`, and ``"two-sided"`` doubles the smaller
+    one-sided p (capped at 1). With ``B`` sampled permutations,
+    :math:`p = (1 + \#\{\text{extreme}\}) / (1 + B)` (Phipson & Smyth 2010); ``exact``:
+    the null enumerates every permutation (the observed one included) and
+    :math:`p = \#\{\text{extreme}\} / B`. NaN null values are left out; NaN when the
+    observed value is NaN or no null value is left.
+
+    Examples
+    --------
+    >>> permutation_pvalue([0.0, 0.5 - 1e-16, 0.7], 0.5, tie_tolerance(1.0, 10))  # a tie
+    0.75
+    """
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}")
+    null = np.asarray(null, dtype=float).reshape(-1)
+    null = null[~np.isnan(null)]
+    if np.isnan(observed) or not null.size:
+        return float("nan")
+    extra = 0 if exact else 1
+
+    def share(hits: int) -> float:
+        return (extra + hits) / (extra + null.size)
+
+    p_greater = share(int(np.count_nonzero(null >= observed - tolerance)))
+    p_less = share(int(np.count_nonzero(null <= observed + tolerance)))
+    if alternative == "greater":
+        return float(p_greater)
+    if alternative == "less":
+        return float(p_less)
+    return float(min(1.0, 2 * min(p_greater, p_less)))
+
+
+# -- the paired permutation test -----------------------------------------------------------------
+def _block_means(block: np.ndarray) -> np.ndarray:
+    """``(B, V)`` column means of each ``(n, V)`` table of a ``(B, n, V)`` block (NaN left out).
+
+    The one arithmetic of :func:`permutation_test_values` for the observed table and every
+    permuted one: a sum over units in unit order, then one division.
+    """
+    observed = ~np.isnan(block)
+    sums = np.where(observed, block, 0.0).sum(axis=1)
+    counts = observed.sum(axis=1)
+    means = np.full(sums.shape, np.nan)
+    np.divide(sums, counts, out=means, where=counts > 0)
+    return means
 
 
 class PermutationResult(NamedTuple):
@@ -244,16 +319,22 @@ def permutation_test_values(
     column means and ``T = stat(means)`` (e.g. SNSR). With ``B`` permutations and the +1
     correction (Phipson & Smyth 2010), for ``alternative="greater"``:
 
-    .. math:: p = \frac{1 + \#\{b : T_b \ge T_{obs}\}}{1 + B}
+    .. math:: p = \frac{1 + \#\{b : T_b \ge T_{obs} - \tau\}}{1 + B}
 
-    (``"less"`` counts ``T_b <= T_obs``; ``"two-sided"`` doubles the smaller one-sided p,
-    capped at 1). Comparisons allow a relative tolerance of ``100 eps`` so that permutations
-    tying the observed value count as at least as extreme. NaN cells are left out of means.
+    (``"less"`` counts ``T_b <= T_obs + tau``; ``"two-sided"`` doubles the smaller one-sided p,
+    capped at 1): :func:`permutation_pvalue`. The observed table goes through the very
+    arithmetic of the permuted ones (the same array operation), and ties are judged at
+    ``tau = tie_tolerance(s, n_units)`` with ``s`` the largest of the table's absolute values
+    and ``|T_obs|`` (:func:`tie_tolerance`): a table whose rows are constant (an order-blind
+    model) gives ``p = 1``. A callable ``stat`` is taken to be on the scale of the means or of
+    ``|T_obs|``, as every spread is. NaN cells are left out of means (and move with their row's
+    labels).
 
     Parameters
     ----------
     matrix : array-like, shape (n_units, n_values)
-    stat : "snsr", "snsv" or callable of the 1-D per-value means
+    stat : "snsr", "snsv", a name of :data:`SPREAD_STATISTICS`, or callable of the 1-D
+        per-value means
     n_permutations : int
     seed : int
     alternative : {"greater", "less", "two-sided"}
@@ -268,6 +349,9 @@ def permutation_test_values(
     >>> m = np.column_stack([np.zeros(30), np.ones(30)])
     >>> permutation_test_values(m, "snsr", n_permutations=999, seed=0).pvalue
     0.001
+    >>> flat = np.repeat(np.linspace(0.1, 0.9, 40)[:, None], 5, axis=1)
+    >>> permutation_test_values(flat, "snsr", n_permutations=999, seed=0).pvalue
+    1.0
     """
     if alternative not in _ALTERNATIVES:
         raise ValueError(f"alternative must be one of {_ALTERNATIVES}")
@@ -276,39 +360,30 @@ def permutation_test_values(
     m = _as_matrix(matrix)
     n, v = m.shape
     fn = _resolve_stat(stat)
-    observed = ~np.isnan(m)
-    obs_f = observed.astype(float)
-    values = np.where(observed, m, 0.0)
     if n == 0 or v == 0:
         return PermutationResult(float("nan"), float("nan"), int(n_permutations), np.array([]))
-    t_obs = float(fn(_weighted_means(np.ones((1, n)), values, obs_f))[0])
     rng = np.random.default_rng(seed)
     total = int(n_permutations)
     chunk = max(1, _MAX_ELEMENTS // (n * v))
+    t_obs = float("nan")
     parts = []
     for start in range(0, total, chunk):
         b = min(chunk, total - start)
         # Shuffle each row's labels independently in every permutation (NaN moves along).
         block = rng.permuted(np.broadcast_to(m, (b, n, v)).copy(), axis=2)
-        obs_b = ~np.isnan(block)
-        sums = np.where(obs_b, block, 0.0).sum(axis=1)
-        counts = obs_b.sum(axis=1)
-        means = np.full(sums.shape, np.nan)
-        np.divide(sums, counts, out=means, where=counts > 0)
-        parts.append(np.asarray(fn(means), dtype=float))
+        if start == 0:  # the observed table first, through the same arithmetic
+            block = np.concatenate([m[None], block])
+        t = np.asarray(fn(_block_means(block)), dtype=float)
+        if start == 0:
+            t_obs, t = float(t[0]), t[1:]
+        parts.append(t)
     null = np.concatenate(parts)
     if np.isnan(t_obs):
         return PermutationResult(t_obs, float("nan"), total, null)
-    gamma = abs(t_obs) * np.finfo(float).eps * 100
-    p_greater = (1 + np.count_nonzero(null >= t_obs - gamma)) / (1 + total)
-    p_less = (1 + np.count_nonzero(null <= t_obs + gamma)) / (1 + total)
-    if alternative == "greater":
-        p = p_greater
-    elif alternative == "less":
-        p = p_less
-    else:
-        p = min(1.0, 2 * min(p_greater, p_less))
-    return PermutationResult(t_obs, float(p), total, null)
+    finite = np.abs(m[np.isfinite(m)])
+    magnitude = max(float(finite.max()) if finite.size else 0.0, abs(t_obs))
+    p = permutation_pvalue(null, t_obs, tie_tolerance(magnitude, n), alternative)
+    return PermutationResult(t_obs, p, total, null)
 
 
 class BHResult(NamedTuple):
@@ -405,10 +480,13 @@ def paired_swap_test(base: np.ndarray, current: np.ndarray,
     the same instruction or user). Under the null the two results are exchangeable *per unit*,
     so each permutation swaps the rows of a random subset of units. ``statistic(values,
     weights)`` computes the statistic of the stacked ``(2n, C)`` table under ``(P, 2n)`` unit
-    weights (see :mod:`recaudit.metrics.tables`), so all permutations are evaluated at once.
-    p-value: ``#{|T_perm| >= |T_obs|} / 2**n`` when exact, ``(1 + #{...}) / (1 + P)`` when
-    sampled. Returns a :class:`SwapTest`, or None when fewer than two units or T_obs is
-    undefined.
+    weights (see :mod:`recaudit.metrics.tables`), so all permutations are evaluated at once, and
+    the observed ``T`` is the first row of that same call (the same arithmetic as the permuted
+    ones). p-value (:func:`permutation_pvalue` of ``|T|``): ``#{|T_perm| >= |T_obs| - tau} /
+    2**n`` when exact, ``(1 + #{...}) / (1 + P)`` when sampled, with ``tau =
+    tie_tolerance(s, 2n)`` and ``s`` the largest of the tables' absolute values and of both
+    results' statistics (:func:`tie_tolerance`). Returns a :class:`SwapTest`, or None when
+    fewer than two units or T_obs is undefined.
     """
     base = np.asarray(base, dtype=float)
     current = np.asarray(current, dtype=float)
@@ -416,18 +494,22 @@ def paired_swap_test(base: np.ndarray, current: np.ndarray,
     if n < 2 or base.shape != current.shape:
         return None
     stacked = np.vstack([base, current])
-    ones, zeros = np.ones((1, n)), np.zeros((1, n))
+    s, exact = masks.get(n)
+    s = np.vstack([np.zeros((1, n)), s])  # row 0: no unit swapped, the observed difference
     with np.errstate(invalid="ignore", divide="ignore"):
-        obs = float(statistic(stacked, np.hstack([zeros, ones]))[0]
-                    - statistic(stacked, np.hstack([ones, zeros]))[0])
+        now = np.asarray(statistic(stacked, np.hstack([s, 1 - s])), dtype=float)
+        before = np.asarray(statistic(stacked, np.hstack([1 - s, s])), dtype=float)
+    t = now - before
+    obs, t = float(t[0]), t[1:]
     if np.isnan(obs):
         return None
-    s, exact = masks.get(n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = statistic(stacked, np.hstack([s, 1 - s])) - statistic(stacked, np.hstack([1 - s, s]))
     t = t[~np.isnan(t)]
-    tol = 1e-12 * max(1.0, abs(obs))
-    hits = int(np.sum(np.abs(t) >= abs(obs) - tol))
-    p = hits / len(t) if exact else (1 + hits) / (1 + len(t))
+    finite = np.abs(stacked[np.isfinite(stacked)])
+    magnitude = max([float(finite.max()) if finite.size else 0.0]
+                    + [abs(float(x)) for x in (now[0], before[0]) if np.isfinite(x)])
+    tol = tie_tolerance(magnitude, 2 * n)
+    p = permutation_pvalue(np.abs(t), abs(obs), tol, "greater", exact=exact)
+    if np.isnan(p):
+        return None
     degenerate = bool(t.size and np.all(np.abs(t - t[0]) <= tol) and abs(obs - t[0]) <= tol)
-    return SwapTest(obs, min(1.0, float(p)), degenerate)
+    return SwapTest(obs, min(1.0, p), degenerate)

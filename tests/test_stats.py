@@ -1,5 +1,5 @@
 """The resampling routines of the kit (bootstrap counts, resampled means, percentile interval,
-null floor), the paired permutation test and Benjamini-Hochberg."""
+null floor), the paired permutation test, its tie rule and Benjamini-Hochberg."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import pytest
 from scipy import stats as sps
 
 from recaudit.metrics.similarity import snsr
+from recaudit.probes.kit import SPREAD_STATISTIC
 from recaudit.stats import (
     benjamini_hochberg,
     bootstrap_counts,
     column_means,
     null_floor,
     percentile_interval,
+    permutation_pvalue,
     permutation_test_values,
     resampled_means,
     spread_statistic,
+    tie_tolerance,
 )
 
 
@@ -187,6 +190,96 @@ def test_permutation_alternatives_and_validation():
         permutation_test_values(m, alternative="bigger")
     r = permutation_test_values(np.zeros((0, 3)))
     assert math.isnan(r.pvalue)
+
+
+# ------------------------------------------------------------------ ties (issue 20: tie-safe)
+def _largest_deviation(means):
+    """A callable statistic (as permutation_test_values accepts): largest |mean - grand mean|."""
+    return float(np.max(np.abs(means - np.mean(means))))
+
+
+#: every statistic the kit tests (snsr, snsv, gap, ratio through SPREAD_STATISTIC), their
+#: aliases, and a callable one
+TESTED_STATISTICS = sorted(set(SPREAD_STATISTIC.values()) | {"snsr", "snsv"}) + [
+    _largest_deviation]
+ALTERNATIVES = ["greater", "less", "two-sided"]
+
+
+def _no_effect_tables(seed: int) -> dict[str, np.ndarray]:
+    """Tables that no relabelling within a unit changes: an order-blind model's."""
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(rng.random(40)[:, None], 5, axis=1)  # each unit constant (the issue's)
+    rows_nan_units = rows.copy()
+    rows_nan_units[rng.random(40) < 0.2] = np.nan  # some units missing entirely
+    constant = np.full((40, 5), 0.1)
+    constant_nan = constant.copy()
+    constant_nan[rng.random((40, 5)) < 0.2] = np.nan  # NaN cells move with the labels
+    return {"rows": rows, "rows, NaN units": rows_nan_units, "constant": constant,
+            "constant, NaN cells": constant_nan}
+
+
+def test_issue_reproduction_an_order_blind_table_is_not_significant():
+    # Before: the observed range went through a matrix product (1e-16 for equal means), the
+    # permuted ones through .sum (exactly 0), and the tolerance 100 eps |t_obs| tied nothing:
+    # p = 1 / 2001 = 0.0005. Every relabelling of this table is the table itself: p = 1.
+    rng = np.random.default_rng(1)
+    r = permutation_test_values(np.repeat(rng.random(40)[:, None], 5, axis=1), "range", 2000, 0)
+    assert r.pvalue == 1.0
+    assert abs(r.statistic) <= tie_tolerance(1.0, 40)
+
+
+@pytest.mark.parametrize("alternative", ALTERNATIVES)
+@pytest.mark.parametrize("stat", TESTED_STATISTICS,
+                         ids=lambda s: s if isinstance(s, str) else "callable")
+def test_tables_no_relabelling_changes_give_p_one(stat, alternative):
+    """Constant tables and tables constant within each unit (with NaN units or NaN cells):
+    the observed statistic is one of the permuted ones, so p = 1 on either side."""
+    # before the fix: p < 0.01 at seeds 1 and 4 ('greater'), at 24 ('less', std, NaN units)
+    for seed in (0, 1, 2, 3, 4, 24):
+        for name, table in _no_effect_tables(seed).items():
+            r = permutation_test_values(table, stat, 300, seed, alternative)
+            assert r.pvalue == 1.0, (name, seed, r.statistic, r.null_distribution[:5])
+
+
+def test_ties_are_judged_at_the_data_scale_not_the_statistics():
+    # The same table at any power-of-two scale gives the same p (scaling is exact), and an
+    # effect far below the data's magnitude but far above its rounding is still detected.
+    rng = np.random.default_rng(7)
+    m = rng.random((30, 1)) + rng.normal(0, 0.02, (30, 3)) + np.array([0.0, 0.0, 0.03])
+    p = permutation_test_values(m, "snsr", 499, 0).pvalue
+    for scale in (2.0 ** -600, 2.0 ** 600):
+        assert permutation_test_values(m * scale, "snsr", 499, 0).pvalue == p
+    tiny = np.column_stack([m[:, 0], m[:, 0] + 1e-9])  # 1e-9 apart on values about 1
+    assert permutation_test_values(tiny, "snsr", 499, 0).pvalue == pytest.approx(1 / 500)
+    assert 1e-9 > 1e4 * tie_tolerance(2.0, 30)
+
+
+def test_observed_statistic_is_computed_like_the_permuted_ones():
+    # Rows constant within each unit: every column sums the same numbers in the same order,
+    # so the observed range is exactly 0, like every permuted one (it was 1.1e-16 before,
+    # through a matrix product). One unit: every statistic ties its relabellings.
+    table = np.repeat(np.random.default_rng(1).random(40)[:, None], 5, axis=1)
+    r = permutation_test_values(table, "range", 200, 0)
+    assert r.statistic == 0.0 and not r.null_distribution.any()
+    row = np.random.default_rng(3).random((1, 6))
+    for stat in TESTED_STATISTICS:
+        assert permutation_test_values(row, stat, 50, 0).pvalue == 1.0
+
+
+def test_permutation_pvalue_counts_ties_and_leaves_nan_out():
+    null = np.array([0.1, np.nextafter(0.3, 0), 0.3, 0.5, np.nan])  # 0.3 less one ulp
+    tol = tie_tolerance(1.0, 10)
+    assert permutation_pvalue(null, 0.3, tol) == 4 / 5  # 1 + #{0.3-, 0.3, 0.5} over 1 + 4
+    assert permutation_pvalue(null, 0.3, tol, "less") == 4 / 5  # 1 + #{0.1, 0.3-, 0.3}
+    assert permutation_pvalue(null, 0.3, 0.0) == 3 / 5  # no tolerance: the ulp-off one is lost
+    assert permutation_pvalue(null, 0.3, tol, "two-sided") == 1.0
+    assert permutation_pvalue(null, 0.5, tol, exact=True) == 1 / 4  # enumerated null, no +1
+    assert permutation_pvalue(null, 0.1, tol, "two-sided", exact=True) == 0.5
+    assert math.isnan(permutation_pvalue(null, float("nan"), tol))
+    assert math.isnan(permutation_pvalue([np.nan], 0.3, tol))
+    with pytest.raises(ValueError):
+        permutation_pvalue(null, 0.3, tol, "bigger")
+    assert tie_tolerance(-3.0, 0) == tie_tolerance(3.0, 1) == 12 * np.finfo(float).eps
 
 
 # ------------------------------------------------------------------------ Benjamini-Hochberg
