@@ -22,9 +22,12 @@ Significance
     instructions or users), and the test swaps baseline and current *per unit* (all conditions
     of one unit together), ``n_permutations`` random times, or all ``2**n`` swap patterns when
     that is fewer (an exact test): :func:`recaudit.stats.paired_swap_test`. The p-value is
-    two-sided. Every row is tested (the tolerance is an effect-size floor, not a filter before
-    testing), and Benjamini-Hochberg adjusts the p-values of all tested rows together: under
-    "same model, new randomness" the chance that a compare flags anything is about ``alpha``.
+    two-sided; the observed difference is computed like the swapped ones and ties are judged at
+    the data's magnitude (:func:`recaudit.stats.tie_tolerance`), so a result compared with
+    itself gives p = 1 and a row no swap can change leaves the BH family. Every row is tested
+    (the tolerance is an effect-size floor, not a filter before testing), and Benjamini-Hochberg
+    adjusts the p-values of all tested rows together: under "same model, new randomness" the
+    chance that a compare flags anything is about ``alpha``.
     When only some units are in both results, the test pairs those (the row's note says how
     many). Where a record has no table (or fewer than two units are common), the row falls
     back to *CI non-overlap* (conservative, not BH-adjusted), which its ``method`` says.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from recaudit.results import SCHEMA_VERSION
 from recaudit.cli import main
 from recaudit.compare import compare_results, first_difference
 from recaudit.errors import DataError
-from recaudit.metrics.tables import table_statistic
+from recaudit.metrics.tables import TABLE_STATISTICS, table_statistic
 from recaudit.report.markdown import render_comparison
 from recaudit.results import MetricSpecModel
 from recaudit.stats import SwapMasks, paired_swap_test
@@ -163,6 +164,74 @@ def test_paired_swap_test_exact_and_random():
     obs, p, _ = paired_swap_test(xb2, xc2, lambda v, w: rng_fn(v, w), SwapMasks(1000, 0))
     assert obs == pytest.approx(np.ptp(np.nanmean(xc2, axis=0))) and p < 0.05
     assert paired_swap_test(xb[:1], xb[:1], _mean_of(), SwapMasks(10, 0)) is None
+
+
+def _table_for(statistic: str, rng, n: int, scale: float) -> np.ndarray:
+    """A unit table ``statistic`` can be computed from, values of magnitude ``scale``."""
+    if statistic == "cramers_v":  # one-hot rows: first place per input position
+        return np.eye(4)[rng.integers(0, 4, n)]
+    if statistic == "auc_macro_ovr":  # per unit, a 2 x 2 block of class probabilities
+        p = rng.random((n, 2, 1))
+        return np.concatenate([p, 1 - p], axis=2).reshape(n, 4)
+    return scale * (1 + rng.random((n, 3)))
+
+
+@pytest.mark.parametrize("statistic", sorted(TABLE_STATISTICS))
+def test_identical_results_tie_at_any_scale(statistic):
+    """Identical results (the same model, answers cached): every swap gives the same tables, so
+    p = 1 and the row leaves the BH family, whatever the values' magnitude and NaN cells.
+    Before (issue 20), ties were judged at 1e-12 absolute: at magnitude 1e6 the rounding of
+    the sums (about 1e-10) broke them, p < 1 in about a third of such tables."""
+    fn = table_statistic(statistic)
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = 5 + seed % 8
+        for scale in (1e6, 1.0, 1e-9):
+            xb = _table_for(statistic, rng, n, scale)
+            if seed % 3 == 0 and statistic in ("mean", "range", "std", "ratio"):
+                xb[rng.random(xb.shape) < 0.2] = np.nan
+            for masks in (SwapMasks(10_000, 0), SwapMasks(99, 0)):  # exact and sampled
+                t = paired_swap_test(xb, xb.copy(), lambda v, w: fn(v, w, 0), masks)
+                assert t is not None and t.pvalue == 1.0 and t.degenerate, (seed, scale, t)
+
+
+def test_a_shift_far_below_one_is_detected():
+    # Values about 1e-13 shifted by 5e-14: the old absolute tolerance (1e-12) tied every
+    # permutation (p = 1, "degenerate"); at the data's own scale the exact p is 2 / 2**8.
+    xb = np.random.default_rng(1).random((8, 1)) * 1e-13
+    t = paired_swap_test(xb, xb + 5e-14, _mean_of(), SwapMasks(1000, 0))
+    assert t.statistic == pytest.approx(5e-14) and t.pvalue == pytest.approx(2 / 256)
+    assert not t.degenerate
+
+
+def _popularity_audit(seed: int, n: int, scale: float = 3000.0):
+    """A popularity result whose table holds average popularities (thousands of ratings)."""
+    from recaudit.results import UnitTable
+
+    vals = np.random.default_rng(seed).random((n, 2)) * scale
+    table = UnitTable(id="arp@10", metric="arp", k=10, conditions=["niche", "blockbuster"],
+                      units=[f"u{i}" for i in range(n)], values=vals.tolist())
+    means = vals.mean(axis=0)
+    recs = [metric("arp", float(means[j]), probe="popularity", attribute="history", value=c,
+                   k=10, table="arp@10", statistic="mean")
+            for j, c in enumerate(table.conditions)]
+    recs.append(metric("arp_gap", float(np.ptp(means)), probe="popularity", k=10,
+                       table="arp@10", statistic="range"))
+    return audit_result([probe_result(recs, id="popularity", probe="popularity",
+                                      units=[table])])
+
+
+def test_compare_of_a_result_with_itself_never_tests_a_difference():
+    # Before (issue 20): 27 of 80 such comparisons (seeds 0-19, n 7-13) put an identical row
+    # into the BH family (seeds 0 and 1 at n = 11 and 13 among them).
+    for seed, n in [(0, 11), (0, 13), (1, 11), (1, 13), (4, 11), (5, 13), (2, 7)]:
+        a = _popularity_audit(seed, n)
+        cmp = compare_results(a, copy.deepcopy(a))
+        assert len(cmp.rows) == 3
+        for row in cmp.rows:
+            assert row.method == f"paired permutation ({n} units)"
+            assert row.p_value == 1.0 and row.status == "unchanged", row
+            assert "outside the BH family" in row.note, row
 
 
 def test_paired_statistic_recomputed_from_tables_matches_the_stored_one():
