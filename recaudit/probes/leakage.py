@@ -17,8 +17,8 @@ value can be read off the list.
 
 * p-value: permutation test refitting the whole cross-validation on labels shuffled *within
   each subject* (the values are exchangeable within a subject under the null),
-  ``p = (1 + #{AUC_perm >= AUC_obs}) / (1 + n_permutations)``; Benjamini-Hochberg across
-  attributes.
+  ``p = (1 + #{AUC_perm >= AUC_obs}) / (1 + n_permutations)`` with ties judged by
+  :func:`recaudit.stats.permutation_pvalue`; Benjamini-Hochberg across attributes.
 * CI: bootstrap over subjects of the AUC of the fixed out-of-fold predictions (it reflects the
   sampling of the evaluated subjects, not refitting variability).
 * ``leakage_auc`` per attribute (``value`` empty) with estimate, CI, p, p_adjusted and
@@ -45,6 +45,7 @@ from pydantic import Field, field_validator
 from ..metrics.classification import auc_binary, auc_macro_ovr
 from ..recommenders.base import EMBED, GENERATE
 from ..results import MetricRecord, ProbeResult
+from ..stats import permutation_pvalue, tie_tolerance
 from .attributes import (DOMAINS, FAIRLLM_TEMPLATE, attributes_shape, require_placeholders,
                          resolve_attributes, subject_queries)
 from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
@@ -257,8 +258,8 @@ class LeakageProbe(Probe):
                 for _ in range(p.n_permutations):
                     yp = rng.permuted(y_mat, axis=1).reshape(-1)
                     null.append(auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught)))
-                exceed = sum(int(a >= auc - 1e-12) for a in null)
-                pv = (1 + exceed) / (1 + p.n_permutations)
+                # ties: the stats rule, at the magnitude of an AUC (1) over len(y) summed terms
+                pv = permutation_pvalue(null, auc, tie_tolerance(1.0, len(y)))
         if caught:
             notes.append(f"{caught[0]} ({len(caught)} fits); a smaller C regularises more")
         # bootstrap CI over subjects of the out-of-fold AUC (and per-value one-vs-rest AUCs):
