@@ -15,7 +15,7 @@ import functools
 import random
 
 from recaudit.results import (AuditResult, Finding, GateResult, MetricRecord, ProbeResult,
-                              Provenance)
+                              Provenance, Tradeoff, TradeoffPoint, UnitTable)
 from recaudit.verdicts import is_significant
 
 HOSTILE = [
@@ -321,3 +321,106 @@ def pair_html() -> str:
     from recaudit.report import html_report
 
     return html_report(list(shared_pair()))
+
+
+# -- mitigated variants, shaped as recaudit.mitigation.apply writes them ------------------------
+CONSENSUS = "consensus"            # a reranker without a sweep, over the full lists
+FAIR, FAIR_SWEEP, CUT = "fair(p=0.5)@5", "fair(p=0.7)@5", "original@5"  # k=5: lists cut to 5
+
+
+def _variant_copy(records: list[MetricRecord], variant: str, estimate) -> list[MetricRecord]:
+    """Copies of ``records`` under ``variant``, each estimate (and its CI) moved by ``estimate``."""
+    out = []
+    for m in records:
+        est = estimate(m)
+        shift = 0.0 if est is None or m.estimate is None else est - m.estimate
+        out.append(m.model_copy(update={
+            "variant": variant, "estimate": est,
+            "ci_low": None if m.ci_low is None else max(m.ci_low + shift, 0.0),
+            "ci_high": None if m.ci_high is None else m.ci_high + shift,
+            "p_value": None if m.p_value is None else 1.0,
+            "p_adjusted": None if m.p_adjusted is None else 1.0}))
+    return out
+
+
+def add_consensus(p: ProbeResult) -> None:
+    """Re-rank a counterfactual result by consensus, as the demo does.
+
+    One list per instruction and attribute for every value: each value's Sim(a) becomes the mean
+    over the attribute's values, SNSR and SNSV become 0 (p = 1). The original records, findings
+    and examples stay as they are.
+    """
+    original = list(p.metrics)
+    means: dict[tuple, list[float]] = {}
+    for m in original:
+        if m.value is not None and m.estimate is not None:
+            means.setdefault((m.metric, m.attribute, m.k), []).append(m.estimate)
+
+    def after(m: MetricRecord) -> float | None:
+        if m.value is None:
+            return 0.0 if m.metric.startswith(("snsr_", "snsv_")) else m.estimate
+        vals = means[(m.metric, m.attribute, m.k)]
+        return sum(vals) / len(vals)
+
+    p.metrics += _variant_copy(original, CONSENSUS, after)
+    p.metrics.append(MetricRecord(probe=p.id, metric="rerank_jaccard", attribute="mitigation",
+                                  value="vs original", estimate=0.61, ci_low=0.55, ci_high=0.67,
+                                  confidence=CONF, n=N_UNITS, variant=CONSENSUS))
+    p.units += [UnitTable(id=f"jaccard|{attr}|{v}", metric="jaccard", attribute=attr, k=K,
+                          variant=v, conditions=ATTRS[attr], units=["0", "1"],
+                          values=[[0.5] * len(ATTRS[attr])] * 2)
+                for attr in ("gender", "race") for v in ("original", CONSENSUS)]
+    before = next(m for m in original if m.metric == "snsr_jaccard" and m.attribute == "race"
+                  and m.k == K)
+    p.tradeoffs.append(Tradeoff(
+        reranker="consensus", variant=CONSENSUS, target="snsr_jaccard", k=K,
+        before_estimate=before.estimate, before_ci=[before.ci_low, before.ci_high],
+        points=[TradeoffPoint(variant=CONSENSUS, target_estimate=0.0, target_ci=[0.0, 0.0],
+                              target_attribute="race", cost_metric="rerank_jaccard",
+                              cost_estimate=0.61, cost_ci=[0.55, 0.67])]))
+
+
+def add_fair_sweep(p: ProbeResult) -> None:
+    """Re-rank a profile result by FA*IR at k = 5 with a sweep of p (0.5, 0.7).
+
+    As mitigation.apply does with a k shorter than the lists: the original lists cut to 5 are
+    measured once (variant ``original@5``, the baseline), the main point re-measures every
+    metric, the sweep point keeps its target and cost only.
+    """
+    at5 = [m for m in p.metrics if m.k == 5]
+    p.metrics += _variant_copy(at5, CUT, lambda m: m.estimate)
+    p.metrics += _variant_copy(at5, FAIR, lambda m: None if m.estimate is None else (
+        m.estimate / 2 if m.value is None else m.estimate))
+    points = []
+    for variant, value, share in ((FAIR, 0.5, 0.4), (FAIR_SWEEP, 0.7, 0.6)):
+        for stage, est in (("original", 0.1), ("mitigated", share)):
+            p.metrics.append(MetricRecord(probe=p.id, metric="protected_share",
+                                          attribute="mitigation", value=stage, k=5,
+                                          estimate=est, ci_low=est - 0.05, ci_high=est + 0.05,
+                                          confidence=CONF, n=120, variant=variant))
+        points.append(TradeoffPoint(value=value, variant=variant, target_estimate=share,
+                                    target_ci=[share - 0.05, share + 0.05],
+                                    cost_metric="utility_cost (ndcg@5)", cost_estimate=share / 10,
+                                    cost_ci=[0.0, share / 5]))
+    p.tradeoffs.append(Tradeoff(reranker="fair", variant=FAIR, parameter="p",
+                                target="protected_share", k=5, baseline=CUT,
+                                before_estimate=0.1, before_ci=[0.05, 0.15], points=points))
+
+
+def make_mitigated(model: str = "smollm2") -> AuditResult:
+    """The demo's shape: counterfactual re-ranked by consensus, profile by a FA*IR sweep at k=5."""
+    result = make_result(model)
+    cf = next(p for p in result.probes if p.probe == "counterfactual")
+    add_consensus(cf)
+    add_fair_sweep(next(p for p in result.probes if p.probe == "profile"))
+    for p in result.probes:
+        p.describe_metrics()
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def mitigated_html() -> str:
+    """The report of :func:`make_mitigated`, rendered once per test session."""
+    from recaudit.report import html_report
+
+    return html_report(make_mitigated())
