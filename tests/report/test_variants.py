@@ -1,5 +1,6 @@
-"""Variants never mix: every table and chart of HTML, Markdown, JUnit and the terminal summary
-shows one variant, labelled; the original lists come first and each reranker has its own section.
+"""Variants never mix: every table and chart of HTML, Markdown and JUnit shows one variant,
+labelled (the terminal summary: tests/test_summary.py); the original lists come first and each
+reranker has its own section.
 
 The result is demo-shaped (:func:`fixtures.make_mitigated`): the counterfactual probe re-ranked
 by consensus (SNSR 0 for every attribute, every value's Sim(a) equal) and the profile probe by a
@@ -137,7 +138,7 @@ def test_each_value_is_drawn_once_and_curves_follow_one_variant(result):
     assert "[original]" in bars  # its title names the variant of a probe with several
 
 
-# -- checks, JUnit, Markdown, terminal ------------------------------------------------------------
+# -- checks, JUnit, Markdown -----------------------------------------------------------------------
 def test_a_variant_test_is_named_and_does_not_flag_the_model():
     recs = [MetricRecord(probe="p", metric="gap", attribute="gender", k=10, estimate=e,
                          p_value=pv, p_adjusted=pv, variant=v)
@@ -169,22 +170,6 @@ def test_markdown_probe_table_is_the_original_and_each_variant_has_its_own_table
     assert "reranker:" in block and "snsr\\_jaccard | gender · k=20 | 0.000" in block
     sweep = text.split("#### profile [fair(p=0.7)@\u200b5]")[1].split("<details>")[0]
     assert sweep.count("(reranker target)") == 1 and "0.100 before, 0.600 after" in sweep
-
-
-def test_terminal_summary_has_one_section_per_variant_after_the_original(result, capsys):
-    from recaudit.summary import headline_metrics, print_summary, variant_sections
-
-    assert all("consensus" not in " ".join(r) for r in headline_metrics(result))
-    titles = [t for t, _ in variant_sections(result)]
-    assert titles == ["counterfactual:fairllm [consensus]: reranker",
-                      "profile [original@5]: baseline", "profile [fair(p=0.5)@5]: reranker",
-                      "profile [fair(p=0.7)@5]: sweep"]
-    rows = dict(variant_sections(result))["counterfactual:fairllm [consensus]: reranker"]
-    assert {r[3].split()[0] for r in rows if r[1] == "snsr_jaccard"} == {"0.000"}
-    assert rows[-1][1] == "reranker target"
-    print_summary(result, max_rows=400)
-    out = capsys.readouterr().out
-    assert out.index("original lists") < out.index("[consensus]") < out.index("[original@5]")
 
 
 def test_answer_quality_limits_read_the_original_lists_only(result):
