@@ -269,7 +269,7 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
                     max_requests=e.max_requests, dry_run=e.dry_run,
                     progress=progress and e.progress, backend=e.backend,
                     ray_workers=e.ray_workers, fresh_cache=e.fresh_cache,
-                    ray_address=e.ray_address)
+                    ray_address=e.ray_address, samples=cfg.decoding.samples)
     try:
         answers_by_key = engine.run(requests)
     except BaseException:

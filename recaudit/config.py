@@ -27,11 +27,20 @@ class _Strict(BaseModel):
 
 
 class DecodingConfig(_Strict):
-    """Decoding parameters: output length limit, temperature, seed (greedy by default)."""
+    """Decoding parameters: output length limit, temperature, seed (greedy by default).
+
+    ``samples``: how many answers each request gets (repeated samples of the same prompt,
+    sample ``j`` seeded by :func:`recaudit.recommenders.base.sample_seed`); metrics average
+    over them and, from 2 on, each probe reports the model's self-consistency
+    (:mod:`recaudit.samples`). Not part of the decoding cache key: sample 0 is the answer of
+    an audit with ``samples: 1``, so raising ``samples`` reuses every cached answer.
+    """
 
     max_new_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0)
     seed: int = 0
+    samples: int = Field(1, ge=1, strict=True, description="answers per request (repeated "
+                         "seeded samples); metrics average over them")
 
 
 class CatalogConfig(_Strict):
@@ -173,6 +182,8 @@ class AuditConfig(_Strict):
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of the validated config (without output location)."""
         data = self.model_dump(mode="json", exclude={"out", "engine"})
+        if data["decoding"]["samples"] == 1:  # as before samples existed
+            del data["decoding"]["samples"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -9,7 +9,14 @@ recomputing finished requests. Failed responses (``Response.error``) are not cac
 retries them. Item ids an adapter returns that the catalog lacks are answers that cannot be
 grounded: they go to the grounding's ``unmatched`` entries (counted in the hallucination share
 like titles the catalog lacks) and the run warns once. ``max_requests`` caps how many uncached
-requests one run computes; ``dry_run`` computes none and only prints the estimate. A damaged
+requests one run computes; ``dry_run`` computes none and only prints the estimate.
+
+Repeated samples (``samples`` = N > 1, from ``decoding.samples``): each request is asked N
+times, as :meth:`Request.with_sample` ``(j)`` for j = 0..N-1. Each sample is its own cache row
+(sample 0's key is the request's own key, unchanged; a sample j > 0 adds ``"sample": j`` to the
+keyed data), so a rerun reuses every sample it has and raising N computes only the new ones.
+The answer of a request is sample 0's, with every sample's answer in :attr:`Answer.samples`.
+Scoring requests (candidates) are deterministic and asked once. A damaged
 cache file is refused in one line (exit 2) or, with ``fresh_cache``, moved aside; a garbage row
 is recomputed, never answered (:class:`ResponseCache`).
 """
@@ -47,6 +54,9 @@ class Answer:
     cached: bool = False
     #: a mitigation reranker's order of this answer's items, which replaces the grounded list
     ranked: list[str] | None = None
+    #: with repeated samples (``samples`` > 1): the answer of every sample of the request in
+    #: sample order, this one first (None for a sample not computed); None with one sample
+    samples: list["Answer | None"] | None = None
 
     @property
     def item_ids(self) -> list[str]:
@@ -320,8 +330,11 @@ class Engine:
                  max_requests: int | None = None, dry_run: bool = False,
                  progress: bool = True, backend: str = "local", ray_workers: int = 2,
                  console: Any = None, fresh_cache: bool = False,
-                 ray_address: str | None = None) -> None:
+                 ray_address: str | None = None, samples: int = 1) -> None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
         self.recommender = recommender
+        self.samples = samples
         self.catalog = catalog
         self.cache = ResponseCache(cache_path or default_cache_path(),
                                    fresh_if_unusable=fresh_cache)
@@ -341,6 +354,10 @@ class Engine:
         self.n_unknown_answers = 0
         if catalog is not None and recommender.supports(EMBED):
             recommender.attach_catalog(catalog)
+        if samples > 1 and recommender.decoding.temperature <= 0:
+            print(f"recaudit: warning: samples: {samples} with temperature 0: a local model "
+                  "decodes greedily, so its samples are identical (endpoints may still vary)",
+                  file=sys.stderr)
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, Response],
@@ -378,6 +395,10 @@ class Engine:
         Requests over ``max_requests`` (or all misses in ``dry_run``) are absent from the result.
         """
         t0 = time.perf_counter()
+        asked = list(requests)
+        if self.samples > 1:
+            requests = [r.with_sample(j) for r in asked
+                        for j in range(self.samples if r.candidates is None else 1)]
         unique, cached, todo, est = self.plan(requests)
         self.stats.estimate = est
         invariance = self.recommender.batch_invariance()
@@ -398,11 +419,28 @@ class Engine:
         self.stats.seconds = time.perf_counter() - t0
         answers = {key: self._answer(unique[key], resp, key in cached)
                    for key, resp in responses.items()}
+        if self.samples > 1:
+            answers = self._by_request(asked, answers)
         if self.n_unknown_answers:
             print(f"recaudit: warning: {self.n_unknown_answers} answers named item ids the "
                   f"catalog lacks (first: {self.unknown_ids[0]!r}); they count as unmatched "
                   "(hallucinated) entries", file=sys.stderr)
         return answers
+
+    def _by_request(self, asked: Sequence[Request], answers: dict[str, Answer]
+                    ) -> dict[str, Answer]:
+        """Key the answers by the asked requests' keys, each holding all its samples."""
+        out: dict[str, Answer] = {}
+        for req in asked:
+            key = req.with_sample(0).key()
+            if key in out or key not in answers:
+                continue
+            first = answers[key]
+            if req.candidates is None:  # scores of candidates are not sampled
+                first.samples = [answers.get(req.with_sample(j).key())
+                                 for j in range(self.samples)]
+            out[key] = first
+        return out
 
     def _stream(self, unique: dict[str, Request], todo: list[str]):
         """Yield ``(key, Response)`` for each request of ``todo`` as its answer lands.

@@ -236,9 +236,19 @@ class Probe:
 
     def analyse(self, ctx: AuditContext, queries: list[Query],
                 answers: dict[str, "Answer"]) -> "ProbeResult":
-        """begin -> measure -> Benjamini-Hochberg adjustment -> say -> finish."""
-        run = self.begin(ctx, queries, answers)
-        measured = self.measure(run)
+        """begin -> measure -> Benjamini-Hochberg adjustment -> say -> finish.
+
+        With repeated samples (``decoding.samples`` >= 2) every table ``measure`` builds holds
+        the mean over samples of each cell, and the model's self-consistency is recorded
+        (:mod:`recaudit.samples`).
+        """
+        from ..samples import averaged_over_samples, record_self_consistency
+
+        with averaged_over_samples(self, ctx, queries, answers) as notes:
+            run = self.begin(ctx, queries, answers)
+            measured = self.measure(run)
+        run.method_notes.extend(notes)
+        record_self_consistency(run)
         run.summary.adjust()
         self.say(run, measured)
         return run.finish()

@@ -139,6 +139,9 @@ class Collected:
     hallucination: ByKey = field(default_factory=ByKey)
     empty: ByKey = field(default_factory=ByKey)
     raw: ByKey = field(default_factory=ByKey)
+    #: with repeated samples (``decoding.samples`` > 1): every sample's list of a query, in
+    #: sample order (``None``: that sample failed or was not computed); ``lists`` is sample 0
+    samples: ByKey = field(default_factory=ByKey)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -171,6 +174,9 @@ def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collecte
             unmatched=list(a.grounding.unmatched) if ok else None,
             hallucination=out.hallucination.get(q.id), empty_list=out.empty.get(q.id),
             error=a.response.error if a else "not computed")
+        if a is not None and a.samples and a.ranked is None:  # a reranker orders one list
+            out.samples[q.id] = [list(s.item_ids[:k]) if s is not None and s.ok
+                                 and s.grounding is not None else None for s in a.samples]
     return out
 
 
@@ -197,6 +203,9 @@ class Table:
         if self.values.shape != want:
             raise ValueError(f"table {self.metric}: values of shape {self.values.shape}, "
                              f"expected {want}")
+        from ..samples import table_made
+
+        table_made(self)  # repeated samples: each cell becomes its mean over samples
 
     @property
     def max_k(self) -> int | None:

@@ -41,20 +41,34 @@ class Message:
 
 @dataclass(frozen=True)
 class Request:
-    """One model call. ``messages`` may be given as dicts or :class:`Message` objects."""
+    """One model call. ``messages`` may be given as dicts or :class:`Message` objects.
+
+    ``sample`` is the index of a repeated sample of the same prompt (``decoding.samples``):
+    sample ``j`` is decoded with the seed :func:`sample_seed` ``(decoding.seed, j)``. Sample 0
+    is the request itself: its dict, key and seed are exactly those of a request without
+    samples, so a cache written with one sample per prompt serves sample 0 unchanged.
+    """
 
     messages: tuple[Message, ...]
     k: int = 10
     candidates: tuple[str, ...] | None = None
+    sample: int = 0
 
     def __init__(self, messages: Sequence[Any], k: int = 10,
-                 candidates: Sequence[str] | None = None) -> None:
+                 candidates: Sequence[str] | None = None, sample: int = 0) -> None:
         msgs = tuple(m if isinstance(m, Message) else Message(str(m["role"]), str(m["content"]))
                      for m in messages)
         object.__setattr__(self, "messages", msgs)
         object.__setattr__(self, "k", int(k))
         object.__setattr__(self, "candidates",
                            None if candidates is None else tuple(str(c) for c in candidates))
+        if isinstance(sample, bool) or int(sample) < 0:
+            raise ValueError(f"sample must be an integer >= 0, got {sample!r}")
+        object.__setattr__(self, "sample", int(sample))
+
+    def with_sample(self, sample: int) -> "Request":
+        """Return this request as repeated sample ``sample`` (0: the request itself)."""
+        return Request(self.messages, k=self.k, candidates=self.candidates, sample=sample)
 
     @classmethod
     def from_prompt(cls, prompt: str, k: int = 10, system: str | None = None) -> "Request":
@@ -64,14 +78,23 @@ class Request:
         return cls(msgs, k=k)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the request as plain JSON data (messages, k, candidates)."""
-        return {"messages": [asdict(m) for m in self.messages], "k": self.k,
-                "candidates": None if self.candidates is None else list(self.candidates)}
+        """Return the request as plain JSON data (messages, k, candidates; sample when > 0).
+
+        ``sample`` is left out for sample 0, so the data (and :meth:`key`) of a request
+        without repeated samples are what they were before samples existed.
+        """
+        d: dict[str, Any] = {"messages": [asdict(m) for m in self.messages], "k": self.k,
+                             "candidates": None if self.candidates is None
+                             else list(self.candidates)}
+        if self.sample:
+            d["sample"] = self.sample
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Request":
         """Rebuild a request from :meth:`to_dict`'s data."""
-        return cls(d["messages"], k=d.get("k", 10), candidates=d.get("candidates"))
+        return cls(d["messages"], k=d.get("k", 10), candidates=d.get("candidates"),
+                   sample=d.get("sample", 0))
 
     def key(self) -> str:
         """Stable sha256 of the canonical JSON form: the cache key of this request."""
@@ -144,6 +167,19 @@ class Response:
                    n_prompt_tokens=d.get("n_prompt_tokens", 0) or 0,
                    n_output_tokens=d.get("n_output_tokens", 0) or 0,
                    meta=d.get("meta") or {})
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """Return the decoding seed of repeated sample ``sample`` of a prompt.
+
+    ``seed`` itself for sample 0 (one sample per prompt decodes as it always did); for
+    ``sample`` > 0 the first 60 bits of ``sha256("<seed>:sample:<sample>")``, so every sample
+    has its own reproducible seed and adding samples never changes an earlier one.
+    """
+    if sample == 0:
+        return int(seed)
+    digest = hashlib.sha256(f"{int(seed)}:sample:{int(sample)}".encode()).hexdigest()
+    return int(digest[:15], 16)
 
 
 @dataclass(frozen=True)

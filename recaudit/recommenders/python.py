@@ -15,6 +15,12 @@ The function is called once per request as ``fn(messages, k)`` with ``messages``
 * a ``dict`` with ``"item_ids"`` (catalog ids, ranked) and optionally ``"text"``;
 * a :class:`~recaudit.recommenders.base.Response` (passed through).
 
+Repeated samples (``decoding: {samples: N}``): the function is called once per sample of a
+request. A function with a parameter named ``sample`` is called as ``fn(messages, k,
+sample=j)`` (j = 0..N-1; seed your own randomness with it, e.g. ``random.Random(j)``);
+without one it is simply called N times, and a deterministic function gives N equal answers
+(self-consistency 1). Batched functions read ``request.sample``.
+
 If the function has an attribute ``batched = True``, it is called once per batch as
 ``fn(requests)`` with a list of :class:`~recaudit.recommenders.base.Request` objects (each has
 ``.messages``, ``.k``, ``.chat_dicts()``) and must return a list of the values above, one per
@@ -176,6 +182,16 @@ def _source_of(obj: Any) -> str:
     return f"<source unavailable: {getattr(obj, '__qualname__', type(obj).__qualname__)}>"
 
 
+def _has_parameter(fn: Any, name: str) -> bool:
+    """Whether ``fn`` can be called with the keyword argument ``name``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    p = params.get(name)
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
 def render_titles(titles: Sequence[Any]) -> str:
     """Render titles as a numbered list, one per line (``["A", "B"]``: ``1. A`` / ``2. B``)."""
     return "\n".join(f"{i}. {str(t).strip()}" for i, t in enumerate(titles, 1))
@@ -216,6 +232,7 @@ class PythonRecommender(Recommender):
         self.target = str(target)
         self.fn, self.module = load_target(self.target)
         self.batched = getattr(self.fn, "batched", False) is True
+        self.takes_sample = _has_parameter(self.fn, "sample")
         score_fn = getattr(self.fn, "score", None)
         self.score_fn: Callable[..., Any] | None = score_fn if callable(score_fn) else None
         # per instance: only functions with a ``score`` attribute can score
@@ -274,7 +291,8 @@ class PythonRecommender(Recommender):
             return
         for i, req in enumerate(requests):
             try:
-                resp = to_response(self.fn(req.chat_dicts(), req.k))
+                resp = to_response(self.fn(req.chat_dicts(), req.k, sample=req.sample)
+                                   if self.takes_sample else self.fn(req.chat_dicts(), req.k))
             except Exception as exc:  # noqa: BLE001 -- user code
                 resp = Response(error=f"python recommender raised {_exc_line(exc)}")
             yield i, resp

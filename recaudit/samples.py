@@ -1,0 +1,241 @@
+"""Repeated samples of one prompt (``decoding.samples`` = N): averaging and self-consistency.
+
+The engine asks every request N times (sample ``j`` seeded by
+:func:`recaudit.recommenders.base.sample_seed`, cached per sample) and hands a probe sample 0's
+answer with every sample in :attr:`recaudit.engine.Answer.samples`. Two things happen here:
+
+* **Metrics average over samples, at the table.** :func:`averaged_over_samples` (entered by
+  :meth:`recaudit.probes.base.Probe.analyse`) first measures the probe once per sample, on that
+  sample's answers, and keeps every :class:`~recaudit.probes.kit.Table` it builds; in the real
+  measurement each table's cell (unit, condition, k) is then the mean over the samples in which
+  that cell was measured, before any mean, spread, CI or test is computed. The units are those
+  of the first sample's table. So a unit's Jaccard with its neutral list is
+  ``(1/N) sum_j Jaccard(list_j(value), list_j(neutral))``, sample j against sample j. A number
+  a probe computes from its lists without a table, and the lists of a re-ranked variant (a
+  reranker re-ranks one list per request), use the first sample.
+* **Self-consistency.** With N >= 2, every probe records ``self_consistency_jaccard`` and
+  ``self_consistency_rbo``: per request, the mean over the pairs of its samples of the Jaccard
+  (RBO, p = 0.9) of their top-k lists; then the mean over requests with a bootstrap CI (the
+  kit's means). 1 means the model always gives the same list. A method note states the
+  disagreement: ``1 - Jaccard`` of a list changes when nothing in the prompt does, so a
+  similarity spread of that order is within the model's disagreement with itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from .metrics.similarity import jaccard, rbo
+from .metrics.specs import declare
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .probes.base import AuditContext, Probe, Query, Run
+    from .probes.kit import Table
+
+declare("self_consistency_jaccard", "self-consistency: Jaccard overlap of two samples of the same "
+        "prompt (1 = the model always gives the same items)", higher_is_worse=False,
+        range=(0.0, 1.0))
+declare("self_consistency_rbo", "self-consistency: rank-biased overlap (p = 0.9) of two samples "
+        "of the same prompt (1 = the same list)", higher_is_worse=False, range=(0.0, 1.0))
+
+#: the condition of the self-consistency tables (one per request)
+PAIRS = "sample pairs"
+
+
+def n_samples(answers: dict[str, Any]) -> int:
+    """Return how many samples the answers carry (1 without repeated samples).
+
+    A re-ranked answer (``Answer.ranked``) counts as one sample: a reranker orders one list.
+    """
+    return max((len(a.samples) for a in answers.values()
+                if a is not None and a.samples and a.ranked is None), default=1)
+
+
+def sample_view(answers: dict[str, Any], j: int) -> dict[str, Any]:
+    """Return the answers of sample ``j`` by query id (queries without that sample left out)."""
+    out = {}
+    for qid, a in answers.items():
+        if a is None:
+            continue
+        if a.samples and a.ranked is None:
+            s = a.samples[j] if j < len(a.samples) else None
+        else:
+            s = a if j == 0 else None
+        if s is not None:
+            out[qid] = s
+    return out
+
+
+@dataclass
+class _Captured:
+    """The tables of one measurement, in the order the probe built them."""
+
+    tables: list["Table"] = field(default_factory=list)
+
+
+@dataclass
+class _Averager:
+    """Replaces each table of the real measurement by its mean over the captured samples."""
+
+    samples: list[_Captured]
+    made: int = 0
+    unmatched: int = 0
+
+    def average(self, t: "Table") -> None:
+        """Set ``t.values`` to the mean over samples of the table built at its position."""
+        i, self.made = self.made, self.made + 1
+        same = [c.tables[i] for c in self.samples if i < len(c.tables)
+                and _signature(c.tables[i]) == _signature(t)]
+        if len(same) < len(self.samples):
+            self.unmatched += 1
+        if not same:
+            return
+        stack = np.full((len(same),) + t.values.shape, np.nan)
+        for s, other in enumerate(same):
+            row = {u: r for r, u in enumerate(other.units)}
+            for r, u in enumerate(t.units):
+                if u in row:
+                    stack[s, r] = other.values[row[u]]
+        with warnings.catch_warnings():  # a cell measured in no sample stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t.values = np.nanmean(stack, axis=0)
+
+
+def _signature(t: "Table") -> tuple[Any, ...]:
+    return (t.metric, t.attribute, tuple(t.conditions), tuple(t.ks or ()), t.variant, t.part)
+
+
+_CAPTURE: ContextVar[_Captured | None] = ContextVar("recaudit_sample_capture", default=None)
+_AVERAGE: ContextVar[_Averager | None] = ContextVar("recaudit_sample_average", default=None)
+
+
+def table_made(t: "Table") -> None:
+    """Hook of :class:`~recaudit.probes.kit.Table`: capture it, or average it over samples."""
+    captured = _CAPTURE.get()
+    if captured is not None:
+        captured.tables.append(t)
+        return
+    averager = _AVERAGE.get()
+    if averager is not None:
+        averager.average(t)
+
+
+@contextmanager
+def averaged_over_samples(probe: "Probe", ctx: "AuditContext", queries: list["Query"],
+                          answers: dict[str, Any]) -> Iterator[list[str]]:
+    """Make every table built inside the mean over samples of its per-sample tables.
+
+    Measures ``probe`` once per sample first (with the cheapest resampling settings: only the
+    tables are kept). Yields a list that receives notes for the method notes (how many
+    samples were averaged; tables that could not be matched across samples). A no-op with
+    one sample.
+    """
+    notes: list[str] = []
+    n = n_samples(answers)
+    if n < 2:
+        yield notes
+        return
+    cheap = _cheap_context(ctx)
+    captured, failed = [], 0
+    for j in range(n):
+        tables = _Captured()
+        token = _CAPTURE.set(tables)
+        try:
+            probe.measure(probe.begin(cheap, queries, sample_view(answers, j)))
+            captured.append(tables)
+        except Exception:  # noqa: BLE001 - a sample this probe cannot measure is left out
+            failed += 1
+        finally:
+            _CAPTURE.reset(token)
+    averager = _Averager(captured)
+    token = _AVERAGE.set(averager)
+    try:
+        yield notes
+    finally:
+        _AVERAGE.reset(token)
+    notes.append(f"Repeated samples: each unit's table cell is the mean of its metric over "
+                 f"{len(captured)} samples of every prompt (decoding.samples = {n}); numbers "
+                 "computed from lists without a table, and re-ranked variants, use the first "
+                 "sample.")
+    if failed:
+        notes.append(f"Repeated samples: {failed} of {n} samples could not be measured and "
+                     "are left out of the averages.")
+    if averager.unmatched:
+        notes.append(f"Repeated samples: {averager.unmatched} tables differ in shape between "
+                     "samples; they average the samples that match.")
+
+
+def _cheap_context(ctx: "AuditContext") -> "AuditContext":
+    """Return ``ctx`` with the smallest bootstrap and permutation counts (tables only)."""
+    import dataclasses
+
+    stats = ctx.stats
+    if hasattr(stats, "model_copy"):
+        stats = stats.model_copy(update={"n_bootstrap": 50, "n_permutations": 99})
+    return dataclasses.replace(ctx, stats=stats)
+
+
+def pair_similarities(samples: list[list[str] | None]) -> tuple[float, float] | None:
+    """Return the mean Jaccard and RBO over the pairs of a request's sampled lists.
+
+    ``None`` when fewer than two samples have a list. Formulas: :func:`recaudit.metrics.
+    similarity.jaccard` and :func:`~recaudit.metrics.similarity.rbo` (p = 0.9).
+    """
+    lists = [s for s in samples if s is not None]
+    if len(lists) < 2:
+        return None
+    pairs = list(combinations(lists, 2))
+    return (float(np.mean([jaccard(a, b) for a, b in pairs])),
+            float(np.mean([rbo(a, b) for a, b in pairs])))
+
+
+def record_self_consistency(run: "Run") -> None:
+    """Record the probe's self-consistency (N >= 2 samples) and state it in the method notes.
+
+    One unit per distinct request whose samples have at least two lists; the records are
+    means with a bootstrap CI over requests (:meth:`~recaudit.probes.kit.Summariser.means`).
+    """
+    from .probes.kit import Table
+
+    got = run.got
+    by_request: dict[str, tuple[float, float]] = {}
+    n = 1
+    for qid, samples in got.samples.items():
+        n = max(n, len(samples))
+        key = got.raw[qid].request_key
+        sims = pair_similarities(samples)
+        if sims is not None and key not in by_request:
+            by_request[key] = sims
+    if n < 2:
+        return
+    units = list(by_request)
+    values = np.array([by_request[u] for u in units], dtype=float).reshape(len(units), 2)
+    recs = {}
+    token = _AVERAGE.set(None)  # already one value per request: nothing to average
+    try:
+        for col, metric in enumerate(("self_consistency_jaccard", "self_consistency_rbo")):
+            table = Table(metric, None, [PAIRS], units, values[:, col:col + 1])
+            recs[metric] = run.summary.means(table)[(PAIRS, None)]
+    finally:
+        _AVERAGE.reset(token)
+    jac = recs["self_consistency_jaccard"]
+    if jac.estimate is None or not np.isfinite(jac.estimate):
+        run.method_notes.append(f"Self-consistency: no request has two sampled lists "
+                                f"(decoding.samples = {n}).")
+        return
+    from .formatting import fmt
+
+    ci = (f" (95% CI [{fmt(jac.ci_low)}, {fmt(jac.ci_high)}])"
+          if jac.ci_low is not None else "")
+    run.method_notes.append(
+        f"Self-consistency: two samples of the same prompt share a Jaccard of "
+        f"{fmt(jac.estimate)}{ci} over {len(units)} requests ({n} samples each). The model "
+        f"changes {fmt(1 - jac.estimate)} of a list when nothing in the prompt changes, so a "
+        "similarity spread of that order is within its disagreement with itself.")
