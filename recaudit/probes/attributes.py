@@ -43,9 +43,11 @@ FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
 def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
                     prompt: Callable[[str, str], str], k: int, system: str | None,
                     neutral: str | None = None) -> list[Query]:
-    """FaiRLLM-style queries: for each subject ``m`` the neutral prompt (when ``neutral`` is
-    given, key ``QueryKey(m, value=NEUTRAL)``, id ``"m|neutral"``) and one per attribute value
-    (key ``QueryKey(m, attr, value)``, id ``"m|attr|value"``).
+    """Build FaiRLLM-style queries: per subject a neutral prompt and one per attribute value.
+
+    For each subject ``m``: the neutral prompt when ``neutral`` is given (key
+    ``QueryKey(m, value=NEUTRAL)``, id ``"m|neutral"``), and one per attribute value (key
+    ``QueryKey(m, attr, value)``, id ``"m|attr|value"``).
 
     ``prompt(value, subject)`` renders the user message. Probes that use the same template, k
     and system message produce byte-identical requests, which the engine computes once.

@@ -38,8 +38,11 @@ NEUTRAL = "neutral"
 
 
 class ProbeParams(BaseModel):
-    """Base of every probe's typed parameters: unknown keys are refused, and so is a boolean
-    for a number (``k: true`` is not k = 1; :func:`~recaudit.yamlio.no_bool_for_number`)."""
+    """Base of every probe's typed parameters.
+
+    Unknown keys are refused, and so is a boolean for a number (``k: true`` is not k = 1;
+    :func:`~recaudit.yamlio.no_bool_for_number`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -69,7 +72,7 @@ class QueryKey:
             object.__setattr__(self, "extra", tuple(self.extra))
 
     def parts(self) -> tuple[Any, ...]:
-        """The parts written into the id, in order (``None`` left out)."""
+        """Return the parts written into the id, in order (``None`` left out)."""
         return tuple(x for x in (self.unit, self.attribute, self.value, *self.extra)
                      if x is not None)
 
@@ -147,10 +150,10 @@ class Run:
     def units_complete(self, label: str | None, n_complete: int, n_total: int, *,
                        noun: str = "units", reason: str = "a response failed or was not "
                        "computed") -> str | None:
-        """Warn when units were left out and when too few remain; returns the small-sample
-        warning (None when there are enough units).
+        """Warn when units were left out and when too few remain.
 
-        Writes ``"<label>: <n_total - n_complete> of <n_total> <noun> left out (<reason>)"``
+        Returns the small-sample warning (None when there are enough units). Writes
+        ``"<label>: <n_total - n_complete> of <n_total> <noun> left out (<reason>)"``
         and ``"<label>: only <n_complete> <noun> (<small-sample warning>)"`` (no ``label:``
         prefix when ``label`` is None); the small-sample rule is ``stats.min_group_size``.
         """
@@ -200,8 +203,11 @@ class Probe:
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
-        """The queries to send; raise :class:`recaudit.errors.ProbeCannotRun` when the probe
-        cannot be fed (see :mod:`recaudit.probes.sampling`)."""
+        """Return the queries to send.
+
+        Raises :class:`recaudit.errors.ProbeCannotRun` when the probe cannot be fed (see
+        :mod:`recaudit.probes.sampling`).
+        """
         raise NotImplementedError
 
     # -- measure and say --------------------------------------------------------------------------
@@ -211,9 +217,12 @@ class Probe:
 
     def begin(self, ctx: AuditContext, queries: Iterable[Query], answers: dict[str, "Answer"],
               k: int | None = None) -> Run:
-        """The shared preamble: a fresh result, the answers collected into lists of the first
-        ``k`` grounded items (default :meth:`list_length`), the raw records stored on the
-        result, and a summariser."""
+        """Start the analysis: the shared preamble every probe runs.
+
+        Returns a :class:`Run` holding a fresh result, the answers collected into lists of the
+        first ``k`` grounded items (default :meth:`list_length`), the raw records stored on the
+        result, and a summariser.
+        """
         from ..results import ProbeResult
         from .kit import Summariser, collect
 
@@ -226,17 +235,21 @@ class Probe:
                    summary=Summariser(res, ctx.stats), method_notes=list(self.method_notes))
 
     def measure(self, run: Run) -> Any:
-        """Turn the collected lists into metric records (``run.summary``); what it returns
-        (e.g. the records the findings are about) is handed to :meth:`say`."""
+        """Turn the collected lists into metric records (``run.summary``).
+
+        What it returns (e.g. the records the findings are about) is handed to :meth:`say`.
+        """
         raise NotImplementedError(f"probe {self.name!r} implements neither measure nor analyse")
 
     def say(self, run: Run, measured: Any) -> None:
-        """Write the findings about ``measured`` (p-values are adjusted by then); none by
-        default."""
+        """Write the findings about ``measured``; none by default.
+
+        p-values are adjusted by the time it is called.
+        """
 
     def analyse(self, ctx: AuditContext, queries: list[Query],
                 answers: dict[str, "Answer"]) -> "ProbeResult":
-        """begin -> measure -> Benjamini-Hochberg adjustment -> say -> finish.
+        """Analyse the answers: begin, measure, Benjamini-Hochberg adjustment, say, finish.
 
         With repeated samples (``decoding.samples`` >= 2) every table ``measure`` builds holds
         the mean over samples of each cell, and the model's self-consistency is recorded
@@ -255,15 +268,19 @@ class Probe:
 
     # -- a saved result (recaudit mitigate) -----------------------------------------------------
     def saved_capabilities(self, records: Sequence["RawRecord"]) -> frozenset[str] | None:
-        """The capabilities a stored result of this probe ran with, read from its raw records,
-        so that re-planning gives the same requests; None (the default): planning does not
-        depend on them."""
+        """Return the capabilities a stored result of this probe ran with.
+
+        They are read from its raw records, so that re-planning gives the same requests; None
+        (the default): planning does not depend on them.
+        """
         return None
 
     def saved_response(self, query: Query, record: "RawRecord") -> "Response":
-        """The response a stored raw record replays (``recaudit mitigate``): its text and error
-        by default; a probe whose records keep more of the answer (position's candidate scores)
-        adds it."""
+        """Return the response a stored raw record replays (``recaudit mitigate``).
+
+        By default its text and error; a probe whose records keep more of the answer
+        (position's candidate scores) adds it.
+        """
         from ..recommenders.base import Response
 
         return Response(text=record.text or "", error=record.error)

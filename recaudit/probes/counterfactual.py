@@ -50,6 +50,12 @@ METHOD_NOTES = (
 
 
 class CounterfactualParams(ProbeParams):
+    """Parameters of the counterfactual probe: the prompt, the list length and what is varied.
+
+    ``attributes`` are stated values; ``groups`` are implicit cues (attribute -> group ->
+    member strings), each group's Sim the mean over its members.
+    """
+
     domain: Literal["movie", "music"] = "movie"
     system: str | None = Field(None, description="default: 'You are a {kind} recommendation "
                                                  "system.'")
@@ -115,16 +121,17 @@ class CounterfactualParams(ProbeParams):
         return self
 
     def conditions(self) -> dict[str, list[str]]:
-        """attribute -> its conditions: the explicit values, or the implicit-cue groups."""
+        """Map each attribute to its conditions: the explicit values, or the implicit-cue groups."""
         return {**self.attributes, **{a: list(g) for a, g in self.groups.items()}}
 
     def system_prompt(self) -> str | None:
-        """The system message; ``system: ""`` in the config sends none at all."""
+        """Return the system message; ``system: ""`` in the config sends none at all."""
         if self.system is not None:
             return self.system or None
         return f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
 
     def prompt(self, value: str, name: str) -> str:
+        """Fill the template with the domain's words, K, the subject ``name`` and ``value``."""
         d = DOMAINS[self.domain]
         return (self.template.replace("{items}", d["items"]).replace("{about}", d["about"])
                 .replace("{K}", str(self.k)).replace("{name}", name).replace("{value}", value))
@@ -132,7 +139,7 @@ class CounterfactualParams(ProbeParams):
 
 @probe("counterfactual", tags=["fairness", "consumer", "fairllm", "robustness"])
 class CounterfactualProbe(Probe):
-    """FaiRLLM counterfactual prompts: does the list change when the user says who they are?"""
+    """FaiRLLM: whether the list changes when the user says who they are."""
 
     Params = CounterfactualParams
     requires = frozenset({GENERATE, EMBED})
@@ -142,6 +149,7 @@ class CounterfactualProbe(Probe):
 
     # -- plan -----------------------------------------------------------------------------------
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Plan one neutral query per subject, one per attribute value and one per group member."""
         p = self.params
         subjects = sample_subjects(p.subjects, ctx.catalog)
         queries = subject_queries(subjects, p.attributes, p.prompt, p.k, p.system_prompt(),
@@ -160,14 +168,17 @@ class CounterfactualProbe(Probe):
         return queries
 
     def _keys(self, unit: int, attr: str, cond: str) -> list[QueryKey]:
-        """Keys of the queries whose lists make up one (unit, attribute, condition) cell: the
-        value's query, or one per member of an implicit-cue group."""
+        """Return the keys of the queries whose lists make up one (unit, attribute, condition) cell.
+
+        That is the value's query, or one per member of an implicit-cue group.
+        """
         if attr in self.params.groups:
             return [QueryKey(unit, attr, cond, (m,)) for m in self.params.groups[attr][cond]]
         return [QueryKey(unit, attr, cond)]
 
     # -- measure --------------------------------------------------------------------------------
     def measure(self, run: Run) -> dict[str, Any]:
+        """Compute each value's similarity to the neutral list and its SNSR / SNSV per attribute."""
         from ..metrics.similarity import similarity_matrix
         from .kit import Table
 
@@ -245,6 +256,7 @@ class CounterfactualProbe(Probe):
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any]) -> None:
+        """Write the SNSR findings, the empty-list finding and the most divergent examples."""
         self._findings(run, measured["snsr"])
         self._empty_finding(run.result, run.summary, run.got.empty, measured["skip_empty"])
         self._examples(run, measured["divergent"])
@@ -273,8 +285,11 @@ class CounterfactualProbe(Probe):
     @staticmethod
     def _empty_finding(res: ProbeResult, kit: Any, empty: dict[str, float],
                        skip_empty: bool = False) -> None:
-        """Refusals make empty-vs-empty lists count as identical (Jaccard 1), and refusing some
-        groups more is itself unequal: the finding says how the share varies by value."""
+        """Write the empty-list finding: how the share of refusals varies by value.
+
+        Refusals make empty-vs-empty lists count as identical (Jaccard 1), and refusing some
+        groups more is itself unequal.
+        """
         per_value = {(m.attribute, m.value): m.estimate for m in res.metrics
                      if m.metric == "empty_list" and m.attribute and m.estimate is not None}
         spread = ""
@@ -309,8 +324,9 @@ class CounterfactualProbe(Probe):
                 "neutral_text": answers[str(nid)].response.text,
                 "sensitive_text": answers[str(sid)].response.text})
 
+
 def _mean(values: list[float]) -> float:
-    """A cell's value: the one query's, or the mean over an implicit-cue group's members."""
+    """Return a cell's value: the one query's, or the mean over an implicit-cue group's members."""
     return values[0] if len(values) == 1 else float(np.mean(values))
 
 

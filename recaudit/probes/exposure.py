@@ -75,6 +75,8 @@ def group_labels(mapping: dict[str, Any]) -> dict[str, str]:
 
 
 class ExposureParams(ProbeParams):
+    """Parameters of the exposure probe (see the module docstring for each one's role)."""
+
     domain: Literal["movie", "music"] = "movie"
     system: str | None = Field(None, description="default: 'You are a {kind} recommendation "
                                                  "system.'")
@@ -122,21 +124,24 @@ class ExposureParams(ProbeParams):
         return self
 
     def ks(self) -> list[int]:
-        """The truncations of topk_share / skew: ``skew_ks`` up to k, and k itself."""
+        """Return the truncations of topk_share / skew: ``skew_ks`` up to k, and k itself."""
         return sorted({x for x in self.skew_ks if x < self.k} | {self.k})
 
     def base_template(self) -> str:
+        """Return the template: the configured one, else FaiRLLM's or CFaiRLLM's profile one."""
         from .profile import PROFILE_TEMPLATE
 
         return self.template or (PROFILE_TEMPLATE if self.prompts == "profiles"
                                  else FAIRLLM_TEMPLATE)
 
     def system_prompt(self) -> str | None:
+        """Return the system message; ``system: ""`` in the config sends none at all."""
         if self.system is not None:
             return self.system or None
         return f"You are a {DOMAINS[self.domain]['kind']} recommendation system."
 
     def prompt(self, value: str, name: str) -> str:
+        """Fill the template with the domain's words, K, the subject ``name`` and ``value``."""
         d = DOMAINS[self.domain]
         return (self.base_template().replace("{items}", d["items"]).replace("{about}", d["about"])
                 .replace("{K}", str(self.k)).replace("{name}", name).replace("{value}", value))
@@ -144,7 +149,7 @@ class ExposureParams(ProbeParams):
 
 @probe("exposure", tags=["fairness", "provider", "exposure"])
 class ExposureProbe(Probe):
-    """Which item groups (genres, providers, decades, head/tail) get the lists' exposure?"""
+    """Whether item groups (genres, providers, decades, head/tail) get their desired exposure."""
 
     Params = ExposureParams
     requires = frozenset({GENERATE, EMBED})
@@ -155,10 +160,12 @@ class ExposureProbe(Probe):
 
     # -- plan -----------------------------------------------------------------------------------
     def desired(self, catalog: Any, column: str) -> tuple[dict[str, str], dict[str, float]]:
-        """(item -> group, desired share per group) of one column; groups ordered by their
-        catalog share (largest first). :class:`~recaudit.errors.ProbeCannotRun` when the
-        catalog has no such column, ConfigError for a target naming a group the column does
-        not have."""
+        """Return one column's (item -> group, desired share per group).
+
+        Groups are ordered by their catalog share (largest first). Raises
+        :class:`~recaudit.errors.ProbeCannotRun` when the catalog has no such column,
+        ConfigError for a target naming a group the column does not have.
+        """
         from ..metrics.exposure import item_shares, resolve_target
 
         p = self.params
@@ -176,6 +183,7 @@ class ExposureProbe(Probe):
         return mapping, target
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Plan one neutral request per subject, or per sampled user with ``prompts: profiles``."""
         p = self.params
         for col in p.groups:  # fail before any model call
             self.desired(ctx.catalog, col)
@@ -199,6 +207,7 @@ class ExposureProbe(Probe):
 
     # -- measure --------------------------------------------------------------------------------
     def measure(self, run: Run) -> None:
+        """Record each column's exposure and top-k shares, skew@k and NDKL, with its finding."""
         from ..metrics.exposure import group_exposure_share, ndkl, topk_group_share
         from .kit import Table
 
@@ -278,8 +287,11 @@ class ExposureProbe(Probe):
 
     def _finding(self, res: ProbeResult, col: str, skews: dict, nd: Any,
                  target: dict[str, float], shares: np.ndarray, groups: list[str]) -> None:
-        """One finding per column: the group furthest from its desired share whose CI excludes
-        0 (severity by |skew|: >= ln 2 high, >= ln 1.5 medium), else an info finding."""
+        """Write one finding per column.
+
+        It names the group furthest from its desired share whose CI excludes 0 (severity by
+        |skew|: >= ln 2 high, >= ln 1.5 medium), else it is an info finding.
+        """
         sig = [r for r in skews.values() if r.estimate is not None and r.ci_low is not None
                and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)]
         absent = [g for g, r in skews.items() if r.estimate is None]

@@ -1,6 +1,6 @@
-"""The findings sentences, in one place: every probe's "significant or not" title, its CI and
-its null-floor sentence read the same way.
+"""The findings sentences, in one place.
 
+Every probe's "significant or not" title, its CI and its null-floor sentence read the same way.
 Whether a record is significant, and the p-value that decides it, come from
 :mod:`recaudit.verdicts` (the p-value Benjamini-Hochberg adjusted where there is one);
 numbers are written by :mod:`recaudit.formatting` (the one number format).
@@ -22,8 +22,10 @@ def ci_text(rec: Any, digits: int = 3) -> str:
 
 
 def significant(rec: Any, alpha: float) -> bool:
-    """The record's deciding p-value is below ``alpha`` (:func:`recaudit.verdicts.is_significant`;
-    no p-value: not significant)."""
+    """Return whether the record's deciding p-value is below ``alpha``.
+
+    See :func:`recaudit.verdicts.is_significant`; a record without a p-value is not significant.
+    """
     return bool(is_significant(rec, alpha))
 
 
@@ -34,16 +36,21 @@ def p_text(rec: Any) -> str:
 
 def verdict_title(rec: Any, alpha: float, *, subject: str, effect: str, no_effect: str,
                   statistic: str) -> str:
-    """``"<subject>: <effect> (<statistic>, p_adj = ...)"`` when the record is significant at
-    ``alpha``, else ``"<subject>: <no_effect> (<statistic>, p_adj = ...)"``."""
+    """Return a finding's title: the effect when the record is significant, else its absence.
+
+    ``"<subject>: <effect> (<statistic>, p_adj = ...)"`` when the record is significant at
+    ``alpha``, else ``"<subject>: <no_effect> (<statistic>, p_adj = ...)"``.
+    """
     claim = effect if significant(rec, alpha) else no_effect
     return f"{subject}: {claim} ({statistic}, {p_text(rec)})"
 
 
 def floor_sentence(rec: Any, noun: str, blind: str = "an attribute-blind model",
                    digits: int = 3) -> str:
-    """The null-floor sentence: what a model without the effect scores with this many units
-    (the permutation null's 95th percentile, ``null_p95``); ``""`` without a null."""
+    """Return the null-floor sentence: what a model without the effect scores with n units.
+
+    The floor is the permutation null's 95th percentile (``null_p95``); ``""`` without a null.
+    """
     if rec.null_p95 is None:
         return ""
     return (f" With {rec.n} {noun}, {blind} scores up to {fmt(rec.null_p95, digits)} "

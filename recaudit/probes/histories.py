@@ -1,8 +1,10 @@
-"""User histories as the history-based probes show them (profile, popularity, position,
-exposure and robustness with ``prompts: profiles``): which users, which of their training items,
-and how an item is written in a prompt. One implementation, so two probes with the same
-settings sample the same users and write byte-identical prompts (the engine computes them
-once)."""
+"""User histories as the history-based probes show them.
+
+Those probes are profile, popularity, position, and exposure and robustness with ``prompts:
+profiles``. This module says which users, which of their training items, and how an item is
+written in a prompt. One implementation, so two probes with the same settings sample the same
+users and write byte-identical prompts (the engine computes them once).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ _TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 
 def display_title(title: str, year: Any = None) -> str:
-    """How a history item is shown in the prompt: 'Matrix, The (1999)' or ('Matrix, The', 1999)
-    -> 'The Matrix (1999)'; without a year just the natural title."""
+    """Return a history item as the prompt shows it: the natural title and the year.
+
+    'Matrix, The (1999)' or ('Matrix, The', 1999) -> 'The Matrix (1999)'; without a year just
+    the natural title.
+    """
     from .subjects import natural_title
 
     found = _TITLE_YEAR.search(str(title))
@@ -41,15 +46,18 @@ def history_title(catalog: Any, item_id: str) -> str:
 
 
 def history_ids(df: Any) -> list[str]:
-    """The item ids of an interactions frame, in its row order."""
+    """Return the item ids of an interactions frame, in its row order."""
     if df is None or len(df) == 0:
         return []
     return [str(i) for i in df["item_id"].tolist()]
 
 
 def select_history(df: Any, n: int, sampling: str, rng: np.random.Generator) -> list[str]:
-    """``n`` training items of one user: a random sample (shown in time order), the top-rated
-    (highest first; ties: more recent first) or the most recent (shown oldest first)."""
+    """Choose ``n`` training items of one user, as ``sampling`` says.
+
+    ``random``: a random sample (shown in time order); ``top_rated``: the top-rated (highest
+    first; ties: more recent first); ``recent``: the most recent (shown oldest first).
+    """
     cols = set(df.columns)
     if sampling == "top_rated":
         if "rating" not in cols:

@@ -52,15 +52,20 @@ _VARIANT: ContextVar[str] = ContextVar("recaudit_variant", default=ORIGINAL)
 
 
 def current_variant() -> str:
-    """The variant tables and records get by default: ``"original"``, or the mitigation whose
-    lists a probe is measuring (inside :func:`variant_scope`)."""
+    """Return the variant tables and records get by default.
+
+    That is ``"original"``, or the mitigation whose lists a probe is measuring (inside
+    :func:`variant_scope`).
+    """
     return _VARIANT.get()
 
 
 @contextmanager
 def variant_scope(variant: str) -> Iterator[None]:
-    """Measure under ``variant``: every Table and record made inside gets it by default, so a
-    probe's own ``analyse`` measures a reranker's lists without knowing about mitigation."""
+    """Measure under ``variant``: every Table and record made inside gets it by default.
+
+    So a probe's own ``analyse`` measures a reranker's lists without knowing about mitigation.
+    """
     token = _VARIANT.set(variant)
     try:
         yield
@@ -70,13 +75,16 @@ def variant_scope(variant: str) -> Iterator[None]:
 
 # -- answers -> lists ----------------------------------------------------------------------------
 def _id(key: Any) -> str:
-    """The query id of a :class:`~recaudit.probes.base.QueryKey` (its string) or of an id."""
+    """Return the query id of a :class:`~recaudit.probes.base.QueryKey` (its string) or of an id."""
     return key if isinstance(key, str) else str(key)
 
 
 class ByKey(dict):
-    """Values by query id, looked up by a :class:`~recaudit.probes.base.QueryKey` or by the
-    id string itself (iteration yields the id strings)."""
+    """Values by query id.
+
+    Looked up by a :class:`~recaudit.probes.base.QueryKey` or by the id string itself
+    (iteration yields the id strings).
+    """
 
     def __getitem__(self, key: Any) -> Any:
         return super().__getitem__(_id(key))
@@ -88,6 +96,7 @@ class ByKey(dict):
         return super().__contains__(_id(key))
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """Return the value of ``key`` (a QueryKey or an id), or ``default``."""
         return super().get(_id(key), default)
 
 
@@ -120,20 +129,22 @@ class RawRecord:
         return self.item_ids is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as stored in results.json."""
+        """Return the record as stored in results.json."""
         return {"id": self.id, **self.meta, **{f: getattr(self, f) for f in self.FIELDS}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RawRecord":
-        """A stored record (see :meth:`to_json`); missing engine fields read as None."""
+        """Read a stored record (see :meth:`to_json`); missing engine fields read as None."""
         meta = {k: v for k, v in data.items() if k != "id" and k not in cls.FIELDS}
         return cls(id=str(data["id"]), meta=meta, **{f: data.get(f) for f in cls.FIELDS})
 
 
 @dataclass
 class Collected:
-    """Lists by query (``None``: failed or not computed), per-query answer shares and the raw
-    records; every mapping is looked up by :class:`~recaudit.probes.base.QueryKey` or id."""
+    """Lists by query (``None``: failed or not computed), per-query answer shares, raw records.
+
+    Every mapping is looked up by :class:`~recaudit.probes.base.QueryKey` or id.
+    """
 
     lists: ByKey = field(default_factory=ByKey)
     hallucination: ByKey = field(default_factory=ByKey)
@@ -149,7 +160,7 @@ class Collected:
         return [r.to_json() for r in self.raw.values()]
 
     def complete(self, keys: Iterable[Any]) -> bool:
-        """True when every query in ``keys`` (QueryKeys or ids) has a list."""
+        """Return True when every query in ``keys`` (QueryKeys or ids) has a list."""
         return all(self.lists.get(i) is not None for i in keys)
 
 
@@ -183,8 +194,11 @@ def collect(queries: Sequence[Any], answers: dict[str, Any], k: int) -> Collecte
 # -- tables --------------------------------------------------------------------------------------
 @dataclass
 class Table:
-    """Values of one declared metric: ``values[u, c, j]`` for unit ``u``, condition ``c`` and
-    ``ks[j]`` (a 2-D ``values`` has no k axis). NaN = missing cell (left out of means)."""
+    """Values of one declared metric, by unit, condition and k.
+
+    ``values[u, c, j]`` for unit ``u``, condition ``c`` and ``ks[j]`` (a 2-D ``values`` has no
+    k axis). NaN = missing cell (left out of means).
+    """
 
     metric: str
     attribute: str | None
@@ -209,6 +223,7 @@ class Table:
 
     @property
     def max_k(self) -> int | None:
+        """The largest truncation k (None for a table without a k axis)."""
         return max(self.ks) if self.ks else None
 
     @property
@@ -219,7 +234,7 @@ class Table:
         return f"{self.variant}/{self.metric}/{self.attribute or ''}{part}{k}"
 
     def to_result(self) -> UnitTable:
-        """The stored form: values at the largest k only (what compare re-tests)."""
+        """Return the stored form: values at the largest k only (what compare re-tests)."""
         last = self.values[:, :, -1]
         return UnitTable(id=self.id, metric=self.metric, attribute=self.attribute,
                          k=self.max_k, variant=self.variant, conditions=list(self.conditions),

@@ -1,5 +1,6 @@
-"""Attribute leakage: can an observer infer the stated attribute value from the list?
-(after UP5, Hua et al., arXiv 2305.12090; METRICS.md section 3).
+"""Attribute leakage: whether an observer can infer the stated attribute value from the list.
+
+After UP5 (Hua et al., arXiv 2305.12090); METRICS.md section 3.
 
 Queries are FaiRLLM's movie prompts ("I am {value} fan of {name}. Please provide me with a list
 of {K} movie titles...") for every subject and every value of each attribute; with the default
@@ -71,6 +72,8 @@ METHOD_NOTES = (
 
 
 class LeakageParams(ProbeParams):
+    """Parameters of the leakage probe (see the module docstring for each one's role)."""
+
     attributes: dict[str, list[str]] | list[str] = Field(
         default_factory=lambda: {a: list(v) for a, v in DEFAULT_ATTRIBUTES.items()})
     subjects: SubjectSource = Field(default_factory=SubjectSource)
@@ -99,6 +102,7 @@ class LeakageParams(ProbeParams):
         return resolve_attributes(v, min_values=2)
 
     def prompt(self, value: str, name: str) -> str:
+        """Fill the template with K, the subject ``name`` and the stated ``value``."""
         return (self.template.replace("{K}", str(self.k)).replace("{name}", name)
                 .replace("{value}", value))
 
@@ -159,7 +163,7 @@ def predict_by_distinct_rows(clf: Any, X: Any) -> np.ndarray:
 
 @probe("leakage", tags=["fairness", "privacy", "up5"])
 class LeakageProbe(Probe):
-    """UP5-style leakage: can a classifier tell the stated attribute value from the list?"""
+    """UP5-style leakage: whether a classifier can tell the stated attribute value from the list."""
 
     Params = LeakageParams
     requires = frozenset({GENERATE, EMBED})
@@ -168,16 +172,19 @@ class LeakageProbe(Probe):
     params: LeakageParams
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Plan one query per sampled subject and value of each attribute."""
         p = self.params
         return subject_queries(sample_subjects(p.subjects, ctx.catalog), p.attributes, p.prompt,
                                p.k, p.system or None)
 
     def measure(self, run: Run) -> dict[str, MetricRecord]:
+        """Return each attribute's leakage AUC record (cross-validated, with its p-value)."""
         units: list[int] = list(dict.fromkeys(q.meta["unit"] for q in run.queries))
         return {attr: self._attribute(run, attr, values, units)
                 for attr, values in self.params.attributes.items()}
 
     def say(self, run: Run, measured: dict[str, MetricRecord]) -> None:
+        """Write one finding per attribute with an AUC and an adjusted p-value."""
         alpha, conf = run.ctx.stats.alpha, run.ctx.stats.confidence
         for attr, rec in measured.items():
             if rec.estimate is None or rec.p_adjusted is None:

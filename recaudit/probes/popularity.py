@@ -87,6 +87,8 @@ LONG = 10 ** 6  # collect every grounded id; lists are truncated after removing 
 
 
 class PopularityParams(ProbeParams):
+    """Parameters of the popularity probe (see the module docstring for each one's role)."""
+
     n_users: int = Field(50, ge=1)
     history_items: int = Field(10, ge=1)
     sampling: Literal["random", "top_rated", "recent"] = "random"
@@ -114,6 +116,7 @@ class PopularityParams(ProbeParams):
         return self
 
     def prompt(self, history: list[str]) -> str:
+        """Fill the template with K and the shown history's titles, joined by ``history_sep``."""
         return (self.template.replace("{K}", str(self.k))
                 .replace("{history}", self.history_sep.join(history)))
 
@@ -156,7 +159,7 @@ class _Pool:
 
 @probe("popularity", tags=["fairness", "popularity", "provider", "consumer"])
 class PopularityProbe(Probe):
-    """Popularity bias: how popular are history-based lists, and do they follow the history?"""
+    """Popularity bias: whether history-based lists favour popular items and follow the history."""
 
     Params = PopularityParams
     requires = frozenset({GENERATE, EMBED})
@@ -168,9 +171,11 @@ class PopularityProbe(Probe):
 
     # -- plan -----------------------------------------------------------------------------------
     def sample_users(self, catalog: Any) -> list[dict[str, Any]]:
-        """The sampled users with their three shown histories and held-out ids (seeded: the
-        users and shown histories of :class:`~recaudit.probes.sampling.UserSampler`, the swaps
-        drawn from the same generator)."""
+        """Sample the users, each with its three shown histories and held-out ids.
+
+        Seeded: the users and shown histories of
+        :class:`~recaudit.probes.sampling.UserSampler`, the swaps drawn from the same generator.
+        """
         p = self.params
         sampler = UserSampler(catalog, min_train=p.history_items, seed=p.seed)
         pools = self._pools(catalog, catalog.split("train"))
@@ -210,6 +215,7 @@ class PopularityProbe(Probe):
         return pools
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Plan one query per sampled user and history (original, niche, blockbuster)."""
         p = self.params
         catalog = ctx.catalog
         users = self.sample_users(catalog)
@@ -230,11 +236,14 @@ class PopularityProbe(Probe):
 
     # -- measure --------------------------------------------------------------------------------
     def list_length(self) -> int:
-        """Every grounded id is collected; lists are cut to ``k`` after the history is
-        (optionally) removed."""
+        """Collect every grounded id: lists are cut to ``k`` after the history is removed.
+
+        The history is removed only with ``exclude_history: true``.
+        """
         return LONG
 
     def measure(self, run: Run) -> dict[str, Any] | None:
+        """Compute the popularity metrics per user and condition; None without complete users."""
         from ..metrics.popularity import (gini, item_coverage, pop_reo, pop_rsp,
                                           popularity_lift, user_popularity_groups)
         from ..metrics.similarity import jaccard
@@ -336,7 +345,7 @@ class PopularityProbe(Probe):
         test = [set(meta[u]["held_out"]) for u in units]
         rsp = np.zeros((n, 4))
         reo = np.zeros((n, 4))
-        for ui, (u, lst) in enumerate(zip(units, orig)):
+        for ui, (u, lst) in enumerate(zip(units, orig, strict=True)):  # orig: one per unit
             relevant = test[ui] - train[u]
             for g, group in enumerate((head, tail)):
                 rsp[ui, g] = sum(i in group for i in lst)
@@ -362,7 +371,7 @@ class PopularityProbe(Probe):
         lift = popularity_lift(orig, profiles, pop, labels)
         gap_rp = np.array([[np.mean([pop.get(i, 0.0) for i in lst]) if lst and pr else np.nan,
                             np.mean([pop.get(i, 0.0) for i in pr]) if lst and pr else np.nan]
-                           for lst, pr in zip(orig, profiles)])
+                           for lst, pr in zip(orig, profiles, strict=True)])  # one per unit
         lifts: dict[str, MetricRecord] = {}
         for g in ("niche", "diverse", "blockbuster"):
             members = [ui for ui, lab in enumerate(labels) if lab == g]
@@ -398,6 +407,7 @@ class PopularityProbe(Probe):
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any] | None) -> None:
+        """Write the popularity-following, lift and history-echo findings, and the examples."""
         if measured is None:  # no user with complete answers: nothing to say
             return
         alpha = run.ctx.stats.alpha
@@ -483,8 +493,11 @@ def _f(x: float) -> float | None:
 
 
 def _rsp_of_means(m: np.ndarray) -> float:
-    """std / mean (ddof=0) of the head and tail rates from per-user means of
-    (recommended head, recommended tail, candidates head, candidates tail)."""
+    """Return PopRSP from per-user means: std / mean (ddof=0) of the head and tail rates.
+
+    ``m`` holds the means of (recommended head, recommended tail, candidates head, candidates
+    tail); a group's rate is recommended / candidates.
+    """
     den = m[2:4]
     if not np.all(den > 0):
         return float("nan")

@@ -1,5 +1,6 @@
-"""Preference-aligned and intersectional consumer fairness (CFaiRLLM; Deldjoo & Di Noia,
-arXiv 2403.05668; METRICS.md section 2).
+"""Preference-aligned and intersectional consumer fairness (CFaiRLLM).
+
+After Deldjoo & Di Noia, arXiv 2403.05668; METRICS.md section 2.
 
 Design (within-user counterfactual): sample ``n_users`` real users (seeded) who have at least
 ``history_items`` training interactions and at least one held-out (test) item. For each user
@@ -91,7 +92,10 @@ _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 
 
 def strip_article(value: str) -> str:
-    """``"a female"`` -> ``"female"``; ``"an old"`` -> ``"old"``; ``"fat"`` -> ``"fat"``."""
+    """Strip a leading article (a, an, the) from ``value``.
+
+    ``"a female"`` -> ``"female"``; ``"an old"`` -> ``"old"``; ``"fat"`` -> ``"fat"``.
+    """
     return _ARTICLE.sub("", value.strip(), count=1)
 
 
@@ -109,6 +113,8 @@ def _template_fields(template: str) -> list[str]:
 
 
 class ProfileParams(ProbeParams):
+    """Parameters of the profile probe (see the module docstring for each one's role)."""
+
     n_users: int = Field(50, ge=1)
     history_items: int = Field(10, ge=1)
     sampling: Literal["random", "top_rated", "recent"] = "random"
@@ -176,7 +182,7 @@ class ProfileParams(ProbeParams):
             crossed = [a for a in self.attributes if a in fields]
             values = []
             for combo in product(*(self.attributes[a] for a in crossed)):
-                parts = {a: strip_article(v) for a, v in zip(crossed, combo)}
+                parts = {a: strip_article(v) for a, v in zip(crossed, combo, strict=True)}
                 phrase = " ".join(self.intersection_template.format(**parts).split())
                 values.append(with_article(phrase))
             if len(set(values)) != len(values):
@@ -186,6 +192,7 @@ class ProfileParams(ProbeParams):
         return out
 
     def prompt(self, value: str, history: list[str]) -> str:
+        """Fill the template with K, the shown history's titles and the stated ``value``."""
         return (self.template.replace("{K}", str(self.k))
                 .replace("{history}", self.history_sep.join(history))
                 .replace("{value}", value))
@@ -193,7 +200,7 @@ class ProfileParams(ProbeParams):
 
 @probe("profile", tags=["fairness", "consumer", "cfairllm", "accuracy"])
 class ProfileProbe(Probe):
-    """CFaiRLLM: does stating gender/age change history-based lists and their accuracy?"""
+    """CFaiRLLM: whether stating gender/age changes history-based lists and their accuracy."""
 
     Params = ProfileParams
     requires = frozenset({GENERATE, EMBED})
@@ -205,13 +212,16 @@ class ProfileProbe(Probe):
 
     # -- plan -----------------------------------------------------------------------------------
     def sample_users(self, catalog: Any) -> list[SampledUser]:
-        """The sampled users with their shown history and held-out ids (seeded;
-        :func:`recaudit.probes.sampling.sample_histories`)."""
+        """Sample the users, each with its shown history and held-out ids.
+
+        Seeded; see :func:`recaudit.probes.sampling.sample_histories`.
+        """
         p = self.params
         return sample_histories(catalog, n_users=p.n_users, history_items=p.history_items,
                                 seed=p.seed, sampling=p.sampling)
 
     def plan(self, ctx: AuditContext) -> list[Query]:
+        """Plan per sampled user one neutral query and one per value of each attribute."""
         p = self.params
         catalog = ctx.catalog
         groups = p.groups()
@@ -232,6 +242,7 @@ class ProfileProbe(Probe):
 
     # -- measure --------------------------------------------------------------------------------
     def measure(self, run: Run) -> dict[str, Any]:
+        """Compute per value the similarity and accuracy metrics, their gaps and GE / Theil."""
         from ..metrics.fairness import (between_group_generalized_entropy,
                                         between_group_theil_index, group_gaps)
         from ..metrics.similarity import similarity_matrix
@@ -343,6 +354,7 @@ class ProfileProbe(Probe):
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any]) -> None:
+        """Write one NDCG-gap finding per attribute, and the examples."""
         self._findings(run, measured["ndcg_gaps"])
         self._examples(run, measured["scores"], measured["held"])
 

@@ -57,8 +57,11 @@ def _import_builtins() -> None:
 
 
 def _adopt_plugin(name: str, loaded: Any) -> None:
-    """An entry point naming a module registers its ``@probe`` classes on import; one naming a
-    Probe class that has no ``@probe`` name is registered under the entry point's name."""
+    """Register a Probe class loaded from entry point ``name`` when it has no ``@probe`` name.
+
+    An entry point naming a module registers its ``@probe`` classes on import; one naming a
+    Probe class that has no ``@probe`` name is registered under the entry point's name.
+    """
     if isinstance(loaded, type) and issubclass(loaded, Probe) and not loaded.name:
         probe(name, tags=loaded.tags)(loaded)
 
@@ -116,7 +119,7 @@ def _load_user_probe(spec: str) -> type[Probe]:
 
 
 def get_probe(name: str) -> type[Probe]:
-    """The probe class registered as ``name``, or named by a ``package.module:ClassName`` spec."""
+    """Return the probe class registered as ``name``, or named by a ``module:ClassName`` spec."""
     PROBES.load()
     if name in PROBES.entries:
         return PROBES.entries[name]
@@ -126,6 +129,7 @@ def get_probe(name: str) -> type[Probe]:
 
 
 def suite_names() -> list[str]:
+    """Return the names of the bundled probe suites, sorted."""
     return sorted(p.stem for p in _suite_dir().glob("*.yaml"))
 
 
@@ -175,13 +179,14 @@ def resolve_probe_params(spec: Any, where: str, index: int) -> dict[str, Any]:
     try:
         model = cls.Params.model_validate(params)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, where, prefix=f"probes[{index}].params"))
+        message = format_validation_error(err, where, prefix=f"probes[{index}].params")
+        raise ConfigError(message) from None
     except ValueError as err:
         raise ConfigError(f"{where}: probes[{index}].params: {err}") from None
     return model.model_dump(mode="json")
 
 
 def build_probe(spec: Any) -> Probe:
-    """The probe of a validated :class:`recaudit.config.ProbeSpec`."""
+    """Build the probe of a validated :class:`recaudit.config.ProbeSpec`."""
     cls = get_probe(spec.probe)
     return cls(cls.Params.model_validate(spec.params), run_id=spec.run_id, suite=spec.suite)

@@ -103,8 +103,11 @@ class UserSampler:
             yield self.eligible[int(i)]
 
     def user(self, user_id: Any, history_items: int, sampling: str = "random") -> SampledUser:
-        """One user's shown history (:func:`~recaudit.probes.histories.select_history`, drawn
-        from :attr:`rng`) and held-out items."""
+        """Return one user's shown history and held-out items.
+
+        The history is chosen by :func:`~recaudit.probes.histories.select_history`, drawn from
+        :attr:`rng`.
+        """
         train = self.catalog.history(user_id, split="train")
         test = self.catalog.history(user_id, split="test")
         try:
@@ -116,16 +119,21 @@ class UserSampler:
 
     def histories(self, n: int, history_items: int, sampling: str = "random"
                   ) -> Iterator[SampledUser]:
-        """:meth:`pick` ``n`` users, then each one's :meth:`user`, lazily: a caller may draw
-        from :attr:`rng` between two users and stay reproducible."""
+        """Yield :meth:`pick` of ``n`` users, then each one's :meth:`user`, lazily.
+
+        Lazily, so a caller may draw from :attr:`rng` between two users and stay reproducible.
+        """
         for u in self.pick(n):
             yield self.user(u, history_items, sampling)
 
 
 def sample_histories(catalog: Any, *, n_users: int, history_items: int, seed: int,
                      sampling: str = "random") -> list[SampledUser]:
-    """``n_users`` users with >= ``history_items`` training items and a held-out item, each
-    with ``history_items`` shown items (the profile probe's users; seeded by ``seed``)."""
+    """Sample ``n_users`` users, each with ``history_items`` shown items.
+
+    Users need >= ``history_items`` training items and a held-out item (the profile probe's
+    users; seeded by ``seed``).
+    """
     sampler = UserSampler(catalog, min_train=history_items, seed=seed)
     return list(sampler.histories(n_users, history_items, sampling))
 
@@ -133,8 +141,10 @@ def sample_histories(catalog: Any, *, n_users: int, history_items: int, seed: in
 def draw_candidates(rng: np.random.Generator, pool: Sequence[Any], n: int,
                     accept: Callable[[Any, list[Any]], bool], picked: list[Any] | None = None
                     ) -> list[Any]:
-    """Walk ``pool`` in a seeded random order, keeping items ``accept(item, picked)`` allows,
-    until ``n`` are picked (fewer when the pool runs out; the caller decides what that means).
+    """Walk ``pool`` in a seeded random order, keeping items ``accept(item, picked)`` allows.
+
+    Stops when ``n`` are picked (fewer when the pool runs out; the caller decides what that
+    means).
     """
     picked = [] if picked is None else picked
     for j in rng.permutation(len(pool)):
@@ -147,8 +157,11 @@ def draw_candidates(rng: np.random.Generator, pool: Sequence[Any], n: int,
 
 
 def sample_subjects(source: Any, catalog: Any) -> list[str]:
-    """The subjects of a :class:`~recaudit.probes.subjects.SubjectSource`; a catalog source
-    with no catalog data to draw from is :class:`~recaudit.errors.ProbeCannotRun`."""
+    """Return the subjects of a :class:`~recaudit.probes.subjects.SubjectSource`.
+
+    A catalog source with no catalog data to draw from raises
+    :class:`~recaudit.errors.ProbeCannotRun`.
+    """
     try:
         return source.resolve(catalog)
     except DataError as err:

@@ -30,6 +30,11 @@ def natural_title(title: str) -> str:
 
 
 class SubjectSource(BaseModel):
+    """Where a probe's subjects come from: inline, a file, or the catalog (popular items, genres).
+
+    ``n`` caps how many are used; :meth:`resolve` gives them.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["inline", "file", "catalog_popular", "catalog_genres"] = "catalog_popular"
@@ -38,7 +43,7 @@ class SubjectSource(BaseModel):
     n: int = Field(100, ge=1)
 
     def resolve(self, catalog: Any) -> list[str]:
-        """The subject strings, de-duplicated in order.
+        """Return the subject strings, de-duplicated in order.
 
         Raises ConfigError when an inline or file source yields none, and
         :class:`~recaudit.errors.ProbeCannotRun` when a catalog source does.
