@@ -1,4 +1,4 @@
-"""A complete probe on the base: do lists come back shorter when the user states a mood?"""
+"""A complete probe on the base: whether lists come back shorter when the user states a mood."""
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class MoodParams(ProbeParams):
 
 @probe("mood_fill", tags=["robustness"])
 class MoodFillProbe(Probe):
-    """Do lists come back shorter when the user states a mood?"""
+    """Whether lists come back shorter when the user states a mood."""
 
     Params = MoodParams
     requires = frozenset({GENERATE})
