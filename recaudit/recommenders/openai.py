@@ -5,6 +5,14 @@ with ``model``, ``messages``, ``max_tokens``, ``temperature`` and ``seed`` taken
 :class:`~recaudit.recommenders.base.Decoding`. Requests run on a thread pool of ``concurrency``
 workers sharing one ``httpx.Client``.
 
+Repeated samples (``decoding: {samples: N}``): N seeded requests, not one request with
+``n = N``. Sample j is its own request whose ``seed`` is
+:func:`~recaudit.recommenders.base.sample_seed` ``(decoding.seed, j)`` (sample 0 sends
+``decoding.seed`` as before), so each sample is cached on its own (a rerun with a larger N asks
+only for the new samples, a failed sample is retried alone) and servers that ignore ``n``
+(llama.cpp, some vLLM and Ollama versions) still give N answers. A server that ignores ``seed``
+still samples at ``temperature`` > 0; at temperature 0 the samples may or may not differ.
+
 Failure policy (what the audit sees):
 
 * **429 / 500 / 502 / 503 / 504, timeouts, dropped connections, a body cut short, a malformed
@@ -48,7 +56,8 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from recaudit.errors import EndpointError, ModelSpecError
-from recaudit.recommenders.base import GENERATE, Decoding, Recommender, Request, Response
+from recaudit.recommenders.base import (GENERATE, Decoding, Recommender, Request, Response,
+                                       sample_seed)
 
 ADAPTER_VERSION = "1"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -256,7 +265,8 @@ class OpenAIRecommender(Recommender):
         """The JSON body sent for ``request``."""
         return {"model": self.model, "messages": request.chat_dicts(),
                 "max_tokens": self.decoding.max_new_tokens,
-                "temperature": self.decoding.temperature, "seed": self.decoding.seed}
+                "temperature": self.decoding.temperature,
+                "seed": sample_seed(self.decoding.seed, request.sample)}
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
         got = dict(self.recommend_each(requests))

@@ -376,3 +376,31 @@ def test_answers_are_handed_over_in_the_order_they_complete():
         assert [r.text for r in rec.recommend(reqs)] == ["1. slow", "1. fast"]  # in order
     finally:
         rec.close()
+
+
+def test_repeated_samples_are_seeded_requests_cached_per_sample(srv, tmp_path):
+    """samples: 3 -> three requests per prompt, seeds sample_seed(seed, j) (sample 0: the
+    decoding seed), three cache rows; a rerun sends nothing."""
+    from recaudit.engine import Engine
+    from recaudit.recommenders.base import sample_seed
+
+    rec = OpenAIRecommender(srv.url, "tiny", Decoding(max_new_tokens=8, temperature=1.5,
+                                                      seed=5), backoff=0.001)
+    reqs = [Request.from_prompt(p) for p in ("I am a woman .", "I am a man .")]
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", samples=3, progress=False)
+    answers = eng.run(reqs)
+    eng.close()
+    seen = sorted((b.body["messages"][-1]["content"], b.body["seed"]) for b in srv.requests)
+    assert seen == sorted((r.messages[-1].content, sample_seed(5, j))
+                          for r in reqs for j in range(3))
+    assert sample_seed(5, 0) == 5 and all("n" not in b.body for b in srv.requests)
+    texts = [s.response.text for r in reqs for s in answers[r.key()].samples]
+    assert len(texts) == 6 and all(s.ok for r in reqs for s in answers[r.key()].samples)
+    assert len(set(texts)) > 2  # seeded sampling at temperature 1.5 varies
+    srv.reset()
+    again = Engine(rec, cache_path=tmp_path / "c.sqlite", samples=3, progress=False)
+    rerun = again.run(reqs)
+    again.close()
+    rec.close()
+    assert srv.requests == [] and again.stats.computed == 0
+    assert [s.response.text for r in reqs for s in rerun[r.key()].samples] == texts
