@@ -355,9 +355,9 @@ class Engine:
         if catalog is not None and recommender.supports(EMBED):
             recommender.attach_catalog(catalog)
         if samples > 1 and recommender.decoding.temperature <= 0:
-            print(f"recaudit: warning: samples: {samples} with temperature 0: a local model "
-                  "decodes greedily, so its samples are identical (endpoints may still vary)",
-                  file=sys.stderr)
+            print(f"recaudit: warning: samples: {samples} with temperature 0: greedy decoding "
+                  "gives identical samples (a local hf/gguf model; an endpoint or a recording "
+                  "may still vary)", file=sys.stderr)
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, requests: Sequence[Request]) -> tuple[dict[str, Request], dict[str, Response],

@@ -18,7 +18,8 @@ with another ending is an error. The format of a JSONL file is read from its fir
   fails with the recorded reason. Batch input files alone (no output file) are an error.
 * **Chat recordings**: ``{"messages": [{"role", "content"}, ...], "response": "text"}`` or
   ``{"prompt": "user text", "system": "optional", "response": "text"}``; other keys are
-  ignored.
+  ignored. ``"response"`` may also be a non-empty list of texts: several answers to the same
+  messages (repeated samples, in order).
 
 A CSV has one recording per row: ``prompt_col`` (default ``"prompt"``), ``response_col``
 (default ``"response"``) and optionally ``system_col`` (an empty cell means no system message),
@@ -32,6 +33,13 @@ not part of the match (the recording is taken as the answer to those messages). 
 recordings of one message list: the first (file order, then line order) is used, except that
 a successful recording replaces a recorded failure (a re-submitted batch); later recordings
 with a different answer are counted (:attr:`ReplayRecommender.n_conflicts`).
+
+Repeated samples (``decoding: {samples: N}``): sample 0 is the answer above; sample j is the
+j-th successful recorded answer of the message list (file order, then line order, then the
+order of a ``"response"`` list; a CSV repeats the prompt row). A request with fewer recorded
+answers than N gets, for each missing sample, the failed response ``"only m recorded answers
+for this request; decoding.samples asks for sample j+1"``, and :meth:`missing_report` says how
+many requests were short.
 
 A request with no recording gets a failed response ``"no recorded answer for this request"``;
 :meth:`ReplayRecommender.missing_report` says how many and shows the first few prompts.
@@ -199,6 +207,11 @@ class ReplayRecommender(Recommender):
             raise ModelSpecError(f"replay: {path} does not exist")
         self.files = self._find_files()
         self.recordings: dict[str, Recording] = {}
+        #: every successful recorded answer of a message list, in order (repeated samples)
+        self.answers: dict[str, list[Recording]] = {}
+        self.n_short = 0  # requests with fewer recorded answers than the samples asked
+        self.short_examples: list[str] = []
+        self._short_keys: set[str] = set()
         self.n_recordings = 0
         self.n_conflicts = 0
         self.n_requests = 0
@@ -260,7 +273,8 @@ class ReplayRecommender(Recommender):
                 if _kind(obj) != kind:
                     raise DataError(f"{where}: not a {kind} line like the first of this file")
                 if kind == "chat":
-                    self._add(self._chat(obj, where))
+                    for rec in self._chat(obj, where):
+                        self._add(rec)
                 elif kind == "batch-input":
                     self._batch_input(obj, where, inputs)
                 else:
@@ -278,14 +292,18 @@ class ReplayRecommender(Recommender):
         if not self.n_recordings:
             raise DataError(f"replay: no recorded answers in {self.path}")
 
-    def _chat(self, obj: dict[str, Any], where: str) -> Recording:
+    def _chat(self, obj: dict[str, Any], where: str) -> list[Recording]:
         if "messages" in obj:
             messages = _messages(obj["messages"], where)
         else:
             messages = _prompt_messages(obj["prompt"], obj.get("system"), where)
-        if not isinstance(obj["response"], str):
-            raise DataError(f"{where}: 'response' must be a string")
-        return Recording(messages, obj["response"], where=where)
+        answers = obj["response"]
+        if isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers):
+            return [Recording(messages, a, where=f"{where}[{i}]") for i, a in enumerate(answers)]
+        if not isinstance(answers, str):
+            raise DataError(f"{where}: 'response' must be a string or a non-empty list of "
+                            "strings (several answers)")
+        return [Recording(messages, answers, where=where)]
 
     @staticmethod
     def _batch_input(obj: dict[str, Any], where: str,
@@ -333,6 +351,8 @@ class ReplayRecommender(Recommender):
     def _add(self, rec: Recording) -> None:
         self.n_recordings += 1
         key = message_key(rec.messages)
+        if rec.error is None:
+            self.answers.setdefault(key, []).append(rec)
         first = self.recordings.get(key)
         if first is None or (first.error is not None and rec.error is None):
             self.recordings[key] = rec
@@ -363,6 +383,9 @@ class ReplayRecommender(Recommender):
             self.n_requests += 1
             key = message_key(req.messages)
             rec = self.recordings.get(key)
+            if rec is not None and req.sample:
+                out.append(self._sample(key, req))
+                continue
             if rec is not None:
                 out.append(rec.response())
                 continue
@@ -376,16 +399,38 @@ class ReplayRecommender(Recommender):
             out.append(Response(error=MISSING))
         return out
 
+    def _sample(self, key: str, req: Request) -> Response:
+        """Return sample ``req.sample`` of ``key``'s recorded answers, or a one-line error."""
+        answers = self.answers.get(key, [])
+        if req.sample < len(answers):
+            return answers[req.sample].response()
+        if key not in self._short_keys:
+            self._short_keys.add(key)
+            self.n_short += 1
+            if len(self.short_examples) < N_EXAMPLES:
+                self.short_examples.append(
+                    f"{_short(_last_user(req.chat_dicts()))!r} has {len(answers)}")
+        return Response(error=f"only {len(answers)} recorded answers for this request; "
+                              f"decoding.samples asks for sample {req.sample + 1}")
+
     def missing_report(self) -> str | None:
         """Return one line on the requests that had no recording; ``None`` if there were none.
 
         The line gives how many requests had no recording and the first few prompts.
         """
-        if not self.n_missing:
+        if not self.n_missing and not self.n_short:
             return None
-        line = (f"replay: {self.n_missing} of {self.n_requests} requests had no recorded answer"
-                f" in {self.path}; first: " + "; ".join(repr(p) for p in self.missing_examples))
-        if self._n_other_system:
-            line += (f"; {self._n_other_system} of them match a recording's user message but "
-                     "not its other messages (system message?)")
-        return line
+        lines = []
+        if self.n_missing:
+            line = (f"replay: {self.n_missing} of {self.n_requests} requests had no recorded "
+                    f"answer in {self.path}; first: "
+                    + "; ".join(repr(p) for p in self.missing_examples))
+            if self._n_other_system:
+                line += (f"; {self._n_other_system} of them match a recording's user message "
+                         "but not its other messages (system message?)")
+            lines.append(line)
+        if self.n_short:
+            lines.append(f"replay: {self.n_short} prompts have fewer recorded answers than "
+                         f"decoding.samples asks in {self.path}; first: "
+                         + "; ".join(self.short_examples))
+        return "; ".join(lines)

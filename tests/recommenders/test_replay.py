@@ -327,3 +327,38 @@ def test_smollm2_batch_round_trip_replays_the_live_audit(tmp_path):
     assert replayed.probes[0].n_failed == 0 and replayed.probes[0].status == "ok"
     dump = [m.model_dump(mode="json") for m in replayed.probes[0].metrics]
     assert dump == [m.model_dump(mode="json") for m in live.probes[0].metrics] and dump
+
+
+def test_several_recorded_answers_are_the_samples_and_too_few_are_said(tmp_path):
+    """A 'response' list and repeated recordings are samples 0, 1, ... in order; a request
+    with fewer recorded answers than samples asks fails those samples in one clear line."""
+    from recaudit.engine import Engine
+
+    listed, repeated, single = (Request.from_prompt(p) for p in ("listed", "repeated", "one"))
+    path = _write_jsonl(tmp_path / "r.jsonl", [
+        {"prompt": "listed", "response": ["1. Heat", "1. Alien", "1. Up"]},
+        {"prompt": "repeated", "response": "1. Fargo"},
+        {"prompt": "one", "response": "1. Heat"},
+        {"prompt": "repeated", "response": "1. Brazil"},
+        {"prompt": "repeated", "response": "1. Ran"}])
+    rec = load_recommender(f"replay:{path}")
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", samples=3, progress=False)
+    answers = eng.run([listed, repeated, single])
+    eng.close()
+    assert [s.response.text for s in answers[listed.key()].samples] == \
+        ["1. Heat", "1. Alien", "1. Up"]
+    assert [s.response.text for s in answers[repeated.key()].samples] == \
+        ["1. Fargo", "1. Brazil", "1. Ran"]
+    one = answers[single.key()].samples
+    assert one[0].response.text == "1. Heat"
+    assert [s.response.error for s in one[1:]] == [
+        "only 1 recorded answers for this request; decoding.samples asks for sample 2",
+        "only 1 recorded answers for this request; decoding.samples asks for sample 3"]
+    report = rec.missing_report()
+    assert report == (f"replay: 1 prompts have fewer recorded answers than decoding.samples "
+                      f"asks in {path}; first: 'one' has 1")
+    assert rec.recommend([listed])[0].text == "1. Heat"  # one sample: as before
+    assert rec.n_missing == 0 and rec.n_conflicts == 4  # later answers still counted
+    bad = _write_jsonl(tmp_path / "bad" / "r.jsonl", [{"prompt": "a", "response": []}])
+    with pytest.raises(DataError, match="non-empty list of strings"):
+        load_recommender(f"replay:{bad}")
