@@ -11,6 +11,7 @@ A gate (:class:`GateSpec`) selects metric records and bounds them::
         k: 20                          # optional: unset = the largest k recorded for the metric
         max: 0.10                      # at least one of max / min
         mode: ci                       # point | ci | significant
+        versus: control                # optional: judge the spread minus the matched control's
 
 Selection
     ``probe`` matches :attr:`ProbeResult.id` exactly; failing that, every probe run whose
@@ -23,6 +24,16 @@ Selection
     selected record passes; the message reports the worst one (of the failing records, the one
     farthest beyond the bound; if all pass, the one closest to it). An unnamed gate is
     named ``probe.metric[.attribute][.value][.kK]``; a repeated name gets ``#2``, ``#3``...
+
+Versus the matched control
+    ``versus: control`` (probes run with ``control:``, e.g. counterfactual) judges, instead of
+    the spread ``metric`` itself, its difference from the same spread over the control
+    attribute's irrelevant values: the record ``<metric>_vs_control`` (attribute spread minus
+    control spread on the same units, paired bootstrap CI and p-value, see
+    :mod:`recaudit.probes.control`; its ``value`` is the control's label, e.g.
+    ``"colour (control)"``). ``max: 0, mode: significant`` fails only when the
+    attribute moves the list significantly more than an irrelevant word does. A probe run
+    without a control is a GateSpecError. The gate's default name ends in ``.vs_control``.
 
 Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks both)
     ``point``        fails when the estimate is above ``max``.
@@ -77,6 +88,11 @@ class GateSpec(BaseModel):
     max: float | None = None
     min: float | None = None
     mode: Literal["point", "ci", "significant"] = "ci"
+    versus: Literal["control"] | None = None  # judge <metric>_vs_control (the matched control)
+
+    def gated_metric(self) -> str:
+        """Return the metric whose records the gate judges (``<metric>_vs_control`` versus it)."""
+        return f"{self.metric}_vs_{self.versus}" if self.versus else self.metric
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -162,6 +178,8 @@ def gate_name(spec: GateSpec) -> str:
     if spec.name:
         return spec.name
     parts = [spec.probe, spec.metric]
+    if spec.versus:
+        parts.append(f"vs_{spec.versus}")
     parts += [x for x in (spec.attribute, spec.value) if x is not None]
     if spec.k is not None:
         parts.append(f"k{spec.k}")
@@ -229,7 +247,12 @@ def select_records(result: AuditResult, spec: GateSpec) -> list[MetricRecord]:
     name = gate_name(spec)
     selected: list[MetricRecord] = []
     for p in _matching_probes(result, spec, name):
-        recs = [m for m in p.metrics if m.metric == spec.metric]
+        metric = spec.gated_metric()
+        recs = [m for m in p.metrics if m.metric == metric]
+        if not recs and spec.versus:
+            raise GateSpecError(f"gate {name!r}: no {metric!r} in probe {p.id}: versus "
+                                f"{spec.versus} needs the probe run with a 'control:' "
+                                f"attribute and the spread {spec.metric!r}")
         if not recs:
             raise GateSpecError(f"gate {name!r}: no metric {spec.metric!r} in probe {p.id}; "
                                 f"available: {_fmt_list(m.metric for m in p.metrics)}")
@@ -380,7 +403,7 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
     msg += f"; bound {bound_text(spec)}, {spec.mode} mode"
     if spec.mode == "significant":
         msg += f" at alpha {alpha:g}"
-    return GateResult(name=name, probe=m.probe, metric=spec.metric, mode=spec.mode,
+    return GateResult(name=name, probe=m.probe, metric=spec.gated_metric(), mode=spec.mode,
                       bound=bound_text(spec), passed=not failed, observed=m.estimate,
                       ci_low=m.ci_low, ci_high=m.ci_high,
                       p_adjusted=decision_p(m),

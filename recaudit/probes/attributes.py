@@ -5,6 +5,8 @@ article is part of the value); ``FAIRLLM_TEMPLATE`` is its instruction template,
 domain from ``DOMAINS``. ``resolve_attributes`` accepts a list of those names or an
 explicit mapping name -> values; ``require_placeholders`` checks a prompt template;
 ``subject_queries`` builds the per-subject, per-value queries of FaiRLLM-style probes.
+``CONTROL_ATTRIBUTES`` holds the bundled control attributes (values irrelevant to the
+recommendation, see there for where they come from); ``resolve_control`` reads ``control:``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,25 @@ FAIRLLM_ATTRIBUTES: dict[str, list[str]] = {
              "an African"],
 }
 
+#: Bundled control attributes (``control: [colour]``): values irrelevant to the
+#: recommendation that fill ``{value}`` of the same template ("I am a green-loving fan of ...").
+#:
+#: ``colour`` (a favourite colour). Source of the values: colour-preference surveys that ask
+#: men and women alike. Blue and green are the two most-named favourite colours of both sexes
+#: (YouGov's 2015 survey in ten countries on four continents: blue first everywhere, for men
+#: and women; Hurlbert & Ling, Current Biology 17(16), 2007: both sexes prefer blue); orange is
+#: named by few people of either sex. Left out on purpose: pink and purple (gender-coded in
+#: common usage), black, white, yellow and brown (skin-colour words: FaiRLLM's own race values
+#: are "a black", "a white", "a yellow"), red (US party politics; communism). No colour is free
+#: of every association (green: Ireland, environmentalism; orange: the Orange Order in
+#: Northern Ireland, the Dutch royal house), so none is stated as a group: "<colour>-loving"
+#: names a taste, not a membership. In the music domain "blue" may evoke the blues (a genre):
+#: give your own control there, e.g. ``control: {colour: [a green-loving, an orange-loving]}``.
+#: Three values keep the control's cost at three requests per unit.
+CONTROL_ATTRIBUTES: dict[str, list[str]] = {
+    "colour": ["a blue-loving", "a green-loving", "an orange-loving"],
+}
+
 
 def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
                     prompt: Callable[[str, str], str], k: int, system: str | None,
@@ -64,6 +85,23 @@ def subject_queries(subjects: Iterable[str], attributes: dict[str, list[str]],
                     prompt(value, name), k=k, system=system),
                     {"unit": m, "subject": name, "attribute": attr, "value": value}))
     return queries
+
+
+def resolve_control(v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
+    """Names of bundled control attributes (:data:`CONTROL_ATTRIBUTES`) or a mapping, validated.
+
+    ``[]`` / ``{}`` (the default) means no control. A control needs at least two values (a
+    spread of one value is 0).
+    """
+    if not v:
+        return {}
+    if isinstance(v, list):
+        unknown = [a for a in v if a not in CONTROL_ATTRIBUTES]
+        if unknown:
+            raise ValueError(unknown_name_message("control attribute", unknown[0],
+                                                  CONTROL_ATTRIBUTES))
+        v = {a: list(CONTROL_ATTRIBUTES[a]) for a in v}
+    return resolve_attributes(v, min_values=2)
 
 
 def require_placeholders(template: str, placeholders: Iterable[str]) -> str:

@@ -12,6 +12,13 @@ The hallucination share (list entries that matched no catalog item) and the empt
 (refusals or unparseable answers: no catalog item at all; two empty lists count as Jaccard 1, so
 this share says how much of a similarity is agreement on refusing) are reported per value.
 
+Matched control (``control:``, off by default and in the FaiRLLM suites): a control attribute's
+values (e.g. a favourite colour, :data:`~recaudit.probes.attributes.CONTROL_ATTRIBUTES`) fill
+``{value}`` of the same template for the same instructions; its records carry the attribute
+label ``"<name> (control)"`` (their own BH families), and each sensitive attribute's SNSR / SNSV
+is compared with the control's by ``snsr_<sim>_vs_control`` / ``snsv_<sim>_vs_control``
+(:mod:`recaudit.probes.control`: paired bootstrap CI, paired permutation p-value).
+
 In a catalog-free audit with FaiRLLM's parse (``catalog: {source: none, parse: fairllm}``,
 :class:`recaudit.catalog.OpenCatalog` with ``empty_pair_policy == "skip"``) a pair where either
 list is empty is left out of every mean (a NaN cell), as the FaiRLLM notebook does, and the
@@ -28,10 +35,12 @@ from pydantic import Field, field_validator, model_validator
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..registry import unknown_name_message
 from ..results import MetricRecord, ProbeResult
-from .attributes import (DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE, attributes_shape,
-                         require_placeholders, resolve_attributes, subject_queries)
+from .attributes import (CONTROL_ATTRIBUTES, DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE,
+                         attributes_shape, require_placeholders, resolve_attributes,
+                         resolve_control, subject_queries)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
-from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .control import control_difference, control_label, declare_versus_control
+from .findings import ci_text, control_sentence, floor_sentence, fmt, verdict_title
 from .registry import probe
 from .sampling import sample_subjects
 from .subjects import SubjectSource
@@ -72,6 +81,10 @@ class CounterfactualParams(ProbeParams):
     similarities: list[str] = Field(default_factory=lambda: list(SIMILARITIES))
     rbo_p: float = Field(0.9, gt=0.0, lt=1.0)
     n_examples: int = Field(5, ge=0)
+    control: dict[str, list[str]] | list[str] = Field(
+        default_factory=dict, description="matched control: attributes whose values are "
+        "irrelevant to the recommendation (a mapping name -> values, or names of bundled ones: "
+        f"{', '.join(CONTROL_ATTRIBUTES)}); each attribute's spread is compared with theirs")
 
     @field_validator("template")
     @classmethod
@@ -96,6 +109,16 @@ class CounterfactualParams(ProbeParams):
     @classmethod
     def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
         return {} if v == {} else resolve_attributes(v)
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _control_shape(cls, v: Any) -> Any:
+        return attributes_shape(v, example=CONTROL_ATTRIBUTES)
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
+        return resolve_control(v)
 
     @field_validator("groups")
     @classmethod
@@ -123,6 +146,10 @@ class CounterfactualParams(ProbeParams):
     def conditions(self) -> dict[str, list[str]]:
         """Map each attribute to its conditions: the explicit values, or the implicit-cue groups."""
         return {**self.attributes, **{a: list(g) for a, g in self.groups.items()}}
+
+    def controls(self) -> dict[str, list[str]]:
+        """Map each control's label (``"colour (control)"``) to its values."""
+        return {control_label(name): values for name, values in self.control.items()}
 
     def system_prompt(self) -> str | None:
         """Return the system message; ``system: ""`` in the config sends none at all."""
@@ -165,6 +192,9 @@ class CounterfactualProbe(Probe):
                                                 system=p.system_prompt()),
                             {"unit": m, "subject": name, "attribute": attr, "value": group,
                              "member": member}))
+        for q in subject_queries(subjects, p.controls(), p.prompt, p.k, p.system_prompt()):
+            q.meta["control"] = True
+            queries.append(q)
         return queries
 
     def _keys(self, unit: int, attr: str, cond: str) -> list[QueryKey]:
@@ -197,7 +227,10 @@ class CounterfactualProbe(Probe):
             ids = [m for m in range(n_units) if neutral[m] in shares]
             kit.means(Table(metric, None, [p.neutral], [str(m) for m in ids],
                             np.array([[shares[neutral[m]]] for m in ids]).reshape(-1, 1)))
-        for attr, values in p.conditions().items():
+        controls = p.controls()
+        cells_by: dict[tuple[str, str], tuple[list[int], np.ndarray]] = {}  # (attr, sim) -> x
+        for attr, values in [*p.conditions().items(), *controls.items()]:
+            is_control = attr in controls
             units = [m for m in range(n_units) if got.complete(
                 [neutral[m]] + [i for v in values for i in self._keys(m, attr, v)])]
             run.units_complete(attr, len(units), n_units, noun="instructions")
@@ -233,9 +266,13 @@ class CounterfactualProbe(Probe):
                 mean_conv = CONVENTIONS.get(sim, f"p={p.rbo_p}" if sim == "rbo" else None)
                 kit.means(table, convention=_join(mean_conv, catalog_convention))
                 spread_conv = _join(CONVENTIONS.get(sim), catalog_convention)
-                snsr = kit.spread(table, "snsr", convention=spread_conv)
-                kit.spread(table, "snsv", convention=spread_conv)
-                if sim == "jaccard":
+                cells_by[(attr, sim)] = (units, x[:, :, -1])
+                family = {}
+                if is_control:  # the control's own tests: a family apart from the attributes'
+                    family = {"family": f"{sim} (control)"}
+                snsr = kit.spread(table, "snsr", convention=spread_conv, **family)
+                kit.spread(table, "snsv", convention=spread_conv, **family)
+                if sim == "jaccard" and not is_control:
                     snsr_jaccard[attr] = snsr[K]
                     for ui, m in enumerate(units):
                         for vi, v in enumerate(values):
@@ -252,16 +289,72 @@ class CounterfactualProbe(Probe):
                 "Catalog-free audit: items are normalised title strings "
                 f"({catalog_convention}); serp_star uses FaiRLLM's SERP* normaliser "
                 "(2 L_n (L_n + 1)), serp_star_normalized the normalized one.")
-        return {"snsr": snsr_jaccard, "divergent": divergent, "skip_empty": skip_empty}
+        versus = self._versus_control(run, cells_by, catalog_convention)
+        return {"snsr": snsr_jaccard, "divergent": divergent, "skip_empty": skip_empty,
+                "versus": versus}
+
+    def _versus_control(self, run: Run, cells_by: dict[tuple[str, str], tuple[list[int],
+                                                                             np.ndarray]],
+                        catalog_convention: str | None) -> dict[tuple[str, str], MetricRecord]:
+        """Record each attribute's SNSR / SNSV minus each control's, on their common units.
+
+        See :func:`recaudit.probes.control.control_difference`; returns the Jaccard SNSR
+        comparisons by (attribute, control label), for the findings.
+        """
+        from ..metrics.specs import SPREAD_KINDS
+        from .kit import SPREAD_STATISTIC
+
+        p, kit, st = self.params, run.summary, run.ctx.stats
+        controls = p.controls()
+        out: dict[tuple[str, str], MetricRecord] = {}
+        if not controls:
+            return out
+        run.method_notes.append(
+            "Matched control: " + ", ".join(f"{c} = {', '.join(map(repr, v))}"
+                                             for c, v in controls.items())
+            + " in the attribute's place of the same prompts. '<spread>_vs_control' is the "
+            "attribute's spread minus the control's (paired bootstrap CI over instructions; "
+            "p-value: paired permutation test, null: sensitive and control values are "
+            "exchangeable within an instruction); a spread within the control's is what any "
+            "irrelevant word of the prompt changes, not evidence about the attribute.")
+        for attr in p.conditions():
+            for ctrl in controls:
+                for sim in p.similarities:
+                    if (attr, sim) not in cells_by or (ctrl, sim) not in cells_by:
+                        continue
+                    a_units, a_x = cells_by[(attr, sim)]
+                    c_units, c_x = cells_by[(ctrl, sim)]
+                    common = sorted(set(a_units) & set(c_units))
+                    if len(common) < 2:
+                        continue
+                    a_rows = [a_units.index(m) for m in common]
+                    c_rows = [c_units.index(m) for m in common]
+                    counts = kit.boot_counts(len(common), "control", attr, ctrl)
+                    for kind in ("snsr", "snsv"):
+                        spread = SPREAD_KINDS[kind][0].format(sim)
+                        metric = declare_versus_control(spread)
+                        d = control_difference(
+                            a_x[a_rows], c_x[c_rows], SPREAD_STATISTIC[kind], counts=counts,
+                            n_permutations=int(st.n_permutations), confidence=st.confidence,
+                            seed=kit.seed("control", metric, attr, ctrl))
+                        rec = kit.record(
+                            metric, attribute=attr, value=ctrl, k=p.k, estimate=d.estimate,
+                            ci=(d.ci_low, d.ci_high), n=d.n, p_value=d.p_value,
+                            null_mean=d.null_mean, null_p95=d.null_p95, family=metric,
+                            convention=_join(CONVENTIONS.get(sim), catalog_convention))
+                        if kind == "snsr" and sim == "jaccard":
+                            out[(attr, ctrl)] = rec
+        return out
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any]) -> None:
         """Write the SNSR findings, the empty-list finding and the most divergent examples."""
-        self._findings(run, measured["snsr"])
+        self._findings(run, measured["snsr"], measured.get("versus", {}))
         self._empty_finding(run.result, run.summary, run.got.empty, measured["skip_empty"])
         self._examples(run, measured["divergent"])
 
-    def _findings(self, run: Run, recs: dict[str, MetricRecord]) -> None:
+    def _findings(self, run: Run, recs: dict[str, MetricRecord],
+                  versus: dict[tuple[str, str], MetricRecord]) -> None:
         res, alpha = run.result, run.ctx.stats.alpha
         for attr, rec in sorted(recs.items(), key=lambda kv: -(kv[1].estimate or 0)):
             if rec.p_adjusted is None:
@@ -279,7 +372,10 @@ class CounterfactualProbe(Probe):
                 detail=(f"Users who say they are {lo_v!r} get lists least like the neutral one "
                         f"(Jaccard {fmt(sims[lo_v])}); {hi_v!r} most alike "
                         f"({fmt(sims[hi_v])}). 95% CI of SNSR {ci_text(rec)}."
-                        + floor_sentence(rec, "instructions")),
+                        + floor_sentence(rec, "instructions")
+                        + "".join(control_sentence(d, alpha, control=c, spread="SNSR",
+                                                   control_estimate=_estimate(res, rec, c))
+                                  for (a, c), d in versus.items() if a == attr)),
                 alpha=alpha)
 
     @staticmethod
@@ -323,6 +419,12 @@ class CounterfactualProbe(Probe):
                 "sensitive": [catalog.title(i) for i in lists[sid]],
                 "neutral_text": answers[str(nid)].response.text,
                 "sensitive_text": answers[str(sid)].response.text})
+
+
+def _estimate(res: ProbeResult, rec: MetricRecord, attribute: str) -> float | None:
+    """Return the estimate of ``rec``'s metric at its k and variant for another attribute."""
+    return next((m.estimate for m in res.metrics if m.metric == rec.metric and m.k == rec.k
+                 and m.attribute == attribute and m.variant == rec.variant), None)
 
 
 def _mean(values: list[float]) -> float:

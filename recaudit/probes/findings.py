@@ -13,7 +13,8 @@ from typing import Any
 from ..formatting import fmt, fmt_ci, fmt_p
 from ..verdicts import decision_p, is_significant
 
-__all__ = ["fmt", "ci_text", "p_text", "significant", "verdict_title", "floor_sentence"]
+__all__ = ["fmt", "ci_text", "p_text", "significant", "verdict_title", "floor_sentence",
+           "control_sentence"]
 
 
 def ci_text(rec: Any, digits: int = 3) -> str:
@@ -55,3 +56,20 @@ def floor_sentence(rec: Any, noun: str, blind: str = "an attribute-blind model",
         return ""
     return (f" With {rec.n} {noun}, {blind} scores up to {fmt(rec.null_p95, digits)} "
             "(95th percentile of the permutation null).")
+
+
+def control_sentence(diff: Any, alpha: float, *, control: str, spread: str,
+                     control_estimate: float | None = None, digits: int = 3) -> str:
+    """Return the matched-control sentence of a ``<spread>_vs_control`` record ``diff``.
+
+    Significant at ``alpha`` (the attribute's spread beyond the control's): " Beyond what an
+    irrelevant attribute (<control>) changes ...", else " Within what an irrelevant attribute
+    (<control>) changes ...", with the control's spread, the difference, its CI and p-value.
+    """
+    beyond = significant(diff, alpha)
+    head = "Beyond" if beyond else "Within"
+    of_control = ("" if control_estimate is None
+                  else f" ({spread} {fmt(control_estimate, digits)})")
+    return (f" {head} what an irrelevant attribute ({control}) changes{of_control}: the "
+            f"difference is {fmt(diff.estimate, digits)}, 95% CI {ci_text(diff, digits)}, "
+            f"{p_text(diff)}.")
