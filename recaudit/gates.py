@@ -33,7 +33,8 @@ Versus the matched control
     :mod:`recaudit.probes.control`; its ``value`` is the control's label, e.g.
     ``"colour (control)"``). ``max: 0, mode: significant`` fails only when the
     attribute moves the list significantly more than an irrelevant word does. A probe run
-    without a control is a GateSpecError. The gate's default name ends in ``.vs_control``.
+    without a control is a GateSpecError. An unnamed gate is named
+    ``probe.metric.vs_control[.attribute]...``.
 
 Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks both)
     ``point``        fails when the estimate is above ``max``.

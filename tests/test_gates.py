@@ -430,3 +430,43 @@ def test_unnamed_config_gates_with_the_same_selection_get_distinct_names():
     specs = [gate(metric="hallucination", max=0.5), gate(metric="hallucination", max=0.2)]
     names = [g.name for g in evaluate_gates(cf_result(), specs)]
     assert names == ["counterfactual.hallucination", "counterfactual.hallucination#2"]
+
+
+# -- versus: control -----------------------------------------------------------------------------
+def cf_control_result():
+    """A counterfactual run with a matched control: gender beyond it, age within it."""
+    return audit_result([probe_result([
+        metric("snsr_jaccard", 0.30, attribute="gender", k=20, ci=(0.20, 0.40), p=0.001,
+               p_adj=0.002),
+        metric("snsr_jaccard", 0.25, attribute="age", k=20, ci=(0.15, 0.35), p=0.001,
+               p_adj=0.002),
+        metric("snsr_jaccard", 0.24, attribute="colour (control)", k=20, ci=(0.14, 0.34),
+               p=0.001, p_adj=0.001),
+        metric("snsr_jaccard_vs_control", 0.06, attribute="gender", value="colour (control)",
+               k=20, ci=(0.02, 0.10), p=0.004, p_adj=0.008),
+        metric("snsr_jaccard_vs_control", 0.01, attribute="age", value="colour (control)",
+               k=20, ci=(-0.04, 0.06), p=0.35, p_adj=0.35),
+    ])])
+
+
+def test_versus_control_judges_the_difference_record():
+    res = cf_control_result()
+    kw = {"metric": "snsr_jaccard", "versus": "control", "max": 0.0, "mode": "significant"}
+    age = one(res, attribute="age", **kw)
+    gender = one(res, attribute="gender", **kw)
+    assert age.passed and age.metric == "snsr_jaccard_vs_control"
+    assert age.observed == 0.01 and "snsr_jaccard_vs_control" in age.message
+    assert not gender.passed and gender.observed == 0.06
+    # the raw spread of age is significant: without versus the same gate fails
+    assert not one(res, attribute="age", metric="snsr_jaccard", max=0.0,
+                   mode="significant").passed
+    assert gate_name(gate(attribute="age", **kw)) == "counterfactual.snsr_jaccard.vs_control.age"
+
+
+def test_versus_control_without_a_control_is_a_spec_error():
+    with pytest.raises(GateSpecError, match="versus control needs the probe run with a "
+                                            "'control:' attribute"):
+        one(cf_result(), metric="snsr_jaccard", versus="control", max=0.0)
+    with pytest.raises(GateSpecError):
+        parse_gates([{"probe": "counterfactual", "metric": "snsr_jaccard", "versus": "noise",
+                      "max": 0.0}])
