@@ -284,3 +284,22 @@ def test_implicit_suite_loads_with_its_name_lists():
     assert {len(m) for g in groups.values() for m in g.values()} == {18}
     assert "Lakisha" in groups["race_by_name"]["black"] and "Emily" in groups["gender_by_name"][
         "female"]
+
+
+@pytest.mark.parametrize("suite", ["fairllm", "fairllm-music", "fairllm-typo",
+                                   "fairllm-implicit"])
+def test_fairllm_suites_plan_no_control_queries(catalog, tmp_path, suite):
+    """The matched control is off in the FaiRLLM-exact suites: the published tables'
+    requests, and no other, are planned (one neutral + one per value or group member)."""
+    from recaudit.probes.registry import AuditContext, build_probe
+
+    cfg = parse_config({"probes": [{"probe": "counterfactual", "suite": suite}],
+                        "engine": {"cache": str(tmp_path / "c.sqlite"), "progress": False}})
+    probe = build_probe(cfg.probes[0])
+    assert probe.params.control == {}
+    queries = probe.plan(AuditContext(catalog, cfg.stats, frozenset({GENERATE})))
+    n_subjects = len({q.meta["unit"] for q in queries})
+    per_subject = (1 + sum(len(v) for v in probe.params.attributes.values())
+                   + sum(len(m) for g in probe.params.groups.values() for m in g.values()))
+    assert len(queries) == n_subjects * per_subject
+    assert not any(q.meta.get("control") for q in queries)
