@@ -198,3 +198,21 @@ def test_control_difference_constant_table_gives_p_one():
     d = control_difference(x[:, :3], x[:, 3:], "range", counts=counts, n_permutations=100,
                            seed=0, confidence=0.95)
     assert d.estimate == 0 and d.p_value == 1.0
+
+
+def test_control_with_implicit_cue_groups(catalog, tmp_path):
+    """Implicit cues (groups of members) are compared with the control like stated values."""
+    cfg = parse_config({
+        "probes": [{"probe": "counterfactual", "params": {
+            "k": K, "attributes": {}, "similarities": ["jaccard"], "control": ["colour"],
+            "groups": {"name": {"g1": ["Alex", "Sam"], "g2": ["Kim", "Lee"]}},
+            "member_phrase": "{member}, a",
+            "subjects": {"source": "inline", "items": [f"Subject {i}" for i in range(12)]}}}],
+        "stats": {"n_bootstrap": 200, "n_permutations": 200, "seed": 3, "min_group_size": 5},
+        "engine": {"cache": str(tmp_path / "cache.sqlite"), "progress": False}})
+    pr = run_audit(cfg, recommender=AnyWordRecommender(), catalog=catalog,
+                   progress=False).probes[0]
+    assert pr.status == "ok", pr.error
+    (diff,) = pr.metric("snsr_jaccard_vs_control", attribute="name", k=K)
+    (snsv,) = pr.metric("snsv_jaccard_vs_control", attribute="name", k=K)
+    assert diff.n == 12 and diff.p_value is not None and snsv.ci_low <= snsv.ci_high
