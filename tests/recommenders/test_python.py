@@ -292,3 +292,30 @@ def test_a_failing_or_non_finite_score_fails_its_request_only(streaming):
                             "must be finite")
     with pytest.raises(ModelRuntimeError, match="score raised RuntimeError: scorer down"):
         streaming.score(reqs)  # the list API has no error field: it still raises
+
+
+def test_repeated_samples_pass_the_sample_index_to_a_function_that_takes_it(tmp_path):
+    path = tmp_path / f"sampled_{uuid.uuid4().hex}.py"
+    path.write_text(textwrap.dedent('''
+        def sampled(messages, k, sample):
+            return f"sample {sample}"
+
+        def keyword(messages, k, *, sample=0):
+            return f"keyword {sample}"
+
+        def plain(messages, k):
+            return "same"
+
+        def batch(requests):
+            return [f"batch {r.sample}" for r in requests]
+        batch.batched = True
+    '''), encoding="utf-8")
+    reqs = [Request.from_prompt("p").with_sample(j) for j in range(3)]
+    for name, want in (("sampled", ["sample 0", "sample 1", "sample 2"]),
+                       ("keyword", ["keyword 0", "keyword 1", "keyword 2"]),
+                       ("plain", ["same"] * 3),
+                       ("batch", ["batch 0", "batch 1", "batch 2"])):
+        rec = PythonRecommender(f"{path}:{name}")
+        assert [r.text for r in rec.recommend(reqs)] == want, name
+    assert PythonRecommender(f"{path}:sampled").takes_sample
+    assert not PythonRecommender(f"{path}:plain").takes_sample
