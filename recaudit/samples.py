@@ -13,12 +13,13 @@ answer with every sample in :attr:`recaudit.engine.Answer.samples`. Two things h
   ``(1/N) sum_j Jaccard(list_j(value), list_j(neutral))``, sample j against sample j. A number
   a probe computes from its lists without a table, and the lists of a re-ranked variant (a
   reranker re-ranks one list per request), use the first sample.
-* **Self-consistency.** With N >= 2, every probe records ``self_consistency_jaccard`` and
-  ``self_consistency_rbo``: per request, the mean over the pairs of its samples of the Jaccard
-  (RBO, p = 0.9) of their top-k lists; then the mean over requests with a bootstrap CI (the
-  kit's means). 1 means the model always gives the same list. A method note states the
-  disagreement: ``1 - Jaccard`` of a list changes when nothing in the prompt does, so a
-  similarity spread of that order is within the model's disagreement with itself.
+* **Self-consistency** (:mod:`recaudit.probes.consistency`). With N >= 2, every probe
+  records ``self_consistency_jaccard`` and ``self_consistency_rbo``: per request, the mean
+  over the pairs of its samples of the Jaccard (RBO, p = 0.9) of their top-k lists; then the
+  mean over requests with a bootstrap CI (the kit's means). 1 means the model always gives
+  the same list. A method note states the disagreement: ``1 - Jaccard`` of a list changes
+  when nothing in the prompt does, so a similarity spread of that order is within the
+  model's disagreement with itself.
 """
 
 from __future__ import annotations
@@ -28,26 +29,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .metrics.similarity import jaccard, rbo
 from .metrics.specs import declare
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .probes.base import AuditContext, Probe, Query, Run
-    from .probes.kit import Table
-
 declare("self_consistency_jaccard", "self-consistency: Jaccard overlap of two samples of the same "
         "prompt (1 = the model always gives the same items)", higher_is_worse=False,
         range=(0.0, 1.0))
 declare("self_consistency_rbo", "self-consistency: rank-biased overlap (p = 0.9) of two samples "
         "of the same prompt (1 = the same list)", higher_is_worse=False, range=(0.0, 1.0))
-
-#: the condition of the self-consistency tables (one per request)
-PAIRS = "sample pairs"
-
 
 def n_samples(answers: dict[str, Any]) -> int:
     """Return how many samples the answers carry (1 without repeated samples).
@@ -77,7 +70,7 @@ def sample_view(answers: dict[str, Any], j: int) -> dict[str, Any]:
 class _Captured:
     """The tables of one measurement, in the order the probe built them."""
 
-    tables: list["Table"] = field(default_factory=list)
+    tables: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +81,7 @@ class _Averager:
     made: int = 0
     unmatched: int = 0
 
-    def average(self, t: "Table") -> None:
+    def average(self, t: Any) -> None:
         """Set ``t.values`` to the mean over samples of the table built at its position."""
         i, self.made = self.made, self.made + 1
         same = [c.tables[i] for c in self.samples if i < len(c.tables)
@@ -108,7 +101,7 @@ class _Averager:
             t.values = np.nanmean(stack, axis=0)
 
 
-def _signature(t: "Table") -> tuple[Any, ...]:
+def _signature(t: Any) -> tuple[Any, ...]:
     return (t.metric, t.attribute, tuple(t.conditions), tuple(t.ks or ()), t.variant, t.part)
 
 
@@ -116,7 +109,7 @@ _CAPTURE: ContextVar[_Captured | None] = ContextVar("recaudit_sample_capture", d
 _AVERAGE: ContextVar[_Averager | None] = ContextVar("recaudit_sample_average", default=None)
 
 
-def table_made(t: "Table") -> None:
+def table_made(t: Any) -> None:
     """Hook of :class:`~recaudit.probes.kit.Table`: capture it, or average it over samples."""
     captured = _CAPTURE.get()
     if captured is not None:
@@ -128,7 +121,7 @@ def table_made(t: "Table") -> None:
 
 
 @contextmanager
-def averaged_over_samples(probe: "Probe", ctx: "AuditContext", queries: list["Query"],
+def averaged_over_samples(probe: Any, ctx: Any, queries: list[Any],
                           answers: dict[str, Any]) -> Iterator[list[str]]:
     """Make every table built inside the mean over samples of its per-sample tables.
 
@@ -172,7 +165,7 @@ def averaged_over_samples(probe: "Probe", ctx: "AuditContext", queries: list["Qu
                      "samples; they average the samples that match.")
 
 
-def _cheap_context(ctx: "AuditContext") -> "AuditContext":
+def _cheap_context(ctx: Any) -> Any:
     """Return ``ctx`` with the smallest bootstrap and permutation counts (tables only)."""
     import dataclasses
 
@@ -194,48 +187,3 @@ def pair_similarities(samples: list[list[str] | None]) -> tuple[float, float] | 
     pairs = list(combinations(lists, 2))
     return (float(np.mean([jaccard(a, b) for a, b in pairs])),
             float(np.mean([rbo(a, b) for a, b in pairs])))
-
-
-def record_self_consistency(run: "Run") -> None:
-    """Record the probe's self-consistency (N >= 2 samples) and state it in the method notes.
-
-    One unit per distinct request whose samples have at least two lists; the records are
-    means with a bootstrap CI over requests (:meth:`~recaudit.probes.kit.Summariser.means`).
-    """
-    from .probes.kit import Table
-
-    got = run.got
-    by_request: dict[str, tuple[float, float]] = {}
-    n = 1
-    for qid, samples in got.samples.items():
-        n = max(n, len(samples))
-        key = got.raw[qid].request_key
-        sims = pair_similarities(samples)
-        if sims is not None and key not in by_request:
-            by_request[key] = sims
-    if n < 2:
-        return
-    units = list(by_request)
-    values = np.array([by_request[u] for u in units], dtype=float).reshape(len(units), 2)
-    recs = {}
-    token = _AVERAGE.set(None)  # already one value per request: nothing to average
-    try:
-        for col, metric in enumerate(("self_consistency_jaccard", "self_consistency_rbo")):
-            table = Table(metric, None, [PAIRS], units, values[:, col:col + 1])
-            recs[metric] = run.summary.means(table)[(PAIRS, None)]
-    finally:
-        _AVERAGE.reset(token)
-    jac = recs["self_consistency_jaccard"]
-    if jac.estimate is None or not np.isfinite(jac.estimate):
-        run.method_notes.append(f"Self-consistency: no request has two sampled lists "
-                                f"(decoding.samples = {n}).")
-        return
-    from .formatting import fmt
-
-    ci = (f" (95% CI [{fmt(jac.ci_low)}, {fmt(jac.ci_high)}])"
-          if jac.ci_low is not None else "")
-    run.method_notes.append(
-        f"Self-consistency: two samples of the same prompt share a Jaccard of "
-        f"{fmt(jac.estimate)}{ci} over {len(units)} requests ({n} samples each). The model "
-        f"changes {fmt(1 - jac.estimate)} of a list when nothing in the prompt changes, so a "
-        "similarity spread of that order is within its disagreement with itself.")

@@ -255,7 +255,8 @@ class Probe:
         the mean over samples of each cell, and the model's self-consistency is recorded
         (:mod:`recaudit.samples`).
         """
-        from ..samples import averaged_over_samples, record_self_consistency
+        from ..samples import averaged_over_samples
+        from .consistency import record_self_consistency
 
         with averaged_over_samples(self, ctx, queries, answers) as notes:
             run = self.begin(ctx, queries, answers)
