@@ -111,6 +111,7 @@ class MetricSpecModel(_Model):
     range: list[float] | None = None
     convention: str | None = None
     role: str | None = None
+    noise_floor: bool = False  # positive under noise: records carry null_mean / null_p95
 
 
 class UnitTable(_Model):

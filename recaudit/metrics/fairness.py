@@ -249,7 +249,8 @@ def between_group_generalized_entropy(
 
 
 declare("generalized_entropy", "between-group generalized entropy of per-user benefit "
-        "(0 = equal)", higher_is_worse=True, null=0.0)
+        "(0 = equal; floor: values exchangeable within a user)", higher_is_worse=True, null=0.0,
+        noise_floor=True)
 
 
 def between_group_theil_index(benefits: Sequence[float], groups: Any) -> float:
@@ -265,5 +266,5 @@ def between_group_theil_index(benefits: Sequence[float], groups: Any) -> float:
     return between_group_generalized_entropy(benefits, groups, alpha=1)
 
 
-declare("theil", "between-group Theil index of per-user benefit (0 = equal)",
-        higher_is_worse=True, null=0.0)
+declare("theil", "between-group Theil index of per-user benefit (0 = equal; floor: values "
+        "exchangeable within a user)", higher_is_worse=True, null=0.0, noise_floor=True)

@@ -13,6 +13,10 @@ kind      statistic over the condition means            worse when   null    ran
 ``ratio`` min / max over groups (fairlearn ratio)       lower        1       [0, 1]
 ========  ===========================================  ===========  ======  ==================
 
+Every spread is positive under noise alone, so each derived spec declares ``noise_floor``: its
+records carry the permutation null's ``null_mean`` / ``null_p95`` (the *floor*), a
+bias-corrected CI, and are what gate mode ``floor`` judges (:mod:`recaudit.gates`).
+
 ``width`` is the base metric's range width. Their names are ``snsr_<m>``, ``snsv_<m>``,
 ``<m>_gap`` and ``<m>_ratio``; :func:`get_spec` resolves them.
 """
@@ -36,6 +40,12 @@ class MetricSpec:
     ``role``: what a report may do with it beyond listing it: ``"answer_quality"`` (a share of
     unusable answers, listed among the limitations) or ``"selection_rate"`` (a per-group rate
     that impact ratios are computed from).
+    ``noise_floor``: the statistic is away from ``null`` under noise alone (a spread, Cramér's
+    V, an AUC's distance from 0.5, NDKL...), so its records carry the *floor*: ``null_mean``
+    and ``null_p95`` of the statistic under the probe's own null (stated in ``description``
+    or the metric's docstring), and a bias-corrected bootstrap CI
+    (:func:`recaudit.stats.bias_corrected_interval`). Report, gates and compare read the floor
+    through this flag, never a metric's name.
     """
 
     name: str
@@ -45,6 +55,7 @@ class MetricSpec:
     range: tuple[float, float] | None = None
     convention: str | None = None
     role: str | None = None
+    noise_floor: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the declaration as a JSON-ready dict (``range`` as a list)."""
@@ -66,11 +77,12 @@ SPREAD_KINDS: dict[str, tuple[str, str, bool, float]] = {
 
 def declare(name: str, description: str, *, higher_is_worse: bool | None,
             null: float | None = None, range: tuple[float, float] | None = None,
-            convention: str | None = None, role: str | None = None) -> MetricSpec:
+            convention: str | None = None, role: str | None = None,
+            noise_floor: bool = False) -> MetricSpec:
     """Register (or replace) the declaration of metric ``name`` and return it."""
     spec = MetricSpec(name, description, higher_is_worse, null,
                       None if range is None else (float(range[0]), float(range[1])), convention,
-                      role)
+                      role, noise_floor)
     _SPECS[name] = spec
     return spec
 
@@ -91,7 +103,7 @@ def spread_spec(kind: str, base: MetricSpec) -> MetricSpec:
     else:
         rng = (0.0, width / 2 if kind == "snsv" else width)
     return MetricSpec(pattern.format(base.name), text.format(_short(base.description)), worse,
-                      null, rng, base.convention)
+                      null, rng, base.convention, noise_floor=True)
 
 
 def get_spec(name: str) -> MetricSpec | None:

@@ -12,7 +12,12 @@ findings in words. Everything else lives here:
   :mod:`recaudit.metrics.specs`) carry a paired-bootstrap CI (all conditions of a resampled unit
   move together) and, at the table's largest k, a paired permutation p-value (null: conditions
   exchangeable within a unit) and the *null floor*: the permutation null's mean and 95th
-  percentile, i.e. what a model without any effect scores with this many units. p-values are
+  percentile, i.e. what a model without any effect scores with this many units. A record whose
+  metric declares ``noise_floor`` (every spread; Cramér's V, NDKL, ... :mod:`recaudit.metrics.
+  specs`) carries the bias-corrected bootstrap CI (:func:`recaudit.stats.
+  bias_corrected_interval`: resampling's own noise inflates such a statistic, so the plain
+  percentile interval can lie above the estimate) and its floor under the probe's own null
+  (:meth:`Summariser.derived` ``null=``, :meth:`Summariser.attach_floor`). p-values are
   Benjamini-Hochberg adjusted within a family (one metric across attributes). Every record
   below ``stats.min_group_size`` units carries :func:`recaudit.verdicts.small_sample_warning`;
   significance and severity are :mod:`recaudit.verdicts`'s, and every resampling routine
@@ -37,9 +42,9 @@ import numpy as np
 
 from .. import verdicts
 from ..results import ORIGINAL, Finding, MetricRecord, MetricSpecModel, ProbeResult, UnitTable
-from ..stats import (benjamini_hochberg, bootstrap_counts, column_means, null_floor,
-                     percentile_interval, permutation_test_values, resampled_means,
-                     spread_statistic)
+from ..stats import (benjamini_hochberg, bias_corrected_interval, bootstrap_counts,
+                     column_means, null_floor, percentile_interval, permutation_test_values,
+                     resampled_means, spread_statistic)
 
 __all__ = ["ByKey", "Collected", "RawRecord", "collect", "Table", "Summariser",
            "SPREAD_STATISTIC", "variant_scope", "current_variant"]
@@ -284,6 +289,25 @@ class Summariser:
 
     _interval = interval  # the name the leakage probe calls
 
+    def metric_interval(self, metric: str, boot: np.ndarray, estimate: Any
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the CI of ``metric``'s replicates ``boot`` (over axis 0).
+
+        The percentile interval (:meth:`interval`), or, when the metric's declaration has
+        ``noise_floor`` and there is an estimate, the bias-corrected one
+        (:func:`recaudit.stats.bias_corrected_interval`) clipped to the declared range.
+        """
+        from ..metrics.specs import get_spec
+
+        spec = get_spec(metric)
+        est = np.asarray([np.nan if e is None else e for e in np.ravel(estimate)], dtype=float)
+        if spec is None or not spec.noise_floor or not np.isfinite(est).any():
+            return self.interval(boot)
+        lo, hi = bias_corrected_interval(boot, est.reshape(boot.shape[1:]), self.st.confidence)
+        if spec.range is not None:
+            lo, hi = np.clip(lo, *spec.range), np.clip(hi, *spec.range)
+        return lo, hi
+
     # -- records -------------------------------------------------------------------------------
     def warning(self, n: int) -> str | None:
         """Return the small-sample warning of a record on ``n`` units (or None)."""
@@ -339,7 +363,7 @@ class Summariser:
                                            warning="no responses")
                     for cond in t.conditions for k in (t.ks or [None])}
         est = column_means(t.values)
-        lo, hi = self.interval(self._boot_means(t))
+        lo, hi = self.metric_interval(t.metric, self._boot_means(t), est)
         n = (~np.isnan(t.values)).sum(axis=0)
         table_id = self._keep(t)
         out = {}
@@ -374,7 +398,7 @@ class Summariser:
         means = column_means(t.values)  # (C, K)
         est = estimate(means) if estimate is not None else fn(means.T)  # (K,)
         boot = self._boot_means(t)  # (B, C, K)
-        lo, hi = self.interval(fn(np.moveaxis(boot, 1, -1)))
+        lo, hi = self.metric_interval(metric, fn(np.moveaxis(boot, 1, -1)), est)
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
         table_id = self._keep(t)
         out = {}
@@ -399,7 +423,7 @@ class Summariser:
                 estimate: float | None, convention: str | None = None,
                 warning: str | None = None, value: str | None = None,
                 statistic: str | None = None, p_value: float | None = None,
-                family: str | None = None) -> MetricRecord:
+                family: str | None = None, null: Any = None) -> MetricRecord:
         """Record a probe's own statistic of the condition means at the largest k.
 
         For example an inequality index of group means, with a paired-bootstrap CI over units.
@@ -407,7 +431,15 @@ class Summariser:
         (the table is then stored, so compare can re-test the record); ``p_value`` (the
         probe's own test) joins the record to the Benjamini-Hochberg family ``family``
         (default: the metric's name).
+
+        A metric whose declaration has ``noise_floor`` gets the bias-corrected CI and its floor
+        (``null_mean``, ``null_p95``): from ``null``, the statistic's draws under the probe's
+        own null, or else from the permutation null of conditions exchangeable within a unit
+        (:func:`recaudit.stats.permutation_test_values` of ``fn``, which also gives the
+        p-value when the probe has none).
         """
+        from ..metrics.specs import get_spec
+
         extra: dict[str, Any] = {}
         if statistic is not None:
             from ..metrics.tables import table_statistic
@@ -416,14 +448,39 @@ class Summariser:
             extra = {"table": self._keep(t), "statistic": statistic}
         boot = self._boot_means(t)[:, :, -1]
         vals = np.asarray([fn(row) for row in boot], dtype=float)
-        lo, hi = self.interval(vals[:, None])
+        lo, hi = self.metric_interval(metric, vals[:, None], estimate)
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
+        spec = get_spec(metric)
+        if null is None and spec is not None and spec.noise_floor and len(t.conditions) > 1 \
+                and n_units > 1:
+            perm = permutation_test_values(
+                t.values[:, :, -1], fn, self.st.n_permutations,
+                seed=self.seed("permutation", metric, t.attribute, t.variant, value))
+            null = perm.null_distribution
+            p_value = perm.pvalue if p_value is None else p_value
+        if null is not None:
+            extra.update(self.null_floor(null))
         if p_value is not None and np.isfinite(p_value):
             extra["p_value"] = float(p_value)
         return self.record(metric, attribute=t.attribute, value=value, k=t.max_k,
                            estimate=estimate, ci=(lo[0], hi[0]), n=n_units,
                            convention=convention, warning=warning, variant=t.variant,
                            family=(family or metric) if "p_value" in extra else None, **extra)
+
+    def attach_floor(self, rec: MetricRecord, null: Any, *, p_value: float | None = None,
+                     family: str | None = None) -> MetricRecord:
+        """Give ``rec`` its floor under the probe's own null (draws ``null``) and a p-value.
+
+        For a record made by :meth:`means` of a statistic that is positive under noise (e.g. a
+        mean NDKL). ``p_value`` (the probe's test against the same null) joins the
+        Benjamini-Hochberg family ``family`` (default: the metric's name).
+        """
+        floor = self.null_floor(null)
+        rec.null_mean, rec.null_p95 = floor["null_mean"], floor["null_p95"]
+        if p_value is not None and np.isfinite(p_value):
+            rec.p_value = float(p_value)
+            self.families.setdefault(family or rec.metric, []).append(rec)
+        return rec
 
     @staticmethod
     def null_floor(null: np.ndarray) -> dict[str, float | None]:
