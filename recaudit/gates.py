@@ -10,7 +10,7 @@ A gate (:class:`GateSpec`) selects metric records and bounds them::
         value: null                    # optional: unset = every value (and the aggregates)
         k: 20                          # optional: unset = the largest k recorded for the metric
         max: 0.10                      # at least one of max / min
-        mode: ci                       # point | ci | significant
+        mode: ci                       # point | ci | significant | floor
         versus: control                # optional: judge the spread minus the matched control's
 
 Selection
@@ -46,13 +46,30 @@ Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks bot
                      ``p_value``, below the audit's ``stats.alpha``, read by
                      :func:`recaudit.verdicts.alpha_of`; default 0.05). A record without a
                      p-value falls back to ``ci`` (then ``point``) and the message says so.
+    ``floor``        for a metric whose declaration has ``noise_floor`` (positive under noise:
+                     every spread, Cramér's V, NDKL, a leakage AUC, ... see
+                     :mod:`recaudit.metrics.specs`): fails only when the *floor-corrected
+                     estimate* ``estimate - (null_mean - null)`` (the excess over what noise
+                     alone gives, ``null_mean`` of the record's own null, put back on the
+                     metric's scale at its no-effect value ``null``) is above ``max`` *and*
+                     the record's test against that null is significant (as in
+                     ``significant``). A record without a floor falls back to ``significant``,
+                     one without a p-value to the floor-corrected ``ci``; the message says so.
+                     On a metric without ``noise_floor`` the gate is a GateSpecError.
+    ``ci`` on a floored metric: a record that carries a floor is judged on its CI less the
+    floor's excess, ``[ci_low, ci_high] - (null_mean - null)`` (the CI of the excess over the
+    floor on the metric's scale; the recorded CI is bias-corrected, see
+    :func:`recaudit.stats.bias_corrected_interval`), so a model with no effect passes
+    ``ci`` and ``floor`` gates alike (a ``max`` at the floor's mean or above). ``point``
+    and ``significant`` read the estimate as recorded.
     A bound is inclusive: an estimate equal to ``max`` passes. A selected record without an
     estimate (e.g. an empty group) fails: a gate never passes on missing data.
 
 Errors (:class:`~recaudit.errors.GateSpecError`, exit code 2, never a silent pass)
     a gate naming a probe that did not run, was skipped or ended in error; a metric, attribute,
     value or k that the probe did not record (the message lists what exists); a gate without
-    ``max``/``min``, with ``min > max``, or with a bound that is not a number.
+    ``max``/``min``, with ``min > max``, or with a bound that is not a number; mode ``floor``
+    on a metric whose declaration has no ``noise_floor``.
 """
 
 from __future__ import annotations
@@ -88,7 +105,7 @@ class GateSpec(BaseModel):
     variant: str = "original"  # or a mitigation variant, e.g. "fair(p=0.5, alpha=0.1)"
     max: float | None = None
     min: float | None = None
-    mode: Literal["point", "ci", "significant"] = "ci"
+    mode: Literal["point", "ci", "significant", "floor"] = "ci"
     versus: Literal["control"] | None = None  # judge <metric>_vs_control (the matched control)
 
     def gated_metric(self) -> str:
@@ -214,8 +231,35 @@ def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any
             name = f"{name}#{seen[name]}"
         _check_bounds(spec, f"gate {name!r}")
         records = select_records(result, spec)
-        out.append(_evaluate(spec, name, records, alpha))
+        floored, null = declares_floor(result, spec.gated_metric())
+        if spec.mode == "floor" and not floored:
+            raise GateSpecError(f"gate {name!r}: mode floor needs a metric whose declaration has "
+                                f"a noise floor; {spec.metric!r} has none (use point, ci or "
+                                "significant)")
+        out.append(_evaluate(spec, name, records, alpha, floored, null))
     return out
+
+
+def declares_floor(result: AuditResult, metric: str) -> tuple[bool, float | None]:
+    """Return whether ``metric``'s declaration has ``noise_floor``, and its ``null``.
+
+    The declaration stored in the result, else the current one (results written before the
+    flag existed).
+    """
+    from .metrics.specs import get_spec
+
+    decl: Any = next((p.specs[metric] for p in result.probes if metric in p.specs
+                      and p.specs[metric].noise_floor), None) or get_spec(metric)
+    if decl is None or not decl.noise_floor:
+        return False, None
+    return True, decl.null
+
+
+def floor_shift(m: MetricRecord, null: float | None) -> float | None:
+    """Return ``null_mean - null``: what noise alone adds to ``m`` (None without a floor)."""
+    if m.null_mean is None:
+        return None
+    return float(m.null_mean) - float(null or 0.0)
 
 
 def _fmt_list(values: Iterable[Any], limit: int = 25) -> str:
@@ -300,12 +344,12 @@ def _where(m: MetricRecord, n_runs: int) -> str:
 class _Verdict:
     """How one record fared: pass/fail, how far past (or short of) the bound, and notes."""
 
-    __slots__ = ("record", "passed", "margin", "mode", "p", "note")
+    __slots__ = ("record", "passed", "margin", "mode", "p", "note", "shift")
 
     def __init__(self, record: MetricRecord, passed: bool, margin: float, mode: str,
-                 p: float | None, note: str) -> None:
+                 p: float | None, note: str, shift: float = 0.0) -> None:
         self.record, self.passed, self.margin = record, passed, margin
-        self.mode, self.p, self.note = mode, p, note
+        self.mode, self.p, self.note, self.shift = mode, p, note, shift
 
 
 def _excess(value: float, spec: GateSpec, use_low: float | None = None,
@@ -322,7 +366,9 @@ def _excess(value: float, spec: GateSpec, use_low: float | None = None,
     return out
 
 
-def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
+def _judge(m: MetricRecord, spec: GateSpec, alpha: float, shift: float | None = None
+           ) -> _Verdict:
+    """Judge one record; ``shift`` (``null_mean - null``, floored metrics) feeds ci/floor."""
     if m.estimate is None:
         why = f" ({m.warning})" if m.warning else ""
         return _Verdict(m, False, math.inf, spec.mode, None, f"no estimate{why}")
@@ -330,6 +376,19 @@ def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
     has_ci = m.ci_low is not None and m.ci_high is not None
     mode, note = spec.mode, ""
     p = decision_p(m)
+    if mode == "floor":
+        if shift is None:
+            mode, note = "significant", "no floor recorded: judged in significant mode"
+        elif p is None:
+            mode, note = "ci", "no p-value recorded: judged on the floor-corrected CI"
+        else:
+            excess = _excess(est - shift, spec)
+            significant = bool(is_significant(m, alpha))
+            if excess > 0 and not significant:
+                note = (f"beyond the bound less the floor but not significant "
+                        f"(p={fmt_p(p)} >= {alpha:g})")
+            return _Verdict(m, not (excess > 0 and significant), excess, "floor", p, note,
+                            shift)
     if mode == "significant":
         if p is None:
             mode = "ci" if has_ci else "point"
@@ -348,8 +407,10 @@ def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
             mode = "point"
             note = (note + "; " if note else "") + "no CI recorded: judged on the point estimate"
         else:
-            excess = _excess(est, spec, use_low=m.ci_low, use_high=m.ci_high)
-            return _Verdict(m, excess <= 0, excess, "ci", p, note)
+            d = shift or 0.0  # a floored record: the CI of the excess over its floor
+            assert m.ci_low is not None and m.ci_high is not None
+            excess = _excess(est - d, spec, use_low=m.ci_low - d, use_high=m.ci_high - d)
+            return _Verdict(m, excess <= 0, excess, "ci", p, note, d)
     excess = _excess(est, spec)
     return _Verdict(m, excess <= 0, excess, "point", p, note)
 
@@ -357,26 +418,33 @@ def _judge(m: MetricRecord, spec: GateSpec, alpha: float) -> _Verdict:
 def _side_words(v: _Verdict, spec: GateSpec) -> str:
     m = v.record
     assert m.estimate is not None
-    above = spec.max is not None and m.estimate > spec.max
+    d = v.shift
+    less = f" less the floor ({fmt(d)})" if d else ""
+    est = m.estimate - d
+    above = spec.max is not None and est > spec.max
     if v.mode == "ci":
-        if spec.max is not None and m.ci_low is not None and m.ci_low > spec.max:
-            return f"whole CI above the maximum {spec.max:g}"
-        if spec.min is not None and m.ci_high is not None and m.ci_high < spec.min:
-            return f"whole CI below the minimum {spec.min:g}"
-        if _excess(m.estimate, spec) > 0:
-            return "estimate beyond the bound but the CI reaches it: not conclusive, passes"
-        return "within the bound"
-    if _excess(m.estimate, spec) > 0:
+        if spec.max is not None and m.ci_low is not None and m.ci_low - d > spec.max:
+            return f"whole CI{less} above the maximum {spec.max:g}"
+        if spec.min is not None and m.ci_high is not None and m.ci_high - d < spec.min:
+            return f"whole CI{less} below the minimum {spec.min:g}"
+        if _excess(est, spec) > 0:
+            return (f"estimate{less} beyond the bound but the CI reaches it: not conclusive, "
+                    "passes")
+        return f"within the bound{' after the floor' if d else ''}"
+    if _excess(est, spec) > 0:
         side = f"above the maximum {spec.max:g}" if above else f"below the minimum {spec.min:g}"
-        if v.mode == "significant" and v.p is not None and not v.passed:
+        side = f"estimate{less} {side}" if v.mode == "floor" else side
+        if v.mode in ("significant", "floor") and v.p is not None and not v.passed:
             return f"{side} and significant"
         return side
-    return "within the bound"
+    return f"within the bound{' after the floor' if d else ''}"
 
 
-def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha: float
-              ) -> GateResult:
-    verdicts = [_judge(m, spec, alpha) for m in records]
+def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha: float,
+              floored: bool = False, null: float | None = None) -> GateResult:
+    """Judge every record; ``floored``: the metric declares a noise floor at no-effect ``null``."""
+    verdicts = [_judge(m, spec, alpha, floor_shift(m, null) if floored else None)
+                for m in records]
     # Worst: a failing record before a passing one, then the largest excess beyond the bound.
     worst = max(verdicts, key=lambda v: (not v.passed, v.margin))
     failed = [v for v in verdicts if not v.passed]
@@ -391,7 +459,9 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
         ci = (f" ({conf}CI {fmt(m.ci_low)} to {fmt(m.ci_high)})"
               if m.ci_low is not None and m.ci_high is not None else " (no CI)")
         observed = f"{desc} = {fmt(m.estimate)}{ci}"
-        if spec.mode == "significant" and worst.p is not None:
+        if m.null_mean is not None and floored:
+            observed += f", floor {fmt(m.null_mean)} (null mean), 95th pct {fmt(m.null_p95)}"
+        if spec.mode in ("significant", "floor") and worst.p is not None:
             observed += f", p_adj={fmt_p(worst.p)}" if m.p_adjusted is not None \
                 else f", p={fmt_p(worst.p)}"
     verdict = "no estimate" if m.estimate is None else _side_words(worst, spec)
@@ -402,7 +472,7 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
         lead = "worst of" if failed else "closest to the bound of"
         msg += f"; {len(failed)} of {len(verdicts)} selected records fail ({lead} them shown)"
     msg += f"; bound {bound_text(spec)}, {spec.mode} mode"
-    if spec.mode == "significant":
+    if spec.mode in ("significant", "floor"):
         msg += f" at alpha {alpha:g}"
     return GateResult(name=name, probe=m.probe, metric=spec.gated_metric(), mode=spec.mode,
                       bound=bound_text(spec), passed=not failed, observed=m.estimate,

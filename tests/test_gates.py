@@ -1,4 +1,4 @@
-"""Gates: loading, selection, the three modes, errors, the CLI exit codes and the examples."""
+"""Gates: loading, selection, the four modes, errors, the CLI exit codes and the examples."""
 
 from __future__ import annotations
 
@@ -224,6 +224,70 @@ def test_significant_mode_prefers_p_adjusted_then_p_value_then_ci():
     assert not r.passed and "no p-value recorded: judged in ci mode" in r.message
 
 
+def floored_result():
+    """A position run: Cramér's V of a fair ranker (near its floor) and of a planted bias."""
+    return audit_result([probe_result([
+        metric("first_place_v", 0.12, probe="position", attribute="fair", ci=(0.08, 0.16),
+               p=0.3, p_adj=0.3, null_mean=0.09, null_p95=0.13),
+        metric("first_place_v", 0.40, probe="position", attribute="biased", ci=(0.3, 0.5),
+               p=0.001, p_adj=0.002, null_mean=0.09, null_p95=0.13),
+        metric("first_place_v", 0.12, probe="position", attribute="small", ci=(0.08, 0.16),
+               p=0.001, p_adj=0.001, null_mean=0.09, null_p95=0.13),
+        metric("first_place_v", 0.12, probe="position", attribute="no floor", ci=(0.08, 0.16),
+               p=0.001, p_adj=0.001),
+        metric("first_place_v", 0.12, probe="position", attribute="no p", ci=(0.08, 0.16),
+               null_mean=0.09, null_p95=0.13),
+        metric("hr", 0.3, probe="position", attribute="fair", ci=(0.2, 0.4)),
+    ], id="position", probe="position")])
+
+
+def test_floor_mode_fails_only_on_a_significant_excess_over_the_floor():
+    res = floored_result()
+
+    def judge(attribute, bound=0.05):
+        return one(res, probe="position", metric="first_place_v", attribute=attribute,
+                   max=bound, mode="floor")
+
+    r = judge("fair")  # 0.12 - 0.09 = 0.03 <= 0.05, and p 0.3: passes (point mode fails it)
+    assert r.passed and "within the bound after the floor" in r.message
+    assert "floor 0.090 (null mean), 95th pct 0.130" in r.message
+    assert not one(res, probe="position", metric="first_place_v", attribute="fair", max=0.05,
+                   mode="point").passed
+    r = judge("biased")  # 0.40 - 0.09 = 0.31 > 0.05 and p_adj 0.002
+    assert not r.passed and "estimate less the floor (0.090) above the maximum 0.05 and " \
+        "significant" in r.message and "floor mode at alpha 0.05" in r.message
+    assert judge("small").passed  # significant, but the excess 0.03 is within the bound
+    assert not judge("small", 0.02).passed
+    r = judge("no floor")
+    assert not r.passed and "no floor recorded: judged in significant mode" in r.message
+    r = judge("no p")  # the floor-corrected CI [-0.01, 0.07] reaches the bound
+    assert r.passed and "no p-value recorded: judged on the floor-corrected CI" in r.message
+
+
+def test_floor_mode_on_a_metric_without_a_floor_is_a_one_line_error():
+    with pytest.raises(GateSpecError, match="mode floor needs a metric whose declaration has a "
+                                            "noise floor; 'hr' has none") as err:
+        one(floored_result(), probe="position", metric="hr", max=0.5, mode="floor")
+    assert "\n" not in str(err.value)
+
+
+def test_ci_mode_on_a_floored_metric_judges_the_ci_of_the_excess_over_the_floor():
+    res = floored_result()
+    r = one(res, probe="position", metric="first_place_v", attribute="fair", max=0.05,
+            mode="ci")  # 0.12 - 0.09 = 0.03 in [-0.01, 0.07]: within the bound
+    assert r.passed and "within the bound after the floor" in r.message
+    r = one(res, probe="position", metric="first_place_v", attribute="fair", max=0.02,
+            mode="ci")  # 0.03 > 0.02, but the CI of the excess reaches the bound
+    assert r.passed and "estimate less the floor (0.090) beyond the bound but the CI " \
+        "reaches it" in r.message
+    r = one(res, probe="position", metric="first_place_v", attribute="biased", max=0.05,
+            mode="ci")  # [0.3, 0.5] - 0.09 = [0.21, 0.41]
+    assert not r.passed and "whole CI less the floor (0.090) above the maximum" in r.message
+    # a record without a floor is judged on its CI as recorded (0.08 > 0.05)
+    assert not one(res, probe="position", metric="first_place_v", attribute="no floor",
+                   max=0.05, mode="ci").passed
+
+
 def test_missing_estimate_fails_the_gate():
     res = audit_result([probe_result([
         metric("hallucination", 0.1, attribute="age", value="an old", ci=(0.0, 0.2)),
@@ -356,6 +420,8 @@ MODE_GATES = [
      "mode": "ci"},
     {"name": "significant", "probe": "counterfactual:fairllm", "metric": "snsr_jaccard",
      "max": 0.1, "mode": "significant"},
+    {"name": "floor", "probe": "counterfactual:fairllm", "metric": "snsr_jaccard",
+     "max": 0.1, "mode": "floor"},
 ]
 
 
