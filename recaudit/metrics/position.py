@@ -296,8 +296,9 @@ declare("first_place_share", "share of rankings whose first item was shown at th
         "position (1/N each if unbiased)", higher_is_worse=None, range=(0.0, 1.0),
         convention="independently shuffled copies of each user's candidates")
 declare("first_place_v", "Cramér's V of the first-place counts per input position against "
-        "uniform (0 = no position preferred)", higher_is_worse=True, null=0.0,
-        range=(0.0, 1.0), convention="Pearson chi-square goodness of fit, dof = N - 1")
+        "uniform (0 = no position preferred; floor: each ranking's first place at a uniformly "
+        "random input position)", higher_is_worse=True, null=0.0, range=(0.0, 1.0),
+        convention="Pearson chi-square goodness of fit, dof = N - 1", noise_floor=True)
 declare("rank_consistency_rbo", "RBO between rankings of independently shuffled copies of the "
         "same candidates (1 = order-insensitive)", higher_is_worse=False, range=(0.0, 1.0))
 declare("rank_consistency_tau", "Kendall tau-b on the union between rankings of independently "

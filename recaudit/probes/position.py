@@ -529,7 +529,8 @@ class PositionProbe(Probe):
                                     convention=f"Pearson chi-square vs uniform: chi2 = "
                                                f"{chi.statistic:.2f}, dof = {chi.dof}, "
                                                f"n = {chi.n} rankings", warning=warn,
-                                    statistic="cramers_v", p_value=chi.pvalue)
+                                    statistic="cramers_v", p_value=chi.pvalue,
+                                    null=self._first_place_null(kit, counts, fp.variant))
             else:
                 v_rec = kit.record("first_place_v", attribute=POSITION_ATTR, n=0,
                                    warning="no shuffled copy was ranked")
@@ -540,6 +541,21 @@ class PositionProbe(Probe):
                                       f"shuffled copies" + (f", p = {p.rbo_p:g}" if j == 0
                                                             else ", union, missing tied last")))
         return v_rec, counts, chi
+
+    @staticmethod
+    def _first_place_null(kit: Any, counts: np.ndarray, variant: str) -> np.ndarray:
+        """Draws of ``first_place_v`` under its null: input positions exchangeable per ranking.
+
+        Permuting the position labels of each ranking's first place puts it at a uniformly
+        random input position, so the n first places fall multinomially, 1/N each;
+        ``stats.n_permutations`` draws of Cramér's V of those counts.
+        """
+        from ..metrics.position import cramers_v_uniform
+
+        n, N = int(counts.sum()), counts.size
+        rng = np.random.default_rng(kit.seed("null", "first_place_v", variant))
+        draws = rng.multinomial(n, np.full(N, 1.0 / N), size=int(kit.st.n_permutations))
+        return np.asarray([cramers_v_uniform(row) for row in draws], dtype=float)
 
     def say(self, run: Run, measured: "_Measured") -> None:
         """Write the NDCG-gap and first-place findings (:mod:`~recaudit.probes.findings`)."""

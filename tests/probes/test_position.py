@@ -291,6 +291,40 @@ def test_an_order_blind_ranker_is_never_flagged_position_dependent(catalog):
         assert not any("depends on the input position" in f.title for f in res.findings), rep
 
 
+def test_first_place_v_has_a_floor_and_ci_gates_no_longer_fail_fair_rankers():
+    """Issue 20: Cramér's V is positive under noise (0.07-0.11 here for an order-blind ranker,
+    40 users x 3 shuffled copies). Before its floor and bias-corrected CI, a ``ci``-mode gate
+    ``max: 0.05`` failed 6 of 6 of these fair rankers (ci_low 0.08-0.10, measured on the old
+    code) and the CI lay wholly above the estimate in 5 of 6. Now: the floor (each ranking's
+    first place at a uniformly random input position) is recorded, the estimate lies below
+    its 95th percentile and inside its CI in 6 of 6, and ``ci`` and ``floor`` gates pass all
+    6; a planted primacy bias (first-shown candidate first with probability 0.3: V 0.27-0.38)
+    fails both gates in 6 of 6."""
+    from recaudit.gates import evaluate_gates
+
+    from ..gate_recommenders import audit_result
+
+    cat = position_catalog(n_users=48)
+    stats = StatsConfig(n_bootstrap=200, n_permutations=199, seed=0)
+    gates = [{"name": m, "probe": "position", "metric": "first_place_v", "max": 0.05,
+              "mode": m} for m in ("ci", "floor")]
+    for q in (0.0, 0.3):
+        for rep in range(6):
+            p = PositionProbe(PositionParams(n_users=40, n_shuffles=3, seed=rep))
+            qs = p.plan(_ctx(cat, stats=stats))
+            res = p.analyse(_ctx(cat, stats=stats), qs, gen_answers(
+                qs, lambda t, r=rep, q=q: primacy(t, r, q) if q else by_hash(t, r)))
+            v = _one(res, "first_place_v")
+            assert v.null_mean is not None and 0 < v.null_mean < v.null_p95, (q, rep, v)
+            verdicts = [g.passed for g in evaluate_gates(audit_result([res]), gates)]
+            if q == 0.0:
+                assert v.ci_low <= v.estimate <= v.ci_high, (rep, v)
+                assert v.estimate < v.null_p95, (rep, v)
+                assert verdicts == [True, True], (rep, v)
+            else:
+                assert v.estimate > v.null_p95 and verdicts == [False, False], (rep, v)
+
+
 def test_unparsed_held_out_item_ties_with_the_tail(catalog):
     """A ranker returning only the first 5 shown titles: the held-out item at positions >= 5
     is unparsed and ties with the 15 others on ranks 5..19: NDCG@10 = mean over those ranks."""
