@@ -199,10 +199,12 @@ def ndkl(
 
 
 declare("skew_at_k", "ln(share of the group in the top k / desired share) (0 = as desired, < 0 "
-        "under-represented)", higher_is_worse=None, null=0.0,
+        "under-represented; floor: a group-blind model drawing groups at catalog shares)",
+        higher_is_worse=None, null=0.0, noise_floor=True,
         convention="Geyik et al. 2019, of the mean top-k share over lists")
 declare("ndkl", "NDKL: position-discounted KL divergence of the top-k group make-up from the "
-        "desired shares (0 = as desired)", higher_is_worse=True, null=0.0,
+        "desired shares (0 = as desired; floor: a group-blind model drawing groups at catalog "
+        "shares)", higher_is_worse=True, null=0.0, noise_floor=True,
         convention="Geyik et al. 2019, natural log")
 
 

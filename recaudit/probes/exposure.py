@@ -49,7 +49,9 @@ from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, ProbeResult
 from .attributes import DOMAINS, FAIRLLM_TEMPLATE, require_placeholders, subject_queries
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
+from ..stats import permutation_pvalue, tie_tolerance
 from .findings import fmt
+from .kit import current_variant
 from .registry import probe
 from .sampling import sample_histories, sample_subjects
 from .subjects import SubjectSource
@@ -147,6 +149,50 @@ class ExposureParams(ProbeParams):
                 .replace("{K}", str(self.k)).replace("{name}", name).replace("{value}", value))
 
 
+def group_blind_null(lengths: list[int], catalog: list[float], target: list[float], k: int,
+                     n_draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw the mean NDKL@k and each group's skew@k under a group-blind model.
+
+    The null: a model blind to the groups fills each list (of its observed length) with
+    items whose groups are independent draws from the catalog's group shares ``catalog``, so
+    each list's top ``k' = min(k, |list|)`` groups are i.i.d. categorical. Per draw: the mean
+    over lists of :func:`~recaudit.metrics.exposure.ndkl` against ``target`` (a list holding a
+    group of desired share 0 left out, as the probe does), and per group
+    :math:`\ln(\overline{N_{k,g}/k'} / q_g)` (-inf, a group in no list, becomes NaN).
+    Returns ``(n_draws,)`` and ``(n_draws, G)`` arrays.
+    """
+    G, U = len(catalog), len(lengths)
+    p = np.asarray(catalog, dtype=float)
+    p = p / p.sum() if p.sum() > 0 else np.full(G, 1.0 / G)
+    q = np.asarray(target, dtype=float)
+    eff = np.minimum(np.asarray(lengths, dtype=int), k)
+    L = int(eff.max()) if U else 0
+    i = np.arange(1, L + 1)
+    w = 1.0 / np.log2(i + 1.0)
+    valid = i[None, :] <= eff[:, None]  # (U, L)
+    nd_out, skew_out = np.full(n_draws, np.nan), np.full((n_draws, G), np.nan)
+    if not U or not L:
+        return nd_out, skew_out
+    chunk = max(1, 4_000_000 // (U * L * G))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, n_draws, chunk):
+            b = min(chunk, n_draws - start)
+            codes = rng.choice(G, size=(b, U, L), p=p)
+            cum = (codes[..., None] == np.arange(G)).cumsum(axis=2)  # (b, U, L, G)
+            share = cum / i[None, None, :, None]
+            kl = np.where(share > 0, share * np.log(share / q), 0.0).sum(axis=-1)  # (b, U, L)
+            per = (np.where(valid, kl * w, 0.0).sum(axis=-1)
+                   / np.where(valid, w, 0.0).sum(axis=-1))  # (b, U)
+            per[~np.isfinite(per)] = np.nan
+            ok = np.isfinite(per)
+            nd_out[start:start + b] = np.where(ok, per, 0.0).sum(axis=1) / ok.sum(axis=1)
+            top = np.take_along_axis(cum, (eff - 1)[None, :, None, None], axis=2)[:, :, 0, :]
+            skew = np.log((top / eff[None, :, None]).mean(axis=1) / q)
+            skew[~np.isfinite(skew)] = np.nan
+            skew_out[start:start + b] = skew
+    return nd_out, skew_out
+
+
 @probe("exposure", tags=["fairness", "provider", "exposure"])
 class ExposureProbe(Probe):
     """Whether item groups (genres, providers, decades, head/tail) get their desired exposure."""
@@ -242,7 +288,15 @@ class ExposureProbe(Probe):
             top = np.stack([np.stack([topk_group_share(lst, mapping, groups, k, default=dflt)
                                       for k in ks], axis=-1) for lst in lists])  # (U, G, K)
             kit.means(Table("topk_share", col, groups, units, top, ks=ks))
-            skews = self._skews(kit, Table, col, groups, units, top, ks, target, conv)
+            from ..metrics.exposure import item_shares
+
+            cat = item_shares(mapping)
+            null_nd, null_skew = group_blind_null(
+                [len(lst) for lst in lists], [cat.get(g, 0.0) for g in groups],
+                [target[g] for g in groups], K, int(kit.st.n_permutations),
+                np.random.default_rng(kit.seed("null", "exposure", col, current_variant())))
+            skews = self._skews(kit, Table, col, groups, units, top, ks, target, conv,
+                                null_skew)
             nd = np.array([[ndkl(lst, mapping, target, k, default=dflt) for k in ks]
                            for lst in lists])
             n_inf = int(np.isinf(nd[:, -1]).sum())
@@ -256,14 +310,24 @@ class ExposureProbe(Probe):
             label = f"{col} vs {ref}"
             ndk = kit.means(Table("ndkl", col, [label], units, nd[:, None, :], ks=ks),
                             convention=conv, warning=warn)
+            nd_rec = ndk[(label, K)]
+            if nd_rec.estimate is not None:
+                kit.attach_floor(nd_rec, null_nd, p_value=permutation_pvalue(
+                    null_nd, nd_rec.estimate, tie_tolerance(max(1.0, nd_rec.estimate),
+                                                            len(units))))
             self._finding(res, col, skews, ndk[(label, K)], target, top[:, :, -1].mean(axis=0),
                           groups)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
     def _skews(kit: Any, Table: Any, col: str, groups: list[str], units: list[str],
-               top: np.ndarray, ks: list[int], target: dict[str, float], conv: str) -> dict:
-        """skew@k per group and k (bootstrap CI over lists); the records at the largest k."""
+               top: np.ndarray, ks: list[int], target: dict[str, float], conv: str,
+               null: np.ndarray | None = None) -> dict:
+        """skew@k per group and k (bootstrap CI over lists); the records at the largest k.
+
+        At the largest k a record carries its floor (``null[:, g]``: draws under a group-blind
+        model, :func:`group_blind_null`) and a two-sided p-value against it.
+        """
         out = {}
         for j, k in enumerate(ks):
             t = Table("topk_share", col, groups, units, top[:, :, j], ks=[k], part=f"skew@{k}")
@@ -277,10 +341,18 @@ class ExposureProbe(Probe):
                 def fn(row: np.ndarray, gi: int = gi, q: float = q) -> float:
                     return math.log(row[gi] / q) if row[gi] > 0 else float("nan")
 
+                floor: dict[str, Any] = {}
+                if null is not None and k == ks[-1]:
+                    col_null = null[:, gi]
+                    floor["null"] = col_null
+                    if est is not None:
+                        floor["p_value"] = permutation_pvalue(
+                            col_null[np.isfinite(col_null)], est,
+                            tie_tolerance(max(1.0, abs(est)), len(units)), "two-sided")
                 rec = kit.derived(t, "skew_at_k", fn, estimate=est,
                                   convention=f"{conv} (this group: {q:.4g})",
                                   warning=None if est is not None else
-                                  "group in no list (skew -inf)", value=g)
+                                  "group in no list (skew -inf)", value=g, **floor)
                 if k == ks[-1]:
                     out[g] = rec
         return out

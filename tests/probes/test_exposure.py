@@ -221,3 +221,57 @@ def test_profile_prompts_are_the_profile_probes_neutral_requests():
     assert _one(res, "exposure_share", "1990s", attribute="decade").estimate == 1.0
     with pytest.raises(ValidationError, match="lacks placeholder.*history"):
         ExposureParams(prompts="profiles", template="I am {value}, {K} please about {name}")
+
+
+# -- the floor: what a group-blind model scores -----------------------------------------------------
+def _blind_or_planted(rep: int, bias: float):
+    """Each subject's 5 items drawn at random from the 60-item catalog (group-blind), or, with
+    probability ``bias``, all 5 from provider A (a planted over-exposure)."""
+    import hashlib
+
+    def fn(q):
+        rng = np.random.default_rng(int(hashlib.sha256(f"{rep}|{q.id}".encode()).hexdigest()
+                                         [:12], 16))
+        pool = 20 if bias and rng.random() < bias else 60
+        return [str(i) for i in rng.choice(pool, 5, replace=False)]
+    return fn
+
+
+def test_ndkl_and_skew_carry_a_group_blind_floor_and_floor_gates_separate_bias():
+    """Issue 20: NDKL is positive under noise (a group-blind model's 5-item lists score about
+    0.36 against the catalog's own shares). 20 seeded audits of 40 subjects: the group-blind
+    model's NDKL lies below its floor's 95th percentile in 20 of 20 (measured), every NDKL
+    and skew@5 CI covers its estimate, and ``ci`` and ``floor`` gates (NDKL <= 0.1, |skew|
+    <= 0.1) pass 20 of 20 (a ``ci`` gate on the unfloored NDKL would fail all 20: its CI low
+    is about 0.28). A planted over-exposure (all 5 items from provider A for 30% of the
+    subjects) fails the floor gates in 20 of 20 (measured)."""
+    from recaudit.gates import evaluate_gates
+
+    from ..gate_recommenders import audit_result
+
+    items = pd.DataFrame({"item_id": [str(i) for i in range(60)],
+                          "title": [f"Film {i}" for i in range(60)],
+                          "provider": ["A"] * 20 + ["B"] * 40})
+    cat = Catalog.from_dataframe(items, group_cols=["provider"], name="prov")
+    subjects = {"source": "inline", "items": [f"S{i}" for i in range(40)]}
+    gates = [{"name": f"{m}-{mode}", "probe": "exposure", "metric": m, "max": 0.1, "mode": mode,
+              **({"min": -0.1} if m == "skew_at_k" else {})}
+             for m in ("ndkl", "skew_at_k") for mode in ("ci", "floor")]
+    for bias in (0.0, 0.3):
+        below = passed_floor = 0
+        for rep in range(20):
+            res = _run(cat, _blind_or_planted(rep, bias), k=5, subjects=subjects, seed=rep)
+            nd = _one(res, "ndkl", value="provider vs catalog", k=5)
+            skews = [_one(res, "skew_at_k", value=g, k=5) for g in ("A", "B")]
+            assert nd.null_mean is not None and 0 < nd.null_mean < nd.null_p95
+            assert all(r.null_p95 is not None and r.p_value is not None for r in skews)
+            verdicts = {g.name: g.passed for g in evaluate_gates(audit_result([res]), gates)}
+            below += nd.estimate < nd.null_p95
+            if bias == 0.0:
+                assert all(r.ci_low <= r.estimate <= r.ci_high for r in [nd, *skews])
+                assert all(verdicts.values()), (rep, verdicts)
+            passed_floor += verdicts["ndkl-floor"] and verdicts["skew_at_k-floor"]
+        if bias == 0.0:
+            assert below >= 18 and passed_floor == 20, (below, passed_floor)
+        else:
+            assert below == 0 and passed_floor == 0, (below, passed_floor)
