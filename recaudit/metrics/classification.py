@@ -106,6 +106,8 @@ def auc_macro_ovr(y: np.ndarray, proba: np.ndarray, weights: np.ndarray | None =
 
 
 declare("leakage_auc", "AUC of a classifier guessing the stated attribute value from the list "
-        "(0.5 = no leakage)", higher_is_worse=True, null=0.5, range=(0.0, 1.0))
+        "(0.5 = no leakage; floor: values exchangeable within a subject, the cross-validation "
+        "refitted)", higher_is_worse=True, null=0.5, range=(0.0, 1.0), noise_floor=True)
 declare("leakage_auc_ovr", "one-vs-rest AUC of guessing this value from the list "
-        "(0.5 = no leakage)", higher_is_worse=True, null=0.5, range=(0.0, 1.0))
+        "(0.5 = no leakage; floor: values exchangeable within a subject, the cross-validation "
+        "refitted)", higher_is_worse=True, null=0.5, range=(0.0, 1.0), noise_floor=True)

@@ -21,11 +21,15 @@ value can be read off the list.
   ``p = (1 + #{AUC_perm >= AUC_obs}) / (1 + n_permutations)`` with ties judged by
   :func:`recaudit.stats.permutation_pvalue`; Benjamini-Hochberg across attributes.
 * CI: bootstrap over subjects of the AUC of the fixed out-of-fold predictions (it reflects the
-  sampling of the evaluated subjects, not refitting variability).
-* ``leakage_auc`` per attribute (``value`` empty) with estimate, CI, p, p_adjusted and
+  sampling of the evaluated subjects, not refitting variability), bias-corrected as for every
+  metric that declares a noise floor.
+* Floor: both AUCs declare ``noise_floor``; the refitted permutations give each record's
+  ``null_mean`` / ``null_p95`` (what a model whose lists do not depend on the value scores).
+* ``leakage_auc`` per attribute (``value`` empty) with estimate, CI, p, p_adjusted, floor and
   ``n`` = subjects; and ``leakage_auc_ovr`` per value: that value's one-vs-rest AUC with a CI,
-  no p-value (which value is recognisable; a separate name so a gate on ``leakage_auc`` selects
-  one record per attribute).
+  its floor and p-value from the same permutations (BH across the attribute's values; which
+  value is recognisable; a separate name so a gate on ``leakage_auc`` selects one record per
+  attribute).
 
 Only subjects whose answers for every value of the attribute succeeded are used (the design
 stays balanced); the number left out is a warning. Degenerate inputs do not crash: fewer than 2
@@ -251,6 +255,7 @@ class LeakageProbe(Probe):
         folds = np.repeat(subject_fold, V)
         caught: list[str] = []
         null: list[float] = []
+        null_ovr: list[list[float]] = []  # per permutation, each value's one-vs-rest AUC
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):  # many tiny fits: BLAS threads only oversubscribe
@@ -264,7 +269,9 @@ class LeakageProbe(Probe):
                 y_mat = y.reshape(S, V)
                 for _ in range(p.n_permutations):
                     yp = rng.permuted(y_mat, axis=1).reshape(-1)
-                    null.append(auc_macro_ovr(yp, cv_proba(X, yp, folds, V, p.C, caught)))
+                    pp = cv_proba(X, yp, folds, V, p.C, caught)
+                    null.append(auc_macro_ovr(yp, pp))
+                    null_ovr.append([auc_binary(yp == c, pp[:, c]) for c in range(V)])
                 # ties: the stats rule, at the magnitude of an AUC (1) over len(y) summed terms
                 pv = permutation_pvalue(null, auc, tie_tolerance(1.0, len(y)))
         if caught:
@@ -276,25 +283,37 @@ class LeakageProbe(Probe):
         boot = np.column_stack([auc_macro_ovr(y, proba, w)]
                                + [auc_binary(y == c, proba[:, c], w) for c in range(V)])
 
-        def ci(col: np.ndarray) -> tuple[float | None, float | None]:
+        def ci(col: np.ndarray, metric: str, estimate: float
+               ) -> tuple[float | None, float | None]:
             col = col[np.isfinite(col)]
             if not col.size:
                 return None, None
-            lo, hi = kit._interval(col[:, None])
+            lo, hi = kit.metric_interval(metric, col[:, None], estimate)
             return float(lo[0]), float(hi[0])
 
         for c, v in enumerate(values):
+            est_c = auc_binary(y == c, proba[:, c])
+            floor: dict[str, Any] = {}
+            if null_ovr:  # the floor under the same null as the macro AUC's
+                col_null = np.asarray(null_ovr)[:, c]
+                floor = dict(kit.null_floor(col_null), p_value=permutation_pvalue(
+                    col_null, est_c, tie_tolerance(1.0, len(y))))
+            elif within_same:
+                floor = {"p_value": 1.0}
             kit.record("leakage_auc_ovr", attribute=attr, value=v, k=p.k,
-                       estimate=auc_binary(y == c, proba[:, c]), ci=ci(boot[:, c + 1]), n=S,
+                       estimate=est_c, ci=ci(boot[:, c + 1], "leakage_auc_ovr", est_c), n=S,
                        convention="one-vs-rest AUC of this value",
-                       warning="; ".join(left_out + notes) or None)
+                       warning="; ".join(left_out + notes) or None,
+                       family=f"leakage_auc_ovr:{attr}" if "p_value" in floor else None,
+                       **floor)
         # per subject, the out-of-fold probability each of its lists got for each value: what
         # compare needs to re-test the AUC paired by subject
         table = kit.keep_table(
             "leakage_proba", attr, [f"{t} -> {c}" for t in values for c in values],
             [str(m) for m in done], proba.reshape(S, V * V), k=p.k)
         self._examples(res, ctx, attr, values, rows, y)
-        return finish(auc, ci(boot[:, 0]), pv, np.asarray(null) if null else None, table)
+        return finish(auc, ci(boot[:, 0], "leakage_auc", auc), pv,
+                      np.asarray(null) if null else None, table)
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
                   rows: list[list[str]], y: np.ndarray) -> None:

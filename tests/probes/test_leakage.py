@@ -113,6 +113,26 @@ def test_noisy_recommender_is_not_significant(catalog):
         assert abs(rec.estimate - 0.5) < 0.15
         assert rec.p_value > 0.05 and rec.p_adjusted > 0.05
         assert rec.ci_low < 0.5 < rec.ci_high
+        # issue 20: the floor of the macro AUC and of each one-vs-rest AUC is recorded, and the
+        # noise model lies below it
+        for r in [rec, *res.metric("leakage_auc_ovr", attribute=attr)]:
+            assert r.null_mean is not None and r.null_mean < r.null_p95, r
+            assert r.estimate < r.null_p95 and r.p_value > 0.05, r
+            assert r.ci_low <= r.estimate <= r.ci_high, r
+    _floor_gates_pass(res, True)
+
+
+def _floor_gates_pass(res, expected):
+    """A floor-mode and a ci-mode gate, AUC <= 0.6, on the macro and one-vs-rest AUCs."""
+    from recaudit.gates import evaluate_gates
+
+    from ..gate_recommenders import audit_result
+
+    gates = [{"name": f"{m}-{mode}", "probe": "leakage", "metric": m, "max": 0.6, "mode": mode,
+              "attribute": "gender"}
+             for m in ("leakage_auc", "leakage_auc_ovr") for mode in ("floor", "ci")]
+    verdicts = [g.passed for g in evaluate_gates(audit_result([res]), gates)]
+    assert verdicts == [expected] * 4, verdicts
 
 
 def test_gender_marker_leaks(catalog):
@@ -124,6 +144,8 @@ def test_gender_marker_leaks(catalog):
     per_value = res.metric("leakage_auc_ovr", attribute="gender")
     assert {m.value for m in per_value} == {"a female", "a male"}
     assert all(m.estimate == pytest.approx(g.estimate) for m in per_value)  # two values
+    assert all(m.estimate > m.null_p95 and m.p_value < 0.05 for m in per_value)
+    _floor_gates_pass(res, False)
     age = _auc(res, "age")  # age prompts carry no gender word: no leakage
     assert age.estimate == 0.5 and age.p_value == 1.0
     finding = next(f for f in res.findings if f.title.startswith("gender"))
