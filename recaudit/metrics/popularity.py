@@ -569,11 +569,14 @@ declare("item_coverage", "number of distinct recommended items (aggregate divers
         higher_is_worse=False)
 declare("item_coverage_share", "share of the catalogue recommended at least once",
         higher_is_worse=False, range=(0.0, 1.0))
-declare("pop_rsp", "PopRSP: std / mean of the head and tail recommendation rates (0 = parity)",
-        higher_is_worse=True, null=0.0, range=(0.0, 1.0),
+declare("pop_rsp", "PopRSP: std / mean of the head and tail recommendation rates (0 = parity; "
+        "floor: each user's head-or-tail picks drawn blind to popularity from the candidates)",
+        higher_is_worse=True, null=0.0, range=(0.0, 1.0), noise_floor=True,
         convention="Zhu et al. 2020; candidates exclude the user's training items")
 declare("pop_reo", "PopREO: std / mean of the head and tail rates of recommending held-out "
-        "items (0 = equal opportunity)", higher_is_worse=True, null=0.0, range=(0.0, 1.0),
+        "items (0 = equal opportunity; floor: each user's head-or-tail hits drawn blind to "
+        "popularity from the held-out items)", higher_is_worse=True, null=0.0,
+        range=(0.0, 1.0), noise_floor=True,
         convention="Zhu et al. 2020; relevant = the user's held-out items")
 declare("popularity_lift", "popularity lift: (GAP of the lists - GAP of the profiles) / GAP of "
         "the profiles (0 = the lists are as popular as the profiles)", higher_is_worse=True,

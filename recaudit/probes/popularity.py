@@ -53,6 +53,7 @@ from .attributes import require_placeholders
 from .base import AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .findings import ci_text, floor_sentence, fmt, p_text, verdict_title
 from .histories import history_ids, history_title
+from .kit import current_variant
 from .registry import probe
 from .sampling import UserSampler, require
 
@@ -355,11 +356,18 @@ class PopularityProbe(Probe):
                 reo[ui, 2 + g] = len(in_g)
         rates = ["recommended_head", "recommended_tail", "candidates_head", "candidates_tail"]
         tr = [train[u] for u in units]
+        # the pools a popularity-blind model draws from: the whole head and tail (PopRSP counts
+        # every recommended item), each user's relevant head and tail items (PopREO's hits)
+        pools = {"pop_rsp": np.tile([len(head), len(tail)], (n, 1)), "pop_reo": reo[:, 2:]}
+        floors = {m: _popularity_blind_floor(
+            x, pools[m], int(kit.st.n_permutations), est,
+            np.random.default_rng(kit.seed("null", m, current_variant())))
+            for m, x, est in (("pop_rsp", rsp, pop_rsp(orig, head, tail, train=tr)),
+                              ("pop_reo", reo, pop_reo(orig, head, tail, test=test, train=tr)))}
         kit.derived(Table("pop_rsp", None, rates, units, rsp, ks=[K]), "pop_rsp", _rsp_of_means,
-                    estimate=pop_rsp(orig, head, tail, train=tr))
+                    **floors["pop_rsp"])
         reo_rec = kit.derived(Table("pop_reo", None, rates, units, reo, ks=[K]), "pop_reo",
-                              _rsp_of_means, estimate=pop_reo(orig, head, tail, test=test,
-                                                              train=tr))
+                              _rsp_of_means, **floors["pop_reo"])
         if reo_rec.estimate is None:
             reo_rec.warning = "; ".join(w for w in (reo_rec.warning, "undefined: no held-out "
                                         "item was recommended, or a group has no held-out "
@@ -504,6 +512,41 @@ def _rsp_of_means(m: np.ndarray) -> float:
     prob = m[0:2] / den
     mu = prob.mean()
     return float(np.std(prob) / mu) if mu > 0 else float("nan")
+
+
+def _popularity_blind_floor(x: np.ndarray, pool: np.ndarray, n_draws: int,
+                            estimate: float | None, rng: np.random.Generator) -> dict[str, Any]:
+    """PopRSP / PopREO's estimate, floor draws and p-value under a popularity-blind model.
+
+    ``x`` holds per user (recommended head, recommended tail, candidates head, candidates
+    tail); ``pool`` per user the head and tail items a blind model draws from. The null: the
+    user's head-or-tail recommendations are drawn without regard to popularity from the pool,
+    so the head count is hypergeometric (``ngood``, ``nbad`` = the pool's head and tail,
+    ``nsample`` = head + tail recommended, capped at the pool); each draw is
+    :func:`_rsp_of_means` of the column means (the candidates as observed). Returns the
+    keyword arguments of :meth:`~recaudit.probes.kit.Summariser.derived` (``estimate``,
+    ``null`` and, with an estimate, ``p_value``).
+    """
+    from ..stats import permutation_pvalue, tie_tolerance
+
+    good, bad = pool[:, 0].astype(int), pool[:, 1].astype(int)
+    picked = np.minimum((x[:, 0] + x[:, 1]).astype(int), good + bad)
+    ok = (good >= 0) & (bad >= 0) & (good + bad > 0)
+    null = np.full(n_draws, np.nan)
+    if ok.any():
+        heads = rng.hypergeometric(np.maximum(good[ok], 0), np.maximum(bad[ok], 0),
+                                   picked[ok], size=(n_draws, int(ok.sum())))
+        means = np.empty((n_draws, 4))
+        n = len(x)  # users without candidates recommend nothing from either group
+        means[:, 0] = heads.sum(axis=1) / n
+        means[:, 1] = (picked[ok] - heads).sum(axis=1) / n
+        means[:, 2:] = x[:, 2:].mean(axis=0)
+        null = np.asarray([_rsp_of_means(m) for m in means], dtype=float)
+    out: dict[str, Any] = {"estimate": estimate, "null": null}
+    if estimate is not None and np.isfinite(estimate) and np.isfinite(null).any():
+        out["p_value"] = permutation_pvalue(null[np.isfinite(null)], estimate,
+                                            tie_tolerance(1.0, len(x)))
+    return out
 
 
 def _lift_of_means(m: np.ndarray) -> float:
