@@ -31,7 +31,7 @@ ties are judged by :func:`recaudit.stats.permutation_pvalue` at
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from ..stats import (percentile_interval, permutation_pvalue, resampled_means, s
                      tie_tolerance)
 
 __all__ = ["ControlDifference", "control_difference", "control_label", "versus_control_name",
-           "declare_versus_control"]
+           "declare_versus_control", "compare_with_controls"]
 
 #: suffix of the metric comparing a spread with the control's (``snsr_jaccard_vs_control``)
 VERSUS_CONTROL = "_vs_control"
@@ -147,3 +147,50 @@ def control_difference(attribute: np.ndarray, control: np.ndarray, statistic: st
         control_spread=float(fn(means[n_a:])), ci_low=float(lo[0]), ci_high=float(hi[0]),
         p_value=float(p), null_mean=floor if kept.size else float("nan"),
         null_p95=float(np.quantile(kept, 0.95)) if kept.size else float("nan"), n=n_units)
+
+
+def compare_with_controls(run: Any, cells: dict[tuple[str, str], tuple[list[Any], np.ndarray]],
+                          attributes: Iterable[str], controls: dict[str, list[str]],
+                          spreads: Iterable[tuple[str, str, str, str | None]], k: int | None,
+                          noun: str) -> dict[tuple[str, str, str], Any]:
+    """Record ``<spread>_vs_control`` of every attribute against every control.
+
+    ``cells[(attribute or control label, base metric)]`` = (units, ``(U, C)`` values at ``k``);
+    ``spreads``: ``(base metric, spread metric, statistic, convention)``. The comparison uses
+    the units both have; each metric is one Benjamini-Hochberg family across attributes. A
+    method note names the control values. Returns the records by (attribute, control, spread).
+    """
+    kit, st = run.summary, run.ctx.stats
+    out: dict[tuple[str, str, str], Any] = {}
+    if not controls:
+        return out
+    run.method_notes.append(
+        "Matched control: " + "; ".join(f"{c} = {', '.join(map(repr, v))}"
+                                        for c, v in controls.items())
+        + f", in the attribute's place of the same prompts for the same {noun}. "
+        "'<spread>_vs_control' is the attribute's spread minus the control's (paired bootstrap "
+        f"CI and test over {noun}); a spread within the control's is what any irrelevant word "
+        "of the prompt changes, not evidence about the attribute.")
+    spreads = list(spreads)
+    for attr in attributes:
+        for ctrl in controls:
+            for base, spread, statistic, convention in spreads:
+                if (attr, base) not in cells or (ctrl, base) not in cells:
+                    continue
+                a_units, a_x = cells[(attr, base)]
+                c_units, c_x = cells[(ctrl, base)]
+                common = [u for u in a_units if u in set(c_units)]
+                if len(common) < 2:
+                    continue
+                metric = declare_versus_control(spread)
+                d = control_difference(
+                    a_x[[a_units.index(u) for u in common]],
+                    c_x[[c_units.index(u) for u in common]], statistic,
+                    counts=kit.boot_counts(len(common), "control", attr, ctrl),
+                    n_permutations=int(st.n_permutations), confidence=st.confidence,
+                    seed=kit.seed("control", metric, attr, ctrl))
+                out[(attr, ctrl, spread)] = kit.record(
+                    metric, attribute=attr, value=ctrl, k=k, estimate=d.estimate,
+                    ci=(d.ci_low, d.ci_high), n=d.n, p_value=d.p_value, null_mean=d.null_mean,
+                    null_p95=d.null_p95, family=metric, convention=convention)
+    return out

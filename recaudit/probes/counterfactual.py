@@ -39,7 +39,7 @@ from .attributes import (CONTROL_ATTRIBUTES, DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLL
                          attributes_shape, require_placeholders, resolve_attributes,
                          resolve_control, subject_queries)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
-from .control import control_difference, control_label, declare_versus_control
+from .control import compare_with_controls, control_label
 from .findings import ci_text, control_sentence, floor_sentence, fmt, verdict_title
 from .registry import probe
 from .sampling import sample_subjects
@@ -298,53 +298,19 @@ class CounterfactualProbe(Probe):
                         catalog_convention: str | None) -> dict[tuple[str, str], MetricRecord]:
         """Record each attribute's SNSR / SNSV minus each control's, on their common units.
 
-        See :func:`recaudit.probes.control.control_difference`; returns the Jaccard SNSR
+        See :func:`recaudit.probes.control.compare_with_controls`; returns the Jaccard SNSR
         comparisons by (attribute, control label), for the findings.
         """
         from ..metrics.specs import SPREAD_KINDS
         from .kit import SPREAD_STATISTIC
 
-        p, kit, st = self.params, run.summary, run.ctx.stats
-        controls = p.controls()
-        out: dict[tuple[str, str], MetricRecord] = {}
-        if not controls:
-            return out
-        run.method_notes.append(
-            "Matched control: " + ", ".join(f"{c} = {', '.join(map(repr, v))}"
-                                             for c, v in controls.items())
-            + " in the attribute's place of the same prompts. '<spread>_vs_control' is the "
-            "attribute's spread minus the control's (paired bootstrap CI over instructions; "
-            "p-value: paired permutation test, null: sensitive and control values are "
-            "exchangeable within an instruction); a spread within the control's is what any "
-            "irrelevant word of the prompt changes, not evidence about the attribute.")
-        for attr in p.conditions():
-            for ctrl in controls:
-                for sim in p.similarities:
-                    if (attr, sim) not in cells_by or (ctrl, sim) not in cells_by:
-                        continue
-                    a_units, a_x = cells_by[(attr, sim)]
-                    c_units, c_x = cells_by[(ctrl, sim)]
-                    common = sorted(set(a_units) & set(c_units))
-                    if len(common) < 2:
-                        continue
-                    a_rows = [a_units.index(m) for m in common]
-                    c_rows = [c_units.index(m) for m in common]
-                    counts = kit.boot_counts(len(common), "control", attr, ctrl)
-                    for kind in ("snsr", "snsv"):
-                        spread = SPREAD_KINDS[kind][0].format(sim)
-                        metric = declare_versus_control(spread)
-                        d = control_difference(
-                            a_x[a_rows], c_x[c_rows], SPREAD_STATISTIC[kind], counts=counts,
-                            n_permutations=int(st.n_permutations), confidence=st.confidence,
-                            seed=kit.seed("control", metric, attr, ctrl))
-                        rec = kit.record(
-                            metric, attribute=attr, value=ctrl, k=p.k, estimate=d.estimate,
-                            ci=(d.ci_low, d.ci_high), n=d.n, p_value=d.p_value,
-                            null_mean=d.null_mean, null_p95=d.null_p95, family=metric,
-                            convention=_join(CONVENTIONS.get(sim), catalog_convention))
-                        if kind == "snsr" and sim == "jaccard":
-                            out[(attr, ctrl)] = rec
-        return out
+        p = self.params
+        spreads = [(sim, SPREAD_KINDS[kind][0].format(sim), SPREAD_STATISTIC[kind],
+                    _join(CONVENTIONS.get(sim), catalog_convention))
+                   for sim in p.similarities for kind in ("snsr", "snsv")]
+        recs = compare_with_controls(run, cells_by, p.conditions(), p.controls(), spreads,
+                                     p.k, "instructions")
+        return {(a, c): r for (a, c, spread), r in recs.items() if spread == "snsr_jaccard"}
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any]) -> None:

@@ -40,6 +40,12 @@ the order of ``attributes`` (``"gender×age"`` for the default); its values are 
 ("a female" -> "female", "an old" -> "old") and the phrase gets "a" or "an" by its first letter
 ("a young female", "an old male", "a middle aged female").
 
+Matched control (``control:``, off by default): a control attribute's values (e.g. a favourite
+colour, :data:`~recaudit.probes.attributes.CONTROL_ATTRIBUTES`) are stated in the same prompts
+of the same users; its records carry the attribute ``"<name> (control)"`` (their own BH
+families), and each attribute's ``<m>_gap`` is compared with the control's by
+``<m>_gap_vs_control`` (:mod:`recaudit.probes.control`).
+
 Groups (attributes) with fewer than ``stats.min_group_size`` users get a ``warning`` on every
 record and an entry in ``ProbeResult.warnings``; they are never dropped. Users whose neutral
 or any attributed answer failed are left out of that attribute, and the count is reported.
@@ -60,9 +66,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord
-from .attributes import attributes_shape, require_placeholders
+from .attributes import (CONTROL_ATTRIBUTES, attributes_shape, require_placeholders,
+                         resolve_control)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
-from .findings import ci_text, floor_sentence, fmt, verdict_title
+from .control import compare_with_controls, control_label
+from .findings import ci_text, control_sentence, floor_sentence, fmt, verdict_title
 from .histories import history_title
 from .registry import probe
 from .sampling import SampledUser, sample_histories
@@ -131,6 +139,10 @@ class ProfileParams(ProbeParams):
     ge_alpha: float = 2.0
     n_examples: int = Field(3, ge=0)
     seed: int = 0
+    control: dict[str, list[str]] | list[str] = Field(
+        default_factory=dict, description="matched control: attributes whose values are "
+        "irrelevant to the recommendation (a mapping name -> values, or names of bundled ones: "
+        f"{', '.join(CONTROL_ATTRIBUTES)}); each gap is compared with theirs")
 
     @field_validator("template")
     @classmethod
@@ -158,6 +170,16 @@ class ProfileParams(ProbeParams):
             if NEUTRAL_VALUE in values:
                 raise ValueError(f"attribute {name!r}: {NEUTRAL_VALUE!r} is reserved")
         return v
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _control_shape(cls, v: Any) -> Any:
+        return attributes_shape(v, example=CONTROL_ATTRIBUTES)
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
+        return resolve_control(v)
 
     @model_validator(mode="after")
     def _intersection(self) -> "ProfileParams":
@@ -190,6 +212,10 @@ class ProfileParams(ProbeParams):
                                  "value combinations")
             out[INTERSECTION_SEP.join(crossed)] = values
         return out
+
+    def controls(self) -> dict[str, list[str]]:
+        """Map each control's label (``"colour (control)"``) to its values."""
+        return {control_label(name): values for name, values in self.control.items()}
 
     def prompt(self, value: str, history: list[str]) -> str:
         """Fill the template with K, the shown history's titles and the stated ``value``."""
@@ -238,6 +264,11 @@ class ProfileProbe(Probe):
                     queries.append(Query(QueryKey(uid, attr, value), Request.from_prompt(
                         p.prompt(value, titles), k=p.k, system=p.system),
                         {**meta, "attribute": attr, "value": value}))
+            for label, values in p.controls().items():
+                for value in values:
+                    queries.append(Query(QueryKey(uid, label, value), Request.from_prompt(
+                        p.prompt(value, titles), k=p.k, system=p.system),
+                        {**meta, "attribute": label, "value": value, "control": True}))
         return queries
 
     # -- measure --------------------------------------------------------------------------------
@@ -265,7 +296,10 @@ class ProfileProbe(Probe):
         per_user = res.tables.setdefault("per_user", [])
         example_scores: dict[str, float] = {}
 
-        for attr, values in p.groups().items():
+        controls = p.controls()
+        cells: dict[tuple[str, str], tuple[list[str], np.ndarray]] = {}  # for the control
+        for attr, values in [*p.groups().items(), *controls.items()]:
+            is_control = attr in controls
             units = [u for u in users if held[u] and got.complete(
                 [QueryKey(u, value=NEUTRAL)] + [QueryKey(u, attr, v) for v in values])]
             n = len(units)
@@ -324,12 +358,13 @@ class ProfileProbe(Probe):
                                     part="neutral"), convention=UTILITY_CONV)
                 if m not in GAPS:
                     continue
+                cells[(attr, m)] = (units, x[:, :, j])
                 gg = group_gaps(x[:, :, j].reshape(-1), groups_col)
                 gap = kit.spread(
                     table, "gap", estimate=lambda _means, d=gg.difference: np.array([d]),
                     convention="fairlearn difference(between_groups) = max - min of group "
-                               "means")[K]
-                if m == "ndcg":
+                               "means", family=f"{m}_gap (control)" if is_control else None)[K]
+                if m == "ndcg" and not is_control:
                     ndcg_gaps[attr] = gap
                     warn = None if np.isfinite(gg.ratio) else "every group has NDCG 0"
                     kit.spread(table, "ratio", test=False,
@@ -350,15 +385,20 @@ class ProfileProbe(Probe):
             kit.derived(benefit, "theil", lambda gm: _ge(gm, 1.0), estimate=th,
                         convention=f"{conv}, alpha=1")
 
-        return {"ndcg_gaps": ndcg_gaps, "scores": example_scores, "held": held}
+        versus = compare_with_controls(
+            run, cells, p.groups(), controls,
+            [(m, f"{m}_gap", "range", None) for m in GAPS], K, "users")
+        return {"ndcg_gaps": ndcg_gaps, "scores": example_scores, "held": held,
+                "versus": {(a, c): r for (a, c, gap), r in versus.items() if gap == "ndcg_gap"}}
 
     # -- say ------------------------------------------------------------------------------------
     def say(self, run: Run, measured: dict[str, Any]) -> None:
         """Write one NDCG-gap finding per attribute, and the examples."""
-        self._findings(run, measured["ndcg_gaps"])
+        self._findings(run, measured["ndcg_gaps"], measured.get("versus", {}))
         self._examples(run, measured["scores"], measured["held"])
 
-    def _findings(self, run: Run, recs: dict[str, MetricRecord]) -> None:
+    def _findings(self, run: Run, recs: dict[str, MetricRecord],
+                  versus: dict[tuple[str, str], MetricRecord]) -> None:
         res, alpha = run.result, run.ctx.stats.alpha
         for attr, rec in recs.items():
             if rec.estimate is None or rec.p_adjusted is None:
@@ -377,7 +417,14 @@ class ProfileProbe(Probe):
                         f"their held-out items; {best!r} get {fmt(means[best])}. "
                         f"{int(round(100 * (rec.confidence or 0.95)))}% CI of the gap "
                         f"{ci_text(rec)}, n = {rec.n} users."
-                        + floor_sentence(rec, "users", "a model that ignores the attribute")),
+                        + floor_sentence(rec, "users", "a model that ignores the attribute")
+                        + "".join(control_sentence(
+                            d, alpha, control=c, spread="gap",
+                            control_estimate=next((r.estimate for r in res.metrics
+                                                   if r.metric == rec.metric and r.k == rec.k
+                                                   and r.attribute == c
+                                                   and r.variant == rec.variant), None))
+                            for (a, c), d in versus.items() if a == attr)),
                 alpha=alpha)
 
     def _examples(self, run: Run, scores: dict[str, float], held: dict[str, list[str]]

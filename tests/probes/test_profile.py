@@ -371,3 +371,49 @@ def test_compare_flags_a_planted_utility_gap_with_a_paired_test(catalog):
     female = rows[("ndcg", "gender", "a female")]
     assert female.status == "regression" and female.method == gap.method
     assert rows[("ndcg_gap", "age", None)].status != "regression"
+
+
+# -- matched control -----------------------------------------------------------------------------
+def test_control_runs_on_the_same_users_and_is_compared_with_each_gap(catalog):
+    """control: [colour] asks the same users' prompts with a colour in the value's place; each
+    gap gets a <m>_gap_vs_control record (paired over users) and the finding says where it is."""
+    from recaudit.probes.attributes import CONTROL_ATTRIBUTES
+
+    params = ProfileParams(n_users=12, history_items=6, k=5, intersection=False,
+                           control=["colour"])
+    probe_ = ProfileProbe(params)
+    ctx = _ctx(catalog)
+    queries = probe_.plan(ctx)
+    ctrl = [q for q in queries if q.meta.get("control")]
+    assert len(ctrl) == 12 * len(CONTROL_ATTRIBUTES["colour"])
+    neutral = {q.meta["user_id"]: q.request.messages[-1].content for q in queries
+               if q.meta["attribute"] is None}
+    for q in ctrl:
+        assert q.meta["attribute"] == "colour (control)"
+        assert q.request.messages[-1].content == neutral[q.meta["user_id"]].replace(
+            "I am a user", f"I am {q.meta['value']} user")
+    plain = ProfileProbe(ProfileParams(n_users=12, history_items=6, k=5, intersection=False))
+    assert len(plain.plan(ctx)) == len(queries) - len(ctrl)  # off by default
+    res = probe_.analyse(ctx, queries, _answers(
+        queries, lambda q: sr.noise(q.request.chat_dicts(), q.request.k)["item_ids"]))
+    for attr in ("gender", "age"):
+        for m in ("ndcg", "hr", "jaccard"):
+            d = _by(res, f"{m}_gap_vs_control", attr, "colour (control)")
+            raw, ctl = _by(res, f"{m}_gap", attr), _by(res, f"{m}_gap", "colour (control)")
+            assert d.value == "colour (control)" and d.n == 12
+            assert d.estimate == pytest.approx(raw.estimate - ctl.estimate)
+            assert d.ci_low <= d.ci_high and 0 < d.p_value <= 1
+    # the control's own gap tests are a family apart: the attributes' BH family is unchanged
+    recs = [_by(res, "ndcg_gap", a) for a in ("gender", "age")]
+    assert [r.p_adjusted for r in recs] == pytest.approx(
+        list(benjamini_hochberg([r.p_value for r in recs]).adjusted))
+    assert sum("irrelevant attribute (colour (control))" in f.detail for f in res.findings) == 2
+
+
+def test_cfairllm_suite_has_no_control(catalog):
+    from recaudit.probes.registry import build_probe
+
+    cfg = parse_config({"probes": [{"probe": "profile", "suite": "cfairllm"}]})
+    probe_ = build_probe(cfg.probes[0])
+    assert probe_.params.control == {}
+    assert not any(q.meta.get("control") for q in probe_.plan(_ctx(catalog)))
