@@ -49,6 +49,7 @@ from typing import Any
 
 
 from .errors import DataError
+from .formatting import fmt
 from .metrics.tables import table_statistic
 from .results import AuditResult, MetricRecord, ProbeResult
 from .stats import SwapMasks, paired_swap_test
@@ -123,6 +124,17 @@ def _check_comparable(base: AuditResult, cur: AuditResult) -> list[str]:
     return notes
 
 
+def _declares_floor(pb: ProbeResult, pc: ProbeResult, metric: str) -> bool:
+    """Tell whether ``metric`` declares ``noise_floor`` (stored in either result, else now)."""
+    from .metrics.specs import get_spec
+
+    stored = [p.specs[metric] for p in (pc, pb) if metric in p.specs]
+    if any(s.noise_floor for s in stored):
+        return True
+    current = get_spec(metric)
+    return bool(current is not None and current.noise_floor)
+
+
 # -- per-unit data -------------------------------------------------------------------------------
 def _unit_test(pb: ProbeResult, pc: ProbeResult, b: MetricRecord, c: MetricRecord,
                masks: SwapMasks) -> tuple[Any, int, int] | None:
@@ -175,6 +187,10 @@ class ComparisonRow:
     significant: bool = False
     status: str = "unchanged"
     note: str = ""
+    #: for a metric whose declaration has ``noise_floor``: each side's floor (``null_mean``,
+    #: what noise alone scores), None where not recorded
+    baseline_floor: float | None = None
+    current_floor: float | None = None
 
     @property
     def delta(self) -> float:
@@ -300,6 +316,8 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
                                     c, pc.specs.get(c.metric), b, pb.specs.get(b.metric)),
                                 baseline_ci=_ci(b), current_ci=_ci(c))
             cmp.rows.append(row)
+            if _declares_floor(pb, pc, key[0]):
+                row.baseline_floor, row.current_floor = b.null_mean, c.null_mean
             test = _unit_test(pb, pc, b, c, masks)
             if test is not None:
                 swap, n_units, total = test
@@ -321,6 +339,11 @@ def compare_results(baseline: AuditResult, current: AuditResult, tolerance: floa
                 row.note = "no paired per-unit data: CI non-overlap used"
             else:
                 row.note = "no per-unit data and no CIs: not tested"
+            if row.baseline_floor is not None and row.current_floor is not None:
+                row.note = "; ".join(filter(None, [row.note, (
+                    f"noise floor {fmt(row.baseline_floor)} -> {fmt(row.current_floor)}: "
+                    f"excess over it {fmt(row.baseline - row.baseline_floor)} -> "
+                    f"{fmt(row.current - row.current_floor)}")]))
     if not compared_any:
         raise DataError("nothing to compare: no probe run finished in both results")
     for row, padj in zip(tested, _bh([r.p_value for r in tested]),  # type: ignore[misc]

@@ -122,6 +122,24 @@ def test_ci_fallback_without_per_unit_data():
     assert [r.status for r in cmp.rows] == ["improvement"] and not cmp.regressions
 
 
+def test_floored_metrics_show_each_sides_floor_and_excess_read_from_the_declaration():
+    """leakage_auc declares a noise floor: its row carries both floors and the excess over
+    them; a metric without one (hallucination) carries none, even with null_mean recorded."""
+    def res(auc, floor):
+        return audit_result([probe_result([
+            metric("leakage_auc", auc, probe="leakage", attribute="gender", ci=(0.4, 0.9),
+                   null_mean=floor, null_p95=floor + 0.1),
+            metric("hallucination", 0.1, probe="leakage", attribute="gender", ci=(0.0, 0.2),
+                   null_mean=0.05)], id="leakage", probe="leakage")])
+
+    rows = {r.metric: r for r in compare_results(res(0.55, 0.50), res(0.75, 0.52)).rows}
+    auc = rows["leakage_auc"]
+    assert (auc.baseline_floor, auc.current_floor) == (0.50, 0.52)
+    assert "noise floor 0.500 -> 0.520: excess over it 0.050 -> 0.230" in auc.note
+    hal = rows["hallucination"]
+    assert hal.baseline_floor is None and "noise floor" not in hal.note
+
+
 def test_direction_unknown_is_never_flagged():
     a = audit_result([probe_result([metric("mystery", 0.1, probe="p", ci=(0.0, 0.2))],
                                    id="p", probe="p")])

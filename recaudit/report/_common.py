@@ -53,6 +53,47 @@ def spec_of(p: ProbeResult, metric: str) -> Any:
     return p.specs.get(metric)
 
 
+def has_floor(p: ProbeResult, metric: str) -> bool:
+    """Tell whether ``metric``'s declaration has ``noise_floor`` (stored, else current)."""
+    from ..metrics.specs import get_spec
+
+    stored = spec_of(p, metric)
+    if stored is not None and stored.noise_floor:
+        return True
+    current = get_spec(metric)
+    return bool(current is not None and current.noise_floor)
+
+
+def floor_text(p: ProbeResult, m: MetricRecord) -> str:
+    """One sentence on a floored metric's floor (``""`` for a metric without one).
+
+    Its floor's mean and 95th percentile and the excess over the floor, or that none was
+    recorded (the statistic is positive under noise alone).
+    """
+    if not has_floor(p, m.metric):
+        return ""
+    if m.null_mean is None or m.null_p95 is None:
+        return " Positive under noise alone; no floor recorded for this value."
+    excess = "" if m.estimate is None else \
+        f"; the excess over the floor is {num(m.estimate - m.null_mean)}"
+    return (f" Noise alone gives {num(m.null_mean)} on average, up to {num(m.null_p95)} "
+            f"(null 95th percentile){excess}.")
+
+
+def excess_ci_excludes_null(p: ProbeResult, m: MetricRecord) -> bool | None:
+    """:func:`~recaudit.verdicts.ci_excludes_null` of the CI of the excess over the floor.
+
+    For a floored metric with a recorded floor the CI is shifted by ``null_mean - null``
+    (as ``ci`` gates judge it); otherwise the record's CI as it is.
+    """
+    spec = spec_of(p, m.metric)
+    if m.null_mean is None or spec is None or not has_floor(p, m.metric) \
+            or m.ci_low is None or m.ci_high is None or spec.null is None:
+        return ci_excludes_null(m, spec)
+    d = m.null_mean - spec.null
+    return not m.ci_low - d <= spec.null <= m.ci_high - d
+
+
 def has_role(p: ProbeResult, metric: str, role: str) -> bool:
     spec = spec_of(p, metric)
     return spec is not None and spec.role == role
@@ -499,7 +540,7 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             if e is None or (p.id, m.attribute or "") in covered:
                 continue
             sig = is_significant(m, alpha)
-            excludes_null = ci_excludes_null(m, spec_of(p, m.metric))
+            excludes_null = excess_ci_excludes_null(p, m)
             cands.append(((1 if sig else 0, 1 if excludes_null else 0, e), p, m, e))
     cands.sort(key=lambda c: c[0], reverse=True)
     # Prefer variety: first the best candidate of each (probe, metric), then the rest.
@@ -531,8 +572,7 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             detail += "No significance test for this metric."
         if m.n is not None:
             detail += f" n={m.n}."
-        if m.null_p95 is not None:
-            detail += f" Noise alone gives up to {num(m.null_p95)} (null 95th percentile)."
+        detail += floor_text(p, m)
         sev = record_severity(m, spec_of(p, m.metric), alpha, min_units=min_units)
         out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
     return out

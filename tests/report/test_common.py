@@ -47,3 +47,24 @@ def test_derived_findings_use_the_one_ladder_and_the_small_sample_cap():
                    "income": "info"}
     lenient = _result(_auc(0.9, "race", p_value=0.001, n=4), stats={"min_group_size": 3})
     assert c.top_findings(lenient, 1)[0].severity == "high"
+
+
+def test_a_floored_metric_shows_its_floor_and_excess_read_from_the_declaration():
+    """leakage_auc declares ``noise_floor``: the derived finding quotes the floor's mean, its
+    95th percentile and the excess over the floor; without a recorded floor it says so."""
+    res = _result(_auc(0.7, "gender", p_value=0.001, n=50, null_mean=0.52, null_p95=0.6),
+                  _auc(0.6, "age", p_value=0.001, n=50))
+    text = {f.title.split(":")[0]: f.detail for f in c.top_findings(res, 2)}
+    assert ("Noise alone gives 0.520 on average, up to 0.600 (null 95th percentile); the "
+            "excess over the floor is 0.180.") in text["gender"]
+    assert "Positive under noise alone; no floor recorded for this value." in text["age"]
+    assert res.probes[0].specs["leakage_auc"].noise_floor
+
+
+def test_the_excess_ci_decides_whether_an_untested_floored_record_leaves_its_null():
+    """An untested AUC whose CI [0.55, 0.65] leaves out 0.5 but whose floor is 0.58: the CI
+    of the excess over the floor, [0.47, 0.57], covers 0.5."""
+    res = _result(_auc(0.6, null_mean=0.58, null_p95=0.66))
+    rec = res.probes[0].metrics[0]
+    assert c.ci_excludes_null(rec, res.probes[0].specs["leakage_auc"])
+    assert c.excess_ci_excludes_null(res.probes[0], rec) is False
