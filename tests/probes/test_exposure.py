@@ -223,7 +223,7 @@ def test_profile_prompts_are_the_profile_probes_neutral_requests():
         ExposureParams(prompts="profiles", template="I am {value}, {K} please about {name}")
 
 
-# -- the floor: what a group-blind model scores -----------------------------------------------------
+# -- the floor: what a group-blind model scores -----------------------------------------------
 def _blind_or_planted(rep: int, bias: float):
     """Each subject's 5 items drawn at random from the 60-item catalog (group-blind), or, with
     probability ``bias``, all 5 from provider A (a planted over-exposure)."""
