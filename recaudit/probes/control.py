@@ -11,7 +11,9 @@ control's ``G`` (the same units x its ``C_g`` values), at the largest k:
 
 * estimate ``D = s(mean_u A) - s(mean_u G)``, ``s`` the spread statistic (range for SNSR,
   population std for SNSV);
-* CI: paired bootstrap over units (one resample of units moves both tables together);
+* CI: paired bootstrap over units (one resample of units moves both tables together),
+  bias-corrected (:func:`recaudit.stats.bias_corrected_interval`, the CI of every metric that
+  declares ``noise_floor``) so it is centred on the estimate;
 * floor: what noise alone gives. Under pure noise the ``C_a + C_g`` similarities of a unit are
   exchangeable; each permutation shuffles them within every unit and deals the first ``C_a`` to
   the attribute. The null's mean and 95th percentile are recorded (``null_mean``,
@@ -36,8 +38,8 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from ..metrics.specs import declare, get_spec
-from ..stats import (percentile_interval, permutation_pvalue, resampled_means, spread_statistic,
-                     tie_tolerance)
+from ..stats import (bias_corrected_interval, permutation_pvalue, resampled_means,
+                     spread_statistic, tie_tolerance)
 
 __all__ = ["ControlDifference", "control_difference", "control_label", "versus_control_name",
            "declare_versus_control", "compare_with_controls"]
@@ -61,7 +63,9 @@ def declare_versus_control(spread_metric: str) -> str:
     """Declare ``<spread>_vs_control`` (attribute spread minus the control's) and return its name.
 
     Higher is worse (the attribute moves the list more than an irrelevant word), null 0, range
-    ``[-w, w]`` with ``w`` the width of the spread's own range.
+    ``[-w, w]`` with ``w`` the width of the spread's own range; ``noise_floor``: with unequal
+    numbers of values it is away from 0 under noise alone (see the module docstring), so its
+    records carry the floor and gates of mode ``floor`` / ``ci`` judge the excess over it.
     """
     name = versus_control_name(spread_metric)
     base = get_spec(spread_metric)
@@ -69,7 +73,7 @@ def declare_versus_control(spread_metric: str) -> str:
     what = base.description if base is not None else spread_metric
     declare(name, f"{what}, minus the same spread over a control attribute's values (an "
                   "irrelevant word in the same place of the same prompts)",
-            higher_is_worse=True, null=0.0,
+            higher_is_worse=True, null=0.0, noise_floor=True,
             range=None if width is None else (-width, width),
             convention=None if base is None else base.convention)
     return name
@@ -126,7 +130,7 @@ def control_difference(attribute: np.ndarray, control: np.ndarray, statistic: st
     observed = float(difference(pooled[None])[0])
     boot = resampled_means(pooled, counts)  # (B, C_a + C_g): units resampled once for both
     boot_d = fn(boot[:, :n_a]) - fn(boot[:, n_a:])
-    lo, hi = percentile_interval(boot_d[:, None], confidence)
+    lo, hi = bias_corrected_interval(boot_d[:, None], [observed], confidence)
     rng = np.random.default_rng(seed)
     null = []
     for start in range(0, int(n_permutations), _CHUNK):

@@ -164,16 +164,19 @@ def test_versus_control_gate(catalog, tmp_path):
             "attribute": "age", "versus": "control", "max": 0.0, "mode": "significant"}
     raw_gate = {"name": "age-raw", "probe": "counterfactual", "metric": "snsr_jaccard",
                 "attribute": "age", "max": 0.0, "mode": "significant"}
-    fair = run_audit(_config(tmp_path, gates=[gate, raw_gate]), recommender=AnyWordRecommender(),
-                     catalog=catalog, progress=False)
+    floor_gate = {**gate, "name": "age-vs-control-floor", "mode": "floor"}
+    fair = run_audit(_config(tmp_path, gates=[gate, raw_gate, floor_gate]),
+                     recommender=AnyWordRecommender(), catalog=catalog, progress=False)
     by_name = {g.name: g for g in fair.gates}
     assert by_name["age-vs-control"].passed, by_name["age-vs-control"].message
+    assert by_name["age-vs-control-floor"].passed, by_name["age-vs-control-floor"].message
     assert not by_name["age-raw"].passed  # the raw spread is "significant": prompt sensitivity
-    biased = run_audit(_config(tmp_path / "b", gates=[gate]),
+    biased = run_audit(_config(tmp_path / "b", gates=[gate, floor_gate]),
                        recommender=AnyWordRecommender(swaps=2, biased=("a young",), extra=6),
                        catalog=catalog, progress=False)
     g = biased.gates[0]
     assert not g.passed and "snsr_jaccard_vs_control" in g.message
+    assert not biased.gates[1].passed, biased.gates[1].message
     assert evaluate_gates(biased, [gate])[0].passed is False
 
 
