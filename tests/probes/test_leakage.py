@@ -258,3 +258,27 @@ def test_identical_lists_get_identical_probabilities_whatever_blas_does(monkeypa
         rows = proba[folds == fold]
         assert np.array_equal(rows[0], rows[2]) and np.array_equal(rows[1], rows[3])
     assert not np.array_equal(proba[0], proba[1])
+
+
+def test_a_noise_model_lies_below_the_leakage_floor_in_most_runs(catalog):
+    """Issue 20: 6 seeded noise models (lists seeded by the prompt and the run), 20 subjects,
+    19 refitted permutations: every macro and one-vs-rest AUC record carries its floor (7 per
+    run: gender's macro and 2 one-vs-rest, age's macro and 3), and the estimate lies below the
+    floor's 95th percentile in 41 of 42 records (measured; the test allows 4 misses)."""
+    import hashlib
+
+    below, total = 0, 0
+    for rep in range(6):
+        def salted(q, rep=rep):
+            digest = hashlib.sha256(f"{rep}|{q.request.chat_dicts()[-1]['content']}".encode())
+            rng = np.random.default_rng(int(digest.hexdigest()[:12], 16))
+            return [str(i) for i in rng.choice(sr.N_ITEMS, size=min(q.request.k, sr.N_ITEMS),
+                                               replace=False)]
+
+        res, _ = _run(catalog, salted, _params(n_permutations=19, seed=rep))
+        for r in res.metrics:
+            if r.metric in ("leakage_auc", "leakage_auc_ovr") and r.estimate is not None:
+                assert r.null_mean is not None and r.null_p95 is not None, r
+                total += 1
+                below += r.estimate < r.null_p95
+    assert total == 42 and below >= total - 4, (below, total)
