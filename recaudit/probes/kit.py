@@ -384,11 +384,13 @@ class Summariser:
                family: str | None = None) -> dict[int | None, MetricRecord]:
         """Record a spread statistic of the condition means (``kind`` in SPREAD_STATISTIC).
 
-        CI: paired bootstrap over units. At the largest k, with ``test``: a paired permutation
-        p-value and the null floor (``null_mean``, ``null_p95``); the record joins the
-        Benjamini-Hochberg family ``family`` (default: its metric name; one family may span
-        several metrics that answer one question). ``estimate`` overrides the point estimate
-        (e.g. fairlearn's), given the (C, K) condition means.
+        CI: paired bootstrap over units, bias-corrected (every spread declares ``noise_floor``).
+        At the largest k: the null floor (``null_mean``, ``null_p95``) of the paired
+        permutation null, always (the floor describes noise, it is no test), and with ``test``
+        its p-value; the record then joins the Benjamini-Hochberg family ``family`` (default:
+        its metric name; one family may span several metrics that answer one question).
+        ``estimate`` overrides the point estimate (e.g. fairlearn's), given the (C, K) condition
+        means.
         """
         from ..metrics.specs import SPREAD_KINDS
 
@@ -407,11 +409,13 @@ class Summariser:
             at_max = k == t.max_k
             if at_max:
                 extra = {"table": table_id, "statistic": statistic}
-            if at_max and test and len(t.conditions) > 1 and n_units > 1:
+            if at_max and len(t.conditions) > 1 and n_units > 1:
                 perm = permutation_test_values(
                     t.values[:, :, kj], statistic, self.st.n_permutations,
                     seed=self.seed("permutation", t.metric, t.attribute, t.variant, kind))
-                extra.update(p_value=perm.pvalue, **self.null_floor(perm.null_distribution))
+                extra.update(self.null_floor(perm.null_distribution))
+                if test:
+                    extra["p_value"] = perm.pvalue
             out[k] = self.record(metric, attribute=t.attribute, k=k, estimate=est[kj],
                                  ci=(lo[kj], hi[kj]), n=n_units, convention=convention,
                                  warning=warning, variant=t.variant,
