@@ -184,6 +184,12 @@ def test_self_consistency_is_one_for_a_deterministic_model(mood_probe, tmp_path)
     assert any(n.startswith("Self-consistency: two samples of the same prompt share a "
                             "Jaccard of 1.000") for n in res.method_notes)
     assert result.provenance.engine["requests"] == 12  # 6 requests x 2 samples
+    from recaudit.metrics.specs import get_spec
+    from recaudit.report import html_report
+
+    html = html_report(result)  # through the declaration: no name special-cased
+    assert "self_consistency_jaccard" in html
+    assert get_spec("self_consistency_jaccard").description.split(":")[0] in html
 
 
 def test_self_consistency_is_below_one_for_a_random_model(mood_probe, tmp_path):
@@ -199,3 +205,30 @@ def test_pair_similarities_average_every_pair_and_skip_failed_samples():
     jac, _ = pair_similarities([a, b, None, c])
     assert jac == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
     assert pair_similarities([a, None]) is None
+
+
+# -- hf / gguf: seeded sampled generations -------------------------------------------------
+@pytest.mark.parametrize("kind", ["causal", "t5"])
+def test_hf_sample_j_decodes_with_the_derived_seed_and_stays_batch_invariant(kind, tmp_path):
+    """Sample j of an hf model (gguf is one after dequantisation) is exactly a generation with
+    seed sample_seed(7, j); sample 0 is the generation without samples; batching samples of
+    several prompts together changes nothing."""
+    from recaudit.recommenders.hf import HFRecommender
+
+    from .recommenders import tiny_models as tm
+
+    path = str(tm.make_causal(tmp_path / kind) if kind == "causal" else tm.make_t5(tmp_path / kind))
+
+    def model(seed: int) -> HFRecommender:
+        return HFRecommender(path, Decoding(max_new_tokens=12, temperature=0.9, seed=seed),
+                             batch_size=3)
+
+    hot = model(7)
+    reqs = [Request.from_prompt(f"I like film {i}. Recommend {i + 3} movies.") for i in range(3)]
+    mixed = [r.with_sample(j) for r in reqs for j in range(3)]
+    together = [a.text for a in hot.recommend(mixed)]
+    assert together == [hot.recommend([r])[0].text for r in mixed]  # batch-invariant
+    for j in range(3):
+        alone = [a.text for a in model(sample_seed(7, j)).recommend(reqs)]
+        assert together[j::3] == alone
+    assert len(set(together)) > len(reqs)  # samples of a prompt differ at temperature 0.9

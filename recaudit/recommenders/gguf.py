@@ -4,6 +4,9 @@ Dequantizing a GGUF file takes ~30 s, so the first load saves the dequantized we
 safetensors), the config and the tokenizer under ``cache_dir("gguf") / <sha256 of the file>/``;
 later loads read that directory (~4 s). The cache entry is written to a temporary directory and
 renamed into place, so a crash never leaves a half-written entry behind.
+
+Generation, sampling and repeated samples (``decoding.samples``: sample j seeded by
+``sample_seed(decoding.seed, j)``) are :class:`~recaudit.recommenders.hf.HFRecommender`'s.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import hashlib
 from typing import Any, Sequence
 
 from recaudit.errors import ModelRuntimeError, first_line
-from recaudit.recommenders.base import Request, Response
+from recaudit.recommenders.base import Request, Response, sample_seed
 
 from .early_stop import _ListWatch
 from .invariance import _LAYOUT, _TILE_ROWS, _RowLayout
@@ -43,7 +43,8 @@ class GenerationMixin:
         ks = [r.k for r in requests] if self.early_stop else None
         max_new = self.decoding.max_new_tokens
         responses = []
-        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, ks)):
+        samples = [r.sample for r in requests]
+        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, ks, samples)):
             eos = bool(tokens) and tokens[-1] in self.eos_ids
             body = tokens[:-1] if eos else tokens
             text = self.tokenizer.decode(body, skip_special_tokens=True)
@@ -54,7 +55,8 @@ class GenerationMixin:
         return responses
 
     def generate_ids(self, prompts: Sequence[Sequence[int]],
-                     ks: Sequence[int | None] | None = None
+                     ks: Sequence[int | None] | None = None,
+                     samples: Sequence[int] | None = None
                      ) -> list[tuple[list[int], list[float]]]:
         """Generate from token-id prompts: per prompt, the new token ids (ending with EOS when
         the model stopped) and each chosen token's log-probability.
@@ -63,6 +65,10 @@ class GenerationMixin:
         once its text holds that many (see :mod:`.early_stop`). ``None`` (the
         default, whatever :attr:`early_stop` says), or ``None`` for a prompt: up to EOS or
         ``max_new_tokens``.
+
+        ``samples``: per prompt, its repeated-sample index (``Request.sample``); a sampled row
+        (temperature > 0) draws from a generator seeded by ``sample_seed(decoding.seed, j)``
+        and the prompt, so sample 0 is what it was without samples. ``None``: all 0.
 
         Prompts are sorted by length and run ``batch_size`` at a time (one at a time when batch
         invariance could not be established, unless ``batching: plain``); results come back in
@@ -73,6 +79,8 @@ class GenerationMixin:
         prompts = [list(p) or [self._fallback_token()] for p in prompts]
         if ks is not None and len(ks) != len(prompts):
             raise ValueError(f"{len(ks)} ks for {len(prompts)} prompts")
+        seeds = ([sample_seed(self.decoding.seed, j) for j in samples]
+                 if samples is not None else [self.decoding.seed] * len(prompts))
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         results: list[tuple[list[int], list[float]] | None] = [None] * len(prompts)
         step = 1 if self.batching.mode == "sequential" else self.batch_size
@@ -83,7 +91,8 @@ class GenerationMixin:
                 if continuous:
                     outs = self._generate_continuous(
                         [prompts[i] for i in order],
-                        None if ks is None else [ks[i] for i in order])
+                        None if ks is None else [ks[i] for i in order],
+                        [seeds[i] for i in order])
                     for i, out in zip(order, outs):
                         results[i] = out
                     order = []
@@ -93,7 +102,7 @@ class GenerationMixin:
                     gen = self._generate_seq2seq if self.is_seq2seq else self._generate_causal
                     watch = None if ks is None else _ListWatch(
                         self.tokenizer, [ks[i] for i in idx], self._newline_tokens)
-                    for i, out in zip(idx, gen(batch, watch)):
+                    for i, out in zip(idx, gen(batch, watch, [seeds[i] for i in idx])):
                         results[i] = out
         except ModelRuntimeError:
             raise
@@ -101,15 +110,20 @@ class GenerationMixin:
             raise ModelRuntimeError(f"generation failed: {first_line(exc)}") from exc
         return [r for r in results if r is not None]
 
-    def _row_generators(self, prompts: list[list[int]]) -> list[Any] | None:
-        """One generator per row, seeded from ``decoding.seed`` and the prompt (batch-invariant)."""
+    def _row_generators(self, prompts: list[list[int]], seeds: Sequence[int] | None = None
+                        ) -> list[Any] | None:
+        """One generator per row, seeded from the row's seed and its prompt (batch-invariant).
+
+        ``seeds``: per row (a repeated sample's :func:`sample_seed`); default ``decoding.seed``.
+        """
         if self.decoding.temperature <= 0:
             return None
         import torch
 
         gens = []
-        for p in prompts:
-            digest = hashlib.sha256(f"{self.decoding.seed}:{p}".encode()).hexdigest()
+        for i, p in enumerate(prompts):
+            seed = self.decoding.seed if seeds is None else seeds[i]
+            digest = hashlib.sha256(f"{seed}:{p}".encode()).hexdigest()
             gens.append(torch.Generator().manual_seed(int(digest[:15], 16)))
         return gens
 
@@ -138,7 +152,8 @@ class GenerationMixin:
                 keep.append(j)
         return nxt, keep
 
-    def _generate_causal(self, prompts: list[list[int]], watch: _ListWatch | None = None
+    def _generate_causal(self, prompts: list[list[int]], watch: _ListWatch | None = None,
+                         seeds: Sequence[int] | None = None
                          ) -> list[tuple[list[int], list[float]]]:
         import torch
 
@@ -149,7 +164,7 @@ class GenerationMixin:
         mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         next_pos = torch.tensor([len(p) for p in prompts])
-        gens = self._row_generators(prompts)
+        gens = self._row_generators(prompts, seeds)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
@@ -182,7 +197,8 @@ class GenerationMixin:
             _LAYOUT.reset(ctx)
         return list(zip(tokens, logprobs))
 
-    def _generate_continuous(self, prompts: list[list[int]], ks: Sequence[int | None] | None
+    def _generate_continuous(self, prompts: list[list[int]], ks: Sequence[int | None] | None,
+                             seeds: Sequence[int] | None = None
                              ) -> list[tuple[list[int], list[float]]]:
         """Continuous batching over fixed-shape tiles (causal models, ``"tiles"`` mode).
 
@@ -207,7 +223,7 @@ class GenerationMixin:
         max_new = self.decoding.max_new_tokens
         if max_new <= 0:
             return [([], []) for _ in range(n)]
-        gens = self._row_generators(prompts)
+        gens = self._row_generators(prompts, seeds)
         watch = None if ks is None else _ListWatch(self.tokenizer, ks, self._newline_tokens)
         waiting = collections.deque(range(n))
         active: list[int] = []  # prompt index of each batch row
@@ -331,7 +347,8 @@ class GenerationMixin:
             _TILE_ROWS.reset(token)
         return enc, mask
 
-    def _generate_seq2seq(self, prompts: list[list[int]], watch: _ListWatch | None = None
+    def _generate_seq2seq(self, prompts: list[list[int]], watch: _ListWatch | None = None,
+                          seeds: Sequence[int] | None = None
                           ) -> list[tuple[list[int], list[float]]]:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
@@ -339,7 +356,7 @@ class GenerationMixin:
         n = len(prompts)
         layout = _RowLayout(left_pad=[0] * n)
         ctx = _LAYOUT.set(layout if self.exact_batching else None)
-        gens = self._row_generators(prompts)
+        gens = self._row_generators(prompts, seeds)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
