@@ -227,3 +227,32 @@ def test_a_cached_nan_score_is_recomputed_never_served(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 cached responses" in err and "are unreadable and will be recomputed" in err
     eng.close()
+
+
+def test_a_row_keyed_before_samples_existed_answers_sample_zero(tmp_path):
+    """A cache row keyed by the old formula (sha256 of messages, k, candidates) is sample 0 of
+    an audit with samples: 3; only samples 1 and 2 are computed."""
+    import hashlib
+    import json
+
+    req = Request.from_prompt("prompt 0", k=5)
+    old_key = hashlib.sha256(json.dumps(
+        {"messages": [{"role": "user", "content": "prompt 0"}], "k": 5, "candidates": None},
+        sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    rec = CountingRecommender()
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    db.execute("CREATE TABLE responses (model TEXT NOT NULL, decoding TEXT NOT NULL, "
+               "request_key TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL, "
+               "created REAL NOT NULL, PRIMARY KEY (model, decoding, request_key))")
+    db.execute("INSERT INTO responses VALUES (?,?,?,?,?,?)",
+               (rec.fingerprint(), rec.decoding.key(), old_key, "{}",
+                json.dumps(Response(text="1. Old answer").to_dict()), 0.0))
+    db.commit()
+    db.close()
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", samples=3, progress=False)
+    answers = eng.run([req])
+    eng.close()
+    assert eng.stats.computed == 2 and rec.calls == [req.with_sample(j).key() for j in (1, 2)]
+    samples = answers[old_key].samples
+    assert samples[0].response.text == "1. Old answer" and samples[0].cached
+    assert [s.response.text for s in samples[1:]] == ["1. Movie prompt 0"] * 2
