@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 def unknown_name_message(kind: str, name: Any, known: Iterable[str], context: str = "") -> str:
-    """The one sentence for a name that is not among the known ones.
+    """Return the one sentence for a name that is not among the known ones.
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ def place_of(obj: Any) -> str:
 
 
 def _same_definition(a: Any, b: Any) -> bool:
-    """True for one object, or one class/function defined again by re-importing its module."""
+    """Return True for one object, or a class/function defined again by re-importing its module."""
     if a is b:
         return True
     return (type(a) is type(b) and isinstance(a, (type, types.FunctionType))
@@ -135,7 +135,7 @@ class Registry(Generic[T]):
         return obj
 
     def add(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`register`: ``@registry.add("name")``."""
+        """Register the decorated object as ``name``: ``@registry.add("name")``."""
 
         def wrap(obj: T) -> T:
             return self.register(name, obj)

@@ -110,7 +110,7 @@ _AVERAGE: ContextVar[_Averager | None] = ContextVar("recaudit_sample_average", d
 
 
 def table_made(t: Any) -> None:
-    """Hook of :class:`~recaudit.probes.kit.Table`: capture it, or average it over samples."""
+    """Capture a new :class:`~recaudit.probes.kit.Table`, or average it over samples (its hook)."""
     captured = _CAPTURE.get()
     if captured is not None:
         captured.tables.append(t)
