@@ -40,8 +40,11 @@ ENTRY_POINT_GROUP = "recaudit.rerankers"
 
 
 def valid_mask(valid: np.ndarray | None, shape: tuple[int, ...], like: str) -> np.ndarray:
-    """The ``valid`` mask of a batch (all true when None), checked against ``shape`` (the
-    shape of the array named ``like``)."""
+    """Return the ``valid`` mask of a batch (all true when None), checked against ``shape``.
+
+    ``shape`` is the shape of the array named ``like``; a mask of another shape or a non-boolean
+    dtype is a ValueError.
+    """
     if valid is None:
         return np.ones(shape, dtype=bool)
     mask = np.asarray(valid)
@@ -53,16 +56,21 @@ def valid_mask(valid: np.ndarray | None, shape: tuple[int, ...], like: str) -> n
 
 
 class RerankerParams(BaseModel):
+    """Base of a reranker's parameters (unknown fields are rejected)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
 class ListBatch:
-    """The lists of one probe as a padded batch: ``ids[l, j]`` the item at rank j of list l
+    """The lists of one probe as a padded batch.
+
+    ``ids[l, j]`` is the item at rank j of list l
     (``""`` padding), ``valid`` the real entries, ``relevance`` the rank-based relevance
     ``(n_l - j) / n_l`` (LLM lists carry no calibrated scores; any decreasing score gives
     FA*IR and the Det* family the same result), ``queries`` the lists' queries (their meta:
-    history, attribute, value, unit) and ``catalog``."""
+    history, attribute, value, unit) and ``catalog``.
+    """
 
     ids: np.ndarray
     valid: np.ndarray
@@ -72,6 +80,7 @@ class ListBatch:
     @classmethod
     def of(cls, lists: Sequence[Sequence[str]], queries: Sequence[Any], catalog: Any
            ) -> "ListBatch":
+        """Pad ``lists`` (ragged, in rank order) into a batch with their ``queries``."""
         n = max((len(x) for x in lists), default=0)
         ids = np.full((len(lists), n), "", dtype=object)
         valid = np.zeros((len(lists), n), dtype=bool)
@@ -82,6 +91,7 @@ class ListBatch:
 
     @property
     def relevance(self) -> np.ndarray:
+        """Rank-based relevance ``(n_l - j) / n_l`` of each real entry (0 for padding)."""
         n = self.valid.sum(axis=1, keepdims=True).astype(float)
         j = np.arange(self.ids.shape[1])[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -91,33 +101,40 @@ class ListBatch:
     def lookup(self, mapping: dict[str, Any], default: Any = None) -> np.ndarray:
         """``mapping[item]`` for every entry (``default`` for padding and unknown items)."""
         return np.array([[mapping.get(str(x), default) if ok else default
-                          for x, ok in zip(row, vrow)]
-                         for row, vrow in zip(self.ids, self.valid)], dtype=object)
+                          for x, ok in zip(row, vrow, strict=True)]
+                         for row, vrow in zip(self.ids, self.valid, strict=True)], dtype=object)
 
     def item_groups(self, column: str) -> dict[str, str]:
-        """``item -> group`` of an item column (``"unknown"`` where missing); DataError for a
-        column the catalog does not have."""
+        """Map each item to its group in an item column (``"unknown"`` where missing).
+
+        A column the catalog does not have is a DataError.
+        """
         from ..probes.exposure import group_labels
 
         return group_labels(self.catalog.item_groups(column))
 
     def groups(self, column: str) -> np.ndarray:
-        """The group label of every entry (``"unknown"`` for items outside the catalog)."""
+        """Return the group label of every entry (``"unknown"`` for items outside the catalog)."""
         return self.lookup(self.item_groups(column), default="unknown")
 
     def tail(self, head_share: float) -> np.ndarray:
-        """Bool ``(L, n)``: the entry is a long-tail item (not in the head that holds
-        ``head_share`` of the training interactions; see ``Catalog.head_tail``)."""
+        """Mark, as a bool ``(L, n)`` array, the entries that are long-tail items.
+
+        A long-tail item is not in the head that holds ``head_share`` of the training
+        interactions (see ``Catalog.head_tail``); padding is never marked.
+        """
         head, _ = self.catalog.head_tail(head_share)
         return self.valid & ~np.isin(self.ids, list(head))
 
     def histories(self) -> list[list[str] | None]:
-        """The shown history of each list's user, where the probe has one."""
+        """Return the shown history of each list's user, where the probe has one."""
         return [q.meta.get("history") for q in self.queries]
 
     def lists(self, order: np.ndarray) -> list[list[str]]:
-        """Lists from ``(L, k)`` indices (-1 = none): the chosen head, then the rest of each
-        list in its original order."""
+        """Build the re-ranked lists from ``(L, k)`` indices (-1 = none).
+
+        Each list is the chosen head, then the rest of the list in its original order.
+        """
         out = []
         for i in range(self.ids.shape[0]):
             n = int(self.valid[i].sum())
@@ -129,10 +146,13 @@ class ListBatch:
 
 
 class Reranker:
-    """One mitigation. Subclasses set ``name`` (by :func:`reranker`), ``Params``, ``sweep``
+    """One mitigation.
+
+    Subclasses set ``name`` (by :func:`reranker`), ``Params``, ``sweep``
     (the parameter a trade-off curve varies, with ``sweep_values`` as its default grid),
     ``target`` (the metric it improves: a list measure of :meth:`target_values`, or else the
-    name of a probe metric) and implement :meth:`rerank`."""
+    name of a probe metric) and implement :meth:`rerank`.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -147,14 +167,17 @@ class Reranker:
         self.params = params
 
     def with_param(self, name: str, value: Any) -> "Reranker":
-        """The same reranker with one parameter changed (validated)."""
+        """Return the same reranker with one parameter changed (validated)."""
         data = self.params.model_dump()
         data[name] = value
         return type(self)(validate_params(type(self), data, f"sweep {name}={value!r}"))
 
     def label(self) -> str:
-        """The variant name: the reranker and the parameters that differ from their defaults,
-        plus the swept one (``fair(p=0.5)``, ``xquad(lam=0.25)``, ``consensus``)."""
+        """Return the variant name (``fair(p=0.5)``, ``xquad(lam=0.25)``, ``consensus``).
+
+        The name is the reranker's, with the parameters that differ from their defaults plus the
+        swept one.
+        """
         default = type(self.params)().model_dump() if _has_defaults(self.Params) else {}
         bits = [f"{k}={_fmt(v)}" for k, v in self.params.model_dump().items()
                 if k == self.sweep or k not in default or v != default[k]]
@@ -165,11 +188,14 @@ class Reranker:
         return None
 
     def rerank(self, batch: ListBatch, k: int) -> list[list[str]]:
+        """Return each list of ``batch`` re-ranked for a top ``k``."""
         raise NotImplementedError
 
     def target_values(self, batch: ListBatch, k: int) -> np.ndarray | None:
-        """The targeted list measure of each list at ``k`` (NaN: undefined), or None when the
-        target is a metric the probe itself reports."""
+        """Return the targeted list measure of each list at ``k`` (NaN: undefined).
+
+        None when the target is a metric the probe itself reports.
+        """
         return None
 
     # model-backed rerankers (``needs_model``) also implement these three
@@ -178,10 +204,12 @@ class Reranker:
         return 0
 
     def plan(self, probe: Any, queries: Sequence[Any]) -> list[Any]:
+        """Return the extra model requests for the probe's ``queries`` (none by default)."""
         return []
 
     def rerank_answers(self, probe: Any, queries: Sequence[Any], answers: dict[str, Any]
                        ) -> dict[str, list[str] | None]:
+        """Return each query's re-ranked list from the ``answers`` to :meth:`plan`'s requests."""
         raise NotImplementedError
 
 
@@ -217,8 +245,11 @@ def _load_builtins() -> None:
 
 
 def _adopt(name: str, loaded: Any) -> None:
-    """Register what a ``recaudit.rerankers`` entry point loaded: a module registered its own
-    rerankers; a :class:`Reranker` class not yet registered is registered under ``name``."""
+    """Register what a ``recaudit.rerankers`` entry point loaded.
+
+    A module registered its own rerankers; a :class:`Reranker` class not yet registered is
+    registered under ``name``.
+    """
     if isinstance(loaded, type) and issubclass(loaded, Reranker):
         if not (loaded.name and RERANKERS.entries.get(loaded.name) is loaded):
             reranker(name)(loaded)
@@ -233,12 +264,12 @@ RERANKERS: Registry[type[Reranker]] = Registry("reranker", ENTRY_POINT_GROUP,
 
 
 def reranker_names() -> list[str]:
-    """The registered rerankers' names, sorted."""
+    """Return the registered rerankers' names, sorted."""
     return RERANKERS.names()
 
 
 def get_reranker(name: str) -> type[Reranker]:
-    """The reranker class registered as ``name`` (ConfigError listing the known ones)."""
+    """Return the reranker class registered as ``name`` (ConfigError listing the known ones)."""
     return RERANKERS.get(name)
 
 
