@@ -16,9 +16,11 @@ _FAIRLLM_QUOTED_RE = re.compile(r"\"([^\"]*)\"")
 
 
 def _drop_parenthesised(s: str) -> str:
-    """``re.sub(r"\\([^)]*\\)", "", s)`` (each ``(`` up to the next ``)``, left to right) in
-    linear time: the regex retries from every ``(`` when no ``)`` follows, quadratic on
-    ``"(((("``."""
+    r"""Return ``re.sub(r"\([^)]*\)", "", s)`` computed in linear time.
+
+    Each ``(`` up to the next ``)`` is dropped, left to right. The regex itself retries from
+    every ``(`` when no ``)`` follows, quadratic on ``"(((("``.
+    """
     out: list[str] = []
     start = 0
     while (opening := s.find("(", start)) >= 0 and (closing := s.find(")", opening + 1)) >= 0:
@@ -29,27 +31,27 @@ def _drop_parenthesised(s: str) -> str:
 
 
 def fairllm_items(text: Any) -> list[str]:
-    """A reply's items exactly as the FaiRLLM notebook reads them (METRICS.md section 1b).
+    r"""Read a reply's items exactly as the FaiRLLM notebook does (METRICS.md section 1b).
 
     Source: Zhang et al., "Is ChatGPT Fair for Recommendation?", RecSys 2023 (arXiv
     2305.07609), the evaluation notebook's ``clean`` and ``simplified_list``. The rules, in
     order:
 
-    1. lowercase (``str.lower``); delete every apostrophe ``'`` and every newline ``\\n``;
-    2. split on the regex ``\\d+\\. `` ("one or more digits, a period, a space") and drop the
+    1. lowercase (``str.lower``); delete every apostrophe ``'`` and every newline ``\n``;
+    2. split on the regex ``\d+\. `` ("one or more digits, a period, a space") and drop the
        text before the first match (a reply without such a number gives ``[]``);
     3. in each chunk cut everything from the first ``-`` onward (``"spider-man"`` ->
        ``"spider"``, as the notebook does);
     4. if the chunk contains a double quote ``"``: keep the first complete ``"..."`` substring,
        or, with no complete pair, delete the quotes; then strip surrounding whitespace;
-    5. remove every parenthesised span ``\\([^)]*\\)`` (from a ``(`` to the next ``)``), then
+    5. remove every parenthesised span ``\([^)]*\)`` (from a ``(`` to the next ``)``), then
        remove every space.
 
     No deduplication, no fuzzy matching, no filtering: a chunk that comes out empty stays an
     item (``""``). Items are equal when these strings are equal. Only ASCII ``'`` and ``"`` are
     treated (typographic quotes stay as they are); non-text gives ``[]``.
 
-    >>> fairllm_items('Sure!\\n1. "The Matrix" (1999) - sci-fi\\n2. Ocean\\'s 11\\n')
+    >>> fairllm_items('Sure!\n1. "The Matrix" (1999) - sci-fi\n2. Ocean\'s 11\n')
     ['thematrix', 'oceans11']
     """
     if not isinstance(text, str):

@@ -1,5 +1,6 @@
-"""Matching: parsed entries to catalogue item ids, and :func:`ground`, which chains parsing and
-matching into a :class:`Grounding`.
+"""Matching of parsed entries to catalogue item ids.
+
+:func:`ground` chains parsing and matching into a :class:`Grounding`.
 
 :class:`TitleMatcher` matches an entry to an item id: exact key first (a year in the entry picks
 among same-titled items), then fuzzy matching above a threshold. :func:`ground` returns the
@@ -48,10 +49,12 @@ class Grounding:
         return len(self.unmatched) / len(self.entries) if self.entries else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict (JSON-ready)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Grounding":
+        """Rebuild a Grounding from :meth:`to_dict`'s output (missing fields: empty)."""
         return cls(item_ids=[str(x) for x in d.get("item_ids", [])],
                    unmatched=[str(x) for x in d.get("unmatched", [])],
                    duplicates=int(d.get("duplicates", 0)),
@@ -314,7 +317,7 @@ class TitleMatcher:
         return None, best_below
 
     def match(self, entry: str) -> str | None:
-        """The item id an entry names, or ``None``."""
+        """Return the item id an entry names, or ``None``."""
         return self.match_with_score(entry)[0]
 
 
@@ -322,7 +325,7 @@ _VARIANT_SEP_RE = re.compile(r"\s+[-\u2013\u2014|]\s+|\s+[\u2013\u2014]|[\u2013\
 
 
 def _variants(entry: str) -> list[str]:
-    """The entry, then shorter readings: before a separator, without a trailing parenthesis."""
+    """List the entry, then shorter readings: before a separator, without a trailing parenthesis."""
     out = [entry]
     base, year = split_year(entry)
     suffix = f" ({year})" if year else ""
@@ -375,9 +378,11 @@ def ground(text: str, matcher: TitleMatcher) -> Grounding:
 
 
 def ground_entries(entries: list[str], match: Callable[[str], str | None]) -> Grounding:
-    """A Grounding of parsed ``entries`` in list order: ``match(entry)`` gives its item (None:
-    unmatched); an entry whose item is already taken is dropped and counted in
-    ``duplicates``."""
+    """Ground parsed ``entries`` in list order with ``match``.
+
+    ``match(entry)`` gives the entry's item (None: unmatched); an entry whose item is already
+    taken is dropped and counted in ``duplicates``.
+    """
     out = Grounding(entries=list(entries))
     seen: set[str] = set()
     for e in entries:

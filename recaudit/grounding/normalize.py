@@ -28,7 +28,9 @@ _MARKDOWN_RE = re.compile(r"(\*\*|__|\*|~~|`|^#+\s*)")
 
 
 def split_year(s: str) -> tuple[str, int | None]:
-    """``"The Matrix (1999)"`` -> ``("The Matrix", 1999)``; no trailing year -> ``(s, None)``.
+    """Split a trailing year off a title: ``"The Matrix (1999)"`` -> ``("The Matrix", 1999)``.
+
+    No trailing year gives ``(s, None)``.
 
     Also ``"[1999]"`` and ``"The Matrix, 1999"``; a year that is part of the title
     (``"Blade Runner 2049"``, ``"1917"``) is not split off.

@@ -162,7 +162,7 @@ def _collapse_repeats(s: str) -> str:
 
 
 def _is_header(body: str) -> bool:
-    """A list line that introduces a sub-list (``"**Action movies:**"``) rather than a title."""
+    """Tell whether a list line opens a sub-list (``"**Action movies:**"``) rather than a title."""
     b = body.strip().rstrip("*_").strip()
     return b.endswith(":")
 
@@ -279,8 +279,11 @@ _SENTENCE_END_RE = re.compile(r"(?P<word>[^\W_]+|\))[.!?]+(?=\s+\S)")
 
 
 def _prose_word(word: str) -> bool:
-    """A lowercase word that is not one of the small words titles keep lowercase (a verb or
-    other prose: ``"recommend"``, ``"enjoy"``, ``"are"``)."""
+    """Tell whether ``word`` is prose rather than part of a title.
+
+    A prose word is lowercase and not one of the small words titles keep lowercase (a verb or
+    other prose: ``"recommend"``, ``"enjoy"``, ``"are"``).
+    """
     core = word.strip(_WRAP_CHARS)
     return bool(core) and core[:1].islower() and core.lower() not in _SMALL_WORDS
 
@@ -303,8 +306,11 @@ def _trim_prose_lead(part: str) -> str | None:
 
 
 def _cut_sentence(part: str) -> str:
-    """``"Alien (1979). Enjoy!"`` -> ``"Alien (1979)"``: the text up to the first sentence end
-    that more text follows (not after an abbreviation such as ``"Dr."`` or an initial)."""
+    """Cut the text after its first sentence: ``"Alien (1979). Enjoy!"`` -> ``"Alien (1979)"``.
+
+    The cut is at the first sentence end that more text follows (not after an abbreviation
+    such as ``"Dr."`` or an initial).
+    """
     for m in _SENTENCE_END_RE.finditer(part):
         word = m.group("word")
         if word == ")" or (len(word) > 1 and word.lower() not in _ABBREVIATIONS):
@@ -313,9 +319,11 @@ def _cut_sentence(part: str) -> str:
 
 
 def _trim_prose_tail(part: str) -> str:
-    """``"Alien. Enjoy!"`` / ``"Alien are all great"`` -> ``"Alien"`` (the last piece of a
-    prose list): cut at the first sentence end (:func:`_cut_sentence`), then before the first
-    prose word."""
+    """Trim the prose after the last piece of a prose list (``"Alien. Enjoy!"`` -> ``"Alien"``).
+
+    Cut at the first sentence end (:func:`_cut_sentence`), then before the first prose word
+    (``"Alien are all great"`` -> ``"Alien"``).
+    """
     part = _cut_sentence(part)
     words = part.split()
     cut = next((i for i, w in enumerate(words) if i > 0 and _prose_word(w)), None)
@@ -414,13 +422,14 @@ def _split_inline_numbering(line: str) -> list[str]:
         return [line]
     cuts = [m.start() for m in best] + [len(line)]
     head = line[:cuts[0]].strip()
-    pieces = [line[a:b].strip() for a, b in zip(cuts, cuts[1:])]
+    # consecutive pairs: ``cuts[1:]`` is one shorter by design
+    pieces = [line[a:b].strip() for a, b in zip(cuts, cuts[1:], strict=False)]
     pieces[-1] = _cut_sentence(pieces[-1])  # "3. Alien (1979). Enjoy!" -> "3. Alien (1979)"
     return ([head] if head else []) + pieces
 
 
 def _plain_line_ok(line: str) -> bool:
-    """A plain line that can be a title on its own (one-title-per-line output)."""
+    """Tell whether a plain line can be a title on its own (one-title-per-line output)."""
     s = line.strip()
     if not s or s.endswith(":") or len(s) > 120:
         return False
@@ -433,7 +442,7 @@ def _plain_line_ok(line: str) -> bool:
 
 
 def parse_entries(text: Any) -> tuple[list[str], str]:
-    """The list entries of a model's output and the format they were found in.
+    r"""Return the list entries of a model's output and the format they were found in.
 
     The parser behind :func:`parse_list` (see there for what it recognises), without its
     last-resort guard: it is written never to raise, and the tests hold it to that. The format
@@ -442,7 +451,7 @@ def parse_entries(text: Any) -> tuple[list[str], str]:
     Only a ``"list"`` keeps its first entries when more lines are appended (the early stop of
     :mod:`recaudit.recommenders.hf.early_stop` relies on it).
 
-    >>> parse_entries("1. Heat\\n2. Alien")
+    >>> parse_entries("1. Heat\n2. Alien")
     (['Heat', 'Alien'], 'list')
     """
     text = _CODE_FENCE_RE.sub("\n", _clean_text(text))
@@ -520,7 +529,7 @@ def parse_entries(text: Any) -> tuple[list[str], str]:
 
 
 def parse_list(text: str) -> list[str]:
-    """Extract the list entries from raw model output, in order.
+    r"""Extract the list entries from raw model output, in order.
 
     Recognised: numbered (``1. X``, ``1) X``, ``#1: X``), bulleted (``-``, ``*``, ``•``), JSON
     arrays (of strings, or of objects with a ``title``/``name`` key; also inside a ```` ```json````
@@ -530,7 +539,7 @@ def parse_list(text: str) -> list[str]:
     (``"Heat (1995)"``); a trailing description after ``" - "`` or ``": "`` is dropped when it
     reads as prose rather than a subtitle. Never raises; returns ``[]`` for non-text.
 
-    >>> parse_list("Sure! Here are 2 movies:\\n1. **Heat** (1995) - A heist thriller.\\n2. Alien")
+    >>> parse_list("Sure! Here are 2 movies:\n1. **Heat** (1995) - A heist thriller.\n2. Alien")
     ['Heat (1995)', 'Alien']
     """
     try:
