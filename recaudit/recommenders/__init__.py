@@ -55,7 +55,7 @@ Factory = Callable[..., Recommender]
 
 
 def recommender_kind(name: str) -> Callable[[Factory], Factory]:
-    """Decorator registering a recommender factory as the kind ``name``.
+    """Register the decorated recommender factory as the kind ``name``.
 
     The factory's signature is described in the module docstring; a taken name is a one-line
     ConfigError.
@@ -117,8 +117,11 @@ _NOT_OPTIONS = {"self", "path", "target", "base_url", "decoding", "spec", "allow
 
 
 def _make(cls: type, spec: str, options: dict[str, Any], *args: Any, **fixed: Any) -> Any:
-    """``cls(*args, spec=spec, **fixed, **options)``, after checking that every option is one
-    the adapter takes (a misspelt ``model_options`` key is a ModelSpecError, not a TypeError)."""
+    """Return ``cls(*args, spec=spec, **fixed, **options)`` once the options are checked.
+
+    Every option must be one the adapter takes: a misspelt ``model_options`` key is a
+    ModelSpecError, not a TypeError.
+    """
     params = inspect.signature(cls).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         known = sorted(set(params) - _NOT_OPTIONS)
@@ -133,7 +136,7 @@ def _make(cls: type, spec: str, options: dict[str, Any], *args: Any, **fixed: An
 @recommender_kind("hf")
 def _hf(target: str, *, spec: str, decoding: Decoding | None = None, allow_pickle: bool = False,
         trust_remote_code: bool = False, **options: Any) -> Recommender:
-    """Hugging Face transformers checkpoint (causal or seq2seq): generate, score"""
+    """Load a Hugging Face transformers checkpoint (causal or seq2seq): generate, score."""
     from .hf import HFRecommender
     return _make(HFRecommender, spec, options, target, decoding, allow_pickle=allow_pickle,
                  trust_remote_code=trust_remote_code)
@@ -142,7 +145,7 @@ def _hf(target: str, *, spec: str, decoding: Decoding | None = None, allow_pickl
 @recommender_kind("gguf")
 def _gguf(target: str, *, spec: str, decoding: Decoding | None = None,
           **options: Any) -> Recommender:
-    """GGUF file loaded through transformers, dequantized weights cached: generate, score"""
+    """Load a GGUF file through transformers, dequantized weights cached: generate, score."""
     from .gguf import GGUFRecommender
     return _make(GGUFRecommender, spec, options, target, decoding)
 
@@ -150,7 +153,7 @@ def _gguf(target: str, *, spec: str, decoding: Decoding | None = None,
 @recommender_kind("embedding")
 def _embedding(target: str, *, spec: str, decoding: Decoding | None = None,
                allow_pickle: bool = False, **options: Any) -> Recommender:
-    """sentence-transformers bi-encoder ranking the catalog: embed"""
+    """Rank the catalog with a sentence-transformers bi-encoder: embed."""
     from .embedding import EmbeddingRecommender
     return _make(EmbeddingRecommender, spec, options, target, decoding, allow_pickle=allow_pickle)
 
@@ -158,7 +161,7 @@ def _embedding(target: str, *, spec: str, decoding: Decoding | None = None,
 @recommender_kind("openai")
 def _openai(target: str, *, spec: str, decoding: Decoding | None = None,
             **options: Any) -> Recommender:
-    """OpenAI-compatible chat completions endpoint (vLLM, Ollama, llama.cpp): generate"""
+    """Ask an OpenAI-compatible chat completions endpoint (vLLM, Ollama, llama.cpp): generate."""
     from .openai import OpenAIRecommender, redact_credentials
     url, hash_, model = target.partition("#")
     if not hash_ or not model:
@@ -170,7 +173,7 @@ def _openai(target: str, *, spec: str, decoding: Decoding | None = None,
 @recommender_kind("python")
 def _python(target: str, *, spec: str, decoding: Decoding | None = None,
             **options: Any) -> Recommender:
-    """a Python function module:function: generate"""
+    """Call a Python function module:function: generate."""
     from .python import PythonRecommender
     return _make(PythonRecommender, spec, options, target, decoding)
 
@@ -178,6 +181,6 @@ def _python(target: str, *, spec: str, decoding: Decoding | None = None,
 @recommender_kind("replay")
 def _replay(target: str, *, spec: str, decoding: Decoding | None = None,
             **options: Any) -> Recommender:
-    """recorded answers in a file or directory (OpenAI Batch, JSONL, CSV): generate"""
+    """Replay recorded answers from a file or directory (OpenAI Batch, JSONL, CSV): generate."""
     from .replay import ReplayRecommender
     return _make(ReplayRecommender, spec, options, target, decoding)
