@@ -1,4 +1,4 @@
-"""Adapter for sentence-transformers bi-encoders: rank the catalog by cosine similarity.
+r"""Adapter for sentence-transformers bi-encoders: rank the catalog by cosine similarity.
 
 The model is loaded from a local directory only (``local_files_only=True``,
 ``trust_remote_code=False``). Directories whose only weights are pickles (``*.bin``, ``*.pt``,
@@ -16,7 +16,7 @@ their texts in catalog order (so any change to a title, a genre or the item orde
 (system and assistant messages are ignored: they carry instructions, not preferences). A request
 without user content gets ``Response.error``. The ``k`` nearest items become
 ``Response.item_ids`` (best first; ties broken by catalog order) with
-``text = "1. Title\\n2. Title..."`` and the similarities in ``meta["similarities"]``.
+``text = "1. Title\n2. Title..."`` and the similarities in ``meta["similarities"]``.
 Deterministic for a given model, catalog and query.
 """
 
@@ -97,7 +97,7 @@ def item_text(title: Any, genres: Any) -> str:
 
 
 def query_text(request: Request) -> str:
-    """The text embedded for a request: its user messages' contents joined with newlines."""
+    """Return the text embedded for a request: its user messages' contents joined by newlines."""
     return "\n".join(m.content for m in request.messages if m.role == "user").strip()
 
 
@@ -237,9 +237,9 @@ class EmbeddingRecommender(Recommender):
         ids = [str(i) for i in items.index]
         genres = items["genres"] if "genres" in items.columns else [None] * len(items)
         titles = ["" if t is None else str(t) for t in items["title"]]
-        texts = [item_text(t, g) for t, g in zip(titles, genres)]
+        texts = [item_text(t, g) for t, g in zip(titles, genres, strict=True)]
         h = hashlib.sha256(TEXT_FORMAT.encode("utf-8"))
-        for i, t in zip(ids, texts):
+        for i, t in zip(ids, texts, strict=True):
             h.update(b"\x00" + i.encode("utf-8") + b"\x01" + t.encode("utf-8"))
         path = cache_dir("embeddings") / f"{self.fingerprint()}-{h.hexdigest()}.npy"
 
@@ -268,6 +268,7 @@ class EmbeddingRecommender(Recommender):
     # -- ranking ------------------------------------------------------------------------------
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        """Rank the catalog by cosine similarity to each request's embedded text."""
         import numpy as np
 
         if self._item_emb is None or self._item_ids is None or self._titles is None:
@@ -298,4 +299,5 @@ class EmbeddingRecommender(Recommender):
         return out
 
     def close(self) -> None:
+        """Drop the loaded model."""
         self._model = None

@@ -185,6 +185,7 @@ class GGUFRecommender(HFRecommender):
         return model, tokenizer
 
     def weights_sha256(self) -> str | None:
+        """Return the sha256 of the GGUF file."""
         return self.gguf_sha256
 
     def _fingerprint_payload(self) -> dict[str, Any]:
