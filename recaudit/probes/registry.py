@@ -38,7 +38,7 @@ __all__ = ["PROBES", "AuditContext", "Probe", "ProbeParams", "Query", "QueryKey"
 FAIRNESS, ROBUSTNESS, ACCURACY = "fairness", "robustness", "accuracy"
 # Modules of recaudit.probes that define no probe (everything else is imported on first lookup).
 HELPER_MODULES = frozenset({"registry", "base", "sampling", "findings", "attributes", "kit",
-                            "subjects", "histories", "consistency"})
+                            "subjects", "histories", "consistency", "control"})
 #: entry-point group through which an installed package adds probes (``name = module``)
 ENTRY_POINT_GROUP = "recaudit.probes"
 
