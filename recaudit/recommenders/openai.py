@@ -219,7 +219,7 @@ class OpenAIRecommender(Recommender):
     # -- identity -----------------------------------------------------------------------------
 
     def model_info(self) -> dict[str, Any]:
-        """The ``/v1/models`` entry of this model (``id``, ``created``, ``owned_by``) or ``{}``.
+        """Return the ``/v1/models`` entry of this model (``id``, ``created``, ``owned_by``).
 
         Tolerant: an unreachable endpoint, a non-JSON body or a missing entry gives ``{}``.
         """
@@ -262,19 +262,23 @@ class OpenAIRecommender(Recommender):
     # -- requests -----------------------------------------------------------------------------
 
     def payload(self, request: Request) -> dict[str, Any]:
-        """The JSON body sent for ``request``."""
+        """Return the JSON body sent for ``request``."""
         return {"model": self.model, "messages": request.chat_dicts(),
                 "max_tokens": self.decoding.max_new_tokens,
                 "temperature": self.decoding.temperature,
                 "seed": sample_seed(self.decoding.seed, request.sample)}
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        """Return one Response per request, in order (see :meth:`recommend_each`)."""
         got = dict(self.recommend_each(requests))
         return [got[i] for i in range(len(got))]
 
     def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
-        """``(index, Response)`` of each request as soon as it completes (``concurrency``
-        requests in flight), so the engine caches every finished answer at once."""
+        """Yield ``(index, Response)`` of each request as soon as it completes.
+
+        ``concurrency`` requests are in flight, and the engine caches every finished answer at
+        once.
+        """
         requests = list(requests)
         if not requests:
             return
@@ -371,9 +375,11 @@ class OpenAIRecommender(Recommender):
                               f"{last}", meta={"attempts": attempts})
 
     def _post(self, body: dict[str, Any]) -> tuple[int, Any, bytes]:
-        """One attempt: (status, headers, body bytes); the body is read within ``timeout`` of
-        the headers and :data:`MAX_BODY_BYTES` (httpx's own timeout bounds each read, so a body
-        trickling in byte by byte would never time out)."""
+        """Make one attempt and return its (status, headers, body bytes).
+
+        The body is read within ``timeout`` of the headers and :data:`MAX_BODY_BYTES` (httpx's own
+        timeout bounds each read, so a body trickling in byte by byte would never time out).
+        """
         with self._client.stream("POST", self.chat_url, json=body) as r:
             deadline = time.monotonic() + self.timeout
             chunks: list[bytes] = []
@@ -405,7 +411,7 @@ class OpenAIRecommender(Recommender):
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
     def _parse(self, content: bytes, attempt: int) -> Response:
-        """The answer in a 200 body; raises :class:`_Malformed` or :class:`_NotText`."""
+        """Read the answer in a 200 body; raises :class:`_Malformed` or :class:`_NotText`."""
         meta: dict[str, Any] = {"attempts": attempt}
         try:
             data = json.loads(content)
@@ -433,6 +439,7 @@ class OpenAIRecommender(Recommender):
                         n_output_tokens=_as_int(usage.get("completion_tokens")), meta=meta)
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
     def __enter__(self) -> "OpenAIRecommender":
