@@ -276,8 +276,8 @@ class OpenAIRecommender(Recommender):
     def recommend_each(self, requests: Sequence[Request]) -> Iterator[tuple[int, Response]]:
         """Yield ``(index, Response)`` of each request as soon as it completes.
 
-        ``concurrency`` requests are in flight, and the engine caches every finished answer at
-        once.
+        ``concurrency`` requests are in flight; yielding each answer as it lands lets the engine
+        cache every finished answer at once.
         """
         requests = list(requests)
         if not requests:
