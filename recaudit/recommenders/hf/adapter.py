@@ -205,6 +205,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             self._fingerprint = None  # the fingerprint records the setting
 
     def batch_invariance(self) -> str:
+        """Describe the batching (tiles), batch size, weight dtype and early stop in one line."""
         line = self.batching.describe()
         if self.batch_size_reason:
             line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
@@ -219,9 +220,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
 
     # ------------------------------------------------------------------ identity
     def weights_sha256(self) -> str | None:
-        """sha256 of the weights file (of the ``"name  sha"`` lines of several); for a PEFT
-        adapter, sha256 of ``"base  SHA\nadapter  SHA\n"`` over the two (see
-        :meth:`base_weights_sha256`, :meth:`adapter_weights_sha256`)."""
+        r"""Return the sha256 of the weights file (of the ``"name  sha"`` lines of several).
+
+        For a PEFT adapter it is the sha256 of ``"base  SHA\nadapter  SHA\n"`` over the two (see
+        :meth:`base_weights_sha256`, :meth:`adapter_weights_sha256`).
+        """
         if self._weights_sha is None and self.weight_files:
             base = files_sha256(self.weight_files)
             if self.adapter_files:
@@ -240,8 +243,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         return files_sha256(self.adapter_files)
 
     def _adapter_config_digest(self) -> str | None:
-        """sha256 of the adapter config less the keys that only name files (the base path, the
-        peft version): rank, alpha and target modules change the merged weights."""
+        """Return the sha256 of the adapter config less the keys that only name files.
+
+        Those keys are the base path and the peft version; rank, alpha and target modules change
+        the merged weights, so they count.
+        """
         if self.adapter_config is None:
             return None
         cfg = {k: v for k, v in self.adapter_config.items() if k not in _ADAPTER_CONFIG_INERT}
@@ -282,11 +288,14 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        """sha256 of adapter, weights, config, tokenizer, numerics and the early-stop rule (when
-        on); computed once per load (and again when :attr:`early_stop` is switched).
+        """Return the sha256 of adapter, weights, config, tokenizer, numerics and early stop.
+
+        The early-stop rule counts when it is on. Computed once per load (and again when
+        :attr:`early_stop` is switched).
 
         For a PEFT adapter ``weights`` is :meth:`weights_sha256` (base and adapter weights), and
-        a ``peft`` entry adds both weight digests and the adapter config's digest."""
+        a ``peft`` entry adds both weight digests and the adapter config's digest.
+        """
         cached = getattr(self, "_fingerprint", None)
         if cached is None:
             blob = json.dumps(self._fingerprint_payload(), sort_keys=True, default=str)
@@ -339,14 +348,19 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
 
     def _prefill_causal(self, prompts: list[list[int]], layout: _RowLayout
                         ) -> tuple[Any, Any, Any, list[int]]:
-        """Prefill left-padded prompts through the prefill tiles; returns (last-position
-        logits, cache, attention mask, left pads). ``layout.left_pad`` is set to the pads."""
+        """Prefill left-padded prompts through the prefill tiles.
+
+        Returns (last-position logits, cache, attention mask, left pads); ``layout.left_pad`` is
+        set to the pads.
+        """
         import torch
 
         width = max(len(p) for p in prompts)
         pads = [width - len(p) for p in prompts]
-        ids = torch.tensor([[self.pad_id] * pad + p for pad, p in zip(pads, prompts)])
-        mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
+        ids = torch.tensor([[self.pad_id] * pad + p
+                            for pad, p in zip(pads, prompts, strict=True)])
+        mask = torch.tensor([[0] * pad + [1] * len(p)
+                             for pad, p in zip(pads, prompts, strict=True)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         layout.left_pad = list(pads)
         out = self._run("prefill", input_ids=ids, attention_mask=mask, position_ids=positions,
