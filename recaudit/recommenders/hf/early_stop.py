@@ -34,14 +34,17 @@ EARLY_STOP_RULE = "k-list-entries-v1"
 
 
 def list_is_complete(text: str, k: int) -> bool:
-    """True when ``text`` (complete lines only) holds at least ``k`` numbered or bulleted list
-    entries as the project's parser reads them: a row whose text this is can stop."""
+    """Return True when ``text`` holds at least ``k`` numbered or bulleted list entries.
+
+    ``text`` is complete lines only, read by the project's parser; a row whose text this is can
+    stop.
+    """
     entries, fmt = parse_entries(text.strip())
     return fmt == "list" and len(entries) >= k
 
 
 class _ListWatch:
-    """Per-row early stop (see "Early stop" in the module docstring) for one batch.
+    """Per-row early stop (see the module docstring) for one batch.
 
     ``ks``: the ``k`` of each batch row (``None`` or < 1: never stop early). :meth:`done` looks
     at the row's newest token only, and decodes and parses the row's text only when that token

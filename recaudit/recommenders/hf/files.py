@@ -49,8 +49,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass
 class PeftFiles:
-    """Where a PEFT adapter's model came from: the base model's directory and weight files, the
-    adapter's weight files and its config (``adapter_config.json``)."""
+    """Where a PEFT adapter's model came from.
+
+    The base model's directory and weight files, the adapter's weight files and its config
+    (``adapter_config.json``).
+    """
 
     base_dir: Path
     adapter_files: list[Path]
@@ -59,6 +62,7 @@ class PeftFiles:
 
 
 def resolve_model_dir(path: str) -> Path:
+    """Return the local directory of a model path or hub id (offline cache only)."""
     p = Path(path).expanduser()
     if p.exists():
         if not p.is_dir():
@@ -100,7 +104,7 @@ def _read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
 
 
 def _resolve_base_dir(adapter_dir: Path, named: str | None, from_options: bool) -> Path:
-    """The base model directory of a PEFT adapter: a local directory, never a hub download.
+    """Return the base model directory of a PEFT adapter: local, never a hub download.
 
     ``named`` is ``model_options.base`` (``from_options``) or the adapter config's
     ``base_model_name_or_path``. A relative path is tried from the working directory, then (for
@@ -133,7 +137,7 @@ def _resolve_base_dir(adapter_dir: Path, named: str | None, from_options: bool) 
 
 
 def select_weight_files(d: Path, allow_pickle: bool) -> list[Path]:
-    """The checkpoint's weight files: its safetensors, or with consent its pickle files.
+    """Return the checkpoint's weight files: its safetensors, or with consent its pickle files.
 
     ``.safetensors`` files are checked first (:func:`~recaudit.recommenders.weights.
     check_safetensors`); pickle files (``.bin``, ``.pt``...) only with ``allow_pickle``; none
@@ -157,8 +161,11 @@ def select_weight_files(d: Path, allow_pickle: bool) -> list[Path]:
 
 
 def select_adapter_files(d: Path, allow_pickle: bool) -> list[Path]:
-    """The adapter's weights: ``adapter_model.safetensors``, or with ``allow_pickle`` the
-    pickle ``adapter_model.bin`` (the one peft would load: it prefers safetensors too)."""
+    """Return the adapter's weight file: ``adapter_model.safetensors`` first.
+
+    With ``allow_pickle`` the pickle ``adapter_model.bin`` is taken when there is no safetensors
+    file (the one peft would load: it prefers safetensors too).
+    """
     safe, pickled = (d / name for name in ADAPTER_WEIGHTS)
     if safe.is_file():
         return [safe]
@@ -209,11 +216,11 @@ def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bo
 
 def load_peft(adapter_dir: Path, base: str | None, allow_pickle: bool,
               trust_remote_code: bool) -> tuple[Any, Any, PeftFiles]:
-    """Base model + PEFT adapter, merged: see "PEFT / LoRA adapters" in the module docstring.
+    """Load a base model with its PEFT adapter merged in.
 
-    Every check that needs only the files (base found, pickle policy for both weight sets,
-    adapter type) runs before anything is loaded. Returns the merged model, the tokenizer
-    and the files they came from.
+    See "PEFT / LoRA adapters" in the module docstring. Every check that needs only the files
+    (base found, pickle policy for both weight sets, adapter type) runs before anything is
+    loaded. Returns the merged model, the tokenizer and the files they came from.
     """
     cfg = _read_adapter_config(adapter_dir)
     named = base if base is not None else cfg.get("base_model_name_or_path")
