@@ -38,13 +38,14 @@ class GenerationMixin:
     """
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        """Generate one answer per request, in order (see :meth:`generate_ids`)."""
         requests = list(requests)
         prompts = [self.prompt_ids(r) for r in requests]
         ks = [r.k for r in requests] if self.early_stop else None
         max_new = self.decoding.max_new_tokens
         responses = []
         samples = [r.sample for r in requests]
-        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, ks, samples)):
+        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, ks, samples), strict=True):
             eos = bool(tokens) and tokens[-1] in self.eos_ids
             body = tokens[:-1] if eos else tokens
             text = self.tokenizer.decode(body, skip_special_tokens=True)
@@ -58,8 +59,10 @@ class GenerationMixin:
                      ks: Sequence[int | None] | None = None,
                      samples: Sequence[int] | None = None
                      ) -> list[tuple[list[int], list[float]]]:
-        """Generate from token-id prompts: per prompt, the new token ids (ending with EOS when
-        the model stopped) and each chosen token's log-probability.
+        """Generate from token-id prompts.
+
+        Returns, per prompt, the new token ids (ending with EOS when the model stopped) and each
+        chosen token's log-probability.
 
         ``ks``: per prompt, the number of list entries asked for; a prompt's generation stops
         once its text holds that many (see :mod:`.early_stop`). ``None`` (the
@@ -93,7 +96,7 @@ class GenerationMixin:
                         [prompts[i] for i in order],
                         None if ks is None else [ks[i] for i in order],
                         [seeds[i] for i in order])
-                    for i, out in zip(order, outs):
+                    for i, out in zip(order, outs, strict=True):
                         results[i] = out
                     order = []
                 for start in range(0, len(order), step):
@@ -102,7 +105,7 @@ class GenerationMixin:
                     gen = self._generate_seq2seq if self.is_seq2seq else self._generate_causal
                     watch = None if ks is None else _ListWatch(
                         self.tokenizer, [ks[i] for i in idx], self._newline_tokens)
-                    for i, out in zip(idx, gen(batch, watch, [seeds[i] for i in idx])):
+                    for i, out in zip(idx, gen(batch, watch, [seeds[i] for i in idx]), strict=True):
                         results[i] = out
         except ModelRuntimeError:
             raise
@@ -130,9 +133,12 @@ class GenerationMixin:
     def _pick(self, logits: Any, rows: list[int], gens: list[Any] | None,
               tokens: list[list[int]], logprobs: list[list[float]],
               watch: _ListWatch | None = None) -> tuple[Any, list[int]]:
-        """Choose the next token of each active row (argmax, or a sample from the row's own
-        generator), record it and its log-probability; return the tokens and the rows (indices
-        into ``rows``) that go on: not at EOS, and (with ``watch``) list not yet complete."""
+        """Choose, record and return the next token of each active row.
+
+        The token is the argmax, or a sample from the row's own generator; it and its
+        log-probability are recorded. Returns the tokens and the rows (indices into ``rows``)
+        that go on: not at EOS, and (with ``watch``) list not yet complete.
+        """
         import torch
 
         logits = logits.float()
@@ -160,8 +166,10 @@ class GenerationMixin:
         n = len(prompts)
         width = max(len(p) for p in prompts)
         pads = [width - len(p) for p in prompts]
-        ids = torch.tensor([[self.pad_id] * pad + p for pad, p in zip(pads, prompts)])
-        mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prompts)])
+        ids = torch.tensor([[self.pad_id] * pad + p
+                            for pad, p in zip(pads, prompts, strict=True)])
+        mask = torch.tensor([[0] * pad + [1] * len(p)
+                             for pad, p in zip(pads, prompts, strict=True)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         next_pos = torch.tensor([len(p) for p in prompts])
         gens = self._row_generators(prompts, seeds)
@@ -195,7 +203,7 @@ class GenerationMixin:
                 next_pos = next_pos + 1
         finally:
             _LAYOUT.reset(ctx)
-        return list(zip(tokens, logprobs))
+        return list(zip(tokens, logprobs, strict=True))
 
     def _generate_continuous(self, prompts: list[list[int]], ks: Sequence[int | None] | None,
                              seeds: Sequence[int] | None = None
@@ -278,14 +286,16 @@ class GenerationMixin:
                     mask = self._trim_common_pad(cache, mask, layout)
         finally:
             _LAYOUT.reset(ctx)
-        return list(zip(tokens, logprobs))
+        return list(zip(tokens, logprobs, strict=True))
 
     def _refill_count(self, n_active: int, waiting: list[list[int]]) -> int:
-        """How many waiting prompts enter before the next decode step (scheduling only: no
-        output depends on it). A prefill costs whole tiles of M_p rows (prompts x the longest
-        of them), so newcomers enter in whole tiles: all that fit when nothing decodes, when
-        all the rest fit, or when half the slots are free; else as many as fill whole tiles
-        (none while they fill less than one)."""
+        """Return how many waiting prompts enter before the next decode step.
+
+        Scheduling only: no output depends on it. A prefill costs whole tiles of M_p rows
+        (prompts x the longest of them), so newcomers enter in whole tiles: all that fit when
+        nothing decodes, when all the rest fit, or when half the slots are free; else as many
+        as fill whole tiles (none while they fill less than one).
+        """
         free = self.batch_size - n_active
         if free <= 0:
             return 0
@@ -312,8 +322,11 @@ class GenerationMixin:
 
     def _merge_rows(self, cache: Any, mask: Any, layout: _RowLayout, new_cache: Any,
                     new_mask: Any, new_pads: list[int]) -> tuple[Any, Any]:
-        """Append freshly prefilled rows to the running batch (see :meth:`_generate_continuous`).
-        Returns the merged cache and mask; ``layout.left_pad`` is updated."""
+        """Append freshly prefilled rows to the running batch.
+
+        See :meth:`_generate_continuous`. Returns the merged cache and mask;
+        ``layout.left_pad`` is updated.
+        """
         import torch
         import torch.nn.functional as F
 
@@ -384,4 +397,4 @@ class GenerationMixin:
                     layout.left_pad = [0] * len(active)
         finally:
             _LAYOUT.reset(ctx)
-        return list(zip(tokens, logprobs))
+        return list(zip(tokens, logprobs, strict=True))
