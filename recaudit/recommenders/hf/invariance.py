@@ -91,7 +91,7 @@ class BatchInvariance:
         return self.mode in ("tiles", "sequential")
 
     def numerics(self) -> str:
-        """The fingerprint's numerics tag: outputs differ between tags, never within one."""
+        """Return the fingerprint's numerics tag: outputs differ between tags, never within one."""
         if self.mode == "tiles":
             return f"tiles-p{self.prefill_rows}-d{self.decode_rows}"
         return self.mode
@@ -201,11 +201,11 @@ def _tiled_linear_forward(self, x):
 
 
 def _tile_rows_are_invariant(lin: Any, rows: int, gen: Any) -> bool:
-    """Does a row's result under ``rows``-row tiles depend on anything but the row?
+    """Check that a row's result under ``rows``-row tiles depends on nothing but the row.
 
-    Exactly the property the tiled forward relies on, checked on this layer's own weights: the
-    same probe row is run alone, in a second tile beside random companions, and last in a tile of
-    zero padding; the three results must be bitwise equal.
+    This is exactly the property the tiled forward relies on, checked on this layer's own
+    weights: the same probe row is run alone, in a second tile beside random companions, and
+    last in a tile of zero padding; the three results must be bitwise equal.
     """
     import torch
 
@@ -227,8 +227,11 @@ def _tile_rows_are_invariant(lin: Any, rows: int, gen: Any) -> bool:
 
 
 def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> float:
-    """Time of one ``rows``-row tile through the model's linear layers: for each distinct shape
-    (layer, multiplicity) the best of ``reps`` timed calls after a warm-up, times its count."""
+    """Time one ``rows``-row tile through the model's linear layers, in seconds.
+
+    For each distinct shape (layer, multiplicity): the best of ``reps`` timed calls after a
+    warm-up, times its count.
+    """
     import time
 
     import torch
@@ -284,7 +287,7 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
 
 
 def _attention_is_padding_only(config: Any) -> bool:
-    """True when the model's attention masks are only causal/padding (no sliding windows)."""
+    """Return True when the model's attention masks are only causal/padding (no sliding windows)."""
     cfgs = [config]
     for name in getattr(config, "sub_configs", {}) or {}:
         sub = getattr(config, name, None)

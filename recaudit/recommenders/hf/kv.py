@@ -14,7 +14,7 @@ from recaudit.errors import ModelRuntimeError
 
 
 def _kv_layers(cache: Any) -> list[Any]:
-    """The cache's per-layer ``keys`` / ``values`` holders ([rows, heads, positions, dim])."""
+    """Return the cache's per-layer ``keys``/``values`` holders ([rows, heads, positions, dim])."""
     layers = getattr(cache, "layers", None)
     if not layers or not all(hasattr(layer, "keys") and hasattr(layer, "values")
                              for layer in layers):
@@ -23,8 +23,10 @@ def _kv_layers(cache: Any) -> list[Any]:
 
 
 def _kv_left_pad(cache: Any, extra: int) -> None:
-    """Prepend ``extra`` zero positions to every row (rows then carry that much more left pad,
-    which the row-wise attention never reads)."""
+    """Prepend ``extra`` zero positions to every row.
+
+    The rows then carry that much more left pad, which the row-wise attention never reads.
+    """
     import torch.nn.functional as F
 
     if extra > 0:
@@ -45,13 +47,13 @@ def _kv_concat_rows(cache: Any, other: Any) -> None:
     """Append ``other``'s rows to ``cache`` (both of the same length)."""
     import torch
 
-    for mine, theirs in zip(_kv_layers(cache), _kv_layers(other)):
+    for mine, theirs in zip(_kv_layers(cache), _kv_layers(other), strict=True):
         mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
         mine.values = torch.cat([mine.values, theirs.values], dim=0)
 
 
 def _kv_rows(cache: Any, rows: Any) -> Any:
-    """A new cache holding ``cache``'s rows ``rows`` (an index tensor; repeats allowed)."""
+    """Return a new cache holding ``cache``'s rows ``rows`` (an index tensor; repeats allowed)."""
     new = copy.copy(cache)
     new.layers = []
     for layer in _kv_layers(cache):
