@@ -34,7 +34,7 @@ class ScoringMixin:
         return self._score_all(requests, naive=False)
 
     def score_naive(self, requests: Sequence[Request]) -> list[list[float]]:
-        """Reference scoring: one full forward pass over ``prompt + candidate`` per candidate."""
+        """Score by reference: one full forward pass over ``prompt + candidate`` per candidate."""
         return self._score_all(requests, naive=True)
 
     def _score_all(self, requests: Sequence[Request], naive: bool) -> list[list[float]]:
@@ -128,7 +128,7 @@ class ScoringMixin:
                                         cache=_kv_rows(cache, sel), use_cache=True)
                     finally:
                         layout.right_pad = None
-                    for r, ((_, j, n), c) in enumerate(zip(chunk, seqs)):
+                    for r, ((_, j, n), c) in enumerate(zip(chunk, seqs, strict=True)):
                         rest = 0.0
                         if len(c) > 1:
                             lp = torch.log_softmax(out.logits[r, :len(c) - 1].float(), dim=-1)
@@ -156,7 +156,7 @@ class ScoringMixin:
             logits = self.model(input_ids=ids, cache=cache, use_cache=True).logits
             lp = torch.log_softmax(logits.float(), dim=-1)
             rest = self._gather(lp, [c[1:] for c in chunk])
-            for c, r in zip(chunk, rest):
+            for c, r in zip(chunk, rest, strict=True):
                 scores.append(float(first[c[0]]) + r if c else 0.0)
         return scores
 

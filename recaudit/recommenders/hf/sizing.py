@@ -21,8 +21,10 @@ _MEMORY_SHARE = 0.25
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX: /proc/cpuinfo flags, or
-    torch's CPU capability ``AVX512_BF16`` / ``AMX``)."""
+    """Return True when the CPU computes bf16 natively (AVX512-BF16 or AMX).
+
+    Read from torch's CPU capability (``AVX512_BF16`` / ``AMX``) or the /proc/cpuinfo flags.
+    """
     import torch
 
     cap = str(torch.backends.cpu.get_cpu_capability()).upper()
