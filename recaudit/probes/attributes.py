@@ -11,8 +11,9 @@ recommendation, see there for where they come from); ``resolve_control`` reads `
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Annotated, Any, Callable, Iterable
 
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from ..recommenders.base import Request
@@ -158,3 +159,14 @@ def resolve_attributes(v: dict[str, list[str]] | list[str], min_values: int = 1
         if len(values) < min_values:
             raise ValueError(f"attribute {name!r} needs at least {min_values} values")
     return v
+
+
+def _control_shape(v: Any) -> Any:
+    return attributes_shape(v, example=CONTROL_ATTRIBUTES)
+
+
+#: The type of a probe's ``control:`` parameter: names of bundled controls or a mapping
+#: name -> values, shape-checked in one line (:func:`attributes_shape`), then resolved
+#: (:func:`resolve_control`).
+ControlAttributes = Annotated[dict[str, list[str]] | list[str], BeforeValidator(_control_shape),
+                              AfterValidator(resolve_control)]

@@ -36,8 +36,8 @@ from ..recommenders.base import EMBED, GENERATE, Request
 from ..registry import unknown_name_message
 from ..results import MetricRecord, ProbeResult
 from .attributes import (CONTROL_ATTRIBUTES, DOMAINS, FAIRLLM_ATTRIBUTES, FAIRLLM_TEMPLATE,
-                         attributes_shape, require_placeholders, resolve_attributes,
-                         resolve_control, subject_queries)
+                         ControlAttributes, attributes_shape, require_placeholders,
+                         resolve_attributes, subject_queries)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .control import compare_with_controls, control_label
 from .findings import ci_text, control_sentence, floor_sentence, fmt, verdict_title
@@ -81,7 +81,7 @@ class CounterfactualParams(ProbeParams):
     similarities: list[str] = Field(default_factory=lambda: list(SIMILARITIES))
     rbo_p: float = Field(0.9, gt=0.0, lt=1.0)
     n_examples: int = Field(5, ge=0)
-    control: dict[str, list[str]] | list[str] = Field(
+    control: ControlAttributes = Field(
         default_factory=dict, description="matched control: attributes whose values are "
         "irrelevant to the recommendation (a mapping name -> values, or names of bundled ones: "
         f"{', '.join(CONTROL_ATTRIBUTES)}); each attribute's spread is compared with theirs")
@@ -109,16 +109,6 @@ class CounterfactualParams(ProbeParams):
     @classmethod
     def _attributes(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
         return {} if v == {} else resolve_attributes(v)
-
-    @field_validator("control", mode="before")
-    @classmethod
-    def _control_shape(cls, v: Any) -> Any:
-        return attributes_shape(v, example=CONTROL_ATTRIBUTES)
-
-    @field_validator("control")
-    @classmethod
-    def _control(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
-        return resolve_control(v)
 
     @field_validator("groups")
     @classmethod

@@ -66,8 +66,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import MetricRecord
-from .attributes import (CONTROL_ATTRIBUTES, attributes_shape, require_placeholders,
-                         resolve_control)
+from .attributes import (CONTROL_ATTRIBUTES, ControlAttributes, attributes_shape,
+                         require_placeholders)
 from .base import NEUTRAL, AuditContext, Probe, ProbeParams, Query, QueryKey, Run
 from .control import compare_with_controls, control_label
 from .findings import ci_text, control_sentence, floor_sentence, fmt, verdict_title
@@ -139,7 +139,7 @@ class ProfileParams(ProbeParams):
     ge_alpha: float = 2.0
     n_examples: int = Field(3, ge=0)
     seed: int = 0
-    control: dict[str, list[str]] | list[str] = Field(
+    control: ControlAttributes = Field(
         default_factory=dict, description="matched control: attributes whose values are "
         "irrelevant to the recommendation (a mapping name -> values, or names of bundled ones: "
         f"{', '.join(CONTROL_ATTRIBUTES)}); each gap is compared with theirs")
@@ -170,16 +170,6 @@ class ProfileParams(ProbeParams):
             if NEUTRAL_VALUE in values:
                 raise ValueError(f"attribute {name!r}: {NEUTRAL_VALUE!r} is reserved")
         return v
-
-    @field_validator("control", mode="before")
-    @classmethod
-    def _control_shape(cls, v: Any) -> Any:
-        return attributes_shape(v, example=CONTROL_ATTRIBUTES)
-
-    @field_validator("control")
-    @classmethod
-    def _control(cls, v: dict[str, list[str]] | list[str]) -> dict[str, list[str]]:
-        return resolve_control(v)
 
     @model_validator(mode="after")
     def _intersection(self) -> "ProfileParams":
