@@ -1,4 +1,4 @@
-"""The matched control: is a disparity beyond what an irrelevant word of the prompt changes?
+"""The matched control: whether a disparity is beyond what an irrelevant word of the prompt changes.
 
 LLMs change their lists when any word of the prompt changes, so a spread of Sim(a) over the
 values of a sensitive attribute that is above its noise floor may be prompt sensitivity, not
