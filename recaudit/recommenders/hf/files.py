@@ -136,7 +136,7 @@ def _resolve_base_dir(adapter_dir: Path, named: str | None, from_options: bool) 
                          f"is not a local directory; {hint}")
 
 
-def select_weight_files(d: Path, allow_pickle: bool) -> list[Path]:
+def select_weight_files(d: Path, allow_pickle: bool = False) -> list[Path]:
     """Return the checkpoint's weight files: its safetensors, or with consent its pickle files.
 
     ``.safetensors`` files are checked first (:func:`~recaudit.recommenders.weights.
@@ -160,7 +160,7 @@ def select_weight_files(d: Path, allow_pickle: bool) -> list[Path]:
     raise ModelSpecError(f"no model weights (.safetensors) found in {d}")
 
 
-def select_adapter_files(d: Path, allow_pickle: bool) -> list[Path]:
+def select_adapter_files(d: Path, allow_pickle: bool = False) -> list[Path]:
     """Return the adapter's weight file: ``adapter_model.safetensors`` first.
 
     With ``allow_pickle`` the pickle ``adapter_model.bin`` is taken when there is no safetensors
@@ -178,7 +178,7 @@ def select_adapter_files(d: Path, allow_pickle: bool) -> list[Path]:
     raise ModelSpecError(f"no adapter weights ({safe.name}) found in {d}")
 
 
-def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bool,
+def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bool = False,
                     tokenizer_dir: Path | None = None) -> tuple[Any, Any]:
     """Model and tokenizer of the checkpoint directory ``d``, or a one-line error.
 
@@ -214,8 +214,8 @@ def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bo
     return model, tokenizer
 
 
-def load_peft(adapter_dir: Path, base: str | None, allow_pickle: bool,
-              trust_remote_code: bool) -> tuple[Any, Any, PeftFiles]:
+def load_peft(adapter_dir: Path, base: str | None, allow_pickle: bool = False,
+              trust_remote_code: bool = False) -> tuple[Any, Any, PeftFiles]:
     """Load a base model with its PEFT adapter merged in.
 
     See "PEFT / LoRA adapters" in the module docstring. Every check that needs only the files
