@@ -191,9 +191,15 @@ def test_every_declared_range_is_checked() -> None:
                "rank_consistency_rbo", "rank_consistency_tau", "hallucination",
                "exposure_share", "topk_share", "stability_jaccard", "stability_rbo"}
     registry()  # every built-in probe imported: its declarations too, whatever ran before
+    import recaudit.samples  # noqa: F401 - declares the self-consistency metrics
+
+    checked |= {"self_consistency_jaccard", "self_consistency_rbo"}
     ranged = {n for n, s in all_specs().items() if s.range is not None}
     assert {"stability_jaccard", "leakage_auc"} <= ranged  # the probes' own declarations
-    assert ranged - checked - set(INLINE) == set()
+    # <spread>_vs_control (declared when a control runs): a spread minus the same spread over
+    # the control's values, both in [0, width], so the difference lies in [-width, width]
+    derived = {n for n in ranged if n.endswith("_vs_control")}
+    assert ranged - checked - set(INLINE) - derived == set()
 
 
 @_settings(150)
@@ -212,6 +218,9 @@ def test_similarities_in_range(s, n, k) -> None:
     registry()  # the robustness probe declares its stability metrics (Jaccard, RBO to the
     _assert_in_range("stability_jaccard", _sim("jaccard")(s[:k], n[:k]))  # unperturbed list)
     _assert_in_range("stability_rbo", _sim("rbo")(s[:k], n[:k]))
+    import recaudit.samples  # noqa: F401 - self-consistency: Jaccard / RBO of two samples
+    _assert_in_range("self_consistency_jaccard", _sim("jaccard")(s[:k], n[:k]))
+    _assert_in_range("self_consistency_rbo", _sim("rbo")(s[:k], n[:k]))
     mats = similarity_matrix([s, n], [n, s], k_values=[k])
     for name in SIMILARITIES:
         for v in np.asarray(mats[name], dtype=float).ravel():
