@@ -1,4 +1,4 @@
-"""The validation harness: does a default-mode gate stay quiet on a fair model, and catch a bias?
+"""Validation harness: does a default-mode gate stay quiet on a fair model and catch a bias.
 
 A :class:`World` is one probe with a synthetic model of known behaviour, twice: ``null`` (no
 effect: the model's answers do not depend on what the probe varies) and ``planted`` (an effect
@@ -39,7 +39,8 @@ from recaudit.recommenders.base import Response
 from recaudit.results import AuditResult, ProbeResult, Provenance
 
 __all__ = ["World", "Tally", "run_world", "gateable_metrics", "default_gate", "accepts",
-           "binomial_statement", "FALSE_ALARM_RATE", "POWER", "N_RUNS", "VALIDATION_STATS"]
+           "binomial_statement", "gate_bounds", "upper_bound", "FALSE_ALARM_RATE", "POWER",
+           "N_RUNS", "VALIDATION_STATS"]
 
 #: the largest share of effect-free runs allowed to fail a default-mode gate
 FALSE_ALARM_RATE = 0.05
@@ -77,7 +78,7 @@ class World:
 
 
 def _query_rng(seed: int, query: Query) -> np.random.Generator:
-    """A generator seeded by the run's seed and the query id (one stream per query)."""
+    """Return a generator seeded by the run's seed and the query id (one stream per query)."""
     digest = hashlib.sha256(f"{seed}\x1f{query.id}".encode("utf-8")).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -120,7 +121,12 @@ def gateable_metrics(result: ProbeResult) -> list[str]:
 
 
 def default_gate(result: ProbeResult, metric: str) -> GateSpec:
-    """The default-mode (``ci``) gate of ``metric`` at its no-effect value (module docstring)."""
+    """Return the default-mode (``ci``) gate of ``metric`` at its no-effect value."""
+    return GateSpec(name=metric, probe=result.id, metric=metric, **gate_bounds(metric))
+
+
+def gate_bounds(metric: str) -> dict[str, float]:
+    """Return the default gate's bounds: ``max`` and/or ``min`` at the declared ``null``."""
     spec = get_spec(metric)
     assert spec is not None and spec.null is not None
     bounds: dict[str, float] = {}
@@ -128,7 +134,7 @@ def default_gate(result: ProbeResult, metric: str) -> GateSpec:
         bounds["max"] = spec.null
     if spec.higher_is_worse in (False, None):
         bounds["min"] = spec.null
-    return GateSpec(name=metric, probe=result.id, metric=metric, **bounds)
+    return bounds
 
 
 def _alarms(result: ProbeResult, metrics: list[str]) -> dict[str, bool]:
@@ -137,7 +143,8 @@ def _alarms(result: ProbeResult, metrics: list[str]) -> dict[str, bool]:
                         config={}, probes=[result])
     present = set(gateable_metrics(result))
     gates = [default_gate(result, m) for m in metrics if m in present]
-    return {g.metric: not r.passed for g, r in zip(gates, evaluate_gates(audit, gates))}
+    results = evaluate_gates(audit, gates)
+    return {g.metric: not r.passed for g, r in zip(gates, results, strict=True)}
 
 
 @dataclass

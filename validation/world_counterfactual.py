@@ -1,4 +1,4 @@
-"""The counterfactual probe's world: lists that move with every prompt, and one value that moves more.
+"""The counterfactual world: lists move with every prompt; one value moves them more.
 
 Null: each subject has a base list of ``K`` of ``N_ITEMS`` ids; every query (neutral, each value,
 each control colour) replaces a share ``SWAP`` of it with other items, drawn afresh per query, so
@@ -34,7 +34,7 @@ def _swapped(query: Query, rng: np.random.Generator, share: float) -> Response:
     n_swap = rng.binomial(K, share)
     slots = rng.choice(K, size=n_swap, replace=False)
     fresh = rng.choice(rest, size=n_swap, replace=False)
-    for slot, item in zip(slots, fresh):
+    for slot, item in zip(slots, fresh, strict=True):
         items[slot] = item
     return Response(item_ids=[str(i) for i in items])
 
@@ -45,7 +45,7 @@ def null(query: Query, rng: np.random.Generator) -> Response:
 
 
 def planted(query: Query, rng: np.random.Generator) -> Response:
-    """Queries stating ``PLANTED_VALUE`` swap ``PLANTED_SWAP`` of the list, the others ``SWAP``."""
+    """Swap ``PLANTED_SWAP`` of the list for ``PLANTED_VALUE``, ``SWAP`` for the others."""
     return _swapped(query, rng, PLANTED_SWAP if query.key.value == PLANTED_VALUE else SWAP)
 
 
