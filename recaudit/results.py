@@ -55,7 +55,9 @@ class MetricRecord(_Model):
     ``variant`` is ``"original"`` or the mitigation that produced it (``"fair(p=0.5)"``).
     ``null_mean`` / ``null_p95``: for a statistic that is positive under noise alone (a spread
     such as SNSR, a gap, an AUC), the mean and 95th percentile of its permutation null: what an
-    unbiased model scores with this many units. ``table`` / ``statistic`` name the unit table
+    unbiased model scores with this many units. ``self_floor``: with repeated samples, the
+    spread that the model's disagreement with itself alone gives
+    (:func:`recaudit.samples.self_consistency_floor`). ``table`` / ``statistic`` name the unit table
     of the probe result it was computed from and how (``mean`` of one condition, ``range``,
     ``std``, ``ratio``), so compare can re-test it.
     """
@@ -78,11 +80,12 @@ class MetricRecord(_Model):
     variant: str = ORIGINAL
     null_mean: float | None = None
     null_p95: float | None = None
+    self_floor: float | None = None
     table: str | None = None
     statistic: str | None = None
 
     @field_validator("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "null_mean",
-                     "null_p95", mode="before")
+                     "null_p95", "self_floor", mode="before")
     @classmethod
     def _nan_to_none(cls, v: Any) -> Any:
         if v is None:

@@ -10,16 +10,25 @@ answer with every sample in :attr:`recaudit.engine.Answer.samples`. Two things h
   measurement each table's cell (unit, condition, k) is then the mean over the samples in which
   that cell was measured, before any mean, spread, CI or test is computed. The units are those
   of the first sample's table. So a unit's Jaccard with its neutral list is
-  ``(1/N) sum_j Jaccard(list_j(value), list_j(neutral))``, sample j against sample j. A number
-  a probe computes from its lists without a table, and the lists of a re-ranked variant (a
-  reranker re-ranks one list per request), use the first sample.
+  ``(1/N) sum_j Jaccard(list_j(value), list_j(neutral))``, sample j against sample j. The
+  per-sample cells stay on the table (``Table.sample_values``) for the self-consistency floor.
+* **Metrics average over samples, from the lists.** A number a probe computes from its lists
+  without a table reads every sample through :func:`sample_lists` (or ``Answer.samples``) and
+  says in its docstring how: a unit's sampled lists are extra observations *within* that unit
+  (popularity's PopRSP / PopREO counts, exposure's skew and NDKL, profile's fairlearn gap,
+  leakage's item features, position's first places), or the statistic is averaged over
+  samples (popularity's Gini and coverage, which have no units). Resampling (bootstrap,
+  permutation, null draws) stays at the unit: samples are never independent units. A re-ranked
+  variant's lists (a reranker re-ranks one list per request) are one sample.
 * **Self-consistency** (:mod:`recaudit.probes.consistency`). With N >= 2, every probe
   records ``self_consistency_jaccard`` and ``self_consistency_rbo``: per request, the mean
   over the pairs of its samples of the Jaccard (RBO, p = 0.9) of their top-k lists; then the
   mean over requests with a bootstrap CI (the kit's means). 1 means the model always gives
-  the same list. A method note states the disagreement: ``1 - Jaccard`` of a list changes
-  when nothing in the prompt does, so a similarity spread of that order is within the
-  model's disagreement with itself.
+  the same list.
+* **Self-consistency floor of a spread** (:func:`self_consistency_floor`). Every range / std
+  spread (``snsr``, ``snsv``, ``gap``) of a table with N >= 2 samples carries ``self_floor``:
+  the spread that the model's disagreement with itself alone gives with these units and
+  samples (definition in that function).
 """
 
 from __future__ import annotations
@@ -96,6 +105,7 @@ class _Averager:
             for r, u in enumerate(t.units):
                 if u in row:
                     stack[s, r] = other.values[row[u]]
+        t.sample_values = stack  # per-sample cells: the self-consistency floor reads them
         with warnings.catch_warnings():  # a cell measured in no sample stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             t.values = np.nanmean(stack, axis=0)
@@ -110,7 +120,13 @@ _AVERAGE: ContextVar[_Averager | None] = ContextVar("recaudit_sample_average", d
 
 
 def table_made(t: Any) -> None:
-    """Capture a new :class:`~recaudit.probes.kit.Table`, or average it over samples (its hook)."""
+    """Capture a new :class:`~recaudit.probes.kit.Table`, or average it over samples (its hook).
+
+    A table built with ``averaged=False`` (one computed from every sample at once) is skipped
+    in both the captures and the real measurement, so the positions of the others still match.
+    """
+    if not getattr(t, "averaged", True):
+        return
     captured = _CAPTURE.get()
     if captured is not None:
         captured.tables.append(t)
@@ -155,8 +171,9 @@ def averaged_over_samples(probe: Any, ctx: Any, queries: list[Any],
         _AVERAGE.reset(token)
     notes.append(f"Repeated samples: each unit's table cell is the mean of its metric over "
                  f"{len(captured)} samples of every prompt (decoding.samples = {n}); numbers "
-                 "computed from lists without a table, and re-ranked variants, use the first "
-                 "sample.")
+                 "computed from lists without a table use every sample within its unit (see "
+                 "the probe's notes); bootstrap and permutations resample units, never "
+                 "samples; re-ranked variants re-rank one list per request.")
     if failed:
         notes.append(f"Repeated samples: {failed} of {n} samples could not be measured and "
                      "are left out of the averages.")
@@ -173,6 +190,64 @@ def _cheap_context(ctx: Any) -> Any:
     if hasattr(stats, "model_copy"):
         stats = stats.model_copy(update={"n_bootstrap": 50, "n_permutations": 99})
     return dataclasses.replace(ctx, stats=stats)
+
+
+def sample_lists(got: Any, key: Any) -> list[list[str] | None]:
+    """Return every sample's list of one query, sample 0 first (``[got.lists[key]]`` with one).
+
+    ``got`` is a :class:`~recaudit.probes.kit.Collected`; ``None`` marks a sample that failed or
+    was not computed.
+    """
+    samples = got.samples.get(key)
+    return list(samples) if samples else [got.lists.get(key)]
+
+
+def sample_count(got: Any) -> int:
+    """Return the number of samples the collected lists carry (1 without repeated samples)."""
+    return max((len(s) for s in got.samples.values()), default=1)
+
+
+#: random half-splits of the samples averaged by :func:`self_consistency_floor`
+SELF_FLOOR_SPLITS = 20
+
+
+def self_consistency_floor(samples: np.ndarray, statistic: Any, seed: int) -> float | None:
+    r"""Return the spread that the model's disagreement with itself alone gives.
+
+    ``samples`` holds the per-sample cells ``x[s, u, c]`` (sample, unit, condition; NaN =
+    missing) of a table whose cells are means over samples; ``statistic`` maps condition means
+    (last axis) to the spread (range or std, :func:`recaudit.stats.spread_statistic`).
+
+    Definition (a split-half null). Split a cell's ``a + b`` samples into halves ``A`` and
+    ``B`` (a random split of the sample indices, the same for every cell) and form the pseudo
+    cell :math:`y_{uc} = (ar x_{A,uc} - ar x_{B,uc}) \sqrt{ab} / (a + b)`. Its mean is 0
+    whatever the attribute does (the condition's effect cancels within a condition) and its
+    variance, for independent samples, is :math:`\sigma^2_{uc} / (a + b)`, that of the real
+    cell's own sampling noise. The floor is the statistic of the pseudo condition means
+    :math:`ar y_c` (mean over units), averaged over :data:`SELF_FLOOR_SPLITS` seeded splits:
+    what a model with the same self-disagreement and no attribute effect shows. A deterministic
+    model (identical samples) has floor 0. ``None`` with fewer than two samples or conditions.
+    """
+    x = np.asarray(samples, dtype=float)
+    if x.ndim != 3 or x.shape[0] < 2 or x.shape[2] < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    n_s = x.shape[0]
+    draws = []
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(SELF_FLOOR_SPLITS):
+            order = rng.permutation(n_s)
+            half_a, half_b = x[order[:n_s // 2]], x[order[n_s // 2:]]
+            a = (~np.isnan(half_a)).sum(axis=0)
+            b = (~np.isnan(half_b)).sum(axis=0)
+            y = (np.nanmean(half_a, axis=0) - np.nanmean(half_b, axis=0)) \
+                * np.sqrt(a * b) / (a + b)
+            y[(a == 0) | (b == 0)] = np.nan
+            means = np.nanmean(y, axis=0)  # (C,)
+            if np.isfinite(means).all():
+                draws.append(float(statistic(means)))
+    return float(np.mean(draws)) if draws else None
 
 
 def pair_similarities(samples: list[list[str] | None]) -> tuple[float, float] | None:

@@ -34,6 +34,12 @@ each group, default) or ``uniform`` (1 / number of groups); ``targets: {column: 
 overrides some groups, and the remaining mass is split over the other groups in proportion to
 the reference (:func:`recaudit.metrics.exposure.resolve_target`). Missing group values (NaN)
 are the group ``"unknown"``. Lists that failed or hold no catalog item are left out (counted).
+
+Repeated samples (``decoding.samples`` = N): a request's N lists are observations within that
+request. Each cell (``exposure_share``, ``topk_share``, ``ndkl``) is its mean over the request's
+samples, skew@k is the log ratio of the mean of those cells, and the group-blind floor draws one
+list per sample of every request (so its mean over lists is the null of the same averages);
+CIs resample requests, never samples.
 """
 
 from __future__ import annotations
@@ -255,6 +261,7 @@ class ExposureProbe(Probe):
     def measure(self, run: Run) -> None:
         """Record each column's exposure and top-k shares, skew@k and NDKL, with its finding."""
         from ..metrics.exposure import group_exposure_share, ndkl, topk_group_share
+        from ..samples import sample_count, sample_lists
         from .kit import Table
 
         p, got, kit, res, ctx, queries = (self.params, run.got, run.summary, run.result,
@@ -272,6 +279,15 @@ class ExposureProbe(Probe):
                                        "the exposure shares describe the remaining lists only.")
         units = [str(q.meta["unit"]) for q in usable]
         lists = [got.lists[q.key] for q in usable]
+        # the group-blind null draws every sampled list of a usable request (one per sample),
+        # so its mean over lists is the null of the tables' means over samples
+        lengths = [len(lst) for q in usable for lst in sample_lists(got, q.key) if lst]
+        if sample_count(got) > 1:
+            run.method_notes.append(
+                "Repeated samples: exposure shares, skew@k and NDKL average each request's "
+                "samples (a cell is its mean over samples); the group-blind floor draws one "
+                "list per sample of every request, so it is the null of those means; the "
+                "bootstrap resamples requests, never samples.")
         for col in p.groups:
             mapping, target = self.desired(ctx.catalog, col)
             groups = list(target)
@@ -287,12 +303,13 @@ class ExposureProbe(Probe):
             kit.means(Table("exposure_share", col, groups, units, expo))
             top = np.stack([np.stack([topk_group_share(lst, mapping, groups, k, default=dflt)
                                       for k in ks], axis=-1) for lst in lists])  # (U, G, K)
-            kit.means(Table("topk_share", col, groups, units, top, ks=ks))
+            top_t = Table("topk_share", col, groups, units, top, ks=ks)
+            kit.means(top_t)
             from ..metrics.exposure import item_shares
 
             cat = item_shares(mapping)
             null_nd, null_skew = group_blind_null(
-                [len(lst) for lst in lists], [cat.get(g, 0.0) for g in groups],
+                lengths, [cat.get(g, 0.0) for g in groups],
                 [target[g] for g in groups], K, int(kit.st.n_permutations),
                 np.random.default_rng(kit.seed("null", "exposure", col, current_variant())))
             skews = self._skews(kit, Table, col, groups, units, top, ks, target, conv,
@@ -315,8 +332,8 @@ class ExposureProbe(Probe):
                 kit.attach_floor(nd_rec, null_nd, p_value=permutation_pvalue(
                     null_nd, nd_rec.estimate, tie_tolerance(max(1.0, nd_rec.estimate),
                                                             len(units))))
-            self._finding(res, col, skews, ndk[(label, K)], target, top[:, :, -1].mean(axis=0),
-                          groups)
+            self._finding(res, col, skews, ndk[(label, K)], target,
+                          top_t.values[:, :, -1].mean(axis=0), groups)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -331,7 +348,7 @@ class ExposureProbe(Probe):
         out = {}
         for j, k in enumerate(ks):
             t = Table("topk_share", col, groups, units, top[:, :, j], ks=[k], part=f"skew@{k}")
-            means = top[:, :, j].mean(axis=0)
+            means = t.values[:, :, 0].mean(axis=0)  # with repeated samples: cells' sample means
             for gi, g in enumerate(groups):
                 q = target[g]
                 if q <= 0:

@@ -202,7 +202,10 @@ class Table:
     """Values of one declared metric, by unit, condition and k.
 
     ``values[u, c, j]`` for unit ``u``, condition ``c`` and ``ks[j]`` (a 2-D ``values`` has no
-    k axis). NaN = missing cell (left out of means).
+    k axis). NaN = missing cell (left out of means). With repeated samples a cell is its mean
+    over samples (:mod:`recaudit.samples`) and ``sample_values[s, u, c, j]`` keeps the
+    per-sample cells; ``averaged=False`` marks a table already computed from every sample (it
+    is not averaged again).
     """
 
     metric: str
@@ -213,6 +216,8 @@ class Table:
     ks: list[int] | None = None
     variant: str = field(default_factory=current_variant)
     part: str = ""  # tells apart two tables of one metric and attribute (e.g. a baseline)
+    averaged: bool = True
+    sample_values: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=float)
@@ -349,10 +354,14 @@ class Summariser:
         return stored.id
 
     def keep_table(self, metric: str, attribute: str | None, conditions: Sequence[str],
-                   units: Sequence[str], values: np.ndarray, k: int | None = None) -> str:
-        """Store a table a record derives from by a probe's own statistic; returns its id."""
+                   units: Sequence[str], values: np.ndarray, k: int | None = None,
+                   averaged: bool = True) -> str:
+        """Store a table a record derives from by a probe's own statistic; returns its id.
+
+        ``averaged=False``: the values already use every sample (see :class:`Table`).
+        """
         return self._keep(Table(metric, attribute, list(conditions), list(units), values,
-                                ks=None if k is None else [k]))
+                                ks=None if k is None else [k], averaged=averaged))
 
     def means(self, t: Table, *, convention: str | None = None, warning: str | None = None
               ) -> dict[tuple[str, int | None], MetricRecord]:
@@ -390,9 +399,11 @@ class Summariser:
         its p-value; the record then joins the Benjamini-Hochberg family ``family`` (default:
         its metric name; one family may span several metrics that answer one question).
         ``estimate`` overrides the point estimate (e.g. fairlearn's), given the (C, K) condition
-        means.
+        means. With repeated samples a range or std spread also carries ``self_floor`` at the
+        largest k: :func:`recaudit.samples.self_consistency_floor` of the per-sample cells.
         """
         from ..metrics.specs import SPREAD_KINDS
+        from ..samples import self_consistency_floor
 
         statistic = SPREAD_STATISTIC[kind]
         fn = spread_statistic(statistic)  # over the last axis
@@ -416,6 +427,10 @@ class Summariser:
                 extra.update(self.null_floor(perm.null_distribution))
                 if test:
                     extra["p_value"] = perm.pvalue
+            if at_max and t.sample_values is not None and statistic in ("range", "std"):
+                extra["self_floor"] = self_consistency_floor(
+                    t.sample_values[..., kj], fn,
+                    self.seed("self floor", t.metric, t.attribute, t.variant, kind))
             out[k] = self.record(metric, attribute=t.attribute, k=k, estimate=est[kj],
                                  ci=(lo[kj], hi[kj]), n=n_units, convention=convention,
                                  warning=warning, variant=t.variant,
@@ -519,11 +534,12 @@ class Summariser:
         """Flag answers that grounded to no catalog item (refusals, unparseable text).
 
         They are rated by :func:`recaudit.verdicts.refusal_severity` (a finding from
-        :data:`REFUSAL_SHARE` of all answers; ``high`` from one half on); ``consequence`` says
+        :data:`REFUSAL_SHARE` of all answers; ``high`` from one half on; never above ``low`` on
+        fewer answers than the small-sample rule); ``consequence`` says
         what they do to this probe's numbers. Returns their share.
         """
         share = float(np.mean(list(empty.values()))) if empty else 0.0
-        label = verdicts.refusal_severity(share)
+        label = verdicts.refusal_severity(share, len(empty), verdicts.min_units_of(self.st))
         if label is not None:
             self.res.findings.append(Finding(
                 probe=self.res.id, severity=label,

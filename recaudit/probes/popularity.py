@@ -38,6 +38,13 @@ truncating to ``k``; beware that this alone shifts the lists of a history-blind 
   exchangeable within a user) and the null floor; both gaps form one Benjamini-Hochberg family
   (the *popularity-following test*: flagged when either adjusted p-value is below alpha);
   ``jaccard`` of the niche and blockbuster lists with the original list and its gap.
+
+Repeated samples (``decoding.samples`` = N): a user's N lists per condition are observations
+within that user. Table cells are means over samples; ``pop_rsp`` / ``pop_reo`` are the pooled
+ratio of the users' mean counts over samples (each sample weighs 1/N within its user), with a
+floor that draws a head count per sample and averages it within the user; ``popularity_lift``
+is that of the mean cells. ``gini`` and ``item_coverage`` (catalogue numbers without units)
+are the mean over samples of each sample's value. CIs and floors resample users, never samples.
 """
 
 from __future__ import annotations
@@ -248,6 +255,8 @@ class PopularityProbe(Probe):
         from ..metrics.popularity import (gini, item_coverage, pop_reo, pop_rsp,
                                           popularity_lift, user_popularity_groups)
         from ..metrics.similarity import jaccard
+        from ..samples import sample_count, sample_lists
+        from ..stats import column_means
         from .kit import ByKey, Table
 
         p, got, kit, res, queries = self.params, run.got, run.summary, run.result, run.queries
@@ -255,12 +264,17 @@ class PopularityProbe(Probe):
         catalog = run.ctx.catalog
         lists = ByKey()  # query -> its list (cut to k, the history removed if asked)
         echo = ByKey()  # query -> share of the raw top k that repeats the shown history
+        n_samples = sample_count(got)
+        sampled = [ByKey() for _ in range(n_samples)]  # the same for every sample's list
         for q in queries:
             full = got.lists.get(q.key)
+            seen = set(q.meta["history"])
+            for j, lst in enumerate(sample_lists(got, q.key)[:n_samples]):
+                sampled[j][q.key] = None if lst is None else (
+                    [i for i in lst if i not in seen][:K] if p.exclude_history else lst[:K])
             if full is None:
                 lists[q.key] = None
                 continue
-            seen = set(q.meta["history"])
             top = full[:K]
             echo[q.key] = sum(i in seen for i in top) / len(top) if top else float("nan")
             lists[q.key] = ([i for i in full if i not in seen][:K] if p.exclude_history
@@ -325,14 +339,22 @@ class PopularityProbe(Probe):
         jgap = kit.spread(jt, "gap", convention="|blockbuster - niche| of the mean overlap "
                           "with the original-history list")[K]
 
-        # catalogue-level metrics of the original lists
+        # catalogue-level metrics of the original lists (with repeated samples: the mean over
+        # samples of each sample's value, on the users complete in that sample)
         orig = L[ORIGINAL_H]
+        orig_by_sample = [[s[key(u, ORIGINAL_H)] for u in users
+                           if all(s.get(key(u, c)) is not None for c in CONDITIONS)]
+                          for s in sampled] if n_samples > 1 else [orig]
+        orig_by_sample = [o for o in orig_by_sample if o]
         recommended = {i for lst in orig for i in lst}
         for norm, conv in GINI_CONVENTIONS.items():
-            kit.record("gini", k=K, estimate=gini(orig, n_items, norm), n=n,
+            kit.record("gini", k=K, estimate=_mean_over_samples(
+                [gini(o, n_items, norm) for o in orig_by_sample]), n=n,
                        convention=f"{conv}; no CI (see method notes)",
                        warning=None if recommended else "no item was recommended")
-        count, share = item_coverage(orig, n_items)
+        covered = [item_coverage(o, n_items) for o in orig_by_sample]
+        count = _mean_over_samples([c for c, _ in covered])
+        share = _mean_over_samples([sh for _, sh in covered])
         conv = "distinct items over the original-history lists; no CI (see method notes)"
         kit.record("item_coverage", k=K, estimate=float(count), n=n, convention=conv)
         kit.record("item_coverage_share", k=K, estimate=share, n=n,
@@ -344,30 +366,50 @@ class PopularityProbe(Probe):
             lambda s: set(s.astype(str)))
         train = {u: by_user.get(u, set()) for u in units}
         test = [set(meta[u]["held_out"]) for u in units]
-        rsp = np.zeros((n, 4))
-        reo = np.zeros((n, 4))
-        for ui, (u, lst) in enumerate(zip(units, orig, strict=True)):  # orig: one per unit
-            relevant = test[ui] - train[u]
-            for g, group in enumerate((head, tail)):
-                rsp[ui, g] = sum(i in group for i in lst)
-                rsp[ui, 2 + g] = len(group) - len(group & train[u])
-                in_g = relevant & group
-                reo[ui, g] = sum(i in in_g for i in lst)
-                reo[ui, 2 + g] = len(in_g)
+        # per sample (a user's samples are observations within the user; NaN: the sample is
+        # missing a condition, as the tables leave it out); sample 0 is the original lists
+        per_sample = [orig] + [[s[key(u, ORIGINAL_H)] if all(
+            s.get(key(u, c)) is not None for c in CONDITIONS) else None for u in units]
+            for s in sampled[1:]]
+        rsp_s = np.full((len(per_sample), n, 4), np.nan)
+        reo_s = np.full((len(per_sample), n, 4), np.nan)
+        for j, sample in enumerate(per_sample):
+            for ui, (u, lst) in enumerate(zip(units, sample, strict=True)):  # one per unit
+                if lst is None:
+                    continue
+                relevant = test[ui] - train[u]
+                for g, group in enumerate((head, tail)):
+                    rsp_s[j, ui, g] = sum(i in group for i in lst)
+                    rsp_s[j, ui, 2 + g] = len(group) - len(group & train[u])
+                    in_g = relevant & group
+                    reo_s[j, ui, g] = sum(i in in_g for i in lst)
+                    reo_s[j, ui, 2 + g] = len(in_g)
+        rsp, reo = rsp_s[0], reo_s[0]
         rates = ["recommended_head", "recommended_tail", "candidates_head", "candidates_tail"]
         tr = [train[u] for u in units]
         # the pools a popularity-blind model draws from: the whole head and tail (PopRSP counts
         # every recommended item), each user's relevant head and tail items (PopREO's hits)
         pools = {"pop_rsp": np.tile([len(head), len(tail)], (n, 1)), "pop_reo": reo[:, 2:]}
+        rsp_t = Table("pop_rsp", None, rates, units, rsp, ks=[K])
+        reo_t = Table("pop_reo", None, rates, units, reo, ks=[K])
+        if n_samples > 1:  # the pooled ratio of the users' mean counts over samples
+            ests = {m: _rsp_of_means(column_means(t.values)[:, 0])
+                    for m, t in (("pop_rsp", rsp_t), ("pop_reo", reo_t))}
+        else:
+            ests = {"pop_rsp": pop_rsp(orig, head, tail, train=tr),
+                    "pop_reo": pop_reo(orig, head, tail, test=test, train=tr)}
         floors = {m: _popularity_blind_floor(
-            x, pools[m], int(kit.st.n_permutations), est,
+            x if n_samples > 1 else x[0], pools[m], int(kit.st.n_permutations), ests[m],
             np.random.default_rng(kit.seed("null", m, current_variant())))
-            for m, x, est in (("pop_rsp", rsp, pop_rsp(orig, head, tail, train=tr)),
-                              ("pop_reo", reo, pop_reo(orig, head, tail, test=test, train=tr)))}
-        kit.derived(Table("pop_rsp", None, rates, units, rsp, ks=[K]), "pop_rsp", _rsp_of_means,
-                    **floors["pop_rsp"])
-        reo_rec = kit.derived(Table("pop_reo", None, rates, units, reo, ks=[K]), "pop_reo",
-                              _rsp_of_means, **floors["pop_reo"])
+            for m, x in (("pop_rsp", rsp_s), ("pop_reo", reo_s))}
+        if n_samples > 1:
+            run.method_notes.append(
+                f"Repeated samples ({n_samples}): PopRSP / PopREO pool each user's mean counts "
+                "over its samples (floor: one blind head count per sample, averaged within the "
+                "user); Gini and item coverage are means over samples of each sample's value; "
+                "CIs resample users, never samples.")
+        kit.derived(rsp_t, "pop_rsp", _rsp_of_means, **floors["pop_rsp"])
+        reo_rec = kit.derived(reo_t, "pop_reo", _rsp_of_means, **floors["pop_reo"])
         if reo_rec.estimate is None:
             reo_rec.warning = "; ".join(w for w in (reo_rec.warning, "undefined: no held-out "
                                         "item was recommended, or a group has no held-out "
@@ -389,7 +431,8 @@ class PopularityProbe(Probe):
                 continue
             lt = Table("popularity_lift", USER_GROUP, ["recommended", "profile"],
                        [units[ui] for ui in members], gap_rp[members], ks=[K], part=g)
-            lifts[g] = kit.derived(lt, "popularity_lift", _lift_of_means, estimate=lift[g],
+            est = _lift_of_means(column_means(lt.values)[:, 0]) if n_samples > 1 else lift[g]
+            lifts[g] = kit.derived(lt, "popularity_lift", _lift_of_means, estimate=est,
                                    convention="GAP = mean item popularity; profile = the "
                                               "shown history", value=g)
 
@@ -500,6 +543,14 @@ def _f(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def _mean_over_samples(values: list[float]) -> float:
+    """Return the mean of a catalogue-level number over samples (the value itself with one)."""
+    if len(values) == 1:
+        return values[0]
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _rsp_of_means(m: np.ndarray) -> float:
     """Return PopRSP from per-user means: std / mean (ddof=0) of the head and tail rates.
 
@@ -523,29 +574,46 @@ def _popularity_blind_floor(x: np.ndarray, pool: np.ndarray, n_draws: int,
     user's head-or-tail recommendations are drawn without regard to popularity from the pool,
     so the head count is hypergeometric (``ngood``, ``nbad`` = the pool's head and tail,
     ``nsample`` = head + tail recommended, capped at the pool); each draw is
-    :func:`_rsp_of_means` of the column means (the candidates as observed). Returns the
-    keyword arguments of :meth:`~recaudit.probes.kit.Summariser.derived` (``estimate``,
-    ``null`` and, with an estimate, ``p_value``).
+    :func:`_rsp_of_means` of the column means (the candidates as observed). With repeated
+    samples ``x`` is ``(samples, users, 4)`` (a missing sample's row NaN): each sample of a
+    user draws its own head count and the user's counts are their mean over its samples, as
+    the estimate's. Returns the keyword arguments of
+    :meth:`~recaudit.probes.kit.Summariser.derived` (``estimate``, ``null`` and, with an
+    estimate, ``p_value``).
     """
     from ..stats import permutation_pvalue, tie_tolerance
 
+    x = np.asarray(x, dtype=float)
+    xs = x[None] if x.ndim == 2 else x  # (S, users, 4)
     good, bad = pool[:, 0].astype(int), pool[:, 1].astype(int)
-    picked = np.minimum((x[:, 0] + x[:, 1]).astype(int), good + bad)
+    present = np.isfinite(xs[:, :, 0])  # (S, users)
+    picked = np.minimum(np.nan_to_num(xs[:, :, 0] + xs[:, :, 1]).astype(int), good + bad)
     ok = (good >= 0) & (bad >= 0) & (good + bad > 0)
     null = np.full(n_draws, np.nan)
     if ok.any():
-        heads = rng.hypergeometric(np.maximum(good[ok], 0), np.maximum(bad[ok], 0),
-                                   picked[ok], size=(n_draws, int(ok.sum())))
+        n_ok = int(ok.sum())
+        if len(xs) == 1:
+            heads = rng.hypergeometric(np.maximum(good[ok], 0), np.maximum(bad[ok], 0),
+                                       picked[0, ok], size=(n_draws, n_ok))
+            chosen = picked[0, ok]
+        else:  # per sample, then each user's mean over its samples
+            shape = (len(xs), n_ok)
+            draws = rng.hypergeometric(np.broadcast_to(np.maximum(good[ok], 0), shape),
+                                       np.broadcast_to(np.maximum(bad[ok], 0), shape),
+                                       picked[:, ok], size=(n_draws,) + shape)
+            w = present[:, ok] / np.maximum(present[:, ok].sum(axis=0), 1)  # (S, n_ok)
+            heads = (draws * w).sum(axis=1)
+            chosen = (picked[:, ok] * w).sum(axis=0)
         means = np.empty((n_draws, 4))
-        n = len(x)  # users without candidates recommend nothing from either group
+        n = xs.shape[1]  # users without candidates recommend nothing from either group
         means[:, 0] = heads.sum(axis=1) / n
-        means[:, 1] = (picked[ok] - heads).sum(axis=1) / n
-        means[:, 2:] = x[:, 2:].mean(axis=0)
+        means[:, 1] = (chosen - heads).sum(axis=1) / n
+        means[:, 2:] = xs[0, :, 2:].mean(axis=0)  # candidates do not depend on the sample
         null = np.asarray([_rsp_of_means(m) for m in means], dtype=float)
     out: dict[str, Any] = {"estimate": estimate, "null": null}
     if estimate is not None and np.isfinite(estimate) and np.isfinite(null).any():
         out["p_value"] = permutation_pvalue(null[np.isfinite(null)], estimate,
-                                            tie_tolerance(1.0, len(x)))
+                                            tie_tolerance(1.0, xs.shape[1]))
     return out
 
 

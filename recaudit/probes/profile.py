@@ -46,6 +46,11 @@ of the same users; its records carry the attribute ``"<name> (control)"`` (their
 families), and each attribute's ``<m>_gap`` is compared with the control's by
 ``<m>_gap_vs_control`` (:mod:`recaudit.probes.control`).
 
+Repeated samples (``decoding.samples`` = N): each (user, value) cell is its mean over the N
+samples (sample j's list against sample j's neutral list), and the fairlearn gap and ratio,
+the AIF360 indices and the control comparison are computed from those cells: a user's samples
+are observations within that user, the bootstrap and permutations still resample users.
+
 Groups (attributes) with fewer than ``stats.min_group_size`` users get a ``warning`` on every
 record and an entry in ``ProbeResult.warnings``; they are never dropped. Users whose neutral
 or any attributed answer failed are left out of that attribute, and the count is reported.
@@ -268,6 +273,7 @@ class ProfileProbe(Probe):
                                         between_group_theil_index, group_gaps)
         from ..metrics.similarity import similarity_matrix
         from ..metrics.utility import hit_rate_at_k, ndcg_at_k
+        from ..samples import sample_count
         from .kit import Table
 
         p, got, kit, res = self.params, run.got, run.summary, run.result
@@ -348,8 +354,9 @@ class ProfileProbe(Probe):
                                     part="neutral"), convention=UTILITY_CONV)
                 if m not in GAPS:
                     continue
-                cells[(attr, m)] = (units, x[:, :, j])
-                gg = group_gaps(x[:, :, j].reshape(-1), groups_col)
+                # the table's cells: with repeated samples each is its mean over samples
+                cells[(attr, m)] = (units, table.values[:, :, 0])
+                gg = group_gaps(table.values[:, :, 0].reshape(-1), groups_col)
                 gap = kit.spread(
                     table, "gap", estimate=lambda _means, d=gg.difference: np.array([d]),
                     convention="fairlearn difference(between_groups) = max - min of group "
@@ -375,6 +382,11 @@ class ProfileProbe(Probe):
             kit.derived(benefit, "theil", lambda gm: _ge(gm, 1.0), estimate=th,
                         convention=f"{conv}, alpha=1")
 
+        if sample_count(got) > 1:
+            run.method_notes.append(
+                "Repeated samples: the fairlearn gap / ratio and the AIF360 indices are computed "
+                "from each (user, value) cell's mean over samples; the bootstrap and the "
+                "permutations resample users, never samples.")
         versus = compare_with_controls(
             run, cells, p.groups(), controls,
             [(m, f"{m}_gap", "range", None) for m in GAPS], K, "users")

@@ -19,8 +19,9 @@ from ..formatting import fmt_ci as ci
 from ..formatting import fmt_p as pval
 from ..formatting import is_number
 from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
-from ..verdicts import (SEVERITIES, alpha_of, ci_excludes_null, decision_p, is_significant,
-                        min_units_of, record_severity)
+from ..verdicts import (MIN_UNITS, SEVERITIES, alpha_of, ci_excludes_null, decision_p,
+                        enough_units, is_significant, min_units_of, probe_status, record_severity,
+                        small_sample_warning, flag_status)
 
 __all__ = ["alpha_of", "ci", "num", "pval"]  # re-exported for the renderers and templates
 
@@ -76,8 +77,12 @@ def floor_text(p: ProbeResult, m: MetricRecord) -> str:
         return " Positive under noise alone; no floor recorded for this value."
     excess = "" if m.estimate is None else \
         f"; the excess over the floor is {num(m.estimate - m.null_mean)}"
+    own = "" if m.self_floor is None or m.estimate is None else (
+        f" The model's own resampling gives {num(m.self_floor)}: the estimate is "
+        f"{'within' if m.estimate <= m.self_floor else 'beyond'} what its disagreement with "
+        "itself gives.")
     return (f" Noise alone gives {num(m.null_mean)} on average, up to {num(m.null_p95)} "
-            f"(null 95th percentile){excess}.")
+            f"(null 95th percentile){excess}.{own}")
 
 
 def excess_ci_excludes_null(p: ProbeResult, m: MetricRecord) -> bool | None:
@@ -341,9 +346,36 @@ def verdict(result: AuditResult) -> Verdict:
     return Verdict("none", "NO GATES", f"no gates configured; findings are for review{tail}")
 
 
-def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
+def probe_units(p: ProbeResult, variant: str | None = None) -> int | None:
+    """Return the most units any record of ``variant`` (default: the first) rests on.
+
+    Read from the records' ``n`` (the units a probe measured: instructions, users, requests),
+    its aggregate records first, else all of them; None when no record says.
+    """
+    variant = variant_names(p)[0] if variant is None else variant
+    recs = [m for m in p.metrics if m.variant == variant and m.n is not None]
+    ns = [m.n for m in recs if m.value is None] or [m.n for m in recs]
+    return max(ns) if ns else None
+
+
+def probe_small_sample(p: ProbeResult, min_units: int = MIN_UNITS) -> str | None:
+    """The one small-sample warning every probe below the rule shows (None: enough units).
+
+    :func:`~recaudit.verdicts.small_sample_warning` of :func:`probe_units`, with what the rule
+    does to the verdict, so every probe says it in the same words.
+    """
+    n = probe_units(p) if p.status == "ok" else None
+    if enough_units(n, min_units):
+        return None
+    return (f"{small_sample_warning(n, min_units)}; no finding is rated above low and the "
+            "probe is not flagged")
+
+
+def probe_verdict(p: ProbeResult, alpha: float, min_units: int = MIN_UNITS) -> Verdict:
     """Return a probe's verdict: its own findings and the tests of its first variant.
 
+    The label is :func:`recaudit.verdicts.probe_status`'s: below ``min_units`` units a probe
+    that would be FLAGGED is INCONCLUSIVE, and its text ends with :func:`probe_small_sample`.
     A reranker's tests do not flag the model: they are listed in the checks, labelled.
     """
     if p.status == "error":
@@ -351,18 +383,20 @@ def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
     if p.status == "skipped":
         return Verdict("skipped", "SKIPPED", clean(p.error) or "the probe was skipped")
     flagged = [f for f in p.findings if f.severity != "info"]
-    tests = probe_tests(p, alpha, variant=variant_names(p)[0])
-    n_flag = sum(1 for c in tests if c.status == "flag")
+    tests = probe_tests(p, alpha, variant=variant_names(p)[0], min_units=min_units)
+    n_flag = sum(1 for c in tests if c.status != "pass")
     parts = [f"{p.n_queries} queries" + (f", {p.n_failed} failed" if p.n_failed else "")
              ] if p.n_queries else []
     if tests:
         parts.append(f"{n_flag} of {len(tests)} tests significant")
     if flagged:
         parts.append(f"{len(flagged)} finding(s)")
-    status = "warn" if (n_flag or flagged or p.n_failed) else "pass"
-    label = "FLAGGED" if n_flag or flagged else ("WARN" if p.n_failed else "OK")
-    return Verdict(status, label,
-                   "; ".join(parts) or "ran; no statistical test recorded")
+    small = probe_small_sample(p, min_units)
+    if small:
+        parts.append(small)
+    status, label = probe_status([c.status for c in tests], [f.severity for f in flagged],
+                                 probe_units(p), n_failed=p.n_failed, min_units=min_units)
+    return Verdict(status, label, "; ".join(parts) or "ran; no statistical test recorded")
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -370,8 +404,8 @@ def probe_verdict(p: ProbeResult, alpha: float) -> Verdict:
 class Check:
     """One thing that was checked: a gate, a probe run, a statistical test, a consistency check.
 
-    ``status``: pass | fail (a gate) | flag (a significant, ungated difference) | warn | error |
-    skipped.
+    ``status``: pass | fail (a gate) | flag (a significant, ungated difference) | inconclusive
+    (significant, but on fewer units than the small-sample rule) | warn | error | skipped.
     """
 
     id: str
@@ -393,12 +427,15 @@ def _props(m: MetricRecord) -> dict[str, str]:
     return out
 
 
-def probe_tests(p: ProbeResult, alpha: float, variant: str | None = None) -> list[Check]:
+def probe_tests(p: ProbeResult, alpha: float, variant: str | None = None,
+                min_units: int = MIN_UNITS) -> list[Check]:
     """One check per statistical test a probe ran (aggregate records with a p-value).
 
     Records sharing one test (SNSR and SNSV of the same similarity share a permutation test) are
     listed once. ``variant``: only that variant's tests (None: every variant's, the original
-    first); a test of another variant than the original names it.
+    first); a test of another variant than the original names it. Its status is
+    :func:`recaudit.verdicts.flag_status`'s: a significant test on fewer than ``min_units``
+    units is ``inconclusive``, not ``flag``.
     """
     out: list[Check] = []
     seen: set[tuple] = set()
@@ -419,11 +456,15 @@ def probe_tests(p: ProbeResult, alpha: float, variant: str | None = None) -> lis
         name = f"{m.attribute or 'all'}: {label}"
         p_txt = (f"p_adj={pval(m.p_adjusted)}" if m.p_adjusted is not None
                  else f"p={pval(m.p_value)}")
-        detail = (f"{'significant' if sig else 'not significant'} at alpha={alpha:g}: "
+        status = flag_status(sig, m.n, min_units)
+        said = {"flag": f"significant at alpha={alpha:g}",
+                "pass": f"not significant at alpha={alpha:g}",
+                "inconclusive": f"inconclusive: significant at alpha={alpha:g}, but on only "
+                                f"{m.n} units (< {min_units})"}[status]
+        detail = (f"{said}: "
                   f"{num(m.estimate)} {ci(m.ci_low, m.ci_high)} {p_txt}".replace("  ", " "))
         out.append(Check(id=f"test:{p.id}:{m.attribute}:{label}", kind="test", probe=p.id,
-                         name=name, status="flag" if sig else "pass", detail=detail,
-                         properties=_props(m)))
+                         name=name, status=status, detail=detail, properties=_props(m)))
     return out
 
 
@@ -465,7 +506,7 @@ def _consistency(p: ProbeResult) -> list[Check]:
 
 def checks(result: AuditResult) -> list[Check]:
     """Every check of a result: gates, probe runs, statistical tests, consistency checks."""
-    alpha = alpha_of(result)
+    alpha, min_units = alpha_of(result), min_units_of(result)
     out: list[Check] = []
     for g in result.gates:
         props = {"metric": g.metric, "mode": g.mode, "bound": g.bound,
@@ -496,7 +537,7 @@ def checks(result: AuditResult) -> list[Check]:
         out.append(Check(id=f"probe:{p.id}", kind="probe", probe=p.id, name=f"{p.id} ran",
                          status=status, detail=detail, properties=props))
         if p.status == "ok":
-            out.extend(probe_tests(p, alpha))
+            out.extend(probe_tests(p, alpha, min_units=min_units))
             out.extend(_consistency(p))
     return out
 
@@ -513,6 +554,7 @@ class TopFinding:
     detail: str
     effect: float | None
     derived: bool  # True: built from a metric record, not a probe's own Finding
+    small_sample: str | None = None  # the probe's small-sample warning (None: enough units)
 
 
 def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
@@ -523,13 +565,14 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
     :func:`recaudit.verdicts.record_severity`.
     """
     out: list[TopFinding] = []
+    alpha, min_units = alpha_of(result), min_units_of(result)
     own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
     own.sort(key=lambda pf: (-SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
     for p, f in own[:n]:
-        out.append(TopFinding(p.id, f.severity, clean(f.title), clean(f.detail), f.effect, False))
+        out.append(TopFinding(p.id, f.severity, clean(f.title), clean(f.detail), f.effect, False,
+                              probe_small_sample(p, min_units)))
     if len(out) >= n:
         return out
-    alpha, min_units = alpha_of(result), min_units_of(result)
     covered = {(f.probe, f.title.split(":")[0]) for f in out}
     cands: list[tuple[tuple, ProbeResult, MetricRecord, float]] = []
     for p in result.probes:
@@ -574,7 +617,8 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
             detail += f" n={m.n}."
         detail += floor_text(p, m)
         sev = record_severity(m, spec_of(p, m.metric), alpha, min_units=min_units)
-        out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True))
+        out.append(TopFinding(p.id, sev, clean(title), clean(detail), e, True,
+                              probe_small_sample(p, min_units)))
     return out
 
 
