@@ -132,6 +132,9 @@ def percentile_interval(boot: np.ndarray, confidence: float) -> tuple[np.ndarray
     tail = (1 - confidence) / 2
     if not boot.shape[0]:
         return (np.full(boot.shape[1:], np.nan),) * 2
+    if not np.isnan(boot).any():  # the same quantiles, vectorised (nanquantile loops columns)
+        lo, hi = np.quantile(boot, [tail, 1 - tail], axis=0)
+        return lo, hi
     with warnings.catch_warnings():  # an all-NaN column (e.g. a ratio of zeros) gives NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = np.nanquantile(boot, [tail, 1 - tail], axis=0)

@@ -306,3 +306,18 @@ def test_bh_hand_vector_and_nan():
     assert benjamini_hochberg([]).adjusted.shape == (0,)
     with pytest.raises(ValueError):
         benjamini_hochberg([1.5])
+
+
+def test_percentile_interval_fast_path_equals_nanquantile():
+    """Without NaNs the interval is computed by np.quantile: it must be the NaN-aware one."""
+    from recaudit.stats import percentile_interval
+
+    rng = np.random.default_rng(3)
+    for shape in [(200,), (200, 7), (1000, 3, 5), (57, 2)]:
+        boot = rng.random(shape) * rng.choice([1e-9, 1.0, 1e6])
+        lo, hi = percentile_interval(boot, 0.95)
+        ref_lo, ref_hi = np.nanquantile(boot, [0.025, 0.975], axis=0)
+        assert np.array_equal(lo, ref_lo) and np.array_equal(hi, ref_hi)
+        boot[0] = np.nan  # the NaN path still leaves NaN replicates out
+        lo, _ = percentile_interval(boot, 0.95)
+        assert np.array_equal(lo, np.nanquantile(boot, 0.025, axis=0))
