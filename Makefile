@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/python -m recaudit.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check recaudit tests benchmarks
+	$(BIN)/ruff check recaudit tests benchmarks validation
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
