@@ -37,6 +37,11 @@ subjects or only empty lists give ``estimate=None``; identical lists everywhere 
 p = 1; fewer subjects than ``n_folds`` reduce the folds; each case carries a warning.
 ``examples`` lists, per value, the items whose presence differs most from the other values'
 lists; ``records`` holds every query's raw text, grounded ids, unmatched entries and error.
+
+Repeated samples (``decoding.samples`` = N): a (subject, value) row stays one observation; its
+feature of an item is the share of the row's N sampled lists that hold it
+(:func:`sampled_features`, the mean over samples of the binary presence). Folds, within-subject
+permutations and the bootstrap are over subjects as above, never over samples.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..metrics.classification import auc_binary, auc_macro_ovr
+from ..samples import sample_count, sample_lists
 from ..recommenders.base import EMBED, GENERATE
 from ..results import MetricRecord, ProbeResult
 from ..stats import permutation_pvalue, tie_tolerance
@@ -139,6 +145,26 @@ def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
     return proba
 
 
+def sampled_features(samples: list[list[list[str] | None]]) -> tuple[np.ndarray, list[bytes]]:
+    """Return the features of rows whose lists were sampled N times, and each row's key.
+
+    A row's feature of item ``i`` is the share of its sampled lists that hold ``i`` (the mean
+    over samples of the binary presence; missing samples left out), so a row stays one
+    (subject, value) observation. The key tells identical rows apart (ties in the AUC).
+    """
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    mlb = MultiLabelBinarizer(sparse_output=True)
+    mlb.fit([lst for row in samples for lst in row if lst is not None])
+    width = len(mlb.classes_)
+    X = np.zeros((len(samples), width))
+    for r, row in enumerate(samples):
+        got = [lst for lst in row if lst is not None]
+        if got and width:
+            X[r] = np.asarray(mlb.transform(got).mean(axis=0)).ravel()
+    return X, [np.ascontiguousarray(row).tobytes() for row in X]
+
+
 def predict_by_distinct_rows(clf: Any, X: Any) -> np.ndarray:
     """Return ``clf.predict_proba`` of ``X``, computed once per distinct row.
 
@@ -184,6 +210,11 @@ class LeakageProbe(Probe):
     def measure(self, run: Run) -> dict[str, MetricRecord]:
         """Return each attribute's leakage AUC record (cross-validated, with its p-value)."""
         units: list[int] = list(dict.fromkeys(q.meta["unit"] for q in run.queries))
+        if sample_count(run.got) > 1:
+            run.method_notes.append(
+                "Repeated samples: each (subject, value) row's item features are the share of "
+                "its sampled lists holding the item; folds, permutations and the bootstrap stay "
+                "over subjects.")
         return {attr: self._attribute(run, attr, values, units)
                 for attr, values in self.params.attributes.items()}
 
@@ -235,13 +266,17 @@ class LeakageProbe(Probe):
             return finish(None)
         rows = [lists[QueryKey(m, attr, v)] for m in done for v in values]  # subject-major
         y = np.tile(np.arange(V), S)
-        X = MultiLabelBinarizer(sparse_output=True).fit_transform(rows).tocsr()
+        if sample_count(run.got) > 1:
+            X, key = sampled_features([sample_lists(run.got, QueryKey(m, attr, v))
+                                       for m in done for v in values])
+        else:
+            X = MultiLabelBinarizer(sparse_output=True).fit_transform(rows).tocsr()
+            key = [tuple(sorted(set(r))) for r in rows]
         if X.shape[1] == 0:
             notes.append("every list is empty: nothing to classify")
             return finish(None)
-        if X.shape[0] * X.shape[1] <= 2_000_000:  # small: dense fits are faster
+        if hasattr(X, "toarray") and X.shape[0] * X.shape[1] <= 2_000_000:  # small: dense
             X = X.toarray()
-        key = [tuple(sorted(set(r))) for r in rows]
         if len(set(key)) == 1:
             notes.append("every list has the same items: AUC 0.5 by construction")
             return finish(0.5, (0.5, 0.5), 1.0)
@@ -310,7 +345,7 @@ class LeakageProbe(Probe):
         # compare needs to re-test the AUC paired by subject
         table = kit.keep_table(
             "leakage_proba", attr, [f"{t} -> {c}" for t in values for c in values],
-            [str(m) for m in done], proba.reshape(S, V * V), k=p.k)
+            [str(m) for m in done], proba.reshape(S, V * V), k=p.k, averaged=False)
         self._examples(res, ctx, attr, values, rows, y)
         return finish(auc, ci(boot[:, 0], "leakage_auc", auc), pv,
                       np.asarray(null) if null else None, table)

@@ -43,6 +43,13 @@ Measured (units: users):
   copies of RBO (persistence ``rbo_p``) and Kendall tau-b on the union (missing items tied
   last), bootstrap CIs over users;
 * ``unparsed_share`` per position: share of candidates the parser did not find.
+
+Repeated samples (``decoding.samples`` = N): table cells are means over a request's samples. A
+shuffled copy's first place is the mean of its samples' one-hot first places (a share per input
+position), so ``first_place_v`` is Cramér's V of those expected counts (n = copies); its floor
+and p-value come from the same null drawn per sample (each sample's first place uniformly
+random, averaged within the copy), since the chi-square reference does not hold for averaged
+counts. CIs resample users, never samples.
 """
 
 from __future__ import annotations
@@ -492,19 +499,25 @@ class PositionProbe(Probe):
         """First place per input position and ranking consistency, on the shuffled copies."""
         from ..metrics.position import (cramers_v_of_shares, cramers_v_uniform,
                                         first_position_chi2, pairwise_consistency)
+        from ..stats import permutation_pvalue, tie_tolerance
         from .kit import Table
 
         p, kit, N = self.params, run.summary, self.params.n_candidates
         fp_users, fp_rows, counts = [], [], np.zeros(N)
         cons_users, cons = [], []
+        sizes: list[int] = []  # per ranked copy: how many of its samples have a first place
         for u in users:
             rs = [(by_key[key], rankings.get(key)) for key in
                   (query_key(u, SHUFFLED, b) for b in range(p.n_shuffles)) if key in by_key]
             rs = [(q, r) for q, r in rs if r]  # failed or nothing parsed: no first place
             if rs:
                 row = np.zeros(N)
-                for q, r in rs:
-                    row[q.meta["candidates"].index(r[0])] += 1
+                for q, r in rs:  # a copy's first place: the mean over its samples' one-hots
+                    firsts = [x[0] for x in self.sample_rankings(q, run.answers.get(q.id), r)
+                              if x]
+                    sizes.append(len(firsts))
+                    for first in firsts:
+                        row[q.meta["candidates"].index(first)] += 1 / len(firsts)
                 counts += row
                 fp_users.append(u)
                 fp_rows.append(row / len(rs))
@@ -517,11 +530,23 @@ class PositionProbe(Probe):
             fp = Table("first_place_share", POSITION_ATTR, [str(i) for i in range(N)], fp_users,
                        np.asarray(fp_rows).reshape(len(fp_users), N))
             kit.means(fp)
-            run.result.tables["first_place"] = [{"position": i, "count": int(c)}
-                                                for i, c in enumerate(counts)]
+            run.result.tables["first_place"] = [  # with samples: expected counts
+                {"position": i, "count": int(c) if c == int(c) else round(float(c), 6)}
+                for i, c in enumerate(counts)]
             expected = chi.n / N
             warn = (f"expected {expected:.1f} first places per position (< 5): the chi-square "
                     "approximation is poor" if chi.n and expected < 5 else None)
+            null = self._first_place_null(kit, counts, fp.variant, sizes)
+            p_first = chi.pvalue
+            if max(sizes, default=1) > 1:  # averaged counts: the chi-square reference is off
+                p_first = permutation_pvalue(null, cramers_v_uniform(counts),
+                                             tie_tolerance(1.0, len(sizes)))
+                run.method_notes.append(
+                    "Repeated samples: each shuffled copy's first place is the mean over its "
+                    "samples (a share per input position), so first_place_v is Cramér's V of "
+                    "those expected counts; its p-value and floor come from the same null "
+                    "drawn per sample (a uniformly random first place, averaged within the "
+                    "copy), not from the chi-square reference; CIs resample users.")
             if fp_users:
                 v_rec = kit.derived(fp, "first_place_v",
                                     lambda m: float(cramers_v_of_shares(m)),
@@ -529,8 +554,7 @@ class PositionProbe(Probe):
                                     convention=f"Pearson chi-square vs uniform: chi2 = "
                                                f"{chi.statistic:.2f}, dof = {chi.dof}, "
                                                f"n = {chi.n} rankings", warning=warn,
-                                    statistic="cramers_v", p_value=chi.pvalue,
-                                    null=self._first_place_null(kit, counts, fp.variant))
+                                    statistic="cramers_v", p_value=p_first, null=null)
             else:
                 v_rec = kit.record("first_place_v", attribute=POSITION_ATTR, n=0,
                                    warning="no shuffled copy was ranked")
@@ -542,19 +566,41 @@ class PositionProbe(Probe):
                                                             else ", union, missing tied last")))
         return v_rec, counts, chi
 
+    def sample_rankings(self, q: Query, answer: Any, ranking: list[str] | None
+                        ) -> list[list[str] | None]:
+        """Return the ranking of every sample of ``q``'s answer (``[ranking]`` with one sample).
+
+        ``ranking`` is sample 0's (already parsed); a re-ranked answer is one sample.
+        """
+        if answer is None or not answer.samples or answer.ranked is not None:
+            return [ranking]
+        return [ranking] + [self.ranking(q, a) for a in answer.samples[1:]]
+
     @staticmethod
-    def _first_place_null(kit: Any, counts: np.ndarray, variant: str) -> np.ndarray:
+    def _first_place_null(kit: Any, counts: np.ndarray, variant: str,
+                          sizes: Sequence[int] = ()) -> np.ndarray:
         """Draws of ``first_place_v`` under its null: input positions exchangeable per ranking.
 
         Permuting the position labels of each ranking's first place puts it at a uniformly
         random input position, so the n first places fall multinomially, 1/N each;
-        ``stats.n_permutations`` draws of Cramér's V of those counts.
+        ``stats.n_permutations`` draws of Cramér's V of those counts. With repeated samples
+        (``sizes``: each copy's number of sampled first places, some > 1) every sample draws
+        its own first place and a copy counts the mean of its samples' one-hots, as the
+        estimate does.
         """
-        n, N = int(counts.sum()), counts.size
+        n, N = int(round(counts.sum())), counts.size
         if n == 0 or N < 2:
             return np.full(0, np.nan)
         rng = np.random.default_rng(kit.seed("null", "first_place_v", variant))
-        draws = rng.multinomial(n, np.full(N, 1.0 / N), size=int(kit.st.n_permutations))
+        if max(sizes, default=1) > 1:
+            draws = np.zeros((int(kit.st.n_permutations), N))
+            size_of = np.asarray(sizes, dtype=int)
+            for s in sorted(set(size_of[size_of > 0])):
+                m = int((size_of == s).sum())
+                draws += rng.multinomial(int(s), np.full(N, 1.0 / N),
+                                         size=(int(kit.st.n_permutations), m)).sum(axis=1) / s
+        else:
+            draws = rng.multinomial(n, np.full(N, 1.0 / N), size=int(kit.st.n_permutations))
         expected = n / N  # Cramér's V of each draw, as metrics.position.cramers_v_uniform
         chi2 = ((draws - expected) ** 2 / expected).sum(axis=1)
         return np.minimum(1.0, np.sqrt(chi2 / (n * (N - 1))))
