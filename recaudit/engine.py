@@ -1,6 +1,10 @@
 """The inference engine: dedup -> SQLite cache -> batches -> recommender -> grounding.
 
-Every distinct request is computed once per (model fingerprint, decoding parameters). Each
+Every distinct request is computed once per (model fingerprint, decoding parameters). An
+adapter that schedules its own concurrency (``Recommender.streams``: an endpoint) gets every
+pending request of a kind at once and keeps its window of requests in flight over the whole
+run, with no batch barrier; the concurrency it achieved is in :attr:`EngineStats.concurrency`.
+Other adapters get batches of ``batch_size``. Each
 answer is written to the cache as soon as it lands
 (:func:`~recaudit.recommenders.base.stream_recommender`: one by one from an adapter that
 finishes requests one by one, an endpoint or a per-request Python function; a whole batch at
@@ -104,14 +108,50 @@ class EngineStats:
     #: and the extra attempts they took
     retried: int = 0
     retries: int = 0
+    #: a streaming adapter's achieved concurrency (:meth:`Recommender.stream_stats`, merged
+    #: over its streams by :func:`merge_stream_stats`); None for batched adapters
+    concurrency: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the figures stored in results.json's ``provenance.engine``."""
+        """Return the figures stored in results.json's ``provenance.engine``.
+
+        ``concurrency`` (an endpoint's ``limit``, ``mean_in_flight``, ``max_in_flight``,
+        ``window`` at the end, ``min_window``, ``backoffs``, ``seconds``) is present only when
+        a streaming adapter computed requests.
+        """
         e = self.estimate
-        return {"requests": e.requests, "unique": e.unique, "cached": e.cached,
-                "computed": self.computed, "failed": self.failed, "skipped": e.capped,
-                "retried": self.retried, "retries": self.retries,
-                "seconds": round(self.seconds, 3), "output_tokens": self.output_tokens}
+        out = {"requests": e.requests, "unique": e.unique, "cached": e.cached,
+               "computed": self.computed, "failed": self.failed, "skipped": e.capped,
+               "retried": self.retried, "retries": self.retries,
+               "seconds": round(self.seconds, 3), "output_tokens": self.output_tokens}
+        if self.concurrency is not None:
+            out["concurrency"] = dict(self.concurrency)
+        return out
+
+    def concurrency_line(self) -> str | None:
+        """Return the achieved concurrency in one line (the run's closing line), or None."""
+        c = self.concurrency
+        if not c:
+            return None
+        return (f"endpoint concurrency: mean {c['mean_in_flight']:g} in flight, max "
+                f"{c['max_in_flight']} of {c['limit']}; window {c['window']} at the end "
+                f"(lowest {c['min_window']}, {c['backoffs']} backoffs on 429/503)")
+
+
+def merge_stream_stats(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """Combine two streams' figures: ``mean_in_flight`` weighted by ``seconds``, max of maxima.
+
+    ``window`` is the later stream's, ``min_window`` the smaller, ``backoffs`` summed.
+    """
+    if not total:
+        return dict(part)
+    seconds = total["seconds"] + part["seconds"]
+    mean = ((total["mean_in_flight"] * total["seconds"] + part["mean_in_flight"]
+             * part["seconds"]) / seconds) if seconds > 0 else part["mean_in_flight"]
+    return {"limit": part["limit"], "mean_in_flight": round(mean, 2),
+            "max_in_flight": max(total["max_in_flight"], part["max_in_flight"]),
+            "window": part["window"], "min_window": min(total["min_window"], part["min_window"]),
+            "backoffs": total["backoffs"] + part["backoffs"], "seconds": round(seconds, 3)}
 
 
 class CachedResponse(BaseModel):
@@ -417,6 +457,8 @@ class Engine:
                     self.stats.retried += extra > 0
                     self.stats.retries += extra
         self.stats.seconds = time.perf_counter() - t0
+        if self.stats.concurrency_line():
+            self._say(self.stats.concurrency_line())
         answers = {key: self._answer(unique[key], resp, key in cached)
                    for key, resp in responses.items()}
         if self.samples > 1:
@@ -458,18 +500,21 @@ class Engine:
             task = progress.add_task(self.recommender.spec or "model", total=len(todo))
         try:
             # Group by kind (score vs. list) and by rough length so batches pad little; a batch
-            # never mixes scoring and list requests.
+            # never mixes scoring and list requests. An adapter that streams (an endpoint's
+            # pool) gets all requests of a kind as one batch: its window, not batch_size,
+            # bounds what is in flight, and no request waits for a batch's slowest.
             order = sorted(todo, key=lambda k: (unique[k].candidates is not None,
                                                 _approx_tokens(unique[k])))
+            runner = self._run_ray if self.backend == "ray" else self._run_local
+            size = len(order) if self._streaming() else self.batch_size
             batches: list[list[str]] = []
             for key in order:
-                if (batches and len(batches[-1]) < self.batch_size and
+                if (batches and len(batches[-1]) < size and
                         (unique[batches[-1][0]].candidates is None)
                         == (unique[key].candidates is None)):
                     batches[-1].append(key)
                 else:
                     batches.append([key])
-            runner = self._run_ray if self.backend == "ray" else self._run_local
             with closing(runner(unique, batches)) as landed:
                 for key, resp in landed:
                     self.cache.put_many(self._model_key, self._decoding_key,
@@ -481,29 +526,43 @@ class Engine:
             if progress is not None:
                 progress.stop()
 
+    def _streaming(self) -> bool:
+        """Whether requests go to the adapter as streams (``streams`` adapter, local backend)."""
+        return self.backend != "ray" and bool(getattr(self.recommender, "streams", False))
+
     def _run_local(self, unique: dict[str, Request], batches: list[list[str]]):
-        """Each batch through :func:`stream_recommender`: ``(key, Response)`` as each lands."""
+        """Each batch through :func:`stream_recommender`: ``(key, Response)`` as each lands.
+
+        A streaming adapter's figures for each batch (a stream) go to ``stats.concurrency``.
+        """
         spec = self.recommender.spec
         for keys in batches:
             answered: set[int] = set()
-            with closing(stream_recommender(self.recommender, [unique[k] for k in keys])) \
-                    as stream:
-                while True:
-                    try:
-                        item = next(stream, None)
-                    except RecauditError:
-                        raise
-                    except Exception as err:  # a model that crashes mid-run: runtime failure
-                        raise ModelRuntimeError(f"model {spec} failed: "
-                                                f"{type(err).__name__}: {err}") from err
-                    if item is None:
-                        break
-                    i, resp = item
-                    if not isinstance(i, int) or not 0 <= i < len(keys) or i in answered:
-                        raise ModelRuntimeError(f"model {spec} returned more than {len(keys)} "
-                                                f"responses for {len(keys)} requests")
-                    answered.add(i)
-                    yield keys[i], resp
+            try:
+                with closing(stream_recommender(self.recommender, [unique[k] for k in keys])) \
+                        as stream:
+                    while True:
+                        try:
+                            item = next(stream, None)
+                        except RecauditError:
+                            raise
+                        except Exception as err:  # a model that crashes mid-run: runtime failure
+                            raise ModelRuntimeError(f"model {spec} failed: "
+                                                    f"{type(err).__name__}: {err}") from err
+                        if item is None:
+                            break
+                        i, resp = item
+                        if not isinstance(i, int) or not 0 <= i < len(keys) or i in answered:
+                            raise ModelRuntimeError(f"model {spec} returned more than {len(keys)} "
+                                                    f"responses for {len(keys)} requests")
+                        answered.add(i)
+                        yield keys[i], resp
+            finally:
+                if answered:  # this stream ran: the streaming adapter's figures of it
+                    part = self.recommender.stream_stats()
+                    if part:
+                        self.stats.concurrency = merge_stream_stats(self.stats.concurrency,
+                                                                    part)
             if len(answered) != len(keys):
                 raise ModelRuntimeError(f"model {spec} returned {len(answered)} responses "
                                         f"for {len(keys)} requests")

@@ -212,6 +212,12 @@ class Recommender(ABC):
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: True for an adapter that schedules its own concurrency (an endpoint's pool of requests
+    #: in flight): the engine hands it every pending request of a kind in one call of
+    #: :meth:`recommend_each` / :meth:`score_each`, not batches of ``engine.batch_size``, so its
+    #: pool pulls the next request as soon as one finishes (no batch waits for its slowest
+    #: request). False (in-process models): the engine batches.
+    streams: ClassVar[bool] = False
     spec: str = ""
 
     def __init__(self, spec: str = "", decoding: Decoding | None = None) -> None:
@@ -231,6 +237,15 @@ class Recommender(ABC):
 
         One line ("yes (how)" / "no (why)"), for the plan, the provenance and the report;
         ``None`` when the adapter cannot know (a remote endpoint, a user function).
+        """
+        return None
+
+    def stream_stats(self) -> dict[str, Any] | None:
+        """Return the concurrency a streaming adapter achieved in its last stream, or None.
+
+        For ``streams = True`` adapters: ``{"limit", "mean_in_flight", "max_in_flight",
+        "window", "min_window", "backoffs", "seconds"}`` (see the adapter); the engine adds it
+        to its stats. None for adapters that do not stream.
         """
         return None
 
