@@ -8,8 +8,10 @@ section mixes a reranker's numbers into the model's.
 from __future__ import annotations
 
 from .formatting import fmt, fmt_ci, fmt_p
-from .report._common import VariantView, aggregates, per_value, split_variants, tradeoff_rows
+from .report._common import (VariantView, aggregates, per_value, probe_small_sample,
+                             probe_verdict, split_variants, tradeoff_rows)
 from .results import AuditResult, MetricRecord, ProbeResult
+from .verdicts import alpha_of, min_units_of
 
 Row = tuple[str, str, str, str]  # (probe, metric, where, estimate [CI] p_adj)
 
@@ -48,6 +50,21 @@ def headline_metrics(result: AuditResult) -> list[Row]:
     return rows
 
 
+def verdict_rows(result: AuditResult) -> list[Row]:
+    """One row (probe, "verdict", "", label) per probe, as the reports label it.
+
+    The label is :func:`recaudit.report._common.probe_verdict`'s (FLAGGED, INCONCLUSIVE below
+    the small-sample rule, OK, ...), followed by the probe's small-sample warning if any.
+    """
+    alpha, min_units = alpha_of(result), min_units_of(result)
+    rows: list[Row] = []
+    for p in result.probes:
+        label = probe_verdict(p, alpha, min_units).label
+        small = probe_small_sample(p, min_units)
+        rows.append((p.id, "verdict", "", label + (f"; {small}" if small else "")))
+    return rows
+
+
 def _variant_rows(p: ProbeResult, view: VariantView) -> list[Row]:
     """Rows of one re-ranked variant: its metrics (:func:`_metric_rows`), then its trade-off.
 
@@ -82,7 +99,8 @@ def variant_sections(result: AuditResult) -> list[tuple[str, list[Row]]]:
 def print_summary(result: AuditResult, max_rows: int = 40) -> None:
     """Print a result's headline metrics as a terminal table, one section per variant.
 
-    The model's own lists first (:func:`headline_metrics`, at most ``max_rows`` rows), then one
+    The probes' verdicts first (:func:`verdict_rows`), the model's own lists next
+    (:func:`headline_metrics`, at most ``max_rows`` rows), then one
     section per re-ranked variant (:func:`variant_sections`, at most ``max_rows // 4`` rows
     each), then the gates. Every cell is plain text: names, values and messages from a result
     are never read as rich markup (``[/x]`` made rich raise) and lose control characters.
@@ -105,6 +123,8 @@ def print_summary(result: AuditResult, max_rows: int = 40) -> None:
     table = Table(title=plain(f"recaudit: {result.name} ({result.provenance.model_spec})")[0])
     for col in ("probe", "metric", "where", "estimate [CI]"):
         table.add_column(col)
+    add(verdict_rows(result), max_rows)
+    table.add_section()
     sections = variant_sections(result)
     if sections:
         table.add_row(*plain("original lists", "", "", ""), style="bold")

@@ -15,7 +15,8 @@ disagree about whether a record is significant or how severe it is.
   :func:`refusal_severity` for answers without a catalog item;
 * :func:`ci_excludes_null` -- whether a record's CI leaves out the declared null;
 * :data:`MIN_UNITS`, :func:`min_units_of`, :func:`enough_units`, :func:`small_sample_warning` --
-  the small-sample rule.
+  the small-sample rule; :func:`flag_status` and :func:`probe_status` apply it to a statistical
+  test and to a probe (below the rule nothing is ``FLAGGED``: it is :func:`inconclusive_label`).
 
 This module imports nothing from the package, so any room may import it.
 """
@@ -23,10 +24,11 @@ This module imports nothing from the package, so any room may import it.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 __all__ = [
     "DEFAULT_ALPHA",
+    "INCONCLUSIVE",
     "LADDER",
     "MIN_UNITS",
     "SEVERITIES",
@@ -35,14 +37,17 @@ __all__ = [
     "decision_p",
     "enough_units",
     "harm_direction",
+    "inconclusive_label",
     "is_significant",
     "min_units_of",
     "on_harmful_side",
+    "probe_status",
     "record_severity",
     "refusal_severity",
     "REFUSAL_SHARE",
     "severity",
     "small_sample_warning",
+    "flag_status",
 ]
 
 #: significance level when a result or configuration gives none (or an invalid one)
@@ -288,17 +293,90 @@ def record_severity(rec: Any, spec: Any, alpha: float, *, min_units: int = MIN_U
     return "info"
 
 
-def refusal_severity(share: float) -> str | None:
-    """Rate answers that grounded to no catalog item by their share of all answers.
+def refusal_severity(share: float, n: int | None = None,
+                     min_units: int = MIN_UNITS) -> str | None:
+    """Rate answers that grounded to no catalog item by their share of all ``n`` answers.
 
     ``None`` (no finding) below :data:`REFUSAL_SHARE`; ``high`` from one half on (most answers
-    are unusable); ``medium`` in between.
+    are unusable); ``medium`` in between. The small-sample rule caps it: a share of fewer than
+    ``min_units`` answers is never rated above ``low`` (an unknown ``n`` is not held against it).
 
     Examples
     --------
     >>> refusal_severity(0.04), refusal_severity(0.05), refusal_severity(0.5)
     (None, 'medium', 'high')
+    >>> refusal_severity(0.5, n=4)
+    'low'
     """
     if share < REFUSAL_SHARE:
         return None
+    if not enough_units(n, min_units):
+        return "low"
     return "high" if share >= 0.5 else "medium"
+
+
+#: the status and label of a probe or a test whose evidence rests on too few units
+INCONCLUSIVE = "inconclusive"
+
+
+def inconclusive_label(n: int | None, min_units: int = MIN_UNITS) -> str:
+    """Return the label a probe or test gets instead of ``FLAGGED`` below the small-sample rule.
+
+    Examples
+    --------
+    >>> inconclusive_label(3)
+    'INCONCLUSIVE (3 units < 10: too few for a verdict)'
+    """
+    if n is None:
+        return f"INCONCLUSIVE (fewer than {min_units} units: too few for a verdict)"
+    unit = "unit" if int(n) == 1 else "units"
+    return f"INCONCLUSIVE ({int(n)} {unit} < {min_units}: too few for a verdict)"
+
+
+def flag_status(significant: bool | None, n: int | None, min_units: int = MIN_UNITS) -> str:
+    """Return the status of one statistical test: ``flag``, ``inconclusive`` or ``pass``.
+
+    A significant test on at least ``min_units`` units (or on an unknown number) is ``flag``;
+    a significant one on fewer is ``inconclusive`` (its p-value is coarse and its interval
+    under-covers, :data:`MIN_UNITS`); anything else is ``pass``.
+
+    Examples
+    --------
+    >>> flag_status(True, 20), flag_status(True, 3), flag_status(False, 3)
+    ('flag', 'inconclusive', 'pass')
+    """
+    if not significant:
+        return "pass"
+    return "flag" if enough_units(n, min_units) else INCONCLUSIVE
+
+
+def probe_status(test_statuses: Sequence[str], finding_severities: Sequence[str],
+                 n_units: int | None, *, n_failed: int = 0,
+                 min_units: int = MIN_UNITS) -> tuple[str, str]:
+    """Return a probe's ``(status, label)`` from its tests, its findings and its units.
+
+    ``test_statuses`` are :func:`flag_status` of the probe's tests; ``finding_severities`` its
+    findings' severities; ``n_units`` the most units any of its records rests on (None:
+    unknown, not held against it); ``n_failed`` its failed queries.
+
+    * ``("warn", "FLAGGED")``: a test flagged on enough units, a finding above ``low`` (which
+      :func:`severity` gives only on enough units), or a ``low`` finding on enough units;
+    * ``("inconclusive", inconclusive_label(n_units))``: it would be flagged, but only on
+      fewer than ``min_units`` units (no probe is FLAGGED below the rule);
+    * ``("warn", "WARN")``: nothing flagged, but queries failed; ``("pass", "OK")`` otherwise.
+
+    Examples
+    --------
+    >>> probe_status(["inconclusive"], ["low"], 3)
+    ('inconclusive', 'INCONCLUSIVE (3 units < 10: too few for a verdict)')
+    >>> probe_status(["flag"], ["low"], 20)
+    ('warn', 'FLAGGED')
+    """
+    enough = enough_units(n_units, min_units)
+    above_low = any(s in ("medium", "high") for s in finding_severities)
+    low = any(s == "low" for s in finding_severities)
+    if "flag" in test_statuses or above_low or (low and enough):
+        return "warn", "FLAGGED"
+    if INCONCLUSIVE in test_statuses or low:
+        return INCONCLUSIVE, inconclusive_label(n_units, min_units)
+    return ("warn", "WARN") if n_failed else ("pass", "OK")

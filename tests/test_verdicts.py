@@ -12,6 +12,7 @@ from recaudit.metrics.specs import MetricSpec
 from recaudit.results import AuditResult, MetricRecord, Provenance
 from recaudit.verdicts import (
     DEFAULT_ALPHA,
+    INCONCLUSIVE,
     MIN_UNITS,
     REFUSAL_SHARE,
     alpha_of,
@@ -19,13 +20,16 @@ from recaudit.verdicts import (
     decision_p,
     enough_units,
     harm_direction,
+    inconclusive_label,
     is_significant,
     min_units_of,
     on_harmful_side,
+    probe_status,
     record_severity,
     refusal_severity,
     severity,
     small_sample_warning,
+    flag_status,
 )
 
 
@@ -176,3 +180,40 @@ def test_refusal_severity_thresholds():
     assert refusal_severity(0.0) is None and refusal_severity(0.0499) is None
     assert refusal_severity(REFUSAL_SHARE) == "medium" and refusal_severity(0.4999) == "medium"
     assert refusal_severity(0.5) == "high" and refusal_severity(1.0) == "high"
+
+
+def test_refusals_on_too_few_answers_are_never_above_low():
+    assert refusal_severity(0.9, n=MIN_UNITS - 1) == "low"   # was high: 2 of 3 answers empty
+    assert refusal_severity(0.9, n=MIN_UNITS) == "high"
+    assert refusal_severity(0.2, n=4, min_units=4) == "medium"
+    assert refusal_severity(0.01, n=2) is None
+
+
+# -- the small-sample rule for tests and probes --------------------------------------------------
+def test_a_significant_test_on_too_few_units_is_inconclusive():
+    assert flag_status(True, MIN_UNITS) == "flag"
+    assert flag_status(True, MIN_UNITS - 1) == INCONCLUSIVE == "inconclusive"
+    assert flag_status(True, None) == "flag"          # n unknown: not held against it
+    assert flag_status(True, 3, min_units=3) == "flag"
+    assert flag_status(False, 50) == flag_status(None, 50) == "pass"
+
+
+def test_no_probe_is_flagged_below_the_reliable_number_of_units():
+    label = "INCONCLUSIVE (3 units < 10: too few for a verdict)"
+    assert inconclusive_label(3) == label
+    assert inconclusive_label(1, 5) == "INCONCLUSIVE (1 unit < 5: too few for a verdict)"
+    # a significant test and a low finding on 3 units: was FLAGGED
+    assert probe_status(["inconclusive"], ["low"], 3) == ("inconclusive", label)
+    assert probe_status(["pass"], ["low"], 3) == ("inconclusive", label)
+    assert probe_status(["inconclusive"], [], 3, n_failed=2) == ("inconclusive", label)
+    # on enough units the same evidence flags it
+    assert probe_status(["flag"], ["low"], 20) == ("warn", "FLAGGED")
+    assert probe_status(["pass"], ["low"], 20) == ("warn", "FLAGGED")
+    assert probe_status(["flag"], [], 3) == ("warn", "FLAGGED")    # a test on enough units
+    assert probe_status([], ["medium"], 3) == ("warn", "FLAGGED")  # rated on enough units
+    # nothing to flag: OK, or WARN for failed queries, whatever the units
+    assert probe_status(["pass"], [], 3) == ("pass", "OK")
+    assert probe_status([], [], 3, n_failed=1) == ("warn", "WARN")
+    assert probe_status(["pass"], ["low"], 3, min_units=3) == ("warn", "FLAGGED")
+    assert probe_status(["inconclusive"], [], None)[1] == (
+        "INCONCLUSIVE (fewer than 10 units: too few for a verdict)")

@@ -78,7 +78,7 @@ def floor_text(p: ProbeResult, m: MetricRecord) -> str:
     excess = "" if m.estimate is None else \
         f"; the excess over the floor is {num(m.estimate - m.null_mean)}"
     own = "" if m.self_floor is None or m.estimate is None else (
-        f" The model's own resampling gives {num(m.self_floor)}: the estimate is "
+        f" The model's own resampling gives up to {num(m.self_floor)}: the estimate is "
         f"{'within' if m.estimate <= m.self_floor else 'beyond'} what its disagreement with "
         "itself gives.")
     return (f" Noise alone gives {num(m.null_mean)} on average, up to {num(m.null_p95)} "
@@ -359,7 +359,7 @@ def probe_units(p: ProbeResult, variant: str | None = None) -> int | None:
 
 
 def probe_small_sample(p: ProbeResult, min_units: int = MIN_UNITS) -> str | None:
-    """The one small-sample warning every probe below the rule shows (None: enough units).
+    """Return the one small-sample warning every probe below the rule shows (None: enough).
 
     :func:`~recaudit.verdicts.small_sample_warning` of :func:`probe_units`, with what the rule
     does to the verdict, so every probe says it in the same words.

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from .. import __version__
 from ..probes.registry import ACCURACY, FAIRNESS, ROBUSTNESS
 from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
-from ..verdicts import is_significant
+from ..verdicts import MIN_UNITS, is_significant, min_units_of
 from . import _common as c
 from . import charts
 
@@ -225,8 +225,8 @@ class Helpers:
         return c.truncate(text, MAX_PARAMS_CHARS)
 
     @staticmethod
-    def probe_tests(p: ProbeResult, alpha: float) -> list[c.Check]:
-        return c.probe_tests(p, alpha)
+    def probe_tests(p: ProbeResult, alpha: float, min_units: int = MIN_UNITS) -> list[c.Check]:
+        return c.probe_tests(p, alpha, min_units=min_units)
 
     tradeoff_rows = staticmethod(c.tradeoff_rows)
 
@@ -459,7 +459,7 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
 
 # -- page ----------------------------------------------------------------------------------------
 def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dict[str, Any]:
-    alpha = c.alpha_of(result)
+    alpha, min_units = c.alpha_of(result), min_units_of(result)
     anchor = f"m{index}" if many else "r"
     helpers = Helpers(f"{anchor}c")
     probes = []
@@ -474,7 +474,9 @@ def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dic
         # One section per variant, the original first; a variant's anchor is its index.
         sections = [{"p": v.probe, "view": v, "partial": partial_for(p.probe),
                      "anchor": f"{anchor}-probe-{s}" + (f"-v{i}" if i else ""),
-                     "verdict": c.probe_verdict(v.probe, alpha), "first": i == 0}
+                     "verdict": c.probe_verdict(v.probe, alpha, min_units),
+                     "small_sample": c.probe_small_sample(v.probe, min_units),
+                     "first": i == 0}
                     for i, v in enumerate(views)]
         probes.append({**sections[0], "variants": sections[1:]})
     checks = c.checks(result)

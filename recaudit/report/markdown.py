@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..results import AuditResult, GateResult, ProbeResult
+from ..verdicts import min_units_of
 from . import _common as c
 
 __all__ = ["markdown_summary", "render_markdown", "md"]
 
 MAX_CHARS = 60_000
 ICON = {"pass": "\u2705", "fail": "\u274c", "warn": "\u26a0\ufe0f", "flag": "\u26a0\ufe0f",
-        "error": "\U0001f6d1", "skipped": "\u23ed\ufe0f", "none": "\u2139\ufe0f"}
+        "error": "\U0001f6d1", "skipped": "\u23ed\ufe0f", "none": "\u2139\ufe0f",
+        "inconclusive": "\u2754"}
 _ESCAPE = re.compile(r"([\\`*_\[\]|~$#!{}])")
 
 
@@ -60,7 +62,7 @@ def _headline_cell(records: list, limit: int = 4) -> str:
 
 def _one(result: AuditResult, label: str | None, lines: list[str], level: str = "##") -> None:
     v = c.verdict(result)
-    alpha = c.alpha_of(result)
+    alpha, min_units = c.alpha_of(result), min_units_of(result)
     title = f"{ICON.get(v.status, '')} recaudit: **{v.label}**"
     title += f" \u2014 {md(label, 80)}" if label else f" \u2014 {md(result.name, 80)}"
     lines += [f"{level} {title}", ""]
@@ -84,16 +86,20 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
         lines += [f"{sub} Top findings", ""]
         for i, f in enumerate(top, 1):
             tag = " (largest measured effect)" if f.derived else ""
+            small = f" \u26a0 {md(f.small_sample, 200)}." if f.small_sample else ""
             lines.append(f"{i}. **{md(f.severity, 10)}** \u00b7 {md(f.probe, 60)}: "
-                         f"{md(f.title, 240)}{tag}. {md(f.detail, 400)}")
+                         f"{md(f.title, 240)}{tag}. {md(f.detail, 400)}{small}")
         lines.append("")
     if result.probes:
         lines += [f"{sub} Probes", "", "| probe | status | queries | headline (largest k) |",
                   "|---|---|---|---|"]
         variants = {p.id: (p, c.split_variants(p)) for p in result.probes if p.status == "ok"}
         for p in result.probes:
-            pv = c.probe_verdict(p, alpha)
+            pv = c.probe_verdict(p, alpha, min_units)
             status = f"{ICON.get(pv.status, '')} {pv.label}"
+            small = c.probe_small_sample(p, min_units)
+            if small:
+                status += f"<br>{md(small, 200)}"
             if p.status != "ok":
                 lines.append(f"| {md(p.id, 60)} | {status} | \u2013 | {md(p.error or '', 200)} |")
                 continue
