@@ -56,10 +56,10 @@ class MetricRecord(_Model):
     ``null_mean`` / ``null_p95``: for a statistic that is positive under noise alone (a spread
     such as SNSR, a gap, an AUC), the mean and 95th percentile of its permutation null: what an
     unbiased model scores with this many units. ``self_floor``: with repeated samples, the
-    spread that the model's disagreement with itself alone gives
-    (:func:`recaudit.samples.self_consistency_floor`). ``table`` / ``statistic`` name the unit table
-    of the probe result it was computed from and how (``mean`` of one condition, ``range``,
-    ``std``, ``ratio``), so compare can re-test it.
+    95th percentile of the spread that the model's disagreement with itself alone gives
+    (:func:`recaudit.samples.self_consistency_floor`). ``table`` / ``statistic`` name the unit
+    table of the probe result it was computed from and how (``mean`` of one condition,
+    ``range``, ``std``, ``ratio``), so compare can re-test it.
     """
 
     probe: str

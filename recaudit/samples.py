@@ -27,8 +27,8 @@ answer with every sample in :attr:`recaudit.engine.Answer.samples`. Two things h
   the same list.
 * **Self-consistency floor of a spread** (:func:`self_consistency_floor`). Every range / std
   spread (``snsr``, ``snsv``, ``gap``) of a table with N >= 2 samples carries ``self_floor``:
-  the spread that the model's disagreement with itself alone gives with these units and
-  samples (definition in that function).
+  the 95th percentile of the spread that the model's disagreement with itself alone gives with
+  these units and samples (a split-half, sign-flip null; definition in that function).
 """
 
 from __future__ import annotations
@@ -207,26 +207,28 @@ def sample_count(got: Any) -> int:
     return max((len(s) for s in got.samples.values()), default=1)
 
 
-#: random half-splits of the samples averaged by :func:`self_consistency_floor`
-SELF_FLOOR_SPLITS = 20
+#: draws of the self-disagreement null in :func:`self_consistency_floor`
+SELF_FLOOR_DRAWS = 400
 
 
 def self_consistency_floor(samples: np.ndarray, statistic: Any, seed: int) -> float | None:
-    r"""Return the spread that the model's disagreement with itself alone gives.
+    r"""Return the spread that the model's disagreement with itself alone gives (its 95th pct).
 
     ``samples`` holds the per-sample cells ``x[s, u, c]`` (sample, unit, condition; NaN =
     missing) of a table whose cells are means over samples; ``statistic`` maps condition means
     (last axis) to the spread (range or std, :func:`recaudit.stats.spread_statistic`).
 
-    Definition (a split-half null). Split a cell's ``a + b`` samples into halves ``A`` and
-    ``B`` (a random split of the sample indices, the same for every cell) and form the pseudo
-    cell :math:`y_{uc} = (ar x_{A,uc} - ar x_{B,uc}) \sqrt{ab} / (a + b)`. Its mean is 0
-    whatever the attribute does (the condition's effect cancels within a condition) and its
-    variance, for independent samples, is :math:`\sigma^2_{uc} / (a + b)`, that of the real
-    cell's own sampling noise. The floor is the statistic of the pseudo condition means
-    :math:`ar y_c` (mean over units), averaged over :data:`SELF_FLOOR_SPLITS` seeded splits:
-    what a model with the same self-disagreement and no attribute effect shows. A deterministic
-    model (identical samples) has floor 0. ``None`` with fewer than two samples or conditions.
+    Definition (a split-half, sign-flip null). Split a cell's ``a + b`` samples into halves
+    ``A`` and ``B`` (a random split of the sample indices) and form the pseudo cell
+    :math:`y_{uc} = \epsilon_{uc} (\bar x_{A,uc} - \bar x_{B,uc}) \sqrt{ab} / (a + b)`, with
+    a random sign :math:`\epsilon_{uc}`. Whatever the attribute does, its effect cancels within
+    a cell, so :math:`y_{uc}` has mean 0 and, for independent samples, the variance
+    :math:`\sigma^2_{uc} / (a + b)` of the real cell's own sampling noise. Each of
+    :data:`SELF_FLOOR_DRAWS` seeded draws takes the statistic of the pseudo condition means
+    :math:`\bar y_c` (mean over units): a model with the same self-disagreement and no
+    attribute effect. Returns their 95th percentile, so an estimate above it is beyond what
+    the model's resampling gives at the 5% level. A deterministic model (identical samples)
+    has floor 0. ``None`` with fewer than two samples or conditions.
     """
     x = np.asarray(samples, dtype=float)
     if x.ndim != 3 or x.shape[0] < 2 or x.shape[2] < 2:
@@ -236,7 +238,7 @@ def self_consistency_floor(samples: np.ndarray, statistic: Any, seed: int) -> fl
     draws = []
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        for _ in range(SELF_FLOOR_SPLITS):
+        for _ in range(SELF_FLOOR_DRAWS):
             order = rng.permutation(n_s)
             half_a, half_b = x[order[:n_s // 2]], x[order[n_s // 2:]]
             a = (~np.isnan(half_a)).sum(axis=0)
@@ -244,10 +246,11 @@ def self_consistency_floor(samples: np.ndarray, statistic: Any, seed: int) -> fl
             y = (np.nanmean(half_a, axis=0) - np.nanmean(half_b, axis=0)) \
                 * np.sqrt(a * b) / (a + b)
             y[(a == 0) | (b == 0)] = np.nan
+            y *= rng.choice((-1.0, 1.0), size=y.shape)
             means = np.nanmean(y, axis=0)  # (C,)
             if np.isfinite(means).all():
                 draws.append(float(statistic(means)))
-    return float(np.mean(draws)) if draws else None
+    return float(np.quantile(draws, 0.95)) if draws else None
 
 
 def pair_similarities(samples: list[list[str] | None]) -> tuple[float, float] | None:
