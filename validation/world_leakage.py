@@ -1,0 +1,68 @@
+"""The leakage probe's world: lists that move with every prompt, and one value that leaves a trace.
+
+Null: each subject has a base list of ``K`` of ``N_ITEMS`` ids; every query (each stated value)
+replaces a share ``SWAP`` of it with other items, drawn afresh per query, so a list says
+nothing about the stated value (AUC 0.5 in expectation; its floor is the refitted
+permutations' mean). Planted: a query stating ``PLANTED_VALUE`` also puts the marker item
+``MARKER`` (an id no base list holds) in a random slot with probability ``MARK``, so the best
+possible classifier reaches AUC ``0.5 + MARK / 2``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from recaudit.probes.base import Query
+from recaudit.recommenders.base import Response
+
+from .harness import World
+
+N_ITEMS, K, N_SUBJECTS = 60, 10, 24
+SWAP, MARK = 0.3, 0.5
+VALUES = ["a female", "a male"]
+PLANTED_VALUE = "a female"
+MARKER = "marker"
+
+
+def _base(unit: object) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(str(unit).encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).permutation(N_ITEMS)
+
+
+def _swapped(query: Query, rng: np.random.Generator) -> list[str]:
+    order = _base(query.key.unit)
+    items, rest = list(order[:K]), list(order[K:])
+    n_swap = rng.binomial(K, SWAP)
+    slots = rng.choice(K, size=n_swap, replace=False)
+    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False)):
+        items[slot] = item
+    return [str(i) for i in items]
+
+
+def null(query: Query, rng: np.random.Generator) -> Response:
+    """Every query swaps the same share of its subject's list, whatever the value."""
+    return Response(item_ids=_swapped(query, rng))
+
+
+def planted(query: Query, rng: np.random.Generator) -> Response:
+    """As ``null``; ``PLANTED_VALUE`` queries also carry ``MARKER`` with probability ``MARK``."""
+    items = _swapped(query, rng)
+    if query.key.value == PLANTED_VALUE and rng.random() < MARK:
+        items[int(rng.integers(K))] = MARKER
+    return Response(item_ids=items)
+
+
+WORLD = World(
+    name="leakage",
+    probe="leakage",
+    params={"k": K, "attributes": {"gender": VALUES}, "n_folds": 4, "n_permutations": 49,
+            "n_examples": 0,
+            "subjects": {"source": "inline", "items": [f"Film {i}" for i in range(N_SUBJECTS)]}},
+    null=null,
+    planted=planted,
+    effect=(f"{N_SUBJECTS} subjects; every prompt replaces {SWAP:.0%} of the subject's top-{K} "
+            f"(binomial count); planted: '{PLANTED_VALUE}' lists carry a marker item with "
+            f"probability {MARK:.0%} (best AUC {0.5 + MARK / 2:.2f})"),
+)
