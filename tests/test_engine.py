@@ -256,3 +256,57 @@ def test_a_row_keyed_before_samples_existed_answers_sample_zero(tmp_path):
     samples = answers[old_key].samples
     assert samples[0].response.text == "1. Old answer" and samples[0].cached
     assert [s.response.text for s in samples[1:]] == ["1. Movie prompt 0"] * 2
+
+
+# -- adapters that schedule their own concurrency get streams, not batches ------------------------
+class Streaming(Recommender):
+    """Records each call's size; reports a made-up concurrency per stream."""
+
+    capabilities = frozenset({GENERATE, "score"})
+
+    def __init__(self, streams: bool) -> None:
+        super().__init__(spec="streaming")
+        self.streams = streams
+        self.calls: list[tuple[str, int]] = []
+
+    def fingerprint(self) -> str:
+        return "streaming"
+
+    def recommend_each(self, requests):
+        self.calls.append(("list", len(requests)))
+        yield from ((i, Response(text=f"1. {r.messages[-1].content}"))
+                    for i, r in enumerate(requests))
+
+    def score_each(self, requests):
+        self.calls.append(("score", len(requests)))
+        yield from ((i, [-1.0] * len(r.candidates)) for i, r in enumerate(requests))
+
+    def stream_stats(self):
+        if not self.streams:
+            return None
+        n = self.calls[-1][1]  # a stream of n requests: n in flight for n seconds, say
+        return {"limit": 8, "mean_in_flight": float(n), "max_in_flight": n, "window": n,
+                "min_window": n, "backoffs": 1, "seconds": float(n)}
+
+
+def test_a_streaming_adapter_gets_every_pending_request_of_a_kind_at_once(tmp_path):
+    reqs = _requests(7) + _scoring(*[[f"a{i}", "b"] for i in range(3)])
+    rec = Streaming(streams=True)
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", batch_size=2, progress=False)
+    answers = eng.run(reqs)
+    eng.close()
+    assert rec.calls == [("list", 7), ("score", 3)]  # batch_size 2 does not cut them
+    assert len(answers) == 10 and all(a.ok for a in answers.values())
+    conc = eng.stats.to_dict()["concurrency"]  # the two streams merged; window: the later one's
+    assert conc == {"limit": 8, "mean_in_flight": round((7 * 7 + 3 * 3) / 10, 2),
+                    "max_in_flight": 7, "window": 3, "min_window": 3, "backoffs": 2,
+                    "seconds": 10.0}
+
+
+def test_an_in_process_adapter_keeps_its_batches_and_reports_no_concurrency(tmp_path):
+    rec = Streaming(streams=False)
+    eng = Engine(rec, cache_path=tmp_path / "c.sqlite", batch_size=2, progress=False)
+    eng.run(_requests(5))
+    eng.close()
+    assert rec.calls == [("list", 2), ("list", 2), ("list", 1)]
+    assert "concurrency" not in eng.stats.to_dict() and eng.stats.concurrency_line() is None
