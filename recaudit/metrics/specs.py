@@ -17,6 +17,14 @@ Every spread is positive under noise alone, so each derived spec declares ``nois
 records carry the permutation null's ``null_mean`` / ``null_p95`` (the *floor*), a
 bias-corrected CI, and are what gate mode ``floor`` judges (:mod:`recaudit.gates`).
 
+With repeated samples (``decoding.samples`` >= 2) every range / std spread (``snsr``, ``snsv``,
+``gap``) also carries ``self_floor``: the 95th percentile of the same statistic under the
+model's disagreement with itself alone, from a split-half, sign-flip null of the per-sample
+cells (the difference of two halves of a cell's samples, rescaled to the variance of the
+cell's mean: it keeps the sampling noise and cancels any attribute effect;
+:func:`recaudit.samples.self_consistency_floor`). An estimate at or below it is within what
+the model's own resampling gives; the report says so beside the noise floor.
+
 ``width`` is the base metric's range width. Their names are ``snsr_<m>``, ``snsv_<m>``,
 ``<m>_gap`` and ``<m>_ratio``; :func:`get_spec` resolves them.
 """

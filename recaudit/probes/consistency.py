@@ -52,5 +52,7 @@ def record_self_consistency(run: Any) -> None:
     run.method_notes.append(
         f"Self-consistency: two samples of the same prompt share a Jaccard of "
         f"{fmt(jac.estimate)}{ci} over {len(units)} requests ({n} samples each). The model "
-        f"changes {fmt(1 - jac.estimate)} of a list when nothing in the prompt changes, so a "
-        "similarity spread of that order is within its disagreement with itself.")
+        f"changes {fmt(1 - jac.estimate)} of a list when nothing in the prompt changes. Each "
+        "range / std spread records the spread this disagreement with itself alone gives "
+        "(self_floor: the 95th percentile of a split-half, sign-flip null of its per-sample "
+        "cells), shown beside its noise floor.")
