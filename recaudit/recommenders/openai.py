@@ -395,9 +395,9 @@ class OpenAIRecommender(Recommender):
         Up to the AIMD window (at most ``concurrency``) of requests are in flight, the next
         one starting as soon as a slot frees, over all of ``requests`` (the engine passes every
         pending request: one stream, no batch barrier). Yielding each answer as it lands lets
-        the engine cache every finished answer at once. A request waiting out its backoff
-        holds no slot (the pool has ``concurrency`` + up to 16 spare workers for such waits).
-        The stream's figures are in :meth:`stream_stats` afterwards.
+        the engine cache every finished answer at once. The pool has ``concurrency`` workers,
+        one request each; a worker takes a slot of the window for each attempt (none while it
+        waits out a backoff). The stream's figures are in :meth:`stream_stats` afterwards.
         """
         requests = list(requests)
         if not requests:
@@ -405,7 +405,7 @@ class OpenAIRecommender(Recommender):
         abort = threading.Event()
         window = self._window
         window.reset_meter()
-        workers = min(self.concurrency + min(self.concurrency, 16), len(requests))
+        workers = min(self.concurrency, len(requests))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recaudit-openai")
         try:
             futures = {pool.submit(self._complete_or_abort, r, abort): i
