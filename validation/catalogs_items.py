@@ -9,7 +9,8 @@
   ``holdout`` of each user are the test split (the held-out item). Seeded.
 
 Both are cached: a world calls its builder once per validation run, and a Catalog is read-only
-there.
+there; :class:`FrozenCatalog` (what :func:`ranking_catalog` returns) also caches each user's
+history, which a probe's plan reads anew in every one of the hundreds of validation runs.
 """
 
 from __future__ import annotations
@@ -21,10 +22,22 @@ import pandas as pd
 
 from recaudit.catalog import Catalog
 
-__all__ = ["group_catalog", "ranking_catalog", "GROUP_COLUMN"]
+__all__ = ["group_catalog", "ranking_catalog", "FrozenCatalog", "GROUP_COLUMN"]
 
 #: the item-group column of :func:`group_catalog`
 GROUP_COLUMN = "studio"
+
+
+class FrozenCatalog(Catalog):
+    """A :class:`~recaudit.catalog.Catalog` whose ``history`` answers are cached (read-only use)."""
+
+    def history(self, user_id: str, split: str = "train") -> pd.DataFrame:
+        """Return :meth:`Catalog.history`, computed once per (user, split)."""
+        cache = self.__dict__.setdefault("_history_cache", {})
+        key = (str(user_id), split)
+        if key not in cache:
+            cache[key] = super().history(user_id, split)
+        return cache[key]
 
 
 @lru_cache(maxsize=8)
@@ -45,7 +58,7 @@ def group_catalog(sizes: tuple[tuple[str, int], ...] = (("A", 30), ("B", 18), ("
 @lru_cache(maxsize=8)
 def ranking_catalog(n_items: int = 80, n_users: int = 30, per_user: int = 8, holdout: int = 1,
                     seed: int = 5) -> Catalog:
-    """Build a catalog of ``n_items`` fixed-width titles and ``n_users`` users (module docstring)."""
+    """Build ``n_items`` fixed-width titles and ``n_users`` users (module docstring)."""
     ids = [str(i) for i in range(n_items)]
     items = pd.DataFrame({"item_id": ids, "title": [f"Film {i:03d} (2000)" for i in
                                                     range(n_items)]})
@@ -55,5 +68,5 @@ def ranking_catalog(n_items: int = 80, n_users: int = 30, per_user: int = 8, hol
         for t, i in enumerate(rng.choice(n_items, size=per_user, replace=False)):
             rows.append({"user_id": f"u{u}", "item_id": str(i),
                          "rating": float(rng.integers(1, 6)), "timestamp": 1000 * u + t})
-    return Catalog.from_dataframe(items, interactions=pd.DataFrame(rows), holdout=holdout,
-                                  name="validation-ranking")
+    return FrozenCatalog.from_dataframe(items, interactions=pd.DataFrame(rows), holdout=holdout,
+                                        name="validation-ranking")

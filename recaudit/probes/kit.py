@@ -294,21 +294,23 @@ class Summariser:
 
     _interval = interval  # the name the leakage probe calls
 
-    def metric_interval(self, metric: str, boot: np.ndarray, estimate: Any
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def metric_interval(self, metric: str, boot: np.ndarray, estimate: Any,
+                        confidence: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the CI of ``metric``'s replicates ``boot`` (over axis 0).
 
         The percentile interval (:meth:`interval`), or, when the metric's declaration has
         ``noise_floor`` and there is an estimate, the bias-corrected one
-        (:func:`recaudit.stats.bias_corrected_interval`) clipped to the declared range.
+        (:func:`recaudit.stats.bias_corrected_interval`) clipped to the declared range; at
+        ``confidence`` (default ``stats.confidence``; a family-wise adjusted level, e.g.).
         """
         from ..metrics.specs import get_spec
 
         spec = get_spec(metric)
+        level = self.st.confidence if confidence is None else confidence
         est = np.asarray([np.nan if e is None else e for e in np.ravel(estimate)], dtype=float)
         if spec is None or not spec.noise_floor or not np.isfinite(est).any():
-            return self.interval(boot)
-        lo, hi = bias_corrected_interval(boot, est.reshape(boot.shape[1:]), self.st.confidence)
+            return percentile_interval(boot, level)
+        lo, hi = bias_corrected_interval(boot, est.reshape(boot.shape[1:]), level)
         if spec.range is not None:
             lo, hi = np.clip(lo, *spec.range), np.clip(hi, *spec.range)
         return lo, hi
@@ -442,7 +444,8 @@ class Summariser:
                 estimate: float | None, convention: str | None = None,
                 warning: str | None = None, value: str | None = None,
                 statistic: str | None = None, p_value: float | None = None,
-                family: str | None = None, null: Any = None) -> MetricRecord:
+                family: str | None = None, null: Any = None,
+                confidence: float | None = None) -> MetricRecord:
         """Record a probe's own statistic of the condition means at the largest k.
 
         For example an inequality index of group means, with a paired-bootstrap CI over units.
@@ -455,7 +458,9 @@ class Summariser:
         (``null_mean``, ``null_p95``): from ``null``, the statistic's draws under the probe's
         own null, or else from the permutation null of conditions exchangeable within a unit
         (:func:`recaudit.stats.permutation_test_values` of ``fn``, which also gives the
-        p-value when the probe has none).
+        p-value when the probe has none). ``confidence`` replaces ``stats.confidence`` for
+        this record's CI (and is stored as its ``confidence``): e.g. a Bonferroni level for
+        records a gate judges together.
         """
         from ..metrics.specs import get_spec
 
@@ -467,7 +472,7 @@ class Summariser:
             extra = {"table": self._keep(t), "statistic": statistic}
         boot = self._boot_means(t)[:, :, -1]
         vals = np.asarray([fn(row) for row in boot], dtype=float)
-        lo, hi = self.metric_interval(metric, vals[:, None], estimate)
+        lo, hi = self.metric_interval(metric, vals[:, None], estimate, confidence)
         n_units = int((~np.isnan(t.values).all(axis=(1, 2))).sum())
         spec = get_spec(metric)
         if null is None and spec is not None and spec.noise_floor and len(t.conditions) > 1 \
@@ -481,10 +486,13 @@ class Summariser:
             extra.update(self.null_floor(null))
         if p_value is not None and np.isfinite(p_value):
             extra["p_value"] = float(p_value)
-        return self.record(metric, attribute=t.attribute, value=value, k=t.max_k,
-                           estimate=estimate, ci=(lo[0], hi[0]), n=n_units,
-                           convention=convention, warning=warning, variant=t.variant,
-                           family=(family or metric) if "p_value" in extra else None, **extra)
+        rec = self.record(metric, attribute=t.attribute, value=value, k=t.max_k,
+                          estimate=estimate, ci=(lo[0], hi[0]), n=n_units,
+                          convention=convention, warning=warning, variant=t.variant,
+                          family=(family or metric) if "p_value" in extra else None, **extra)
+        if confidence is not None and rec.confidence is not None:
+            rec.confidence = confidence
+        return rec
 
     def attach_floor(self, rec: MetricRecord, null: Any, *, p_value: float | None = None,
                      family: str | None = None) -> MetricRecord:

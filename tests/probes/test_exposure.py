@@ -275,3 +275,23 @@ def test_ndkl_and_skew_carry_a_group_blind_floor_and_floor_gates_separate_bias()
             assert below >= 18 and passed_floor == 20, (below, passed_floor)
         else:
             assert below == 0 and passed_floor == 0, (below, passed_floor)
+
+
+def test_gated_skew_cis_are_simultaneous_over_the_groups():
+    """A gate without ``value`` judges every group's skew@k at the largest k together, so those
+    CIs are Bonferroni-simultaneous (each at 1 - 0.05 / G, wider than the 95% one at a smaller
+    k); before, each was a 95% CI and a group-blind model failed such a gate in ~3 x 5% of
+    audits (issue 20's validation)."""
+    catalog = Catalog.from_dataframe(pd.DataFrame({
+        "item_id": [str(i) for i in range(30)], "title": [f"Film {i:02d}" for i in range(30)],
+        "provider": ["A"] * 15 + ["B"] * 9 + ["C"] * 6}), group_cols=["provider"])
+    res = _run(catalog, _blind_or_planted(0, 0.0), k=5, skew_ks=[5],
+               subjects={"source": "inline", "items": [f"S{i}" for i in range(30)]})
+    recs = [_one(res, "skew_at_k", g, k=5) for g in ("A", "B", "C")]
+    assert all(r.confidence == pytest.approx(1 - 0.05 / 3) for r in recs)
+    assert all("simultaneous over 3 groups" in r.convention for r in recs)
+    # the same statistic at a smaller k (not gated by default) keeps the 95% CI
+    small = _run(catalog, _blind_or_planted(0, 0.0), k=5, skew_ks=[3],
+                 subjects={"source": "inline", "items": [f"S{i}" for i in range(30)]})
+    narrow = _one(small, "skew_at_k", "A", k=3)
+    assert narrow.confidence == pytest.approx(0.95) and "simultaneous" not in narrow.convention
