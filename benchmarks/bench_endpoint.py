@@ -231,11 +231,11 @@ def uneven_rows(quick: bool = False, fast: float = 0.1, slow: float = 1.0, slots
     """Rows: % of the uneven server's ceiling, old batched (c 4, c 32) vs streaming (c 32).
 
     Ceiling = ``slots`` / mean latency (the latencies the server served in that run). The
-    streaming run has enough requests (512; 256 with ``quick``) that the last slow requests'
-    tail is a small part of it; the batched runs, whose rate does not depend on their length,
-    take 128 (64).
+    streaming run has enough requests (512, about 5 s) that the last slow requests' tail is a
+    small part of it; the batched runs, whose rate does not depend on their length, take 128
+    (64 with ``quick``).
     """
-    n_stream, n_batched = (256, 64) if quick else (512, 128)
+    n_stream, n_batched = 512, (64 if quick else 128)
     rows: list[dict] = []
     with CannedServer(fast, slots, slow_latency=slow) as server:
         for label, c, streaming, n in (("old: batches of 16, concurrency 4", 4, False, n_batched),
