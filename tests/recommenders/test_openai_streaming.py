@@ -299,3 +299,27 @@ def test_requests_in_flight_never_exceed_the_window(concurrency):
         rec.close()
     assert all(r.error is None for r in out) and len(out) == 24
     assert tracker.peak <= concurrency and stats["max_in_flight"] <= concurrency
+
+
+def test_an_audits_results_record_the_concurrency_its_endpoint_achieved(tmp_path, capsys):
+    """``recaudit audit`` via openai: 18 requests, one 429 -> provenance.engine.concurrency."""
+    from recaudit.cli import main
+    from tests.gate_recommenders import TITLES, write_cli_config
+    from tests.reliability.fault_server import FaultServer
+
+    server = FaultServer(titles=TITLES, k=10, schedule=["http_429"]).start()
+    try:
+        cfg = write_cli_config(tmp_path, f"openai:{server.url}#canned", "streamed")
+        cfg.write_text(cfg.read_text(encoding="utf-8") + "model_options: {timeout: 5, "
+                       "backoff: 0.001, max_retries: 3, concurrency: 4}\n", encoding="utf-8")
+        code = main(["audit", str(cfg), "--no-progress", "--format", "json"])
+    finally:
+        server.stop()
+    capsys.readouterr()
+    assert code == 0
+    engine = json.loads((tmp_path / "streamed" / "results.json").read_text(encoding="utf-8")
+                        )["provenance"]["engine"]
+    conc = engine["concurrency"]
+    assert conc["limit"] == 4 and 1 <= conc["max_in_flight"] <= 4
+    assert conc["backoffs"] == 1 and conc["min_window"] == 2 and engine["retried"] == 1
+    assert 0 < conc["mean_in_flight"] <= 4 and conc["seconds"] > 0
