@@ -51,11 +51,17 @@ def floor_sentence(rec: Any, noun: str, blind: str = "an attribute-blind model",
     """Return the null-floor sentence: what a model without the effect scores with n units.
 
     The floor is the permutation null's 95th percentile (``null_p95``); ``""`` without a null.
+    With repeated samples it adds whether the estimate is within ``self_floor``, what the
+    model's own resampling gives (:func:`recaudit.samples.self_consistency_floor`).
     """
     if rec.null_p95 is None:
         return ""
+    own = getattr(rec, "self_floor", None)
+    within = "" if own is None or rec.estimate is None else (
+        f" The estimate is {'within' if rec.estimate <= own else 'beyond'} what the model's own "
+        f"resampling gives (up to {fmt(own, digits)}).")
     return (f" With {rec.n} {noun}, {blind} scores up to {fmt(rec.null_p95, digits)} "
-            "(95th percentile of the permutation null).")
+            f"(95th percentile of the permutation null).{within}")
 
 
 def control_sentence(diff: Any, alpha: float, *, control: str, spread: str,

@@ -267,10 +267,12 @@ def test_a_noisy_attribute_blind_model_is_within_its_self_consistency_floor():
     """Every (prompt, sample) gets its own random list: the values' Jaccard with the neutral
     list differ by the model's disagreement with itself only."""
     rec, res = _counterfactual(lambda q, j: _random_list(_prompt(q), j), 4)
+    print("noisy: snsr", rec.estimate, "self_floor", rec.self_floor, "null_p95", rec.null_p95)
     assert rec.self_floor is not None and rec.self_floor > 0
     assert rec.estimate <= rec.self_floor
     text = floor_text(res, rec)
     assert "own resampling gives up to" in text and "within what its disagreement" in text
+    assert any("within what the model's own resampling gives" in f.detail for f in res.findings)
     single, _ = _counterfactual(lambda q, j: _random_list(_prompt(q), j), 1)
     assert single.self_floor is None
 
@@ -286,9 +288,11 @@ def test_a_planted_attribute_effect_is_beyond_the_self_consistency_floor():
         return _random_list(neutral, j)
 
     rec, res = _counterfactual(fn, 3)
+    print("planted: snsr", rec.estimate, "self_floor", rec.self_floor, "null_p95", rec.null_p95)
     assert rec.estimate > 0.5 and rec.self_floor is not None
     assert rec.estimate > rec.self_floor
     assert "beyond what its disagreement" in floor_text(res, rec)
+    assert any("beyond what the model's own resampling gives" in f.detail for f in res.findings)
 
 
 def test_the_self_floor_of_a_deterministic_model_is_zero():
