@@ -232,3 +232,34 @@ def test_hf_sample_j_decodes_with_the_derived_seed_and_stays_batch_invariant(kin
         alone = [a.text for a in model(sample_seed(7, j)).recommend(reqs)]
         assert together[j::3] == alone
     assert len(set(together)) > len(reqs)  # samples of a prompt differ at temperature 0.9
+
+
+def test_a_table_built_from_every_sample_is_not_averaged_again():
+    """``averaged=False`` (e.g. leakage's probabilities of a fit on every sample) is skipped by
+    the capture and by the averaging alike, so the tables after it still match by position."""
+    import numpy as np
+
+    from recaudit.probes.kit import Table
+    from recaudit.samples import _AVERAGE, _CAPTURE, _Averager, _Captured
+
+    def build(value):
+        Table("m", None, ["a"], ["u"], np.array([[value]]), averaged=False)
+        return Table("m", None, ["a"], ["u"], np.array([[value]]))
+
+    captured = []
+    for value in (1.0, 3.0):
+        tables = _Captured()
+        token = _CAPTURE.set(tables)
+        build(value)
+        _CAPTURE.reset(token)
+        captured.append(tables)
+    assert [len(c.tables) for c in captured] == [1, 1]
+    token = _AVERAGE.set(_Averager(captured))
+    try:
+        skipped = Table("m", None, ["a"], ["u"], np.array([[7.0]]), averaged=False)
+        averaged = Table("m", None, ["a"], ["u"], np.array([[1.0]]))
+    finally:
+        _AVERAGE.reset(token)
+    assert skipped.values[0, 0, 0] == 7.0 and skipped.sample_values is None
+    assert averaged.values[0, 0, 0] == 2.0
+    assert averaged.sample_values[:, 0, 0, 0].tolist() == [1.0, 3.0]
