@@ -62,7 +62,10 @@ Modes (for ``max``; ``min`` is the mirror image, and a gate with both checks bot
     :func:`recaudit.stats.bias_corrected_interval`), so a model with no effect passes
     ``ci`` and ``floor`` gates alike (a ``max`` at the floor's mean or above). ``point``
     and ``significant`` read the estimate as recorded.
-    A bound is inclusive: an estimate equal to ``max`` passes. A selected record without an
+    A bound is inclusive: an estimate equal to ``max`` passes, and so does one beyond it by no
+    more than ``BOUND_TOLERANCE`` (1e-12) times ``max(1, |bound|)``: the rounding of a sum, e.g.
+    a vectorised RBO of two identical lists is ``1 - 2e-16``, which failed a ``min: 1`` gate on
+    a perfectly robust recommender (issue 20's validation). A selected record without an
     estimate (e.g. an empty group) fails: a gate never passes on missing data.
 
 Errors (:class:`~recaudit.errors.GateSpecError`, exit code 2, never a silent pass)
@@ -352,17 +355,26 @@ class _Verdict:
         self.mode, self.p, self.note, self.shift = mode, p, note, shift
 
 
+#: how far beyond a bound, relative to ``max(1, |bound|)``, still counts as on it (rounding)
+BOUND_TOLERANCE = 1e-12
+
+
+def _beyond(distance: float, bound: float) -> float:
+    """Return ``distance`` past ``bound``, 0 where it is within rounding (``BOUND_TOLERANCE``)."""
+    return 0.0 if 0.0 < distance <= BOUND_TOLERANCE * max(1.0, abs(bound)) else distance
+
+
 def _excess(value: float, spec: GateSpec, use_low: float | None = None,
             use_high: float | None = None) -> float:
-    """Signed distance beyond the bound (> 0 means on the wrong side).
+    """Signed distance beyond the bound (> 0 means on the wrong side; rounding counts as 0).
 
     ``use_low``/``use_high`` replace ``value`` on the max/min side (the CI ends in ``ci`` mode).
     """
     out = -math.inf
     if spec.max is not None:
-        out = max(out, (value if use_low is None else use_low) - spec.max)
+        out = max(out, _beyond((value if use_low is None else use_low) - spec.max, spec.max))
     if spec.min is not None:
-        out = max(out, spec.min - (value if use_high is None else use_high))
+        out = max(out, _beyond(spec.min - (value if use_high is None else use_high), spec.min))
     return out
 
 

@@ -536,3 +536,22 @@ def test_versus_control_without_a_control_is_a_spec_error():
     with pytest.raises(GateSpecError):
         parse_gates([{"probe": "counterfactual", "metric": "snsr_jaccard", "versus": "noise",
                       "max": 0.0}])
+
+
+def test_a_bound_missed_by_rounding_only_passes():
+    """A perfectly robust recommender's stability_rbo is 1 - 2e-16 (the rounding of the
+    vectorised RBO sum) with a CI of that point; ``min: 1`` failed it in every validation run
+    (issue 20). Within 1e-12 of the bound counts as on it; 1e-9 beyond still fails."""
+    def rec(x):
+        return audit_result([probe_result([metric("stability_rbo", x, probe="robustness",
+                                                  attribute="perturbation", value="typo", k=10,
+                                                  ci=(x, x))],
+                                          id="robustness", probe="robustness")])
+
+    for mode in ("ci", "point"):
+        assert one(rec(1 - 2e-16), probe="robustness", metric="stability_rbo", min=1.0,
+                   mode=mode).passed
+        assert not one(rec(1 - 1e-9), probe="robustness", metric="stability_rbo", min=1.0,
+                       mode=mode).passed
+    assert one(rec(0.25 + 1e-13), probe="robustness", metric="stability_rbo", max=0.25,
+               mode="ci").passed

@@ -30,9 +30,9 @@ from recaudit.recommenders.base import Response
 from .catalogs_items import ranking_catalog
 from .harness import World
 
-N_CANDIDATES, K, N_USERS = 10, 5, 30
+N_CANDIDATES, K, N_USERS = 10, 3, 30
 POSITIONS = [0, 3, 6, 9]
-HELD_OUT_BONUS, NOISE, PRIMACY = 1.0, 0.5, 1.0
+HELD_OUT_BONUS, NOISE, PRIMACY = 1.0, 0.5, 1.5
 
 
 @lru_cache(maxsize=None)

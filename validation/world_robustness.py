@@ -1,0 +1,73 @@
+"""The robustness probe's world: a recommender blind to meaning-preserving perturbations, and one that is not.
+
+Two stated values (``VALUES``), so the probe records both stability by perturbation kind
+(``stability_jaccard`` / ``stability_rbo``, no effect = 1) and its spread over the values per
+kind (``stability_<f>_gap``, no effect = 0). Null: every request of a subject, perturbed or not,
+whatever the value, gets the subject's same top-``K`` list (a deterministic, perturbation-blind
+model: stability 1 for every kind and value). Planted: a perturbed request (any kind) replaces a
+binomial share ``SWAP`` of that list with other catalog items, drawn afresh per request, and
+``PLANTED_SWAP`` when it states ``PLANTED_VALUE`` (stability below 1 for every kind, and lower
+for that value).
+
+What the null cannot include: sampling noise. A model that ignores the perturbation but samples
+its lists (temperature > 0) also scores stability below 1, because stability compares one
+sample of each request and has no floor for the model's disagreement with itself (see
+``decoding.samples`` and the self-consistency records for that floor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from recaudit.probes.base import Query
+from recaudit.recommenders.base import Response
+
+from .harness import World
+
+N_ITEMS, K, N_SUBJECTS = 60, 10, 20
+SWAP, PLANTED_SWAP = 0.2, 0.5
+VALUES = ["a female", "a male"]
+PLANTED_VALUE = "a female"
+
+
+def _base(unit: object) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(str(unit).encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).permutation(N_ITEMS)
+
+
+def _answer(query: Query, rng: np.random.Generator, share: float) -> Response:
+    order = _base(query.key.unit)
+    items, rest = list(order[:K]), list(order[K:])
+    n_swap = rng.binomial(K, share) if share else 0
+    slots = rng.choice(K, size=n_swap, replace=False)
+    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False), strict=True):
+        items[slot] = item
+    return Response(item_ids=[str(i) for i in items])
+
+
+def null(query: Query, rng: np.random.Generator) -> Response:
+    """The subject's fixed list, whatever the perturbation and the value."""
+    return _answer(query, rng, 0.0)
+
+
+def planted(query: Query, rng: np.random.Generator) -> Response:
+    """Perturbed requests swap ``SWAP`` of the list (``PLANTED_SWAP`` for ``PLANTED_VALUE``)."""
+    if query.meta.get("kind") is None:  # the unperturbed request
+        return _answer(query, rng, 0.0)
+    return _answer(query, rng, PLANTED_SWAP if query.key.value == PLANTED_VALUE else SWAP)
+
+
+WORLD = World(
+    name="robustness",
+    probe="robustness",
+    params={"k": K, "values": VALUES, "n_variants": 1,
+            "subjects": {"source": "inline", "items": [f"Film {i}" for i in range(N_SUBJECTS)]}},
+    null=null,
+    planted=planted,
+    effect=(f"{N_SUBJECTS} subjects x {len(VALUES)} values, top-{K} of {N_ITEMS} items, 6 "
+            f"perturbation kinds; null: one fixed list per subject; planted: a perturbed "
+            f"request replaces {SWAP:.0%} of it (binomial count), {PLANTED_SWAP:.0%} for "
+            f"'{PLANTED_VALUE}'"),
+)
