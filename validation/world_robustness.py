@@ -1,4 +1,4 @@
-"""The robustness probe's world: a recommender blind to meaning-preserving perturbations, and one that is not.
+"""The robustness probe's world: a recommender blind to perturbations, and one that is not.
 
 Two stated values (``VALUES``), so the probe records both stability by perturbation kind
 (``stability_jaccard`` / ``stability_rbo``, no effect = 1) and its spread over the values per
@@ -48,7 +48,7 @@ def _answer(query: Query, rng: np.random.Generator, share: float) -> Response:
 
 
 def null(query: Query, rng: np.random.Generator) -> Response:
-    """The subject's fixed list, whatever the perturbation and the value."""
+    """Return the subject's fixed list, whatever the perturbation and the value."""
     return _answer(query, rng, 0.0)
 
 
