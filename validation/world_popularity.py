@@ -25,16 +25,21 @@ from recaudit.recommenders.base import Response
 from .catalogs import history_catalog
 from .harness import World
 
-K, N_USERS, HISTORY, HEAD_SHARE = 10, 24, 5, 0.8
+K, N_USERS, HISTORY, HEAD_SHARE, HOLDOUT = 10, 30, 5, 0.8, 5
 PUSH, TOP = 0.8, 6
+
+
+def catalog() -> object:
+    """Return :func:`history_catalog` with ``HOLDOUT`` held-out items per user."""
+    return history_catalog(per_user=HISTORY + 4 + HOLDOUT, holdout=HOLDOUT)
 
 
 @lru_cache(maxsize=1)
 def _pools() -> tuple[list[str], list[str], list[str]]:
-    """The catalog's items, its ``TOP`` most popular and its long tail (as the probe splits)."""
-    catalog = history_catalog()
-    pop = catalog.train_popularity()
-    _head, tail = catalog.head_tail(HEAD_SHARE)
+    """Return the catalog's items, its ``TOP`` most popular and its long tail (the probe's)."""
+    cat = catalog()
+    pop = cat.train_popularity()
+    _head, tail = cat.head_tail(HEAD_SHARE)
     items = [str(i) for i in pop.index]
     top = [str(i) for i in pop.sort_values(ascending=False, kind="stable").index[:TOP]]
     return items, top, sorted(tail)
@@ -72,5 +77,5 @@ WORLD = World(
     effect=(f"{N_USERS} users, top-{K}; null: {K} distinct items uniform over the catalog; "
             f"planted: each slot drawn from the {TOP} most popular items with probability "
             f"{PUSH:.0%} (from the long tail when the niche history is shown)"),
-    catalog=history_catalog,
+    catalog=catalog,
 )

@@ -1,4 +1,4 @@
-"""The profile probe's world: history-based lists that ignore the stated gender, and one value that is served worse.
+"""The profile probe's world: lists that ignore the stated gender, and one value served worse.
 
 Null: every query of a user (the neutral prompt and each stated value) is drawn afresh from the
 same distribution: each of the user's held-out items enters the top ``K`` with probability
@@ -39,7 +39,7 @@ def _list(query: Query, rng: np.random.Generator, hit: float, swap: float) -> Re
     base, rest = order[:K], order[K:]
     n_swap = rng.binomial(K, swap)
     slots = rng.choice(K, size=n_swap, replace=False)
-    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False)):
+    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False), strict=True):
         base[slot] = item
     items = base[: K - len(held)]
     for item in held:

@@ -7,7 +7,10 @@ from .world_counterfactual import WORLD as COUNTERFACTUAL
 from .world_exposure import WORLD as EXPOSURE
 from .world_position import SCORE_WORLD as POSITION_SCORE
 from .world_position import WORLD as POSITION
+from .world_popularity import WORLD as POPULARITY
+from .world_profile import WORLD as PROFILE
 from .world_robustness import WORLD as ROBUSTNESS
 
 WORLDS: list[World] = [COUNTERFACTUAL]
 WORLDS += [EXPOSURE, POSITION, POSITION_SCORE, ROBUSTNESS]
+WORLDS += [PROFILE, POPULARITY]
