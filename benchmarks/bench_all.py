@@ -49,6 +49,8 @@ TARGETS = [
     ("demo_cold", "`make demo` cold", 300.0, "<", "s"),
     ("demo_warm", "`make demo` warm", 30.0, "<", "s"),
     ("vs_langfair", "metrics (500 x 32 x K=20, k = K) vs LangFair", 50.0, ">=", "x"),
+    ("endpoint_uneven_ceiling", "openai: streaming at concurrency 32, uneven latencies, 32 "
+     "server slots", 80.0, ">=", "% of server ceiling"),
 ]
 # A row without a key (e.g. from bench_inference.run) still fills a target when its "what"
 # holds all the words of one of these (lower case) and its unit matches.
