@@ -168,7 +168,8 @@ def test_failed_answers_are_left_out(catalog):
     assert any("1 of 6 requests left out" in w for w in res.warnings)
     refusing = _run(catalog, lambda q: [] if q.meta["unit"] < 4 else ["0", "2"], k=2)
     f = refusing.findings[0]
-    assert f.title.startswith("67% of answers contain no catalog item") and f.severity == "high"
+    # 6 requests are below the reliable number of units: the small-sample rule caps it at low
+    assert f.title.startswith("67% of answers contain no catalog item") and f.severity == "low"
     assert _one(refusing, "exposure_share", "A").n == 2
     nothing = _run(catalog, lambda q: [], k=2)
     assert _one(nothing, "ndkl", None, k=2).n == 0
