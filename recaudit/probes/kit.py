@@ -12,7 +12,9 @@ findings in words. Everything else lives here:
   :mod:`recaudit.metrics.specs`) carry a paired-bootstrap CI (all conditions of a resampled unit
   move together) and, at the table's largest k, a paired permutation p-value (null: conditions
   exchangeable within a unit) and the *null floor*: the permutation null's mean and 95th
-  percentile, i.e. what a model without any effect scores with this many units. A record whose
+  percentile, i.e. what a model without any effect scores with this many units; with repeated
+  samples a range / std spread also carries ``self_floor``, what the model's disagreement with
+  itself alone gives (:func:`recaudit.samples.self_consistency_floor`). A record whose
   metric declares ``noise_floor`` (every spread; Cramér's V, NDKL, ... :mod:`recaudit.metrics.
   specs`) carries the bias-corrected bootstrap CI (:func:`recaudit.stats.
   bias_corrected_interval`: resampling's own noise inflates such a statistic, so the plain
