@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .harness import World
 from .world_counterfactual import WORLD as COUNTERFACTUAL
+from .world_leakage import WORLD as LEAKAGE
 from .world_exposure import WORLD as EXPOSURE
 from .world_position import SCORE_WORLD as POSITION_SCORE
 from .world_position import WORLD as POSITION
@@ -13,4 +14,4 @@ from .world_robustness import WORLD as ROBUSTNESS
 
 WORLDS: list[World] = [COUNTERFACTUAL]
 WORLDS += [EXPOSURE, POSITION, POSITION_SCORE, ROBUSTNESS]
-WORLDS += [PROFILE, POPULARITY]
+WORLDS += [PROFILE, LEAKAGE, POPULARITY]
