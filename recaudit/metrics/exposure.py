@@ -198,9 +198,11 @@ def ndkl(
     return total / z
 
 
+# Lower is worse: a group's harm is under-exposure (skew < 0); an over-exposed group shows up as
+# the under-exposure of the others (the shares sum to 1), and NDKL measures both directions.
 declare("skew_at_k", "ln(share of the group in the top k / desired share) (0 = as desired, < 0 "
         "under-represented; floor: a group-blind model drawing groups at catalog shares)",
-        higher_is_worse=None, null=0.0, noise_floor=True,
+        higher_is_worse=False, null=0.0, noise_floor=True,
         convention="Geyik et al. 2019, of the mean top-k share over lists")
 declare("ndkl", "NDKL: position-discounted KL divergence of the top-k group make-up from the "
         "desired shares (0 = as desired; floor: a group-blind model drawing groups at catalog "
