@@ -30,6 +30,7 @@ from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
 from ..verdicts import MIN_UNITS, is_significant, min_units_of
 from . import _common as c
 from . import charts
+from .story import story
 
 __all__ = ["html_report", "render_html", "template_root", "partial_for", "compliance_rows"]
 
@@ -492,6 +493,7 @@ def _report_view(result: AuditResult, label: str, index: int, many: bool) -> dic
         "attention": [x for x in checks if x.status != "pass"],
         "passed": [x for x in checks if x.status == "pass"],
         "top": c.top_findings(result, 3), "lim": c.limitations(result),
+        "story": story(result).sections(),
         "prov": prov, "config_text": c.clean(config_text) if config_text else None,
         "results_hash": result.results_hash(),
         "h": helpers,

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from ..results import AuditResult, GateResult, ProbeResult
 from ..verdicts import min_units_of
 from . import _common as c
+from .story import story
 
 __all__ = ["markdown_summary", "render_markdown", "md"]
 
@@ -72,6 +73,8 @@ def _one(result: AuditResult, label: str | None, lines: list[str], level: str = 
               f"`{result.results_hash()[:16]}`", ""]
     if pr.batch_invariance and pr.batch_invariance.startswith("no"):
         lines += [f"Batch-invariant: {md(pr.batch_invariance, 300)}", ""]
+    for title, sentences in story(result).sections():
+        lines += [f"**{title}.** " + " ".join(md(x, 600) for x in sentences), ""]
     sub = level + "#"
     if result.gates:
         lines += [f"{sub} Gates", "",
