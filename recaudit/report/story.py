@@ -1,8 +1,8 @@
 """The audit told as a story, for the top of the executive summary.
 
 What was asked, what the model did, what is beyond noise and the control, and what a reranker
-would cost. One :class:`Story` per result, read by the HTML executive summary and the Markdown summary. It
-reads only what every probe result declares (records, their metric declarations, floors,
+would cost. One :class:`Story` per result, read by the HTML executive summary and the Markdown
+summary. It reads only what every probe result declares (records, their metric declarations, floors,
 ``<spread>_vs_control`` records, trade-off curves): no probe is named here.
 """
 
