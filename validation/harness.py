@@ -77,19 +77,34 @@ class World:
     effect: str
     catalog: Callable[[], Any] = field(default=lambda: None)
     capabilities: frozenset[str] = frozenset({"generate"})
+    #: repeated samples per query (``decoding.samples``): the model is asked once per sample,
+    #: each with its own random stream
+    samples: int = 1
+    #: gateable metrics this world does not validate, each with the reason (shown in the doc)
+    not_validated: dict[str, str] = field(default_factory=dict)
 
 
-def _query_rng(seed: int, query: Query) -> np.random.Generator:
-    """Return a generator seeded by the run's seed and the query id (one stream per query)."""
-    digest = hashlib.sha256(f"{seed}\x1f{query.id}".encode("utf-8")).digest()
+def _query_rng(seed: int, query: Query, sample: int = 0) -> np.random.Generator:
+    """Return a generator seeded by the run's seed, the query id and the sample index."""
+    tail = f"\x1f{sample}" if sample else ""
+    digest = hashlib.sha256(f"{seed}\x1f{query.id}{tail}".encode("utf-8")).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def answer(query: Query, response: Response) -> Answer:
+def answer(query: Query, response: Response, sample: int = 0) -> Answer:
     """Wrap a synthetic response as the engine would (ids taken as grounded, no text)."""
     ids = list(response.item_ids or [])
     grounding = Grounding(item_ids=ids, unmatched=[], duplicates=0, entries=ids)
-    return Answer(query.request, response, grounding)
+    return Answer(query.request.with_sample(sample), response, grounding)
+
+
+def answer_samples(world: World, model: Model, seed: int, query: Query) -> Answer:
+    """Return the query's answer, carrying ``world.samples`` samples as the engine does."""
+    first = answer(query, model(query, _query_rng(seed, query)))
+    if world.samples > 1:
+        first.samples = [first] + [answer(query, model(query, _query_rng(seed, query, j)), j)
+                                   for j in range(1, world.samples)]
+    return first
 
 
 def run_once(world: World, model: Model, seed: int, catalog: Any = None) -> ProbeResult:
@@ -99,7 +114,7 @@ def run_once(world: World, model: Model, seed: int, catalog: Any = None) -> Prob
     ctx = AuditContext(catalog=catalog, stats=StatsConfig(seed=seed, **VALIDATION_STATS),
                        capabilities=world.capabilities)
     queries = probe.plan(ctx)
-    answers = {q.id: answer(q, model(q, _query_rng(seed, q))) for q in queries}
+    answers = {q.id: answer_samples(world, model, seed, q) for q in queries}
     return probe.analyse(ctx, queries, answers)
 
 
@@ -178,7 +193,7 @@ def run_world(world: World, n_runs: int = N_RUNS, first_seed: int = 0) -> Tally:
     for seed in range(first_seed, first_seed + n_runs):
         null = run_once(world, world.null, seed, catalog)
         if not tally.metrics:
-            tally.metrics = gateable_metrics(null)
+            tally.metrics = [m for m in gateable_metrics(null) if m not in world.not_validated]
         planted = run_once(world, world.planted, seed, catalog)
         for counts, result in ((tally.false_alarms, null), (tally.detections, planted)):
             for metric, alarmed in _alarms(result, tally.metrics).items():

@@ -367,16 +367,20 @@ class Summariser:
         return self._keep(Table(metric, attribute, list(conditions), list(units), values,
                                 ks=None if k is None else [k], averaged=averaged))
 
-    def means(self, t: Table, *, convention: str | None = None, warning: str | None = None
-              ) -> dict[tuple[str, int | None], MetricRecord]:
-        """Per condition (and k): the mean over units with a bootstrap CI."""
+    def means(self, t: Table, *, convention: str | None = None, warning: str | None = None,
+              confidence: float | None = None) -> dict[tuple[str, int | None], MetricRecord]:
+        """Per condition (and k): the mean over units with a bootstrap CI.
+
+        At ``confidence`` (default ``stats.confidence``; e.g. a Bonferroni level when a gate
+        judges every condition's record together).
+        """
         if not t.units:
             return {(cond, k): self.record(t.metric, attribute=t.attribute, value=cond, k=k, n=0,
                                            convention=convention, variant=t.variant,
                                            warning="no responses")
                     for cond in t.conditions for k in (t.ks or [None])}
         est = column_means(t.values)
-        lo, hi = self.metric_interval(t.metric, self._boot_means(t), est)
+        lo, hi = self.metric_interval(t.metric, self._boot_means(t), est, confidence)
         n = (~np.isnan(t.values)).sum(axis=0)
         table_id = self._keep(t)
         out = {}

@@ -35,6 +35,13 @@ With two or more values, for each kind a Table with conditions = values (labelle
 ``stability_<f>_gap`` (max - min over values) with a paired-bootstrap CI, a permutation p-value
 (value labels exchangeable within a unit; BH-adjusted across kinds) and its null floor: does a
 perturbation change the lists of one group more than another's?
+
+With repeated samples (``decoding.samples`` >= 2) a sampled model's lists differ even when
+nothing in the prompt changes, so stability is below 1 without any perturbation effect. Each
+kind then also records ``stability_<f>_vs_self``: per unit, stability minus the unit's
+self-consistency (``f`` between two samples of its unperturbed prompts,
+:func:`self_consistency_by_unit`), with a bootstrap CI over units; 0 = the perturbation changes
+the list no more than asking again does. Gate that one when the model samples.
 """
 
 from __future__ import annotations
@@ -112,9 +119,51 @@ declare("stability_jaccard", "Jaccard overlap of the perturbed request's list wi
         "unperturbed one (1 = robust)", higher_is_worse=False, null=1.0, range=(0.0, 1.0))
 declare("stability_rbo", "rank-biased overlap of the perturbed request's list with the "
         "unperturbed one (1 = robust)", higher_is_worse=False, null=1.0, range=(0.0, 1.0))
+for _sim, _name in (("jaccard", "Jaccard"), ("rbo", "rank-biased overlap")):
+    declare(f"stability_{_sim}_vs_self", f"stability ({_name}) minus the self-consistency of "
+            "the unperturbed prompt, per unit (0 = a perturbation changes the list no more than "
+            "asking the same prompt again; < 0 = it changes it more); repeated samples only",
+            higher_is_worse=False, null=0.0, range=(-1.0, 1.0))
 
 _PLACEHOLDER = re.compile(r"(\{value\}|\{name\}|\{K\}|\{history\})")
 _WORD = re.compile(r"[A-Za-zÀ-ÿ]{4,}")
+
+
+def self_consistency_by_unit(got: Any, keys: list[list[QueryKey]], sims: list[str], k: int,
+                             rbo_p: float) -> dict[str, np.ndarray]:
+    """Return, per similarity, each unit's self-consistency (empty without repeated samples).
+
+    Unit ``u``'s value is the mean, over its queries ``keys[u]`` and over the pairs ``(i, j)``
+    of their sampled lists, of ``f(list_i, list_j)`` at ``k`` (NaN where no query has two
+    sampled lists). Under no perturbation effect a perturbed list (sample ``j``) against the
+    unperturbed one (sample ``j``) is two draws of the same distribution, as two samples of
+    the unperturbed prompt are: ``stability - self-consistency`` has mean 0.
+    """
+    from itertools import combinations
+
+    from ..metrics.similarity import similarity_matrix
+    from ..samples import sample_count, sample_lists
+
+    if sample_count(got) < 2:
+        return {}
+    left, right, owner = [], [], []
+    for u, unit_keys in enumerate(keys):
+        for key in unit_keys:
+            lists = [s for s in sample_lists(got, key) if s is not None]
+            for a, b in combinations(lists, 2):
+                left.append(a)
+                right.append(b)
+                owner.append(u)
+    if not left:
+        return {}
+    mats = similarity_matrix(left, right, k_values=[k], metrics=tuple(sims), p=rbo_p)
+    owner_arr = np.array(owner)
+    out = {}
+    for sim in sims:
+        col = mats[sim][:, 0]
+        out[sim] = np.array([col[owner_arr == u].mean() if (owner_arr == u).any() else np.nan
+                             for u in range(len(keys))])
+    return out
 
 
 def value_label(value: str, kind: str) -> str:
@@ -446,12 +495,23 @@ class RobustnessProbe(Probe):
                                  p=p.rbo_p)
         ranking: dict[str, dict[str, Any]] = {}
         gaps: dict[str, dict[str, Any]] = {}
+        itself = self_consistency_by_unit(got, [[base_key(u, v) for v in values] for u in units],
+                                          p.similarities, K, p.rbo_p)
         for sim in p.similarities:
             metric = f"stability_{sim}"
             conv = f"p={p.rbo_p}" if sim == "rbo" else None
             x = mats[sim][:, 0].reshape(len(units), len(values), len(kinds), J).mean(axis=3)
             table = Table(metric, "perturbation", kinds, units, x.mean(axis=1), ks=[K])
             ranking[sim] = {c: rec for (c, _k), rec in kit.means(table, convention=conv).items()}
+            if sim in itself:  # repeated samples: stability beyond what asking again changes
+                # a gate judges every kind's record together: simultaneous CIs (Bonferroni)
+                level = 1 - (1 - run.ctx.stats.confidence) / len(kinds)
+                kit.means(Table(f"{metric}_vs_self", "perturbation", kinds, units,
+                                table.values[:, :, 0] - itself[sim][:, None], ks=[K],
+                                averaged=False), confidence=level,
+                          convention="; ".join(x for x in (conv, (
+                              f"CI simultaneous over {len(kinds)} kinds (Bonferroni)"
+                              if len(kinds) > 1 else None)) if x))
             if len(values) > 1:
                 for ci, c in enumerate(kinds):
                     # labels unique per kind: a value under two attributes means "the same

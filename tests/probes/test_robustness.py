@@ -254,3 +254,56 @@ def test_refusals_are_flagged(catalog):
     assert f.title.startswith("33% of answers") and f.severity == "medium"
     empty = {r.value: r.estimate for r in res.metrics if r.metric == "empty_list"}
     assert empty == {"none": 0.0, "case": 1.0, "typo": 0.0}
+
+
+# -- repeated samples: stability beyond what asking again changes ---------------------------------
+_L0, _L1, _L2 = ([str(i) for i in range(10)], [str(i) for i in range(8)] + ["10", "11"],
+                 [str(i) for i in range(20, 30)])
+
+
+def _sampled_run(perturbed_lists, samples: int = 2):
+    """Run the probe on hand-made answers: unperturbed sample j = (L0, L1)[j], perturbed sample
+    j = ``perturbed_lists[j]``, for 12 subjects, 2 values and one kind (typo)."""
+    params = RobustnessParams(k=10, values=["a female", "a male"], n_variants=1,
+                              perturbations=["typo"], similarities=["jaccard"],
+                              subjects={"source": "inline",
+                                        "items": [f"Film {i}" for i in range(12)]})
+    probe = RobustnessProbe(params)
+    ctx = AuditContext(catalog=None, capabilities=frozenset({"generate"}),
+                       stats=StatsConfig(n_bootstrap=200, n_permutations=199))
+    queries = probe.plan(ctx)
+    answers = {}
+    for q in queries:
+        lists = (_L0, _L1) if q.meta.get("kind") is None else perturbed_lists
+        made = [Answer(q.request.with_sample(j), Response(item_ids=lists[j]),
+                       Grounding(item_ids=lists[j], unmatched=[], duplicates=0,
+                                 entries=lists[j])) for j in range(samples)]
+        if samples > 1:
+            made[0].samples = made
+        answers[q.id] = made[0]
+    return probe.analyse(ctx, queries, answers)
+
+
+def _record(result, metric):
+    return next(m for m in result.metrics if m.metric == metric and m.value == "typo")
+
+
+def test_a_sampled_model_blind_to_perturbations_is_stable_beyond_itself():
+    """Stability J(L1, L0) = 8/12 is below 1, but exactly what asking again gives (J(L0, L1))."""
+    result = _sampled_run((_L1, _L0))
+    assert _record(result, "stability_jaccard").estimate == pytest.approx(8 / 12)
+    beyond = _record(result, "stability_jaccard_vs_self")
+    assert beyond.estimate == pytest.approx(0.0, abs=1e-12)
+    assert "Bonferroni" not in (beyond.convention or "")  # one kind: no family to adjust
+
+
+def test_a_perturbation_effect_beyond_sampling_is_measured():
+    result = _sampled_run((_L2, _L2))
+    beyond = _record(result, "stability_jaccard_vs_self")
+    assert beyond.estimate == pytest.approx(0.0 - 8 / 12)
+    assert beyond.ci_high < 0
+
+
+def test_without_samples_there_is_no_self_comparison():
+    result = _sampled_run((_L1,), samples=1)
+    assert not [m for m in result.metrics if m.metric.endswith("_vs_self")]
