@@ -52,7 +52,8 @@ def planted(query: Query, rng: np.random.Generator) -> Response:
 WORLD = World(
     name="counterfactual",
     probe="counterfactual",
-    params={"k": K, "attributes": {"gender": VALUES}, "similarities": ["jaccard", "serp_star", "serp_star_normalized", "prag_star", "rbo"],
+    params={"k": K, "attributes": {"gender": VALUES},
+            "similarities": ["jaccard", "serp_star", "serp_star_normalized", "prag_star", "rbo"],
             "n_examples": 0, "control": ["colour"],
             "subjects": {"source": "inline", "items": [f"Film {i}" for i in range(N_SUBJECTS)]}},
     null=null,
