@@ -32,3 +32,26 @@ def test_custom_recommender_example_fails_its_gender_gate(tmp_path):
     gates = {g["name"]: g for g in json.loads((tmp_path / "results.json").read_text())["gates"]}
     assert not gates["gender-snsr"]["passed"] and gates["gender-snsr"]["observed"] == 1.0
     assert gates["age-snsr"]["passed"] and gates["age-snsr"]["observed"] == 0.0
+
+
+def test_the_demo_runs_every_probe_on_enough_units_with_the_control_within_its_budget():
+    """The demo's findings are never small-sample ones, it shows the matched control, and it
+    plans no more requests than its cold budget (<= 5 minutes on 2 cores) allows."""
+    from recaudit.audit import AuditContext, load_catalog, plan_probes
+    from recaudit.recommenders import EMBED, GENERATE, SCORE
+    from recaudit.verdicts import MIN_UNITS, min_units_of
+
+    cfg = load_config(ROOT / "examples" / "demo.yaml", overrides={"model": "smollm2"})
+    assert min_units_of(cfg.stats) >= MIN_UNITS  # was 5: the rule lowered to fit 2 subjects
+    catalog = load_catalog(cfg)
+    ctx = AuditContext(catalog=catalog, stats=cfg.stats, config=cfg,
+                       capabilities=frozenset({GENERATE, EMBED, SCORE}))
+    planned, _ = plan_probes(cfg, ctx)
+    for item in planned:
+        assert item.queries, f"{item.probe.run_id}: {item.reason}"
+        units = {q.meta.get("unit", q.meta.get("user_id")) for q in item.queries}
+        assert len(units) >= MIN_UNITS, f"{item.probe.run_id} plans {len(units)} units"
+    attributes = {q.meta.get("attribute") for item in planned for q in item.queries}
+    assert any(str(a).endswith("(control)") for a in attributes)
+    unique = {q.request.key() for item in planned for q in item.queries}
+    assert len(unique) <= 200  # 174 before (2 subjects per probe), 314 s cold alone

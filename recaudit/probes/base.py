@@ -154,7 +154,8 @@ class Run:
 
         Returns the small-sample warning (None when there are enough units). Writes
         ``"<label>: <n_total - n_complete> of <n_total> <noun> left out (<reason>)"``
-        and ``"<label>: only <n_complete> <noun> (<small-sample warning>)"`` (no ``label:``
+        and ``"<label>: <small-sample warning> (units: <noun>)"`` (the one sentence of
+        :func:`recaudit.verdicts.small_sample_warning` every probe writes; no ``label:``
         prefix when ``label`` is None); the small-sample rule is ``stats.min_group_size``.
         """
         prefix = f"{label}: " if label else ""
@@ -162,7 +163,7 @@ class Run:
             self.warn(f"{prefix}{n_total - n_complete} of {n_total} {noun} left out ({reason})")
         small = self.summary.warning(n_complete)
         if small:
-            self.warn(f"{prefix}only {n_complete} {noun} ({small})")
+            self.warn(f"{prefix}{small} (units: {noun})")
         return small
 
     def finish(self) -> "ProbeResult":

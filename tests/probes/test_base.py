@@ -120,7 +120,9 @@ def test_units_complete_writes_the_left_out_and_small_sample_warnings_once():
     run.units_complete("gender", 2, 5, noun="users")
     assert run.result.warnings[0] == ("gender: 3 of 5 users left out (a response failed or was "
                                       "not computed)")
-    assert run.result.warnings[1].startswith("gender: only 2 users (")
+    # the one small-sample sentence (was "only 2 users (only 2 units (< 3): ...)")
+    assert run.result.warnings[1] == ("gender: only 2 units (< 3): confidence interval "
+                                      "unreliable (units: users)")
     assert len(run.result.warnings) == 2
     assert run.units_complete(None, 4, 4, noun="requests") is None
     assert len(run.result.warnings) == 2
