@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 from .document import render
-from .harness import N_RUNS, run_world
+from .harness import N_RUNS, run_worlds
 from .worlds import WORLDS
 
 
@@ -15,13 +16,12 @@ def main() -> None:
     """Run each world ``N_RUNS`` times per model and write the validation document."""
     parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__)
     parser.add_argument("--out", default="docs/VALIDATION.md")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes (default: every CPU)")
     args = parser.parse_args()
-    tallies = []
-    for world in WORLDS:
-        start = time.perf_counter()
-        tallies.append(run_world(world, N_RUNS))
-        print(f"{world.name}: {len(tallies[-1].metrics)} metrics, "
-              f"{time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    tallies = run_worlds([w.name for w in WORLDS], N_RUNS, workers=args.workers)
+    print(f"{len(WORLDS)} worlds x {N_RUNS} runs in {time.perf_counter() - start:.0f} s")
     Path(args.out).write_text(render(tallies), encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -38,7 +38,8 @@ from recaudit.probes.registry import get_probe
 from recaudit.recommenders.base import Response
 from recaudit.results import AuditResult, ProbeResult, Provenance
 
-__all__ = ["World", "Tally", "run_world", "gateable_metrics", "default_gate", "accepts",
+__all__ = ["World", "Tally", "run_world", "run_worlds", "merge", "gateable_metrics",
+           "default_gate", "accepts",
            "binomial_statement", "gate_bounds", "upper_bound", "FALSE_ALARM_RATE", "POWER",
            "N_RUNS", "VALIDATION_STATS"]
 
@@ -202,6 +203,46 @@ def run_world(world: World, n_runs: int = N_RUNS, first_seed: int = 0) -> Tally:
                     tally.measured[metric] = tally.measured.get(metric, 0) + 1
         tally.runs += 1
     return tally
+
+
+def merge(tallies: list[Tally]) -> Tally:
+    """Add up tallies of one world over disjoint seed ranges (in seed order)."""
+    out = Tally(tallies[0].world, metrics=list(tallies[0].metrics))
+    for t in tallies:
+        out.runs += t.runs
+        for mine, theirs in ((out.false_alarms, t.false_alarms), (out.detections, t.detections),
+                             (out.measured, t.measured)):
+            for metric, count in theirs.items():
+                mine[metric] = mine.get(metric, 0) + count
+    return out
+
+
+def _run_chunk(job: tuple[str, int, int]) -> Tally:
+    from .worlds import WORLDS
+
+    name, first_seed, n_runs = job
+    return run_world(next(w for w in WORLDS if w.name == name), n_runs, first_seed)
+
+
+def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list[Tally]:
+    """Return the tallies of the registered worlds ``names`` over seeds ``0 .. n_runs - 1``.
+
+    The seeds are cut into chunks run on ``workers`` processes (spawned: a fork of a process
+    whose OpenMP or BLAS threads have started can hang) and each world's chunks are added up
+    (:func:`merge`): the counts are those of one process running every seed.
+    """
+    import multiprocessing
+
+    chunk = max(1, -(-n_runs // max(1, 2 * workers)))
+    jobs = [(name, start, min(chunk, n_runs - start))
+            for name in names for start in range(0, n_runs, chunk)]
+    if workers <= 1:
+        done = [_run_chunk(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            done = pool.map(_run_chunk, jobs, chunksize=1)
+    return [merge([t for job, t in zip(jobs, done, strict=True) if job[0] == name])
+            for name in names]
 
 
 def accepts(tally: Tally, metric: str) -> tuple[bool, bool]:

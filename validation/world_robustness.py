@@ -74,3 +74,35 @@ WORLD = World(
             f"perturbed request replaces {SWAP:.0%} of it (binomial count), {PLANTED_SWAP:.0%} for "
             f"'{PLANTED_VALUE}'"),
 )
+
+#: the share of a list a sampled model changes when asked the same prompt again
+SAMPLING_SWAP = 0.3
+
+
+def sampled_null(query: Query, rng: np.random.Generator) -> Response:
+    """Sample each request's list afresh: ``SAMPLING_SWAP`` swapped, perturbed or not."""
+    return _answer(query, rng, SAMPLING_SWAP)
+
+
+def sampled_planted(query: Query, rng: np.random.Generator) -> Response:
+    """As :func:`sampled_null`; perturbed requests swap ``PLANTED_SWAP`` for ``PLANTED_VALUE``."""
+    if query.meta.get("kind") is None or query.key.value != PLANTED_VALUE:
+        return _answer(query, rng, SAMPLING_SWAP)
+    return _answer(query, rng, PLANTED_SWAP)
+
+
+SAMPLED_WORLD = World(
+    name="robustness-sampled",
+    probe="robustness",
+    params=WORLD.params,
+    null=sampled_null,
+    planted=sampled_planted,
+    samples=2,
+    effect=(f"as robustness, with 2 samples per request of a model that changes "
+            f"{SAMPLING_SWAP:.0%} of a list each time it is asked (binomial count), perturbed or "
+            f"not; planted: perturbed requests stating '{PLANTED_VALUE}' change "
+            f"{PLANTED_SWAP:.0%}"),
+    not_validated={m: "no effect is not 1 for a sampled model (its lists differ from "
+                      "themselves); gate stability_*_vs_self, validated here"
+                   for m in ("stability_jaccard", "stability_rbo")},
+)

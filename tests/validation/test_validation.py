@@ -9,13 +9,14 @@ docs/VALIDATION.md). The runs are computed once per session and shared by the te
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pytest
 
 from recaudit.probes.registry import registry
 from validation.document import render, table_rows
-from validation.harness import N_RUNS, Tally, World, accepts, run_world
+from validation.harness import N_RUNS, Tally, World, accepts, run_world, run_worlds
 from validation.worlds import WORLDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "VALIDATION.md"
@@ -25,9 +26,16 @@ PORTABLE_COUNT_TOLERANCE = 2
 
 
 @functools.lru_cache(maxsize=None)
+def _tallies() -> dict[str, Tally]:
+    """Every world's seeded tally, computed once per session on the machine's cores."""
+    names = [w.name for w in WORLDS]
+    return dict(zip(names, run_worlds(names, N_RUNS, workers=min(os.cpu_count() or 1, 4)),
+                    strict=True))
+
+
 def tally(name: str) -> Tally:
-    """Return the seeded tally of the world ``name`` (computed once per test session)."""
-    return run_world(next(w for w in WORLDS if w.name == name), N_RUNS)
+    """Return the seeded tally of the world ``name``."""
+    return _tallies()[name]
 
 
 @pytest.mark.parametrize("world", WORLDS, ids=lambda w: w.name)
