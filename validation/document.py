@@ -53,6 +53,8 @@ def render(tallies: Iterable[Tally]) -> str:
                            **VALIDATION_STATS), "## Worlds\n"]
     for t in tallies:
         lines.append(f"- **{t.world.name}** (probe `{t.world.probe}`): {t.world.effect}.")
+        lines += [f"  Not validated here: `{m}`: {why}."
+                  for m, why in t.world.not_validated.items()]
     lines += ["", "## Results\n",
               f"| world | metric | gate (`ci`) | false alarms (<= {FALSE_ALARM_RATE:.0%}) | "
               f"detected (>= {POWER:.0%}) | accepted |",

@@ -10,8 +10,9 @@ from .world_position import SCORE_WORLD as POSITION_SCORE
 from .world_position import WORLD as POSITION
 from .world_popularity import WORLD as POPULARITY
 from .world_profile import WORLD as PROFILE
+from .world_robustness import SAMPLED_WORLD as ROBUSTNESS_SAMPLED
 from .world_robustness import WORLD as ROBUSTNESS
 
 WORLDS: list[World] = [COUNTERFACTUAL]
-WORLDS += [EXPOSURE, POSITION, POSITION_SCORE, ROBUSTNESS]
+WORLDS += [EXPOSURE, POSITION, POSITION_SCORE, ROBUSTNESS, ROBUSTNESS_SAMPLED]
 WORLDS += [PROFILE, LEAKAGE, POPULARITY]
