@@ -422,7 +422,7 @@ class VLLMRecommender(Recommender):
 
     def generate_ids(self, prompts: Sequence[Sequence[int]],
                      samples: Sequence[int] | None = None) -> list[list[int]]:
-        """Return the new token ids per prompt (ending with EOS when the model stopped), in order."""
+        """Return the new token ids per prompt (ending with EOS when the model stopped)."""
         prompts = [list(p) or [self._fallback_token()] for p in prompts]
         samples = list(samples) if samples is not None else [0] * len(prompts)
         params = [self._generation_params(p, j) for p, j in zip(prompts, samples, strict=True)]
