@@ -247,6 +247,8 @@ class VLLMRecommender(Recommender):
         self._weights_sha: str | None = None
         self._fingerprint: str | None = None
         kernels = self.device == "cuda" and batching == "auto" and self._ask_invariant_kernels()
+        # the engine core in this process: no spawned worker re-importing the caller's script
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = import_vllm()
         self.vllm_version = str(getattr(vllm, "__version__", "unknown"))
         self.model_dir = self._resolve(self.path)  # after the import: a missing vLLM fails fast
@@ -269,6 +271,7 @@ class VLLMRecommender(Recommender):
                                 dtype=self.dtype, seed=int(self.decoding.seed),
                                 generation_config="vllm", enable_prefix_caching=False,
                                 enforce_eager=enforce_eager, max_model_len=self.max_model_len,
+                                hf_overrides=self._architecture_override(),
                                 **({"max_num_seqs": batch_size} if batch_size else {}))
         except Exception as exc:  # noqa: BLE001
             raise ModelRuntimeError(f"vLLM could not load {self.model_dir}: {first_line(exc)}") \
@@ -286,6 +289,24 @@ class VLLMRecommender(Recommender):
             return _gguf_dir(p)
         from .hf.files import resolve_model_dir
         return resolve_model_dir(path)
+
+    def _architecture_override(self) -> dict[str, Any] | None:
+        """``{"architectures": [causal LM class]}`` when config.json names none, else None.
+
+        A dequantized GGUF config (``gguf:``'s cache entry) has no ``architectures``, and vLLM
+        would then load the bare ``LlamaModel`` (no LM head); transformers' causal-LM mapping of
+        the ``model_type`` names the class ``hf:`` loads.
+        """
+        if self.config.get("architectures"):
+            return None
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(str(self.config.get("model_type")))
+        if name is None:
+            raise ModelSpecError(f"{self.model_dir}/config.json names no architecture and its "
+                                 f"model_type {self.config.get('model_type')!r} has no causal "
+                                 "LM class in transformers")
+        return {"architectures": [name]}
 
     @staticmethod
     def _ask_invariant_kernels() -> bool:
