@@ -23,6 +23,7 @@ from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
 from recaudit.paths import cache_dir, cached_sha256
 from recaudit.recommenders.base import Decoding
 from recaudit.recommenders.hf import HFRecommender
+from recaudit.recommenders.hf.device import resolve_device
 
 __all__ = ["GGUFRecommender", "bundled_smollm2_path", "SMOLLM2_FILE"]
 
@@ -125,7 +126,9 @@ class GGUFRecommender(HFRecommender):
     """A GGUF file (e.g. the bundled SmolLM2-135M-Instruct Q4_1), dequantized to float32.
 
     ``loaded_from_cache`` tells whether the dequantized weights came from the cache.
-    ``cache_entry`` is the cache directory of this file.
+    ``cache_entry`` is the cache directory of this file. ``device`` and ``dtype`` are
+    :class:`~recaudit.recommenders.hf.HFRecommender`'s (``device: auto|cpu|cuda``; dtype unset:
+    bfloat16 on a GPU, float32 on a CPU); the cached weights stay float32 whatever the device.
     """
 
     adapter_version: ClassVar[str] = GGUF_ADAPTER_VERSION
@@ -134,10 +137,13 @@ class GGUFRecommender(HFRecommender):
                  batch_size: int | None = None,
                  spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, early_stop: bool = False,
-                 continuous_batching: bool = True, dtype: str = "float32") -> None:
+                 continuous_batching: bool = True, dtype: str | None = None,
+                 device: str = "auto") -> None:
+        resolve_device(device)  # a refused device is refused before the file is read
         batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
                       "decode_rows": decode_rows, "early_stop": early_stop,
-                      "continuous_batching": continuous_batching, "dtype": dtype}
+                      "continuous_batching": continuous_batching, "dtype": dtype,
+                      "device": device}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source

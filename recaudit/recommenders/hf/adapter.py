@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from recaudit.errors import ModelSpecError
 from recaudit.recommenders.base import GENERATE, SCORE, Decoding, Recommender, Request
 
+from .device import default_dtype, device_label, resolve_device
 from .early_stop import EARLY_STOP_RULE
 from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_checkpoint,
                     load_peft, resolve_model_dir, select_weight_files)
@@ -67,8 +68,14 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
     dtype
         ``model_options: {dtype: bfloat16}`` runs the weights in bf16 (fast where the CPU has
         AVX512-BF16 or AMX, see :func:`cpu_has_native_bf16`; emulated, slower, elsewhere).
-        Opt-in: it changes the numerics, and the fingerprint records the dtype. The tile
-        self-check runs on the bf16 weights, so batching stays bit-exact.
+        Opt-in on a CPU: it changes the numerics, and the fingerprint records the dtype. The
+        tile self-check runs on the bf16 weights, so batching stays bit-exact. Unset (``None``):
+        ``bfloat16`` on a GPU, ``float32`` on a CPU (:func:`.device.default_dtype`).
+    device
+        ``model_options: {device: auto|cpu|cuda}``: where the model runs (:mod:`.device`).
+        ``auto`` (default) is ``cuda`` when ``torch.cuda.is_available()``; ``cuda`` without CUDA
+        is a one-line ModelSpecError. The tile self-check runs on that device; a GPU run's
+        fingerprint and model line record it (a CPU run's are what they were without it).
     model, tokenizer
         Already-loaded objects to use instead of loading from ``path`` (used by the GGUF adapter).
     """
@@ -82,8 +89,12 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                  batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
                  base: str | None = None, early_stop: bool = False,
-                 continuous_batching: bool = True, dtype: str = "float32") -> None:
+                 continuous_batching: bool = True, dtype: str | None = None,
+                 device: str = "auto") -> None:
         super().__init__(spec or f"hf:{path}", decoding)
+        self.device = resolve_device(device)  # first: a refused device loads nothing
+        if dtype is None:
+            dtype = default_dtype(self.device)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ModelSpecError(f"batch_size must be >= 1, got {batch_size}")
         if dtype not in DTYPES:
@@ -132,8 +143,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                         f"model_options.base applies to PEFT adapters only, and {self.model_dir} "
                         f"has no {ADAPTER_CONFIG}")
                 self.weight_files = select_weight_files(self.model_dir, self.allow_pickle)
-                loaded_model, loaded_tok = load_checkpoint(self.model_dir, self.weight_files,
-                                                           self.trust_remote_code)
+                # on a GPU straight in the run dtype (a 7B model in fp32 would take 28 GB of
+                # host memory); on a CPU in float32 as before, cast below
+                loaded_model, loaded_tok = load_checkpoint(
+                    self.model_dir, self.weight_files, self.trust_remote_code,
+                    dtype=dtype if self.device != "cpu" else "float32")
             model = model if model is not None else loaded_model
             tokenizer = tokenizer if tokenizer is not None else loaded_tok
         else:
@@ -146,6 +160,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             import torch
 
             model = model.to(getattr(torch, dtype))
+        if self.device != "cpu":  # the tile self-check runs on the device that serves
+            model = model.to(self.device)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
@@ -154,7 +170,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                                                    decode_rows)
         if batch_size is None:
             self.batch_size, self.batch_size_reason = auto_batch_size(
-                self.model, self.batching.decode_rows, self.decoding.max_new_tokens)
+                self.model, self.batching.decode_rows, self.decoding.max_new_tokens,
+                self.device)
 
     def _setup_tokens(self) -> None:
         tok, cfg = self.tokenizer, self.model.config
@@ -205,14 +222,19 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             self._fingerprint = None  # the fingerprint records the setting
 
     def batch_invariance(self) -> str:
-        """Describe the batching (tiles), batch size, weight dtype and early stop in one line."""
+        """Describe the batching (tiles), batch size, device, weight dtype and early stop.
+
+        One line; the device only when it is not the CPU.
+        """
         line = self.batching.describe()
         if self.batch_size_reason:
             line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
-        dtype = next(self.model.parameters()).dtype
-        if str(dtype) != "torch.float32":
+        dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
+        if self.device != "cpu":
+            line += f"; device {device_label(self.device)}, weights {dtype}"
+        elif dtype != "float32":
             native = "native" if cpu_has_native_bf16() else "emulated: no AVX512-BF16/AMX"
-            line += f"; weights {str(dtype).replace('torch.', '')} ({native})"
+            line += f"; weights {dtype} ({native})"
         if self.early_stop:
             line += ("; early stop: each request stops after its k-th list entry, decided on "
                      "its own tokens only")
@@ -271,6 +293,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                    "tokenizer": self._tokenizer_digest(),
                    "numerics": self.batching.numerics(),
                    "dtype": str(next(self.model.parameters()).dtype)}
+        if self.device != "cpu":  # a CPU run keeps its payload (and cached responses)
+            payload["device"] = device_label(self.device)
         if self.early_stop:  # early_stop: false keeps the payload (and cached responses)
             payload["early_stop"] = EARLY_STOP_RULE
         if self.adapter_files:  # plain checkpoints keep their payload (and cached responses)
@@ -290,7 +314,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
     def fingerprint(self) -> str:
         """Return the sha256 of adapter, weights, config, tokenizer, numerics and early stop.
 
-        The early-stop rule counts when it is on. Computed once per load (and again when
+        The weight dtype always counts, the device (:func:`.device.device_label`) when it is not
+        the CPU, the early-stop rule when it is on. Computed once per load (and again when
         :attr:`early_stop` is switched).
 
         For a PEFT adapter ``weights`` is :meth:`weights_sha256` (base and adapter weights), and
@@ -318,6 +343,12 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         return list(self.tokenizer(candidate, add_special_tokens=False)["input_ids"])
 
     # ------------------------------------------------------------------ forward passes
+    def _tensor(self, data: Any, **kwargs: Any) -> Any:
+        """``torch.tensor(data)`` on the model's device."""
+        import torch
+
+        return torch.tensor(data, device=self.device, **kwargs)
+
     def _fallback_token(self) -> int:
         bos = getattr(self.tokenizer, "bos_token_id", None)
         return int(bos) if bos is not None else self.pad_id
@@ -353,13 +384,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         Returns (last-position logits, cache, attention mask, left pads); ``layout.left_pad`` is
         set to the pads.
         """
-        import torch
-
         width = max(len(p) for p in prompts)
         pads = [width - len(p) for p in prompts]
-        ids = torch.tensor([[self.pad_id] * pad + p
+        ids = self._tensor([[self.pad_id] * pad + p
                             for pad, p in zip(pads, prompts, strict=True)])
-        mask = torch.tensor([[0] * pad + [1] * len(p)
+        mask = self._tensor([[0] * pad + [1] * len(p)
                              for pad, p in zip(pads, prompts, strict=True)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         layout.left_pad = list(pads)

@@ -179,11 +179,12 @@ def select_adapter_files(d: Path, allow_pickle: bool = False) -> list[Path]:
 
 
 def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bool = False,
-                    tokenizer_dir: Path | None = None) -> tuple[Any, Any]:
+                    tokenizer_dir: Path | None = None, dtype: str = "float32"
+                    ) -> tuple[Any, Any]:
     """Model and tokenizer of the checkpoint directory ``d``, or a one-line error.
 
-    Causal or seq2seq (from the config), float32; the tokenizer from ``tokenizer_dir`` when
-    given. Custom model code runs only with ``trust_remote_code``.
+    Causal or seq2seq (from the config), in ``dtype`` (float32 unless asked); the tokenizer from
+    ``tokenizer_dir`` when given. Custom model code runs only with ``trust_remote_code``.
     """
     import torch
     from transformers import (
@@ -201,7 +202,7 @@ def load_checkpoint(d: Path, weight_files: Sequence[Path], trust_remote_code: bo
         auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
             else AutoModelForCausalLM
         model = auto.from_pretrained(
-            str(d), config=config, trust_remote_code=trc, dtype=torch.float32,
+            str(d), config=config, trust_remote_code=trc, dtype=getattr(torch, dtype),
             use_safetensors=weight_files[0].suffix == ".safetensors")
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or d),
                                                   trust_remote_code=trc)

@@ -145,15 +145,21 @@ class GenerationMixin:
         if gens is None:
             nxt = logits.argmax(dim=-1)
         else:
+            # each row's generator lives on the CPU (seeded the same whatever the device), so
+            # its probabilities are drawn from there
             t = float(self.decoding.temperature)
-            nxt = torch.cat([torch.multinomial(torch.softmax(logits[j] / t, dim=-1), 1,
+            nxt = torch.cat([torch.multinomial(torch.softmax(logits[j] / t, dim=-1).cpu(), 1,
                                                generator=gens[row])
-                             for j, row in enumerate(rows)])
+                             for j, row in enumerate(rows)]).to(logits.device)
+        picked = nxt.tolist()
+        # the same per-row log_softmax as always, read back in one transfer
+        chosen = torch.stack([torch.log_softmax(logits[j], dim=-1)[tok]
+                              for j, tok in enumerate(picked)]).tolist() if picked else []
         keep = []
         for j, row in enumerate(rows):
-            tok = int(nxt[j])
+            tok = picked[j]
             tokens[row].append(tok)
-            logprobs[row].append(float(torch.log_softmax(logits[j], dim=-1)[tok]))
+            logprobs[row].append(chosen[j])
             if tok not in self.eos_ids and not (watch is not None and watch.done(row, tokens[row])):
                 keep.append(j)
         return nxt, keep
@@ -166,12 +172,12 @@ class GenerationMixin:
         n = len(prompts)
         width = max(len(p) for p in prompts)
         pads = [width - len(p) for p in prompts]
-        ids = torch.tensor([[self.pad_id] * pad + p
+        ids = self._tensor([[self.pad_id] * pad + p
                             for pad, p in zip(pads, prompts, strict=True)])
-        mask = torch.tensor([[0] * pad + [1] * len(p)
+        mask = self._tensor([[0] * pad + [1] * len(p)
                              for pad, p in zip(pads, prompts, strict=True)])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        next_pos = torch.tensor([len(p) for p in prompts])
+        next_pos = self._tensor([len(p) for p in prompts])
         gens = self._row_generators(prompts, seeds)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
@@ -191,7 +197,7 @@ class GenerationMixin:
                 if not keep or step == max_new - 1:
                     break
                 if len(keep) < len(active):
-                    sel = torch.tensor(keep)
+                    sel = self._tensor(keep)
                     cache.batch_select_indices(sel)
                     mask, nxt, next_pos = mask[sel], nxt[sel], next_pos[sel]
                     active = [active[j] for j in keep]
@@ -252,10 +258,10 @@ class GenerationMixin:
                     keep = [j for j in keep if len(tokens[new[j]]) < max_new]
                     layout.left_pad = running_pads
                     if keep:
-                        sel = torch.tensor(keep)
+                        sel = self._tensor(keep)
                         if len(keep) < len(new):
                             new_cache.batch_select_indices(sel)
-                        new_pos = torch.tensor([len(prompts[new[j]]) for j in keep])
+                        new_pos = self._tensor([len(prompts[new[j]]) for j in keep])
                         new_pads = [new_pads[j] for j in keep]
                         cache, mask = self._merge_rows(cache, mask, layout, new_cache,
                                                        new_mask[sel], new_pads)
@@ -279,7 +285,7 @@ class GenerationMixin:
                         cache = mask = nxt = next_pos = None
                         layout.left_pad = []
                         continue
-                    sel = torch.tensor(keep)
+                    sel = self._tensor(keep)
                     cache.batch_select_indices(sel)
                     mask, nxt, next_pos = mask[sel], nxt[sel], next_pos[sel]
                     layout.left_pad = [layout.left_pad[j] for j in keep]
@@ -345,11 +351,9 @@ class GenerationMixin:
 
     def _encode(self, prompts: list[list[int]], layout: _RowLayout) -> tuple[Any, Any]:
         """Run the encoder once on right-padded prompts; returns (encoder outputs, mask)."""
-        import torch
-
         width = max(len(p) for p in prompts)
-        ids = torch.tensor([p + [self.pad_id] * (width - len(p)) for p in prompts])
-        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+        ids = self._tensor([p + [self.pad_id] * (width - len(p)) for p in prompts])
+        mask = self._tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
         layout.enc_len = [len(p) for p in prompts]
         layout.in_encoder = True
         token = _TILE_ROWS.set(self._rows("prefill"))
@@ -376,7 +380,7 @@ class GenerationMixin:
         try:
             enc, enc_mask = self._encode(prompts, layout)
             hidden = enc.last_hidden_state
-            nxt = torch.full((n,), self.decoder_start_id, dtype=torch.long)
+            nxt = torch.full((n,), self.decoder_start_id, dtype=torch.long, device=self.device)
             cache = None
             for _ in range(self.decoding.max_new_tokens):
                 out = self._run("decode",
@@ -389,7 +393,7 @@ class GenerationMixin:
                 if not keep:
                     break
                 if len(keep) < len(active):
-                    sel = torch.tensor(keep)
+                    sel = self._tensor(keep)
                     cache.batch_select_indices(sel)
                     hidden, enc_mask, nxt = hidden[sel], enc_mask[sel], nxt[sel]
                     active = [active[j] for j in keep]

@@ -21,7 +21,8 @@ the other M-1 rows nor on its position among them. So the adapter runs *fixed-sh
 At load, each candidate M is checked on the model's own weights for exactly that property (the
 same row alone, beside random companions, last in a zero-padded tile: bitwise equal), and M_p /
 M_d are the first passing values in an order of measured speed (:func:`choose_tile_rows`); both
-are part of the fingerprint.
+are part of the fingerprint. The check runs where the model will serve
+(``model_options.device``: the CPU's BLAS, or a GPU's cuBLAS on the GPU-resident weights).
 Batched and one-at-a-time generation are then bit-identical, not just close. Sampling
 (temperature > 0) uses one ``torch.Generator`` per prompt, seeded from ``decoding.seed`` and the
 prompt's token ids, so it is reproducible and batch-invariant too.
@@ -152,7 +153,8 @@ def _rowwise_attention(module, query, key, value, attention_mask, **kwargs):
         if not cross and not layout.in_encoder and 1 < n_q < n_k:
             # queries continuing a cached prefix: causal, aligned to the last key (SDPA's own
             # is_causal is aligned to the first key)
-            mask = torch.ones(n_q, n_k, dtype=torch.bool).tril(diagonal=n_k - n_q)
+            mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(
+                diagonal=n_k - n_q)
         extra = dict(kwargs)
         if bias is not None:
             rb = b if bias.shape[0] > 1 else 0
@@ -205,17 +207,19 @@ def _tile_rows_are_invariant(lin: Any, rows: int, gen: Any) -> bool:
 
     This is exactly the property the tiled forward relies on, checked on this layer's own
     weights: the same probe row is run alone, in a second tile beside random companions, and
-    last in a tile of zero padding; the three results must be bitwise equal.
+    last in a tile of zero padding; the three results must be bitwise equal. The rows are
+    drawn on the CPU (``gen``) and checked on the layer's device: the kernels that serve.
     """
     import torch
 
     k = lin.in_features
-    probe = torch.randn(1, k, generator=gen, dtype=lin.weight.dtype)
+    dtype, device = lin.weight.dtype, lin.weight.device
+    probe = torch.randn(1, k, generator=gen, dtype=dtype).to(device)
     layouts = [(probe, 0)]
-    crowd = torch.randn(rows + 3, k, generator=gen, dtype=lin.weight.dtype)
+    crowd = torch.randn(rows + 3, k, generator=gen, dtype=dtype).to(device)
     crowd[rows + 1] = probe[0]
     layouts.append((crowd, rows + 1))
-    pad = torch.zeros(rows, k, dtype=lin.weight.dtype)
+    pad = torch.zeros(rows, k, dtype=dtype, device=device)
     pad[rows - 1] = probe[0]
     layouts.append((pad, rows - 1))
     token = _TILE_ROWS.set(rows)
@@ -230,7 +234,7 @@ def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> flo
     """Time one ``rows``-row tile through the model's linear layers, in seconds.
 
     For each distinct shape (layer, multiplicity): the best of ``reps`` timed calls after a
-    warm-up, times its count.
+    warm-up, times its count; on the layer's device (synchronized on a GPU).
     """
     import time
 
@@ -239,12 +243,16 @@ def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> flo
 
     total = 0.0
     for lin, count in layers:
-        x = torch.randn(rows, lin.in_features, dtype=lin.weight.dtype)
+        device = lin.weight.device
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        x = torch.randn(rows, lin.in_features, dtype=lin.weight.dtype, device=device)
         F.linear(x, lin.weight, lin.bias)
         best = float("inf")
         for _ in range(reps):
+            sync()
             t0 = time.perf_counter()
             F.linear(x, lin.weight, lin.bias)
+            sync()
             best = min(best, time.perf_counter() - t0)
         total += count * best
     return total
@@ -330,8 +338,9 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
         forced = [f"{n}={v}" for n, v in (("prefill_rows", prefill_rows),
                                            ("decode_rows", decode_rows)) if v is not None]
         which = f" with {', '.join(forced)}" if forced else ""
+        on_gpu = any(p.device.type == "cuda" for p in model.parameters())
         return fallback(f"no tile height{which} gives row results independent of the other "
-                        "rows on this CPU's BLAS")
+                        f"rows on this {'GPU' if on_gpu else 'CPU'}'s BLAS")
     _register_attention()
     try:
         model.set_attn_implementation(_EXACT_ATTN)

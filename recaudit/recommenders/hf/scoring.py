@@ -74,7 +74,7 @@ class ScoringMixin:
             if not tgt:
                 sums.append(0.0)
                 continue
-            idx = torch.tensor(tgt, dtype=torch.long)
+            idx = torch.tensor(tgt, dtype=torch.long, device=logprobs.device)
             rows = logprobs[j, : len(tgt)]
             sums.append(float(rows.gather(-1, idx[:, None]).sum()))
         return sums
@@ -115,16 +115,17 @@ class ScoringMixin:
                         take += 1
                     chunk, rows = rows[:take], rows[take:]
                     seqs = [cands[group[j]][n] for _, j, n in chunk]
-                    sel = torch.tensor([j for _, j, _ in chunk])
-                    ids = torch.tensor([c + [self.pad_id] * (width - len(c)) for c in seqs])
-                    real = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in seqs])
-                    starts = torch.tensor([len(prompts[group[j]]) for _, j, _ in chunk])
+                    sel = self._tensor([j for _, j, _ in chunk])
+                    ids = self._tensor([c + [self.pad_id] * (width - len(c)) for c in seqs])
+                    real = self._tensor([[1] * len(c) + [0] * (width - len(c)) for c in seqs])
+                    starts = self._tensor([len(prompts[group[j]]) for _, j, _ in chunk])
+                    positions = starts[:, None] + torch.arange(width, device=self.device)
                     layout.left_pad = [pads[j] for _, j, _ in chunk]
                     layout.right_pad = [width - len(c) for c in seqs]
                     try:
                         out = self._run("prefill", input_ids=ids,
                                         attention_mask=torch.cat([mask[sel], real], dim=1),
-                                        position_ids=starts[:, None] + torch.arange(width),
+                                        position_ids=positions,
                                         cache=_kv_rows(cache, sel), use_cache=True)
                     finally:
                         layout.right_pad = None
@@ -132,7 +133,7 @@ class ScoringMixin:
                         rest = 0.0
                         if len(c) > 1:
                             lp = torch.log_softmax(out.logits[r, :len(c) - 1].float(), dim=-1)
-                            rest = float(lp.gather(-1, torch.tensor(c[1:])[:, None]).sum())
+                            rest = float(lp.gather(-1, self._tensor(c[1:])[:, None]).sum())
                         scores[group[j]][n] = float(first[j][c[0]]) + rest
         finally:
             _LAYOUT.reset(ctx)
@@ -141,7 +142,7 @@ class ScoringMixin:
     def _score_causal(self, prompt: list[int], cands: list[list[int]]) -> list[float]:
         import torch
 
-        out = self.model(input_ids=torch.tensor([prompt]), use_cache=True,
+        out = self.model(input_ids=self._tensor([prompt]), use_cache=True,
                          **self._forward_kwargs())
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         prompt_cache = out.cache
@@ -149,7 +150,7 @@ class ScoringMixin:
         for start in range(0, len(cands), _SCORE_CHUNK):
             chunk = cands[start:start + _SCORE_CHUNK]
             width = max(1, max(len(c) for c in chunk))
-            ids = torch.tensor([c + [self.pad_id] * (width - len(c)) for c in chunk])
+            ids = self._tensor([c + [self.pad_id] * (width - len(c)) for c in chunk])
             cache = copy.deepcopy(prompt_cache)
             cache.batch_repeat_interleave(len(chunk))
             # right padding: real tokens never attend to the pads after them (causal)
@@ -170,25 +171,26 @@ class ScoringMixin:
                 continue
             # logits only where the candidate's tokens are predicted (a fair baseline)
             keep = {"logits_to_keep": len(c) + 1} if self._forward_kwargs() else {}
-            logits = self.model(input_ids=torch.tensor([prompt + c]), use_cache=False,
+            logits = self.model(input_ids=self._tensor([prompt + c]), use_cache=False,
                                 **keep).logits
             lp = torch.log_softmax(logits[0, -len(c) - 1:-1].float(), dim=-1)
-            scores.append(float(lp.gather(-1, torch.tensor(c)[:, None]).sum()))
+            scores.append(float(lp.gather(-1, self._tensor(c)[:, None]).sum()))
         return scores
 
     def _score_s2s(self, prompt: list[int], cands: list[list[int]]) -> list[float]:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
-        enc = self.model.get_encoder()(input_ids=torch.tensor([prompt]))
+        enc = self.model.get_encoder()(input_ids=self._tensor([prompt]))
         hidden = enc.last_hidden_state
         scores: list[float] = []
         for start in range(0, len(cands), _SCORE_CHUNK):
             chunk = cands[start:start + _SCORE_CHUNK]
             width = max(1, max(len(c) for c in chunk))
-            dec = torch.tensor([[self.decoder_start_id] + c[:-1] + [self.pad_id] * (width - len(c))
-                                if c else [self.decoder_start_id] + [self.pad_id] * (width - 1)
-                                for c in chunk])
+            dec = self._tensor(
+                [[self.decoder_start_id] + c[:-1] + [self.pad_id] * (width - len(c))
+                 if c else [self.decoder_start_id] + [self.pad_id] * (width - 1)
+                 for c in chunk])
             h = hidden.expand(len(chunk), -1, -1)
             logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=h),
                                 decoder_input_ids=dec, use_cache=False).logits
@@ -203,9 +205,9 @@ class ScoringMixin:
             if not c:
                 scores.append(0.0)
                 continue
-            dec = torch.tensor([[self.decoder_start_id] + c[:-1]])
-            logits = self.model(input_ids=torch.tensor([prompt]), decoder_input_ids=dec,
+            dec = self._tensor([[self.decoder_start_id] + c[:-1]])
+            logits = self.model(input_ids=self._tensor([prompt]), decoder_input_ids=dec,
                                 use_cache=False).logits
             lp = torch.log_softmax(logits[0].float(), dim=-1)
-            scores.append(float(lp.gather(-1, torch.tensor(c)[:, None]).sum()))
+            scores.append(float(lp.gather(-1, self._tensor(c)[:, None]).sum()))
         return scores

@@ -18,6 +18,9 @@ __all__ = ["auto_batch_size", "cpu_has_native_bf16"]
 # auto batch size: decode rows per core, and the share of free memory the batch may take
 _ROWS_PER_CORE = 8
 _MEMORY_SHARE = 0.25
+# auto batch size on a GPU: decode rows wanted before the memory cap (a GPU's matmul costs about
+# the same for 16 rows as for 64; the row-wise attention's calls grow with the rows)
+_GPU_ROWS = 64
 
 
 def cpu_has_native_bf16() -> bool:
@@ -58,21 +61,33 @@ def _free_memory_bytes() -> int | None:
         return None
 
 
-def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int
-                    ) -> tuple[int, str]:
+def _free_gpu_memory_bytes() -> int | None:
+    """Free memory of the current CUDA device (``torch.cuda.mem_get_info``); None: unknown."""
+    try:
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    except Exception:  # noqa: BLE001 - no figure: no memory bound
+        return None
+
+
+def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int,
+                    device: str = "cpu") -> tuple[int, str]:
     """Rows decoded together when the user set none, and why.
 
-    Compute: ``_ROWS_PER_CORE`` rows per usable core, rounded up to whole decode tiles (a
-    partly filled tile costs a full one). Memory: at most ``_MEMORY_SHARE`` of the available
-    memory for the rows' KV cache (2 x layers x kv heads x head dim x bytes, over 1024 prompt
-    tokens + ``max_new_tokens``) and fp32 logits. With fixed-shape tiles the choice never
-    changes an output (the fingerprint does not record it).
+    Compute: on a CPU ``_ROWS_PER_CORE`` rows per usable core, on a GPU ``_GPU_ROWS``, rounded
+    up to whole decode tiles (a partly filled tile costs a full one). Memory: at most
+    ``_MEMORY_SHARE`` of the available memory (the GPU's free memory on a GPU) for the rows'
+    KV cache (2 x layers x kv heads x head dim x bytes, over 1024 prompt tokens +
+    ``max_new_tokens``) and fp32 logits. With fixed-shape tiles the choice never changes an
+    output (the fingerprint does not record it).
     """
     cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") \
         else model.config
     cores = _usable_cores()
     tile = decode_rows or 1
-    want = -(-(_ROWS_PER_CORE * cores) // tile) * tile
+    base = _GPU_ROWS if device == "cuda" else _ROWS_PER_CORE * cores
+    want = -(-base // tile) * tile
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", 1) or 1
     heads = getattr(cfg, "num_attention_heads", 1) or 1
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
@@ -80,10 +95,12 @@ def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int
     elem = next(model.parameters()).element_size()
     per_row = (2 * layers * kv_heads * head_dim * elem * (1024 + max(0, max_new_tokens))
                + 4 * getattr(cfg, "vocab_size", 0))
-    free = _free_memory_bytes()
+    free = _free_gpu_memory_bytes() if device == "cuda" else _free_memory_bytes()
     rows = want
     if free is not None and per_row > 0:
         rows = max(1, min(want, int(free * _MEMORY_SHARE // per_row)))
     # the reason is recorded in results.json: no free-memory figure (it differs run to run)
     capped = ", capped by free memory" if rows < want else ""
+    if device == "cuda":
+        return rows, f"auto: cuda, {_GPU_ROWS} rows wanted{capped}"
     return rows, f"auto: {cores} cores{capped}"
