@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from recaudit.errors import ModelSpecError
+from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
 from recaudit.recommenders.base import GENERATE, SCORE, Decoding, Recommender, Request
 
 from .device import default_dtype, device_label, resolve_device
@@ -161,7 +161,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
 
             model = model.to(getattr(torch, dtype))
         if self.device != "cpu":  # the tile self-check runs on the device that serves
-            model = model.to(self.device)
+            try:
+                model = model.to(self.device)
+            except Exception as exc:  # noqa: BLE001 - out of memory, a broken driver, ...
+                raise ModelRuntimeError(f"could not move the model to {self.device}: "
+                                        f"{first_line(exc)}") from exc
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
