@@ -36,6 +36,14 @@ def sample_list(rec: Any, catalog: Any) -> None:
     print(render_list(rec.spec, answer, catalog, 10))
 
 
+def tell(spec: str, result: Any) -> None:
+    """Print the audit's story (:func:`recaudit.report.story.story`), one line per paragraph."""
+    from .report.story import story
+
+    for title, lines in story(result).sections():
+        print(f"[demo] {spec}: {title}. {' '.join(lines)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo: ``argv`` is ``[CONFIG [OUT]]``; return the exit code."""
     from .audit import build_recommender, load_catalog, run_audit
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[demo] {spec}: {time.perf_counter() - t:.1f} s "
                   f"({result.provenance.engine.get('computed', 0)} requests computed, "
                   f"{result.provenance.engine.get('cached', 0)} cached)")
+            tell(spec, result)
         path = render_html(results, out / "index.html")
     except RecauditError as err:
         print(f"recaudit: error: {err}", file=sys.stderr)
