@@ -61,6 +61,8 @@ PROBE_PROMPTS = (
     "Recommend 2 podcasts about science.",
 )
 PROBE_TOKENS = 16
+#: default KV-cache memory on CPU in GiB (SmolLM2-135M in float32: about 46,000 tokens)
+CPU_KV_CACHE_GB = 2.0
 
 
 def import_vllm() -> Any:
@@ -206,6 +208,11 @@ class VLLMRecommender(Recommender):
         Longest prompt plus answer in tokens; ``None``: ``min(model limit, 4096)``.
     enforce_eager
         Skip vLLM's graph compilation (faster start, slower decode); part of the fingerprint.
+    kv_cache_gb
+        Memory for vLLM's KV cache in GiB. ``None``: on CPU :data:`CPU_KV_CACHE_GB` (unless
+        ``VLLM_CPU_KVCACHE_SPACE`` is set): vLLM's CPU backend otherwise reserves a fraction of
+        the machine's memory (``gpu_memory_utilization``, 0.92) and refuses to start when less is
+        free; on CUDA vLLM's default share of GPU memory.
     spec
         The spec the user wrote (for reports); defaults to ``vllm:PATH``.
     """
@@ -216,7 +223,8 @@ class VLLMRecommender(Recommender):
     def __init__(self, path: str, decoding: Decoding | None = None, *, device: str = "auto",
                  dtype: str | None = None, batching: str = "auto",
                  batch_size: int | None = None, max_model_len: int | None = None,
-                 enforce_eager: bool = False, spec: str | None = None) -> None:
+                 enforce_eager: bool = False, kv_cache_gb: float | None = None,
+                 spec: str | None = None) -> None:
         super().__init__(spec or f"vllm:{path}", decoding)
         if device not in DEVICES:
             raise ModelSpecError(f"model_options.device must be one of {', '.join(DEVICES)}, "
@@ -232,6 +240,11 @@ class VLLMRecommender(Recommender):
                                       or value < 1):
                 raise ModelSpecError(f"model_options.{name} must be a positive integer, "
                                      f"got {value!r}")
+        if kv_cache_gb is not None and (isinstance(kv_cache_gb, bool)
+                                        or not isinstance(kv_cache_gb, (int, float))
+                                        or not kv_cache_gb > 0):
+            raise ModelSpecError(f"model_options.kv_cache_gb must be a positive number, "
+                                 f"got {kv_cache_gb!r}")
         if not isinstance(enforce_eager, bool):
             raise ModelSpecError(f"model_options.enforce_eager must be true or false, "
                                  f"got {enforce_eager!r}")
@@ -265,6 +278,10 @@ class VLLMRecommender(Recommender):
         self.eos_ids = self._eos_ids()
         limit = int(self.config.get("max_position_embeddings") or 4096)
         self.max_model_len = max_model_len or min(limit, 4096)
+        if kv_cache_gb is None and self.device == "cpu" \
+                and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            kv_cache_gb = CPU_KV_CACHE_GB
+        memory = {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)} if kv_cache_gb else {}
         started = time.perf_counter()
         try:
             self.llm = vllm.LLM(model=str(self.model_dir), tokenizer=str(self.model_dir),
@@ -272,7 +289,7 @@ class VLLMRecommender(Recommender):
                                 generation_config="vllm", enable_prefix_caching=False,
                                 enforce_eager=enforce_eager, max_model_len=self.max_model_len,
                                 hf_overrides=self._architecture_override(),
-                                **({"max_num_seqs": batch_size} if batch_size else {}))
+                                **memory, **({"max_num_seqs": batch_size} if batch_size else {}))
         except Exception as exc:  # noqa: BLE001
             raise ModelRuntimeError(f"vLLM could not load {self.model_dir}: {first_line(exc)}") \
                 from exc
