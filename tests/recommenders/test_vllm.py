@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import os
 import sys
 import time
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -123,15 +125,24 @@ MAX_NEW = 32
 
 
 @pytest.fixture(scope="module")
-def pair():
-    """The bundled SmolLM2 on vLLM and on hf: (the same dequantized weights)."""
+def pair(tmp_path_factory):
+    """The bundled SmolLM2 on vLLM and on hf: (the same dequantized weights).
+
+    vLLM's own imports warn (torch.jit deprecations): the load runs with those ignored. The
+    cache is the session's test cache (conftest's, which a module fixture precedes).
+    """
     from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
     from recaudit.recommenders.vllm import VLLMRecommender
 
+    root = os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
     decoding = Decoding(max_new_tokens=MAX_NEW)
-    hf = GGUFRecommender(str(bundled_smollm2_path()), decoding)
-    started = time.perf_counter()
-    rec = VLLMRecommender("bundled-smollm2", decoding, enforce_eager=True)
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        mp.setenv("RECAUDIT_CACHE_DIR", root)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        hf = GGUFRecommender(str(bundled_smollm2_path()), decoding)
+        started = time.perf_counter()
+        rec = VLLMRecommender("bundled-smollm2", decoding, enforce_eager=True)
     print(f"\nvllm: load {time.perf_counter() - started:.0f} s (self-check "
           f"{rec.check_seconds:.0f} s); batch-invariant: {rec.batch_invariance()}")
     yield rec, hf
@@ -157,9 +168,10 @@ def test_greedy_tokens_match_hf_token_for_token(pair):
     reqs = [Request.from_prompt(p) for p in PROMPTS]
     prompts = [hf.prompt_ids(r) for r in reqs]
     assert [rec.prompt_ids(r) for r in reqs] == prompts  # same template, same tokenizer
-    ours = rec.generate_ids(prompts)
-    theirs = [tokens for tokens, _ in hf.generate_ids(prompts)]
-    assert ours == theirs
+    ours, theirs = rec.generate_ids(prompts), hf.generate_ids(prompts)
+    assert [t for t, _ in ours] == [t for t, _ in theirs]
+    for (_, a), (_, b) in zip(ours, theirs, strict=True):  # each chosen token's log-prob
+        assert a == pytest.approx(b, abs=1e-3)
     texts = [r.text for r in rec.recommend(reqs)]
     assert texts == [r.text for r in hf.recommend(reqs)] and all(texts)
 
