@@ -163,3 +163,16 @@ def test_the_fingerprint_and_model_line_record_a_gpu_device(on_cpu, monkeypatch,
     assert payload["device"] == label
     assert on_cpu.fingerprint() != cpu_print
     assert f"device {label}, weights float32" in on_cpu.batch_invariance()
+
+
+def test_auto_batch_size_on_a_gpu_is_bounded_by_the_gpus_memory(on_cpu, monkeypatch):
+    from recaudit.recommenders.hf import sizing
+
+    m_d = on_cpu.batching.decode_rows
+    rows, why = sizing.auto_batch_size(on_cpu.model, m_d, 8, "cuda")
+    assert rows % m_d == 0 and rows >= sizing._GPU_ROWS and "cuda" in why
+    monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 1)  # host memory plays no part
+    assert sizing.auto_batch_size(on_cpu.model, m_d, 8, "cuda")[0] == rows
+    monkeypatch.setattr(sizing, "_free_gpu_memory_bytes", lambda: 1)  # a full GPU: one row
+    assert sizing.auto_batch_size(on_cpu.model, m_d, 8, "cuda") == (
+        1, "auto: cuda, 64 rows wanted, capped by free memory")
