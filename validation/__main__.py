@@ -22,6 +22,8 @@ def main() -> None:
     start = time.perf_counter()
     tallies = run_worlds([w.name for w in WORLDS], N_RUNS, workers=args.workers)
     print(f"{len(WORLDS)} worlds x {N_RUNS} runs in {time.perf_counter() - start:.0f} s")
+    for t in tallies:
+        print(f"  {t.world.name}: {len(t.metrics)} metrics, {t.seconds:.0f} s of compute")
     Path(args.out).write_text(render(tallies), encoding="utf-8")
     print(f"wrote {args.out}")
 

@@ -23,7 +23,9 @@ row holds and that this file is current.
 probe's real analysis (`plan`, answers, `analyse`: the code `recaudit audit` runs, without the
 engine; `validation/harness.py`) {runs} times with seeds 0-{last} (each seed changes the model's
 randomness, the sampled units and the statistics seed; {n_bootstrap} bootstrap resamples and
-{n_permutations} permutations per run). Two models per probe: **effect-free** (its answers do not
+{n_permutations} permutations per run unless the world says otherwise: fewer replicates than
+an audit's 1000 make the ends of a CI noisier, so these false-alarm rates are if anything above
+an audit's). Two models per probe: **effect-free** (its answers do not
 depend on what the probe varies) and **planted** (the effect stated in the table). Every
 *gateable* metric (a declared no-effect value `null` and a direction) is bounded by the
 **default-mode gate at its no-effect value**: `mode: ci` (the default), `max: null` where
@@ -52,7 +54,8 @@ def render(tallies: Iterable[Tally]) -> str:
     lines = [HEADER.format(runs=N_RUNS, last=N_RUNS - 1, binomial=binomial_statement(N_RUNS),
                            **VALIDATION_STATS), "## Worlds\n"]
     for t in tallies:
-        lines.append(f"- **{t.world.name}** (probe `{t.world.probe}`): {t.world.effect}.")
+        stats = "".join(f"; {k} {v}" for k, v in t.world.stats.items())
+        lines.append(f"- **{t.world.name}** (probe `{t.world.probe}`): {t.world.effect}{stats}.")
         lines += [f"  Not validated here: `{m}`: {why}."
                   for m, why in t.world.not_validated.items()]
     lines += ["", "## Results\n",

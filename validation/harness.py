@@ -49,12 +49,14 @@ FALSE_ALARM_RATE = 0.05
 POWER = 0.80
 #: runs per model and world
 N_RUNS = 100
-#: resampling sizes of the validation runs: an audit's default bootstrap (1000: CIs at the
-#: Bonferroni levels of a family reach far into the tails, where 200 replicates made them too
-#: narrow: exposure's skew@k alarmed in 8 of 100 effect-free runs at 200, 4 at 1000); fewer
-#: permutations than an audit's 2000 (they set p-values and floors, whose Monte Carlo error at
-#: 199 draws is small beside the bootstrap's)
-VALIDATION_STATS = {"n_bootstrap": 1000, "n_permutations": 199}
+#: resampling sizes of the validation runs, unless a world sets its own (``World.stats``).
+#: Fewer bootstrap replicates than an audit's 1000 make a percentile CI's ends noisier and, on
+#: average, narrower in the tails, so false-alarm rates measured at 200 are if anything above
+#: those of an audit's default; exposure's CIs sit at a Bonferroni level far in the tails,
+#: where 200 replicates are too few (skew@k alarmed in 8 of 100 effect-free runs at 200, 4 at
+#: 1000): its world runs 1000. Permutations set p-values and floors; 199 draws keep their Monte
+#: Carlo error small beside the bootstrap's.
+VALIDATION_STATS = {"n_bootstrap": 200, "n_permutations": 199}
 
 #: a synthetic model: (query, its random generator) -> the response. A generate query's
 #: response carries ``item_ids`` (catalog ids, no grounding), a score query's ``scores``.
@@ -83,6 +85,8 @@ class World:
     samples: int = 1
     #: gateable metrics this world does not validate, each with the reason (shown in the doc)
     not_validated: dict[str, str] = field(default_factory=dict)
+    #: resampling settings over :data:`VALIDATION_STATS` (e.g. ``{"n_bootstrap": 1000}``)
+    stats: dict[str, int] = field(default_factory=dict)
 
 
 def _query_rng(seed: int, query: Query, sample: int = 0) -> np.random.Generator:
@@ -112,7 +116,8 @@ def run_once(world: World, model: Model, seed: int, catalog: Any = None) -> Prob
     """Run ``world``'s probe analysis once on ``model`` with statistics seed ``seed``."""
     cls = get_probe(world.probe)
     probe = cls(cls.Params.model_validate(world.params), run_id=world.name)
-    ctx = AuditContext(catalog=catalog, stats=StatsConfig(seed=seed, **VALIDATION_STATS),
+    ctx = AuditContext(catalog=catalog,
+                       stats=StatsConfig(seed=seed, **{**VALIDATION_STATS, **world.stats}),
                        capabilities=world.capabilities)
     queries = probe.plan(ctx)
     answers = {q.id: answer_samples(world, model, seed, q) for q in queries}
@@ -175,6 +180,7 @@ class Tally:
     false_alarms: dict[str, int] = field(default_factory=dict)
     detections: dict[str, int] = field(default_factory=dict)
     measured: dict[str, int] = field(default_factory=dict)  # runs that recorded the metric
+    seconds: float = 0.0  # compute time of the runs (summed over processes)
 
     def rate(self, metric: str, planted: bool) -> float:
         """Return the share of runs whose gate on ``metric`` failed."""
@@ -210,6 +216,7 @@ def merge(tallies: list[Tally]) -> Tally:
     out = Tally(tallies[0].world, metrics=list(tallies[0].metrics))
     for t in tallies:
         out.runs += t.runs
+        out.seconds += t.seconds
         for mine, theirs in ((out.false_alarms, t.false_alarms), (out.detections, t.detections),
                              (out.measured, t.measured)):
             for metric, count in theirs.items():
@@ -217,11 +224,20 @@ def merge(tallies: list[Tally]) -> Tally:
     return out
 
 
-def _run_chunk(job: tuple[str, int, int]) -> Tally:
+def _run_chunk(job: tuple[str, int, int]) -> tuple[int, list[str], dict, dict, dict, float]:
+    """Run one chunk of seeds of a registered world; return its counts and seconds.
+
+    Plain data: it pickles back from a worker process (a world's models need not).
+    """
+    import time
+
     from .worlds import WORLDS
 
     name, first_seed, n_runs = job
-    return run_world(next(w for w in WORLDS if w.name == name), n_runs, first_seed)
+    start = time.perf_counter()
+    t = run_world(next(w for w in WORLDS if w.name == name), n_runs, first_seed)
+    return (t.runs, t.metrics, t.false_alarms, t.detections, t.measured,
+            time.perf_counter() - start)
 
 
 def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list[Tally]:
@@ -236,13 +252,20 @@ def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list
     chunk = max(1, -(-n_runs // max(1, 2 * workers)))
     jobs = [(name, start, min(chunk, n_runs - start))
             for name in names for start in range(0, n_runs, chunk)]
+    from .worlds import WORLDS
+
     if workers <= 1:
         done = [_run_chunk(job) for job in jobs]
     else:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             done = pool.map(_run_chunk, jobs, chunksize=1)
-    return [merge([t for job, t in zip(jobs, done, strict=True) if job[0] == name])
-            for name in names]
+    out = []
+    for name in names:
+        world = next(w for w in WORLDS if w.name == name)
+        parts = [Tally(world, *counts[:5], seconds=counts[5])
+                 for job, counts in zip(jobs, done, strict=True) if job[0] == name]
+        out.append(merge(parts))
+    return out
 
 
 def accepts(tally: Tally, metric: str) -> tuple[bool, bool]:

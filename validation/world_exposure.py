@@ -57,4 +57,5 @@ WORLD = World(
             f"'{PLANTED_GROUP}' (20% of the catalog) drawn with weight {PLANTED_WEIGHT} "
             f"(about 37% of each list, skew@{K} about +0.6)"),
     catalog=group_catalog,
+    stats={"n_bootstrap": 1000},  # CIs at a Bonferroni level: the tails need the replicates
 )
