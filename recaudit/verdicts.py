@@ -359,10 +359,11 @@ def probe_status(test_statuses: Sequence[str], finding_severities: Sequence[str]
     findings' severities; ``n_units`` the most units any of its records rests on (None:
     unknown, not held against it); ``n_failed`` its failed queries.
 
-    * ``("warn", "FLAGGED")``: a test flagged on enough units, a finding above ``low`` (which
-      :func:`severity` gives only on enough units), or a ``low`` finding on enough units;
-    * ``("inconclusive", inconclusive_label(n_units))``: it would be flagged, but only on
-      fewer than ``min_units`` units (no probe is FLAGGED below the rule);
+    * ``("warn", "FLAGGED")``: on at least ``min_units`` units, a test flagged or a finding
+      (``low`` or above);
+    * ``("inconclusive", inconclusive_label(n_units))``: it would be flagged, but the probe
+      has fewer than ``min_units`` units (no probe is FLAGGED below the rule, whatever its
+      findings were rated under another threshold);
     * ``("warn", "WARN")``: nothing flagged, but queries failed; ``("pass", "OK")`` otherwise.
 
     Examples
@@ -373,10 +374,9 @@ def probe_status(test_statuses: Sequence[str], finding_severities: Sequence[str]
     ('warn', 'FLAGGED')
     """
     enough = enough_units(n_units, min_units)
-    above_low = any(s in ("medium", "high") for s in finding_severities)
-    low = any(s == "low" for s in finding_severities)
-    if "flag" in test_statuses or above_low or (low and enough):
+    found = "flag" in test_statuses or any(s != "info" for s in finding_severities)
+    if found and enough:
         return "warn", "FLAGGED"
-    if INCONCLUSIVE in test_statuses or low:
-        return INCONCLUSIVE, inconclusive_label(n_units, min_units)
+    if found or INCONCLUSIVE in test_statuses:  # only tests on fewer units: those units
+        return INCONCLUSIVE, inconclusive_label(None if enough else n_units, min_units)
     return ("warn", "WARN") if n_failed else ("pass", "OK")

@@ -209,8 +209,10 @@ def test_no_probe_is_flagged_below_the_reliable_number_of_units():
     # on enough units the same evidence flags it
     assert probe_status(["flag"], ["low"], 20) == ("warn", "FLAGGED")
     assert probe_status(["pass"], ["low"], 20) == ("warn", "FLAGGED")
-    assert probe_status(["flag"], [], 3) == ("warn", "FLAGGED")    # a test on enough units
-    assert probe_status([], ["medium"], 3) == ("warn", "FLAGGED")  # rated on enough units
+    # below the rule never FLAGGED, whatever a finding was rated under another threshold
+    assert probe_status(["flag"], [], 3) == ("inconclusive", label)
+    assert probe_status([], ["high"], 3) == ("inconclusive", label)
+    assert probe_status([], ["high"], None) == ("warn", "FLAGGED")  # units unknown
     # nothing to flag: OK, or WARN for failed queries, whatever the units
     assert probe_status(["pass"], [], 3) == ("pass", "OK")
     assert probe_status([], [], 3, n_failed=1) == ("warn", "WARN")

@@ -567,10 +567,12 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
     out: list[TopFinding] = []
     alpha, min_units = alpha_of(result), min_units_of(result)
     own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
-    own.sort(key=lambda pf: (-SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
+    own.sort(key=lambda pf: (probe_small_sample(pf[0], min_units) is not None,
+                             -SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
     for p, f in own[:n]:
-        out.append(TopFinding(p.id, f.severity, clean(f.title), clean(f.detail), f.effect, False,
-                              probe_small_sample(p, min_units)))
+        small = probe_small_sample(p, min_units)
+        sev = "low" if small and SEVERITY_RANK[f.severity] > SEVERITY_RANK["low"] else f.severity
+        out.append(TopFinding(p.id, sev, clean(f.title), clean(f.detail), f.effect, False, small))
     if len(out) >= n:
         return out
     covered = {(f.probe, f.title.split(":")[0]) for f in out}

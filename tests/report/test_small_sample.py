@@ -112,3 +112,16 @@ def test_a_reranker_variant_below_the_rule_is_judged_on_its_own_units(n):
     assert c.probe_verdict(views[0].probe, 0.05).label == "FLAGGED"
     assert c.probe_verdict(views[1].probe, 0.05).label == (
         "FLAGGED" if n >= MIN_UNITS else "INCONCLUSIVE (3 units < 10: too few for a verdict)")
+
+
+def test_a_finding_rated_high_under_a_lower_threshold_is_not_flagged_nor_high_below_the_rule():
+    """A result measured with ``min_group_size: 3`` and reported under the default rule (the
+    old demo's exposure findings: HIGH on 3 requests)."""
+    probe = _exposure_like(3)
+    probe.findings[0].severity = "high"
+    res = _result(probe)
+    assert c.probe_verdict(probe, 0.05).label.startswith("INCONCLUSIVE")  # was FLAGGED
+    (top,) = c.top_findings(res, 1)
+    assert top.severity == "low" and top.small_sample  # was high
+    lenient = _result(probe, stats={"min_group_size": 3})
+    assert c.top_findings(lenient, 1)[0].severity == "high"
