@@ -312,7 +312,7 @@ class VLLMRecommender(Recommender):
         if path in BUNDLED_NAMES:
             return _bundled_dir()
         p = Path(path).expanduser()
-        if p.suffix == ".gguf" or (p.is_file() and p.read_bytes()[:4] == b"GGUF"):
+        if p.suffix == ".gguf" or (p.is_file() and _magic(p) == b"GGUF"):
             return _gguf_dir(p)
         from .hf.files import resolve_model_dir
         return resolve_model_dir(path)
@@ -548,6 +548,12 @@ class VLLMRecommender(Recommender):
             if callable(shutdown):
                 shutdown()
             self.llm = None
+
+
+def _magic(path: Path) -> bytes:
+    """Return the first four bytes of a file (b"GGUF" for a GGUF file)."""
+    with open(path, "rb") as fh:
+        return fh.read(4)
 
 
 def _chosen_logprobs(completion: Any) -> list[float]:
