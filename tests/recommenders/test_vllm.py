@@ -95,7 +95,8 @@ def _fake_engine(noise: float, flip: bool = False):
 def test_self_check_passes_within_the_tolerance_and_fails_beyond_it():
     prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
     ok, line = self_check(_fake_engine(0.0), prompts)
-    assert ok and line.startswith("3/3 probe prompts give the same tokens alone and batched")
+    assert ok and line.startswith("3/3 probe prompts give the same tokens alone and in a batch "
+                                  "of 12")
     assert "largest log-prob difference 0.0e+00" in line
     ok, _ = self_check(_fake_engine(LOGPROB_TOLERANCE / 2), prompts)
     assert ok
@@ -106,7 +107,7 @@ def test_self_check_passes_within_the_tolerance_and_fails_beyond_it():
 
 
 def test_invariance_lines_say_yes_only_when_verified():
-    check = "6/6 probe prompts give the same tokens alone and batched"
+    check = "6/6 probe prompts give the same tokens alone and in a batch of 24"
     assert VLLMInvariance("checked", check=check).describe() == f"yes (self-check at load: {check})"
     assert VLLMInvariance("kernels", check=check).describe().startswith(
         "yes (vLLM batch-invariant mode, VLLM_BATCH_INVARIANT=1; self-check at load: 6/6")
@@ -202,7 +203,7 @@ def test_sampling_gives_each_request_hf_s_seed_and_greedy_none():
 def test_establish_batches_only_when_the_self_check_passes():
     ok = _fake_rec()
     assert ok._establish("auto", kernels=False).mode == "checked"
-    assert ok.llm.calls == [1] * 6 + [6]  # the probe set alone, then together
+    assert ok.llm.calls == [1] * 6 + [24]  # the probe set alone, then 4 copies together
     bad = _fake_rec(noise=LOGPROB_TOLERANCE * 5)
     inv = bad._establish("auto", kernels=False)
     assert inv.mode == "sequential" and inv.reason.startswith("self-check failed: 6/6 probe")
@@ -303,7 +304,8 @@ def test_self_check_line_is_stated(vrec):
     rec = vrec
     line = rec.batch_invariance()
     print("batch-invariant:", line)
-    assert line.startswith(("yes (self-check at load: 6/6 probe prompts",
+    assert line.startswith(("yes (self-check at load: 6/6 probe prompts give the same tokens "
+                            "alone and in a batch of 24",
                             "no (self-check failed: ")), line
     assert f"tolerance {LOGPROB_TOLERANCE:g}" in line and "on cpu" in line
     assert rec.batching.batched == line.startswith("yes")
