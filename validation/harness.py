@@ -262,6 +262,7 @@ def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list
     out = []
     for name in names:
         world = next(w for w in WORLDS if w.name == name)
+        get_probe(world.probe)  # its module declares its metrics in this process too
         parts = [Tally(world, *counts[:5], seconds=counts[5])
                  for job, counts in zip(jobs, done, strict=True) if job[0] == name]
         out.append(merge(parts))
