@@ -322,6 +322,10 @@ def test_greedy_tokens_match_hf_token_for_token(vrec, hf_ref):
     assert [t for t, _ in ours] == hf_ref["tokens"]
     for (_, a), b in zip(ours, hf_ref["logprobs"], strict=True):  # each chosen token's log-prob
         assert a == pytest.approx(b, abs=1e-3)
+    gap = max(abs(x - y) for (_, a), b in zip(ours, hf_ref["logprobs"], strict=True)
+              for x, y in zip(a, b, strict=True))
+    print(f"greedy: {sum(map(len, hf_ref['tokens']))} tokens equal to hf:'s; largest log-prob "
+          f"difference {gap:.1e}")
     texts = [r.text for r in rec.recommend(reqs)]
     assert texts == hf_ref["texts"] and all(texts)
 
@@ -331,6 +335,8 @@ def test_greedy_tokens_match_hf_token_for_token(vrec, hf_ref):
 def test_candidate_scores_equal_hf_within_tolerance(vrec, hf_ref):
     ours, theirs = vrec.score(SCORE_REQUESTS), hf_ref["scores"]
     assert ours[1][1] == 0.0  # an empty candidate scores 0, as for hf:
+    print("scores: largest difference from hf:'s", max(
+        abs(x - y) for a, b in zip(ours, theirs, strict=True) for x, y in zip(a, b, strict=True)))
     for a, b in zip(ours, theirs, strict=True):
         assert all(math.isfinite(x) for x in a)
         assert a == pytest.approx(b, abs=1e-3, rel=1e-4)
@@ -363,3 +369,14 @@ def test_fingerprint_and_cache(vrec, hf_ref, tmp_path):
     assert not calls
     key = reqs[0].key()
     assert again[key].cached and again[key].response.text == first[key].response.text
+
+
+@needs_vllm
+@pytest.mark.integration
+def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(vrec, monkeypatch):
+    monkeypatch.setattr(vrec, "decoding", Decoding(max_new_tokens=12, temperature=0.9, seed=3))
+    prompts = [vrec.prompt_ids(Request.from_prompt(p)) for p in PROMPTS]
+    together = vrec.generate_ids(prompts + prompts, samples=[0] * 3 + [1] * 3)
+    alone = [vrec.generate_ids([p], samples=[j])[0] for j in (0, 1) for p in prompts]
+    assert [t for t, _ in together] == [t for t, _ in alone]
+    assert [t for t, _ in together[:3]] != [t for t, _ in together[3:]]  # each sample its seed
