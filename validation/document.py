@@ -10,7 +10,7 @@ import re
 from typing import Iterable
 
 from .harness import (FALSE_ALARM_RATE, N_RUNS, POWER, VALIDATION_STATS, Tally, accepts,
-                      binomial_statement, gate_bounds, upper_bound)
+                      binomial_statement, upper_bound)
 
 __all__ = ["render", "table_rows", "ROW"]
 
@@ -43,9 +43,9 @@ ROW = re.compile(r"^\| (?P<world>[^|]+) \| `(?P<metric>[^`]+)` \| (?P<gate>[^|]+
                  r"(?P<fa>\d+)/(?P<runs>\d+) [^|]*\| (?P<det>\d+)/\d+ [^|]*\| (?P<ok>[^|]+) \|$")
 
 
-def _gate_text(metric: str) -> str:
+def _gate_text(bounds: dict[str, float]) -> str:
     """Say the default gate, e.g. ``max 0`` or ``min 1``."""
-    return " and ".join(f"{k} {v:g}" for k, v in gate_bounds(metric).items())
+    return " and ".join(f"{k} {v:g}" for k, v in bounds.items())
 
 
 def render(tallies: Iterable[Tally]) -> str:
@@ -68,7 +68,7 @@ def render(tallies: Iterable[Tally]) -> str:
             quiet, powered = accepts(t, m)
             verdict = "yes" if quiet and powered else (
                 "no: false alarms" if not quiet else "no: power")
-            lines.append(f"| {t.world.name} | `{m}` | {_gate_text(m)} | {fa}/{t.runs} "
+            lines.append(f"| {t.world.name} | `{m}` | {_gate_text(t.bounds[m])} | {fa}/{t.runs} "
                          f"(<= {upper_bound(fa, t.runs):.1%}) | {det}/{t.runs} "
                          f"({det / t.runs:.0%}) | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -181,6 +181,8 @@ class Tally:
     detections: dict[str, int] = field(default_factory=dict)
     measured: dict[str, int] = field(default_factory=dict)  # runs that recorded the metric
     seconds: float = 0.0  # compute time of the runs (summed over processes)
+    #: each metric's default-gate bounds (:func:`gate_bounds`), taken where the runs declared it
+    bounds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def rate(self, metric: str, planted: bool) -> float:
         """Return the share of runs whose gate on ``metric`` failed."""
@@ -201,6 +203,7 @@ def run_world(world: World, n_runs: int = N_RUNS, first_seed: int = 0) -> Tally:
         null = run_once(world, world.null, seed, catalog)
         if not tally.metrics:
             tally.metrics = [m for m in gateable_metrics(null) if m not in world.not_validated]
+            tally.bounds = {m: gate_bounds(m) for m in tally.metrics}
         planted = run_once(world, world.planted, seed, catalog)
         for counts, result in ((tally.false_alarms, null), (tally.detections, planted)):
             for metric, alarmed in _alarms(result, tally.metrics).items():
@@ -213,7 +216,8 @@ def run_world(world: World, n_runs: int = N_RUNS, first_seed: int = 0) -> Tally:
 
 def merge(tallies: list[Tally]) -> Tally:
     """Add up tallies of one world over disjoint seed ranges (in seed order)."""
-    out = Tally(tallies[0].world, metrics=list(tallies[0].metrics))
+    out = Tally(tallies[0].world, metrics=list(tallies[0].metrics),
+                bounds=dict(tallies[0].bounds))
     for t in tallies:
         out.runs += t.runs
         out.seconds += t.seconds
@@ -224,7 +228,7 @@ def merge(tallies: list[Tally]) -> Tally:
     return out
 
 
-def _run_chunk(job: tuple[str, int, int]) -> tuple[int, list[str], dict, dict, dict, float]:
+def _run_chunk(job: tuple[str, int, int]) -> tuple[Any, ...]:
     """Run one chunk of seeds of a registered world; return its counts and seconds.
 
     Plain data: it pickles back from a worker process (a world's models need not).
@@ -237,7 +241,7 @@ def _run_chunk(job: tuple[str, int, int]) -> tuple[int, list[str], dict, dict, d
     start = time.perf_counter()
     t = run_world(next(w for w in WORLDS if w.name == name), n_runs, first_seed)
     return (t.runs, t.metrics, t.false_alarms, t.detections, t.measured,
-            time.perf_counter() - start)
+            time.perf_counter() - start, t.bounds)
 
 
 def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list[Tally]:
@@ -262,8 +266,7 @@ def run_worlds(names: list[str], n_runs: int = N_RUNS, workers: int = 1) -> list
     out = []
     for name in names:
         world = next(w for w in WORLDS if w.name == name)
-        get_probe(world.probe)  # its module declares its metrics in this process too
-        parts = [Tally(world, *counts[:5], seconds=counts[5])
+        parts = [Tally(world, *counts[:5], seconds=counts[5], bounds=counts[6])
                  for job, counts in zip(jobs, done, strict=True) if job[0] == name]
         out.append(merge(parts))
     return out
