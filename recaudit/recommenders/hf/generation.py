@@ -25,7 +25,7 @@ from recaudit.recommenders.base import Request, Response, sample_seed
 
 from .early_stop import _ListWatch
 from .invariance import _LAYOUT, _TILE_ROWS, _RowLayout
-from .kv import _kv_concat_rows, _kv_left_pad, _kv_trim_left
+from .kv import _kv_concat_rows, _kv_left_pad, _kv_trim_left, output_cache
 
 __all__ = ["GenerationMixin"]
 
@@ -190,7 +190,7 @@ class GenerationMixin:
                 return [([], []) for _ in range(n)]
             out = self._run("prefill", input_ids=ids, attention_mask=mask,
                             position_ids=positions, use_cache=True, **self._forward_kwargs())
-            cache = out.cache
+            cache = output_cache(out)
             for step in range(max_new):
                 nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
                                        watch)
@@ -205,7 +205,7 @@ class GenerationMixin:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
                                 position_ids=next_pos[:, None], cache=cache, use_cache=True)
-                cache = out.cache
+                cache = output_cache(out)
                 next_pos = next_pos + 1
         finally:
             _LAYOUT.reset(ctx)
@@ -272,7 +272,7 @@ class GenerationMixin:
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
                                 position_ids=next_pos[:, None], cache=cache, use_cache=True)
-                cache = out.cache
+                cache = output_cache(out)
                 stats["decode_steps"] += 1
                 stats["decode_rows"] += len(active)
                 next_pos = next_pos + 1
@@ -387,7 +387,7 @@ class GenerationMixin:
                                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                 attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
                                 cache=cache, use_cache=True)
-                cache = out.cache
+                cache = output_cache(out)
                 nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
                                        watch)
                 if not keep:

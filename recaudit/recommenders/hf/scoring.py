@@ -14,7 +14,7 @@ from recaudit.errors import ModelRuntimeError, first_line
 from recaudit.recommenders.base import Request
 
 from .invariance import _LAYOUT, _RowLayout
-from .kv import _kv_rows
+from .kv import _kv_rows, output_cache
 
 __all__ = ["ScoringMixin"]
 
@@ -145,7 +145,7 @@ class ScoringMixin:
         out = self.model(input_ids=self._tensor([prompt]), use_cache=True,
                          **self._forward_kwargs())
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        prompt_cache = out.cache
+        prompt_cache = output_cache(out)
         scores: list[float] = []
         for start in range(0, len(cands), _SCORE_CHUNK):
             chunk = cands[start:start + _SCORE_CHUNK]
