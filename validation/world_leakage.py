@@ -14,14 +14,13 @@ cross-validation); 39 is the fewest refits from which the CI's permutation end
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from recaudit.probes.base import Query
 from recaudit.recommenders.base import Response
 
 from .harness import World
+from .lists import swapped_list
 
 N_ITEMS, K, N_SUBJECTS = 60, 10, 24
 SWAP, MARK = 0.3, 0.8
@@ -30,19 +29,8 @@ PLANTED_VALUE = "a female"
 MARKER = "marker"
 
 
-def _base(unit: object) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(str(unit).encode()).digest()[:8], "little")
-    return np.random.default_rng(seed).permutation(N_ITEMS)
-
-
 def _swapped(query: Query, rng: np.random.Generator) -> list[str]:
-    order = _base(query.key.unit)
-    items, rest = list(order[:K]), list(order[K:])
-    n_swap = rng.binomial(K, SWAP)
-    slots = rng.choice(K, size=n_swap, replace=False)
-    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False), strict=True):
-        items[slot] = item
-    return [str(i) for i in items]
+    return swapped_list(query.key.unit, rng, SWAP, K, N_ITEMS)
 
 
 def null(query: Query, rng: np.random.Generator) -> Response:

@@ -11,8 +11,6 @@ probability ``PLANTED_HIT`` and replace ``PLANTED_SWAP`` of the base slots inste
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from recaudit.probes.base import Query
@@ -20,6 +18,7 @@ from recaudit.recommenders.base import Response
 
 from .catalogs import history_catalog
 from .harness import World
+from .lists import swap_in, unit_order
 
 N_ITEMS, K, N_USERS, HISTORY = 60, 5, 24, 5
 HIT, PLANTED_HIT = 0.5, 0.1
@@ -28,19 +27,11 @@ VALUES = ["a female", "a male"]
 PLANTED_VALUE = "a female"
 
 
-def _base(user: str) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(user.encode()).digest()[:8], "little")
-    return np.random.default_rng(seed).permutation(N_ITEMS).astype(str)
-
-
 def _list(query: Query, rng: np.random.Generator, hit: float, swap: float) -> Response:
     held = [i for i in query.meta["held_out"] if rng.random() < hit][:K]
-    order = [i for i in _base(query.meta["user_id"]) if i not in query.meta["held_out"]]
-    base, rest = order[:K], order[K:]
-    n_swap = rng.binomial(K, swap)
-    slots = rng.choice(K, size=n_swap, replace=False)
-    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False), strict=True):
-        base[slot] = item
+    order = [i for i in unit_order(query.meta["user_id"], N_ITEMS).astype(str)
+             if i not in query.meta["held_out"]]
+    base = swap_in(order[:K], order[K:], swap, rng)
     items = base[: K - len(held)]
     for item in held:
         items.insert(int(rng.integers(0, len(items) + 1)), item)

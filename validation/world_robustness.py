@@ -17,14 +17,13 @@ sample of each request and has no floor for the model's disagreement with itself
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from recaudit.probes.base import Query
 from recaudit.recommenders.base import Response
 
 from .harness import World
+from .lists import swapped_list
 
 N_ITEMS, K, N_SUBJECTS = 60, 10, 20
 SWAP, PLANTED_SWAP = 0.2, 0.5
@@ -35,19 +34,8 @@ KINDS = ["typo", "paraphrase", "context"]
 PLANTED_VALUE = "a female"
 
 
-def _base(unit: object) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(str(unit).encode()).digest()[:8], "little")
-    return np.random.default_rng(seed).permutation(N_ITEMS)
-
-
 def _answer(query: Query, rng: np.random.Generator, share: float) -> Response:
-    order = _base(query.key.unit)
-    items, rest = list(order[:K]), list(order[K:])
-    n_swap = rng.binomial(K, share) if share else 0
-    slots = rng.choice(K, size=n_swap, replace=False)
-    for slot, item in zip(slots, rng.choice(rest, size=n_swap, replace=False), strict=True):
-        items[slot] = item
-    return Response(item_ids=[str(i) for i in items])
+    return Response(item_ids=swapped_list(query.key.unit, rng, share, K, N_ITEMS))
 
 
 def null(query: Query, rng: np.random.Generator) -> Response:
