@@ -259,13 +259,10 @@ class VLLMRecommender(Recommender):
             raise ModelSpecError(f"model_options.enforce_eager must be true or false, "
                                  f"got {enforce_eager!r}")
         self.path = str(path)
-        import torch
+        from .hf.device import default_dtype, resolve_device  # hf:'s rule, one home
 
-        self.device = device if device != "auto" else (
-            "cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ModelSpecError("model_options.device is cuda, but torch sees no CUDA device")
-        self.dtype = dtype or ("bfloat16" if self.device == "cuda" else "float32")
+        self.device = resolve_device(device)
+        self.dtype = dtype or default_dtype(self.device)
         self.enforce_eager = enforce_eager
         self._weights_sha: str | None = None
         self._fingerprint: str | None = None
