@@ -199,6 +199,8 @@ def test_every_declared_range_is_checked() -> None:
     # <spread>_vs_control (declared when a control runs): a spread minus the same spread over
     # the control's values, both in [0, width], so the difference lies in [-width, width]
     derived = {n for n in ranged if n.endswith("_vs_control")}
+    # stability_<f>_vs_self: stability minus self-consistency, both in [0, 1]: in [-1, 1]
+    derived |= {n for n in ranged if n.endswith("_vs_self")}
     # declared by tests/probes/example_probe.py (the documented example), not the package:
     # len(list) / k, in [0, 1] by construction
     test_only = {"list_fill"}
