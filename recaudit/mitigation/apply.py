@@ -251,9 +251,13 @@ def _mitigate(probe: Any, ctx: Any, queries: Sequence[Any], answers: dict[str, A
 def _worst_attribute(records: Sequence[Any], metric: str) -> str | None:
     """Return the attribute whose baseline record of ``metric`` (largest k) is largest.
 
-    The trade-off curve then shows the disparity the reranker has most to remove.
+    The trade-off curve then shows the disparity the reranker has most to remove. A matched
+    control's attribute is never the target: its spread is what an irrelevant word changes.
     """
-    recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value]
+    from ..probes.control import is_control
+
+    recs = [r for r in records if r.metric == metric and r.estimate is not None and not r.value
+            and not is_control(r.attribute)]
     if not recs:
         return None
     top = max((r.k or 0) for r in recs)

@@ -54,6 +54,11 @@ def control_label(name: str) -> str:
     return f"{name} (control)"
 
 
+def is_control(attribute: str | None) -> bool:
+    """Return whether a record's attribute is a matched control's (:func:`control_label`)."""
+    return attribute is not None and attribute.endswith(control_label(""))
+
+
 def versus_control_name(spread_metric: str) -> str:
     """Return the name of the difference metric of a spread: ``snsr_jaccard_vs_control``."""
     return spread_metric + VERSUS_CONTROL

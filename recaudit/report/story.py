@@ -105,7 +105,6 @@ def _beyond(result: AuditResult, alpha: float) -> list[str]:
         if p.status != "ok":
             continue
         own = c.variant_names(p)[0]
-        recs = c.aggregates(p, own)
         for m in c.headline(p):
             if m.metric.endswith(VERSUS_CONTROL) or m.estimate is None:
                 continue
@@ -122,8 +121,9 @@ def _beyond(result: AuditResult, alpha: float) -> list[str]:
                 beyond.append((m.estimate - m.null_p95,
                                f"{p.id} {_where(m)} = {c.num(m.estimate)} "
                                f"(noise alone \u2264 {c.num(m.null_p95)})"))
-        for m in recs:
-            if not m.metric.endswith(VERSUS_CONTROL) or m.estimate is None:
+        for m in p.metrics:  # each attribute's comparison is a per-value record
+            if (m.variant != own or not m.metric.endswith(VERSUS_CONTROL)
+                    or m.estimate is None):
                 continue
             control += 1
             if is_significant(m, alpha):
@@ -146,7 +146,7 @@ def _beyond(result: AuditResult, alpha: float) -> list[str]:
                    "irrelevant attribute in the same place of the same prompts) are "
                    f"significantly larger than the control's at alpha={alpha:g}"
                    + (": " + _listed([t[1] for t in over]) if over else
-                      "; every other disparity is within what an irrelevant word changes") + ".")
+                      "; each is within what an irrelevant word changes") + ".")
     elif floored or tested:
         out.append("No matched control ran: a disparity beyond the noise floor may be prompt "
                    "sensitivity (any changed word), not the attribute.")

@@ -312,3 +312,15 @@ def test_consensus_also_answers_a_refused_value():
     assert any(not a.item_ids for a in answers.values())
     mitigate_probe(probe, ctx, queries, answers, res, [MitigationSpec(reranker="consensus")])
     assert _rec(res, "snsr_jaccard", "consensus", attribute="gender").estimate == 0.0
+
+
+def test_a_matched_control_is_never_the_trade_off_target():
+    """The control's spread is what an irrelevant word changes: nothing for a reranker to
+    remove, even when it is the largest (the demo's consensus curve targeted 'colour (control)')."""
+    from recaudit.mitigation.apply import _worst_attribute
+    from recaudit.results import MetricRecord
+
+    recs = [MetricRecord(probe="cf", metric="snsr_jaccard", attribute=a, k=10, estimate=e)
+            for a, e in (("gender", 0.2), ("colour (control)", 0.3), ("age", 0.1))]
+    assert _worst_attribute(recs, "snsr_jaccard") == "gender"
+    assert _worst_attribute(recs[1:2], "snsr_jaccard") is None

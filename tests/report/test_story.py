@@ -26,10 +26,11 @@ def _probe(n: int = 20) -> ProbeResult:
         # within the floor; within the control
         _rec("snsr_jaccard", "age", estimate=0.08, null_mean=0.05, null_p95=0.10,
              p_value=0.4, p_adjusted=0.4, n=n),
-        _rec(VS, "gender", estimate=0.2, ci_low=0.1, ci_high=0.3, p_value=0.001,
-             p_adjusted=0.002, n=n),
-        _rec(VS, "age", estimate=0.01, ci_low=-0.05, ci_high=0.07, p_value=0.6,
-             p_adjusted=0.6, n=n),
+        # as the probe records them: the control's label is the comparison's value
+        _rec(VS, "gender", value="colour (control)", estimate=0.2, ci_low=0.1, ci_high=0.3,
+             p_value=0.001, p_adjusted=0.002, n=n),
+        _rec(VS, "age", value="colour (control)", estimate=0.01, ci_low=-0.05, ci_high=0.07,
+             p_value=0.6, p_adjusted=0.6, n=n),
         _rec("hallucination", value="a boy", estimate=0.2, n=n),
         _rec("hallucination", value="a girl", estimate=0.4, n=n),
     ]
