@@ -51,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from .. import verdicts
 from ..errors import ConfigError, DataError, ProbeCannotRun
 from ..recommenders.base import EMBED, GENERATE, Request
 from ..results import Finding, ProbeResult
@@ -334,7 +335,8 @@ class ExposureProbe(Probe):
                     null_nd, nd_rec.estimate, tie_tolerance(max(1.0, nd_rec.estimate),
                                                             len(units))))
             self._finding(res, col, skews, ndk[(label, K)], target,
-                          top_t.values[:, :, -1].mean(axis=0), groups)
+                          top_t.values[:, :, -1].mean(axis=0), groups,
+                          verdicts.min_units_of(kit.st))
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -386,11 +388,13 @@ class ExposureProbe(Probe):
         return out
 
     def _finding(self, res: ProbeResult, col: str, skews: dict, nd: Any,
-                 target: dict[str, float], shares: np.ndarray, groups: list[str]) -> None:
+                 target: dict[str, float], shares: np.ndarray, groups: list[str],
+                 min_units: int = verdicts.MIN_UNITS) -> None:
         """Write one finding per column.
 
         It names the group furthest from its desired share whose CI excludes 0 (severity by
-        |skew|: >= ln 2 high, >= ln 1.5 medium), else it is an info finding.
+        |skew|: >= ln 2 high, >= ln 1.5 medium; never above low on fewer than ``min_units``
+        lists, :func:`recaudit.verdicts.enough_units`), else it is an info finding.
         """
         sig = [r for r in skews.values() if r.estimate is not None and r.ci_low is not None
                and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)]
@@ -401,6 +405,8 @@ class ExposureProbe(Probe):
             e = worst.estimate
             sev = "high" if abs(e) >= math.log(2) else "medium" if abs(e) >= math.log(1.5) \
                 else "low"
+            if not verdicts.enough_units(worst.n, min_units):  # the small-sample rule
+                sev = "low"
             share = shares[groups.index(worst.value)]
             title = (f"{col}: {worst.value!r} is {'over' if e > 0 else 'under'}-represented "
                      f"(skew@{worst.k} = {'+' if e >= 0 else ''}{fmt(e)}: {share:.1%} of the "

@@ -111,12 +111,20 @@ def test_targets_and_averaging_over_lists(catalog):
 
 
 def test_over_exposure_is_a_finding(catalog):
-    res = _run(catalog, lambda q: ["0", "1"], k=2, skew_ks=[])
+    subjects = {"source": "inline", "items": [f"S{i}" for i in range(12)]}
+    res = _run(catalog, lambda q: ["0", "1"], k=2, skew_ks=[], subjects=subjects)
     f = next(f for f in res.findings if f.title.startswith("provider:"))
     # top-2 share of A = 1 vs 1/3 desired: skew ln 3, CI degenerate; B never appears
     assert "'A' is over-represented" in f.title and f.severity == "high"
     assert f.effect == pytest.approx(math.log(3))
     assert "1 groups with a positive desired share never appear (e.g. 'B')" in f.detail
+
+
+def test_a_skew_on_too_few_lists_is_never_rated_above_low(catalog):
+    """The small-sample rule: 6 lists < 10 (the demo's exposure probe, 7 lists, said HIGH)."""
+    res = _run(catalog, lambda q: ["0", "1"], k=2, skew_ks=[])
+    f = next(f for f in res.findings if f.title.startswith("provider:"))
+    assert "'A' is over-represented" in f.title and f.severity == "low"
 
 
 def test_zero_target_makes_ndkl_inf_and_is_left_out(catalog):
