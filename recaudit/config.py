@@ -83,7 +83,8 @@ class EngineConfig(_Strict):
     cache: str | None = Field(None, description="SQLite response cache; default in cache dir")
     fresh_cache: bool = Field(False, description="move an unusable cache file aside to "
                               "<name>.corrupt-<timestamp> and start an empty one")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="requests per engine batch; default "
+                                   "four of the model's own batches, at least 16")
     max_requests: int | None = Field(None, ge=0)
     dry_run: bool = False
     backend: Literal["local", "ray"] = "local"

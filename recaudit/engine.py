@@ -4,7 +4,9 @@ Every distinct request is computed once per (model fingerprint, decoding paramet
 adapter that schedules its own concurrency (``Recommender.streams``: an endpoint) gets every
 pending request of a kind at once and keeps its window of requests in flight over the whole
 run, with no batch barrier; the concurrency it achieved is in :attr:`EngineStats.concurrency`.
-Other adapters get batches of ``batch_size``. Each
+Other adapters get batches of ``batch_size``; unset, :func:`auto_engine_batch_size` (four of the
+adapter's own batches, so a continuously batched model refills its rows within one engine
+batch instead of draining them at every batch's end). Each
 answer is written to the cache as soon as it lands
 (:func:`~recaudit.recommenders.base.stream_recommender`: one by one from an adapter that
 finishes requests one by one, an endpoint or a per-request Python function; a whole batch at
@@ -362,11 +364,32 @@ def _extra_attempts(resp: Response) -> int:
     return max(attempts - 1, 0) if isinstance(attempts, int) else 0
 
 
+#: engine batch size of an adapter that has no batch size of its own, and the least otherwise
+DEFAULT_BATCH_SIZE = 16
+#: engine batch = this many of the adapter's own batches (its ``batch_size``: decode rows)
+BATCHES_PER_ENGINE_BATCH = 4
+
+
+def auto_engine_batch_size(recommender: Recommender) -> int:
+    """Return the requests per engine batch when the config sets none.
+
+    ``max(DEFAULT_BATCH_SIZE, BATCHES_PER_ENGINE_BATCH * recommender.batch_size)`` for an adapter
+    with an integer ``batch_size`` (hf/gguf: rows decoded together; embedding: texts encoded
+    together; vllm: its scheduler's sequences), else ``DEFAULT_BATCH_SIZE``. A batch is also
+    the cache's unit of writing for adapters that answer a batch at once, so it stays a few of
+    the adapter's own batches: an interrupted audit loses at most one.
+    """
+    own = getattr(recommender, "batch_size", None)
+    if isinstance(own, bool) or not isinstance(own, int) or own < 1:
+        return DEFAULT_BATCH_SIZE
+    return max(DEFAULT_BATCH_SIZE, BATCHES_PER_ENGINE_BATCH * own)
+
+
 class Engine:
     """Runs requests through a recommender with dedup, caching, batching and progress."""
 
     def __init__(self, recommender: Recommender, catalog: "Catalog | None" = None, *,
-                 cache_path: str | Path | None = None, batch_size: int = 16,
+                 cache_path: str | Path | None = None, batch_size: int | None = None,
                  max_requests: int | None = None, dry_run: bool = False,
                  progress: bool = True, backend: str = "local", ray_workers: int = 2,
                  console: Any = None, fresh_cache: bool = False,
@@ -378,7 +401,8 @@ class Engine:
         self.catalog = catalog
         self.cache = ResponseCache(cache_path or default_cache_path(),
                                    fresh_if_unusable=fresh_cache)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = (auto_engine_batch_size(recommender) if batch_size is None
+                           else max(1, int(batch_size)))
         self.max_requests = max_requests
         self.dry_run = dry_run
         self.progress = progress

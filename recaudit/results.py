@@ -17,7 +17,8 @@ carry no hash) still load (:func:`upgrade`). Schema 1.4 made a probe's status da
 is a :class:`ProbeStatus`, a skipped probe says why in ``skip_kind`` (:class:`SkipKind`),
 ``optional`` carries the config's ``optional: true``, and the engine's facts are fields
 (``n_missing``, ``first_error``) instead of warning prose; older files get ``skip_kind`` from
-their message (:func:`upgrade`).
+their message (:func:`upgrade`). Schema 1.5 added a finding's ``n`` (the units it rests on);
+a finding of an older file has none and is judged on its probe's units.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.4"
-READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.5"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", SCHEMA_VERSION)
 HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
@@ -95,13 +96,18 @@ class MetricRecord(_Model):
 
 
 class Finding(_Model):
-    """A sentence a reader should see first: its probe, severity, title, detail and effect."""
+    """A sentence a reader should see first: its probe, severity, title, detail and effect.
+
+    ``n``: the units the finding rests on (those of the record it is about); None: unknown, and
+    the probe's units stand in (:func:`recaudit.verdicts.probe_status`).
+    """
 
     probe: str
     severity: Literal["info", "low", "medium", "high"] = "info"
     title: str
     detail: str = ""
     effect: float | None = None
+    n: int | None = None
 
 
 class MetricSpecModel(_Model):

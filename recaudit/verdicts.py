@@ -351,19 +351,20 @@ def flag_status(significant: bool | None, n: int | None, min_units: int = MIN_UN
 
 
 def probe_status(test_statuses: Sequence[str], finding_severities: Sequence[str],
-                 n_units: int | None, *, n_failed: int = 0,
-                 min_units: int = MIN_UNITS) -> tuple[str, str]:
+                 n_units: int | None, *, finding_units: Sequence[int | None] | None = None,
+                 n_failed: int = 0, min_units: int = MIN_UNITS) -> tuple[str, str]:
     """Return a probe's ``(status, label)`` from its tests, its findings and its units.
 
-    ``test_statuses`` are :func:`flag_status` of the probe's tests; ``finding_severities`` its
-    findings' severities; ``n_units`` the most units any of its records rests on (None:
-    unknown, not held against it); ``n_failed`` its failed queries.
+    ``test_statuses`` are :func:`flag_status` of the probe's tests (each judged on its own
+    units); ``finding_severities`` its findings' severities and ``finding_units`` the units each
+    rests on (``Finding.n``; None or missing: the probe's); ``n_units`` the most units any of its
+    records rests on (None: unknown, not held against it); ``n_failed`` its failed queries.
 
-    * ``("warn", "FLAGGED")``: on at least ``min_units`` units, a test flagged or a finding
-      (``low`` or above);
-    * ``("inconclusive", inconclusive_label(n_units))``: it would be flagged, but the probe
-      has fewer than ``min_units`` units (no probe is FLAGGED below the rule, whatever its
-      findings were rated under another threshold);
+    * ``("warn", "FLAGGED")``: a test flagged, or a finding (``low`` or above) rests on at
+      least ``min_units`` units, and so does the probe;
+    * ``("inconclusive", inconclusive_label(n))``: it would be flagged, but only on fewer than
+      ``min_units`` units (``n``: the fewest units behind what would flag it; no probe is
+      FLAGGED below the rule, whatever its findings were rated under another threshold);
     * ``("warn", "WARN")``: nothing flagged, but queries failed; ``("pass", "OK")`` otherwise.
 
     Examples
@@ -372,11 +373,19 @@ def probe_status(test_statuses: Sequence[str], finding_severities: Sequence[str]
     ('inconclusive', 'INCONCLUSIVE (3 units < 10: too few for a verdict)')
     >>> probe_status(["flag"], ["low"], 20)
     ('warn', 'FLAGGED')
+    >>> probe_status(["pass"], ["low"], 10, finding_units=[7])
+    ('inconclusive', 'INCONCLUSIVE (7 units < 10: too few for a verdict)')
     """
     enough = enough_units(n_units, min_units)
-    found = "flag" in test_statuses or any(s != "info" for s in finding_severities)
-    if found and enough:
+    units = list(finding_units or [])
+    units += [None] * (len(finding_severities) - len(units))
+    found = [n_units if u is None else u
+             for s, u in zip(finding_severities, units, strict=False) if s != "info"]
+    solid = "flag" in test_statuses or any(enough_units(u, min_units) for u in found)
+    if solid and enough:
         return "warn", "FLAGGED"
-    if found or INCONCLUSIVE in test_statuses:  # only tests on fewer units: those units
-        return INCONCLUSIVE, inconclusive_label(None if enough else n_units, min_units)
+    small = [u for u in found if u is not None and not enough_units(u, min_units)]
+    if solid or found or INCONCLUSIVE in test_statuses:  # only on too few units
+        n = n_units if not enough else min(small) if small else None
+        return INCONCLUSIVE, inconclusive_label(n, min_units)
     return ("warn", "WARN") if n_failed else ("pass", "OK")

@@ -310,3 +310,23 @@ def test_an_in_process_adapter_keeps_its_batches_and_reports_no_concurrency(tmp_
     eng.close()
     assert rec.calls == [("list", 2), ("list", 2), ("list", 1)]
     assert "concurrency" not in eng.stats.to_dict() and eng.stats.concurrency_line() is None
+
+
+def test_engine_batch_defaults_to_four_of_the_adapters_own_batches(tmp_path):
+    from recaudit.engine import DEFAULT_BATCH_SIZE, auto_engine_batch_size
+
+    rec = CountingRecommender()
+    assert not hasattr(rec, "batch_size")
+    assert auto_engine_batch_size(rec) == DEFAULT_BATCH_SIZE == 16
+    rec.batch_size = 32  # e.g. hf's decode rows on 2 cores
+    assert auto_engine_batch_size(rec) == 128
+    rec.batch_size = 2
+    assert auto_engine_batch_size(rec) == 16  # never below the default
+    rec.batch_size = True  # not a size
+    assert auto_engine_batch_size(rec) == 16
+    rec.batch_size = 32
+    assert Engine(rec, cache_path=tmp_path / "a.sqlite", progress=False).batch_size == 128
+    assert Engine(rec, cache_path=tmp_path / "b.sqlite", batch_size=5,
+                  progress=False).batch_size == 5
+    Engine(rec, cache_path=tmp_path / "c.sqlite", progress=False).run(_requests(300))
+    assert rec.batches == 3  # 128 + 128 + 44

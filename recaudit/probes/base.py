@@ -191,6 +191,9 @@ class Probe:
     #: True when the probe always needs catalog data (popularity, genres, item groups, user
     #: histories): a catalog-free audit (``catalog: {source: none}``) skips it with the reason
     needs_catalog: ClassVar[bool] = False
+    #: params a config entry gives whole: its value replaces the suite's instead of merging into
+    #: it key by key (``attributes: {gender: [...]}`` on the fairllm suite runs gender only)
+    whole_params: ClassVar[frozenset[str]] = frozenset()
     #: the metrics the report leads with
     headline: ClassVar[tuple[str, ...]] = ()
     #: how to read the numbers (stored on every result)

@@ -158,6 +158,8 @@ class CounterfactualParams(ProbeParams):
 class CounterfactualProbe(Probe):
     """FaiRLLM: whether the list changes when the user says who they are."""
 
+    whole_params = frozenset({"attributes", "control"})
+
     Params = CounterfactualParams
     requires = frozenset({GENERATE, EMBED})
     headline = ("snsr_jaccard",)

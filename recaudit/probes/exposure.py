@@ -400,8 +400,10 @@ class ExposureProbe(Probe):
                and r.ci_high is not None and (r.ci_low > 0 or r.ci_high < 0)]
         absent = [g for g, r in skews.items() if r.estimate is None]
         nd_txt = f"NDKL@{nd.k} = {fmt(nd.estimate)}"
+        n = None
         if sig:
             worst = max(sig, key=lambda r: abs(r.estimate))
+            n = worst.n
             e = worst.estimate
             sev = "high" if abs(e) >= math.log(2) else "medium" if abs(e) >= math.log(1.5) \
                 else "low"
@@ -422,4 +424,4 @@ class ExposureProbe(Probe):
             detail += (f" {len(absent)} groups with a positive desired share never appear "
                        f"(e.g. {', '.join(map(repr, absent[:3]))}).")
         res.findings.append(Finding(probe=self.run_id, severity=sev, effect=e, title=title,
-                                    detail=detail))
+                                    detail=detail, n=n))

@@ -537,7 +537,7 @@ class Summariser:
         """
         significant = verdicts.is_significant(rec, alpha)
         f = Finding(probe=self.res.id, severity=self.severity(rec, significant),
-                    effect=rec.estimate, title=title, detail=detail)
+                    effect=rec.estimate, title=title, detail=detail, n=rec.n)
         self.res.findings.append(f)
         return f
 
@@ -556,7 +556,7 @@ class Summariser:
         label = verdicts.refusal_severity(share, len(empty), verdicts.min_units_of(self.st))
         if label is not None:
             self.res.findings.append(Finding(
-                probe=self.res.id, severity=label,
+                probe=self.res.id, severity=label, n=len(empty),
                 effect=share, title=f"{share:.0%} of answers contain no catalog item (refusals "
                                     "or unparseable text)", detail=consequence))
         return share

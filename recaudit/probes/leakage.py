@@ -225,6 +225,8 @@ def predict_by_distinct_rows(clf: Any, X: Any) -> np.ndarray:
 class LeakageProbe(Probe):
     """UP5-style leakage: whether a classifier can tell the stated attribute value from the list."""
 
+    whole_params = frozenset({"attributes", "control"})
+
     Params = LeakageParams
     requires = frozenset({GENERATE, EMBED})
     headline = ("leakage_auc",)

@@ -223,6 +223,8 @@ class ProfileParams(ProbeParams):
 class ProfileProbe(Probe):
     """CFaiRLLM: whether stating gender/age changes history-based lists and their accuracy."""
 
+    whole_params = frozenset({"attributes", "control"})
+
     Params = ProfileParams
     requires = frozenset({GENERATE, EMBED})
     needs_catalog = True

@@ -16,6 +16,8 @@ or else under that spec string.
 
 from __future__ import annotations
 
+import copy
+
 import importlib
 import pkgutil
 from importlib import resources
@@ -175,7 +177,9 @@ def resolve_probe_params(spec: Any, where: str, index: int) -> dict[str, Any]:
             raise ConfigError(f"{where}: probes[{index}].suite: suite {spec.suite!r} is for probe "
                               f"{suite['probe']!r}, not {spec.probe!r}")
         params = suite.get("params") or {}
-    params = deep_merge(params, spec.params)
+    whole = {k: v for k, v in spec.params.items() if k in cls.whole_params}
+    params = deep_merge(params, {k: v for k, v in spec.params.items() if k not in whole})
+    params.update(copy.deepcopy(whole))
     try:
         model = cls.Params.model_validate(params)
     except ValidationError as err:

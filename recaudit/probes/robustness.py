@@ -554,7 +554,7 @@ class RobustnessProbe(Probe):
         listing = ", ".join(f"{c} {fmt(recs[c].estimate)}" for c in order
                             if recs[c].estimate is not None)
         res.findings.append(Finding(
-            probe=self.run_id, severity=sev, effect=worst.estimate,
+            probe=self.run_id, severity=sev, effect=worst.estimate, n=worst.n,
             title=(f"lists are stable under every perturbation (stability_{sim}@{worst.k} = 1)"
                    if robust else
                    f"'{order[0]}' hurts most: stability_{sim}@{worst.k} = "

@@ -18,7 +18,7 @@ from ..formatting import fmt as num
 from ..formatting import fmt_ci as ci
 from ..formatting import fmt_p as pval
 from ..formatting import is_number
-from ..results import ORIGINAL, AuditResult, MetricRecord, ProbeResult
+from ..results import ORIGINAL, AuditResult, Finding, MetricRecord, ProbeResult
 from ..verdicts import (MIN_UNITS, SEVERITIES, alpha_of, ci_excludes_null, decision_p,
                         enough_units, is_significant, min_units_of, probe_status, record_severity,
                         small_sample_warning, flag_status)
@@ -358,17 +358,49 @@ def probe_units(p: ProbeResult, variant: str | None = None) -> int | None:
     return max(ns) if ns else None
 
 
+def fewest_units(p: ProbeResult, variant: str | None = None) -> int | None:
+    """Return the fewest units behind what could flag the probe (None: no record says).
+
+    The smallest ``n`` among its (non-info) findings and the tests (aggregate records with a
+    p-value) of ``variant`` (default: the first): an exposure probe whose skews rest on 7 usable
+    lists of 10 requests rests on 7, whatever its other records say.
+    """
+    variant = variant_names(p)[0] if variant is None else variant
+    ns = [f.n for f in p.findings if f.severity != "info" and f.n is not None]
+    ns += [m.n for m in p.metrics if m.variant == variant and m.value is None and m.n is not None
+           and (m.p_value is not None or m.p_adjusted is not None)]
+    return min(ns) if ns else None
+
+
 def probe_small_sample(p: ProbeResult, min_units: int = MIN_UNITS) -> str | None:
     """Return the one small-sample warning every probe below the rule shows (None: enough).
 
-    :func:`~recaudit.verdicts.small_sample_warning` of :func:`probe_units`, with what the rule
-    does to the verdict, so every probe says it in the same words.
+    :func:`~recaudit.verdicts.small_sample_warning` of :func:`probe_units` (the whole probe is
+    small) or else of :func:`fewest_units` (some of its tests or findings are), with what the
+    rule does to the verdict, so every probe says it in the same words.
     """
-    n = probe_units(p) if p.status == "ok" else None
-    if enough_units(n, min_units):
+    if p.status != "ok":
         return None
-    return (f"{small_sample_warning(n, min_units)}; no finding is rated above low and the "
-            "probe is not flagged")
+    n, lead = probe_units(p), ""
+    if enough_units(n, min_units):
+        n, lead = fewest_units(p), "some of its tests or findings rest on "
+        if enough_units(n, min_units):
+            return None
+    return (f"{lead}{small_sample_warning(n, min_units)}; findings on so few units are rated "
+            "at most low and do not flag the probe")
+
+
+def finding_small_sample(p: ProbeResult, f: Finding, min_units: int = MIN_UNITS) -> str | None:
+    """Return the small-sample warning of finding ``f`` of ``p`` (None: enough units).
+
+    Judged on the finding's own units (``Finding.n``), else on the probe's
+    (:func:`probe_units`).
+    """
+    n = probe_units(p) if f.n is None else f.n
+    if p.status != "ok" or enough_units(n, min_units):
+        return None
+    return (f"{small_sample_warning(n, min_units)}; findings on so few units are rated at "
+            "most low and do not flag the probe")
 
 
 def probe_verdict(p: ProbeResult, alpha: float, min_units: int = MIN_UNITS) -> Verdict:
@@ -395,7 +427,8 @@ def probe_verdict(p: ProbeResult, alpha: float, min_units: int = MIN_UNITS) -> V
     if small:
         parts.append(small)
     status, label = probe_status([c.status for c in tests], [f.severity for f in flagged],
-                                 probe_units(p), n_failed=p.n_failed, min_units=min_units)
+                                 probe_units(p), finding_units=[f.n for f in flagged],
+                                 n_failed=p.n_failed, min_units=min_units)
     return Verdict(status, label, "; ".join(parts) or "ran; no statistical test recorded")
 
 
@@ -567,10 +600,10 @@ def top_findings(result: AuditResult, n: int = 3) -> list[TopFinding]:
     out: list[TopFinding] = []
     alpha, min_units = alpha_of(result), min_units_of(result)
     own = [(p, f) for p in result.probes for f in p.findings if f.severity != "info"]
-    own.sort(key=lambda pf: (probe_small_sample(pf[0], min_units) is not None,
+    own.sort(key=lambda pf: (finding_small_sample(*pf, min_units) is not None,
                              -SEVERITY_RANK[pf[1].severity], -abs(pf[1].effect or 0.0)))
     for p, f in own[:n]:
-        small = probe_small_sample(p, min_units)
+        small = finding_small_sample(p, f, min_units)
         sev = "low" if small and SEVERITY_RANK[f.severity] > SEVERITY_RANK["low"] else f.severity
         out.append(TopFinding(p.id, sev, clean(f.title), clean(f.detail), f.effect, False, small))
     if len(out) >= n:

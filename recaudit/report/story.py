@@ -59,17 +59,18 @@ def _asked(result: AuditResult, min_units: int) -> list[str]:
     total = sum(p.n_queries for p in ran)
     parts = []
     for p in ran:
-        n = c.probe_units(p)
+        n, fewest = c.probe_units(p), c.fewest_units(p)
         queries = f"{p.n_queries} queries" if p.n_queries else "no queries of its own"
-        parts.append(f"{p.id} ({'units not recorded' if n is None else f'{n} units'}, "
-                     f"{queries})")
+        units = ("units not recorded" if n is None else f"{n} units" if fewest in (None, n)
+                 else f"{n} units, {fewest} behind some tests")
+        parts.append(f"{p.id} ({units}, {queries})")
     out = [f"{len(ran)} of {len(result.probes)} probes ran on "
            f"{c.clean(result.provenance.model_spec)}, {total} queries in all: "
            + ", ".join(parts) + "."]
     small = [p.id for p in ran if c.probe_small_sample(p, min_units)]
     if small:
-        out.append(f"{len(small)} probe(s) have fewer than {min_units} units, too few for a "
-                   f"verdict: {', '.join(small)}.")
+        out.append(f"{len(small)} probe(s) rest in whole or in part on fewer than {min_units} "
+                   f"units, too few for a verdict there: {', '.join(small)}.")
     not_run = [f"{p.id} ({p.status})" for p in result.probes if p.status != "ok"]
     if not_run:
         out.append(f"Not run: {', '.join(not_run)}.")

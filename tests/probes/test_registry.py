@@ -190,3 +190,25 @@ def test_a_second_probe_under_a_taken_name_is_refused_in_one_line():
                                      "again by ")
     assert dict(_REGISTRY) == before and get_probe("counterfactual").__name__ == \
         "CounterfactualProbe"
+
+
+def test_an_entrys_attribute_mapping_replaces_the_suites_not_merges_into_it():
+    """``attributes: {gender: [...]}`` on the eight-attribute fairllm suite ran all eight (the
+    mapping merged key by key); other mappings (``subjects``) still merge."""
+    import yaml
+
+    cfg = parse_config(yaml.safe_load(textwrap.dedent("""
+        model: "python:builtins:len"
+        probes:
+          - probe: counterfactual
+            suite: fairllm
+            params:
+              attributes: {gender: [a female, a male]}
+              control: {colour: [a blue-loving, a green-loving]}
+              subjects: {n: 7}
+    """)))
+    params = cfg.probes[0].params
+    assert params["attributes"] == {"gender": ["a female", "a male"]}
+    assert params["control"] == {"colour": ["a blue-loving", "a green-loving"]}
+    assert (params["subjects"]["source"], params["subjects"]["n"]) == ("catalog_popular", 7)
+    assert params["k"] == 20  # the suite's

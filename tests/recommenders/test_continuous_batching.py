@@ -141,7 +141,7 @@ def test_auto_batch_size_follows_the_hardware_and_never_the_numerics(tiny, causa
     monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 64 * 2 ** 30)
     auto = HFRecommender(str(causal_dir), Decoding(max_new_tokens=MAX_NEW))
     m_d = auto.batching.decode_rows
-    assert auto.batch_size == -(-32 // m_d) * m_d  # 8 rows per core, whole decode tiles
+    assert auto.batch_size == -(-64 // m_d) * m_d  # 16 rows per core, whole decode tiles
     assert f"batch size {auto.batch_size} (auto: 4 cores)" in \
         auto.batch_invariance()
     assert "auto" not in rec.batch_invariance()  # set by the user: nothing to record

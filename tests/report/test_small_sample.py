@@ -125,3 +125,40 @@ def test_a_finding_rated_high_under_a_lower_threshold_is_not_flagged_nor_high_be
     assert top.severity == "low" and top.small_sample  # was high
     lenient = _result(probe, stats={"min_group_size": 3})
     assert c.top_findings(lenient, 1)[0].severity == "high"
+
+
+def _demo_exposure(usable: int, requests: int = 10) -> ProbeResult:
+    """The demo's exposure probe: 10 requests (hallucination over all of them), skews on the
+    ``usable`` lists that had a catalog item, and a skew finding on those."""
+    probe = _exposure_like(usable)
+    probe.n_queries = requests
+    probe.metrics.append(MetricRecord(probe="exposure", metric="hallucination", k=10,
+                                      estimate=0.3, ci_low=0.2, ci_high=0.4, n=requests))
+    probe.findings[0].n = usable
+    return probe
+
+
+def test_a_probe_is_judged_on_the_units_behind_its_findings_not_its_largest_record():
+    """The demo's exposure probe read FLAGGED on 7 usable lists: its verdict took the largest
+    n of its records (10 requests)."""
+    probe = _demo_exposure(7)
+    assert c.probe_units(probe) == 10 and c.fewest_units(probe) == 7
+    assert c.probe_verdict(probe, 0.05).label == \
+        "INCONCLUSIVE (7 units < 10: too few for a verdict)"
+    warning = c.probe_small_sample(probe)
+    assert warning.startswith("some of its tests or findings rest on "
+                              + small_sample_warning(7, MIN_UNITS))
+    res = _result(probe)
+    assert "FLAGGED" not in html_report(res) + markdown_summary(res)
+    (top,) = c.top_findings(res, 1)
+    assert top.severity == "low" and top.small_sample.startswith(small_sample_warning(7))
+    enough = _demo_exposure(10)
+    assert c.probe_verdict(enough, 0.05).label == "FLAGGED"
+    assert c.probe_small_sample(enough) is None
+
+
+def test_a_solid_test_flags_the_probe_beside_a_small_finding():
+    probe = _probe(20)
+    probe.findings[0].n = 4  # a finding on a subgroup of 4 units
+    assert c.probe_verdict(probe, 0.05).label == "FLAGGED"  # its 20-unit test flagged
+    assert c.probe_small_sample(probe).startswith("some of its tests or findings rest on only 4")

@@ -71,7 +71,8 @@ def test_a_small_probe_is_named_and_no_control_is_said():
     p = _probe(3)
     p.metrics = [m for m in p.metrics if not m.metric.endswith("_vs_control")]
     s = story(_result(p))
-    assert s.asked[1] == "1 probe(s) have fewer than 10 units, too few for a verdict: cf."
+    assert s.asked[1] == ("1 probe(s) rest in whole or in part on fewer than 10 units, too few "
+                          "for a verdict there: cf.")
     assert s.beyond[-1].startswith("No matched control ran")
 
 

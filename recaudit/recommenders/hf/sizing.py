@@ -15,8 +15,12 @@ from typing import Any
 
 __all__ = ["auto_batch_size", "cpu_has_native_bf16"]
 
-# auto batch size: decode rows per core, and the share of free memory the batch may take
-_ROWS_PER_CORE = 8
+# auto batch size: decode rows per core (at most _CPU_ROWS_CAP), and the share of free memory
+# the batch may take. 16 per core: on 2 cores SmolLM2-135M decoded 64 prompts x 80 tokens at
+# 74 tok/s with 16 rows, 100-108 with 32, 86-88 with 48 or 64 (benchmarks/bench_inference.py,
+# row "generation, auto batch vs batch 16")
+_ROWS_PER_CORE = 16
+_CPU_ROWS_CAP = 128
 _MEMORY_SHARE = 0.25
 # auto batch size on a GPU: decode rows wanted before the memory cap (a GPU's matmul costs about
 # the same for 16 rows as for 64; the row-wise attention's calls grow with the rows)
@@ -75,9 +79,10 @@ def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int,
                     device: str = "cpu") -> tuple[int, str]:
     """Rows decoded together when the user set none, and why.
 
-    Compute: on a CPU ``_ROWS_PER_CORE`` rows per usable core, on a GPU ``_GPU_ROWS``, rounded
-    up to whole decode tiles (a partly filled tile costs a full one). Memory: at most
-    ``_MEMORY_SHARE`` of the available memory (the GPU's free memory on a GPU) for the rows'
+    Compute: on a CPU ``_ROWS_PER_CORE`` rows per usable core (at most ``_CPU_ROWS_CAP``), on a
+    GPU ``_GPU_ROWS``, rounded up to whole decode tiles (a partly filled tile costs a full one).
+    Memory: at most ``_MEMORY_SHARE`` of the available memory (the GPU's free memory on a GPU)
+    for the rows'
     KV cache (2 x layers x kv heads x head dim x bytes, over 1024 prompt tokens +
     ``max_new_tokens``) and fp32 logits. With fixed-shape tiles the choice never changes an
     output (the fingerprint does not record it).
@@ -86,7 +91,7 @@ def auto_batch_size(model: Any, decode_rows: int | None, max_new_tokens: int,
         else model.config
     cores = _usable_cores()
     tile = decode_rows or 1
-    base = _GPU_ROWS if device == "cuda" else _ROWS_PER_CORE * cores
+    base = _GPU_ROWS if device == "cuda" else min(_ROWS_PER_CORE * cores, _CPU_ROWS_CAP)
     want = -(-base // tile) * tile
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", 1) or 1
     heads = getattr(cfg, "num_attention_heads", 1) or 1
