@@ -152,8 +152,7 @@ def server_rows(model_dir: Path, n: int, tokens: int, concurrencies: list[int],
     log = open(HERE / "vllm_server.log", "w")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           "--dtype", "float32", "--max-model-len", "2048", "--generation-config", "vllm",
-           "--disable-log-requests"]
+           "--dtype", "float32", "--max-model-len", "2048", "--generation-config", "vllm"]
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -203,16 +202,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--no-server", action="store_true")
+    ap.add_argument("--skip-in-process", action="store_true",
+                    help="vLLM rows only (offline, adapter, server)")
     ap.add_argument("--out", default=str(HERE / "vllm_rows.json"))
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.prompts.split(",")]
     from machine import describe
 
     print(json.dumps(describe()), flush=True)
-    rows = in_process_rows(ns, args.tokens)
+    rows = [] if args.skip_in_process else in_process_rows(ns, args.tokens)
     v_rows, ceiling, rec = vllm_rows(ns, args.tokens)
     rows += v_rows
-    for n in ns:
+    for n in ns if not args.skip_in_process else ():
         ours = next(r["value"] for r in rows if r["what"] == f"recaudit in-process, {n} prompts")
         rows.append(_row(f"recaudit in-process / vLLM offline, {n} prompts", ours / ceiling[n],
                          "x", "target >= 1.0"))

@@ -9,6 +9,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch  # noqa: E402
+
+# hf models choose their threads from the cores free at load (model_options.threads: auto);
+# the suite pins torch's own count, so a test's numbers never depend on the machine's load
+# (tests/recommenders/test_threads.py lifts this to test the choice)
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
 # A background job of a non-interactive shell (`sh -c 'make test &'`, a script, some CI runners
 # and agents) starts with SIGINT ignored, and Python keeps it ignored instead of installing the
 # handler that raises KeyboardInterrupt. The tests that send SIGINT (to this process in

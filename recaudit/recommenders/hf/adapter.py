@@ -27,11 +27,15 @@ from .invariance import BATCHING_MODES, _TILE_ROWS, _RowLayout, establish_batch_
 from .scoring import ScoringMixin
 from .kv import output_cache
 from .sizing import auto_batch_size, cpu_has_native_bf16
+from .threads import ThreadChoice, choose_threads, threads_keep_outputs
 
 __all__ = ["HFRecommender", "ADAPTER_VERSION", "DTYPES"]
 
 ADAPTER_VERSION = "hf-1"
 DTYPES = ("float32", "bfloat16")
+#: prompts generated under two thread counts before fewer threads are used (:mod:`.threads`)
+THREAD_PROBES = ("Recommend three movies for a quiet evening.",
+                 "I liked Alien and Heat. What should I watch next? Answer with a numbered list.")
 
 
 class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
@@ -91,9 +95,13 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                  decode_rows: int | None = None, model: Any = None, tokenizer: Any = None,
                  base: str | None = None, early_stop: bool = False,
                  continuous_batching: bool = True, dtype: str | None = None,
-                 device: str = "auto") -> None:
+                 device: str = "auto", threads: int | str = "auto") -> None:
         super().__init__(spec or f"hf:{path}", decoding)
         self.device = resolve_device(device)  # first: a refused device loads nothing
+        if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int)
+                                  or threads < 1):
+            raise ModelSpecError(f"model_options.threads must be auto or a positive integer, "
+                                 f"got {threads!r}")
         if dtype is None:
             dtype = default_dtype(self.device)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -173,10 +181,45 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         self._setup_tokens()
         self.batching = establish_batch_invariance(self.model, batching, prefill_rows,
                                                    decode_rows)
+        #: the thread count where it is not torch's default (None: the default, or a GPU)
+        self.threads = self._choose_threads(threads) if self.device == "cpu" else None
         if batch_size is None:
             self.batch_size, self.batch_size_reason = auto_batch_size(
                 self.model, self.batching.decode_rows, self.decoding.max_new_tokens,
                 self.device)
+
+    def _choose_threads(self, requested: int | str) -> ThreadChoice | None:
+        """Set torch's intra-op threads (:mod:`.threads`) and return the choice (None: unchanged).
+
+        The free cores, where that keeps every output bit of this model on this machine
+        (:func:`.threads.threads_keep_outputs` against the count the process runs at), else
+        that count.
+        """
+        import torch
+
+        full = torch.get_num_threads()
+        choice = choose_threads(requested)
+        if choice.threads == full:
+            return None
+        if requested == "auto" and not threads_keep_outputs(self._thread_probe, choice.threads,
+                                                            full):
+            return ThreadChoice(full, f"all {full}: {choice.threads} changes this model's "
+                                      "numbers on this machine")
+        torch.set_num_threads(choice.threads)
+        return choice
+
+    def _thread_probe(self) -> list[tuple[list[int], list[float]]]:
+        """Generate :data:`THREAD_PROBES` (8 new tokens at most) through the serving path."""
+        from dataclasses import replace
+
+        ids = [self.prompt_ids(Request.from_prompt(t)) for t in THREAD_PROBES]
+        saved = self.decoding
+        self.decoding = replace(saved, max_new_tokens=min(saved.max_new_tokens, 8),
+                                temperature=0.0)
+        try:
+            return self.generate_ids(ids)
+        finally:
+            self.decoding = saved
 
     def _setup_tokens(self) -> None:
         tok, cfg = self.tokenizer, self.model.config
@@ -234,6 +277,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         line = self.batching.describe()
         if self.batch_size_reason:
             line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
+        if self.threads is not None:
+            line += f"; {self.threads.describe()}"
         dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
         if self.device != "cpu":
             line += f"; device {device_label(self.device)}, weights {dtype}"
