@@ -358,6 +358,10 @@ def probe_units(p: ProbeResult, variant: str | None = None) -> int | None:
     return max(ns) if ns else None
 
 
+#: what the small-sample rule does, after every small-sample warning
+_RULE_SAYS = "; findings on so few units are rated at most low and do not flag the probe"
+
+
 def fewest_units(p: ProbeResult, variant: str | None = None) -> int | None:
     """Return the fewest units behind what could flag the probe (None: no record says).
 
@@ -386,8 +390,7 @@ def probe_small_sample(p: ProbeResult, min_units: int = MIN_UNITS) -> str | None
         n, lead = fewest_units(p), "some of its tests or findings rest on "
         if enough_units(n, min_units):
             return None
-    return (f"{lead}{small_sample_warning(n, min_units)}; findings on so few units are rated "
-            "at most low and do not flag the probe")
+    return f"{lead}{small_sample_warning(n, min_units)}{_RULE_SAYS}"
 
 
 def finding_small_sample(p: ProbeResult, f: Finding, min_units: int = MIN_UNITS) -> str | None:
@@ -399,8 +402,7 @@ def finding_small_sample(p: ProbeResult, f: Finding, min_units: int = MIN_UNITS)
     n = probe_units(p) if f.n is None else f.n
     if p.status != "ok" or enough_units(n, min_units):
         return None
-    return (f"{small_sample_warning(n, min_units)}; findings on so few units are rated at "
-            "most low and do not flag the probe")
+    return f"{small_sample_warning(n, min_units)}{_RULE_SAYS}"
 
 
 def probe_verdict(p: ProbeResult, alpha: float, min_units: int = MIN_UNITS) -> Verdict:

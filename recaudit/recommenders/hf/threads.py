@@ -7,7 +7,8 @@ operation's barrier: on 2 cores under a load average of 5-10 the demo took 54 mi
 * ``auto`` (default): the usable cores minus those busy at load (:func:`busy_cores`: the median
   of a few samples of the runnable tasks in ``/proc/loadavg``, less this process), at least 1;
   ``OMP_NUM_THREADS`` set by the user wins;
-* an integer: that many.
+* an integer: that many, unchecked (the user's choice; it is not in the fingerprint, so a
+  count whose numbers differ can mix with cached answers of another count).
 
 Fewer threads must not change an output, or a rerun under another load would compute answers
 that disagree with its cached ones. :func:`threads_keep_outputs` checks it on the model's own
