@@ -55,6 +55,13 @@ def _requests(n: int):
     return [Request.from_prompt(p) for p in prompts(n)]
 
 
+def _timed_generation(rec, ids: list[list[int]]) -> tuple[int, float]:
+    """``rec.generate_ids(ids)`` (an hf: or vllm: adapter): new tokens, seconds."""
+    t0 = time.perf_counter()
+    out = rec.generate_ids(ids)
+    return sum(len(t) for t, _ in out), time.perf_counter() - t0
+
+
 def in_process_rows(ns: list[int], tokens: int) -> list[dict]:
     """recaudit's hf adapter (tiles, auto batch), one request at a time with transformers, and
     plain transformers batched generate, on the same prompts."""
@@ -69,10 +76,7 @@ def in_process_rows(ns: list[int], tokens: int) -> list[dict]:
     for n in ns:
         ids = [rec.prompt_ids(r) for r in _requests(n)]
         rec.generate_ids([ids[0]])  # warm-up
-        t0 = time.perf_counter()
-        out = rec.generate_ids(ids)
-        dt = time.perf_counter() - t0
-        toks = sum(len(t) for t, _ in out)
+        toks, dt = _timed_generation(rec, ids)
         rows.append(_row(f"recaudit in-process, {n} prompts", toks / dt, "tok/s",
                          f"{toks} tokens in {dt:.1f} s; {invariance}"))
     model, eos = rec.model, sorted(rec.eos_ids)
@@ -125,10 +129,7 @@ def vllm_rows(ns: list[int], tokens: int) -> tuple[list[dict], dict[int, float],
         rows.append(_row(f"vLLM offline engine (ceiling), {n} prompts", toks / dt, "tok/s",
                          f"{toks} tokens in {dt:.1f} s; vLLM {rec.vllm_version}, all prompts "
                          "at once"))
-        t0 = time.perf_counter()
-        out = rec.generate_ids(ids)
-        dt = time.perf_counter() - t0
-        toks = sum(len(t) for t, _ in out)
+        toks, dt = _timed_generation(rec, ids)
         rows.append(_row(f"vllm: adapter, {n} prompts", toks / dt, "tok/s",
                          f"{toks} tokens; {rec.batch_invariance()}"))
     return rows, ceiling, rec
