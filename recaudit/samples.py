@@ -235,22 +235,27 @@ def self_consistency_floor(samples: np.ndarray, statistic: Any, seed: int) -> fl
         return None
     rng = np.random.default_rng(seed)
     n_s = x.shape[0]
-    draws = []
+    # the draws' random splits and signs, in the order a draw-by-draw loop takes them
+    in_a = np.zeros((SELF_FLOOR_DRAWS, n_s), dtype=bool)
+    signs = np.empty((SELF_FLOOR_DRAWS,) + x.shape[1:])
+    for d in range(SELF_FLOOR_DRAWS):
+        in_a[d, rng.permutation(n_s)[:n_s // 2]] = True
+        signs[d] = rng.choice((-1.0, 1.0), size=x.shape[1:])
+    present = ~np.isnan(x)
+    filled = np.where(present, x, 0.0)
+    # per draw, the halves' sums and counts over their samples: (draws, units, conditions)
+    sum_a, sum_b = (np.einsum("ds,suc->duc", half.astype(float), filled)
+                    for half in (in_a, ~in_a))
+    a, b = (np.einsum("ds,suc->duc", half.astype(float), present.astype(float))
+            for half in (in_a, ~in_a))
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        for _ in range(SELF_FLOOR_DRAWS):
-            order = rng.permutation(n_s)
-            half_a, half_b = x[order[:n_s // 2]], x[order[n_s // 2:]]
-            a = (~np.isnan(half_a)).sum(axis=0)
-            b = (~np.isnan(half_b)).sum(axis=0)
-            y = (np.nanmean(half_a, axis=0) - np.nanmean(half_b, axis=0)) \
-                * np.sqrt(a * b) / (a + b)
-            y[(a == 0) | (b == 0)] = np.nan
-            y *= rng.choice((-1.0, 1.0), size=y.shape)
-            means = np.nanmean(y, axis=0)  # (C,)
-            if np.isfinite(means).all():
-                draws.append(float(statistic(means)))
-    return float(np.quantile(draws, 0.95)) if draws else None
+        y = (sum_a / a - sum_b / b) * np.sqrt(a * b) / (a + b)
+        y[(a == 0) | (b == 0)] = np.nan
+        y *= signs
+        means = np.nanmean(y, axis=1)  # (draws, C)
+    draws = np.asarray(statistic(means[np.isfinite(means).all(axis=1)]), dtype=float)
+    return float(np.quantile(draws, 0.95)) if draws.size else None
 
 
 def pair_similarities(samples: list[list[str] | None]) -> tuple[float, float] | None:

@@ -64,42 +64,65 @@ def model_dir(cache_root):
         return VLLMRecommender._resolve("bundled-smollm2")  # the dequantized GGUF
 
 
+class _Server:
+    """A vLLM server process starting in the background; :meth:`url` waits until it answers.
+
+    Starting it before the in-process ``vllm:`` engine loads lets the two start-ups (each mostly
+    a single-threaded import of vLLM, about 25 s per process) overlap on a 2-core machine.
+    """
+
+    def __init__(self, model_dir: str, log_path) -> None:
+        self.port = _free_port()
+        self.log_path = log_path
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+               str(model_dir), "--served-model-name", "smollm2", "--host", "127.0.0.1",
+               "--port", str(self.port), "--dtype", "float32", "--max-model-len", "2048",
+               "--generation-config", "vllm", "--enforce-eager"]
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+        self.started = time.perf_counter()
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._url: str | None = None
+
+    def url(self) -> str:
+        """Return the base URL once ``/v1/models`` answers (fails the test if it never does)."""
+        import httpx
+
+        while self._url is None:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                pytest.fail(f"the vLLM server exited ({self.proc.returncode}): "
+                            f"{' | '.join(tail)}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/v1/models", timeout=2).is_success:
+                    self._url = f"http://127.0.0.1:{self.port}/v1"
+                    print(f"\nvLLM server up in {time.perf_counter() - self.started:.0f} s")
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - self.started > START_TIMEOUT_S:
+                pytest.fail(f"the vLLM server did not answer within {START_TIMEOUT_S} s")
+            time.sleep(1)
+        return self._url
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    """``python -m vllm.entrypoints.openai.api_server`` on a free port; its base URL."""
-    import httpx
-
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           "--dtype", "float32", "--max-model-len", "2048", "--generation-config", "vllm",
-           "--enforce-eager"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            while True:
-                if proc.poll() is not None:
-                    tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-                    pytest.fail(f"the vLLM server exited ({proc.returncode}): {' | '.join(tail)}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.perf_counter() - started > START_TIMEOUT_S:
-                    pytest.fail(f"the vLLM server did not answer within {START_TIMEOUT_S} s")
-                time.sleep(2)
-            print(f"\nvLLM server up in {time.perf_counter() - started:.0f} s")
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """``python -m vllm.entrypoints.openai.api_server`` on a free port, starting in the
+    background (call ``.url()`` to wait for it)."""
+    proc = _Server(model_dir, tmp_path_factory.mktemp("vllm_server") / "server.log")
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 def test_greedy_answers_through_the_server_equal_the_vllm_adapters(server, cache_root):
@@ -109,13 +132,6 @@ def test_greedy_answers_through_the_server_equal_the_vllm_adapters(server, cache
     from recaudit.recommenders.vllm import VLLMRecommender
 
     reqs = [Request.from_prompt(p) for p in PROMPTS]
-    client = OpenAIRecommender(server, "smollm2", Decoding(max_new_tokens=MAX_NEW),
-                               concurrency=1, timeout=300)
-    try:
-        served = client.recommend(reqs)
-    finally:
-        client.close()
-    assert all(r.error is None for r in served), [r.error for r in served]
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         mp.setenv("RECAUDIT_CACHE_DIR", cache_root)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -127,6 +143,13 @@ def test_greedy_answers_through_the_server_equal_the_vllm_adapters(server, cache
         ids = [offline.prompt_ids(r) for r in reqs]
     finally:
         offline.close()
+    client = OpenAIRecommender(server.url(), "smollm2", Decoding(max_new_tokens=MAX_NEW),
+                               concurrency=1, timeout=300)
+    try:
+        served = client.recommend(reqs)
+    finally:
+        client.close()
+    assert all(r.error is None for r in served), [r.error for r in served]
     assert [r.text for r in served] == [r.text for r in local]
     # the same prompt tokens on both sides: the server applied the same chat template
     assert [r.n_prompt_tokens for r in served] == [len(p) for p in ids]
@@ -138,8 +161,10 @@ def test_an_audit_runs_end_to_end_through_openai(server, tmp_path):
     from recaudit.audit import run_audit
     from recaudit.config import parse_config
 
+    url = server.url()
+
     cfg = parse_config({
-        "name": "vllm-server", "model": f"openai:{server}#smollm2",
+        "name": "vllm-server", "model": f"openai:{url}#smollm2",
         "decoding": {"max_new_tokens": MAX_NEW},
         "catalog": {"source": "movielens"},
         "engine": {"cache": str(tmp_path / "cache.sqlite"), "progress": False},
