@@ -270,16 +270,22 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
                     progress=progress and e.progress, backend=e.backend,
                     ray_workers=e.ray_workers, fresh_cache=e.fresh_cache,
                     ray_address=e.ray_address, samples=cfg.decoding.samples)
+    adaptive = None
     try:
-        answers_by_key = engine.run(requests)
+        if e.adaptive or e.budget:
+            adaptive = _run_in_rounds(cfg, ctx, planned, extra, engine, evaluate_gates)
+            results = adaptive.results
+        else:
+            answers_by_key = engine.run(requests)
     except BaseException:
         if recommender is None:  # built here (an endpoint that refused the key, ...)
             rec.close()
         raise
     finally:
         engine.close()
-    results = [_measure(item, ctx, cfg, answers_by_key, extra.get(item.probe.run_id, []))
-               if item.queries is not None else item.result() for item in planned]
+    if adaptive is None:
+        results = [_measure(item, ctx, cfg, answers_by_key, extra.get(item.probe.run_id, []))
+                   if item.queries is not None else item.result() for item in planned]
     text = cfg.source_text
     prov = Provenance(
         tool_version=__version__, model_spec=rec.spec, model_fingerprint=rec.fingerprint(),
@@ -288,7 +294,8 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         catalog_sha256=catalog.fingerprint() if hasattr(catalog, "fingerprint") else None,
         seeds={"stats": cfg.stats.seed, "decoding": cfg.decoding.seed},
         packages=package_versions(), started_at=started, finished_at=_now(),
-        command_line=command_line or " ".join(sys.argv), engine=engine.stats.to_dict(),
+        command_line=command_line or " ".join(sys.argv),
+        engine={**engine.stats.to_dict(), **(adaptive.summary() if adaptive else {})},
         batch_invariance=rec.batch_invariance())
     if recommender is None:  # built here: release its HTTP client and pooled connections
         rec.close()
@@ -298,8 +305,83 @@ def run_audit(cfg: AuditConfig, *, recommender: Recommender | None = None, catal
         on_measured(result)
     if cfg.gates and evaluate_gates and not e.dry_run:  # a dry run measured nothing to gate
         from .gates import evaluate_gates as _evaluate
-        result.gates = _evaluate(result, cfg.gates)
+        if adaptive is None:
+            result.gates = _evaluate(result, cfg.gates)
+        else:
+            result.gates = adaptive.gate_results(result)
     return result
+
+
+@dataclass
+class _Rounds:
+    """An audit run in rounds (:mod:`recaudit.adaptive`): its results and how it went."""
+
+    rounds: Any  # recaudit.adaptive.AdaptiveRounds
+    results: list[ProbeResult]
+    alpha_cap: float | None  # the fixed-n gates' level at the cap (None: none reached it)
+
+    def summary(self) -> dict[str, Any]:
+        r = self.rounds
+        out: dict[str, Any] = {"rounds": r.rounds, "units_asked": dict(r.asked),
+                               "units_planned": {k: len(v) for k, v in r.orders.items()},
+                               "adaptive": r.adaptive}
+        if r.budget is not None:
+            out["budget"] = {"limit": r.budget.describe(), "spent": round(r.spent, 6),
+                             "exhausted": r.budget_exhausted}
+        return out
+
+    def gate_results(self, result: AuditResult) -> list[Any]:
+        from .gates import evaluate_gates as _evaluate
+
+        fixed = _evaluate(result, self.rounds.gates, alpha=self.alpha_cap)
+        return [self.rounds.gate_result(i, g) for i, g in enumerate(fixed)]
+
+
+def _run_in_rounds(cfg: AuditConfig, ctx: AuditContext, planned: list[PlannedProbe],
+                   extra: dict[str, list[Query]], engine: Any, gate: bool) -> _Rounds:
+    """Run the probes in rounds of units (adaptive) or in one round under a budget.
+
+    A gate still undecided at the cap of an adaptive audit is judged on an analysis at level
+    ``alpha - SEQUENTIAL_ALPHA`` (the hybrid of :mod:`recaudit.adaptive`).
+    """
+    import dataclasses
+
+    from .adaptive import SEQUENTIAL_ALPHA, AdaptiveRounds, Budget
+    from .verdicts import alpha_of
+
+    def measure(item: PlannedProbe, answers: dict[str, Any], ex: list[Query],
+                units: set[str] | None, run_ctx: AuditContext = ctx) -> ProbeResult:
+        part = dataclasses.replace(item, queries=[q for q in item.queries or []
+                                                  if units is None or str(q.key.unit) in units])
+        res = _measure(part, run_ctx, cfg, answers, ex)
+        res.n_queries, res.n_missing = len(item.queries or []), res.n_missing + \
+            len(item.queries or []) - len(part.queries or [])
+        if len(part.queries or []) < len(item.queries or []):
+            res.warnings.append(f"adaptive: {len(part.queries or [])} of "
+                                f"{len(item.queries or [])} planned requests asked")
+        return res
+
+    e = cfg.engine
+    alpha = alpha_of(cfg.stats)
+    rounds = AdaptiveRounds(planned, extra, engine, measure, cfg.gates if gate else [],
+                            seed=cfg.stats.seed, alpha=alpha, adaptive=e.adaptive,
+                            budget=Budget.parse(e.budget) if e.budget else None,
+                            min_units=cfg.stats.min_group_size,
+                            say=lambda line: print(f"recaudit: {line}", file=sys.stderr))
+    by_run = {r.id: r for r in rounds.run(lambda rs: {r.id: r for r in rs})}
+    alpha_cap = None
+    at_cap = e.adaptive and not rounds.budget_exhausted and any(
+        t.decision == "undecided" for t in rounds.tracks.values())
+    if at_cap and alpha > SEQUENTIAL_ALPHA:
+        alpha_cap = alpha - SEQUENTIAL_ALPHA
+        stats = cfg.stats.model_copy(update={"alpha": alpha_cap, "confidence": 1 - alpha_cap})
+        cap_ctx = dataclasses.replace(ctx, stats=stats)
+        for item in planned:
+            run = item.probe.run_id
+            if run in by_run and rounds.asked.get(run) == len(rounds.orders[run]):
+                by_run[run] = measure(item, rounds.answers, extra.get(run, []), None, cap_ctx)
+    results = [by_run.get(item.probe.run_id) or item.result() for item in planned]
+    return _Rounds(rounds, results, alpha_cap)
 
 
 def failed_probes(result: AuditResult) -> list[ProbeResult]:

@@ -15,7 +15,8 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import (EXIT_GATE_FAILED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_RUNTIME, EXIT_USAGE,
+from .errors import (EXIT_BUDGET, EXIT_GATE_FAILED, EXIT_OK, EXIT_PROBE_FAILED, EXIT_RUNTIME,
+                     EXIT_USAGE,
                      ConfigError, RecauditError)
 
 EPILOG = """exit codes:
@@ -25,6 +26,8 @@ EPILOG = """exit codes:
   3  runtime failure (a model could not be loaded or run, every request failed)
   4  a probe ended in error, or had no data to run on, and is not 'optional: true'
      (a model that cannot serve a probe, or a catalog-free audit, is no failure)
+  5  the --budget ran out before every gate was decided (no gate failed); rerun with a
+     larger budget: cached answers are reused
 """
 
 
@@ -76,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: config 'out')")
     p.add_argument("--max-requests", type=int, help="compute at most N uncached requests")
     p.add_argument("--dry-run", action="store_true", help="print the plan, compute nothing")
+    p.add_argument("--adaptive", action="store_true", help="ask units in seeded rounds and "
+                   "stop once every gate is decided (engine: {adaptive: true})")
+    p.add_argument("--budget", metavar="SPEC", help="never spend more than requests=N, "
+                   "tokens=M or cost=C,in=P,out=Q (prices per 1,000 input/output tokens)")
     p.add_argument("--seed", type=int, help="statistics seed")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="json,html,junit,md",
@@ -254,8 +261,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.trust_remote_code:
         overrides["trust_remote_code"] = True
     if args.batch_size or args.max_requests is not None or args.dry_run or args.cache \
-            or args.no_progress or args.fresh_cache:
+            or args.no_progress or args.fresh_cache or args.adaptive or args.budget:
         eng: dict[str, Any] = {}
+        if args.adaptive:
+            eng["adaptive"] = True
+        if args.budget:
+            eng["budget"] = args.budget
         if args.batch_size:
             eng["batch_size"] = args.batch_size
         if args.max_requests is not None:
@@ -311,8 +322,8 @@ def _audit_exit(result: Any, rec: Any, strict: bool) -> int:
     """Return the exit code of a finished (and saved) audit.
 
     The first of 2 (``--strict`` and a replay without some answers), 3 (every request
-    failed), 4 (a probe that fails the audit), 1 (a gate failed), else 0; each non-zero one
-    says why on stderr in one line.
+    failed), 4 (a probe that fails the audit), 1 (a gate failed), 5 (the budget ran out with
+    a gate undecided), else 0; each non-zero one says why on stderr in one line.
     """
     from .audit import failed_probes
 
@@ -330,7 +341,16 @@ def _audit_exit(result: Any, rec: Any, strict: bool) -> int:
     if failed:  # a probe in error measured nothing: a CI job must not pass on it
         print(f"recaudit: error: {_probe_failures(failed)}", file=sys.stderr)
         return EXIT_PROBE_FAILED
-    return EXIT_GATE_FAILED if any(not g.passed for g in result.gates) else EXIT_OK
+    undecided = [g for g in result.gates if g.decision == "undecided"]
+    if any(not g.passed and g.decision != "undecided" for g in result.gates):
+        return EXIT_GATE_FAILED
+    if undecided:
+        budget = result.provenance.engine.get("budget", {}).get("limit", "")
+        print(f"recaudit: error: the budget ({budget}) ran out with {len(undecided)} gate(s) "
+              f"undecided (first: {undecided[0].name}); rerun with a larger --budget: cached "
+              "answers are reused", file=sys.stderr)
+        return EXIT_BUDGET
+    return EXIT_OK
 
 
 def cmd_export_requests(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .gates import GateSpec
@@ -92,6 +92,22 @@ class EngineConfig(_Strict):
     ray_address: str | None = Field(None, description="Ray cluster to join: auto, host:port or "
                                     "ray://host:port; default $RAY_ADDRESS, else a local one")
     progress: bool = True
+    adaptive: bool = Field(False, description="ask units in seeded rounds and stop once every "
+                           "gate is decided (recaudit.adaptive)")
+    budget: str | None = Field(None, description="requests=N, tokens=M or cost=C,in=P,out=Q "
+                               "(prices per 1,000 input / output tokens): never spend more")
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .adaptive import Budget
+
+            try:
+                Budget.parse(value)
+            except Exception as err:  # noqa: BLE001 - reported with the key path
+                raise ValueError(str(err)) from None
+        return value
 
     @model_validator(mode="after")
     def _ray_address_needs_ray(self) -> "EngineConfig":

@@ -353,9 +353,12 @@ def default_cache_path() -> Path:
     return cache_dir() / "responses.sqlite"
 
 
-def _approx_tokens(req: Request) -> int:
+def approx_tokens(req: Request) -> int:
     """Cheap prompt-size estimate for the up-front plan: ~4 characters per token."""
     return sum(len(m.content) for m in req.messages) // 4 + 8
+
+
+_approx_tokens = approx_tokens
 
 
 def _extra_attempts(resp: Response) -> int:

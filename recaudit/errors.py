@@ -21,6 +21,8 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
 EXIT_PROBE_FAILED = 4
+#: the budget ran out before every gate was decided (recaudit.adaptive)
+EXIT_BUDGET = 5
 
 
 def first_line(exc: BaseException) -> str:

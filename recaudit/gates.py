@@ -216,14 +216,16 @@ def bound_text(spec: GateSpec) -> str:
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any]]
-                   ) -> list[GateResult]:
+def evaluate_gates(result: AuditResult, specs: Iterable[GateSpec | dict[str, Any]],
+                   alpha: float | None = None) -> list[GateResult]:
     """Evaluate each gate on ``result``; one :class:`GateResult` per spec, in order.
+
+    ``alpha``: the level of significant/floor modes (default: the audit's, ``alpha_of``).
 
     Raises :class:`~recaudit.errors.GateSpecError` for a gate that cannot be evaluated (see the
     module docstring): a misspelt gate must stop a CI job with exit code 2, not pass.
     """
-    alpha = alpha_of(result)
+    alpha = alpha_of(result) if alpha is None else alpha
     out: list[GateResult] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(specs):

@@ -18,7 +18,9 @@ is a :class:`ProbeStatus`, a skipped probe says why in ``skip_kind`` (:class:`Sk
 ``optional`` carries the config's ``optional: true``, and the engine's facts are fields
 (``n_missing``, ``first_error``) instead of warning prose; older files get ``skip_kind`` from
 their message (:func:`upgrade`). Schema 1.5 added a finding's ``n`` (the units it rests on);
-a finding of an older file has none and is judged on its probe's units.
+a finding of an older file has none and is judged on its probe's units. Schema 1.6 added a
+gate's ``decision``, ``decided_after`` and ``path`` (adaptive audits, :mod:`recaudit.adaptive`);
+older files have none (a fixed-n audit).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.5"
-READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.6"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", SCHEMA_VERSION)
 HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
@@ -304,6 +306,13 @@ class GateResult(_Model):
     p_adjusted: float | None = None
     selected: int = 0
     message: str = ""
+    #: adaptive audits: "sequential" (decided by a confidence sequence), "fixed-n" (at the
+    #: cap), "undecided" (the budget ran out); None: a fixed-n audit
+    decision: str | None = None
+    decided_after: int | None = None  # units asked when a sequential decision was taken
+    #: per round: units, estimate and the confidence sequence (lower, upper) of the gate's
+    #: deciding record
+    path: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Provenance(_Model):

@@ -207,23 +207,24 @@ class CounterfactualProbe(Probe):
         p, got, kit, ctx = self.params, run.got, run.summary, run.ctx
         K = p.k
         ks = list(range(1, K + 1))
-        n_units = len({q.meta["unit"] for q in run.queries})
+        unit_ids = sorted({q.meta["unit"] for q in run.queries})  # a subset in adaptive rounds
+        n_units = len(unit_ids)
         snsr_jaccard: dict[str, MetricRecord] = {}
         divergent: list[tuple[float, int, str, str]] = []
         # catalog-free FaiRLLM parse: pairs with an empty list are skipped (NaN) and counted
         skip_empty = getattr(ctx.catalog, "empty_pair_policy", "score") == "skip"
         catalog_convention = getattr(ctx.catalog, "convention", None)
         skipped: dict[str, tuple[int, int]] = {}  # attribute -> (pairs skipped, pairs)
-        neutral = {m: QueryKey(m, value=NEUTRAL) for m in range(n_units)}
+        neutral = {m: QueryKey(m, value=NEUTRAL) for m in unit_ids}
         for metric, shares in (("hallucination", got.hallucination), ("empty_list", got.empty)):
-            ids = [m for m in range(n_units) if neutral[m] in shares]
+            ids = [m for m in unit_ids if neutral[m] in shares]
             kit.means(Table(metric, None, [p.neutral], [str(m) for m in ids],
                             np.array([[shares[neutral[m]]] for m in ids]).reshape(-1, 1)))
         controls = p.controls()
         cells_by: dict[tuple[str, str], tuple[list[int], np.ndarray]] = {}  # (attr, sim) -> x
         for attr, values in [*p.conditions().items(), *controls.items()]:
             is_control = attr in controls
-            units = [m for m in range(n_units) if got.complete(
+            units = [m for m in unit_ids if got.complete(
                 [neutral[m]] + [i for v in values for i in self._keys(m, attr, v)])]
             run.units_complete(attr, len(units), n_units, noun="instructions")
             labels = [str(m) for m in units]

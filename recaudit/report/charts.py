@@ -293,3 +293,38 @@ def tradeoff_curve(curve: Any, *, chart_id: str = "tradeoff") -> str:
         ax.set_ylabel(clean(curve.target))
         ax.set_title(truncate(title, 90), loc="left")
         return _finish(fig, chart_id, title, curve.variant)
+
+
+def stopping_path(gate: Any, *, chart_id: str = "path") -> str:
+    """Draw an adaptive gate's stopping path: the estimate and its confidence sequence by round.
+
+    x: units asked after each round; the band is the confidence sequence of the gate's
+    deciding record, the dashed line the gate's bound (``gate.bound``, e.g. ``"<= 0.1"``).
+    """
+    path = [e for e in getattr(gate, "path", None) or []
+            if e.get("lower") is not None and e.get("upper") is not None]
+    if not path:
+        return ""
+    from matplotlib import rc_context
+
+    title = f"{gate.name}: stopping path"
+    with rc_context(_rc(chart_id)):
+        fig = _figure(3.6, 2.2, left=0.6, right=0.2, top=0.3, bottom=0.45)
+        ax = fig.add_subplot()
+        xs = [float(e["units"]) for e in path]
+        ax.fill_between(xs, [float(e["lower"]) for e in path], [float(e["upper"]) for e in path],
+                        color=PALETTE[0], alpha=0.25, linewidth=0, step=None)
+        ys = [float(e["estimate"]) if e.get("estimate") is not None else float("nan")
+              for e in path]
+        err = list(zip(*[_ci_err(y, e["lower"], e["upper"]) for y, e in zip(ys, path, strict=True)],
+                       strict=True))
+        ax.errorbar(xs, ys, yerr=err, color=PALETTE[0], marker="o", markersize=3, linewidth=1.2,
+                    elinewidth=0.7, capsize=2)
+        if len(xs) == 1:
+            ax.set_xlim(xs[0] * 0.5, xs[0] * 1.5)
+        for bound in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", str(gate.bound)):
+            ax.axhline(float(bound), color="#b00", linestyle="--", linewidth=0.9)
+        ax.set_xlabel("units asked")
+        ax.set_ylabel(clean(gate.metric))
+        ax.set_title(truncate(title, 70), loc="left")
+        return _finish(fig, chart_id, title, None)

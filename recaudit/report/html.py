@@ -235,6 +235,9 @@ class Helpers:
     def tradeoff(self, curve: Any) -> Markup:
         return Markup(charts.tradeoff_curve(curve, chart_id=self._id()))
 
+    def stopping_path(self, gate: Any) -> Markup:
+        return Markup(charts.stopping_path(gate, chart_id=self._id()))
+
     def bars(self, p: ProbeResult, metric: str, *, k: int | None | str = "max",
              ref: float | None = None, xlim: tuple[float, float] | None = None,
              title: str | None = None) -> Markup:

@@ -1,0 +1,473 @@
+"""Adaptive audits and budgets: ask units in seeded rounds, stop once every gate is decided.
+
+Rounds
+    Each probe's planned queries are grouped by unit (``QueryKey.unit``: an instruction, a
+    user, a candidate list) and the units put in a seeded random order (:func:`unit_order`).
+    Round r asks the queries of the first ``looks[r]`` units (:func:`looks`: doubling from
+    ``max(min_units, ceil(n / 8))`` up to n, the cap, which is today's fixed plan). Every round
+    goes through the engine, so answers are cached as they land: a rerun, or an interrupted
+    adaptive audit, resumes from the cache.
+
+Sequential gates, in margin form
+    After each round each probe is analysed on the units asked so far and each gate's selected
+    records are judged on anytime-valid confidence sequences (CS) of their *population*
+    statistic (:func:`record_sequence`), computed from the record's unit table in the order the
+    units were asked, with the values bounded by the table metric's declared range:
+
+    * ``mean`` of one condition: the betting CS of
+      :func:`recaudit.sequential.betting_confidence_sequence` (Waudby-Smith & Ramdas 2023);
+    * ``range`` over at most 4 conditions: the CS of each pair's paired difference at alpha /
+      pairs, range = max |d_ij| (pairing removes what units share);
+    * ``range`` (more conditions) / ``std`` / ``ratio`` of the condition means: a CS for each
+      of the C condition means at level alpha / C (Bonferroni), combined by interval
+      arithmetic:
+      range in [max(0, max_c l_c - min_c u_c), max_c u_c - min_c l_c];
+      std in [range_low / sqrt(2C), range_high / 2] (C values spanning r have a population
+      std between r / sqrt(2C) and r / 2); ratio in [min_c l_c / max_c u_c, min_c u_c /
+      max_c l_c] for positive means.
+
+    Other statistics (an AUC, Cramér's V) have no sequential form here: their gates are decided
+    at the cap. A record passes once its CS lies within the gate's bounds (``max``: upper <=
+    max; ``min``: lower >= min) and fails once it lies beyond one (lower > max, or upper <
+    min). A gate is decided when all its records passed (pass) or one failed (fail); its
+    records share the sequential level by Bonferroni. The CS bounds the population statistic,
+    whose no-effect value is the metric's null (0 for a spread), so a fair model can pass early
+    without a floor correction: the noise floor describes the sample statistic, which the CS
+    does not use.
+
+Hybrid
+    Sequential decisions spend ``SEQUENTIAL_ALPHA`` (0.01) of the audit's alpha. A gate still
+    undecided at the cap is judged by the fixed-n gate with the rest, alpha - 0.01, on an
+    analysis whose CIs are at 1 - (alpha - 0.01). Each gate's error thus stays within alpha,
+    and an adaptive audit never asks more than the fixed plan.
+
+Budgets (:class:`Budget`, ``--budget``)
+    ``requests=N`` (model calls), ``tokens=M`` (prompt tokens, as the plan estimates them, plus
+    each request's output-token bound ``max_new_tokens``) or ``cost=C,in=P,out=Q`` (P and Q
+    per 1,000 input and output tokens, the same token counts). Before each round the requests
+    that fit in what is left are run and the rest deferred; cached answers cost nothing. An
+    audit whose budget runs out with a gate undecided exits with code 5
+    (:data:`recaudit.errors.EXIT_BUDGET`); the deferred work resumes from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .results import GateResult, MetricRecord, ProbeResult, UnitTable
+from .sequential import betting_confidence_sequence
+
+__all__ = ["Budget", "SEQUENTIAL_ALPHA", "SEQUENTIAL_STATISTICS", "GateTrack", "looks",
+           "unit_order", "record_sequence", "judge_sequentially", "AdaptiveRounds"]
+
+#: the share of each gate's alpha spent on sequential decisions (the rest: the fixed-n gate)
+SEQUENTIAL_ALPHA = 0.01
+#: table statistics with a confidence sequence (:func:`record_sequence`)
+SEQUENTIAL_STATISTICS = ("mean", "range", "std", "ratio")
+#: a range over at most this many conditions uses the CS of each pair's paired difference
+PAIRED_RANGE_MAX_CONDITIONS = 4
+#: the first look asks at least ceil(n / FIRST_LOOK_DIVISOR) units
+FIRST_LOOK_DIVISOR = 8
+
+
+# -- budgets -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """A cap on what an audit may spend: requests, tokens, or a cost from per-1k prices."""
+
+    kind: str  # "requests" | "tokens" | "cost"
+    limit: float
+    price_in: float = 0.0
+    price_out: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """Read ``requests=N``, ``tokens=M`` or ``cost=C,in=P,out=Q`` (ConfigError otherwise)."""
+        parts = dict(p.split("=", 1) for p in str(text).replace(" ", "").split(",")
+                     if "=" in p)
+        bad = ConfigError(f"budget {text!r}: use requests=N, tokens=M or cost=C,in=P,out=Q "
+                          "(prices per 1,000 input and output tokens)")
+        if not parts or not re.fullmatch(r"[a-z_]+=[^,]+(,[a-z_]+=[^,]+)*",
+                                         str(text).replace(" ", "")):
+            raise bad
+        try:
+            nums = {k: float(v) for k, v in parts.items()}
+        except ValueError:
+            raise bad from None
+        if any(not math.isfinite(v) or v < 0 for v in nums.values()):
+            raise bad
+        if set(nums) == {"requests"} or set(nums) == {"tokens"}:
+            kind = next(iter(nums))
+            if nums[kind] != int(nums[kind]):
+                raise bad
+            return cls(kind, nums[kind])
+        if set(nums) == {"cost", "in", "out"}:
+            return cls("cost", nums["cost"], nums["in"], nums["out"])
+        raise bad
+
+    def cost(self, prompt_tokens: int, output_tokens: int) -> float:
+        """Return what one request of these sizes costs in the budget's unit."""
+        if self.kind == "requests":
+            return 1.0
+        if self.kind == "tokens":
+            return float(prompt_tokens + output_tokens)
+        return (prompt_tokens * self.price_in + output_tokens * self.price_out) / 1000.0
+
+    def describe(self, spent: float | None = None) -> str:
+        """One line: the limit, and what was spent when given."""
+        unit = {"requests": "requests", "tokens": "tokens", "cost": "(cost units)"}[self.kind]
+        limit = f"{self.limit:g} {unit}"
+        if self.kind == "cost":
+            limit += f" at {self.price_in:g} in / {self.price_out:g} out per 1k tokens"
+        return limit if spent is None else f"{spent:g} of {limit}"
+
+
+# -- rounds ------------------------------------------------------------------------------------
+def looks(n_units: int, min_units: int = 10) -> list[int]:
+    """Return the sample sizes after each round: doubling from ``max(min_units, ceil(n/8))``.
+
+    >>> looks(100), looks(12), looks(0)
+    ([13, 26, 52, 100], [12], [])
+    """
+    if n_units <= 0:
+        return []
+    first = min(n_units, max(min_units, -(-n_units // FIRST_LOOK_DIVISOR)))
+    out = [first]
+    while out[-1] < n_units:
+        out.append(min(n_units, 2 * out[-1]))
+    return out
+
+
+def unit_order(units: Sequence[Any], seed: int, run_id: str) -> list[str]:
+    """Return the distinct units (as strings) in a seeded random order, fixed per probe run."""
+    distinct = list(dict.fromkeys(str(u) for u in units))
+    digest = hashlib.sha256(f"{seed}:{run_id}:adaptive".encode()).hexdigest()
+    rng = np.random.default_rng(int(digest[:15], 16))
+    return [distinct[i] for i in rng.permutation(len(distinct))]
+
+
+# -- confidence sequences of a record ----------------------------------------------------------
+def _value_range(table: UnitTable) -> tuple[float, float] | None:
+    from .metrics.specs import get_spec
+
+    spec = get_spec(table.metric)
+    rng = getattr(spec, "range", None) if spec is not None else None
+    if rng is None or not all(math.isfinite(v) for v in rng) or rng[1] <= rng[0]:
+        return None
+    return float(rng[0]), float(rng[1])
+
+
+def _column_cs(x: np.ndarray, lo: float, hi: float, alpha: float) -> tuple[float, float]:
+    """Return the CS of one column's mean after its last observation (NaN cells left out)."""
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return lo, hi
+    lower, upper = betting_confidence_sequence(np.clip(x, lo, hi), lo, hi, alpha)
+    return float(lower[-1]), float(upper[-1])
+
+
+def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str],
+                    alpha: float) -> tuple[float, float] | None:
+    """Return the record's confidence-sequence interval now, or None without a sequential form.
+
+    ``order``: the units in the order they were asked (units of the table not in it are left
+    out); ``alpha``: the level of this record's sequence. See the module docstring.
+    """
+    stat = record.statistic
+    bounds = _value_range(table)
+    if stat not in SEQUENTIAL_STATISTICS or bounds is None:
+        return None
+    lo, hi = bounds
+    index = {u: i for i, u in enumerate(table.units)}
+    rows = [index[u] for u in order if u in index]
+    x = table.matrix()[rows] if rows else np.empty((0, len(table.conditions)))
+    if stat == "mean":
+        if record.value not in table.conditions:
+            return None
+        return _column_cs(x[:, table.conditions.index(record.value)], lo, hi, alpha)
+    n_cond = len(table.conditions)
+    if n_cond < 2:
+        return None
+    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS:
+        return _paired_range(x, lo, hi, alpha)
+    cs = np.array([_column_cs(x[:, c], lo, hi, alpha / n_cond) for c in range(n_cond)])
+    low, up = cs[:, 0], cs[:, 1]
+    r_low, r_high = max(0.0, float(low.max() - up.min())), float(up.max() - low.min())
+    if stat == "range":
+        return r_low, r_high
+    if stat == "std":
+        return r_low / math.sqrt(2 * n_cond), r_high / 2
+    if low.min() <= 0:  # ratio = min / max of the means: unbounded below a zero mean
+        return (0.0, 1.0) if lo >= 0 else None
+    return float(low.min() / up.max()), float(min(1.0, up.min() / low.max()))
+
+
+def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float) -> tuple[float, float]:
+    """Range of C condition means from the CS of each pair's paired difference.
+
+    range = max over pairs of |mean_i - mean_j|; each pair's differences x_ui - x_uj (units
+    with both cells) lie in [lo - hi, hi - lo], and its CS at alpha / (pairs) bounds |d_ij| in
+    [max(0, l, -u), max(|l|, |u|)].
+    """
+    n_cond = x.shape[1]
+    pairs = [(i, j) for i in range(n_cond) for j in range(i + 1, n_cond)]
+    width = hi - lo
+    r_low, r_high = 0.0, 0.0
+    for i, j in pairs:
+        l_, u_ = _column_cs(x[:, i] - x[:, j], -width, width, alpha / len(pairs))
+        r_low = max(r_low, l_, -u_)
+        r_high = max(r_high, abs(l_), abs(u_))
+    return float(r_low), float(r_high)
+
+
+def _decide(interval: tuple[float, float], spec: Any) -> str:
+    """"pass" / "fail" / "undecided" of one record's interval against a gate's bounds."""
+    lower, upper = interval
+    sides = []
+    if spec.max is not None:
+        sides.append("fail" if lower > spec.max else "pass" if upper <= spec.max else "undecided")
+    if spec.min is not None:
+        sides.append("fail" if upper < spec.min else "pass" if lower >= spec.min else "undecided")
+    if "fail" in sides:
+        return "fail"
+    return "pass" if all(s == "pass" for s in sides) else "undecided"
+
+
+@dataclass
+class GateTrack:
+    """One gate through the rounds: its decision so far and its path (one entry per look)."""
+
+    decision: str = "undecided"  # "pass" | "fail" | "undecided"
+    decided_after: int | None = None  # units when decided
+    sequential: bool = True  # False: some record has no sequential form
+    path: list[dict[str, Any]] = field(default_factory=list)
+
+
+def judge_sequentially(records: Sequence[MetricRecord], probes: dict[str, ProbeResult],
+                       orders: dict[str, list[str]], spec: Any, alpha: float
+                       ) -> tuple[str, bool, dict[str, Any]]:
+    """Judge a gate's records on their confidence sequences at level ``alpha`` (Bonferroni).
+
+    Returns the decision, whether every record has a sequential form, and the path entry of
+    the record closest to undecided (``n``, ``estimate``, ``lower``, ``upper``).
+    """
+    level = alpha / max(1, len(records))
+    decisions, entry, sequential = [], {}, True
+    for rec in records:
+        probe = probes.get(rec.probe)
+        table = next((t for t in probe.units if t.id == rec.table), None) if probe else None
+        interval = None if table is None else record_sequence(rec, table,
+                                                              orders.get(rec.probe, []), level)
+        if interval is None:
+            sequential = False
+            decisions.append("undecided")
+            continue
+        d = _decide(interval, spec)
+        decisions.append(d)
+        if not entry or d != "pass":
+            entry = {"n": rec.n, "estimate": rec.estimate, "lower": interval[0],
+                     "upper": interval[1]}
+    if "fail" in decisions:
+        return "fail", sequential, entry
+    return ("pass" if decisions and all(d == "pass" for d in decisions) else "undecided",
+            sequential, entry)
+
+
+# -- the driver --------------------------------------------------------------------------------
+class AdaptiveRounds:
+    """Run planned probes in rounds of units, under an optional budget; stop when decided.
+
+    ``measure(item, answers, extra, units)`` analyses one planned probe on the queries of
+    ``units`` (all units when None); ``gates`` the config's gate specs; ``adaptive`` False
+    runs one round of every unit (a budget alone).
+    """
+
+    def __init__(self, planned: Sequence[Any], extra: dict[str, list[Any]], engine: Any,
+                 measure: Callable[..., ProbeResult], gates: Sequence[Any], *, seed: int,
+                 alpha: float, adaptive: bool, budget: Budget | None,
+                 min_units: int = 10, say: Callable[[str], None] | None = None) -> None:
+        self.planned, self.extra, self.engine, self.measure = planned, extra, engine, measure
+        self.gates, self.alpha, self.adaptive, self.budget = list(gates), alpha, adaptive, budget
+        self.say = say or (lambda line: None)
+        self.orders = {item.probe.run_id: unit_order([q.key.unit for q in item.queries],
+                                                     seed, item.probe.run_id)
+                       for item in planned if item.queries}
+        self.looks = {run: (looks(len(o), min_units) if adaptive else [len(o)])
+                      for run, o in self.orders.items()}
+        self.tracks: dict[int, GateTrack] = {i: GateTrack() for i in range(len(self.gates))}
+        self.spent = 0.0
+        self.budget_exhausted = False
+        self.rounds = 0
+        self.asked: dict[str, int] = {run: 0 for run in self.orders}
+        self.answers: dict[str, Any] = {}
+
+    # budget ---------------------------------------------------------------------------------
+    def _affordable(self, requests: list[Any]) -> int | None:
+        """How many of the engine's misses fit in what is left (None: no budget)."""
+        if self.budget is None:
+            return None
+        from .engine import approx_tokens
+
+        unique, cached, _, _ = self.engine.plan(requests)
+        max_new = self.engine.recommender.decoding.max_new_tokens
+        left, n = self.budget.limit - self.spent, 0
+        for key in (k for k in unique if k not in cached):
+            c = self.budget.cost(approx_tokens(unique[key]), max_new)
+            if c > left + 1e-12:
+                self.budget_exhausted = True
+                break
+            left -= c
+            n += 1
+        self.spent = self.budget.limit - left
+        return n
+
+    # rounds ---------------------------------------------------------------------------------
+    def _units_now(self, run: str, r: int) -> list[str]:
+        ls = self.looks[run]
+        return self.orders[run][:ls[min(r, len(ls) - 1)]]
+
+    def _round_requests(self, r: int, active: set[str]) -> list[Any]:
+        reqs = []
+        for item in self.planned:
+            run = item.probe.run_id
+            if not item.queries or run not in active:
+                continue
+            keep = set(self._units_now(run, r))
+            reqs += [q.request for q in item.queries if str(q.key.unit) in keep]
+            reqs += [q.request for q in self.extra.get(run, [])
+                     if str(getattr(q.key, "unit", None)) in keep]
+        return reqs
+
+    def run(self, evaluate: Callable[[list[ProbeResult]], dict[str, ProbeResult]]
+            ) -> list[ProbeResult]:
+        """Ask round by round; return the probe results on the units asked.
+
+        ``evaluate(results)`` returns the probe results by run id that gates select from.
+        """
+        active = set(self.orders)
+        results: dict[str, ProbeResult] = {}
+        max_rounds = max((len(v) for v in self.looks.values()), default=0)
+        if self.budget is not None:
+            whole = self._round_requests(max_rounds, active)
+            self.say(f"budget: {self.budget.describe()}; the whole plan would cost "
+                     f"~{self._plan_cost(whole):g} (cached answers are free)")
+        for r in range(max_rounds):
+            reqs = self._round_requests(r, active)
+            cap = self._affordable(reqs)
+            saved = self.engine.max_requests
+            if cap is not None:
+                self.engine.max_requests = cap if saved is None else min(cap, saved)
+            try:
+                self.answers.update(self.engine.run(reqs))
+            finally:
+                self.engine.max_requests = saved
+            self.rounds = r + 1
+            for item in self.planned:
+                run = item.probe.run_id
+                if item.queries and run in active:
+                    units = self._units_now(run, r)
+                    self.asked[run] = len(units)
+                    results[run] = self.measure(item, self.answers, self.extra.get(run, []),
+                                                set(units))
+            if not self.adaptive or self.budget_exhausted:
+                break
+            self._look(evaluate(list(results.values())), r)
+            undecided = [i for i, t in self.tracks.items() if t.decision == "undecided"]
+            if not undecided:
+                break
+            # a probe goes on only while a gate on it is undecided
+            active = {run for run in active
+                      if any(self._gate_touches(self.gates[i], run) for i in undecided)}
+            if not active:
+                break
+        planned = sum(len(i.queries) for i in self.planned if i.queries)
+        asked = self.requests_asked()
+        units = sum(self.asked.values())
+        self.say(f"{'adaptive' if self.adaptive else 'budget'}: {self.rounds} round(s) over "
+                 f"{units} of {sum(len(o) for o in self.orders.values())} units: "
+                 f"{asked} of {planned} planned requests ({100 * asked / max(1, planned):.0f}%), "
+                 f"{self.engine.stats.computed} computed now"
+                 + (f"; spent {self.budget.describe(round(self.spent, 6))}"
+                    if self.budget is not None else ""))
+        return list(results.values())
+
+    def requests_asked(self) -> int:
+        """Return the planned requests of the units asked so far (cached or computed)."""
+        return sum(sum(1 for q in i.queries
+                       if str(q.key.unit) in set(self.orders[i.probe.run_id][:self.asked[
+                           i.probe.run_id]]))
+                   for i in self.planned if i.queries)
+
+    def _plan_cost(self, requests: list[Any]) -> float:
+        from .engine import approx_tokens
+
+        assert self.budget is not None
+        unique, cached, _, _ = self.engine.plan(requests)
+        max_new = self.engine.recommender.decoding.max_new_tokens
+        return sum(self.budget.cost(approx_tokens(r), max_new) for k, r in unique.items()
+                   if k not in cached)
+
+    def _gate_touches(self, spec: Any, run: str) -> bool:
+        item = next(i for i in self.planned if i.probe.run_id == run)
+        return spec.probe in (run, item.probe.name)
+
+    def _look(self, probes: dict[str, ProbeResult], r: int) -> None:
+        from .errors import GateSpecError
+        from .gates import select_records
+
+        result_like = _Probes(list(probes.values()))
+        for i, spec in enumerate(self.gates):
+            track = self.tracks[i]
+            if track.decision != "undecided":
+                continue
+            try:
+                records = select_records(result_like, spec)  # type: ignore[arg-type]
+            except GateSpecError:
+                track.sequential = False
+                continue
+            decision, sequential, entry = judge_sequentially(
+                records, probes, self.orders, spec, SEQUENTIAL_ALPHA)
+            track.sequential = track.sequential and sequential
+            runs = {rec.probe for rec in records}
+            n = sum(self.asked.get(run, 0) for run in runs)
+            if entry:
+                track.path.append({"round": r + 1, "units": n, **entry})
+            if decision != "undecided":
+                track.decision, track.decided_after = decision, n
+
+    def gate_result(self, i: int, fixed: GateResult | None) -> GateResult:
+        """Return the gate's final result: its sequential decision, else ``fixed`` (the cap's)."""
+        track = self.tracks[i]
+        if track.decision != "undecided":
+            last = track.path[-1] if track.path else {}
+            verdict = "inside" if track.decision == "pass" else "beyond"
+            msg = (f"decided after {track.decided_after} units (sequential): the "
+                   f"{100 * (1 - SEQUENTIAL_ALPHA):g}% confidence sequence "
+                   f"[{last.get('lower', float('nan')):.4g}, {last.get('upper', float('nan')):.4g}]"
+                   f" lies {verdict} the bound")
+            base = fixed.model_dump() if fixed is not None else {}
+            base.update(passed=track.decision == "pass", decision="sequential",
+                        decided_after=track.decided_after, path=track.path,
+                        message=msg + (f"; {base['message']}" if base.get("message") else ""))
+            return GateResult(**base)
+        assert fixed is not None
+        how = "at the cap (fixed n)" if not self.budget_exhausted else \
+            "undecided: the budget ran out"
+        return fixed.model_copy(update={
+            "decision": "fixed-n" if not self.budget_exhausted else "undecided",
+            "passed": fixed.passed and not self.budget_exhausted,
+            "path": track.path, "message": f"{how}: {fixed.message}"})
+
+
+class _Probes:
+    """The slice of an AuditResult that gate selection reads (its probes)."""
+
+    def __init__(self, probes: list[ProbeResult]) -> None:
+        self.probes = probes

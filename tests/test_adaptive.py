@@ -1,0 +1,244 @@
+"""adaptive.py: budgets, rounds, confidence sequences of records, and adaptive audits end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from recaudit.adaptive import (Budget, judge_sequentially, looks, record_sequence,
+                               unit_order)
+from recaudit.errors import EXIT_BUDGET, EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from recaudit.results import MetricRecord, ProbeResult, UnitTable
+from recaudit.sequential import betting_confidence_sequence
+
+from .gate_recommenders import catalog_csv
+
+
+# -- budgets -----------------------------------------------------------------------------------
+def test_budget_forms_and_costs():
+    assert Budget.parse("requests=100") == Budget("requests", 100)
+    assert Budget.parse("tokens=5000").cost(120, 80) == 200
+    b = Budget.parse("cost=2.5, in=0.5, out=1.5")
+    assert (b.kind, b.limit, b.price_in, b.price_out) == ("cost", 2.5, 0.5, 1.5)
+    assert b.cost(1000, 2000) == pytest.approx(0.5 + 3.0)
+    assert Budget.parse("requests=7").cost(10_000, 10_000) == 1.0
+
+
+@pytest.mark.parametrize("text", ["", "requests", "requests=ten", "requests=1.5", "tokens=-1",
+                                  "cost=2", "cost=2,in=1", "dollars=3", "requests=1,tokens=2",
+                                  "requests=nan"])
+def test_bad_budgets_are_one_line_config_errors(text):
+    with pytest.raises(ConfigError) as err:
+        Budget.parse(text)
+    assert "\n" not in str(err.value) and "requests=N" in str(err.value)
+
+
+def test_a_bad_budget_in_the_config_names_its_key(tmp_path):
+    from recaudit.config import parse_config
+
+    with pytest.raises(ConfigError, match="engine.budget"):
+        parse_config({"name": "x", "model": "python:tests.gate_recommenders:unbiased",
+                      "engine": {"budget": "requests=lots"}, "probes": []})
+
+
+# -- rounds ------------------------------------------------------------------------------------
+def test_looks_double_from_an_eighth_to_the_cap():
+    assert looks(160) == [20, 40, 80, 160]
+    assert looks(100, min_units=10) == [13, 26, 52, 100]
+    assert looks(40, min_units=5) == [5, 10, 20, 40]
+    assert looks(7) == [7] and looks(0) == []
+
+
+def test_unit_order_is_a_seeded_permutation_per_probe_run():
+    units = [3, 1, 2, 3, 0]  # repeated units count once
+    a = unit_order(units, 0, "counterfactual:fairllm")
+    assert sorted(a) == ["0", "1", "2", "3"]
+    assert a == unit_order(units, 0, "counterfactual:fairllm")
+    many = list(range(50))
+    assert unit_order(many, 0, "a") != unit_order(many, 1, "a")
+    assert unit_order(many, 0, "a") != unit_order(many, 0, "b")
+
+
+# -- confidence sequences of records -----------------------------------------------------------
+def _table(values, conditions, metric="jaccard"):
+    return UnitTable(id="t", metric=metric, conditions=conditions,
+                     units=[str(u) for u in range(len(values))],
+                     values=[[None if v is None else float(v) for v in row] for row in values])
+
+
+def _rec(statistic, value=None):
+    return MetricRecord(probe="p", metric="snsr_jaccard", statistic=statistic, value=value,
+                        table="t", estimate=0.0, n=1)
+
+
+def test_a_mean_record_is_the_betting_sequence_of_its_column_in_asking_order():
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 2))
+    order = [str(u) for u in rng.permutation(30)]
+    got = record_sequence(_rec("mean", "b"), _table(x, ["a", "b"]), order, 0.05)
+    lower, upper = betting_confidence_sequence(x[[int(u) for u in order], 1], 0.0, 1.0, 0.05)
+    assert got == (lower[-1], upper[-1])
+    # units not asked yet are left out; a missing cell is skipped
+    x[int(order[0]), 1] = np.nan
+    part = record_sequence(_rec("mean", "b"), _table(x, ["a", "b"]), order[:10], 0.05)
+    lower, upper = betting_confidence_sequence(x[[int(u) for u in order[1:10]], 1], 0, 1, 0.05)
+    assert part == (lower[-1], upper[-1])
+
+
+def test_a_two_condition_range_is_the_absolute_paired_difference():
+    x = np.array([[0.0, 1.0]] * 20)  # the paired difference is -1 for every unit
+    lo, hi = record_sequence(_rec("range"), _table(x, ["f", "m"]), [str(u) for u in range(20)],
+                             0.01)
+    lower, upper = betting_confidence_sequence(np.full(20, -1.0), -1.0, 1.0, 0.01)
+    assert (lo, hi) == (-upper[-1], max(abs(lower[-1]), abs(upper[-1])))
+    assert 0 < lo < 1 and hi == 1.0
+
+
+def test_record_sequences_cover_the_population_statistic():
+    """Time-uniform coverage for range (paired and per-condition), std and ratio.
+
+    The condition sequences are running intersections, so the interval after the last unit
+    lies inside every earlier one: covering the truth there is covering it at every look.
+    """
+    rng = np.random.default_rng(1)
+    means = {2: np.array([0.4, 0.5]), 6: np.array([0.3, 0.35, 0.4, 0.45, 0.5, 0.55])}
+    truth = {"range": lambda m: m.max() - m.min(), "std": lambda m: m.std(),
+             "ratio": lambda m: m.min() / m.max()}
+    misses, runs, n = {}, 60, 80
+    order = [str(u) for u in range(n)]
+    for c, mu in means.items():
+        for stat, fn in truth.items():
+            miss = 0
+            for _ in range(runs):
+                x = (rng.random((n, c)) < mu).astype(float)
+                lo, hi = record_sequence(_rec(stat), _table(x, [str(i) for i in range(c)]),
+                                         order, 0.05)
+                miss += not lo - 1e-12 <= fn(mu) <= hi + 1e-12
+            misses[(c, stat)] = miss / runs
+    assert all(rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs) for rate in misses.values()), \
+        misses
+    # and the sequences are informative: the paired range excludes 0 for a clear gap
+    x = (rng.random((n, 2)) < np.array([0.2, 0.8])).astype(float)
+    assert record_sequence(_rec("range"), _table(x, ["a", "b"]), order, 0.05)[0] > 0.2
+
+
+def test_statistics_without_a_sequence_and_metrics_without_a_range_give_none():
+    x = np.zeros((5, 4))
+    assert record_sequence(_rec("auc_macro_ovr"), _table(x, list("abcd")), list("01234"),
+                           0.05) is None
+    assert record_sequence(_rec("range"), _table(x, list("abcd"), metric="no-such-metric"),
+                           list("01234"), 0.05) is None
+
+
+def test_gate_decisions_in_margin_form():
+    from recaudit.gates import GateSpec
+
+    probe = ProbeResult(id="p", probe="p", units=[_table([[0.0, 1.0]] * 40, ["f", "m"])])
+    order = {"p": [str(u) for u in range(40)]}
+    fail = GateSpec(probe="p", metric="snsr_jaccard", max=0.2)
+    assert judge_sequentially([_rec("range")], {"p": probe}, order, fail, 0.01)[0] == "fail"
+    loose = GateSpec(probe="p", metric="snsr_jaccard", min=0.0, max=1.0)
+    assert judge_sequentially([_rec("range")], {"p": probe}, order, loose, 0.01)[0] == "pass"
+    few = {"p": order["p"][:3]}
+    assert judge_sequentially([_rec("range")], {"p": probe}, few, fail, 0.01)[0] == "undecided"
+    no_table = MetricRecord(probe="p", metric="snsr_jaccard", estimate=0.0)
+    decision, sequential, _ = judge_sequentially([no_table], {"p": probe}, order, fail, 0.01)
+    assert decision == "undecided" and not sequential
+
+
+# -- adaptive audits end to end ----------------------------------------------------------------
+def _config(tmp_path, function: str, *, gates, engine=None, n_subjects=120):
+    from recaudit.config import parse_config
+
+    csv = tmp_path / "titles.csv"
+    if not csv.exists():
+        catalog_csv(csv)
+    return parse_config({
+        "name": f"adaptive-{function}", "model": f"python:tests.gate_recommenders:{function}",
+        "catalog": {"source": "csv", "path": str(csv), "id_col": "id", "title_col": "title"},
+        "probes": [{"probe": "counterfactual", "id": "cf", "params": {
+            "k": 10, "attributes": {"gender": ["a female", "a male"]},
+            "similarities": ["jaccard"], "n_examples": 0,
+            "subjects": {"source": "inline",
+                         "n": n_subjects,
+                         "items": [f"Subject {i}" for i in range(n_subjects)]}}}],
+        "engine": {"cache": str(tmp_path / f"{function}.sqlite"), "progress": False,
+                   "adaptive": True, **(engine or {})},
+        "stats": {"n_bootstrap": 200, "n_permutations": 200, "min_group_size": 5},
+        "gates": gates})
+
+
+GENDER = {"name": "gender", "probe": "cf", "metric": "snsr_jaccard", "attribute": "gender",
+          "max": 0.2}
+
+
+def test_a_biased_recommender_fails_early_and_a_rerun_reuses_the_cache(tmp_path):
+    from recaudit.audit import run_audit
+
+    cfg = _config(tmp_path, "biased", gates=[{**GENDER, "max": 0.1}])
+    result = run_audit(cfg, progress=False)
+    (gate,) = result.gates
+    assert not gate.passed and gate.decision == "sequential"
+    assert gate.decided_after < 120 and "decided after" in gate.message
+    assert gate.path and gate.path[-1]["lower"] > 0.1
+    engine = result.provenance.engine
+    assert engine["units_asked"] == {"cf": gate.decided_after}
+    assert engine["computed"] == 3 * gate.decided_after < 3 * 120  # neutral + 2 values per unit
+    (probe,) = result.probes
+    assert probe.n_queries == 360 and any("adaptive:" in w for w in probe.warnings)
+    again = run_audit(cfg, progress=False)
+    assert again.provenance.engine["computed"] == 0
+    assert [g.model_dump() for g in again.gates] == [g.model_dump() for g in result.gates]
+
+
+def test_an_undecided_gate_goes_to_the_fixed_n_test_at_the_cap(tmp_path):
+    """A bound no sequence decides in 120 units: judged at the cap at alpha - 0.01."""
+    from recaudit.audit import run_audit
+
+    gate = {**GENDER, "max": 0.4, "mode": "ci"}  # the biased gap is near 0.47
+    result = run_audit(_config(tmp_path, "biased", gates=[gate]), progress=False)
+    (g,) = result.gates
+    assert g.decision == "fixed-n" and g.message.startswith("at the cap (fixed n)")
+    assert result.provenance.engine["units_asked"] == {"cf": 120}
+    rec = next(m for m in result.probes[0].metrics
+               if m.metric == "snsr_jaccard" and m.attribute == "gender" and m.table)
+    assert rec.confidence == pytest.approx(0.96)  # 1 - (0.05 - 0.01)
+
+
+def test_a_budget_caps_the_calls_and_exits_5_until_the_gates_are_decided(tmp_path, capsys):
+    from recaudit.cli import main
+
+    cfg = tmp_path / "audit.yaml"
+    data = _config(tmp_path, "unbiased", gates=[GENDER]).model_dump(mode="json")
+    data["engine"]["cache"] = str(tmp_path / "budget.sqlite")
+    cfg.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    args = ["audit", str(cfg), "--out", str(out), "--no-progress", "--format", "json"]
+    assert main(args + ["--budget", "requests=12"]) == EXIT_BUDGET
+    err = capsys.readouterr().err
+    assert "budget (12 requests) ran out with 1 gate(s) undecided" in err
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["provenance"]["engine"]["computed"] == 12
+    assert saved["provenance"]["engine"]["budget"]["exhausted"]
+    assert saved["gates"][0]["decision"] == "undecided" and not saved["gates"][0]["passed"]
+    # resumed: the first 12 answers come from the cache, the rest fits in the new budget
+    code = main(args + ["--budget", "requests=1000"])
+    assert code in (EXIT_OK, EXIT_GATE_FAILED)
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["provenance"]["engine"]["computed"] <= 1000
+    assert resumed["gates"][0]["decision"] in ("sequential", "fixed-n")
+
+
+def test_a_budget_without_adaptive_runs_one_round(tmp_path):
+    from recaudit.audit import run_audit
+
+    cfg = _config(tmp_path, "unbiased", gates=[GENDER],
+                  engine={"adaptive": False, "budget": "requests=30"})
+    result = run_audit(cfg, progress=False)
+    engine = result.provenance.engine
+    assert engine["computed"] == 30 and engine["rounds"] == 1
+    assert result.probes[0].n_missing == 330
+    assert result.gates[0].decision == "undecided"
