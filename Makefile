@@ -15,6 +15,9 @@ UV := $(BIN)/uv
 UV_INSTALL = $(UV) pip install -q -p $(1)/bin/python
 export UV_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 export UV_NATIVE_TLS ?= 1
+# compile .pyc at install as pip does (an import-time SyntaxWarning in a dependency would be an
+# error under pytest's filterwarnings = error)
+export UV_COMPILE_BYTECODE ?= 1
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt \
 		requirements/oracles.txt requirements/oracles-nodeps.txt

@@ -3,7 +3,7 @@
 Rounds
     Each probe's planned queries are grouped by unit (``QueryKey.unit``: an instruction, a
     user, a candidate list) and the units put in a seeded random order (:func:`unit_order`).
-    Round r asks the queries of the first ``looks[r]`` units (:func:`looks`: doubling from
+    Round r asks the queries of the first ``looks[r]`` units (:func:`looks`: steps of
     ``max(min_units, ceil(n / 8))`` up to n, the cap, which is today's fixed plan). Every round
     goes through the engine, so answers are cached as they land: a rerun, or an interrupted
     adaptive audit, resumes from the cache.
@@ -16,8 +16,9 @@ Sequential gates, in margin form
 
     * ``mean`` of one condition: the betting CS of
       :func:`recaudit.sequential.betting_confidence_sequence` (Waudby-Smith & Ramdas 2023);
-    * ``range`` over at most 4 conditions: the CS of each pair's paired difference at alpha /
-      pairs, range = max |d_ij| (pairing removes what units share);
+    * ``range`` over at most 4 conditions that every unit has (paired cells, not groups of
+      different units): the CS of each pair's paired difference at alpha / pairs, range =
+      max |d_ij| (pairing removes what units share);
     * ``range`` (more conditions) / ``std`` / ``ratio`` of the condition means: a CS for each
       of the C condition means at level alpha / C (Bonferroni), combined by interval
       arithmetic:
@@ -65,14 +66,14 @@ from .results import GateResult, MetricRecord, ProbeResult, UnitTable
 from .sequential import betting_confidence_sequence
 
 __all__ = ["Budget", "SEQUENTIAL_ALPHA", "SEQUENTIAL_STATISTICS", "GateTrack", "looks",
-           "unit_order", "record_sequence", "judge_sequentially", "AdaptiveRounds"]
+           "unit_order", "record_path", "record_sequence", "judge_sequentially", "AdaptiveRounds"]
 
 #: the share of each gate's alpha spent on sequential decisions (the rest: the fixed-n gate)
 SEQUENTIAL_ALPHA = 0.01
 #: table statistics with a confidence sequence (:func:`record_sequence`)
 SEQUENTIAL_STATISTICS = ("mean", "range", "std", "ratio")
 #: a range over at most this many conditions uses the CS of each pair's paired difference
-PAIRED_RANGE_MAX_CONDITIONS = 4
+PAIRED_RANGE_MAX_CONDITIONS = 8
 #: the first look asks at least ceil(n / FIRST_LOOK_DIVISOR) units
 FIRST_LOOK_DIVISOR = 8
 
@@ -131,18 +132,18 @@ class Budget:
 
 # -- rounds ------------------------------------------------------------------------------------
 def looks(n_units: int, min_units: int = 10) -> list[int]:
-    """Return the sample sizes after each round: doubling from ``max(min_units, ceil(n/8))``.
+    """Return the sample sizes after each round: steps of ``max(min_units, ceil(n / 8))``.
 
-    >>> looks(100), looks(12), looks(0)
-    ([13, 26, 52, 100], [12], [])
+    At most 8 rounds; the last is the cap ``n`` (the sequences are valid at every look, so
+    more looks cost only analysis time).
+
+    >>> looks(160), looks(12), looks(0)
+    ([20, 40, 60, 80, 100, 120, 140, 160], [12], [])
     """
     if n_units <= 0:
         return []
-    first = min(n_units, max(min_units, -(-n_units // FIRST_LOOK_DIVISOR)))
-    out = [first]
-    while out[-1] < n_units:
-        out.append(min(n_units, 2 * out[-1]))
-    return out
+    step = min(n_units, max(min_units, -(-n_units // FIRST_LOOK_DIVISOR)))
+    return list(range(step, n_units, step)) + [n_units]
 
 
 def unit_order(units: Sequence[Any], seed: int, run_id: str) -> list[str]:
@@ -164,21 +165,33 @@ def _value_range(table: UnitTable) -> tuple[float, float] | None:
     return float(rng[0]), float(rng[1])
 
 
-def _column_cs(x: np.ndarray, lo: float, hi: float, alpha: float) -> tuple[float, float]:
-    """Return the CS of one column's mean after its last observation (NaN cells left out)."""
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return lo, hi
-    lower, upper = betting_confidence_sequence(np.clip(x, lo, hi), lo, hi, alpha)
-    return float(lower[-1]), float(upper[-1])
+def _column_path(x: np.ndarray, lo: float, hi: float, alpha: float,
+                 at: Sequence[int]) -> np.ndarray:
+    """Return the CS of one column's mean after each of the first ``at`` units: (looks, 2).
+
+    NaN cells are left out; the sequence is predictable, so its value after n units depends
+    on those units alone and one pass over all of them serves every look.
+    """
+    present = ~np.isnan(x)
+    out = np.tile([lo, hi], (len(at), 1)).astype(float)
+    if not present.any():
+        return out
+    lower, upper = betting_confidence_sequence(np.clip(x[present], lo, hi), lo, hi, alpha)
+    seen = np.cumsum(present)
+    for i, n in enumerate(at):
+        k = int(seen[min(n, len(x)) - 1]) if n > 0 else 0
+        if k:
+            out[i] = lower[k - 1], upper[k - 1]
+    return out
 
 
-def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str],
-                    alpha: float) -> tuple[float, float] | None:
-    """Return the record's confidence-sequence interval now, or None without a sequential form.
+def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], alpha: float,
+                at: Sequence[int] | None = None) -> list[tuple[float, float]] | None:
+    """Return the record's confidence-sequence interval after each of ``at`` units asked.
 
     ``order``: the units in the order they were asked (units of the table not in it are left
-    out); ``alpha``: the level of this record's sequence. See the module docstring.
+    out); ``at``: prefix lengths of that order (default: all of it); ``alpha``: the level of
+    this record's sequence. None: the record has no sequential form. See the module docstring.
     """
     stat = record.statistic
     bounds = _value_range(table)
@@ -188,28 +201,45 @@ def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str]
     index = {u: i for i, u in enumerate(table.units)}
     rows = [index[u] for u in order if u in index]
     x = table.matrix()[rows] if rows else np.empty((0, len(table.conditions)))
+    at = [len(rows)] if at is None else [min(int(n), len(rows)) for n in at]
     if stat == "mean":
         if record.value not in table.conditions:
             return None
-        return _column_cs(x[:, table.conditions.index(record.value)], lo, hi, alpha)
+        col = table.conditions.index(record.value)
+        return [tuple(r) for r in _column_path(x[:, col], lo, hi, alpha, at).tolist()]
     n_cond = len(table.conditions)
     if n_cond < 2:
         return None
-    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS:
-        return _paired_range(x, lo, hi, alpha)
-    cs = np.array([_column_cs(x[:, c], lo, hi, alpha / n_cond) for c in range(n_cond)])
-    low, up = cs[:, 0], cs[:, 1]
-    r_low, r_high = max(0.0, float(low.max() - up.min())), float(up.max() - low.min())
-    if stat == "range":
-        return r_low, r_high
-    if stat == "std":
-        return r_low / math.sqrt(2 * n_cond), r_high / 2
-    if low.min() <= 0:  # ratio = min / max of the means: unbounded below a zero mean
-        return (0.0, 1.0) if lo >= 0 else None
-    return float(low.min() / up.max()), float(min(1.0, up.min() / low.max()))
+    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS and len(x) \
+            and not np.isnan(x).any():  # paired cells (not groups of different units)
+        return _paired_range(x, lo, hi, alpha, at)
+    cs = np.stack([_column_path(x[:, c], lo, hi, alpha / n_cond, at) for c in range(n_cond)],
+                  axis=1)  # (looks, C, 2)
+    out = []
+    for low, up in zip(cs[:, :, 0], cs[:, :, 1], strict=True):
+        r_low, r_high = max(0.0, float(low.max() - up.min())), float(up.max() - low.min())
+        if stat == "range":
+            out.append((r_low, r_high))
+        elif stat == "std":
+            out.append((r_low / math.sqrt(2 * n_cond), r_high / 2))
+        elif low.min() <= 0:  # ratio = min / max of the means: unbounded below a zero mean
+            if lo < 0:
+                return None
+            out.append((0.0, 1.0))
+        else:
+            out.append((float(low.min() / up.max()), float(min(1.0, up.min() / low.max()))))
+    return out
 
 
-def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float) -> tuple[float, float]:
+def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str],
+                    alpha: float) -> tuple[float, float] | None:
+    """Return the record's confidence-sequence interval now (:func:`record_path`'s last)."""
+    path = record_path(record, table, order, alpha)
+    return None if path is None else path[-1]
+
+
+def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float,
+                  at: Sequence[int]) -> list[tuple[float, float]]:
     """Range of C condition means from the CS of each pair's paired difference.
 
     range = max over pairs of |mean_i - mean_j|; each pair's differences x_ui - x_uj (units
@@ -219,12 +249,12 @@ def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float) -> tuple[fl
     n_cond = x.shape[1]
     pairs = [(i, j) for i in range(n_cond) for j in range(i + 1, n_cond)]
     width = hi - lo
-    r_low, r_high = 0.0, 0.0
+    r_low, r_high = np.zeros(len(at)), np.zeros(len(at))
     for i, j in pairs:
-        l_, u_ = _column_cs(x[:, i] - x[:, j], -width, width, alpha / len(pairs))
-        r_low = max(r_low, l_, -u_)
-        r_high = max(r_high, abs(l_), abs(u_))
-    return float(r_low), float(r_high)
+        path = _column_path(x[:, i] - x[:, j], -width, width, alpha / len(pairs), at)
+        r_low = np.maximum(r_low, np.maximum(path[:, 0], -path[:, 1]))
+        r_high = np.maximum(r_high, np.abs(path).max(axis=1))
+    return [(float(a), float(b)) for a, b in zip(r_low, r_high, strict=True)]
 
 
 def _decide(interval: tuple[float, float], spec: Any) -> str:

@@ -45,10 +45,10 @@ def test_a_bad_budget_in_the_config_names_its_key(tmp_path):
 
 
 # -- rounds ------------------------------------------------------------------------------------
-def test_looks_double_from_an_eighth_to_the_cap():
-    assert looks(160) == [20, 40, 80, 160]
-    assert looks(100, min_units=10) == [13, 26, 52, 100]
-    assert looks(40, min_units=5) == [5, 10, 20, 40]
+def test_looks_step_an_eighth_up_to_the_cap():
+    assert looks(160) == [20, 40, 60, 80, 100, 120, 140, 160]
+    assert looks(100, min_units=10) == [13, 26, 39, 52, 65, 78, 91, 100]
+    assert looks(40, min_units=10) == [10, 20, 30, 40]
     assert looks(7) == [7] and looks(0) == []
 
 

@@ -1,0 +1,235 @@
+"""Sequential gates (adaptive audits): error rates and model calls, on synthetic unit tables.
+
+``python -m validation.sequential [--out docs/VALIDATION.md]`` rewrites the document's section
+"Sequential gates" (everything from its heading on). For each gate kind a synthetic model whose
+population statistic is a known multiple of the gate's bound (0, 0.5, 1, 2 and 4 times) gives
+each unit its cells; the units are asked in the adaptive rounds of :func:`recaudit.adaptive.looks`
+(steps of an eighth of the cap) and the gate is judged after each round by
+:func:`recaudit.adaptive.record_sequence` at the sequential level 0.01, exactly as an adaptive
+audit judges it. A run ends when the gate is decided or at the cap; the table gives how often
+it failed or passed sequentially, how often it reached the cap undecided (where the fixed-n
+test of docs/VALIDATION.md's first part decides at alpha - 0.01) and the mean share of the
+fixed plan's model calls it used.
+
+Errors: at no effect, a sequential *fail* is a false alarm; at the bound (1x), a sequential
+*pass* claims the statistic lies inside the bound when it lies on it. Both must stay within the
+sequential level 0.01 (with Monte Carlo slack). Target: at 2x the bound, at least 50% fewer
+model calls than the fixed plan; an adaptive audit never asks more than the plan (by
+construction: the last look is the cap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from recaudit.adaptive import SEQUENTIAL_ALPHA, looks, record_path
+from recaudit.results import MetricRecord, UnitTable
+
+__all__ = ["KINDS", "MULTIPLES", "SeqTally", "run_kind", "render_section", "SECTION",
+           "section_rows"]
+
+SECTION = "## Sequential gates (adaptive audits)"
+#: effect sizes, as multiples of the gate's bound
+MULTIPLES = (0.0, 0.5, 1.0, 2.0, 4.0)
+RUNS = 100
+CAP = 400
+BOUND = 0.1
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A gate kind: the statistic the record carries, its conditions and its cell model."""
+
+    name: str
+    statistic: str
+    conditions: int
+    describe: str
+    #: (rng, units, effect) -> cells (units x conditions) in [0, 1]
+    cells: Callable[[np.random.Generator, int, float], np.ndarray]
+
+
+def _spread(c: int) -> Callable[[np.random.Generator, int, float], np.ndarray]:
+    def cells(rng: np.random.Generator, n: int, effect: float) -> np.ndarray:
+        """Paired cells: a unit's Beta(4, 4) similarity plus N(0, 0.1) per condition.
+
+        Condition 0 is shifted by ``effect``; cells are clipped to [0, 1].
+        """
+        base = rng.beta(4.0, 4.0, size=(n, 1))
+        x = base + rng.normal(0.0, 0.1, size=(n, c))
+        x[:, 0] += effect
+        return np.clip(x, 0.0, 1.0)
+    return cells
+
+
+def _gap(rng: np.random.Generator, n: int, effect: float) -> np.ndarray:
+    """Two groups of different units (each unit in one, NaN in the other).
+
+    Values in Beta(4, 4); group 0 is shifted by ``effect``.
+    """
+    x = np.clip(rng.beta(4.0, 4.0, size=n) + np.where(np.arange(n) % 2 == 0, effect, 0.0),
+                0.0, 1.0)
+    cells = np.full((n, 2), np.nan)
+    cells[np.arange(n), np.arange(n) % 2] = x
+    return cells
+
+
+def _position(rng: np.random.Generator, n: int, effect: float) -> np.ndarray:
+    """Five input positions; which one comes first: 0.2 each, position 0 gains ``effect``."""
+    p = np.full(5, 0.2 - effect / 5)
+    p[0] = 0.2 + effect * 4 / 5
+    first = rng.choice(5, size=n, p=p)
+    return np.eye(5)[first]
+
+
+KINDS = (
+    Kind("spread (2 values)", "range", 2, "SNSR of two attribute values: paired cells, a "
+         "unit's Beta(4, 4) similarity plus N(0, 0.1) per value, one value shifted by the "
+         "effect (a paired-difference sequence)", _spread(2)),
+    Kind("spread (6 values)", "range", 6, "SNSR of six values, the same cells (a sequence per "
+         "value at alpha / 6)", _spread(6)),
+    Kind("gap (2 groups)", "range", 2, "a group gap: each unit in one of two groups, Beta(4, 4) "
+         "values, one group shifted by the effect (a sequence per group at alpha / 2)", _gap),
+    Kind("position", "range", 5, "range of first-place shares over 5 input positions "
+         "(one-hot cells; position 0 gains the effect)", _position),
+)
+
+
+@dataclass
+class SeqTally:
+    """Outcomes of ``runs`` runs of one kind at one effect multiple."""
+
+    kind: str
+    multiple: float
+    runs: int
+    fails: int
+    passes: int
+    at_cap: int
+    mean_units: float
+
+
+def _decide(interval: tuple[float, float]) -> str:
+    lower, upper = interval
+    return "fail" if lower > BOUND else "pass" if upper <= BOUND else "undecided"
+
+
+def run_kind(kind: Kind, multiple: float, runs: int = RUNS, cap: int = CAP,
+             first_seed: int = 0) -> SeqTally:
+    """Run ``runs`` seeded adaptive gates of ``kind`` at ``multiple`` times the bound."""
+    fails = passes = at_cap = 0
+    units_used = []
+    schedule = looks(cap)
+    conds = [f"c{i}" for i in range(kind.conditions)]
+    record = MetricRecord(probe="p", metric="m", statistic=kind.statistic, table="t")
+    for seed in range(first_seed, first_seed + runs):
+        rng = np.random.default_rng([seed, int(multiple * 1000), kind.conditions])
+        cells = kind.cells(rng, cap, multiple * BOUND)
+        table = UnitTable(id="t", metric="jaccard", conditions=conds,
+                          units=[str(u) for u in range(cap)],
+                          values=[[None if np.isnan(v) else float(v) for v in row]
+                                  for row in cells])
+        path = record_path(record, table, table.units, SEQUENTIAL_ALPHA, schedule)
+        assert path is not None
+        decision, used = "undecided", cap
+        for n, interval in zip(schedule, path, strict=True):
+            decision = _decide(interval)
+            if decision != "undecided":
+                used = n
+                break
+        fails += decision == "fail"
+        passes += decision == "pass"
+        at_cap += decision == "undecided"
+        units_used.append(used)
+    return SeqTally(kind.name, multiple, runs, fails, passes, at_cap,
+                    float(np.mean(units_used)))
+
+
+def slack(runs: int, rate: float = SEQUENTIAL_ALPHA) -> float:
+    """Return the largest share of ``runs`` consistent with ``rate`` (3 standard errors)."""
+    return rate + 3 * math.sqrt(rate * (1 - rate) / runs)
+
+
+def render_section(tallies: list[SeqTally], runs: int = RUNS, cap: int = CAP) -> str:
+    """Return the document's section for ``tallies``."""
+    lines = [SECTION, "",
+             "Generated by `python -m validation.sequential` (see its docstring): "
+             f"{runs} seeded runs per row, a fixed plan (the cap) of {cap} units, looks at "
+             f"{', '.join(str(n) for n in looks(cap))} units, gate `max: {BOUND:g}`, sequential "
+             f"level {SEQUENTIAL_ALPHA:g}. `fail` at 0x and `pass` at 1x are errors (each must "
+             f"stay within {SEQUENTIAL_ALPHA:g}; 3 standard errors allow "
+             f"{slack(runs):.1%} over {runs} runs); `at cap` runs go to the fixed-n gate. "
+             "Calls: the mean share of the fixed plan's model calls.", ""]
+    lines += [f"- **{k.name}**: {k.describe}." for k in KINDS]
+    lines += ["- **AUC** (leakage): no sequential form here; an adaptive audit asks every unit "
+              "of a probe gated on it and the fixed-n gate decides.", "",
+              "| kind | effect (x bound) | fail | pass | at cap | calls | target |",
+              "|---|---|---|---|---|---|---|"]
+    for t in tallies:
+        target = ""
+        if t.multiple == 0:
+            target = "ok" if t.fails / t.runs <= slack(t.runs) else "no: false fails"
+        elif t.multiple == 1:
+            target = "ok" if t.passes / t.runs <= slack(t.runs) else "no: false passes"
+        elif t.multiple == 2:
+            target = "ok" if t.mean_units / CAP <= 0.5 else "no: > 50% of calls"
+        lines.append(f"| {t.kind} | {t.multiple:g} | {t.fails}/{t.runs} | {t.passes}/{t.runs} | "
+                     f"{t.at_cap}/{t.runs} | {t.mean_units / CAP:.0%} | {target} |")
+    return "\n".join(lines) + "\n"
+
+
+ROW_PREFIX = "| "
+
+
+def section_rows(text: str) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Read (kind, multiple) -> (fails, passes, at cap) back from the section."""
+    out = {}
+    part = text[text.index(SECTION):] if SECTION in text else ""
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 7 and "/" in cells[2]:
+            out[(cells[0], cells[1])] = tuple(int(c.split("/")[0]) for c in cells[2:5])
+    return out
+
+
+def _run_cell(cell: tuple[int, float, int]) -> SeqTally:
+    kind, multiple, runs = cell
+    return run_kind(KINDS[kind], multiple, runs)
+
+
+def run_all(runs: int = RUNS, workers: int = 1) -> list[SeqTally]:
+    """Every kind at every multiple (on ``workers`` spawned processes)."""
+    cells = [(i, m, runs) for i in range(len(KINDS)) for m in MULTIPLES]
+    if workers <= 1:
+        return [_run_cell(c) for c in cells]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.map(_run_cell, cells)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m validation.sequential", description=__doc__)
+    parser.add_argument("--out", default="docs/VALIDATION.md")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    path = Path(args.out)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    head = text[:text.index(SECTION)].rstrip() + "\n\n" if SECTION in text else \
+        (text.rstrip() + "\n\n" if text else "")
+    start = time.perf_counter()
+    section = render_section(run_all(workers=args.workers))
+    path.write_text(head + section, encoding="utf-8")
+    print(f"{len(KINDS)} kinds x {len(MULTIPLES)} effects x {RUNS} runs in "
+          f"{time.perf_counter() - start:.0f} s")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
