@@ -242,3 +242,27 @@ def test_a_budget_without_adaptive_runs_one_round(tmp_path):
     assert engine["computed"] == 30 and engine["rounds"] == 1
     assert result.probes[0].n_missing == 330
     assert result.gates[0].decision == "undecided"
+
+
+def test_an_adaptive_audit_through_a_streaming_endpoint(tmp_path):
+    """The rounds go through the engine to an openai: endpoint (streamed, cached as they land):
+    the server sees exactly the computed requests, and a rerun asks it nothing."""
+    from recaudit.audit import run_audit
+    from recaudit.config import parse_config
+
+    from .reliability.fault_server import FaultServer
+
+    with FaultServer(latency=0.002) as server:
+        data = _config(tmp_path, "unbiased", gates=[{**GENDER, "max": 0.5}]).model_dump(
+            mode="json")
+        data["model"] = f"openai:{server.url}/v1#canned"
+        data["engine"]["cache"] = str(tmp_path / "endpoint.sqlite")
+        cfg = parse_config({k: v for k, v in data.items() if v is not None})
+        result = run_audit(cfg, progress=False)
+        (gate,) = result.gates
+        computed = result.provenance.engine["computed"]
+        assert gate.decision == "sequential" and gate.passed
+        assert computed == 3 * gate.decided_after < 360
+        assert sum(server.seen.values()) == computed
+        again = run_audit(cfg, progress=False)
+        assert again.provenance.engine["computed"] == 0 and sum(server.seen.values()) == computed
