@@ -16,9 +16,10 @@ Sequential gates, in margin form
 
     * ``mean`` of one condition: the betting CS of
       :func:`recaudit.sequential.betting_confidence_sequence` (Waudby-Smith & Ramdas 2023);
-    * ``range`` over at most 4 conditions that every unit has (paired cells, not groups of
-      different units): the CS of each pair's paired difference at alpha / pairs, range =
-      max |d_ij| (pairing removes what units share);
+    * ``range`` over at most 8 conditions, on paired cells (every unit has every condition)
+      or on groups of different units (one cell each): the CS of each pair's difference at
+      alpha / pairs (the k-th observed cell of one condition paired with the k-th of the
+      other: a unit's own difference on paired cells), range = max |d_ij|;
     * ``range`` (more conditions) / ``std`` / ``ratio`` of the condition means: a CS for each
       of the C condition means at level alpha / C (Bonferroni), combined by interval
       arithmetic:
@@ -210,8 +211,10 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
     n_cond = len(table.conditions)
     if n_cond < 2:
         return None
-    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS and len(x) \
-            and not np.isnan(x).any():  # paired cells (not groups of different units)
+    cells = (~np.isnan(x)).sum(axis=1)
+    # paired cells (every unit has every condition) or groups of different units (one each)
+    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS and len(x) and (
+            (cells == n_cond).all() or (cells <= 1).all()):
         return _paired_range(x, lo, hi, alpha, at)
     cs = np.stack([_column_path(x[:, c], lo, hi, alpha / n_cond, at) for c in range(n_cond)],
                   axis=1)  # (looks, C, 2)
@@ -238,12 +241,36 @@ def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str]
     return None if path is None else path[-1]
 
 
+def _pair_path(xi: np.ndarray, xj: np.ndarray, width: float, alpha: float,
+               at: Sequence[int]) -> np.ndarray:
+    """Return the CS of ``mean_i - mean_j`` after each of ``at`` units: (looks, 2).
+
+    The k-th observed cell of condition i is paired with the k-th observed cell of condition
+    j: on paired cells (every unit has both) that is each unit's own difference; on groups of
+    different units, two independent units, so the differences are independent with mean
+    ``mean_i - mean_j`` either way.
+    """
+    oi, oj = np.flatnonzero(~np.isnan(xi)), np.flatnonzero(~np.isnan(xj))
+    m = min(oi.size, oj.size)
+    out = np.tile([-width, width], (len(at), 1)).astype(float)
+    if not m:
+        return out
+    d = np.clip(xi[oi[:m]] - xj[oj[:m]], -width, width)
+    lower, upper = betting_confidence_sequence(d, -width, width, alpha)
+    seen_i, seen_j = np.cumsum(~np.isnan(xi)), np.cumsum(~np.isnan(xj))
+    for r, n in enumerate(at):
+        k = min(int(seen_i[n - 1]), int(seen_j[n - 1])) if n > 0 else 0
+        if k:
+            out[r] = lower[k - 1], upper[k - 1]
+    return out
+
+
 def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float,
                   at: Sequence[int]) -> list[tuple[float, float]]:
-    """Range of C condition means from the CS of each pair's paired difference.
+    """Range of C condition means from the CS of each pair's difference (:func:`_pair_path`).
 
-    range = max over pairs of |mean_i - mean_j|; each pair's differences x_ui - x_uj (units
-    with both cells) lie in [lo - hi, hi - lo], and its CS at alpha / (pairs) bounds |d_ij| in
+    range = max over pairs of |mean_i - mean_j|; each pair's differences lie in
+    [lo - hi, hi - lo], and its CS at alpha / (pairs) bounds |d_ij| in
     [max(0, l, -u), max(|l|, |u|)].
     """
     n_cond = x.shape[1]
@@ -251,7 +278,7 @@ def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float,
     width = hi - lo
     r_low, r_high = np.zeros(len(at)), np.zeros(len(at))
     for i, j in pairs:
-        path = _column_path(x[:, i] - x[:, j], -width, width, alpha / len(pairs), at)
+        path = _pair_path(x[:, i], x[:, j], width, alpha / len(pairs), at)
         r_low = np.maximum(r_low, np.maximum(path[:, 0], -path[:, 1]))
         r_high = np.maximum(r_high, np.abs(path).max(axis=1))
     return [(float(a), float(b)) for a, b in zip(r_low, r_high, strict=True)]

@@ -97,6 +97,28 @@ def test_a_two_condition_range_is_the_absolute_paired_difference():
     assert 0 < lo < 1 and hi == 1.0
 
 
+def test_a_group_gap_pairs_the_kth_member_of_each_group():
+    """Groups of different units: the k-th arrival of one group against the k-th of the other;
+    a mixed table (some units in both) falls back to a sequence per group."""
+    rng = np.random.default_rng(3)
+    n = 40
+    group = np.arange(n) % 2  # alternate arrivals
+    x = np.full((n, 2), np.nan)
+    x[np.arange(n), group] = rng.random(n)
+    order = [str(u) for u in range(n)]
+    got = record_sequence(_rec("range"), _table(x, ["a", "b"]), order, 0.05)
+    d = x[group == 0, 0] - x[group == 1, 1]
+    lower, upper = betting_confidence_sequence(d, -1.0, 1.0, 0.05)
+    assert got == (max(0.0, lower[-1], -upper[-1]), max(abs(lower[-1]), abs(upper[-1])))
+    mixed = x.copy()
+    mixed[0, 1] = 0.5  # one unit in both groups: neither paired nor disjoint
+    per_group = record_sequence(_rec("range"), _table(mixed, ["a", "b"]), order, 0.05)
+    cols = [betting_confidence_sequence(mixed[~np.isnan(mixed[:, c]), c], 0, 1, 0.025)
+            for c in range(2)]
+    lows, ups = [c[0][-1] for c in cols], [c[1][-1] for c in cols]
+    assert per_group == (max(0.0, max(lows) - min(ups)), max(ups) - min(lows))
+
+
 def test_record_sequences_cover_the_population_statistic():
     """Time-uniform coverage for range (paired and per-condition), std and ratio.
 
