@@ -368,7 +368,7 @@ class AdaptiveRounds:
     # budget ---------------------------------------------------------------------------------
     def _affordable(self, requests: list[Any]) -> int | None:
         """How many of the engine's misses fit in what is left (None: no budget)."""
-        if self.budget is None:
+        if self.budget is None or self.engine.dry_run:  # a dry run spends nothing
             return None
         from .engine import approx_tokens
 
@@ -433,7 +433,7 @@ class AdaptiveRounds:
                     self.asked[run] = len(units)
                     results[run] = self.measure(item, self.answers, self.extra.get(run, []),
                                                 set(units))
-            if not self.adaptive or self.budget_exhausted:
+            if not self.adaptive or self.budget_exhausted or self.engine.dry_run:
                 break
             self._look(evaluate(list(results.values())), r)
             undecided = [i for i, t in self.tracks.items() if t.decision == "undecided"]

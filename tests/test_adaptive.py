@@ -288,3 +288,16 @@ def test_an_adaptive_audit_through_a_streaming_endpoint(tmp_path):
         assert sum(server.seen.values()) == computed
         again = run_audit(cfg, progress=False)
         assert again.provenance.engine["computed"] == 0 and sum(server.seen.values()) == computed
+
+
+def test_a_dry_run_prints_what_the_plan_would_cost_and_spends_nothing(tmp_path, capsys):
+    from recaudit.cli import main
+
+    cfg = tmp_path / "audit.yaml"
+    data = _config(tmp_path, "unbiased", gates=[GENDER]).model_dump(mode="json")
+    cfg.write_text(json.dumps(data))
+    code = main(["audit", str(cfg), "--dry-run", "--budget", "requests=12", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == EXIT_OK
+    assert "the whole plan would cost ~360" in err and "0 computed now" in err
+    assert "spent 0 of 12 requests" in err and "1 round(s)" in err
