@@ -457,10 +457,13 @@ class AdaptiveRounds:
 
     def requests_asked(self) -> int:
         """Return the planned requests of the units asked so far (cached or computed)."""
-        return sum(sum(1 for q in i.queries
-                       if str(q.key.unit) in set(self.orders[i.probe.run_id][:self.asked[
-                           i.probe.run_id]]))
-                   for i in self.planned if i.queries)
+        total = 0
+        for item in self.planned:
+            if item.queries:
+                run = item.probe.run_id
+                asked = set(self.orders[run][:self.asked[run]])
+                total += sum(1 for q in item.queries if str(q.key.unit) in asked)
+        return total
 
     def _plan_cost(self, requests: list[Any]) -> float:
         from .engine import approx_tokens
