@@ -3,6 +3,7 @@
 Rounds
     Each probe's planned queries are grouped by unit (``QueryKey.unit``: an instruction, a
     user, a candidate list) and the units put in a seeded random order (:func:`unit_order`).
+    A probe no gate reads is asked in full in the first round (nothing can decide it early).
     Round r asks the queries of the first ``looks[r]`` units (:func:`looks`: steps of
     ``max(min_units, ceil(n / 8))`` up to n, the cap, which is today's fixed plan). Every round
     goes through the engine, so answers are cached as they land: a rerun, or an interrupted
@@ -356,7 +357,10 @@ class AdaptiveRounds:
         self.orders = {item.probe.run_id: unit_order([q.key.unit for q in item.queries],
                                                      seed, item.probe.run_id)
                        for item in planned if item.queries}
-        self.looks = {run: (looks(len(o), min_units) if adaptive else [len(o)])
+        # a probe no gate reads is asked in full in the first round: nothing decides it early
+        gated = {item.probe.run_id for item in planned if item.queries
+                 and any(self._gate_touches(g, item.probe.run_id) for g in self.gates)}
+        self.looks = {run: (looks(len(o), min_units) if adaptive and run in gated else [len(o)])
                       for run, o in self.orders.items()}
         self.tracks: dict[int, GateTrack] = {i: GateTrack() for i in range(len(self.gates))}
         self.spent = 0.0

@@ -301,3 +301,19 @@ def test_a_dry_run_prints_what_the_plan_would_cost_and_spends_nothing(tmp_path, 
     assert code == EXIT_OK
     assert "the whole plan would cost ~360" in err and "0 computed now" in err
     assert "spent 0 of 12 requests" in err and "1 round(s)" in err
+
+
+def test_a_probe_no_gate_reads_is_asked_in_full(tmp_path):
+    from recaudit.audit import run_audit
+
+    cfg = _config(tmp_path, "biased", gates=[{**GENDER, "max": 0.1}])
+    data = cfg.model_dump(mode="json")
+    second = {**data["probes"][0], "id": "cf-ungated"}
+    data["probes"].append(second)
+    from recaudit.config import parse_config
+
+    result = run_audit(parse_config({k: v for k, v in data.items() if v is not None}),
+                       progress=False)
+    asked = result.provenance.engine["units_asked"]
+    assert asked["cf-ungated"] == 120 and asked["cf"] < 120
+    assert result.gates[0].decision == "sequential"
