@@ -31,6 +31,23 @@ EPILOG = """exit codes:
 """
 
 
+BUNDLE_EPILOG = """The bundle (a zip) holds results.json, the reports present, provenance.json,
+the config the audit recorded (audit.yaml) and manifest.json (each member's size and sha256, the
+UTC time, the recaudit and results schema versions); --sign adds manifest.sig and signer.pub.
+exit codes: 0 written; 2 bad input (no OUT_DIR or results.json, a key that is not an ed25519
+private key, BUNDLE exists without --force)
+"""
+
+VERIFY_EPILOG = """exit codes:
+  0  verified: every sum matches (and the signature, when signed)
+  1  verification failed: a member changed, missing or not listed, the manifest edited, a bad
+     signature, or a signature not by --key (each problem on its own line, then a summary)
+  2  bad input: not a zip, unreadable, no manifest, a --key that is not an ed25519 public key
+Without --key a signature only shows the bundle is as the holder of the enclosed key made it;
+--key (a public key you obtained elsewhere) says who signed.
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep it one line
         self.print_usage(sys.stderr)
@@ -141,6 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results")
     p.add_argument("--format", default="html", help="html, md, junit or a comma list")
     p.add_argument("--out", help="output directory (default: next to results.json)")
+
+    p = sub.add_parser("bundle", help="pack an audit's output directory (results, reports, "
+                       "provenance, config) with a sha256 manifest into one zip, optionally "
+                       "signed", epilog=BUNDLE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the audit's output directory")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="the bundle to write (*.zip)")
+    p.add_argument("--config", metavar="PATH", help="also pack this config file (config/NAME)")
+    p.add_argument("--sign", metavar="KEY", help="sign the manifest with this ed25519 private "
+                   "key (PEM, PKCS8; 'recaudit keygen' makes one)")
+    p.add_argument("--force", action="store_true", help="replace an existing BUNDLE")
+
+    p = sub.add_parser("verify", help="check an evidence bundle's sums and signature",
+                       epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--key", metavar="PUBKEY", help="the signer's public key (PEM or raw "
+                   "base64): the signature must verify under it")
+
+    p = sub.add_parser("keygen", help="make an ed25519 key pair to sign bundles with")
+    p.add_argument("key", metavar="KEY", help="private key file to write (mode 0600); the "
+                   "public key goes to KEY.pub")
+    p.add_argument("--force", action="store_true", help="replace existing key files")
     return parser
 
 
@@ -502,6 +541,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Pack an audit's output directory into an evidence bundle (see recaudit.bundle)."""
+    from .bundle import create_bundle
+
+    info = create_bundle(args.out_dir, args.out, config=args.config, key=args.sign,
+                         force=args.force)
+    config = info.manifest["config"]
+    if not config["recorded"] and not config["given"]:
+        print("recaudit: warning: results.json records no config text; pass --config PATH to "
+              "pack the config", file=sys.stderr)
+    if config["given_matches_recorded"] is False:
+        print(f"recaudit: warning: {args.config} is not the config results.json records "
+              "(sha256 differs); packed as given", file=sys.stderr)
+    signed = (f"signed, key fingerprint {info.fingerprint}" if info.fingerprint
+              else "unsigned")
+    print(f"bundle: {info.path} ({len(info.members)} members: {', '.join(info.members)}; "
+          f"{signed})")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check an evidence bundle: 0 verified, 1 failed, 2 bad input."""
+    from .bundle import verify_bundle
+
+    outcome = verify_bundle(args.bundle, key=args.key)
+    for line in outcome.lines():
+        print(line)
+    return outcome.exit_code
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write an ed25519 key pair for ``bundle --sign``."""
+    from .bundle import generate_key
+
+    private, public, fingerprint = generate_key(args.key, force=args.force)
+    print(f"private key: {private} (mode 0600; keep it secret)")
+    print(f"public key: {public} (fingerprint {fingerprint}; give it to whoever verifies)")
+    return EXIT_OK
+
+
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv``; ``mitigate``'s KEY=VALUE parameters may stand anywhere on its line.
 
@@ -523,7 +602,8 @@ def _is_key_value(item: str) -> bool:
 COMMANDS = {"recommend": cmd_recommend, "models": cmd_models, "probes": cmd_probes,
             "audit": cmd_audit, "gate": cmd_gate, "compare": cmd_compare, "report": cmd_report,
             "mitigate": cmd_mitigate, "rerankers": cmd_rerankers,
-            "export-requests": cmd_export_requests}
+            "export-requests": cmd_export_requests, "bundle": cmd_bundle,
+            "verify": cmd_verify, "keygen": cmd_keygen}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -393,6 +393,7 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
     robust = _tagged(results, ROBUSTNESS)
     accuracy = _tagged(results, ACCURACY)
     hr_rows = bool(impact_ratios(results, ["" for _ in results]))
+    ran = list(dict.fromkeys(p.id for r in results for p in r.probes if p.status == "ok"))
 
     def status(ok: bool, partial: bool = False) -> str:
         return "evidence" if ok else ("partial" if partial else "not covered")
@@ -427,6 +428,28 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
              if accuracy else "") if x) or "No accuracy or robustness probe ran.",
          "status": status(bool(rob_ev) and bool(accuracy), bool(rob_ev or accuracy)),
          "note": "Cybersecurity is not tested by recaudit."},
+        {"instrument": "EU AI Act", "article": "Annex IV 2(g)",
+         "obligation": "The technical documentation describes the validation and testing "
+                       "procedures used, the validation and testing data and their main "
+                       "characteristics, the metrics used to measure accuracy, robustness and "
+                       "compliance with Chapter III and potentially discriminatory impacts, and "
+                       "includes test logs and all test reports, dated and signed by the "
+                       "responsible persons.",
+         "tested": ("results.json records every metric with its confidence interval and "
+                    "p-value, the raw answers and the provenance (model fingerprint, config, "
+                    "catalog hash, seeds, package versions, start and end times) for: "
+                    + ", ".join(ran) + "; potentially discriminatory impacts: "
+                    + (", ".join(fairness) if fairness else "no bias probe ran")
+                    + ". The reports (HTML, JUnit XML, Markdown) are the test reports; "
+                    "'recaudit bundle --sign KEY' packs them with a manifest of sha256 sums, "
+                    "dated (UTC) and signed with the user's ed25519 key.")
+         if ran else "No probe finished: no test report to date or sign.",
+         "status": status(False, bool(ran)),
+         "note": "The date and signature are those of whoever holds the key: recaudit cannot "
+                 "know who the responsible person is, and this report cannot show whether it "
+                 "was bundled or signed (check with 'recaudit verify BUNDLE --key KEY.pub'). "
+                 "The test data are identified (config, catalog hash), not characterised. "
+                 "Annex IV applies to high-risk systems (Art. 11)."},
         {"instrument": "Digital Services Act (Regulation (EU) 2022/2065)", "article": "Art. 34",
          "obligation": "Providers of very large online platforms and search engines assess "
                        "systemic risks, including negative effects on fundamental rights such as "
