@@ -179,11 +179,23 @@ def test_limitations_and_provenance(page, pair):
 def test_compliance_and_signoff(page, pair):
     rows = compliance_rows(pair)
     assert [r["article"] for r in rows] == ["Art. 10(2)(f)", "Art. 10(2)(g)", "Art. 15",
-                                            "Art. 34", "Art. 35", "Bias audit, impact ratio"]
+                                            "Annex IV 2(g)", "Art. 34", "Art. 35",
+                                            "Bias audit, impact ratio"]
     by = {r["article"]: r for r in rows}
     assert by["Art. 10(2)(g)"]["status"] == "evidence"  # a mitigation reranker was evaluated
     assert "Robustness: counterfactual:fairllm" in by["Art. 15"]["tested"]  # tagged robustness
     assert by["Bias audit, impact ratio"]["status"] == "not applicable"
+    annex = by["Annex IV 2(g)"]  # test reports dated and signed: recaudit cannot know the signer
+    assert annex["status"] == "partial"
+    assert ("for: counterfactual:fairllm, profile, leakage, mitigation:fair; potentially "
+            "discriminatory impacts: counterfactual:fairllm, profile, leakage.") in annex["tested"]
+    assert "popularity" not in annex["tested"]  # in error: no metrics, nothing to sign for
+    assert "'recaudit bundle --sign KEY'" in annex["tested"]
+    assert "cannot know who the responsible person is" in annex["note"]
+    assert str(escape(annex["note"])) in page  # rendered by the generic row template
+    bare = {r["article"]: r for r in compliance_rows([make_minimal()])}["Annex IV 2(g)"]
+    assert (bare["status"], bare["tested"]) == (
+        "not covered", "No probe finished: no test report to date or sign.")
     assert "Not legal advice." in page
     for field in ("name", "role / function", "date", "signature", "Prepared by",
                   "Reviewed by", "Approved by"):
