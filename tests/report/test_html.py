@@ -200,7 +200,7 @@ def test_compliance_and_signoff(page, pair):
     for field in ("name", "role / function", "date", "signature", "Prepared by",
                   "Reviewed by", "Approved by"):
         assert f">{field}<" in page
-    assert "Impact ratios by analogy" in page
+    assert "Impact ratios (NYC LL144 shape)" in page
 
 
 def test_minimal_result_renders():
@@ -257,8 +257,8 @@ def test_render_all_and_save(tmp_path):
     saved = save_result(r, tmp_path / "b")
     assert sorted(p.name for p in saved.values()) == ["index.html", "junit.xml", "results.json",
                                                       "summary.md"]
-    with pytest.raises(ConfigError, match="unknown report format 'pdf'"):
-        render_all(r, tmp_path / "c", formats=("html", "pdf"))
+    with pytest.raises(ConfigError, match="unknown report format 'docx'"):
+        render_all(r, tmp_path / "c", formats=("html", "docx"))
     assert not (tmp_path / "c" / "index.html").exists()
     with pytest.raises(ConfigError, match="json"):
         render_all([r, r], tmp_path / "d", formats=("json",))
