@@ -30,13 +30,23 @@ Sequential gates, in margin form
       max_c l_c] for positive means.
 
     Other statistics (an AUC, Cramér's V) have no sequential form here: their gates are decided
-    at the cap. A record passes once its CS lies within the gate's bounds (``max``: upper <=
-    max; ``min``: lower >= min) and fails once it lies beyond one (lower > max, or upper <
-    min). A gate is decided when all its records passed (pass) or one failed (fail); its
-    records share the sequential level by Bonferroni. The CS bounds the population statistic,
-    whose no-effect value is the metric's null (0 for a spread), so a fair model can pass early
-    without a floor correction: the noise floor describes the sample statistic, which the CS
-    does not use.
+    at the cap. A gate (K records) is judged after each round by :func:`decide`, in margin
+    form:
+
+    * **pass** once every record's *pass-side* interval lies within the bounds (``max``: upper
+      <= max; ``min``: lower >= min). Intersection-union: a false pass needs the sequence of a
+      record (of a pair, of one of two condition means) that truly lies beyond the bound to
+      miss, so the pass side needs no multiplicity correction (each pair at alpha, each
+      condition mean at alpha / 2; :func:`record_path` ``side="pass"``);
+    * **fail** once e-BH (Wang & Ramdas 2022) over the records' stopped e-values
+      (:func:`record_e_path`: betting e-processes against "the statistic lies within the
+      bounds") rejects one, or, for a record with no e-value form, once its CS at alpha / K
+      lies beyond a bound. When the model truly meets the gate on every record, e-BH's FDR is
+      the chance of any false fail, so a gate fails falsely with probability at most alpha.
+
+    The CS bounds the population statistic, whose no-effect value is the metric's null (0 for
+    a spread), so a fair model can pass early without a floor correction: the noise floor
+    describes the sample statistic, which the CS does not use.
 
 Hybrid
     Sequential decisions spend ``SEQUENTIAL_ALPHA`` (0.01) of the audit's alpha. A gate still
@@ -65,10 +75,11 @@ import numpy as np
 
 from .errors import ConfigError
 from .results import GateResult, MetricRecord, ProbeResult, UnitTable
-from .sequential import betting_confidence_sequence
+from .sequential import betting_confidence_sequence, betting_e_value, e_bh
 
 __all__ = ["Budget", "SEQUENTIAL_ALPHA", "SEQUENTIAL_STATISTICS", "GateTrack", "looks",
-           "unit_order", "record_path", "record_sequence", "judge_sequentially", "AdaptiveRounds"]
+           "unit_order", "record_path", "record_sequence", "record_e_path", "judge_sequentially",
+           "RecordLook", "decide", "AdaptiveRounds"]
 
 #: the share of each gate's alpha spent on sequential decisions (the rest: the fixed-n gate)
 SEQUENTIAL_ALPHA = 0.01
@@ -188,22 +199,29 @@ def _column_path(x: np.ndarray, lo: float, hi: float, alpha: float,
 
 
 def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], alpha: float,
-                at: Sequence[int] | None = None) -> list[tuple[float, float]] | None:
+                at: Sequence[int] | None = None, *, side: str = "fail"
+                ) -> list[tuple[float, float]] | None:
     """Return the record's confidence-sequence interval after each of ``at`` units asked.
 
     ``order``: the units in the order they were asked (units of the table not in it are left
     out); ``at``: prefix lengths of that order (default: all of it); ``alpha``: the level of
     this record's sequence. None: the record has no sequential form. See the module docstring.
+
+    ``side="fail"``: a CS of the statistic at ``alpha`` (the pairs at alpha / pairs, the
+    condition means at alpha / C). ``side="pass"``: the interval that may only be read to
+    *pass* (upper <= max, lower >= min), by intersection-union: a false pass needs the CS of
+    one pair that truly lies beyond the bound to miss (each pair at ``alpha``), or of one of
+    the two condition means that span it (each mean at ``alpha / 2``).
     """
+    if side not in ("fail", "pass"):
+        raise ValueError(f"side must be 'fail' or 'pass', got {side!r}")
     stat = record.statistic
     bounds = _value_range(table)
     if stat not in SEQUENTIAL_STATISTICS or bounds is None:
         return None
     lo, hi = bounds
-    index = {u: i for i, u in enumerate(table.units)}
-    rows = [index[u] for u in order if u in index]
-    x = table.matrix()[rows] if rows else np.empty((0, len(table.conditions)))
-    at = [len(rows)] if at is None else [min(int(n), len(rows)) for n in at]
+    x = _ordered(table, order)
+    at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
     if stat == "mean":
         if record.value not in table.conditions:
             return None
@@ -212,12 +230,10 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
     n_cond = len(table.conditions)
     if n_cond < 2:
         return None
-    cells = (~np.isnan(x)).sum(axis=1)
-    # paired cells (every unit has every condition) or groups of different units (one each)
-    if stat == "range" and n_cond <= PAIRED_RANGE_MAX_CONDITIONS and len(x) and (
-            (cells == n_cond).all() or (cells <= 1).all()):
-        return _paired_range(x, lo, hi, alpha, at)
-    cs = np.stack([_column_path(x[:, c], lo, hi, alpha / n_cond, at) for c in range(n_cond)],
+    if _paired_form(stat, x):
+        return _paired_range(x, lo, hi, alpha, at, union=side == "fail")
+    level = alpha / n_cond if side == "fail" else alpha / 2
+    cs = np.stack([_column_path(x[:, c], lo, hi, level, at) for c in range(n_cond)],
                   axis=1)  # (looks, C, 2)
     out = []
     for low, up in zip(cs[:, :, 0], cs[:, :, 1], strict=True):
@@ -233,6 +249,92 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
         else:
             out.append((float(low.min() / up.max()), float(min(1.0, up.min() / low.max()))))
     return out
+
+
+def _ordered(table: UnitTable, order: Sequence[str]) -> np.ndarray:
+    """Return the table's rows (units x conditions) in the order asked, others left out."""
+    index = {u: i for i, u in enumerate(table.units)}
+    rows = [index[u] for u in order if u in index]
+    return table.matrix()[rows] if rows else np.empty((0, len(table.conditions)))
+
+
+def _e_process(x: np.ndarray, lo: float, hi: float, bound: float, side: str) -> np.ndarray:
+    """Return the betting e-process against ``mean <= bound`` (``greater``) or ``>= bound``.
+
+    For x in [lo, hi]: all ones where the null holds for every law on [lo, hi] (nothing can
+    reject it), NaN where it holds for none (no e-value form).
+    """
+    if (side == "greater" and bound >= hi) or (side == "less" and bound <= lo):
+        return np.ones(x.size)
+    if (side == "greater" and bound < lo) or (side == "less" and bound > hi) or \
+            bound in (lo, hi):
+        return np.full(x.size, np.nan)
+    return betting_e_value(np.clip(x, lo, hi), lo, hi, bound, side,  # type: ignore[arg-type]
+                           alpha=SEQUENTIAL_ALPHA)
+
+
+def _at_looks(values: np.ndarray, seen: np.ndarray, at: Sequence[int]) -> np.ndarray:
+    """``values[k - 1]`` with k the observations seen after each of ``at`` units (1 at k = 0)."""
+    out = np.ones(len(at))
+    for r, n in enumerate(at):
+        k = int(seen[n - 1]) if n > 0 and len(seen) else 0
+        if k:
+            out[r] = values[k - 1]
+    return out
+
+
+def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], spec: Any,
+                  at: Sequence[int] | None = None) -> list[float] | None:
+    """Return the record's e-value against "the gate holds" after each of ``at`` units.
+
+    The null is the gate's pass region (``min <= statistic <= max``); a large value is evidence
+    that the statistic lies beyond a bound. ``mean``: the one-sided betting e-process of
+    :func:`recaudit.sequential.betting_e_value` against ``mean <= max`` (and against ``mean >=
+    min``; with both bounds, their average). ``range`` in the paired form (at most 8
+    conditions, ``max`` only): the average over pairs of ``(E(d_ij <= max) + E(d_ij >= -max))
+    / 2``; under the null every pair's difference lies within ``±max``, so each term, and their
+    average, is an e-process. The value at a stopping time is an e-value (Ville), which e-BH
+    combines across a gate's records (:func:`judge_sequentially`). None: no e-value form (the
+    gate's fail side then reads the record's confidence sequence).
+    """
+    bounds = _value_range(table)
+    stat = record.statistic
+    if bounds is None or stat not in ("mean", "range"):
+        return None
+    lo, hi = bounds
+    x = _ordered(table, order)
+    at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
+    if stat == "mean":
+        if record.value not in table.conditions:
+            return None
+        col = x[:, table.conditions.index(record.value)]
+        present = ~np.isnan(col)
+        tests = ([("greater", spec.max)] if spec.max is not None else []) + \
+            ([("less", spec.min)] if spec.min is not None else [])
+        if not tests:
+            return None
+        seen = np.cumsum(present)
+        paths = [_at_looks(_e_process(col[present], lo, hi, b, side), seen, at)
+                 for side, b in tests]
+        e = np.mean(paths, axis=0)
+    else:
+        if spec.min is not None or spec.max is None or not _paired_form(stat, x):
+            return None
+        width = hi - lo
+        terms = []
+        for i, j in _pairs(x.shape[1]):
+            xi, xj = x[:, i], x[:, j]
+            oi, oj = np.flatnonzero(~np.isnan(xi)), np.flatnonzero(~np.isnan(xj))
+            m = min(oi.size, oj.size)
+            d = np.clip(xi[oi[:m]] - xj[oj[:m]], -width, width)
+            seen = np.minimum(np.cumsum(~np.isnan(xi)), np.cumsum(~np.isnan(xj)))
+            for side, b in (("greater", spec.max), ("less", -spec.max)):
+                terms.append(_at_looks(_e_process(d, -width, width, b, side), seen, at)
+                             if m else np.ones(len(at)))
+        e = np.mean(terms, axis=0)
+    if np.isnan(e).any():
+        return None
+    return [float(v) for v in e]
 
 
 def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str],
@@ -266,36 +368,52 @@ def _pair_path(xi: np.ndarray, xj: np.ndarray, width: float, alpha: float,
     return out
 
 
+def _pairs(n_cond: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(n_cond) for j in range(i + 1, n_cond)]
+
+
+def _paired_form(stat: str | None, x: np.ndarray) -> bool:
+    """Return whether a range is read from pairs.
+
+    At most 8 conditions, on paired cells (every unit has every condition) or on groups of
+    different units (one cell each).
+    """
+    cells = (~np.isnan(x)).sum(axis=1)
+    return (stat == "range" and 2 <= x.shape[1] <= PAIRED_RANGE_MAX_CONDITIONS and len(x) > 0
+            and bool((cells == x.shape[1]).all() or (cells <= 1).all()))
+
+
 def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float,
-                  at: Sequence[int]) -> list[tuple[float, float]]:
+                  at: Sequence[int], union: bool = True) -> list[tuple[float, float]]:
     """Range of C condition means from the CS of each pair's difference (:func:`_pair_path`).
 
     range = max over pairs of |mean_i - mean_j|; each pair's differences lie in
-    [lo - hi, hi - lo], and its CS at alpha / (pairs) bounds |d_ij| in
-    [max(0, l, -u), max(|l|, |u|)].
+    [lo - hi, hi - lo], and its CS at alpha / (pairs) (``union``; else at alpha, for the pass
+    side) bounds |d_ij| in [max(0, l, -u), max(|l|, |u|)].
     """
     n_cond = x.shape[1]
-    pairs = [(i, j) for i in range(n_cond) for j in range(i + 1, n_cond)]
+    pairs = _pairs(n_cond)
     width = hi - lo
+    level = alpha / len(pairs) if union else alpha
     r_low, r_high = np.zeros(len(at)), np.zeros(len(at))
     for i, j in pairs:
-        path = _pair_path(x[:, i], x[:, j], width, alpha / len(pairs), at)
+        path = _pair_path(x[:, i], x[:, j], width, level, at)
         r_low = np.maximum(r_low, np.maximum(path[:, 0], -path[:, 1]))
         r_high = np.maximum(r_high, np.abs(path).max(axis=1))
     return [(float(a), float(b)) for a, b in zip(r_low, r_high, strict=True)]
 
 
-def _decide(interval: tuple[float, float], spec: Any) -> str:
-    """"pass" / "fail" / "undecided" of one record's interval against a gate's bounds."""
+def _passes(interval: tuple[float, float], spec: Any) -> bool:
+    """Whether a pass-side interval lies inside the gate's bounds."""
     lower, upper = interval
-    sides = []
-    if spec.max is not None:
-        sides.append("fail" if lower > spec.max else "pass" if upper <= spec.max else "undecided")
-    if spec.min is not None:
-        sides.append("fail" if upper < spec.min else "pass" if lower >= spec.min else "undecided")
-    if "fail" in sides:
-        return "fail"
-    return "pass" if all(s == "pass" for s in sides) else "undecided"
+    return (spec.max is None or upper <= spec.max) and (spec.min is None or lower >= spec.min)
+
+
+def _beyond(interval: tuple[float, float], spec: Any) -> bool:
+    """Whether a fail-side interval lies beyond one of the gate's bounds."""
+    lower, upper = interval
+    return (spec.max is not None and lower > spec.max) or (spec.min is not None
+                                                          and upper < spec.min)
 
 
 @dataclass
@@ -306,36 +424,102 @@ class GateTrack:
     decided_after: int | None = None  # units when decided
     sequential: bool = True  # False: some record has no sequential form
     path: list[dict[str, Any]] = field(default_factory=list)
+    how: str = ""  # what decided it, in words
+
+
+@dataclass(frozen=True)
+class RecordLook:
+    """One record of a gate at one look: what :func:`decide` reads.
+
+    ``interval``: the pass-side interval (:func:`record_path`, ``side="pass"``); ``e_value``:
+    :func:`record_e_path`'s value, None without an e-value form; ``fail_interval``: then the
+    fail-side CS at alpha / K (None: not computed, or no sequential form).
+    """
+
+    name: str
+    interval: tuple[float, float]
+    e_value: float | None = None
+    fail_interval: tuple[float, float] | None = None
+
+
+def decide(records: Sequence[RecordLook], spec: Any, alpha: float, n_records: int | None = None
+           ) -> tuple[str, str]:
+    """Return a gate's decision at one look and what decided it, in words.
+
+    * **Pass** when every record's pass-side interval lies inside the bounds (at ``alpha``).
+      Intersection-union: a false pass needs the sequence of a record that truly lies beyond
+      the bound to miss, so there is no correction across records.
+    * **Fail** when e-BH (:func:`recaudit.sequential.e_bh`) at ``alpha * K_e / K`` rejects
+      "the gate holds" for one of the K_e records with an e-value, or when the fail-side CS
+      (at ``alpha / K``) of one of the others lies beyond a bound. When every record truly
+      holds, e-BH's FDR is the chance of any false fail: the gate fails falsely with
+      probability at most ``alpha``.
+
+    ``n_records``: K, when some of the gate's records have no sequential form (they are not
+    in ``records`` and keep the gate from passing).
+    """
+    k_all = max(1, n_records if n_records is not None else len(records))
+    with_e = [r for r in records if r.e_value is not None]
+    if with_e:
+        level = alpha * len(with_e) / k_all
+        e = [float(r.e_value) for r in with_e]  # type: ignore[arg-type]
+        if e_bh(e, level).any():
+            worst = with_e[int(np.argmax(e))]
+            return "fail", (f"e-BH over {len(e)} record(s) at {level:g}: e = "
+                            f"{worst.e_value:.3g} for {worst.name}")
+    for r in records:
+        if r.e_value is None and r.fail_interval is not None and _beyond(r.fail_interval, spec):
+            lower, upper = r.fail_interval
+            return "fail", (f"the {100 * (1 - alpha / k_all):g}% confidence sequence "
+                            f"[{lower:.4g}, {upper:.4g}] of {r.name} lies beyond the bound")
+    if records and len(records) == k_all and all(_passes(r.interval, spec) for r in records):
+        return "pass", (f"every record's {100 * (1 - alpha):g}% confidence sequence lies "
+                        "inside the bound")
+    return "undecided", ""
 
 
 def judge_sequentially(records: Sequence[MetricRecord], probes: dict[str, ProbeResult],
                        orders: dict[str, list[str]], spec: Any, alpha: float
                        ) -> tuple[str, bool, dict[str, Any]]:
-    """Judge a gate's records on their confidence sequences at level ``alpha`` (Bonferroni).
+    """Judge a gate's records at the sequential level ``alpha`` (:func:`decide`).
 
     Returns the decision, whether every record has a sequential form, and the path entry of
-    the record closest to undecided (``n``, ``estimate``, ``lower``, ``upper``).
+    the record closest to undecided (``n``, ``estimate``, ``lower``, ``upper`` of its
+    pass-side interval, its ``e_value`` where it has one, and ``how``: what decided).
     """
-    level = alpha / max(1, len(records))
-    decisions, entry, sequential = [], {}, True
+    k_all = max(1, len(records))
+    looks_now: list[RecordLook] = []
+    entry: dict[str, Any] = {}
+    sequential = True
     for rec in records:
         probe = probes.get(rec.probe)
         table = next((t for t in probe.units if t.id == rec.table), None) if probe else None
-        interval = None if table is None else record_sequence(rec, table,
-                                                              orders.get(rec.probe, []), level)
-        if interval is None:
+        order = orders.get(rec.probe, [])
+        path = None if table is None else record_path(rec, table, order, alpha, side="pass")
+        if path is None or table is None:
             sequential = False
-            decisions.append("undecided")
             continue
-        d = _decide(interval, spec)
-        decisions.append(d)
-        if not entry or d != "pass":
-            entry = {"n": rec.n, "estimate": rec.estimate, "lower": interval[0],
-                     "upper": interval[1]}
-    if "fail" in decisions:
-        return "fail", sequential, entry
-    return ("pass" if decisions and all(d == "pass" for d in decisions) else "undecided",
-            sequential, entry)
+        e_path = record_e_path(rec, table, order, spec)
+        e_value = None if e_path is None else e_path[-1]
+        fail_iv = None if e_path is not None else record_sequence(rec, table, order,
+                                                                  alpha / k_all)
+        look = RecordLook(_record_name(rec), path[-1], e_value, fail_iv)
+        looks_now.append(look)
+        if not entry or not _passes(look.interval, spec):
+            entry = {"n": rec.n, "estimate": rec.estimate, "lower": look.interval[0],
+                     "upper": look.interval[1]}
+            if e_value is not None:
+                entry["e_value"] = e_value
+    decision, how = decide(looks_now, spec, alpha, k_all)
+    if how:
+        entry["how"] = how
+    return decision, sequential, entry
+
+
+def _record_name(rec: MetricRecord) -> str:
+    parts = [rec.metric] + [f"{k}={v}" for k, v in (("attribute", rec.attribute),
+                                                     ("value", rec.value), ("k", rec.k)) if v]
+    return " ".join(str(p) for p in parts)
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -501,21 +685,17 @@ class AdaptiveRounds:
             track.sequential = track.sequential and sequential
             runs = {rec.probe for rec in records}
             n = sum(self.asked.get(run, 0) for run in runs)
+            how = entry.pop("how", "")
             if entry:
                 track.path.append({"round": r + 1, "units": n, **entry})
             if decision != "undecided":
-                track.decision, track.decided_after = decision, n
+                track.decision, track.decided_after, track.how = decision, n, how
 
     def gate_result(self, i: int, fixed: GateResult | None) -> GateResult:
         """Return the gate's final result: its sequential decision, else ``fixed`` (the cap's)."""
         track = self.tracks[i]
         if track.decision != "undecided":
-            last = track.path[-1] if track.path else {}
-            verdict = "inside" if track.decision == "pass" else "beyond"
-            msg = (f"decided after {track.decided_after} units (sequential): the "
-                   f"{100 * (1 - SEQUENTIAL_ALPHA):g}% confidence sequence "
-                   f"[{last.get('lower', float('nan')):.4g}, {last.get('upper', float('nan')):.4g}]"
-                   f" lies {verdict} the bound")
+            msg = f"decided after {track.decided_after} units (sequential): {track.how}"
             base = fixed.model_dump() if fixed is not None else {}
             base.update(passed=track.decision == "pass", decision="sequential",
                         decided_after=track.decided_after, path=track.path,

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from recaudit.adaptive import (Budget, judge_sequentially, looks, record_sequence,
-                               unit_order)
+from recaudit.adaptive import (Budget, RecordLook, decide, judge_sequentially, looks,
+                               record_e_path, record_path, record_sequence, unit_order)
 from recaudit.errors import EXIT_BUDGET, EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from recaudit.results import MetricRecord, ProbeResult, UnitTable
 from recaudit.sequential import betting_confidence_sequence
@@ -169,6 +169,111 @@ def test_gate_decisions_in_margin_form():
     no_table = MetricRecord(probe="p", metric="snsr_jaccard", estimate=0.0)
     decision, sequential, _ = judge_sequentially([no_table], {"p": probe}, order, fail, 0.01)
     assert decision == "undecided" and not sequential
+
+
+class _Gate:
+    def __init__(self, max=None, min=None):
+        self.max, self.min = max, min
+
+
+def test_e_values_of_a_mean_at_its_bound_rarely_reach_one_over_alpha():
+    """Ville: under H0 (mean = the bound) the e-process crosses 1/alpha in <= alpha of runs."""
+    crossed = 0
+    for seed in range(300):
+        x = np.random.default_rng(seed).binomial(1, 0.3, size=(150, 1)).astype(float)
+        e = record_e_path(_rec("mean", "a"), _table(x, ["a"]), [str(u) for u in range(150)],
+                          _Gate(max=0.3), at=range(1, 151))
+        crossed += max(e) >= 1 / 0.05
+    assert crossed / 300 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
+    # and it grows under the alternative: mean 0.6 against max 0.3
+    x = np.random.default_rng(0).binomial(1, 0.6, size=(150, 1)).astype(float)
+    e = record_e_path(_rec("mean", "a"), _table(x, ["a"]), [str(u) for u in range(150)],
+                      _Gate(max=0.3))
+    assert e[-1] > 1e3
+
+
+def test_e_values_of_a_paired_range_and_forms_without_one():
+    x = np.random.default_rng(1).uniform(size=(120, 4))
+    x[:, 0] = np.clip(x[:, 0] + 0.5, 0, 1)  # condition 0 far above the others
+    order = [str(u) for u in range(120)]
+    e = record_e_path(_rec("range"), _table(x, list("abcd")), order, _Gate(max=0.1))
+    assert e[-1] > 6 * 100  # 6 pairs x 2 sides average: one strong pair's share
+    fair = np.random.default_rng(2).uniform(size=(120, 4))
+    assert record_e_path(_rec("range"), _table(fair, list("abcd")), order,
+                         _Gate(max=0.1))[-1] < 10
+    # a min bound on a range, a std, a bound the values cannot reach: no e-value
+    assert record_e_path(_rec("range"), _table(x, list("abcd")), order, _Gate(min=0.1)) is None
+    assert record_e_path(_rec("std"), _table(x, list("abcd")), order, _Gate(max=0.1)) is None
+    # a bound at or above the width: the null holds for every law, e stays 1
+    assert record_e_path(_rec("range"), _table(x, list("abcd")), order,
+                         _Gate(max=1.0)) == [1.0]
+
+
+def test_the_pass_side_reads_each_pair_at_alpha():
+    """Intersection-union: the pass side's upper end is below the fail side's (alpha / pairs)."""
+    x = np.random.default_rng(3).uniform(size=(200, 6))
+    order = [str(u) for u in range(200)]
+    (fl, fu), = record_path(_rec("range"), _table(x, list("abcdef")), order, 0.01)
+    (pl, pu), = record_path(_rec("range"), _table(x, list("abcdef")), order, 0.01, side="pass")
+    assert pu < fu and pl >= fl
+    (fl, fu), = record_path(_rec("std"), _table(x, list("abcdef")), order, 0.01)
+    (pl, pu), = record_path(_rec("std"), _table(x, list("abcdef")), order, 0.01, side="pass")
+    assert pu < fu
+    with pytest.raises(ValueError):
+        record_path(_rec("range"), _table(x, list("abcdef")), order, 0.01, side="both")
+
+
+def test_decide_uses_e_bh_across_records_and_blocks_a_pass_on_a_missing_record():
+    gate = _Gate(max=0.1)
+    inside = (0.0, 0.05)
+    # e-BH at 0.01 over 2 records: both at 150 >= 2 / (2 * 0.01) = 100 -> fail; Bonferroni
+    # (e >= 2 / 0.01 = 200 for one of them) would not
+    two = [RecordLook("a", inside, 150.0), RecordLook("b", inside, 150.0)]
+    decision, how = decide(two, gate, 0.01)
+    assert decision == "fail" and "e-BH over 2" in how
+    assert decide([RecordLook("a", inside, 150.0), RecordLook("b", inside, 1.0)], gate,
+                  0.01)[0] == "pass"
+    assert decide([RecordLook("a", inside, 150.0), RecordLook("b", (0.0, 0.2), 1.0)], gate,
+                  0.01)[0] == "undecided"
+    # a record without an e-value fails on its fail-side CS beyond the bound
+    no_e = [RecordLook("a", (0.2, 0.4), None, (0.15, 0.45))]
+    assert decide(no_e, gate, 0.01)[0] == "fail"
+    # a third record with no sequential form: K = 3, no pass; e-BH at 0.01 * 2 / 3
+    assert decide(two[:1] + [RecordLook("b", inside, 1.0)], gate, 0.01, n_records=3)[0] == \
+        "undecided"
+
+
+def test_a_fair_model_rarely_fails_a_sequential_gate_of_several_records():
+    """Three attributes, no effect, gate max 0.05 on each gap: false fails <= alpha."""
+    from recaudit.gates import GateSpec
+
+    spec = GateSpec(probe="p", metric="snsr_jaccard", max=0.05)
+    false_fails = 0
+    runs = 100
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        tables = [_table(rng.uniform(size=(160, 2)), list("ab")) for _ in range(3)]
+        for i, t in enumerate(tables):
+            t.id = f"t{i}"
+        probe = ProbeResult(id="p", probe="p", units=tables)
+        recs = [MetricRecord(probe="p", metric="snsr_jaccard", statistic="range",
+                             table=f"t{i}", attribute=f"a{i}", estimate=0.0, n=1)
+                for i in range(3)]
+        order, at = [str(u) for u in range(160)], looks(160)
+        paths = [(record_path(r, t, order, 0.05, at, side="pass"),
+                  record_e_path(r, t, order, spec, at)) for r, t in zip(recs, tables)]
+        for i, _ in enumerate(at):
+            decision = decide([RecordLook(r.attribute, p[i], e[i]) for r, (p, e)
+                               in zip(recs, paths)], spec, 0.05)[0]
+            if decision != "undecided":
+                false_fails += decision == "fail"
+                break
+    # judge_sequentially reads the same paths at a look
+    order = {"p": [str(u) for u in range(looks(160)[0])]}
+    assert judge_sequentially(recs, {"p": probe}, order, spec, 0.05)[0] == decide(
+        [RecordLook(r.attribute, p[0], e[0]) for r, (p, e) in zip(recs, paths)], spec,
+        0.05)[0]
+    assert false_fails / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)
 
 
 # -- adaptive audits end to end ----------------------------------------------------------------

@@ -2,20 +2,21 @@
 
 ``python -m validation.sequential [--out docs/VALIDATION.md]`` rewrites the document's section
 "Sequential gates" (everything from its heading on). For each gate kind a synthetic model whose
-population statistic is a known multiple of the gate's bound (0, 0.5, 1, 2 and 4 times) gives
-each unit its cells; the units are asked in the adaptive rounds of :func:`recaudit.adaptive.looks`
-(steps of an eighth of the cap) and the gate is judged after each round by
-:func:`recaudit.adaptive.record_sequence` at the sequential level 0.01, exactly as an adaptive
-audit judges it. A run ends when the gate is decided or at the cap; the table gives how often
-it failed or passed sequentially, how often it reached the cap undecided (where the fixed-n
-test of docs/VALIDATION.md's first part decides at alpha - 0.01) and the mean share of the
-fixed plan's model calls it used.
+population statistic is a known multiple of the gate's bound (0, 0.5, 1, 2 and 4 times) gives each
+unit its cells; the units are asked in the adaptive rounds of :func:`recaudit.adaptive.looks` (steps
+of an eighth of the cap) and the gate is judged after each round by :func:`recaudit.adaptive.decide`
+at the sequential level 0.01 (a pass when the pass-side confidence sequence lies inside the bound; a
+fail when the record's e-value reaches 1 / 0.01, e-BH for one record), exactly as an adaptive audit
+judges it. A run ends when the gate is decided or at the cap; the table gives how often it failed or
+passed sequentially, how often it reached the cap undecided (where the fixed-n test of
+docs/VALIDATION.md's first part decides at alpha - 0.01) and the mean share of the fixed plan's
+model calls it used.
 
-Errors: at no effect, a sequential *fail* is a false alarm; at the bound (1x), a sequential
-*pass* claims the statistic lies inside the bound when it lies on it. Both must stay within the
-sequential level 0.01 (with Monte Carlo slack). Target: at 2x the bound, at least 50% fewer
-model calls than the fixed plan; an adaptive audit never asks more than the plan (by
-construction: the last look is the cap).
+Errors: at no effect, a sequential *fail* is a false alarm; at the bound (1x), a sequential *pass*
+claims the statistic lies inside the bound when it lies on it. Both must stay within the sequential
+level 0.01 (with Monte Carlo slack). Target: at 2x the bound, at least 50% fewer model calls than
+the fixed plan; an adaptive audit never asks more than the plan (by construction: the last look is
+the cap).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-from recaudit.adaptive import SEQUENTIAL_ALPHA, looks, record_path
+from recaudit.adaptive import (SEQUENTIAL_ALPHA, RecordLook, decide, looks, record_e_path,
+                               record_path)
 from recaudit.results import MetricRecord, UnitTable
 
 __all__ = ["KINDS", "MULTIPLES", "SeqTally", "run_kind", "render_section", "SECTION",
@@ -115,9 +117,12 @@ class SeqTally:
     mean_units: float
 
 
-def _decide(interval: tuple[float, float]) -> str:
-    lower, upper = interval
-    return "fail" if lower > BOUND else "pass" if upper <= BOUND else "undecided"
+@dataclass(frozen=True)
+class _Gate:
+    """The gate every kind is judged on: ``max: BOUND``."""
+
+    max: float | None = BOUND
+    min: float | None = None
 
 
 def run_kind(kind: Kind, multiple: float, runs: int = RUNS, cap: int = CAP,
@@ -135,11 +140,16 @@ def run_kind(kind: Kind, multiple: float, runs: int = RUNS, cap: int = CAP,
                           units=[str(u) for u in range(cap)],
                           values=[[None if np.isnan(v) else float(v) for v in row]
                                   for row in cells])
-        path = record_path(record, table, table.units, SEQUENTIAL_ALPHA, schedule)
+        path = record_path(record, table, table.units, SEQUENTIAL_ALPHA, schedule, side="pass")
+        e_path = record_e_path(record, table, table.units, _Gate(), schedule)
+        fail_path = (record_path(record, table, table.units, SEQUENTIAL_ALPHA, schedule)
+                     if e_path is None else None)
         assert path is not None
         decision, used = "undecided", cap
-        for n, interval in zip(schedule, path, strict=True):
-            decision = _decide(interval)
+        for i, n in enumerate(schedule):
+            look = RecordLook("m", path[i], None if e_path is None else e_path[i],
+                              None if fail_path is None else fail_path[i])
+            decision = decide([look], _Gate(), SEQUENTIAL_ALPHA)[0]
             if decision != "undecided":
                 used = n
                 break
