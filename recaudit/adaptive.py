@@ -216,16 +216,12 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
     if side not in ("fail", "pass"):
         raise ValueError(f"side must be 'fail' or 'pass', got {side!r}")
     stat = record.statistic
-    bounds = _value_range(table)
-    if stat not in SEQUENTIAL_STATISTICS or bounds is None:
+    prepared = _prepared(record, table, order, at, SEQUENTIAL_STATISTICS)
+    if prepared is None:
         return None
-    lo, hi = bounds
-    x = _ordered(table, order)
-    at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
+    lo, hi, x, at = prepared
     if stat == "mean":
-        if record.value not in table.conditions:
-            return None
-        col = table.conditions.index(record.value)
+        col = table.conditions.index(record.value)  # type: ignore[arg-type]
         return [tuple(r) for r in _column_path(x[:, col], lo, hi, alpha, at).tolist()]
     n_cond = len(table.conditions)
     if n_cond < 2:
@@ -249,6 +245,19 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
         else:
             out.append((float(low.min() / up.max()), float(min(1.0, up.min() / low.max()))))
     return out
+
+
+def _prepared(record: MetricRecord, table: UnitTable, order: Sequence[str],
+              at: Sequence[int] | None, statistics: Sequence[str]
+              ) -> tuple[float, float, np.ndarray, list[int]] | None:
+    """Return (lo, hi, the rows in the order asked, the looks) of a record with a form here."""
+    bounds = _value_range(table)
+    if record.statistic not in statistics or bounds is None or (
+            record.statistic == "mean" and record.value not in table.conditions):
+        return None
+    x = _ordered(table, order)
+    looks_at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
+    return bounds[0], bounds[1], x, looks_at
 
 
 def _ordered(table: UnitTable, order: Sequence[str]) -> np.ndarray:
@@ -297,17 +306,13 @@ def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], 
     combines across a gate's records (:func:`judge_sequentially`). None: no e-value form (the
     gate's fail side then reads the record's confidence sequence).
     """
-    bounds = _value_range(table)
     stat = record.statistic
-    if bounds is None or stat not in ("mean", "range"):
+    prepared = _prepared(record, table, order, at, ("mean", "range"))
+    if prepared is None:
         return None
-    lo, hi = bounds
-    x = _ordered(table, order)
-    at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
+    lo, hi, x, at = prepared
     if stat == "mean":
-        if record.value not in table.conditions:
-            return None
-        col = x[:, table.conditions.index(record.value)]
+        col = x[:, table.conditions.index(record.value)]  # type: ignore[arg-type]
         present = ~np.isnan(col)
         tests = ([("greater", spec.max)] if spec.max is not None else []) + \
             ([("less", spec.min)] if spec.min is not None else [])
