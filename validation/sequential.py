@@ -95,12 +95,15 @@ KINDS = (
     Kind("spread (2 values)", "range", 2, "SNSR of two attribute values: paired cells, a "
          "unit's Beta(4, 4) similarity plus N(0, 0.1) per value, one value shifted by the "
          "effect (a paired-difference sequence)", _spread(2)),
-    Kind("spread (6 values)", "range", 6, "SNSR of six values, the same cells (a sequence per "
-         "value at alpha / 6)", _spread(6)),
+    Kind("spread (6 values)", "range", 6, "SNSR of six values, the same cells (the paired "
+         "differences of each of the 15 pairs of values: a pass reads every pair's sequence, a "
+         "fail the e-value averaged over the pairs)", _spread(6)),
     Kind("gap (2 groups)", "range", 2, "a group gap: each unit in one of two groups, Beta(4, 4) "
-         "values, one group shifted by the effect (a sequence per group at alpha / 2)", _gap),
+         "values, one group shifted by the effect (the k-th unit of one group paired with the "
+         "k-th of the other)", _gap),
     Kind("position", "range", 5, "range of first-place shares over 5 input positions "
-         "(one-hot cells; position 0 gains the effect)", _position),
+         "(one-hot cells, paired over the 10 pairs of positions; position 0 gains the effect)",
+         _position),
 )
 
 
