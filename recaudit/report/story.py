@@ -56,16 +56,20 @@ def _listed(items: list[str]) -> str:
 
 def _asked(result: AuditResult, min_units: int) -> list[str]:
     ran = [p for p in result.probes if p.status == "ok"]
-    total = sum(p.n_queries for p in ran)
+    total = sum(p.n_queries - p.n_missing for p in ran)
+    planned = sum(p.n_queries for p in ran)
     parts = []
     for p in ran:
         n, fewest = c.probe_units(p), c.fewest_units(p)
-        queries = f"{p.n_queries} queries" if p.n_queries else "no queries of its own"
+        queries = (f"{p.n_queries} queries" if not p.n_missing else
+                   f"{p.n_queries - p.n_missing} of {p.n_queries} planned queries asked"
+                   ) if p.n_queries else "no queries of its own"
         units = ("units not recorded" if n is None else f"{n} units" if fewest in (None, n)
                  else f"{n} units, {fewest} behind some tests")
         parts.append(f"{p.id} ({units}, {queries})")
     out = [f"{len(ran)} of {len(result.probes)} probes ran on "
-           f"{c.clean(result.provenance.model_spec)}, {total} queries in all: "
+           f"{c.clean(result.provenance.model_spec)}, {total} queries in all"
+           + (f" ({planned} planned)" if planned != total else "") + ": "
            + ", ".join(parts) + "."]
     small = [p.id for p in ran if c.probe_small_sample(p, min_units)]
     if small:

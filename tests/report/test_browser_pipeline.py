@@ -100,7 +100,9 @@ def test_nothing_executes_and_text_is_shown(audited):
         "Array.from(document.querySelectorAll('pre')).map(p => p.textContent).join('\\n')")
     for s in HOSTILE:
         assert s in raw, f"raw model output not shown as text: {s!r}"
-    assert "49" not in raw  # {{ 7*7 }} was not evaluated by the template engine
+    # {{ 7*7 }} was not evaluated by the template engine (the literal is shown, checked above;
+    # no "49 jinja" where it stood: a bare "49" may be part of a timestamp elsewhere in a <pre>)
+    assert "49 jinja" not in raw and "49 {%" not in raw
     text = browser.evaluate("document.body.textContent")
     assert "Fargo <b>bold</b>" in text  # subject strings are escaped as well
     assert "hostile <script>" in text  # so is the audit name

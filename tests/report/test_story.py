@@ -67,6 +67,15 @@ def test_the_story_says_what_was_asked_done_beyond_noise_and_control_and_the_cos
                       "of rerank_jaccard = 0.600 [0.500, 0.700]."]
 
 
+def test_a_partly_asked_probe_says_how_many_of_its_planned_queries_were_asked():
+    """An adaptive audit that stopped early (or --max-requests) asked fewer than it planned."""
+    p = _probe()
+    p.n_missing = 100
+    assert story(_result(p)).asked == [
+        "1 of 1 probes ran on smollm2, 60 queries in all (160 planned): cf (20 units, 60 of "
+        "160 planned queries asked)."]
+
+
 def test_a_small_probe_is_named_and_no_control_is_said():
     p = _probe(3)
     p.metrics = [m for m in p.metrics if not m.metric.endswith("_vs_control")]
