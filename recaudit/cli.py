@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="run the probes of an audit config",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="audit YAML file")
+    p.add_argument("config", nargs="?", help="audit YAML file (or --rankings FILE)")
+    p.add_argument("--rankings", metavar="FILE", help="audit logged rankings of candidate "
+                   "lists (JSONL or CSV, see README) with no config and no model")
     _add_model_flags(p)
     p.add_argument("--out", help="output directory (default: config 'out')")
     p.add_argument("--max-requests", type=int, help="compute at most N uncached requests")
@@ -156,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="re-render reports from saved results (no model run)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
-    p.add_argument("--format", default="html", help="html, md, junit or a comma list")
+    p.add_argument("--format", default="html", help="html, md, junit, json, pdf (needs "
+                   "recaudit[pdf]), model-card (model_card.md) or a comma list")
     p.add_argument("--out", help="output directory (default: next to results.json)")
 
     p = sub.add_parser("bundle", help="pack an audit's output directory (results, reports, "
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check an evidence bundle's sums and signature",
                        epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="BUNDLE", help="the bundle (*.zip) 'recaudit bundle' wrote")
     p.add_argument("--key", metavar="PUBKEY", help="the signer's public key (PEM or raw "
                    "base64): the signature must verify under it")
 
@@ -327,13 +330,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
         overrides["stats"] = {"seed": args.seed}
     if args.out:
         overrides["out"] = args.out
-    cfg = load_config(args.config, overrides=overrides)
+    if args.rankings:  # the log, no model, no catalog: the config is built in memory
+        if args.config or args.model:
+            raise ConfigError("audit: --rankings FILE takes no config file and no --model")
+        from .config import parse_config
+        from .probes.candidates import logged_audit_config
+        cfg = parse_config(logged_audit_config(args.rankings), where="--rankings",
+                           overrides=overrides)
+    elif not args.config:
+        raise ConfigError("audit: give an audit YAML file (or --rankings FILE)")
+    else:
+        cfg = load_config(args.config, overrides=overrides)
     cfg.require_probes()
     if not cfg.engine.dry_run:
         from .results import check_output_dir
         check_output_dir(cfg.out)  # before any model call: a finished audit needs a place
     rec = None
-    if cfg.model.strip().startswith("replay:"):  # kept, to ask it for missing answers
+    if cfg.model.strip().startswith(("replay:", "rankings:")):  # kept: ask it what it lacked
         from .audit import build_recommender
         rec = build_recommender(cfg)
     from .report import save_result

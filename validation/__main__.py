@@ -31,7 +31,11 @@ def main() -> None:
         [{"world": t.world.name, "runs": t.runs, "false_alarms": t.false_alarms,
           "detections": t.detections, "measured": t.measured} for t in tallies], indent=1),
         encoding="utf-8") if args.keep_counts else None
-    Path(args.out).write_text(render(tallies), encoding="utf-8")
+    from .sequential import SECTION  # its section is python -m validation.sequential's: kept
+
+    old = Path(args.out).read_text(encoding="utf-8") if Path(args.out).exists() else ""
+    kept = old[old.index(SECTION):] if SECTION in old else ""
+    Path(args.out).write_text(render(tallies) + ("\n" + kept if kept else ""), encoding="utf-8")
     print(f"wrote {args.out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .harness import World
+from .world_candidates import WORLD as CANDIDATES
 from .world_counterfactual import WORLD as COUNTERFACTUAL
 from .world_leakage import WORLD as LEAKAGE
 from .world_exposure import WORLD as EXPOSURE
@@ -15,4 +16,4 @@ from .world_robustness import WORLD as ROBUSTNESS
 
 WORLDS: list[World] = [COUNTERFACTUAL]
 WORLDS += [EXPOSURE, POSITION, POSITION_SCORE, ROBUSTNESS, ROBUSTNESS_SAMPLED]
-WORLDS += [PROFILE, LEAKAGE, POPULARITY]
+WORLDS += [PROFILE, LEAKAGE, POPULARITY, CANDIDATES]

@@ -29,6 +29,9 @@ position
 fairness
     Group gaps of per-user utility: :func:`group_gaps` (fairlearn ``MetricFrame``),
     :func:`between_group_generalized_entropy`, :func:`between_group_theil_index` (AIF360).
+selection
+    Groups of candidates in ranked lists (NYC LL144): selection rates, impact ratios, exposure
+    per member under within-request label permutation, first place by input position.
 classification
     Attribute leakage: :func:`auc_binary` (ROC AUC as the Mann-Whitney pair statistic, with
     bootstrap weights), :func:`auc_macro_ovr` (macro one-vs-rest AUC).
@@ -48,6 +51,7 @@ Uncertainty (bootstrap CIs, permutation tests, multiple-comparison control) live
 from __future__ import annotations
 
 from recaudit.metrics import answers as _answers  # noqa: F401 - registers its declarations
+from recaudit.metrics import selection as _selection  # noqa: F401 - registers its declarations
 from recaudit.metrics.classification import auc_binary, auc_macro_ovr
 from recaudit.metrics.specs import MetricSpec, declare, get_spec
 from recaudit.metrics.tables import table_statistic

@@ -11,6 +11,7 @@ Specs::
     openai:URL#MODEL           OpenAI-compatible /v1/chat/completions endpoint
     python:MODULE:FUNCTION     a user function (also python:path/to/file.py:function)
     replay:PATH                recorded answers (OpenAI Batch output, JSONL, CSV) in a file or dir
+    rankings:PATH              logged rankings of candidate lists (JSONL, CSV; candidate_groups)
 
 A spec is ``KIND:TARGET``; each kind is a factory in :data:`RECOMMENDER_KINDS`. Installed
 packages add kinds through the ``recaudit.recommenders`` entry-point group::
@@ -193,3 +194,11 @@ def _vllm(target: str, *, spec: str, decoding: Decoding | None = None,
     """Run a checkpoint on vLLM's offline engine (optional extra): generate, score."""
     from .vllm import VLLMRecommender
     return _make(VLLMRecommender, spec, options, target, decoding)
+
+
+@recommender_kind("rankings")
+def _rankings(target: str, *, spec: str, decoding: Decoding | None = None,
+              **options: Any) -> Recommender:
+    """Answer logged candidate-list requests from logged rankings (JSONL, CSV): generate."""
+    from .rankings import RankingsRecommender
+    return _make(RankingsRecommender, spec, options, target, decoding)

@@ -361,10 +361,13 @@ def _mitigated(results: Sequence[AuditResult]) -> list[str]:
 
 def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
                   ) -> list[dict[str, Any]]:
-    """Return group hit rates over the most-favoured group's, one row per group.
+    """Return group selection rates over the most-selected group's, one row per group.
 
-    LL144's impact-ratio convention, applied by analogy to recommendation 'selection': one row
-    per (model, probe, attribute, value).
+    LL144's impact ratio (category rate / rate of the most selected category) of every rate a
+    probe declares with role ``selection_rate`` (a recommendation hit rate: by analogy): one
+    row per (model, probe, rate metric, attribute, k, value). ``floor``: the estimate of the
+    probe's record with role ``impact_floor`` at the same attribute, value and k (the impact
+    ratio a ranker that ignores the groups stays above in 95% of audits), where it has one.
     """
     rows = []
     for r, label in zip(results, labels, strict=True):
@@ -373,16 +376,23 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
                 continue
             recs = [m for m in c.per_value(p) if m.estimate is not None and m.attribute
                     and m.variant == ORIGINAL and c.has_role(p, m.metric, "selection_rate")]
-            by_attr: dict[str, list[MetricRecord]] = {}
+            floors = {(m.attribute, m.value, m.k): m.estimate for m in p.metrics
+                      if m.variant == ORIGINAL and m.value is not None
+                      and c.has_role(p, m.metric, "impact_floor")}
+            by_attr: dict[tuple[str, str, int | None], list[MetricRecord]] = {}
             for m in recs:
-                by_attr.setdefault(m.attribute or "", []).append(m)
-            for attr, ms in by_attr.items():
+                by_attr.setdefault((m.metric, m.attribute or "", m.k), []).append(m)
+            for (metric, attr, _k), ms in by_attr.items():
                 best = max(m.estimate for m in ms if m.estimate is not None)
                 for m in ms:
                     ratio = (m.estimate / best) if best and m.estimate is not None else None
-                    rows.append({"model": label, "probe": p.id, "attribute": attr,
-                                 "value": m.value, "k": m.k, "rate": m.estimate, "n": m.n,
-                                 "ratio": ratio, "below": ratio is not None and ratio < 0.8})
+                    floor = floors.get((m.attribute, m.value, m.k))
+                    rows.append({"model": label, "probe": p.id, "metric": metric,
+                                 "attribute": attr, "value": m.value, "k": m.k,
+                                 "rate": m.estimate, "n": m.n, "ratio": ratio,
+                                 "below": ratio is not None and ratio < 0.8, "floor": floor,
+                                 "below_floor": ratio is not None and floor is not None
+                                 and ratio < floor})
     return rows
 
 
@@ -474,8 +484,9 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
                        "NYC need a yearly independent bias audit reporting selection rates and "
                        "impact ratios (category rate / rate of the most selected category) by "
                        "sex, race/ethnicity and their intersections.",
-         "tested": ("The same impact-ratio convention applied, by analogy, to group hit rates "
-                    "(table below).") if hr_rows else
+         "tested": ("Selection rates and impact ratios per category, with each ratio's noise "
+                    "floor where the probe records one: the impact-ratio table below (for "
+                    "recommendation hit rates the convention applies by analogy).") if hr_rows else
          "Not computed: no per-group selection or hit rate in this run.",
          "status": "not applicable",
          "note": "Does not apply to a content recommender; it would apply only if the system "

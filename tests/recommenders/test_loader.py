@@ -159,4 +159,4 @@ def test_unknown_kind_lists_the_kinds_in_their_order():
     with pytest.raises(ModelSpecError) as err:
         load_recommender("bogus:x")
     assert str(err.value) == ("unknown model kind 'bogus' in 'bogus:x'; known: hf, gguf, "
-                              "embedding, openai, python, replay, vllm")
+                              "embedding, openai, python, replay, vllm, rankings")
