@@ -86,7 +86,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import GateSpecError
 from .formatting import fmt, fmt_p
 from .results import AuditResult, GateResult, MetricRecord, ProbeResult
-from .verdicts import alpha_of, decision_p, is_significant
+from .verdicts import alpha_of, decision_p, is_significant, noise_limit
 from .yamlio import format_validation_error, read_yaml
 
 __all__ = ["GateSpec", "load_gates", "parse_gates", "evaluate_gates", "gate_name"]
@@ -473,8 +473,12 @@ def _evaluate(spec: GateSpec, name: str, records: Sequence[MetricRecord], alpha:
         ci = (f" ({conf}CI {fmt(m.ci_low)} to {fmt(m.ci_high)})"
               if m.ci_low is not None and m.ci_high is not None else " (no CI)")
         observed = f"{desc} = {fmt(m.estimate)}{ci}"
-        if m.null_mean is not None and floored:
-            observed += f", floor {fmt(m.null_mean)} (null mean), 95th pct {fmt(m.null_p95)}"
+        from .metrics.specs import get_spec
+
+        limit = noise_limit(m, get_spec(m.metric))
+        if m.null_mean is not None and floored and limit is not None:
+            pct = "95th" if limit[1] == "\u2264" else "5th"
+            observed += f", floor {fmt(m.null_mean)} (null mean), {pct} pct {fmt(limit[0])}"
         if spec.mode in ("significant", "floor") and worst.p is not None:
             observed += f", p_adj={fmt_p(worst.p)}" if m.p_adjusted is not None \
                 else f", p={fmt_p(worst.p)}"

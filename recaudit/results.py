@@ -20,7 +20,8 @@ is a :class:`ProbeStatus`, a skipped probe says why in ``skip_kind`` (:class:`Sk
 their message (:func:`upgrade`). Schema 1.5 added a finding's ``n`` (the units it rests on);
 a finding of an older file has none and is judged on its probe's units. Schema 1.6 added a
 gate's ``decision``, ``decided_after`` and ``path`` (adaptive audits, :mod:`recaudit.adaptive`);
-older files have none (a fixed-n audit).
+older files have none (a fixed-n audit). Schema 1.7 added a record's ``null_p05`` (the floor
+of a lower-is-worse statistic); older files have none, and their report says no floor.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.6"
-READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.7"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", SCHEMA_VERSION)
 HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
@@ -58,7 +59,9 @@ class MetricRecord(_Model):
     ``variant`` is ``"original"`` or the mitigation that produced it (``"fair(p=0.5)"``).
     ``null_mean`` / ``null_p95``: for a statistic that is positive under noise alone (a spread
     such as SNSR, a gap, an AUC), the mean and 95th percentile of its permutation null: what an
-    unbiased model scores with this many units. ``self_floor``: with repeated samples, the
+    unbiased model scores with this many units; ``null_p05``: its 5th percentile, the floor of
+    a statistic where lower is worse (an impact ratio: noise alone gives at least it).
+    ``self_floor``: with repeated samples, the
     95th percentile of the spread that the model's disagreement with itself alone gives
     (:func:`recaudit.samples.self_consistency_floor`). ``table`` / ``statistic`` name the unit
     table of the probe result it was computed from and how (``mean`` of one condition,
@@ -83,12 +86,13 @@ class MetricRecord(_Model):
     variant: str = ORIGINAL
     null_mean: float | None = None
     null_p95: float | None = None
+    null_p05: float | None = None
     self_floor: float | None = None
     table: str | None = None
     statistic: str | None = None
 
     @field_validator("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "null_mean",
-                     "null_p95", "self_floor", mode="before")
+                     "null_p95", "null_p05", "self_floor", mode="before")
     @classmethod
     def _nan_to_none(cls, v: Any) -> Any:
         if v is None:

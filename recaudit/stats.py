@@ -172,28 +172,30 @@ def bias_corrected_interval(boot: np.ndarray, estimate: Any, confidence: float
 
 
 class NullFloor(NamedTuple):
-    """What a statistic scores under its permutation null: its mean and 95th percentile."""
+    """What a statistic scores under its permutation null: mean, 95th and 5th percentiles."""
 
     mean: float | None
     p95: float | None
+    p05: float | None = None  # the floor of a statistic where lower is worse (a ratio)
 
 
 def null_floor(null: Any) -> NullFloor:
-    """Return the mean and 95th percentile of a permutation null distribution.
+    """Return the mean, 95th and 5th percentiles of a permutation null distribution.
 
     That is what a model without any effect scores with this many units. Non-finite values are
-    left out; both are None when none is left.
+    left out; all are None when none is left.
 
     Examples
     --------
     >>> null_floor(np.arange(21.0))
-    NullFloor(mean=10.0, p95=19.0)
+    NullFloor(mean=10.0, p95=19.0, p05=1.0)
     """
     null = np.asarray(null, dtype=float)
     null = null[np.isfinite(null)]
     if not null.size:
-        return NullFloor(None, None)
-    return NullFloor(float(null.mean()), float(np.quantile(null, 0.95)))
+        return NullFloor(None, None, None)
+    return NullFloor(float(null.mean()), float(np.quantile(null, 0.95)),
+                     float(np.quantile(null, 0.05)))
 
 
 # -- statistics of condition means -----------------------------------------------------------------

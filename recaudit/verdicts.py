@@ -14,6 +14,8 @@ disagree about whether a record is significant or how severe it is.
   small-sample cap; :func:`record_severity` for a record no probe finding speaks for;
   :func:`refusal_severity` for answers without a catalog item;
 * :func:`ci_excludes_null` -- whether a record's CI leaves out the declared null;
+* :func:`noise_limit` / :func:`beyond_noise` -- what noise alone gives on the harmful side
+  (the null's 95th percentile, or its 5th for a lower-is-worse metric);
 * :data:`MIN_UNITS`, :func:`min_units_of`, :func:`enough_units`, :func:`small_sample_warning` --
   the small-sample rule; :func:`flag_status` and :func:`probe_status` apply it to a statistical
   test and to a probe (below the rule nothing is ``FLAGGED``: it is :func:`inconclusive_label`).
@@ -37,6 +39,8 @@ __all__ = [
     "decision_p",
     "enough_units",
     "harm_direction",
+    "noise_limit",
+    "beyond_noise",
     "inconclusive_label",
     "is_significant",
     "min_units_of",
@@ -176,6 +180,33 @@ def harm_direction(*declared: Any) -> bool | None:
         if worse is not None:
             return bool(worse)
     return None
+
+
+def noise_limit(rec: Any, spec: Any) -> tuple[float, str] | None:
+    """Return how far noise alone takes a floored statistic on its harmful side, and the sign.
+
+    ``(null_p95, "\u2264")`` (noise alone gives at most the null's 95th percentile) unless
+    the record (else its metric) is lower-is-worse (an impact ratio), then ``(null_p05,
+    "\u2265")``: noise alone gives at least the 5th percentile. None: no such percentile.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> rec = S(null_p95=0.3, null_p05=0.7)
+    >>> noise_limit(rec, S(higher_is_worse=True)), noise_limit(rec, S(higher_is_worse=False))
+    ((0.3, '≤'), (0.7, '≥'))
+    """
+    if harm_direction(rec, spec) is False:
+        low = getattr(rec, "null_p05", None)
+        return None if low is None else (float(low), "\u2265")
+    high = getattr(rec, "null_p95", None)
+    return None if high is None else (float(high), "\u2264")
+
+
+def beyond_noise(estimate: float, limit: tuple[float, str]) -> float:
+    """Return how far ``estimate`` lies beyond :func:`noise_limit` (positive: beyond it)."""
+    value, sign = limit
+    return estimate - value if sign == "\u2264" else value - estimate
 
 
 def on_harmful_side(estimate: float | None, spec: Any) -> bool | None:

@@ -24,7 +24,7 @@ import recaudit
 from recaudit.bundle import create_bundle
 from recaudit.cli import main
 from recaudit.report import save_result
-from recaudit.results import AuditResult, Provenance
+from recaudit.results import SCHEMA_VERSION, AuditResult, Provenance
 
 from .report.fixtures import make_minimal, make_small
 
@@ -114,7 +114,8 @@ def test_manifest_sums_sizes_versions_match_independent_hashes(unsigned, out_dir
         assert entry["size"] == len(got[name])
     on_disk = (out_dir / "results.json").read_bytes()
     assert manifest["results_sha256"] == hashlib.sha256(on_disk).hexdigest()
-    assert manifest["results_schema_version"] == json.loads(on_disk)["schema_version"] == "1.6"
+    assert manifest["results_schema_version"] == json.loads(on_disk)["schema_version"] == \
+        SCHEMA_VERSION
     assert manifest["recaudit_version"] == recaudit.__version__
     assert manifest["config"] == {"recorded": "audit.yaml", "given": None,
                                   "given_matches_recorded": None}

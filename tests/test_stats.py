@@ -132,7 +132,8 @@ def test_paired_bootstrap_coverage_of_a_difference():
 def test_null_floor_is_the_mean_and_95th_percentile_of_the_finite_null():
     floor = null_floor([0.0, 1.0, 2.0, 3.0, np.nan, np.inf])
     assert floor.mean == 1.5 and floor.p95 == pytest.approx(np.quantile([0, 1, 2, 3], 0.95))
-    assert null_floor([]) == (None, None) and null_floor([np.nan]) == (None, None)
+    assert floor.p05 == pytest.approx(np.quantile([0, 1, 2, 3], 0.05))
+    assert null_floor([]) == (None, None, None) and null_floor([np.nan]) == (None, None, None)
 
 
 # --------------------------------------------------------------------------- permutation test

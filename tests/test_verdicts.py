@@ -219,3 +219,21 @@ def test_no_probe_is_flagged_below_the_reliable_number_of_units():
     assert probe_status(["pass"], ["low"], 3, min_units=3) == ("warn", "FLAGGED")
     assert probe_status(["inconclusive"], [], None)[1] == (
         "INCONCLUSIVE (fewer than 10 units: too few for a verdict)")
+
+
+def test_noise_limit_takes_the_harmful_side_of_the_null():
+    from types import SimpleNamespace as S
+
+    from recaudit.verdicts import beyond_noise, noise_limit
+
+    rec = S(null_p95=0.3, null_p05=0.7, higher_is_worse=None)
+    assert noise_limit(rec, S(higher_is_worse=True)) == (0.3, "\u2264")
+    assert noise_limit(rec, S(higher_is_worse=None)) == (0.3, "\u2264")  # a spread
+    assert noise_limit(rec, S(higher_is_worse=False)) == (0.7, "\u2265")
+    # the record's own direction comes first; a missing percentile is no limit
+    assert noise_limit(S(null_p95=0.3, null_p05=0.7, higher_is_worse=False),
+                       S(higher_is_worse=True)) == (0.7, "\u2265")
+    assert noise_limit(S(null_p95=0.3, null_p05=None), S(higher_is_worse=False)) is None
+    assert beyond_noise(0.5, (0.3, "\u2264")) == pytest.approx(0.2)
+    assert beyond_noise(0.5, (0.7, "\u2265")) == pytest.approx(0.2)
+    assert beyond_noise(0.8, (0.7, "\u2265")) < 0

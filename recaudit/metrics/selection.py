@@ -44,11 +44,7 @@ declare("selection_rate_at_k", "selection rate at top-k: members of the group ra
 declare("impact_ratio", "impact ratio: the group's selection rate over the highest group's "
         "(NYC LL144; 1 = as selected as the most-selected group; floor: group labels "
         "permuted among the candidates of each request)", higher_is_worse=False, null=1.0,
-        range=(0.0, 1.0), noise_floor=True, role="impact_ratio")
-declare("impact_ratio_floor", "5th percentile of the impact ratio under its null (group "
-        "labels permuted among the candidates of each request): a ranker that ignores the "
-        "groups scores above it in 95% of audits of this size", higher_is_worse=None,
-        range=(0.0, 1.0), role="impact_floor")
+        range=(0.0, 1.0), noise_floor=True, role="group_ratio")
 declare("impact_ratio_min_max", "smallest over largest group selection rate (1 = equal; floor: "
         "group labels permuted among the candidates of each request)", higher_is_worse=False,
         null=1.0, range=(0.0, 1.0), noise_floor=True)

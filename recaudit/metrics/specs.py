@@ -46,11 +46,13 @@ class MetricSpec:
     where the metric is not a disparity). ``range``: the values it can take.
     ``convention``: the variant where the literature has several (``"fairllm"``, ...).
     ``role``: what a report may do with it beyond listing it: ``"answer_quality"`` (a share of
-    unusable answers, listed among the limitations) or ``"selection_rate"`` (a per-group rate
-    that impact ratios are computed from).
+    unusable answers, listed among the limitations), ``"selection_rate"`` (a per-group rate
+    that impact ratios are computed from) or ``"group_ratio"`` (a group's rate over the
+    highest group's: its ``null_p05`` is the floor the impact-ratio table shows).
     ``noise_floor``: the statistic is away from ``null`` under noise alone (a spread, Cramér's
     V, an AUC's distance from 0.5, NDKL...), so its records carry the *floor*: ``null_mean``
-    and ``null_p95`` of the statistic under the probe's own null (stated in ``description``
+    and ``null_p95`` (and ``null_p05``, the floor where lower is worse) of the statistic under
+    the probe's own null (stated in ``description``
     or the metric's docstring), and a bias-corrected bootstrap CI
     (:func:`recaudit.stats.bias_corrected_interval`). Report, gates and compare read the floor
     through this flag, never a metric's name.

@@ -38,10 +38,11 @@ score, ties by candidate id. A logged ranking (candidate ids) is used as it is.
 * ``selection_rate_at_1`` / ``selection_rate_at_k`` per group (NYC LL144's selection rate):
   :math:`SR_g = \sum_u \#\{c \in g \text{ ranked } \le k\} / \sum_u \#\{c \in g
   \text{ shown}\}` (k = 1 and k); ``n`` = requests that showed the group;
-* ``impact_ratio`` per group: :math:`SR_g / \max_h SR_h` (LL144), with ``impact_ratio_floor``:
-  the 5th percentile of the same group's impact ratio under the null (lower is worse);
+* ``impact_ratio`` per group: :math:`SR_g / \max_h SR_h` (LL144), with its floor
+  ``null_p05``: the 5th percentile of the same group's impact ratio under the null (lower is
+  worse);
 * ``impact_ratio_min_max`` per attribute: :math:`\min_g SR_g / \max_h SR_h`, with its
-  5th-percentile floor as ``impact_ratio_floor`` (no ``value``);
+  5th-percentile floor ``null_p05``;
 * ``exposure_share`` per group: the group's share of each ranked list's exposure
   :math:`1/\log_2(1+r)` (:func:`recaudit.metrics.exposure.group_exposure_share`), mean over
   requests; ``exposure_ratio_min_max``: smallest over largest pooled exposure share per shown
@@ -57,8 +58,8 @@ attributes for the min/max ratios at the largest k, Bonferroni). p-values and fl
 of a ranker that ignores the groups, group labels permuted among the candidates of each request
 (:func:`recaudit.metrics.selection.label_permutation_sums`, ``stats.n_permutations`` draws):
 two-sided for rates and exposure shares, one-sided (lower) for the ratios; ``null_mean`` /
-``null_p95`` as for every floored metric, and the 5th percentile (the side that matters for a
-ratio) as ``impact_ratio_floor``. First place: each request's first place at a uniformly random
+``null_p95`` / ``null_p05`` as for every floored metric (the 5th percentile is the side that
+matters for a ratio). First place: each request's first place at a uniformly random
 input position. Benjamini-Hochberg within each metric.
 
 Repeated samples (``decoding.samples``): a candidate's outcomes (first, in the top k, exposure)
@@ -605,10 +606,6 @@ class CandidateGroupsProbe(Probe):
                            p_value=permutation_pvalue(null_ratio[:, g], est_ratio[g], tol,
                                                       "less"),
                            **kit.null_floor(null_ratio[:, g]))
-                kit.record("impact_ratio_floor", attribute=attr, value=name, k=k,
-                           estimate=_p5(null_ratio[:, g]), n=int(n_g[g]),
-                           convention="5th percentile of the impact ratio under group labels "
-                                      "permuted among the candidates of each request")
             mm = float(min_max_ratio(est_rate))
             at_max = k == K
             mlo, mhi = kit.metric_interval("impact_ratio_min_max",
@@ -623,12 +620,7 @@ class CandidateGroupsProbe(Probe):
                              **kit.null_floor(null_mm))
             if at_max and n_attrs > 1 and rec.confidence is not None:
                 rec.confidence = simultaneous
-            floor = kit.record("impact_ratio_floor", attribute=attr, k=k,
-                               estimate=_p5(null_mm), n=R,
-                               convention="5th percentile of the min/max impact ratio under "
-                                          "group labels permuted among the candidates of each "
-                                          "request")
-            out[k] = {"min_max": rec, "floor": floor,
+            out[k] = {"min_max": rec,
                       "rates": dict(zip(groups, est_rate, strict=True)),
                       "below_08": float(np.mean(null_mm[np.isfinite(null_mm)] < 0.8))
                       if np.isfinite(null_mm).any() else None}
@@ -711,7 +703,7 @@ class CandidateGroupsProbe(Probe):
             at = got.get(K) if got else None
             if not at or at["min_max"].estimate is None:
                 continue
-            rec, floor, rates = at["min_max"], at["floor"], at["rates"]
+            rec, rates = at["min_max"], at["rates"]
             finite = {g: r for g, r in rates.items() if np.isfinite(r)}
             low = min(finite, key=lambda g: finite[g])
             high = max(finite, key=lambda g: finite[g])
@@ -725,7 +717,7 @@ class CandidateGroupsProbe(Probe):
                 detail=(f"Selection rate at top {K}: {low!r} {fmt(finite[low])}, {high!r} "
                         f"{fmt(finite[high])} (n = {rec.n} requests). A ranker that ignores "
                         f"the groups scores a min/max impact ratio above "
-                        f"{fmt(floor.estimate)} in 95% of audits of this size{below}."))
+                        f"{fmt(rec.null_p05)} in 95% of audits of this size{below}."))
         v = measured.first
         if v is not None and v.estimate is not None:
             kit.finding(v, alpha=alpha, title=verdict_title(
@@ -735,13 +727,6 @@ class CandidateGroupsProbe(Probe):
                 statistic=f"Cramér's V {fmt(v.estimate)}"),
                 detail=(f"{v.n} requests; a ranker that ignores the input order scores up to "
                         f"{fmt(v.null_p95)} (95th percentile of its null)."))
-
-
-def _p5(null: np.ndarray) -> float | None:
-    """5th percentile of the finite null draws (None without any)."""
-    x = np.asarray(null, dtype=float)
-    x = x[np.isfinite(x)]
-    return float(np.quantile(x, 0.05)) if x.size else None
 
 
 @dataclass

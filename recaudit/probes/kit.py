@@ -517,9 +517,9 @@ class Summariser:
 
     @staticmethod
     def null_floor(null: np.ndarray) -> dict[str, float | None]:
-        """Return a record's ``null_mean`` and ``null_p95`` (:func:`recaudit.stats.null_floor`)."""
+        """Return a record's null mean, 95th and 5th percentiles (stats.null_floor)."""
         floor = null_floor(null)
-        return {"null_mean": floor.mean, "null_p95": floor.p95}
+        return {"null_mean": floor.mean, "null_p95": floor.p95, "null_p05": floor.p05}
 
     # -- findings ------------------------------------------------------------------------------
     def severity(self, rec: MetricRecord, significant: bool | None) -> str:

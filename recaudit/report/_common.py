@@ -20,8 +20,8 @@ from ..formatting import fmt_p as pval
 from ..formatting import is_number
 from ..results import ORIGINAL, AuditResult, Finding, MetricRecord, ProbeResult
 from ..verdicts import (MIN_UNITS, SEVERITIES, alpha_of, ci_excludes_null, decision_p,
-                        enough_units, is_significant, min_units_of, probe_status, record_severity,
-                        small_sample_warning, flag_status)
+                        enough_units, harm_direction, is_significant, min_units_of, noise_limit,
+                        probe_status, record_severity, small_sample_warning, flag_status)
 
 __all__ = ["alpha_of", "ci", "num", "pval"]  # re-exported for the renderers and templates
 
@@ -65,24 +65,48 @@ def has_floor(p: ProbeResult, metric: str) -> bool:
     return bool(current is not None and current.noise_floor)
 
 
+def noise(p: ProbeResult, m: MetricRecord) -> tuple[float, str] | None:
+    """Return :func:`~recaudit.verdicts.noise_limit` of ``m`` under its probe's declaration.
+
+    What noise alone gives on its harmful side: ``(null_p95, "≤")``, or ``(null_p05, "≥")``
+    where lower is worse.
+    """
+    from ..metrics.specs import get_spec
+
+    return noise_limit(m, spec_of(p, m.metric) or get_spec(m.metric))
+
+
+def noise_of_record(m: MetricRecord) -> tuple[float, str] | None:
+    """Return :func:`noise` of a record seen without its probe (its metric's declaration)."""
+    from ..metrics.specs import get_spec
+
+    return noise_limit(m, get_spec(m.metric))
+
+
 def floor_text(p: ProbeResult, m: MetricRecord) -> str:
     """One sentence on a floored metric's floor (``""`` for a metric without one).
 
-    Its floor's mean and 95th percentile and the excess over the floor, or that none was
-    recorded (the statistic is positive under noise alone).
+    Its floor's mean and its 95th percentile (5th where lower is worse) and the excess over
+    the floor, or that none was recorded (the statistic is positive under noise alone).
     """
     if not has_floor(p, m.metric):
         return ""
-    if m.null_mean is None or m.null_p95 is None:
-        return " Positive under noise alone; no floor recorded for this value."
+    limit = noise(p, m)
+    if m.null_mean is None or limit is None:
+        from ..metrics.specs import get_spec
+
+        lower = harm_direction(m, spec_of(p, m.metric) or get_spec(m.metric)) is False
+        return (f" {'Below its null' if lower else 'Positive'} under noise alone; no floor "
+                "recorded for this value.")
     excess = "" if m.estimate is None else \
         f"; the excess over the floor is {num(m.estimate - m.null_mean)}"
     own = "" if m.self_floor is None or m.estimate is None else (
         f" The model's own resampling gives up to {num(m.self_floor)}: the estimate is "
         f"{'within' if m.estimate <= m.self_floor else 'beyond'} what its disagreement with "
         "itself gives.")
-    return (f" Noise alone gives {num(m.null_mean)} on average, up to {num(m.null_p95)} "
-            f"(null 95th percentile){excess}.{own}")
+    reach = (f"up to {num(limit[0])} (null 95th percentile)" if limit[1] == "\u2264" else
+             f"down to {num(limit[0])} (null 5th percentile)")
+    return f" Noise alone gives {num(m.null_mean)} on average, {reach}{excess}.{own}"
 
 
 def excess_ci_excludes_null(p: ProbeResult, m: MetricRecord) -> bool | None:

@@ -92,7 +92,8 @@ def _env() -> Any:  # noqa: D401 - the jinja2 environment, built once
     env.filters.update(num=c.num, pval=c.pval, where=c.where, clip=c.truncate,
                        metric_text=_metric_text, slug=c.slug, conf=c.conf_pct,
                        est=c.estimate_text)
-    env.globals.update(ci=c.ci, version=__version__, variant_of=c.one_variant)
+    env.globals.update(ci=c.ci, version=__version__, variant_of=c.one_variant,
+                       noise_of=c.noise_of_record)
     return env
 
 
@@ -365,8 +366,8 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
 
     LL144's impact ratio (category rate / rate of the most selected category) of every rate a
     probe declares with role ``selection_rate`` (a recommendation hit rate: by analogy): one
-    row per (model, probe, rate metric, attribute, k, value). ``floor``: the estimate of the
-    probe's record with role ``impact_floor`` at the same attribute, value and k (the impact
+    row per (model, probe, rate metric, attribute, k, value). ``floor``: the ``null_p05`` of the
+    probe's record with role ``group_ratio`` at the same attribute, value and k (the impact
     ratio a ranker that ignores the groups stays above in 95% of audits), where it has one.
     """
     rows = []
@@ -376,9 +377,9 @@ def impact_ratios(results: Sequence[AuditResult], labels: Sequence[str]
                 continue
             recs = [m for m in c.per_value(p) if m.estimate is not None and m.attribute
                     and m.variant == ORIGINAL and c.has_role(p, m.metric, "selection_rate")]
-            floors = {(m.attribute, m.value, m.k): m.estimate for m in p.metrics
+            floors = {(m.attribute, m.value, m.k): m.null_p05 for m in p.metrics
                       if m.variant == ORIGINAL and m.value is not None
-                      and c.has_role(p, m.metric, "impact_floor")}
+                      and m.null_p05 is not None and c.has_role(p, m.metric, "group_ratio")}
             by_attr: dict[tuple[str, str, int | None], list[MetricRecord]] = {}
             for m in recs:
                 by_attr.setdefault((m.metric, m.attribute or "", m.k), []).append(m)

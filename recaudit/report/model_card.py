@@ -137,22 +137,25 @@ def _evaluation(result: AuditResult, lines: list[str], report_link: str | None) 
             "Each probe's headline metrics at the largest k. The `model-index` metadata of "
             "this card holds each estimate; the Hugging Face format has no field for a "
             "confidence interval, a p-value or a null floor, so they are given here only. "
-            "*Null mean* and *null 95th pct*: the mean and 95th percentile of the statistic "
-            "under its permutation null (what a model without the effect scores with this many "
-            "units); *self floor*: the 95th percentile of the spread that the model's "
-            "disagreement with itself gives (repeated samples); \u2013: not recorded.", "",
+            "*Null mean* and *noise alone*: the mean of the statistic under its permutation "
+            "null and its 95th percentile (\u2264; its 5th, \u2265, where lower is worse): what "
+            "a model without the effect scores with this many units; *self floor*: the 95th "
+            "percentile of the spread that the model's disagreement with itself gives "
+            "(repeated samples); \u2013: not recorded.", "",
             f"| probe | metric | where | estimate | {conf} CI | p (adjusted) | null mean "
-            "| null 95th pct | self floor | n |",
+            "| noise alone | self floor | n |",
             "|---|---|---|---|---|---|---|---|---|---|"]
         missing = 0
         for p, m in records:
             missing += m.estimate is None
+            limit = c.noise(p, m)
+            noise = "\u2013" if limit is None else f"{limit[1]} {fmt(limit[0])}"
             p_text = fmt_p(m.p_adjusted) if m.p_adjusted is not None else (
                 f"{fmt_p(m.p_value)} (raw)" if m.p_value is not None else "\u2013")
             lines.append(
                 f"| {md(p.id, 60)} | {md(m.metric, 60)} | {md(_where(m), 80)} "
                 f"| {fmt(m.estimate)} | {fmt_ci(m.ci_low, m.ci_high) or chr(0x2013)} "
-                f"| {p_text} | {_num_or_dash(m.null_mean)} | {_num_or_dash(m.null_p95)} "
+                f"| {p_text} | {_num_or_dash(m.null_mean)} | {noise} "
                 f"| {_num_or_dash(m.self_floor)} | {m.n if m.n is not None else chr(0x2013)} |")
         if missing:
             lines += ["", f"{missing} headline record(s) have no estimate (n/a) and are not in "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..results import AuditResult, MetricRecord, ProbeResult
-from ..verdicts import is_significant, min_units_of
+from ..verdicts import beyond_noise, is_significant, min_units_of
 from . import _common as c
 
 __all__ = ["Story", "story"]
@@ -113,7 +113,8 @@ def _beyond(result: AuditResult, alpha: float) -> list[str]:
         for m in c.headline(p):
             if m.metric.endswith(VERSUS_CONTROL) or m.estimate is None:
                 continue
-            if not c.has_floor(p, m.metric) or m.null_p95 is None:
+            limit = c.noise(p, m)
+            if not c.has_floor(p, m.metric) or limit is None:
                 if c.null_of(p, m) is not None and is_significant(m, alpha) is not None:
                     tested += 1
                     if is_significant(m, alpha):
@@ -122,10 +123,10 @@ def _beyond(result: AuditResult, alpha: float) -> list[str]:
                 continue
             floored += 1
             sig = is_significant(m, alpha)
-            if sig or (sig is None and m.estimate > m.null_p95):
-                beyond.append((m.estimate - m.null_p95,
+            if sig or (sig is None and beyond_noise(m.estimate, limit) > 0):
+                beyond.append((beyond_noise(m.estimate, limit),
                                f"{p.id} {_where(m)} = {c.num(m.estimate)} "
-                               f"(noise alone \u2264 {c.num(m.null_p95)})"))
+                               f"(noise alone {limit[1]} {c.num(limit[0])})"))
         for m in p.metrics:  # each attribute's comparison is a per-value record
             if (m.variant != own or not m.metric.endswith(VERSUS_CONTROL)
                     or m.estimate is None):

@@ -167,8 +167,11 @@ def test_a_logged_audit_runs_end_to_end_with_the_ll144_table(capsys, tmp_path, f
     # the intersection: African-American female in the top 3 once (r3) of 3 shown
     assert nums[("selection_rate_at_k", "race×sex", "African-American female", 3)] == \
         pytest.approx(1 / 3)
-    floor = nums[("impact_ratio_floor", "race", "African-American", 3)]
-    assert 0.0 <= floor <= 1.0
+    ratio = next(m for m in probe["metrics"] if (m["metric"], m["attribute"], m["value"],
+                                                  m["k"]) == ("impact_ratio", "race",
+                                                              "African-American", 3))
+    floor = ratio["null_p05"]
+    assert 0.0 <= floor <= ratio["null_mean"] <= 1.0
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     table = page[page.index("Impact ratios (NYC LL144 shape)"):]
     table = table[:table.index("</table>")]

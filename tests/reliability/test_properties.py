@@ -189,7 +189,9 @@ def test_every_declared_range_is_checked() -> None:
                "item_coverage_share", "hr", "ndcg", "utility_cost", "pop_rsp", "pop_reo",
                "protected_share", "leakage_auc", "leakage_auc_ovr", "first_place_v",
                "rank_consistency_rbo", "rank_consistency_tau", "hallucination",
-               "exposure_share", "topk_share", "stability_jaccard", "stability_rbo"}
+               "exposure_share", "topk_share", "stability_jaccard", "stability_rbo",
+               "selection_rate_at_1", "selection_rate_at_k", "impact_ratio",
+               "impact_ratio_min_max", "exposure_ratio_min_max"}
     registry()  # every built-in probe imported: its declarations too, whatever ran before
     import recaudit.samples  # noqa: F401 - declares the self-consistency metrics
 
@@ -500,3 +502,28 @@ def _selectable(records: list[MetricRecord], gate: GateSpec, status: str) -> boo
     if gate.k is not None:
         recs = [m for m in recs if m.k == gate.k]
     return bool(recs)
+
+
+@_settings(150)
+@given(rankings=st.lists(st.permutations(range(6)).flatmap(
+           lambda p: st.integers(0, 6).map(lambda n: list(p)[:n])), min_size=1, max_size=8),
+       labels=st.lists(st.integers(0, 2), min_size=6, max_size=6), k=st.integers(1, 6))
+def test_selection_rates_and_ratios_in_range(rankings, labels, k) -> None:
+    """Candidate groups (metrics/selection.py): rates, impact ratios and their min/max."""
+    tally.add("hypothesis examples")
+    import recaudit.metrics.selection as sel
+
+    cands = [str(i) for i in range(6)]
+    ranks = np.stack([sel.ranks_of(cands, [str(i) for i in r]) for r in rankings])
+    lab = np.tile(np.array(labels), (len(rankings), 1))
+    shown = sel.group_sums(np.ones_like(ranks, dtype=float), lab, 3).sum(axis=0)
+    first, topk, share = sel.position_outcomes(ranks, k)
+    for metric, outcome in (("selection_rate_at_1", first), ("selection_rate_at_k", topk)):
+        rates, ratios = sel.rates_and_ratios(sel.group_sums(outcome, lab, 3).sum(axis=0), shown)
+        for g in range(3):
+            _assert_in_range(metric, float(rates[g]), nan_ok=shown[g] == 0)
+            _assert_in_range("impact_ratio", float(ratios[g]), nan_ok=True)
+        _assert_in_range("impact_ratio_min_max", float(sel.min_max_ratio(rates)), nan_ok=True)
+    per_member = sel.group_sums(share, lab, 3).sum(axis=0) / np.where(shown > 0, shown, np.nan)
+    _assert_in_range("exposure_ratio_min_max", float(sel.min_max_ratio(per_member)),
+                     nan_ok=True)

@@ -68,3 +68,30 @@ def test_the_excess_ci_decides_whether_an_untested_floored_record_leaves_its_nul
     rec = res.probes[0].metrics[0]
     assert c.ci_excludes_null(rec, res.probes[0].specs["leakage_auc"])
     assert c.excess_ci_excludes_null(res.probes[0], rec) is False
+
+
+def test_a_lower_is_worse_floor_is_the_null_5th_percentile_everywhere_it_is_shown():
+    """An impact ratio: noise alone gives *at least* its null's 5th percentile, not 'up to'
+    its 95th (the story, the floor sentence, the HTML cell and a gate's message)."""
+    import recaudit.metrics.selection  # noqa: F401  (declares impact_ratio_min_max)
+    from recaudit.gates import GateSpec, evaluate_gates
+    from recaudit.report import html_report
+    from recaudit.report.story import story
+
+    rec = MetricRecord(probe="cand", metric="impact_ratio_min_max", attribute="race", k=1,
+                       estimate=0.5, ci_low=0.4, ci_high=0.6, confidence=0.95, n=60,
+                       p_value=0.001, p_adjusted=0.001, null_mean=0.85, null_p95=0.99,
+                       null_p05=0.7)
+    probe = ProbeResult(id="cand", probe="candidate_groups", metrics=[rec],
+                        headline=["impact_ratio_min_max"])
+    probe.describe_metrics()
+    res = AuditResult(provenance=Provenance(tool_version="t", model_spec="m"), probes=[probe])
+    assert c.noise(probe, rec) == (0.7, "\u2265")
+    assert "down to 0.700 (null 5th percentile)" in c.floor_text(probe, rec)
+    beyond = story(res).beyond[0]
+    assert "(noise alone \u2265 0.700)" in beyond and "0.990" not in beyond
+    html = html_report(res)
+    assert "noise alone \u2265 0.700" in html and "noise alone \u2264 0.990" not in html
+    (gate,) = evaluate_gates(res, [GateSpec(probe="cand", metric="impact_ratio_min_max",
+                                            min=0.8)])
+    assert "5th pct 0.700" in gate.message and "95th pct" not in gate.message

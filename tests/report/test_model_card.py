@@ -120,12 +120,12 @@ def test_evaluation_table_has_cis_p_values_and_floors(card_path):
     text = card_path.read_text(encoding="utf-8")
     assert "## Evaluation" in text and "## Bias, risks and limitations" in text
     assert "| probe | metric | where | estimate | 95% CI | p (adjusted) | null mean " \
-           "| null 95th pct | self floor | n |" in text
+           "| noise alone | self floor | n |" in text
     probe = "cf\\|&lt;/td&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
     assert (f"| {probe} | snsr\\_jaccard | gender, k=10 | 0.250 | [0.100, 0.400] | 0.020 "
-            "| 0.050 | 0.120 | 0.080 | 40 |") in text
+            "| 0.050 | \u2264 0.120 | 0.080 | 40 |") in text
     assert (f"| {probe} | snsr\\_jaccard | a \\| b &lt;/td&gt;\\`x\\`, k=10 | 0.062 "
-            "| [0.000, 0.125] | 0.500 | 0.040 | 0.110 | \u2013 | 40 |") in text
+            "| [0.000, 0.125] | 0.500 | 0.040 | \u2264 0.110 | \u2013 | 40 |") in text
     assert f"| {probe} | snsr\\_jaccard | age, k=10 | n/a | \u2013 | \u2013 |" in text
     assert "1 headline record(s) have no estimate (n/a)" in text
     assert "0.900" not in text and "a girl" not in text  # smaller k, per-value: not headline
