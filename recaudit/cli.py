@@ -56,7 +56,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--model", required=required, help="model spec: smollm2, minilm, hf:PATH, "
-                   "gguf:PATH, embedding:PATH, openai:URL#MODEL, python:MODULE:FUNC")
+                   "gguf:PATH, embedding:PATH, openai:URL#MODEL, python:MODULE:FUNC, replay:FILE, "
+                   "vllm:PATH, rankings:FILE")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow loading pickle weights (.bin/.pt/.pkl): they can execute code")
     p.add_argument("--trust-remote-code", action="store_true",

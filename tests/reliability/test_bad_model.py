@@ -146,10 +146,11 @@ def test_bad_checkpoint(tiny, tmp_path, capsys, kind, exit_code, expected):
 SPEC_CASES = [
     (["--model", "bogus:x"],
      "unknown model kind 'bogus' in 'bogus:x'; known: hf, gguf, embedding, openai, python, replay, "
-     "vllm"),
+     "vllm, rankings"),
     (["--model", " "], "empty model spec; try 'smollm2', 'minilm', 'hf:PATH', ..."),
     (["--model", "hf:"], "unknown model spec 'hf:'; expected one of smollm2, minilm, hf:..., "
-                         "gguf:..., embedding:..., openai:..., python:..., replay:..., vllm:..."),
+                         "gguf:..., embedding:..., openai:..., python:..., replay:..., vllm:..., "
+                         "rankings:..."),
     (["--model", "openai:http://127.0.0.1:9/v1"],
      "openai spec needs a model name: openai:URL#MODEL (got 'openai:http://127.0.0.1:9/v1')"),
     (["--model", "gguf:x.gguf", "--trust-remote-code"],
