@@ -35,3 +35,44 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     root = os.environ.get("RECAUDIT_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
     monkeypatch.setenv("RECAUDIT_CACHE_DIR", root)
     yield
+
+
+# -- the validation runs, in the background ----------------------------------------------------
+#: the background job computing every validation world's tally (validation/tallies.py), started
+#: once the collected items include the validation test; its JSON lands in the session's tmp
+VALIDATION_JOB: dict[str, object] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start ``python -m validation.tallies`` when the validation test is selected.
+
+    Most of the suite runs on one core; the worlds' runs (minutes of one process) use the
+    other, instead of holding up the suite when the validation test's turn comes.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if not any(item.nodeid.startswith("tests/validation/test_validation.py")
+               for item in session.items) or os.environ.get("RECAUDIT_VALIDATION_INLINE"):
+        return
+    root = Path(__file__).resolve().parents[1]
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's tmp_path plugin
+    base = factory.getbasetemp() if factory is not None else Path(tempfile.mkdtemp())
+    out = base / "validation-tallies.json"
+    log = open(out.with_suffix(".log"), "w", encoding="utf-8")  # noqa: SIM115 - kept open
+    VALIDATION_JOB.update(out=out, log=log, proc=subprocess.Popen(
+        [sys.executable, "-m", "validation.tallies", str(out)], cwd=root, stdout=log,
+        stderr=subprocess.STDOUT))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the validation job if the session ends before it does."""
+    proc = VALIDATION_JOB.get("proc")
+    if proc is not None and proc.poll() is None:  # type: ignore[attr-defined]
+        proc.kill()  # type: ignore[attr-defined]
+        proc.wait()  # type: ignore[attr-defined]
+    log = VALIDATION_JOB.get("log")
+    if log is not None:
+        log.close()  # type: ignore[attr-defined]
