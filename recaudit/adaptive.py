@@ -75,7 +75,8 @@ import numpy as np
 
 from .errors import ConfigError
 from .results import GateResult, MetricRecord, ProbeResult, UnitTable
-from .sequential import betting_confidence_sequence, betting_e_value, e_bh
+from .sequential import (betting_confidence_sequence, betting_e_value,
+                         betting_e_value_outside, e_bh)
 
 __all__ = ["Budget", "SEQUENTIAL_ALPHA", "SEQUENTIAL_STATISTICS", "GateTrack", "looks",
            "unit_order", "record_path", "record_sequence", "record_e_path", "judge_sequentially",
@@ -267,12 +268,24 @@ def _ordered(table: UnitTable, order: Sequence[str]) -> np.ndarray:
     return table.matrix()[rows] if rows else np.empty((0, len(table.conditions)))
 
 
-def _e_process(x: np.ndarray, lo: float, hi: float, bound: float, side: str) -> np.ndarray:
+def _e_process(x: np.ndarray, lo: float, hi: float, bound: float, side: str,
+               other: float | None = None) -> np.ndarray:
     """Return the betting e-process against ``mean <= bound`` (``greater``) or ``>= bound``.
 
-    For x in [lo, hi]: all ones where the null holds for every law on [lo, hi] (nothing can
-    reject it), NaN where it holds for none (no e-value form).
+    ``other``: a ``greater`` test's lower bound as well, for the null ``other <= mean <=
+    bound`` (:func:`recaudit.sequential.betting_e_value_outside`), reduced to one side where
+    the other cannot be crossed. For x in [lo, hi]: all ones where the null holds for every law
+    on [lo, hi] (nothing can reject it), NaN where it holds for none (no e-value form).
     """
+    if other is not None:
+        if other > bound:
+            return np.full(x.size, np.nan)
+        if other <= lo:
+            return _e_process(x, lo, hi, bound, "greater")
+        if bound >= hi:
+            return _e_process(x, lo, hi, other, "less")
+        return betting_e_value_outside(np.clip(x, lo, hi), lo, hi, other, bound,
+                                       alpha=SEQUENTIAL_ALPHA)
     if (side == "greater" and bound >= hi) or (side == "less" and bound <= lo):
         return np.ones(x.size)
     if (side == "greater" and bound < lo) or (side == "less" and bound > hi) or \
@@ -298,13 +311,14 @@ def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], 
 
     The null is the gate's pass region (``min <= statistic <= max``); a large value is evidence
     that the statistic lies beyond a bound. ``mean``: the one-sided betting e-process of
-    :func:`recaudit.sequential.betting_e_value` against ``mean <= max`` (and against ``mean >=
-    min``; with both bounds, their average). ``range`` in the paired form (at most 8
-    conditions, ``max`` only): the average over pairs of ``(E(d_ij <= max) + E(d_ij >= -max))
-    / 2``; under the null every pair's difference lies within ``±max``, so each term, and their
-    average, is an e-process. The value at a stopping time is an e-value (Ville), which e-BH
-    combines across a gate's records (:func:`judge_sequentially`). None: no e-value form (the
-    gate's fail side then reads the record's confidence sequence).
+    :func:`recaudit.sequential.betting_e_value` against ``mean <= max`` (or ``mean >= min``);
+    with both bounds, :func:`recaudit.sequential.betting_e_value_outside` against ``min <= mean
+    <= max`` (each step bets on the side the earlier units point to). ``range`` in the paired
+    form (at most 8 conditions, ``max`` only): the average over pairs of the latter against
+    ``-max <= d_ij <= max``; under the null every pair's difference lies within ``±max``, so
+    each term, and their average, is an e-process. The value at a stopping time is an e-value
+    (Ville), which e-BH combines across a gate's records (:func:`judge_sequentially`). None: no
+    e-value form (the gate's fail side then reads the record's confidence sequence).
     """
     stat = record.statistic
     prepared = _prepared(record, table, order, at, ("mean", "range"))
@@ -314,14 +328,12 @@ def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], 
     if stat == "mean":
         col = x[:, table.conditions.index(record.value)]  # type: ignore[arg-type]
         present = ~np.isnan(col)
-        tests = ([("greater", spec.max)] if spec.max is not None else []) + \
-            ([("less", spec.min)] if spec.min is not None else [])
-        if not tests:
+        if spec.max is None and spec.min is None:
             return None
-        seen = np.cumsum(present)
-        paths = [_at_looks(_e_process(col[present], lo, hi, b, side), seen, at)
-                 for side, b in tests]
-        e = np.mean(paths, axis=0)
+        process = (_e_process(col[present], lo, hi, spec.max, "greater", spec.min)
+                   if spec.max is not None else _e_process(col[present], lo, hi, spec.min,
+                                                           "less"))
+        e = _at_looks(process, np.cumsum(present), at)
     else:
         if spec.min is not None or spec.max is None or not _paired_form(stat, x):
             return None
@@ -333,9 +345,9 @@ def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], 
             m = min(oi.size, oj.size)
             d = np.clip(xi[oi[:m]] - xj[oj[:m]], -width, width)
             seen = np.minimum(np.cumsum(~np.isnan(xi)), np.cumsum(~np.isnan(xj)))
-            for side, b in (("greater", spec.max), ("less", -spec.max)):
-                terms.append(_at_looks(_e_process(d, -width, width, b, side), seen, at)
-                             if m else np.ones(len(at)))
+            terms.append(_at_looks(_e_process(d, -width, width, spec.max, "greater",
+                                              -spec.max), seen, at)
+                         if m else np.ones(len(at)))
         e = np.mean(terms, axis=0)
     if np.isnan(e).any():
         return None

@@ -38,6 +38,7 @@ __all__ = [
     "betting_capital",
     "betting_confidence_sequence",
     "betting_e_value",
+    "betting_e_value_outside",
     "e_bh",
     "eb_confidence_sequence",
     "margin_decision",
@@ -320,6 +321,43 @@ def betting_e_value(x: Any, lo: float, hi: float, null_mean: float,
             terms = np.log1p(np.minimum(lam, truncation / m0) * (z - m0))
         else:
             terms = np.log1p(-np.minimum(lam, truncation / (1.0 - m0)) * (z - m0))
+    with np.errstate(over="ignore"):
+        return np.exp(np.cumsum(terms))
+
+
+def betting_e_value_outside(x: Any, lo: float, hi: float, low: float, high: float, *,
+                            alpha: float = 0.05, truncation: float = 0.5) -> np.ndarray:
+    r"""Betting e-process ``E_t`` against ``H0: low <= mean <= high`` (``lo < low <= high < hi``).
+
+    Each step bets on the side the running mean of the earlier observations points to: against
+    ``mean <= high`` (the ``greater`` factor of :func:`betting_e_value` at ``high``) when
+    :math:`\bar x_{t-1}` is at least the interval's midpoint, else against ``mean >= low``
+    (the ``less`` factor at ``low``); the first step bets ``greater``. The side and the bet are
+    predictable, and under ``H0`` either factor has conditional mean at most 1, so ``E_t`` is a
+    nonnegative supermartingale (Ville: ``P(sup_t E_t >= 1/alpha) <= alpha``). One process
+    instead of the average of the two one-sided ones keeps all the capital on the side the
+    data favour.
+
+    Examples
+    --------
+    >>> e = betting_e_value_outside(np.full(30, -0.9), -1.0, 1.0, -0.1, 0.1)
+    >>> bool(e[-1] > 100)
+    True
+    """
+    alpha = _check_alpha(alpha)
+    if not 0.0 < truncation < 1.0:
+        raise ValueError(f"truncation must be in (0, 1), got {truncation}")
+    if not float(lo) < float(low) <= float(high) < float(hi):
+        raise ValueError(f"need lo < low <= high < hi, got {lo}, {low}, {high}, {hi}")
+    z = _rescale(x, lo, hi)
+    m_high = float(_rescale([high], lo, hi)[0])
+    m_low = float(_rescale([low], lo, hi)[0])
+    lam, _ = _plugin_bets(z, np.log(1.0 / alpha))
+    n = z.size
+    earlier = np.concatenate(([np.inf], np.cumsum(z)[:-1] / np.arange(1, n)))
+    up = earlier >= (m_low + m_high) / 2
+    terms = np.where(up, np.log1p(np.minimum(lam, truncation / m_high) * (z - m_high)),
+                     np.log1p(-np.minimum(lam, truncation / (1.0 - m_low)) * (z - m_low)))
     with np.errstate(over="ignore"):
         return np.exp(np.cumsum(terms))
 

@@ -197,7 +197,7 @@ def test_e_values_of_a_paired_range_and_forms_without_one():
     x[:, 0] = np.clip(x[:, 0] + 0.5, 0, 1)  # condition 0 far above the others
     order = [str(u) for u in range(120)]
     e = record_e_path(_rec("range"), _table(x, list("abcd")), order, _Gate(max=0.1))
-    assert e[-1] > 6 * 100  # 6 pairs x 2 sides average: one strong pair's share
+    assert e[-1] > 6 * 100  # the average over 6 pairs: one strong pair's share
     fair = np.random.default_rng(2).uniform(size=(120, 4))
     assert record_e_path(_rec("range"), _table(fair, list("abcd")), order,
                          _Gate(max=0.1))[-1] < 10

@@ -373,3 +373,24 @@ def test_margin_test_one_sided_undecided_and_eb():
     for bad in ([40, 20], [0, 10], [10, 10_000], [1.5, 3]):
         with pytest.raises(ValueError):
             sequential_margin_test(x, -1.0, 1.0, 0.2, ALPHA, looks=bad)
+
+
+def test_betting_e_value_outside_is_valid_at_both_ends_and_bets_on_the_favoured_side():
+    """Ville on the null's two edges (mean = high, mean = low), and growth on either side."""
+    from recaudit.sequential import betting_e_value_outside
+
+    runs, crossed = 300, {0.6: 0, 0.4: 0}
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        for p in crossed:  # Bernoulli(p) on [0, 1] against 0.4 <= mean <= 0.6
+            e = betting_e_value_outside(rng.binomial(1, p, 200), 0.0, 1.0, 0.4, 0.6,
+                                        alpha=0.05)
+            crossed[p] += e.max() >= 1 / 0.05
+    for p, n in crossed.items():
+        assert n / runs <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / runs), (p, n)
+    rng = np.random.default_rng(1)
+    assert betting_e_value_outside(rng.binomial(1, 0.9, 200), 0, 1, 0.4, 0.6)[-1] > 1e4
+    assert betting_e_value_outside(rng.binomial(1, 0.1, 200), 0, 1, 0.4, 0.6)[-1] > 1e4
+    assert betting_e_value_outside(rng.binomial(1, 0.5, 200), 0, 1, 0.4, 0.6)[-1] < 20
+    with pytest.raises(ValueError):
+        betting_e_value_outside([0.5], 0.0, 1.0, 0.6, 0.4)
