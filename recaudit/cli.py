@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="statistics seed")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="json,html,junit,md",
-                   help="outputs to write (comma list of json, html, junit, md)")
+                   help="outputs to write (comma list of json, html, junit, md, pdf (needs "
+                   "recaudit[pdf]), model-card)")
     p.add_argument("--strict", action="store_true",
                    help="with a replay: model, exit 2 if any request had no recorded answer")
     p.add_argument("--ray-address", metavar="ADDR", help="run on the Ray cluster at ADDR (auto, "
@@ -343,6 +344,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides=overrides)
     cfg.require_probes()
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    from .report import check_formats
+    check_formats(formats)  # an unknown format, or pdf without WeasyPrint: before any model call
     if not cfg.engine.dry_run:
         from .results import check_output_dir
         check_output_dir(cfg.out)  # before any model call: a finished audit needs a place
@@ -362,7 +366,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if cfg.engine.dry_run:
         print("dry run: nothing computed, nothing written", file=sys.stderr)
         return EXIT_OK
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     written = save_result(result, cfg.out, formats=formats)
     from .summary import print_summary
     print_summary(result)

@@ -120,6 +120,11 @@ def test_unwritable_out_exits_2_before_any_model_call(tmp_path):
         assert_one_line_error(proc, 2, "cannot write to output directory /dev/null/x: "
                                        "Not a directory")
         assert not marker.exists()
+        # an unknown report format is refused before the model is asked, too
+        proc = run_cli("audit", str(cfg), "--out", str(tmp_path / "o"), "--no-progress",
+                       "--format", "json,docx")
+        assert_one_line_error(proc, 2, "unknown report format 'docx'; known: ")
+        assert not marker.exists() and not (tmp_path / "o").exists()
         ok = run_cli("audit", str(cfg), "--out", str(tmp_path / "out"), "--no-progress")
         assert ok.returncode == 0, ok.stderr
         assert marker.exists() and (tmp_path / "out" / "results.json").is_file()

@@ -26,8 +26,9 @@ from typing import Mapping, Sequence
 from ..errors import ConfigError, OutputError
 from ..results import AuditResult, check_output_dir
 
-__all__ = ["save_result", "render_all", "render_html", "html_report", "render_junit", "junit_xml",
-           "render_markdown", "markdown_summary", "render_pdf", "pdf_bytes",
+__all__ = ["save_result", "render_all", "check_formats", "render_html", "html_report",
+           "render_junit", "junit_xml", "render_markdown", "markdown_summary", "render_pdf",
+           "pdf_bytes",
            "render_model_card", "model_card_markdown", "FORMATS", "DEFAULT_NAMES"]
 
 DEFAULT_NAMES = {"html": "index.html", "junit": "junit.xml", "md": "summary.md",
@@ -37,6 +38,30 @@ _ALIASES = {"markdown": "md", "xml": "junit", "htm": "html", "model_card": "mode
             "modelcard": "model-card", "card": "model-card"}
 #: formats that describe one result (a list of results is compared in html, junit, md and pdf)
 _ONE_RESULT = ("json", "model-card")
+
+
+def check_formats(formats: Sequence[str], many: bool = False) -> list[str]:
+    """Return the format keys of ``formats`` (aliases resolved, each once), or raise.
+
+    One :class:`~recaudit.errors.ConfigError` line (exit 2) for an unknown format, a one-result
+    format (``json``, ``model-card``) asked of ``many`` results, or ``pdf`` without WeasyPrint
+    or Pango; ``recaudit audit`` asks before any model call.
+    """
+    wanted: list[str] = []
+    for f in formats:
+        key = _ALIASES.get(f.strip().lower(), f.strip().lower())
+        if key not in DEFAULT_NAMES:
+            raise ConfigError(f"unknown report format {f!r}; known: {', '.join(FORMATS)}")
+        if key not in wanted:
+            wanted.append(key)
+    for key in _ONE_RESULT:
+        if many and key in wanted:
+            raise ConfigError(f"format {key!r} writes one result; save each result on its own")
+    if "pdf" in wanted:
+        from .pdf import load_weasyprint
+
+        load_weasyprint()  # missing WeasyPrint or Pango: one line, nothing written yet
+    return wanted
 
 
 def render_all(result: AuditResult | Sequence[AuditResult], out_dir: str | Path,
@@ -51,21 +76,7 @@ def render_all(result: AuditResult | Sequence[AuditResult], out_dir: str | Path,
     Returns ``{format: path}`` of the written files. An unknown format, or ``pdf`` without
     WeasyPrint, raises :class:`~recaudit.errors.ConfigError` before anything is written.
     """
-    wanted: list[str] = []
-    for f in formats:
-        key = _ALIASES.get(f.strip().lower(), f.strip().lower())
-        if key not in DEFAULT_NAMES:
-            raise ConfigError(f"unknown report format {f!r}; known: {', '.join(FORMATS)}")
-        if key not in wanted:
-            wanted.append(key)
-    many = not isinstance(result, AuditResult)
-    for key in _ONE_RESULT:
-        if many and key in wanted:
-            raise ConfigError(f"format {key!r} writes one result; save each result on its own")
-    if "pdf" in wanted:
-        from .pdf import load_weasyprint
-
-        load_weasyprint()  # missing WeasyPrint or Pango: one line, nothing written yet
+    wanted = check_formats(formats, many=not isinstance(result, AuditResult))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     file_names = {**DEFAULT_NAMES, **dict(names or {})}

@@ -175,6 +175,12 @@ def _evaluation(result: AuditResult, lines: list[str], report_link: str | None) 
                 observed += f" {interval}"
             if g.p_adjusted is not None:
                 observed += f" p_adj={fmt_p(g.p_adjusted)}"
+            if g.decision == "sequential" and g.decided_after is not None:
+                observed += f"; decided after {g.decided_after} units (sequential)"
+            elif g.decision == "fixed-n":
+                observed += "; at the cap (fixed n)"
+            elif g.decision == "undecided":
+                observed += "; undecided: the budget ran out"
             lines.append(f"| {'PASS' if g.passed else '**FAIL**'} | {md(g.name, 80)} "
                          f"| {md(g.probe, 60)} | {md(g.metric, 60)} | {md(g.bound, 40)} "
                          f"| {md(g.mode, 20)} | {observed} |")

@@ -179,3 +179,17 @@ def test_result_without_metrics_or_gates(offline):
     assert card.data.eval_results is None and card.data.model_name == "python:m:f"
     assert "No probe recorded a headline metric" in text
     assert "No gates configured" in text and "## Bias, risks and limitations" in text
+
+
+def test_an_adaptive_gate_says_how_it_was_decided(result):
+    """decided after n units (sequential), at the cap (fixed n), or undecided (budget)."""
+    gates = [g.model_copy(update=u) for g, u in zip(result.gates * 3, [
+        {"decision": "sequential", "decided_after": 40, "name": "seq"},
+        {"decision": "fixed-n", "name": "cap"},
+        {"decision": "undecided", "name": "budget"}], strict=True)]
+    text = model_card_markdown(result.model_copy(update={"gates": gates}))
+    rows = {line.split(" | ")[1]: line for line in text.splitlines()
+            if line.startswith("| **FAIL** |")}
+    assert rows["seq"].endswith("p_adj=0.020; decided after 40 units (sequential) |")
+    assert rows["cap"].endswith("p_adj=0.020; at the cap (fixed n) |")
+    assert rows["budget"].endswith("p_adj=0.020; undecided: the budget ran out |")
