@@ -98,8 +98,9 @@ def floor_text(p: ProbeResult, m: MetricRecord) -> str:
         lower = harm_direction(m, spec_of(p, m.metric) or get_spec(m.metric)) is False
         return (f" {'Below its null' if lower else 'Positive'} under noise alone; no floor "
                 "recorded for this value.")
-    excess = "" if m.estimate is None else \
-        f"; the excess over the floor is {num(m.estimate - m.null_mean)}"
+    excess = "" if m.estimate is None else (
+        f"; the excess over the floor is {num(m.estimate - m.null_mean)}" if limit[1] == "\u2264"
+        else f"; the shortfall below the floor is {num(m.null_mean - m.estimate)}")
     own = "" if m.self_floor is None or m.estimate is None else (
         f" The model's own resampling gives up to {num(m.self_floor)}: the estimate is "
         f"{'within' if m.estimate <= m.self_floor else 'beyond'} what its disagreement with "

@@ -87,7 +87,8 @@ def test_a_lower_is_worse_floor_is_the_null_5th_percentile_everywhere_it_is_show
     probe.describe_metrics()
     res = AuditResult(provenance=Provenance(tool_version="t", model_spec="m"), probes=[probe])
     assert c.noise(probe, rec) == (0.7, "\u2265")
-    assert "down to 0.700 (null 5th percentile)" in c.floor_text(probe, rec)
+    assert ("down to 0.700 (null 5th percentile); the shortfall below the floor is 0.350"
+            in c.floor_text(probe, rec))
     beyond = story(res).beyond[0]
     assert "(noise alone \u2265 0.700)" in beyond and "0.990" not in beyond
     html = html_report(res)
