@@ -5,7 +5,7 @@ Rounds
     user, a candidate list) and the units put in a seeded random order (:func:`unit_order`).
     A probe no gate reads is asked in full in the first round (nothing can decide it early).
     Round r asks the queries of the first ``looks[r]`` units (:func:`looks`: steps of
-    ``max(min_units, ceil(n / 8))`` up to n, the cap, which is today's fixed plan). Every round
+    ``max(min_units, ceil(n / 16))`` up to n, the cap, which is today's fixed plan). Every round
     goes through the engine, so answers are cached as they land: a rerun, or an interrupted
     adaptive audit, resumes from the cache.
 
@@ -29,20 +29,26 @@ Sequential gates, in margin form
       std between r / sqrt(2C) and r / 2); ratio in [min_c l_c / max_c u_c, min_c u_c /
       max_c l_c] for positive means.
 
-    Other statistics (an AUC, Cramér's V) have no sequential form here: their gates are decided
-    at the cap. A gate (K records) is judged after each round by :func:`decide`, in margin
-    form:
+    A record with a ``sequence_table`` (the leakage AUC: a classifier fitted on earlier rounds
+    scores each later pair of units, :func:`prequential_path`) has a fail-only form: its
+    betting e-process against "the statistic is at most ``max``"; nothing shows an AUC of the
+    best possible classifier lies *below* a bound, so its gates pass only at the cap. Other
+    statistics (Cramér's V) have no sequential form here: their gates are decided at the cap.
+    A gate (K records) is judged after each round by :func:`decide`, in margin form:
 
     * **pass** once every record's *pass-side* interval lies within the bounds (``max``: upper
       <= max; ``min``: lower >= min). Intersection-union: a false pass needs the sequence of a
       record (of a pair, of one of two condition means) that truly lies beyond the bound to
       miss, so the pass side needs no multiplicity correction (each pair at alpha, each
-      condition mean at alpha / 2; :func:`record_path` ``side="pass"``);
+      condition mean at alpha / 2; :func:`record_path` ``side="pass"``). Only the bound on the
+      side of the gate's limit can err, so the pass side reads one-sided bounds, each at that
+      level (:func:`recaudit.sequential.one_sided_bounds`);
     * **fail** once e-BH (Wang & Ramdas 2022) over the records' stopped e-values
       (:func:`record_e_path`: betting e-processes against "the statistic lies within the
-      bounds") rejects one, or, for a record with no e-value form, once its CS at alpha / K
-      lies beyond a bound. When the model truly meets the gate on every record, e-BH's FDR is
-      the chance of any false fail, so a gate fails falsely with probability at most alpha.
+      bounds", aGRAPA bets) rejects one, or, for a record with no e-value form, once its CS
+      at alpha / K lies beyond a bound. When the model truly meets the gate on every record,
+      e-BH's FDR is the chance of any false fail, so a gate fails falsely with probability at
+      most alpha.
 
     The CS bounds the population statistic, whose no-effect value is the metric's null (0 for
     a spread), so a fair model can pass early without a floor correction: the noise floor
@@ -76,10 +82,11 @@ import numpy as np
 from .errors import ConfigError
 from .results import GateResult, MetricRecord, ProbeResult, UnitTable
 from .sequential import (betting_confidence_sequence, betting_e_value,
-                         betting_e_value_outside, e_bh)
+                         betting_e_value_outside, e_bh, one_sided_bounds)
 
 __all__ = ["Budget", "SEQUENTIAL_ALPHA", "SEQUENTIAL_STATISTICS", "GateTrack", "looks",
-           "unit_order", "record_path", "record_sequence", "record_e_path", "judge_sequentially",
+           "unit_order", "record_path", "record_sequence", "record_e_path", "prequential_path",
+           "judge_sequentially",
            "RecordLook", "decide", "AdaptiveRounds"]
 
 #: the share of each gate's alpha spent on sequential decisions (the rest: the fixed-n gate)
@@ -89,7 +96,11 @@ SEQUENTIAL_STATISTICS = ("mean", "range", "std", "ratio")
 #: a range over at most this many conditions uses the CS of each pair's paired difference
 PAIRED_RANGE_MAX_CONDITIONS = 8
 #: the first look asks at least ceil(n / FIRST_LOOK_DIVISOR) units
-FIRST_LOOK_DIVISOR = 8
+FIRST_LOOK_DIVISOR = 16
+#: the bets of the pass-side bounds and of the fail-side e-processes: aGRAPA, truncated at
+#: c = 0.9 (each factor at least 0.1). Any predictable bet keeps validity; aGRAPA with c = 0.9
+#: used 25-50% of the calls where the plug-in bets at c = 0.5 used 37-68% (docs/VALIDATION.md).
+BETS, TRUNCATION = "grapa", 0.9
 
 
 # -- budgets -----------------------------------------------------------------------------------
@@ -146,13 +157,13 @@ class Budget:
 
 # -- rounds ------------------------------------------------------------------------------------
 def looks(n_units: int, min_units: int = 10) -> list[int]:
-    """Return the sample sizes after each round: steps of ``max(min_units, ceil(n / 8))``.
+    """Return the sample sizes after each round: steps of ``max(min_units, ceil(n / 16))``.
 
-    At most 8 rounds; the last is the cap ``n`` (the sequences are valid at every look, so
+    At most 16 rounds; the last is the cap ``n`` (the sequences are valid at every look, so
     more looks cost only analysis time).
 
-    >>> looks(160), looks(12), looks(0)
-    ([20, 40, 60, 80, 100, 120, 140, 160], [12], [])
+    >>> looks(160)[:3], len(looks(160)), looks(400)[:2], looks(12), looks(0)
+    ([10, 20, 30], 16, [25, 50], [12], [])
     """
     if n_units <= 0:
         return []
@@ -180,17 +191,21 @@ def _value_range(table: UnitTable) -> tuple[float, float] | None:
 
 
 def _column_path(x: np.ndarray, lo: float, hi: float, alpha: float,
-                 at: Sequence[int]) -> np.ndarray:
+                 at: Sequence[int], one_sided: bool = False) -> np.ndarray:
     """Return the CS of one column's mean after each of the first ``at`` units: (looks, 2).
 
     NaN cells are left out; the sequence is predictable, so its value after n units depends
-    on those units alone and one pass over all of them serves every look.
+    on those units alone and one pass over all of them serves every look. ``one_sided``: the
+    lower and upper bounds of :func:`recaudit.sequential.one_sided_bounds`, each at ``alpha``
+    (for the pass side); else the two-sided betting CS at ``alpha``.
     """
     present = ~np.isnan(x)
     out = np.tile([lo, hi], (len(at), 1)).astype(float)
     if not present.any():
         return out
-    lower, upper = betting_confidence_sequence(np.clip(x[present], lo, hi), lo, hi, alpha)
+    values = np.clip(x[present], lo, hi)
+    lower, upper = (one_sided_bounds(values, lo, hi, alpha, truncation=TRUNCATION, bets=BETS)
+                    if one_sided else betting_confidence_sequence(values, lo, hi, alpha))
     seen = np.cumsum(present)
     for i, n in enumerate(at):
         k = int(seen[min(n, len(x)) - 1]) if n > 0 else 0
@@ -212,7 +227,9 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
     condition means at alpha / C). ``side="pass"``: the interval that may only be read to
     *pass* (upper <= max, lower >= min), by intersection-union: a false pass needs the CS of
     one pair that truly lies beyond the bound to miss (each pair at ``alpha``), or of one of
-    the two condition means that span it (each mean at ``alpha / 2``).
+    the two condition means that span it (each mean at ``alpha / 2``). Each bound of a pass-side
+    interval is one-sided (:func:`recaudit.sequential.one_sided_bounds`): a false pass past
+    ``max`` needs the *upper* bound to miss, so it alone spends the level.
     """
     if side not in ("fail", "pass"):
         raise ValueError(f"side must be 'fail' or 'pass', got {side!r}")
@@ -223,15 +240,16 @@ def record_path(record: MetricRecord, table: UnitTable, order: Sequence[str], al
     lo, hi, x, at = prepared
     if stat == "mean":
         col = table.conditions.index(record.value)  # type: ignore[arg-type]
-        return [tuple(r) for r in _column_path(x[:, col], lo, hi, alpha, at).tolist()]
+        return [tuple(r) for r in _column_path(x[:, col], lo, hi, alpha, at,
+                                                 one_sided=side == "pass").tolist()]
     n_cond = len(table.conditions)
     if n_cond < 2:
         return None
     if _paired_form(stat, x):
         return _paired_range(x, lo, hi, alpha, at, union=side == "fail")
     level = alpha / n_cond if side == "fail" else alpha / 2
-    cs = np.stack([_column_path(x[:, c], lo, hi, level, at) for c in range(n_cond)],
-                  axis=1)  # (looks, C, 2)
+    cs = np.stack([_column_path(x[:, c], lo, hi, level, at, one_sided=side == "pass")
+                   for c in range(n_cond)], axis=1)  # (looks, C, 2)
     out = []
     for low, up in zip(cs[:, :, 0], cs[:, :, 1], strict=True):
         r_low, r_high = max(0.0, float(low.max() - up.min())), float(up.max() - low.min())
@@ -285,14 +303,15 @@ def _e_process(x: np.ndarray, lo: float, hi: float, bound: float, side: str,
         if bound >= hi:
             return _e_process(x, lo, hi, other, "less")
         return betting_e_value_outside(np.clip(x, lo, hi), lo, hi, other, bound,
-                                       alpha=SEQUENTIAL_ALPHA)
+                                       alpha=SEQUENTIAL_ALPHA, truncation=TRUNCATION,
+                                       bets=BETS)
     if (side == "greater" and bound >= hi) or (side == "less" and bound <= lo):
         return np.ones(x.size)
     if (side == "greater" and bound < lo) or (side == "less" and bound > hi) or \
             bound in (lo, hi):
         return np.full(x.size, np.nan)
     return betting_e_value(np.clip(x, lo, hi), lo, hi, bound, side,  # type: ignore[arg-type]
-                           alpha=SEQUENTIAL_ALPHA)
+                           alpha=SEQUENTIAL_ALPHA, truncation=TRUNCATION, bets=BETS)
 
 
 def _at_looks(values: np.ndarray, seen: np.ndarray, at: Sequence[int]) -> np.ndarray:
@@ -354,6 +373,42 @@ def record_e_path(record: MetricRecord, table: UnitTable, order: Sequence[str], 
     return [float(v) for v in e]
 
 
+def prequential_path(record: MetricRecord, table: UnitTable, order: Sequence[str], spec: Any,
+                     alpha: float, at: Sequence[int] | None = None
+                     ) -> tuple[list[tuple[float, float]], list[float] | None] | None:
+    """Return a fail-only form from the record's ``sequence_table`` (``table`` here).
+
+    The table's one column holds prequential observations (each from a model fitted on
+    earlier rounds; :attr:`recaudit.results.MetricRecord.sequence_table`) whose conditional
+    means are each at most the statistic's population value. Returns, after each of ``at``
+    units: the interval ``[L, hi]`` with ``L`` the one-sided lower bound at ``alpha`` of their
+    running mean (:func:`recaudit.sequential.one_sided_bounds`; ``hi`` the value range's top:
+    nothing here can show the statistic lies *below* a bound, so such a record never passes
+    early), and the betting e-process against ``mean <= max`` (None without a ``max`` inside
+    the range). Under "the statistic is at most ``max``" every conditional mean is at most
+    ``max``, so the product stays a nonnegative supermartingale (Ville). None: no values.
+    """
+    bounds = _value_range(table)
+    if bounds is None or len(table.conditions) != 1:
+        return None
+    lo, hi = bounds
+    x = _ordered(table, order)[:, 0]
+    looks_at = [len(x)] if at is None else [min(int(n), len(x)) for n in at]
+    present = ~np.isnan(x)
+    if not present.any():
+        return None
+    values = np.clip(x[present], lo, hi)
+    lower, _ = one_sided_bounds(values, lo, hi, alpha, truncation=TRUNCATION, bets=BETS)
+    seen = np.cumsum(present)
+    path = [(float(lower[k - 1]) if k else lo, hi)
+            for k in (int(seen[n - 1]) if n > 0 else 0 for n in looks_at)]
+    e = None
+    if spec.max is not None and lo < spec.max < hi:
+        e = [float(v) for v in _at_looks(_e_process(values, lo, hi, spec.max, "greater"),
+                                         seen, looks_at)]
+    return path, e
+
+
 def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str],
                     alpha: float) -> tuple[float, float] | None:
     """Return the record's confidence-sequence interval now (:func:`record_path`'s last)."""
@@ -362,13 +417,13 @@ def record_sequence(record: MetricRecord, table: UnitTable, order: Sequence[str]
 
 
 def _pair_path(xi: np.ndarray, xj: np.ndarray, width: float, alpha: float,
-               at: Sequence[int]) -> np.ndarray:
+               at: Sequence[int], one_sided: bool = False) -> np.ndarray:
     """Return the CS of ``mean_i - mean_j`` after each of ``at`` units: (looks, 2).
 
     The k-th observed cell of condition i is paired with the k-th observed cell of condition
     j: on paired cells (every unit has both) that is each unit's own difference; on groups of
     different units, two independent units, so the differences are independent with mean
-    ``mean_i - mean_j`` either way.
+    ``mean_i - mean_j`` either way. ``one_sided``: as in :func:`_column_path`.
     """
     oi, oj = np.flatnonzero(~np.isnan(xi)), np.flatnonzero(~np.isnan(xj))
     m = min(oi.size, oj.size)
@@ -376,7 +431,8 @@ def _pair_path(xi: np.ndarray, xj: np.ndarray, width: float, alpha: float,
     if not m:
         return out
     d = np.clip(xi[oi[:m]] - xj[oj[:m]], -width, width)
-    lower, upper = betting_confidence_sequence(d, -width, width, alpha)
+    lower, upper = (one_sided_bounds(d, -width, width, alpha, truncation=TRUNCATION, bets=BETS)
+                    if one_sided else betting_confidence_sequence(d, -width, width, alpha))
     seen_i, seen_j = np.cumsum(~np.isnan(xi)), np.cumsum(~np.isnan(xj))
     for r, n in enumerate(at):
         k = min(int(seen_i[n - 1]), int(seen_j[n - 1])) if n > 0 else 0
@@ -414,7 +470,7 @@ def _paired_range(x: np.ndarray, lo: float, hi: float, alpha: float,
     level = alpha / len(pairs) if union else alpha
     r_low, r_high = np.zeros(len(at)), np.zeros(len(at))
     for i, j in pairs:
-        path = _pair_path(x[:, i], x[:, j], width, level, at)
+        path = _pair_path(x[:, i], x[:, j], width, level, at, one_sided=not union)
         r_low = np.maximum(r_low, np.maximum(path[:, 0], -path[:, 1]))
         r_high = np.maximum(r_high, np.abs(path).max(axis=1))
     return [(float(a), float(b)) for a, b in zip(r_low, r_high, strict=True)]
@@ -513,13 +569,21 @@ def judge_sequentially(records: Sequence[MetricRecord], probes: dict[str, ProbeR
         table = next((t for t in probe.units if t.id == rec.table), None) if probe else None
         order = orders.get(rec.probe, [])
         path = None if table is None else record_path(rec, table, order, alpha, side="pass")
-        if path is None or table is None:
-            sequential = False
-            continue
-        e_path = record_e_path(rec, table, order, spec)
+        fail_iv = None
+        if path is not None and table is not None:
+            e_path = record_e_path(rec, table, order, spec)
+            if e_path is None:
+                fail_iv = record_sequence(rec, table, order, alpha / k_all)
+        else:
+            sequence = next((t for t in probe.units if t.id == rec.sequence_table),
+                            None) if probe and rec.sequence_table else None
+            form = None if sequence is None else prequential_path(rec, sequence, order, spec,
+                                                                  alpha)
+            if form is None or form[1] is None:
+                sequential = False
+                continue
+            path, e_path = form
         e_value = None if e_path is None else e_path[-1]
-        fail_iv = None if e_path is not None else record_sequence(rec, table, order,
-                                                                  alpha / k_all)
         look = RecordLook(_record_name(rec), path[-1], e_value, fail_iv)
         looks_now.append(look)
         if not entry or not _passes(look.interval, spec):
@@ -544,7 +608,8 @@ class AdaptiveRounds:
     """Run planned probes in rounds of units, under an optional budget; stop when decided.
 
     ``measure(item, answers, extra, units)`` analyses one planned probe on the queries of
-    ``units`` (all units when None); ``gates`` the config's gate specs; ``adaptive`` False
+    ``units`` (a dict: each unit asked so far -> the round it was asked in; all units when
+    None); ``gates`` the config's gate specs; ``adaptive`` False
     runs one round of every unit (a budget alone).
     """
 
@@ -591,6 +656,15 @@ class AdaptiveRounds:
         return n
 
     # rounds ---------------------------------------------------------------------------------
+    def arrival(self, run: str, n: int | None = None) -> dict[str, int]:
+        """Map the first ``n`` units of ``run`` (all: None), in asking order, to their rounds.
+
+        The round each was asked in, 0 the first.
+        """
+        n = len(self.orders[run]) if n is None else n
+        rounds = np.searchsorted(self.looks[run], np.arange(n), side="right")
+        return {u: int(k) for u, k in zip(self.orders[run][:n], rounds, strict=True)}
+
     def _units_now(self, run: str, r: int) -> list[str]:
         ls = self.looks[run]
         return self.orders[run][:ls[min(r, len(ls) - 1)]]
@@ -637,7 +711,7 @@ class AdaptiveRounds:
                     units = self._units_now(run, r)
                     self.asked[run] = len(units)
                     results[run] = self.measure(item, self.answers, self.extra.get(run, []),
-                                                set(units))
+                                                self.arrival(run, len(units)))
             if not self.adaptive or self.budget_exhausted or self.engine.dry_run:
                 break
             self._look(evaluate(list(results.values())), r)

@@ -350,9 +350,12 @@ def _run_in_rounds(cfg: AuditConfig, ctx: AuditContext, planned: list[PlannedPro
     from .verdicts import alpha_of
 
     def measure(item: PlannedProbe, answers: dict[str, Any], ex: list[Query],
-                units: set[str] | None, run_ctx: AuditContext = ctx) -> ProbeResult:
+                units: dict[str, int] | None, run_ctx: AuditContext = ctx) -> ProbeResult:
+        """Analyse ``item`` on ``units`` (unit -> the round it was asked in; None: all)."""
         part = dataclasses.replace(item, queries=[q for q in item.queries or []
                                                   if units is None or str(q.key.unit) in units])
+        if units is not None:
+            run_ctx = dataclasses.replace(run_ctx, arrival=dict(units))
         res = _measure(part, run_ctx, cfg, answers, ex)
         res.n_queries, res.n_missing = len(item.queries or []), res.n_missing + \
             len(item.queries or []) - len(part.queries or [])
@@ -379,7 +382,8 @@ def _run_in_rounds(cfg: AuditConfig, ctx: AuditContext, planned: list[PlannedPro
         for item in planned:
             run = item.probe.run_id
             if run in by_run and rounds.asked.get(run) == len(rounds.orders[run]):
-                by_run[run] = measure(item, rounds.answers, extra.get(run, []), None, cap_ctx)
+                by_run[run] = measure(item, rounds.answers, extra.get(run, []),
+                                      rounds.arrival(run), cap_ctx)
     results = [by_run.get(item.probe.run_id) or item.result() for item in planned]
     return _Rounds(rounds, results, alpha_cap)
 

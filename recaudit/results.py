@@ -22,6 +22,8 @@ a finding of an older file has none and is judged on its probe's units. Schema 1
 gate's ``decision``, ``decided_after`` and ``path`` (adaptive audits, :mod:`recaudit.adaptive`);
 older files have none (a fixed-n audit). Schema 1.7 added a record's ``null_p05`` (the floor
 of a lower-is-worse statistic); older files have none, and their report says no floor.
+Schema 1.8 added a record's ``sequence_table`` (a prequential form for adaptive audits);
+older files have none.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from .errors import DataError, OutputError
 
-SCHEMA_VERSION = "1.7"
-READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", SCHEMA_VERSION)
+SCHEMA_VERSION = "1.8"
+READABLE_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7",
+                     SCHEMA_VERSION)
 HASH_KEY = "content_sha256"  # the integrity hash of results.json (schema 1.3)
 ORIGINAL = "original"  # the variant of unmitigated results
 
@@ -65,7 +68,11 @@ class MetricRecord(_Model):
     95th percentile of the spread that the model's disagreement with itself alone gives
     (:func:`recaudit.samples.self_consistency_floor`). ``table`` / ``statistic`` name the unit
     table of the probe result it was computed from and how (``mean`` of one condition,
-    ``range``, ``std``, ``ratio``), so compare can re-test it.
+    ``range``, ``std``, ``ratio``), so compare can re-test it. ``sequence_table``: in an
+    adaptive audit, a one-column unit table of prequential observations in [0, 1] (each from a
+    model fitted on earlier rounds only, e.g. a classifier's AUC kernel on two fresh units)
+    whose conditional means are each at most the statistic's population value: evidence that
+    the statistic exceeds a bound, read by :func:`recaudit.adaptive.record_e_path`.
     """
 
     probe: str
@@ -90,6 +97,7 @@ class MetricRecord(_Model):
     self_floor: float | None = None
     table: str | None = None
     statistic: str | None = None
+    sequence_table: str | None = None
 
     @field_validator("estimate", "ci_low", "ci_high", "p_value", "p_adjusted", "null_mean",
                      "null_p95", "null_p05", "self_floor", mode="before")

@@ -14,6 +14,8 @@ paired difference in ``[-1, 1]``), rescaled internally to ``z = (x - lo) / (hi -
 * :func:`betting_confidence_sequence` -- its CS ``{m : K_t(m) < 1/alpha}``;
 * :func:`eb_confidence_sequence` -- the closed-form predictable plug-in empirical-Bernstein
   CS (cheaper and wider);
+* :func:`one_sided_bounds` -- a lower and an upper one-sided CS, each at ``alpha`` (aGRAPA
+  bets), for intersection-union decisions;
 * :func:`betting_e_value` -- a one-sided betting e-process against ``mean <= m0`` (or ``>=``);
 * :func:`e_bh` -- e-BH, FDR control over many e-values under arbitrary dependence;
 * :func:`margin_decision` / :func:`sequential_margin_test` -- pass / fail / undecided of a
@@ -42,10 +44,12 @@ __all__ = [
     "e_bh",
     "eb_confidence_sequence",
     "margin_decision",
+    "one_sided_bounds",
     "sequential_margin_test",
 ]
 
 Decision = Literal["pass", "fail", "undecided"]
+Bets = Literal["plugin", "grapa"]
 # Bound on the number of float64 elements of a (time x grid) block materialised at once.
 _MAX_ELEMENTS = 1 << 21
 
@@ -70,25 +74,74 @@ def _rescale(x: Any, lo: float, hi: float) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _predictable_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Return the running mean and variance before each step: ``(mu_{t-1}, sigma2_{t-1})``.
+
+    .. math::
+
+        \hat\mu_t = \frac{1/2 + \sum_{i\le t} z_i}{t + 1}, \quad
+        \hat\sigma^2_t = \frac{1/4 + \sum_{i\le t} (z_i - \hat\mu_i)^2}{t + 1}
+
+    with ``mu_0 = 1/2``, ``sigma2_0 = 1/4`` (Waudby-Smith & Ramdas 2024, Section 4).
+    """
+    t = np.arange(1, z.size + 1, dtype=float)
+    mu = (0.5 + np.cumsum(z)) / (t + 1)
+    var = (0.25 + np.cumsum((z - mu) ** 2)) / (t + 1)
+    return np.concatenate(([0.5], mu[:-1])), np.concatenate(([0.25], var[:-1]))
+
+
 def _plugin_bets(z: np.ndarray, log_term: float) -> tuple[np.ndarray, np.ndarray]:
     r"""Predictable plug-in bets ``lambda_t`` and means ``mu_{t-1}`` for ``z`` in ``[0, 1]``.
 
     .. math::
 
-        \hat\mu_t = \frac{1/2 + \sum_{i\le t} z_i}{t + 1}, \quad
-        \hat\sigma^2_t = \frac{1/4 + \sum_{i\le t} (z_i - \hat\mu_i)^2}{t + 1}, \quad
         \dot\lambda_t = \sqrt{\frac{2\,L}{\hat\sigma^2_{t-1}\, t \log(1 + t)}}
 
-    with ``mu_0 = 1/2``, ``sigma2_0 = 1/4`` and ``L = log_term`` (``log(2/alpha)`` for a
-    two-sided CS, ``log(1/alpha)`` one-sided); Waudby-Smith & Ramdas 2024, Section 4 (PrPl bets).
-    Each ``lambda_t`` uses ``z_1..z_{t-1}`` only (predictable).
+    with the moments of :func:`_predictable_moments` and ``L = log_term`` (``log(2/alpha)`` for
+    a two-sided CS, ``log(1/alpha)`` one-sided); Waudby-Smith & Ramdas 2024, Section 4 (PrPl
+    bets). Each ``lambda_t`` uses ``z_1..z_{t-1}`` only (predictable).
     """
+    mu_prev, var_prev = _predictable_moments(z)
     t = np.arange(1, z.size + 1, dtype=float)
-    mu = (0.5 + np.cumsum(z)) / (t + 1)
-    var = (0.25 + np.cumsum((z - mu) ** 2)) / (t + 1)
-    mu_prev = np.concatenate(([0.5], mu[:-1]))
-    var_prev = np.concatenate(([0.25], var[:-1]))
     return np.sqrt(2.0 * log_term / (var_prev * t * np.log1p(t))), mu_prev
+
+
+def _one_sided_bets(z: np.ndarray, m: np.ndarray, side: str, bets: str, alpha: float,
+                    truncation: float) -> np.ndarray:
+    r"""Predictable bets ``lambda_t(m) >= 0`` (rows: t, columns: each ``m``) for one side.
+
+    ``side="greater"`` bets that the mean exceeds ``m`` (factor ``1 + lambda (z - m)``, capped
+    at ``c/m``); ``"less"`` that it falls short (factor ``1 - lambda (z - m)``, capped at
+    ``c/(1-m)``). ``bets="plugin"``: :func:`_plugin_bets` with ``log(1/alpha)``, the same for
+    every ``m``. ``bets="grapa"``: aGRAPA, the Kelly bet of a second-order expansion of the log
+    wealth,
+
+    .. math:: \lambda_t(m) = \frac{\max(0, \pm(\hat\mu_{t-1} - m))}
+              {\hat\sigma^2_{t-1} + (\hat\mu_{t-1} - m)^2}
+
+    (Waudby-Smith & Ramdas 2024, Section 5.1 and Appendix B), which keeps betting as hard as the
+    evidence so far warrants instead of shrinking like ``1/sqrt(t log t)``: the choice for a
+    test that should stop early. Either is predictable, so validity does not depend on it.
+    """
+    m = np.atleast_1d(np.asarray(m, dtype=float))
+    with np.errstate(divide="ignore"):
+        cap = truncation / m if side == "greater" else truncation / (1.0 - m)
+    if bets == "plugin":
+        lam = _plugin_bets(z, np.log(1.0 / alpha))[0][:, None]
+    else:
+        mu_prev, var_prev = _predictable_moments(z)
+        gap = mu_prev[:, None] - m[None, :]
+        if side == "less":
+            gap = -gap
+        lam = np.maximum(gap, 0.0) / (var_prev[:, None] + gap ** 2)
+    return np.minimum(lam, cap[None, :])
+
+
+def _check_bets(bets: str, truncation: float) -> None:
+    if bets not in ("plugin", "grapa"):
+        raise ValueError(f"bets must be 'plugin' or 'grapa', got {bets!r}")
+    if not 0.0 < truncation < 1.0:
+        raise ValueError(f"truncation must be in (0, 1), got {truncation}")
 
 
 def _check_bet_params(theta: float, truncation: float, combine: str) -> None:
@@ -282,7 +335,7 @@ def eb_confidence_sequence(x: Any, lo: float, hi: float, alpha: float = 0.05, *,
 # -- e-values ------------------------------------------------------------------------------------
 def betting_e_value(x: Any, lo: float, hi: float, null_mean: float,
                     side: Literal["greater", "less"] = "greater", *, alpha: float = 0.05,
-                    truncation: float = 0.5) -> np.ndarray:
+                    truncation: float = 0.5, bets: Bets = "plugin") -> np.ndarray:
     r"""One-sided betting e-process ``E_t``, ``t = 1..n``, against a null on the mean.
 
     ``side="greater"`` tests ``H0: mean <= null_mean`` (large ``E_t``: the mean exceeds it);
@@ -295,8 +348,9 @@ def betting_e_value(x: Any, lo: float, hi: float, null_mean: float,
         E_t = \prod_{i\le t} (1 - \lambda_i (z_i - m_0)), \quad
         \lambda_i = \min(\dot\lambda_i, c/(1 - m_0)) \;\; (\text{less}),
 
-    :math:`\dot\lambda_i \ge 0` the predictable plug-in bet with ``log(1/alpha)`` (one-sided;
-    ``alpha`` only tunes the bets, not validity), ``c = truncation`` so each factor is at least
+    :math:`\dot\lambda_i \ge 0` the predictable bet of :func:`_one_sided_bets` (``bets``: the
+    plug-in bet with ``log(1/alpha)``, or aGRAPA; ``alpha`` only tunes the plug-in bets, not
+    validity), ``c = truncation`` so each factor is at least
     ``1 - c > 0``. The bets have the sign that profits under the alternative, so for every mean
     in ``H0`` ``E_t`` is a nonnegative supermartingale with ``E_0 = 1`` and
     ``P(sup_t E_t >= 1/alpha) <= alpha`` (Ville); ``E_tau`` is an e-value at any stopping time
@@ -309,30 +363,29 @@ def betting_e_value(x: Any, lo: float, hi: float, null_mean: float,
     (True, True)
     """
     alpha = _check_alpha(alpha)
-    if not 0.0 < truncation < 1.0:
-        raise ValueError(f"truncation must be in (0, 1), got {truncation}")
+    _check_bets(bets, truncation)
     if side not in ("greater", "less"):
         raise ValueError(f"side must be 'greater' or 'less', got {side!r}")
     z = _rescale(x, lo, hi)
     m0 = float(_rescale([null_mean], lo, hi)[0])
-    lam, _ = _plugin_bets(z, np.log(1.0 / alpha))
-    with np.errstate(divide="ignore"):
-        if side == "greater":
-            terms = np.log1p(np.minimum(lam, truncation / m0) * (z - m0))
-        else:
-            terms = np.log1p(-np.minimum(lam, truncation / (1.0 - m0)) * (z - m0))
+    lam = _one_sided_bets(z, np.array([m0]), side, bets, alpha, truncation)[:, 0]
+    sign = 1.0 if side == "greater" else -1.0
+    with np.errstate(invalid="ignore"):
+        terms = np.log1p(sign * lam * (z - m0))
     with np.errstate(over="ignore"):
         return np.exp(np.cumsum(terms))
 
 
 def betting_e_value_outside(x: Any, lo: float, hi: float, low: float, high: float, *,
-                            alpha: float = 0.05, truncation: float = 0.5) -> np.ndarray:
+                            alpha: float = 0.05, truncation: float = 0.5,
+                            bets: Bets = "plugin") -> np.ndarray:
     r"""Betting e-process ``E_t`` against ``H0: low <= mean <= high`` (``lo < low <= high < hi``).
 
     Each step bets on the side the running mean of the earlier observations points to: against
     ``mean <= high`` (the ``greater`` factor of :func:`betting_e_value` at ``high``) when
     :math:`\bar x_{t-1}` is at least the interval's midpoint, else against ``mean >= low``
-    (the ``less`` factor at ``low``); the first step bets ``greater``. The side and the bet are
+    (the ``less`` factor at ``low``); the first step bets ``greater``; ``bets`` as in
+    :func:`betting_e_value`. The side and the bet are
     predictable, and under ``H0`` either factor has conditional mean at most 1, so ``E_t`` is a
     nonnegative supermartingale (Ville: ``P(sup_t E_t >= 1/alpha) <= alpha``). One process
     instead of the average of the two one-sided ones keeps all the capital on the side the
@@ -345,21 +398,86 @@ def betting_e_value_outside(x: Any, lo: float, hi: float, low: float, high: floa
     True
     """
     alpha = _check_alpha(alpha)
-    if not 0.0 < truncation < 1.0:
-        raise ValueError(f"truncation must be in (0, 1), got {truncation}")
+    _check_bets(bets, truncation)
     if not float(lo) < float(low) <= float(high) < float(hi):
         raise ValueError(f"need lo < low <= high < hi, got {lo}, {low}, {high}, {hi}")
     z = _rescale(x, lo, hi)
     m_high = float(_rescale([high], lo, hi)[0])
     m_low = float(_rescale([low], lo, hi)[0])
-    lam, _ = _plugin_bets(z, np.log(1.0 / alpha))
+    lam_up = _one_sided_bets(z, np.array([m_high]), "greater", bets, alpha, truncation)[:, 0]
+    lam_down = _one_sided_bets(z, np.array([m_low]), "less", bets, alpha, truncation)[:, 0]
     n = z.size
     earlier = np.concatenate(([np.inf], np.cumsum(z)[:-1] / np.arange(1, n)))
     up = earlier >= (m_low + m_high) / 2
-    terms = np.where(up, np.log1p(np.minimum(lam, truncation / m_high) * (z - m_high)),
-                     np.log1p(-np.minimum(lam, truncation / (1.0 - m_low)) * (z - m_low)))
+    terms = np.where(up, np.log1p(lam_up * (z - m_high)), np.log1p(-lam_down * (z - m_low)))
     with np.errstate(over="ignore"):
         return np.exp(np.cumsum(terms))
+
+
+def one_sided_bounds(x: Any, lo: float, hi: float, alpha: float = 0.05, *,
+                     grid_size: int = 1000, truncation: float = 0.9, bets: Bets = "grapa"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Return a lower and an upper one-sided CS of the mean, *each* at ``alpha``.
+
+    ``(lower_t, upper_t)`` for ``t = 1..n``:
+
+    .. math::
+
+        L_t = \inf\{m : K^+_t(m) < 1/\alpha\}, \qquad U_t = \sup\{m : K^-_t(m) < 1/\alpha\},
+
+        K^\pm_t(m) = \prod_{i\le t} (1 \pm \lambda^\pm_i(m)(z_i - m))
+
+    with the one-sided bets of :func:`_one_sided_bets` (default aGRAPA, truncated at ``c/m``
+    and ``c/(1-m)``). Under mean ``m`` each ``K^pm(m)`` is a nonnegative supermartingale, so
+    ``P(exists t: mu < L_t) <= alpha`` and ``P(exists t: mu > U_t) <= alpha`` (Ville); together
+    ``[L_t, U_t]`` is a CS at ``2 alpha``. What this is for: an intersection-union decision
+    that needs only one side per null ("the mean lies below ``b``": ``U_t < b``, wrong with
+    probability at most ``alpha`` whatever the other side does), where the two-sided hedged CS
+    would spend ``alpha`` over both sides. Evaluated on ``grid_size`` candidate means, reported
+    conservatively (the grid point beyond the last excluded one) and as running bounds
+    (``max_{s<=t} L_s``, ``min_{s<=t} U_s``; where they would cross, the last interval is kept).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).binomial(1, 0.3, size=400)
+    >>> lower, upper = one_sided_bounds(x, 0.0, 1.0, 0.05)
+    >>> bool(lower[-1] < 0.3 < upper[-1]), bool(upper[-1] - lower[-1] < 0.2)
+    (True, True)
+    """
+    alpha = _check_alpha(alpha)
+    _check_bets(bets, truncation)
+    if grid_size < 3:
+        raise ValueError(f"grid_size must be at least 3, got {grid_size}")
+    z = _rescale(x, lo, hi)
+    grid = np.linspace(0.0, 1.0, int(grid_size))
+    last = grid.size - 1
+    threshold = np.log(1.0 / alpha)
+    lo_idx = np.empty(z.size, dtype=int)
+    hi_idx = np.empty(z.size, dtype=int)
+    log_up = np.zeros(grid.size)
+    log_down = np.zeros(grid.size)
+    step = max(1, _MAX_ELEMENTS // grid.size)
+    for start in range(0, z.size, step):
+        rows = slice(start, min(start + step, z.size))
+        diff = z[rows, None] - grid[None, :]
+        # bets of these rows: computed on the whole prefix (predictable moments), then sliced
+        lam_up = _one_sided_bets(z[: rows.stop], grid, "greater", bets, alpha, truncation)[rows]
+        lam_down = _one_sided_bets(z[: rows.stop], grid, "less", bets, alpha,
+                                   truncation)[rows]
+        with np.errstate(invalid="ignore"):
+            up = log_up + np.cumsum(np.log1p(np.nan_to_num(lam_up * diff)), axis=0)
+            down = log_down + np.cumsum(np.log1p(np.nan_to_num(-lam_down * diff)), axis=0)
+        log_up, log_down = up[-1], down[-1]
+        kept_up = up < threshold  # m not excluded from below
+        kept_down = down < threshold
+        first = np.where(kept_up.any(axis=1), np.argmax(kept_up, axis=1), np.argmin(up, axis=1))
+        final = np.where(kept_down.any(axis=1), last - np.argmax(kept_down[:, ::-1], axis=1),
+                         np.argmin(down, axis=1))
+        lo_idx[rows] = np.maximum(first - 1, 0)
+        hi_idx[rows] = np.minimum(final + 1, last)
+    lower, upper = _running_intersection(grid[lo_idx], grid[hi_idx])
+    span = float(hi) - float(lo)
+    return float(lo) + span * lower, float(lo) + span * upper
 
 
 def e_bh(e_values: Sequence[float] | np.ndarray, alpha: float = 0.05) -> np.ndarray:

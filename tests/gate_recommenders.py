@@ -10,6 +10,8 @@ another seed's answers).
   attribute value, so Sim(a) has the same distribution for every value (SNSR's null holds).
 * :func:`biased`: like :func:`unbiased`, but prompts naming a value in :data:`PLANTED` swap
   far more of the list: lists for those users move away from the neutral one.
+* :func:`leaky`: like :func:`unbiased`, but prompts naming a value in :data:`PLANTED` end on
+  one fixed title (a marker an observer reads the value from: attribute leakage).
 
 Also: :func:`metric`, :func:`probe_result` and :func:`audit_result` build results by hand.
 """
@@ -88,6 +90,15 @@ def unbiased(messages: list[dict[str, str]], k: int) -> list[str]:
 def biased(messages: list[dict[str, str]], k: int) -> list[str]:
     """Users naming a value in PLANTED get lists far from the neutral one (planted bias)."""
     return _recommend(messages, k, planted=PLANTED)
+
+
+def leaky(messages: list[dict[str, str]], k: int) -> list[str]:
+    """Unbiased lists, except that PLANTED values end on the marker title "Zero Gravity"."""
+    value, _, _ = _parse(messages)
+    out = [t for t in unbiased(messages, k) if t != "Zero Gravity"][:k]
+    if value in PLANTED:
+        out[-1] = "Zero Gravity"
+    return out
 
 
 def catalog_csv(path: Any) -> Any:

@@ -45,9 +45,12 @@ def test_a_bad_budget_in_the_config_names_its_key(tmp_path):
 
 
 # -- rounds ------------------------------------------------------------------------------------
-def test_looks_step_an_eighth_up_to_the_cap():
-    assert looks(160) == [20, 40, 60, 80, 100, 120, 140, 160]
-    assert looks(100, min_units=10) == [13, 26, 39, 52, 65, 78, 91, 100]
+def test_looks_step_a_sixteenth_up_to_the_cap():
+    assert looks(400) == list(range(25, 401, 25))
+    assert looks(160) == list(range(10, 161, 10))
+    assert looks(100, min_units=10) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert looks(170, min_units=5) == [11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143,
+                                       154, 165, 170]
     assert looks(40, min_units=10) == [10, 20, 30, 40]
     assert looks(7) == [7] and looks(0) == []
 
@@ -207,6 +210,24 @@ def test_e_values_of_a_paired_range_and_forms_without_one():
     # a bound at or above the width: the null holds for every law, e stays 1
     assert record_e_path(_rec("range"), _table(x, list("abcd")), order,
                          _Gate(max=1.0)) == [1.0]
+
+
+def test_the_pass_side_of_a_mean_and_of_a_pair_reads_one_sided_bounds_at_alpha():
+    """The pass side is one_sided_bounds (aGRAPA, c = 0.9) on the column or pair, in order."""
+    from recaudit.adaptive import TRUNCATION
+    from recaudit.sequential import one_sided_bounds
+
+    rng = np.random.default_rng(5)
+    x = rng.random((60, 2))
+    order = [str(u) for u in rng.permutation(60)]
+    rows = [int(u) for u in order]
+    (got,) = record_path(_rec("mean", "b"), _table(x, ["a", "b"]), order, 0.01, side="pass")
+    lower, upper = one_sided_bounds(x[rows, 1], 0.0, 1.0, 0.01, truncation=TRUNCATION)
+    assert got == (lower[-1], upper[-1])
+    (got,) = record_path(_rec("range"), _table(x, ["a", "b"]), order, 0.01, side="pass")
+    lower, upper = one_sided_bounds(x[rows, 0] - x[rows, 1], -1.0, 1.0, 0.01,
+                                    truncation=TRUNCATION)
+    assert got == (max(0.0, lower[-1], -upper[-1]), max(abs(lower[-1]), abs(upper[-1])))
 
 
 def test_the_pass_side_reads_each_pair_at_alpha():
@@ -422,3 +443,53 @@ def test_a_probe_no_gate_reads_is_asked_in_full(tmp_path):
     asked = result.provenance.engine["units_asked"]
     assert asked["cf-ungated"] == 120 and asked["cf"] < 120
     assert result.gates[0].decision == "sequential"
+
+
+def _leakage_config(tmp_path, function: str, n_subjects: int = 120):
+    from recaudit.config import parse_config
+
+    csv = tmp_path / "titles.csv"
+    if not csv.exists():
+        catalog_csv(csv)
+    return parse_config({
+        "name": f"leakage-{function}", "model": f"python:tests.gate_recommenders:{function}",
+        "catalog": {"source": "csv", "path": str(csv), "id_col": "id", "title_col": "title"},
+        "probes": [{"probe": "leakage", "id": "leak", "params": {
+            "k": 10, "attributes": {"gender": ["a female", "a male"]}, "n_examples": 0,
+            "n_permutations": 19,
+            "subjects": {"source": "inline", "n": n_subjects,
+                         "items": [f"Subject {i}" for i in range(n_subjects)]}}}],
+        "engine": {"cache": str(tmp_path / f"{function}.sqlite"), "progress": False,
+                   "adaptive": True},
+        "stats": {"n_bootstrap": 100, "n_permutations": 99, "min_group_size": 5},
+        "gates": [{"name": "leak", "probe": "leak", "metric": "leakage_auc",
+                   "attribute": "gender", "max": 0.6}]})
+
+
+def test_a_leaking_recommender_fails_its_leakage_gate_early_on_prequential_kernels(tmp_path):
+    """The probe's prequential table: a classifier fitted on earlier rounds scores two new
+    subjects at a time; the gate fails on its e-process long before the cap. A fair model
+    cannot pass a leakage gate early (fail-only form): it goes to the fixed-n test."""
+    from recaudit.audit import run_audit
+
+    result = run_audit(_leakage_config(tmp_path, "leaky"), progress=False)
+    (gate,) = result.gates
+    assert gate.decision == "sequential" and not gate.passed
+    assert gate.decided_after is not None and gate.decided_after <= 60
+    assert "e-BH over 1 record(s)" in gate.message
+    rec = result.probes[0].metric("leakage_auc", attribute="gender")[0]
+    seq = next(t for t in result.probes[0].units if t.id == rec.sequence_table)
+    assert seq.conditions == ["prequential pair kernel"] and seq.metric == "leakage_auc"
+    kernels = seq.matrix()[:, 0]
+    # rounds of 8 subjects (looks(120, 5)): the first only trains, each later one gives 4 pairs
+    assert looks(120, 5)[:2] == [8, 16]
+    assert len(kernels) == 4 * (gate.decided_after // 8 - 1) and kernels.mean() > 0.9
+
+    fair = run_audit(_leakage_config(tmp_path, "unbiased", n_subjects=60), progress=False)
+    (gate,) = fair.gates
+    assert gate.decision == "fixed-n" and gate.passed
+    assert all(p["upper"] == 1.0 for p in gate.path)  # no pass side: the band reaches the top
+    rec = fair.probes[0].metric("leakage_auc", attribute="gender")[0]
+    kernels = next(t for t in fair.probes[0].units if t.id == rec.sequence_table).matrix()
+    assert looks(60, 5) == list(range(5, 61, 5))  # 11 rounds after the first, 2 pairs each
+    assert len(kernels) == 2 * 11 and 0.2 < float(np.mean(kernels)) < 0.8

@@ -394,3 +394,80 @@ def test_betting_e_value_outside_is_valid_at_both_ends_and_bets_on_the_favoured_
     assert betting_e_value_outside(rng.binomial(1, 0.5, 200), 0, 1, 0.4, 0.6)[-1] < 20
     with pytest.raises(ValueError):
         betting_e_value_outside([0.5], 0.0, 1.0, 0.6, 0.4)
+
+
+# ------------------------------------------------------------------ aGRAPA bets, one-sided bounds
+def test_grapa_e_value_hand_computation():
+    """aGRAPA: lambda_t = (mu_{t-1} - m0) / (sigma2_{t-1} + (mu_{t-1} - m0)^2), capped at c/m0.
+
+    t = 1: mu_0 = 1/2, sigma2_0 = 1/4, m0 = 1/4: lambda = 0.25 / 0.3125 = 0.8 (cap 0.9 / 0.25);
+    z = 1 gives 1 + 0.8 * 0.75 = 1.6. t = 2: mu_1 = 3/4, sigma2_1 = (1/4 + 1/16) / 2 =
+    0.15625, lambda = 0.5 / 0.40625; z = 0 gives the factor 1 - 0.25 * 0.5 / 0.40625.
+    """
+    e = betting_e_value([1.0, 0.0], 0.0, 1.0, 0.25, "greater", truncation=0.9, bets="grapa")
+    assert e[0] == pytest.approx(1.6)
+    assert e[1] == pytest.approx(1.6 * (1 - 0.25 * 0.5 / 0.40625))
+    # "less" at m0 = 0.9: lambda = (0.9 - 0.5) / (0.25 + 0.16), below the cap 0.5 / 0.1
+    e = betting_e_value([0.0], 0.0, 1.0, 0.9, "less", truncation=0.5, bets="grapa")
+    assert e[0] == pytest.approx(1 + 0.4 / 0.41 * 0.9)
+    # the cap binds: "less" at m0 = 0.6 with c = 0.1: 0.1 / 0.26 = 0.385 > 0.1 / 0.4 = 0.25
+    e = betting_e_value([0.0], 0.0, 1.0, 0.6, "less", truncation=0.1, bets="grapa")
+    assert e[0] == pytest.approx(1 + 0.25 * 0.6)
+    # no evidence yet for the side: no bet (lambda = max(0, ...) = 0)
+    assert betting_e_value([1.0], 0.0, 1.0, 0.75, "greater", bets="grapa")[0] == 1.0
+    with pytest.raises(ValueError):
+        betting_e_value([0.5], 0.0, 1.0, 0.5, bets="kelly")
+    with pytest.raises(ValueError):
+        betting_e_value([0.5], 0.0, 1.0, 0.5, bets="grapa", truncation=1.0)
+
+
+@pytest.mark.parametrize("side,p", [("greater", 0.5), ("less", 0.5), ("greater", 0.45),
+                                    ("less", 0.55)])
+def test_grapa_e_process_keeps_ville_under_the_null(side, p):
+    runs = 600
+    crossed = sum(
+        betting_e_value(np.random.default_rng(s).binomial(1, p, N).astype(float), 0.0, 1.0,
+                        0.5, side, truncation=0.9, bets="grapa").max() >= 1 / ALPHA
+        for s in range(runs))
+    assert crossed / runs <= _slack(runs), (side, p, crossed)
+
+
+def test_grapa_bets_stop_earlier_than_plug_in_bets_on_low_variance_differences():
+    """Paired differences of spread 0.24 on [-1, 1], mean 0.2 against 0.1: the plug-in bet is
+    held down by the range (c = 1/2) and shrinks like 1/sqrt(t log t); aGRAPA bets near Kelly."""
+    first = {"plugin": [], "grapa": []}
+    for s in range(50):
+        d = np.clip(np.random.default_rng(s).normal(0.2, 0.24, 400), -1, 1)
+        for bets, c in (("plugin", 0.5), ("grapa", 0.9)):
+            e = betting_e_value(d, -1.0, 1.0, 0.1, "greater", alpha=0.01, truncation=c,
+                                bets=bets)
+            hit = np.flatnonzero(e >= 100)
+            first[bets].append(hit[0] + 1 if hit.size else 401)
+    assert np.mean(first["grapa"]) < 0.8 * np.mean(first["plugin"]), first
+
+
+@pytest.mark.parametrize("dist", sorted(DISTS))
+def test_one_sided_bounds_each_miss_at_most_alpha(dist):
+    draw, mean = DISTS[dist]
+    below = above = 0
+    for seed in range(RUNS):
+        lower, upper = sequential.one_sided_bounds(draw(np.random.default_rng(seed)), 0.0, 1.0,
+                                                   ALPHA)
+        assert (lower <= upper).all() and (np.diff(lower) >= 0).all()
+        assert (np.diff(upper) <= 0).all()
+        below += bool((lower > mean).any())
+        above += bool((upper < mean).any())
+    assert below / RUNS <= _slack(RUNS) and above / RUNS <= _slack(RUNS), (below, above)
+
+
+def test_one_sided_bounds_beat_the_hedged_sequence_on_low_variance_differences():
+    """Each side at alpha, aGRAPA bets: tighter than the two-sided hedged CS at alpha."""
+    d = np.clip(np.random.default_rng(0).normal(0.0, 0.24, 300), -1, 1)
+    lower, upper = sequential.one_sided_bounds(d, -1.0, 1.0, 0.01)
+    h_lower, h_upper = betting_confidence_sequence(d, -1.0, 1.0, 0.01)
+    assert upper[-1] < h_upper[-1] and lower[-1] > h_lower[-1]
+    assert upper[-1] - lower[-1] < 0.95 * (h_upper[-1] - h_lower[-1])
+    with pytest.raises(ValueError):
+        sequential.one_sided_bounds(d, -1.0, 1.0, 0.01, grid_size=2)
+    with pytest.raises(ValueError):
+        sequential.one_sided_bounds(d, -1.0, 1.0, 0.01, bets="kelly")

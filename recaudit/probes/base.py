@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -113,6 +113,9 @@ class AuditContext:
     capabilities: frozenset[str]
     config: Any = None  # recaudit.config.AuditConfig | None
     recommender: "Recommender | None" = None
+    #: adaptive audits: the round (0 = first) in which each unit (``str(QueryKey.unit)``) was
+    #: asked; a probe with a prequential form fits on earlier rounds and scores later ones
+    arrival: Mapping[str, int] | None = None
 
 
 @dataclass

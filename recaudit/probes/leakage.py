@@ -33,6 +33,12 @@ value can be read off the list.
   value is recognisable; a separate name so a gate on ``leakage_auc`` selects one record per
   attribute).
 
+Adaptive audits (``AuditContext.arrival``: the round each subject was asked in): the record
+also carries ``sequence_table``, the prequential pair kernels of :meth:`LeakageProbe._prequential`
+(a classifier fitted on the rounds before scores each later round's subjects two at a time,
+:func:`pair_auc_kernel`); their running mean bounds the leakage from below, which is how a leakage
+gate can fail before the cap (:func:`recaudit.adaptive.prequential_path`).
+
 Only subjects whose answers for every value of the attribute succeeded are used (the design
 stays balanced); the number left out is a warning. Degenerate inputs do not crash: fewer than 2
 subjects or only empty lists give ``estimate=None``; identical lists everywhere give AUC 0.5 and
@@ -120,31 +126,68 @@ class LeakageParams(ProbeParams):
 
 
 # -- statistics -------------------------------------------------------------------------------
-def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
-             caught: list[str] | None = None) -> np.ndarray:
-    """Out-of-fold predicted probabilities (rows x classes) of an L2 logistic regression."""
+def fit_predict(X_train: Any, y_train: np.ndarray, X_test: Any, n_classes: int, C: float,
+                caught: list[str] | None = None) -> np.ndarray:
+    """Return the test rows' class probabilities from an L2 logistic regression.
+
+    Fitted on the training rows; a training set with one class predicts it with probability 1.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    proba = np.zeros((X_test.shape[0], n_classes))
+    present = np.unique(y_train)
+    if present.size == 1:
+        proba[:, present] = 1.0
+        return proba
+    # liblinear is several times faster for two classes (it also penalises the intercept);
+    # lbfgs fits the multinomial model for more
+    clf = LogisticRegression(C=C, max_iter=2000,
+                             solver="liblinear" if present.size == 2 else "lbfgs")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(X_train, y_train)
+    if caught is not None and any(issubclass(x.category, ConvergenceWarning) for x in w):
+        caught.append("logistic regression did not converge in a fold")
+    proba[:, clf.classes_] = predict_by_distinct_rows(clf, X_test)
+    return proba
+
+
+def cv_proba(X: Any, y: np.ndarray, folds: np.ndarray, n_classes: int, C: float,
+             caught: list[str] | None = None) -> np.ndarray:
+    """Out-of-fold predicted probabilities (rows x classes) of an L2 logistic regression."""
     proba = np.zeros((len(y), n_classes))
     for f in np.unique(folds):
         test = folds == f
-        train = ~test
-        present = np.unique(y[train])
-        if present.size == 1:  # a training fold with one class: predict it
-            proba[np.ix_(test, present)] = 1.0
-            continue
-        # liblinear is several times faster for two classes (it also penalises the intercept);
-        # lbfgs fits the multinomial model for more
-        clf = LogisticRegression(C=C, max_iter=2000,
-                                 solver="liblinear" if present.size == 2 else "lbfgs")
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always", ConvergenceWarning)
-            clf.fit(X[train], y[train])
-        if caught is not None and any(issubclass(x.category, ConvergenceWarning) for x in w):
-            caught.append("logistic regression did not converge in a fold")
-        proba[np.ix_(test, clf.classes_)] = predict_by_distinct_rows(clf, X[test])
+        proba[test] = fit_predict(X[~test], y[~test], X[test], n_classes, C, caught)
     return proba
+
+
+def pair_auc_kernel(a: np.ndarray, b: np.ndarray) -> float:
+    r"""Return the macro one-vs-rest AUC kernel of two subjects' probability matrices.
+
+    ``a[t, c]``: the probability of class ``c`` given the subject's list of value ``t`` (V x V).
+
+    .. math:: h(a, b) = \frac{1}{V(V-1)} \sum_c \sum_{c' \ne c} \tfrac12 \big[
+              s(a_{cc}, b_{c'c}) + s(b_{cc}, a_{c'c}) \big], \quad
+              s(x, y) = 1[x > y] + \tfrac12 1[x = y]
+
+    For two independent subjects and a fixed classifier, ``E h`` is the classifier's
+    population macro one-vs-rest AUC (a positive list of value c against a list of another
+    value, from different subjects, as in :func:`auc_macro_ovr` on balanced data); with V = 2
+    it is the binary AUC's kernel.
+    """
+    V = a.shape[0]
+    total = 0.0
+    for c in range(V):
+        for o in range(V):
+            if o != c:
+                total += 0.5 * (_beats(a[c, c], b[o, c]) + _beats(b[c, c], a[o, c]))
+    return total / (V * (V - 1))
+
+
+def _beats(x: float, y: float) -> float:
+    return 1.0 if x > y else 0.5 if x == y else 0.0
 
 
 def sampled_features(samples: list[list[list[str] | None]]) -> tuple[np.ndarray, list[bytes]]:
@@ -282,12 +325,15 @@ class LeakageProbe(Probe):
         notes: list[str] = []  # what else the record's warning says
 
         def finish(estimate: float | None, ci: tuple = (None, None), pv: float | None = None,
-                   null: Any = None, table: str | None = None) -> MetricRecord:
+                   null: Any = None, table: str | None = None,
+                   sequence: str | None = None) -> MetricRecord:
             for note in notes:
                 run.warn(f"{attr}: {note}")
             extra = kit.null_floor(null) if null is not None else {}
             if table is not None:
                 extra.update(table=table, statistic="auc_macro_ovr")
+            if sequence is not None:
+                extra.update(sequence_table=sequence)
             return kit.record("leakage_auc", attribute=attr, k=p.k, estimate=estimate, ci=ci,
                               n=S, convention=CONVENTION,
                               warning="; ".join(left_out + notes) or None,
@@ -328,6 +374,8 @@ class LeakageProbe(Probe):
         with threadpool_limits(1):  # many tiny fits: BLAS threads only oversubscribe
             proba = cv_proba(X, y, folds, V, p.C, caught)
             auc = auc_macro_ovr(y, proba)
+            sequence = (self._prequential(run, attr, [str(m) for m in done], X, y, V, caught)
+                        if run.ctx.arrival else None)
             # permutation p-value: labels shuffled within each subject, the whole CV refitted
             within_same = all(len(set(key[i * V:(i + 1) * V])) == 1 for i in range(S))
             if within_same:  # every within-subject shuffle leaves the data unchanged
@@ -383,7 +431,41 @@ class LeakageProbe(Probe):
             [str(m) for m in done], proba.reshape(S, V * V), k=p.k, averaged=False)
         self._examples(res, ctx, attr, values, rows, y)
         return finish(auc, ci(boot[:, 0], "leakage_auc", auc, null or None), pv,
-                      np.asarray(null) if null else None, table)
+                      np.asarray(null) if null else None, table, sequence)
+
+    def _prequential(self, run: Run, attr: str, subjects: list[str], X: Any, y: np.ndarray,
+                     V: int, caught: list[str]) -> str | None:
+        """Keep the prequential AUC kernels of an adaptive audit (the ``sequence_table``).
+
+        For each round r after the first, the classifier is fitted on the subjects asked in
+        rounds before r and scores the subjects of round r, taken in asking order two at a
+        time: each pair gives :func:`pair_auc_kernel` (an odd subject out waits for none).
+        Given the earlier rounds, a pair's kernel has mean equal to that classifier's
+        population AUC, which is at most the attribute's leakage, so the sequence of kernels
+        bounds the leakage from below at any look (:func:`recaudit.adaptive.record_e_path`).
+        Returns the table's id (None: no pair yet).
+        """
+        arrival = run.ctx.arrival or {}
+        position = {u: i for i, u in enumerate(arrival)}  # asking order
+        rounds = np.array([arrival.get(u, -1) for u in subjects])
+        rows = np.arange(len(y)).reshape(len(subjects), V)  # subject-major rows
+        units, kernels = [], []
+        for r in sorted({int(k) for k in rounds if k > 0}):
+            train = np.flatnonzero((rounds >= 0) & (rounds < r))
+            test = sorted(np.flatnonzero(rounds == r), key=lambda i: position[subjects[i]])
+            if not train.size or len(test) < 2:
+                continue
+            tr, te = rows[train].ravel(), rows[test].ravel()
+            proba = fit_predict(X[tr], y[tr], X[te], V, self.params.C, caught)
+            proba = proba.reshape(len(test), V, V)  # subject, stated value, class
+            for j in range(0, len(test) - 1, 2):
+                units.append(subjects[test[j]])
+                kernels.append(pair_auc_kernel(proba[j], proba[j + 1]))
+        if not units:
+            return None
+        return run.summary.keep_table("leakage_auc", attr, ["prequential pair kernel"], units,
+                                      np.asarray(kernels)[:, None], k=self.params.k,
+                                      averaged=False)
 
     def _examples(self, res: ProbeResult, ctx: AuditContext, attr: str, values: list[str],
                   rows: list[list[str]], y: np.ndarray) -> None:

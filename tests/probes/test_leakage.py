@@ -325,3 +325,52 @@ def test_refit_widened_only_widens():
     assert refit_widened(0.1, 0.95, 0.6, null, 0.95) == (0.1, 0.95)  # already wider
     assert refit_widened(0.55, 0.65, 0.6, None, 0.95) == (0.55, 0.65)  # no refits
     assert refit_widened(0.9, 0.95, 0.92, null, 0.95)[1] == 1.0  # clipped to the AUC range
+
+
+# -- the prequential form of adaptive audits ------------------------------------------------------
+def test_pair_auc_kernel_by_hand_and_its_mean_is_the_between_subject_auc():
+    from recaudit.probes.leakage import pair_auc_kernel
+
+    a = np.array([[0.8, 0.2], [0.3, 0.7]])  # a[t, c]: P(class c | the list stating value t)
+    b = np.array([[0.6, 0.4], [0.9, 0.1]])
+    # class 0: 0.8 vs b's value-1 list 0.9 (0), 0.6 vs a's 0.3 (1); class 1: 0.7 vs 0.4 (1),
+    # 0.1 vs 0.2 (0): (0.5 + 0.5) / 2
+    assert pair_auc_kernel(a, b) == 0.5
+    assert pair_auc_kernel(a, a) == 1.0  # a separates its own lists
+    flat = np.full((2, 2), 0.5)
+    assert pair_auc_kernel(flat, flat) == 0.5  # ties count a half
+    # three values: the mean over all pairs of subjects is the macro one-vs-rest AUC over
+    # positive/negative lists of *different* subjects (brute force)
+    rng = np.random.default_rng(0)
+    S, V = 12, 3
+    p = rng.dirichlet(np.ones(V), size=(S, V))
+    pairs = [(i, j) for i in range(S) for j in range(i + 1, S)]
+    mean_kernel = np.mean([pair_auc_kernel(p[i], p[j]) for i, j in pairs])
+    per_class = []
+    for c in range(V):
+        wins = [float(p[i, c, c] > p[j, o, c]) + 0.5 * float(p[i, c, c] == p[j, o, c])
+                for i in range(S) for j in range(S) if i != j for o in range(V) if o != c]
+        per_class.append(np.mean(wins))
+    assert mean_kernel == pytest.approx(np.mean(per_class))
+
+
+def test_the_probe_writes_prequential_kernels_only_when_units_arrive_in_rounds(catalog):
+    import dataclasses
+
+    params = _params(n_subjects=20, n_permutations=19, attributes={"gender": ["female", "male"]})
+    probe_ = LeakageProbe(params)
+    ctx = _ctx(catalog)
+    queries = probe_.plan(ctx)
+    fn = _rec(sr.gender_marker)
+    answers = {q.id: Answer(q.request, Response(item_ids=fn(q)),
+                            Grounding(item_ids=fn(q), entries=fn(q))) for q in queries}
+    units = list(dict.fromkeys(str(q.meta["unit"]) for q in queries))
+    assert probe_.analyse(ctx, queries, answers).metric("leakage_auc")[0].sequence_table is None
+    # rounds: 6 subjects train, then 5 (2 pairs, one out), then 9 (4 pairs, one out)
+    arrival = {u: 0 if i < 6 else 1 if i < 11 else 2 for i, u in enumerate(reversed(units))}
+    res = probe_.analyse(dataclasses.replace(ctx, arrival=arrival), queries, answers)
+    rec = res.metric("leakage_auc")[0]
+    table = next(t for t in res.units if t.id == rec.sequence_table)
+    order = list(arrival)  # asking order: each pair is keyed by its first subject
+    assert table.units == [order[6], order[8], order[11], order[13], order[15], order[17]]
+    assert (table.matrix() == 1.0).all()  # the marker item gives the value away
