@@ -50,3 +50,18 @@ def test_the_section_is_current_on_two_rows():
     written = section_rows(text)
     for key, counts in section_rows(SECTION + "\n" + fresh.split("\n", 1)[1]).items():
         assert all(abs(a - b) <= 2 for a, b in zip(counts, written[key], strict=True)), key
+
+
+def test_where_the_2x_target_is_missed_walds_bound_says_no_test_could_meet_it():
+    """Position and AUC miss the 50% target at 2x; Wald's bound for any valid sequential test
+    lies above half the cap, and the observed calls lie above the bound (a lower bound)."""
+    from validation.sequential import auc_wald_floor, position_wald_floor
+
+    text = DOC.read_text(encoding="utf-8").split(SECTION)[1]
+    for name, floor in (("position", position_wald_floor(2.0)), ("AUC (leakage)",
+                                                                 auc_wald_floor(2.0))):
+        line = next(x for x in text.splitlines() if x.startswith(f"| {name} | 2 |"))
+        calls = float(line.split("|")[6].strip().rstrip("%")) / 100
+        assert 0.5 * CAP < floor <= calls * CAP, (name, floor, calls)
+    # the bound shrinks as the effect grows (4x: far below the cap)
+    assert position_wald_floor(4.0) < 0.2 * CAP and auc_wald_floor(4.0) < 0.2 * CAP
