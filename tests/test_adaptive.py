@@ -298,7 +298,9 @@ def test_a_fair_model_rarely_fails_a_sequential_gate_of_several_records():
 
 
 # -- adaptive audits end to end ----------------------------------------------------------------
-def _config(tmp_path, function: str, *, gates, engine=None, n_subjects=120):
+def _audit_config(tmp_path, function: str, probe: dict, gates: list, *, engine=None,
+                  stats=None):
+    """An adaptive audit of ``tests.gate_recommenders.<function>`` on the titles catalog."""
     from recaudit.config import parse_config
 
     csv = tmp_path / "titles.csv"
@@ -307,16 +309,23 @@ def _config(tmp_path, function: str, *, gates, engine=None, n_subjects=120):
     return parse_config({
         "name": f"adaptive-{function}", "model": f"python:tests.gate_recommenders:{function}",
         "catalog": {"source": "csv", "path": str(csv), "id_col": "id", "title_col": "title"},
-        "probes": [{"probe": "counterfactual", "id": "cf", "params": {
-            "k": 10, "attributes": {"gender": ["a female", "a male"]},
-            "similarities": ["jaccard"], "n_examples": 0,
-            "subjects": {"source": "inline",
-                         "n": n_subjects,
-                         "items": [f"Subject {i}" for i in range(n_subjects)]}}}],
+        "probes": [probe],
         "engine": {"cache": str(tmp_path / f"{function}.sqlite"), "progress": False,
                    "adaptive": True, **(engine or {})},
-        "stats": {"n_bootstrap": 200, "n_permutations": 200, "min_group_size": 5},
+        "stats": stats or {"n_bootstrap": 200, "n_permutations": 200, "min_group_size": 5},
         "gates": gates})
+
+
+def _subjects(n: int) -> dict:
+    return {"source": "inline", "n": n, "items": [f"Subject {i}" for i in range(n)]}
+
+
+def _config(tmp_path, function: str, *, gates, engine=None, n_subjects=120):
+    return _audit_config(tmp_path, function, {
+        "probe": "counterfactual", "id": "cf", "params": {
+            "k": 10, "attributes": {"gender": ["a female", "a male"]},
+            "similarities": ["jaccard"], "n_examples": 0, "subjects": _subjects(n_subjects)}},
+        gates, engine=engine)
 
 
 GENDER = {"name": "gender", "probe": "cf", "metric": "snsr_jaccard", "attribute": "gender",
@@ -446,24 +455,13 @@ def test_a_probe_no_gate_reads_is_asked_in_full(tmp_path):
 
 
 def _leakage_config(tmp_path, function: str, n_subjects: int = 120):
-    from recaudit.config import parse_config
-
-    csv = tmp_path / "titles.csv"
-    if not csv.exists():
-        catalog_csv(csv)
-    return parse_config({
-        "name": f"leakage-{function}", "model": f"python:tests.gate_recommenders:{function}",
-        "catalog": {"source": "csv", "path": str(csv), "id_col": "id", "title_col": "title"},
-        "probes": [{"probe": "leakage", "id": "leak", "params": {
+    return _audit_config(tmp_path, function, {
+        "probe": "leakage", "id": "leak", "params": {
             "k": 10, "attributes": {"gender": ["a female", "a male"]}, "n_examples": 0,
-            "n_permutations": 19,
-            "subjects": {"source": "inline", "n": n_subjects,
-                         "items": [f"Subject {i}" for i in range(n_subjects)]}}}],
-        "engine": {"cache": str(tmp_path / f"{function}.sqlite"), "progress": False,
-                   "adaptive": True},
-        "stats": {"n_bootstrap": 100, "n_permutations": 99, "min_group_size": 5},
-        "gates": [{"name": "leak", "probe": "leak", "metric": "leakage_auc",
-                   "attribute": "gender", "max": 0.6}]})
+            "n_permutations": 19, "subjects": _subjects(n_subjects)}},
+        [{"name": "leak", "probe": "leak", "metric": "leakage_auc", "attribute": "gender",
+          "max": 0.6}],
+        stats={"n_bootstrap": 100, "n_permutations": 99, "min_group_size": 5})
 
 
 def test_a_leaking_recommender_fails_its_leakage_gate_early_on_prequential_kernels(tmp_path):
