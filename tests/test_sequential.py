@@ -471,3 +471,20 @@ def test_one_sided_bounds_beat_the_hedged_sequence_on_low_variance_differences()
         sequential.one_sided_bounds(d, -1.0, 1.0, 0.01, grid_size=2)
     with pytest.raises(ValueError):
         sequential.one_sided_bounds(d, -1.0, 1.0, 0.01, bets="kelly")
+
+
+# Pinned from confseq 0.0.11's betting_strategies.lambda_aKelly(x, m, trunc_scale=0.9) (its
+# aGRAPA bet: prior mean 1/2, variance 1/4, one fake observation), kept to the side under test
+# (max(0, lambda) for "greater", max(0, -lambda) for "less"), on PIN_X; e_t = prod(1 +- lambda
+# (x - m)). Agreement at the time of pinning: 5e-12 (greater, m = 0.15), 2e-13 (less, 0.4).
+PIN_GRAPA = {(0.15, "greater"): {5: 1.5866311106, 10: 3.3430686014, 20: 30.3204667434,
+                                 40: 7340.5965801685},
+             (0.4, "less"): {5: 1.7685039855, 10: 4.5285732601, 20: 17.500298355,
+                             40: 225.2998396049}}
+
+
+def test_grapa_e_values_pinned_against_confseq():
+    for (m, side), pins in PIN_GRAPA.items():
+        e = betting_e_value(PIN_X, 0.0, 1.0, m, side, truncation=0.9, bets="grapa")
+        for t, want in pins.items():
+            assert e[t - 1] == pytest.approx(want, rel=1e-9), (m, side, t)
