@@ -142,14 +142,20 @@ def where(m: MetricRecord) -> str:
 
 def estimate_text(m: MetricRecord) -> str:
     """``0.213 [0.150, 0.270] p_adj=0.003``: one line for a record."""
-    s = num(m.estimate)
-    c = ci(m.ci_low, m.ci_high)
+    return value_text(m.estimate, m.ci_low, m.ci_high, m.p_adjusted, m.p_value)
+
+
+def value_text(estimate: float | None, ci_low: float | None, ci_high: float | None,
+               p_adjusted: float | None = None, p_value: float | None = None) -> str:
+    """Return an estimate, its CI when there is one, then ``p_adj=`` (or else ``p=``)."""
+    s = num(estimate)
+    c = ci(ci_low, ci_high)
     if c:
         s += f" {c}"
-    if m.p_adjusted is not None:
-        s += f" p_adj={pval(m.p_adjusted)}"
-    elif m.p_value is not None:
-        s += f" p={pval(m.p_value)}"
+    if p_adjusted is not None:
+        s += f" p_adj={pval(p_adjusted)}"
+    elif p_value is not None:
+        s += f" p={pval(p_value)}"
     return s
 
 

@@ -169,12 +169,7 @@ def _evaluation(result: AuditResult, lines: list[str], report_link: str | None) 
         lines += ["| verdict | gate | probe | metric | bound | mode | observed [CI] |",
                   "|---|---|---|---|---|---|---|"]
         for g in sorted(result.gates, key=lambda g: g.passed):
-            observed = fmt(g.observed)
-            interval = fmt_ci(g.ci_low, g.ci_high)
-            if interval:
-                observed += f" {interval}"
-            if g.p_adjusted is not None:
-                observed += f" p_adj={fmt_p(g.p_adjusted)}"
+            observed = c.value_text(g.observed, g.ci_low, g.ci_high, g.p_adjusted)
             if g.decision == "sequential" and g.decided_after is not None:
                 observed += f"; decided after {g.decided_after} units (sequential)"
             elif g.decision == "fixed-n":
