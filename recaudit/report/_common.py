@@ -131,8 +131,8 @@ def has_role(p: ProbeResult, metric: str, role: str) -> bool:
 
 # -- numbers -------------------------------------------------------------------------------------
 def conf_pct(conf: Any) -> str:
-    """Format a confidence level as a percentage (``95%``; ``95%`` when unknown)."""
-    return f"{conf * 100:g}%" if is_number(conf) else "95%"
+    """Format a confidence level as a percentage, at most 2 decimals (``95%``, ``98.33%``)."""
+    return f"{round(conf * 100, 2):g}%" if is_number(conf) else "95%"
 
 
 def where(m: MetricRecord) -> str:

@@ -403,7 +403,10 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
     mitig = _mitigated(results)
     robust = _tagged(results, ROBUSTNESS)
     accuracy = _tagged(results, ACCURACY)
-    hr_rows = bool(impact_ratios(results, ["" for _ in results]))
+    ir_rows = impact_ratios(results, ["" for _ in results])
+    # a probe that records its own group impact ratios (role group_ratio: rankings of
+    # candidates) rather than a recommendation hit rate read by analogy
+    of_people = any(row["floor"] is not None for row in ir_rows)
     ran = list(dict.fromkeys(p.id for r in results for p in r.probes if p.status == "ok"))
 
     def status(ok: bool, partial: bool = False) -> str:
@@ -487,12 +490,18 @@ def compliance_rows(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
                        "sex, race/ethnicity and their intersections.",
          "tested": ("Selection rates and impact ratios per category, with each ratio's noise "
                     "floor where the probe records one: the impact-ratio table below (for "
-                    "recommendation hit rates the convention applies by analogy).") if hr_rows else
+                    "recommendation hit rates the convention applies by analogy).") if ir_rows else
          "Not computed: no per-group selection or hit rate in this run.",
-         "status": "not applicable",
-         "note": "Does not apply to a content recommender; it would apply only if the system "
-                 "screened candidates or employees for NYC jobs. LL144 sets no threshold; 0.8 "
-                 "(the EEOC four-fifths rule of thumb) is marked for reference only."},
+         "status": "partial" if of_people else "not applicable",
+         "note": ("Applies if the ranked candidates are applicants or employees screened for NYC "
+                  "jobs. The table supplies the numbers with their noise floors; the audit "
+                  "itself must be made by an independent auditor, yearly, on the tool's "
+                  "historical data (test data where there is too little)."
+                  if of_people else
+                  "Does not apply to a content recommender; it would apply only if the system "
+                  "screened candidates or employees for NYC jobs.")
+                 + " LL144 sets no threshold; 0.8 (the EEOC four-fifths rule of thumb) is marked "
+                   "for reference only."},
     ]
 
 

@@ -96,3 +96,9 @@ def test_a_lower_is_worse_floor_is_the_null_5th_percentile_everywhere_it_is_show
     (gate,) = evaluate_gates(res, [GateSpec(probe="cand", metric="impact_ratio_min_max",
                                             min=0.8)])
     assert "5th pct 0.700" in gate.message and "95th pct" not in gate.message
+
+
+def test_confidence_levels_print_with_at_most_two_decimals():
+    """A Bonferroni level (1 - 0.05/3) prints 98.33%, not 98.3333%."""
+    assert c.conf_pct(1 - 0.05 / 3) == "98.33%"
+    assert (c.conf_pct(0.95), c.conf_pct(0.96), c.conf_pct(None)) == ("95%", "96%", "95%")

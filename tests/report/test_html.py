@@ -203,6 +203,31 @@ def test_compliance_and_signoff(page, pair):
     assert "Impact ratios (NYC LL144 shape)" in page
 
 
+def test_ll144_row_is_partial_evidence_when_a_probe_records_group_impact_ratios():
+    """Selection rates with the probe's own impact ratios (role group_ratio: a ranking of
+    candidates) make the LL144 row partial evidence; hit rates alone stay 'not applicable'."""
+    import recaudit.metrics.selection  # noqa: F401  (declares the selection metrics)
+
+    def rec(metric, value, estimate, **kw):
+        return MetricRecord(probe="cand", metric=metric, attribute="race", value=value, k=3,
+                            estimate=estimate, n=80, **kw)
+
+    probe = ProbeResult(id="cand", probe="candidate_groups", metrics=[
+        rec("selection_rate_at_k", "A", 0.24), rec("selection_rate_at_k", "B", 0.51),
+        rec("impact_ratio", "A", 0.47, null_p05=0.85), rec("impact_ratio", "B", 1.0,
+                                                              null_p05=0.83)])
+    probe.describe_metrics()
+    people = make_minimal()
+    people.probes = [probe]
+    row = {r["article"]: r for r in compliance_rows([people])}["Bias audit, impact ratio"]
+    assert row["status"] == "partial" and "independent auditor" in row["note"]
+    assert "impact-ratio table below" in row["tested"]
+    page = html_report(people)
+    assert "0.850 (below)" in page  # A's ratio 0.47 against its floor 0.85
+    bare = {r["article"]: r for r in compliance_rows([make_minimal()])}
+    assert bare["Bias audit, impact ratio"]["status"] == "not applicable"
+
+
 def test_minimal_result_renders():
     page = html_report(make_minimal())
     assert "No gates were configured" in page and "No probe ran." in page
