@@ -445,3 +445,30 @@ def test_output_cache_reads_either_name():
 
     assert output_cache(SimpleNamespace(cache="new", past_key_values="old")) == "new"
     assert output_cache(SimpleNamespace(past_key_values="old")) == "old"
+
+
+def test_the_kv_cache_goes_in_under_the_name_the_forward_takes(tiny_dirs):
+    """transformers 5.19's forward takes ``past_key_values`` and swallows an unknown ``cache=``
+    in ``**kwargs``: every decode step would then run without its context."""
+    import torch
+
+    rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=8), batch_size=2)
+    prompts = [rec.prompt_ids(r) for r in _requests()[:3]]
+    want = rec.generate_ids(prompts)
+    inner, unknown = rec.model, []
+
+    class OldSignature(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                    past_key_values=None, use_cache=None, logits_to_keep=0, **kwargs):
+            unknown.append(sorted(kwargs))
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=position_ids, cache=past_key_values,
+                              use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+    rec.model, rec._cache_name, rec._keeps_logits = OldSignature(), None, None
+    assert rec.generate_ids(prompts) == want
+    assert unknown and not any(unknown)

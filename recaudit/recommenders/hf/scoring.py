@@ -126,7 +126,8 @@ class ScoringMixin:
                         out = self._run("prefill", input_ids=ids,
                                         attention_mask=torch.cat([mask[sel], real], dim=1),
                                         position_ids=positions,
-                                        cache=_kv_rows(cache, sel), use_cache=True)
+                                        use_cache=True,
+                                        **self._cache_kwargs(_kv_rows(cache, sel)))
                     finally:
                         layout.right_pad = None
                     for r, ((_, j, n), c) in enumerate(zip(chunk, seqs, strict=True)):
@@ -154,7 +155,7 @@ class ScoringMixin:
             cache = copy.deepcopy(prompt_cache)
             cache.batch_repeat_interleave(len(chunk))
             # right padding: real tokens never attend to the pads after them (causal)
-            logits = self.model(input_ids=ids, cache=cache, use_cache=True).logits
+            logits = self.model(input_ids=ids, use_cache=True, **self._cache_kwargs(cache)).logits
             lp = torch.log_softmax(logits.float(), dim=-1)
             rest = self._gather(lp, [c[1:] for c in chunk])
             for c, r in zip(chunk, rest, strict=True):

@@ -1,0 +1,223 @@
+"""Decode matmuls at (almost) any row count: oneDNN heights verified equal at load.
+
+Fixed-shape tiles (:mod:`.invariance`) make a row's result independent of its companions by
+always calling BLAS with the same row count M, padding the last tile. Decode steps are small:
+16 active rows on a 16-row tile is ideal, 17 cost two tiles, and MKL's small-M GEMMs reach a
+fraction of the machine (on a 2-core AMD EPYC with AVX2, SmolLM2-135M's layer and head matmuls took
+about 100 ms per 16-row step with MKL or oneDNN on the plain weights, 51 ms with oneDNN on
+weights reordered once into its blocked layout, ``torch.ops.mkldnn._reorder_linear_weight``).
+
+oneDNN's fp32/bf16 matmul (``torch.ops.mkldnn._linear_pointwise``, the kernel Inductor uses on
+CPU) has a stronger property on the CPUs measured: a row's result is the same bits at *every* row
+count from 2 up (one row takes a GEMV path that rounds differently). Never assumed: at load,
+:func:`verify_heights` runs each distinct layer shape at every candidate height in
+:data:`DECODE_HEIGHTS` with a probe row first, last, beside random companions and zero padding,
+and keeps the heights whose results equal the probe's at height 2, bit for bit. A decode matmul
+of m rows then runs at the smallest kept height >= m (zero-padded; above the largest, in chunks
+of it), so every call is one whose rows were shown equal to the reference: a row's output
+cannot depend on the batch.
+
+The reordered weights are a second copy of every linear layer's weights (the plain ones still
+serve the prefill tiles and tied embeddings). They are made where that copy takes at most a
+quarter of the free memory; else decode runs oneDNN on the plain weights, verified the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DECODE_HEIGHTS", "Heights", "decode_weight", "kernel_probe", "onednn_available",
+           "verify_heights"]
+
+# Candidate decode heights: every count up to 16, then multiples of 8 up to 128 (the auto batch
+# is at most 128 rows): at most 7 padding rows above 16.
+DECODE_HEIGHTS = tuple(range(2, 17)) + tuple(range(24, 129, 8))
+# the reordered copies may take at most this share of the free memory
+_PACK_MEMORY_SHARE = 0.25
+_PACK_ROWS_HINT = 16
+
+
+def onednn_available(weight: Any) -> bool:
+    """Return True where oneDNN's linear can serve ``weight`` (a CPU fp32 or bf16 tensor)."""
+    import torch
+
+    return (weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _onednn_linear(x: Any, weight: Any, bias: Any) -> Any:
+    """``x @ weight.T + bias`` through oneDNN (``x``: 2-D, contiguous)."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _pack(weight: Any) -> Any:
+    """Return ``weight`` reordered into oneDNN's blocked layout for its matmul."""
+    import torch
+
+    return torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_ROWS_HINT)
+
+
+def decode_weight(lin: Any) -> Any:
+    """Return the weight a decode matmul of ``lin`` reads: its reordered copy, or the plain one."""
+    return getattr(lin, "_recaudit_packed", lin.weight)
+
+
+def _packing_fits(linears: list[Any]) -> bool:
+    from .sizing import _free_memory_bytes
+
+    free = _free_memory_bytes()
+    need = sum(lin.weight.numel() * lin.weight.element_size() for lin in linears)
+    return free is not None and need <= _PACK_MEMORY_SHARE * free
+
+
+class Heights:
+    """The verified decode heights of one model: run a linear on them (see module docstring).
+
+    ``packed``: the matmuls read oneDNN-reordered copies of the weights.
+    """
+
+    def __init__(self, heights: tuple[int, ...], packed: bool = False):
+        self.heights = tuple(sorted(heights))
+        self.largest = self.heights[-1]
+        self.packed = packed
+
+    def padded(self, m: int) -> int:
+        """Rows of the call that serves ``m`` rows (``m`` <= :attr:`largest`)."""
+        return next(h for h in self.heights if h >= m)
+
+    def describe(self) -> str:
+        """Return the heights as one short phrase, e.g. ``2-16, 24-128 by 8``."""
+        small = [h for h in self.heights if h <= 16]
+        big = [h for h in self.heights if h > 16]
+        parts = []
+        if small:
+            whole = small == list(range(small[0], small[-1] + 1))
+            parts.append(f"{small[0]}-{small[-1]}" if whole and len(small) > 1
+                         else ", ".join(map(str, small)))
+        if big:
+            whole = big == list(range(big[0], big[-1] + 1, 8))
+            parts.append(f"{big[0]}-{big[-1]} by 8" if whole and len(big) > 1
+                         else ", ".join(map(str, big)))
+        return ", ".join(parts)
+
+    def linear(self, x2: Any, weight: Any, bias: Any) -> Any:
+        """``F.linear`` of the 2-D ``x2`` on verified heights only."""
+        m = x2.shape[0]
+        if m > self.largest:
+            return self._chunked(x2, weight, bias)
+        h = self.padded(m)
+        if h == m and x2.is_contiguous():
+            return _onednn_linear(x2, weight, bias)
+        tile = x2.new_zeros(h, x2.shape[1])
+        tile[:m] = x2
+        return _onednn_linear(tile, weight, bias)[:m]
+
+    def _chunked(self, x2: Any, weight: Any, bias: Any) -> Any:
+        m = x2.shape[0]
+        out = x2.new_empty(m, weight.shape[0])
+        for start in range(0, m, self.largest):
+            stop = min(m, start + self.largest)
+            out[start:stop] = self.linear(x2[start:stop], weight, bias)
+        return out
+
+
+def _height_matches(lin: Any, weight: Any, h: int, probe: Any, reference: Any,
+                    gen: Any) -> bool:
+    """Return True when the probe row equals ``reference`` bit for bit at height ``h``.
+
+    The probe is first and last among random companions and a zero row.
+    """
+    import torch
+
+    k = lin.in_features
+    x = torch.randn(h, k, generator=gen, dtype=probe.dtype)
+    if h >= 4:
+        x[h // 2] = 0
+    x[0] = probe
+    x[h - 1] = probe
+    out = _onednn_linear(x.to(lin.weight.device), weight, lin.bias)
+    return bool(torch.equal(out[0], reference) and torch.equal(out[h - 1], reference))
+
+
+def _kept_heights(shapes: list[Any], candidates: tuple[int, ...], pack: bool
+                  ) -> set[int] | None:
+    """Return the candidate heights every layer in ``shapes`` passes (None: no reorder)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    kept = set(candidates)
+    for lin in shapes:
+        dtype = lin.weight.dtype
+        try:
+            weight = _pack(lin.weight) if pack else lin.weight
+        except RuntimeError:
+            return None
+        probe = torch.randn(lin.in_features, generator=gen, dtype=dtype)
+        pair = torch.zeros(2, lin.in_features, dtype=dtype)
+        pair[0] = probe
+        reference = _onednn_linear(pair, weight, lin.bias)[0]
+        kept = {h for h in kept if _height_matches(lin, weight, h, probe, reference, gen)}
+    return kept
+
+
+def verify_heights(linears: list[Any], candidates: tuple[int, ...] = DECODE_HEIGHTS,
+                   pack: bool | None = None) -> Heights | None:
+    """Return the heights at which oneDNN gives every row of every layer shape the same bits.
+
+    The reference is each shape's probe row at height 2 (beside a zero row); a candidate
+    height is kept when every distinct shape (in, out, bias) reproduces it, on the weights the
+    decode will read: reordered copies when ``pack`` (default: where they fit in memory, see
+    the module docstring), which are then attached to every layer. ``None`` when oneDNN cannot
+    serve these weights, or fewer than half the candidates pass (then fixed tiles serve better).
+    """
+    import torch
+
+    by_shape: dict[tuple[int, int, bool], Any] = {}
+    for lin in linears:
+        by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None), lin)
+    if not by_shape or not all(onednn_available(lin.weight) for lin in by_shape.values()):
+        return None
+    if pack is None:
+        pack = _packing_fits(linears)
+    try:
+        with torch.inference_mode():
+            kept = _kept_heights(list(by_shape.values()), candidates, pack)
+            if kept is None and pack:  # no reorder for this dtype on this CPU: plain weights
+                pack = False
+                kept = _kept_heights(list(by_shape.values()), candidates, pack)
+            if kept is None or 2 not in kept or len(kept) < len(candidates) / 2:
+                return None
+            if pack:
+                for lin in linears:
+                    lin._recaudit_packed = _pack(lin.weight)
+    except RuntimeError:  # oneDNN refuses these weights on this CPU: tiles serve instead
+        return None
+    return Heights(tuple(kept), packed=pack)
+
+
+def kernel_probe(linears: list[Any], heights: Heights) -> list[bytes]:
+    """Return the bytes of each distinct layer shape's decode matmul at every kept height.
+
+    Fixed inputs; for comparing one thread count with another (:mod:`.threads`), since a
+    kernel's work split may follow the thread count at some heights only.
+    """
+    import torch
+
+    seen: set[tuple[int, int, bool]] = set()
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    with torch.inference_mode():
+        for lin in linears:
+            shape = (lin.in_features, lin.out_features, lin.bias is not None)
+            if shape in seen:
+                continue
+            seen.add(shape)
+            x = torch.randn(heights.largest, lin.in_features, generator=gen,
+                            dtype=lin.weight.dtype)
+            for h in heights.heights:
+                y = heights.linear(x[:h], decode_weight(lin), lin.bias)
+                out.append(y.float().numpy().tobytes())
+    return out
