@@ -72,21 +72,25 @@ def test_refilled_rows_are_bit_identical_to_one_at_a_time(tiny):
         rec.continuous_batching = True
 
 
-def test_cache_holds_only_what_active_rows_need(tiny):
+def test_cache_holds_only_what_active_rows_need(tiny, monkeypatch):
     """Padding common to all rows is trimmed: the KV length never exceeds the longest prompt
-    plus the token budget, however many prompts pass through the slots."""
+    plus the token budget and the room for one key block (KEY_BLOCK positions, kept so the
+    next block is read in place), however many prompts pass through the slots."""
+    from recaudit.recommenders.hf.decode_attention import KEY_BLOCK
+
     rec, prompts, alone = tiny
     widths: list[int] = []
-    handle = rec.model.model.register_forward_pre_hook(
-        lambda mod, args, kwargs: widths.append(kwargs["attention_mask"].shape[1]),
-        with_kwargs=True)
-    try:
-        assert rec.generate_ids(prompts * 2) == alone * 2
-    finally:
-        handle.remove()
+    run = rec._run
+
+    def recording(phase, **inputs):
+        widths.append(inputs["attention_mask"].shape[1])
+        return run(phase, **inputs)
+
+    monkeypatch.setattr(rec, "_run", recording)
+    assert rec.generate_ids(prompts * 2) == alone * 2
     assert rec.generation_stats["refills"] >= 3
     assert len(widths) > 30
-    assert max(widths) <= max(len(p) for p in prompts) + MAX_NEW
+    assert max(widths) <= max(len(p) for p in prompts) + MAX_NEW + KEY_BLOCK
 
 
 def test_sampling_and_early_stop_with_refills_are_batch_invariant(tiny):

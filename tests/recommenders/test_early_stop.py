@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 
 from recaudit.errors import ModelSpecError
@@ -64,6 +66,9 @@ def _force(rec: HFRecommender):
     def hook(mod, args, kwargs, out):
         bump(out.logits, script[kwargs["position_ids"][:, -1]])
 
+    # decode steps through the model's forward, where the hook sees them (the lean decoder
+    # calls the layers' weights directly)
+    rec.batching = dataclasses.replace(rec.batching, lean_decoder=None)
     return [rec.model.register_forward_hook(hook, with_kwargs=True)]
 
 

@@ -25,7 +25,7 @@ from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_ch
 from .generation import GenerationMixin
 from .decode_attention import kernel_probe as attention_probe
 from .heights import kernel_probe as heights_probe
-from .invariance import (_DECODE_STEP, _TILE_ROWS, BATCHING_MODES, _RowLayout,
+from .invariance import (_DECODE_STEP, _LAYOUT, _TILE_ROWS, BATCHING_MODES, _RowLayout,
                          establish_batch_invariance)
 from .scoring import ScoringMixin
 from .kv import output_cache
@@ -471,6 +471,13 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         token = _TILE_ROWS.set(rows)
         step = _DECODE_STEP.set(phase == "decode" and b.mode == "tiles")
         try:
+            layout = _LAYOUT.get()
+            if (phase == "decode" and b.lean_decoder is not None and layout is not None
+                    and "input_ids" in inputs and "position_ids" in inputs):
+                cache = inputs.get("cache", inputs.get("past_key_values"))
+                pads = layout.left_pad or [0] * inputs["input_ids"].shape[0]
+                return b.lean_decoder.step(inputs["input_ids"], inputs["position_ids"], cache,
+                                           pads)
             return self.model(**inputs)
         finally:
             _DECODE_STEP.reset(step)

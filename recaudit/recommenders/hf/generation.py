@@ -24,6 +24,7 @@ from recaudit.errors import ModelRuntimeError, first_line
 from recaudit.recommenders.base import Request, Response, sample_seed
 
 from .early_stop import _ListWatch
+from .decode_attention import KEY_BLOCK
 from .invariance import _LAYOUT, _TILE_ROWS, _RowLayout
 from .kv import _kv_concat_rows, _kv_left_pad, _kv_trim_left, output_cache
 
@@ -202,6 +203,7 @@ class GenerationMixin:
                     mask, nxt, next_pos = mask[sel], nxt[sel], next_pos[sel]
                     active = [active[j] for j in keep]
                     layout.left_pad = [layout.left_pad[j] for j in keep]
+                mask = self._key_margin(cache, mask, layout)
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
                                 position_ids=next_pos[:, None], use_cache=True,
@@ -270,6 +272,7 @@ class GenerationMixin:
                         next_pos = new_pos if next_pos is None else torch.cat([next_pos, new_pos])
                         active += [new[j] for j in keep]
                     continue  # fill every free slot before the next decode step
+                mask = self._key_margin(cache, mask, layout)
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 out = self._run("decode", input_ids=nxt[:, None], attention_mask=mask,
                                 position_ids=next_pos[:, None], use_cache=True,
@@ -318,10 +321,34 @@ class GenerationMixin:
         whole = rows(len(fit)) // m_p * m_p
         return max((n for n in range(1, len(fit) + 1) if rows(n) <= whole), default=0)
 
+    def _key_margin(self, cache: Any, mask: Any, layout: _RowLayout) -> Any:
+        """Give every row room before its keys for its next decode step's key block.
+
+        Speed only: a row of L keys (after the step's append) is read as the last
+        P = ceil(L / KEY_BLOCK) * KEY_BLOCK positions (:mod:`.decode_attention`); where its left
+        pad is shorter than P - L the block is copied into zeros every layer. So when any row
+        lacks it, :data:`KEY_BLOCK` zero positions are prepended to all rows (more left pad,
+        which no row reads). Returns the mask; the cache and ``layout.left_pad`` are updated.
+        """
+        import torch.nn.functional as F
+
+        if self.batching.mode != "tiles" or layout.left_pad is None:
+            return mask
+        width = mask.shape[1] + 1
+        if all(pad >= (pad - width) % KEY_BLOCK for pad in layout.left_pad):
+            return mask
+        _kv_left_pad(cache, KEY_BLOCK)
+        layout.left_pad = [pad + KEY_BLOCK for pad in layout.left_pad]
+        return F.pad(mask, (KEY_BLOCK, 0))
+
     @staticmethod
     def _trim_common_pad(cache: Any, mask: Any, layout: _RowLayout) -> Any:
-        """Drop the left padding all rows share (from the cache, the mask and the layout)."""
-        cut = min(layout.left_pad)
+        """Drop the left padding all rows share (from the cache, the mask and the layout).
+
+        Up to :data:`KEY_BLOCK` positions of it stay: the room the next key blocks need
+        (:meth:`_key_margin`), so a finished row does not cost a copy of the cache twice.
+        """
+        cut = min(layout.left_pad) - KEY_BLOCK
         if cut > 0:
             _kv_trim_left(cache, cut)
             layout.left_pad = [p - cut for p in layout.left_pad]

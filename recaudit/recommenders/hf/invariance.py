@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decode_attention import KEY_BLOCK, blocked_decode_attention
+from .fast_decode import LeanDecoder
 from .heights import Heights, decode_weight, verify_heights
 
 __all__ = ["BatchInvariance", "BATCHING_MODES", "DECODE_ROW_CHOICES", "PREFILL_ROW_CHOICES",
@@ -89,6 +90,8 @@ class BatchInvariance:
     prefill_rows: int | None = None
     decode_rows: int | None = None
     decode_heights: Heights | None = None
+    lean_decoder: Any = None
+    lean_reason: str = ""
 
     @property
     def exact(self) -> bool:
@@ -101,7 +104,8 @@ class BatchInvariance:
             heights = self.decode_heights
             decode = self.decode_rows if heights is None else \
                 ("onednnp" if heights.packed else "onednn")
-            return f"tiles-p{self.prefill_rows}-d{decode}-kb{KEY_BLOCK}"
+            lean = "-lean" if self.lean_decoder is not None else ""
+            return f"tiles-p{self.prefill_rows}-d{decode}-kb{KEY_BLOCK}{lean}"
         return self.mode
 
     def describe(self) -> str:
@@ -112,9 +116,11 @@ class BatchInvariance:
             if heights is not None:
                 how = " (reordered weights)" if heights.packed else ""
                 decode = f"decode on oneDNN{how} at {heights.describe()} rows"
+            lean = ("; decode steps on the lean Llama path, checked against the model's forward "
+                    "at load" if self.lean_decoder is not None else "")
             return (f"yes (fixed-shape tiles: prefill {self.prefill_rows} rows, {decode}, "
                     f"verified on this model's weights at load; decode attention in key blocks "
-                    f"of {KEY_BLOCK}, each block length checked at first use)")
+                    f"of {KEY_BLOCK}, each block length checked at first use{lean})")
         if self.mode == "sequential":
             return (f"no ({self.reason}); requests run one at a time, so no output depends on "
                     "its batch")
@@ -395,4 +401,10 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
             mod._recaudit_cross = True
     for lin in linears:
         lin.forward = types.MethodType(_tiled_linear_forward, lin)
-    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, decode_heights=heights)
+    lean, why = LeanDecoder.build(model, heights)
+    if lean is not None:
+        agrees, diff = lean.agrees_with_forward()
+        if not agrees:
+            lean, why = None, f"the lean step's logits differ from the forward's by {diff:.1e}"
+    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, decode_heights=heights,
+                           lean_decoder=lean, lean_reason=why)
