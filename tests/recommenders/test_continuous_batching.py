@@ -145,7 +145,8 @@ def test_auto_batch_size_follows_the_hardware_and_never_the_numerics(tiny, causa
     monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 64 * 2 ** 30)
     auto = HFRecommender(str(causal_dir), Decoding(max_new_tokens=MAX_NEW))
     m_d = auto.batching.decode_rows or 1  # None: decode on verified oneDNN heights
-    assert auto.batch_size == -(-64 // m_d) * m_d  # 16 rows per core, whole decode tiles
+    want = min(4 * sizing._ROWS_PER_CORE, sizing._CPU_ROWS_CAP)
+    assert auto.batch_size == -(-want // m_d) * m_d  # rows per core, whole decode tiles
     assert f"batch size {auto.batch_size} (auto: 4 cores)" in \
         auto.batch_invariance()
     assert "auto" not in rec.batch_invariance()  # set by the user: nothing to record

@@ -63,9 +63,14 @@ def test_a_rows_bits_do_not_depend_on_its_companions():
 def test_a_block_length_that_fails_its_check_is_served_row_by_row(monkeypatch):
     import torch
 
+    def block(n):
+        return -(-n // A.KEY_BLOCK) * A.KEY_BLOCK
+
+    failing = block(150)  # the block of rows 0 and 4 (150 and 130 keys)
     monkeypatch.setattr(A, "_VERIFIED", {})
-    monkeypatch.setattr(A, "_block_is_invariant", lambda p_len, *a: p_len != 192)
-    q, k, v, pads = _cache(kv_len=150)  # lengths 150 and 130 round to 192
+    monkeypatch.setattr(A, "_block_is_invariant", lambda p_len, *a: p_len != failing)
+    q, k, v, pads = _cache(kv_len=150)
+    assert [b for b, pad in enumerate(pads) if block(150 - pad) == failing] == [0, 4]
     asked = []
 
     def rowwise(rows):

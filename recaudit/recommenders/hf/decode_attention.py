@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["KEY_BLOCK", "blocked_decode_attention", "kernel_probe"]
 
-KEY_BLOCK = 64
+KEY_BLOCK = 32
 _VERIFIED: dict[tuple, bool] = {}
 
 

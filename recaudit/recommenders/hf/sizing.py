@@ -16,10 +16,11 @@ from typing import Any
 __all__ = ["auto_batch_size", "cpu_has_native_bf16"]
 
 # auto batch size: decode rows per core (at most _CPU_ROWS_CAP), and the share of free memory
-# the batch may take. 16 per core: on 2 cores SmolLM2-135M decoded 64 prompts x 80 tokens at
-# 74 tok/s with 16 rows, 100-108 with 32, 86-88 with 48 or 64 (benchmarks/bench_inference.py,
-# row "generation, auto batch vs batch 16")
-_ROWS_PER_CORE = 16
+# the batch may take. 32 per core: on 2 cores (AMD EPYC, AVX2) SmolLM2-135M generated 64 prompts
+# x 48 tokens at 161 tok/s with 32 rows and 169 with 64 (oneDNN decode heights, lean decode
+# step); with 16-row tiles, before those, 16 per core had been best (74 tok/s at 16 rows, 100-108
+# at 32, 86-88 at 48 or 64)
+_ROWS_PER_CORE = 32
 _CPU_ROWS_CAP = 128
 _MEMORY_SHARE = 0.25
 # auto batch size on a GPU: decode rows wanted before the memory cap (a GPU's matmul costs about
