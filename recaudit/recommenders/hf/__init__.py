@@ -7,6 +7,10 @@ One module per job:
 
 * :mod:`.invariance` -- fixed-shape tiles, row-wise attention and the load-time self-check that
   make batched outputs bit-identical to one at a time;
+* :mod:`.heights` -- decode matmuls on oneDNN at row counts verified equal at load;
+* :mod:`.decode_attention` -- a decode step's attention in key blocks, checked per block;
+* :mod:`.fast_decode` -- the lean decode step of Llama-family models, checked against the
+  forward at load;
 * :mod:`.kv` -- KV-cache row helpers (pad, trim, join, select);
 * :mod:`.sizing` -- the batch size from the hardware, native bf16;
 * :mod:`.device` -- ``device: auto|cpu|cuda`` and the dtype it defaults to;
