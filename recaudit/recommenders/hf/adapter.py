@@ -24,11 +24,12 @@ from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_ch
                     load_peft, resolve_model_dir, select_weight_files)
 from .generation import GenerationMixin
 from .decode_attention import kernel_probe as attention_probe
+from .kv import _kv_rows, output_cache
+from .shared_head import find_head, left_align
 from .heights import kernel_probe as heights_probe
 from .invariance import (_DECODE_STEP, _LAYOUT, _TILE_ROWS, BATCHING_MODES, _RowLayout,
                          establish_batch_invariance)
 from .scoring import ScoringMixin
-from .kv import output_cache
 from .sizing import auto_batch_size, cpu_has_native_bf16
 from .threads import ThreadChoice, choose_threads, threads_keep_outputs
 
@@ -185,6 +186,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         self._setup_tokens()
         self.batching = establish_batch_invariance(self.model, batching, prefill_rows,
                                                    decode_rows)
+        #: the chat template's opening, prefilled once (:mod:`.shared_head`); Llama-family
+        #: models on the lean decode path only (their base model and LM head are known)
+        self.shared_head = (find_head(self.tokenizer) if self.batching.lean_decoder is not None
+                            else None)
+        self._head_kv = None
         #: the thread count where it is not torch's default (None: the default, or a GPU)
         self.threads = self._choose_threads(threads) if self.device == "cpu" else None
         if batch_size is None:
@@ -301,6 +307,9 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         One line; the device only when it is not the CPU.
         """
         line = self.batching.describe()
+        if self.shared_head is not None:
+            line += (f"; the chat template's first {len(self.shared_head)} tokens prefilled "
+                     "once and shared")
         if self.batch_size_reason:
             line += f"; batch size {self.batch_size} ({self.batch_size_reason})"
         if self.threads is not None:
@@ -367,7 +376,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         payload = {"adapter": self.adapter_version, "class": type(self).__name__,
                    "weights": weights, "config": cfg,
                    "tokenizer": self._tokenizer_digest(),
-                   "numerics": self.batching.numerics(),
+                   "numerics": self._numerics(),
                    "dtype": str(next(self.model.parameters()).dtype)}
         if self.device != "cpu":  # a CPU run keeps its payload (and cached responses)
             payload["device"] = device_label(self.device)
@@ -459,11 +468,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             return None
         return b.prefill_rows if phase == "prefill" else b.decode_rows
 
-    def _run(self, phase: str, **inputs: Any) -> Any:
+    def _run(self, phase: str, target: Any = None, **inputs: Any) -> Any:
         """Run one forward pass with the phase's matmul rows and attention.
 
         The rows: a tile height, or the verified oneDNN heights of a decode step; a decode
-        step's attention runs in key blocks.
+        step's attention runs in key blocks. ``target``: the module to run (default the model).
         """
         b = self.batching
         rows = (b.decode_heights if phase == "decode" and b.mode == "tiles"
@@ -478,13 +487,106 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                 pads = layout.left_pad or [0] * inputs["input_ids"].shape[0]
                 return b.lean_decoder.step(inputs["input_ids"], inputs["position_ids"], cache,
                                            pads)
-            return self.model(**inputs)
+            return (self.model if target is None else target)(**inputs)
         finally:
             _DECODE_STEP.reset(step)
             _TILE_ROWS.reset(token)
 
+    def _numerics(self) -> str:
+        """Return the fingerprint's numerics: the batching's tag and the shared head's length."""
+        head = f"-h{len(self.shared_head)}" if self.shared_head is not None else ""
+        return self.batching.numerics() + head
+
     def _prefill_causal(self, prompts: list[list[int]], layout: _RowLayout
                         ) -> tuple[Any, Any, Any, list[int]]:
+        """Prefill prompts: the shared head's tails and the whole others (:mod:`.shared_head`).
+
+        Returns (last-position logits, cache, attention mask, left pads) in the order of
+        ``prompts``; ``layout.left_pad`` is set to the pads.
+        """
+        import torch
+
+        head = self.shared_head
+        n_head = len(head) if head is not None else 0
+        split = [i for i, p in enumerate(prompts) if head is not None and len(p) > n_head
+                 and p[:n_head] == head]
+        if not split:
+            return self._prefill_whole(prompts, layout)
+        whole = [i for i in range(len(prompts)) if i not in set(split)]
+        logits, cache, mask, _ = self._prefill_tails([prompts[i][n_head:] for i in split],
+                                                     layout)
+        if whole:
+            running = layout.left_pad
+            w_logits, w_cache, w_mask, w_pads = self._prefill_whole(
+                [prompts[i] for i in whole], layout)
+            layout.left_pad = running
+            cache, mask = self._merge_rows(cache, mask, layout, w_cache, w_mask, w_pads)
+            position = {i: j for j, i in enumerate(split + whole)}
+            back = [position[i] for i in range(len(prompts))]
+            sel = self._tensor(back)
+            cache.batch_select_indices(sel)
+            logits, mask = torch.cat([logits, w_logits])[sel], mask[sel]
+            layout.left_pad = [layout.left_pad[j] for j in back]
+        return logits, cache, mask, list(layout.left_pad)
+
+    def _head_cache(self) -> Any:
+        """Return the shared head's KV cache (one row), computed alone once and kept."""
+        if self._head_kv is None:
+            head = self.shared_head
+            layout = _RowLayout(left_pad=[0])
+            token = _LAYOUT.set(layout)
+            try:
+                out = self._run("prefill", input_ids=self._tensor([head]),
+                                attention_mask=self._tensor([[1] * len(head)]),
+                                position_ids=self._tensor([list(range(len(head)))]),
+                                use_cache=True, **self._forward_kwargs())
+            finally:
+                _LAYOUT.reset(token)
+            self._head_kv = output_cache(out)
+        return self._head_kv
+
+    def _prefill_tails(self, tails: list[list[int]], layout: _RowLayout
+                       ) -> tuple[Any, Any, Any, list[int]]:
+        """Prefill prompt tails continuing the shared head's keys (see :mod:`.shared_head`).
+
+        The tails run right-padded, each row on the head's keys and its own (the row-wise
+        attention); the last real position's hidden state goes through the LM head on the
+        prefill tiles, and the cache is then left-aligned for the decode.
+        """
+        import torch
+
+        n_head = len(self.shared_head)
+        n = len(tails)
+        cache = _kv_rows(self._head_cache(), self._tensor([0] * n))
+        width = max(len(t) for t in tails)
+        ids = self._tensor([t + [self.pad_id] * (width - len(t)) for t in tails])
+        real = self._tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails])
+        positions = n_head + torch.arange(width, device=self.device)[None, :].expand(n, width)
+        layout.left_pad = [0] * n
+        layout.right_pad = [width - len(t) for t in tails]
+        try:
+            out = self._run("prefill", target=self.model.model, input_ids=ids,
+                            attention_mask=torch.cat([real.new_ones(n, n_head), real], dim=1),
+                            position_ids=positions, use_cache=True,
+                            **self._cache_kwargs(cache))
+        finally:
+            layout.right_pad = None
+        rows = torch.arange(n, device=self.device)
+        last = out.last_hidden_state[rows, self._tensor([len(t) - 1 for t in tails])]
+        token = _TILE_ROWS.set(self._rows("prefill"))
+        try:
+            logits = self.model.lm_head(last)
+        finally:
+            _TILE_ROWS.reset(token)
+        cache = output_cache(out)
+        lengths = [n_head + len(t) for t in tails]
+        pads = left_align(cache, lengths, n_head + width)
+        layout.left_pad = list(pads)
+        mask = self._tensor([[0] * pad + [1] * m for pad, m in zip(pads, lengths, strict=True)])
+        return logits, cache, mask, pads
+
+    def _prefill_whole(self, prompts: list[list[int]], layout: _RowLayout
+                       ) -> tuple[Any, Any, Any, list[int]]:
         """Prefill left-padded prompts through the prefill tiles.
 
         Returns (last-position logits, cache, attention mask, left pads); ``layout.left_pad`` is

@@ -171,30 +171,20 @@ class GenerationMixin:
         import torch
 
         n = len(prompts)
-        width = max(len(p) for p in prompts)
-        pads = [width - len(p) for p in prompts]
-        ids = self._tensor([[self.pad_id] * pad + p
-                            for pad, p in zip(pads, prompts, strict=True)])
-        mask = self._tensor([[0] * pad + [1] * len(p)
-                             for pad, p in zip(pads, prompts, strict=True)])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         next_pos = self._tensor([len(p) for p in prompts])
         gens = self._row_generators(prompts, seeds)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
-        layout = _RowLayout(left_pad=list(pads))
+        layout = _RowLayout(left_pad=[])
         ctx = _LAYOUT.set(layout if self.exact_batching else None)
         try:
             max_new = self.decoding.max_new_tokens
             if max_new <= 0:
                 return [([], []) for _ in range(n)]
-            out = self._run("prefill", input_ids=ids, attention_mask=mask,
-                            position_ids=positions, use_cache=True, **self._forward_kwargs())
-            cache = output_cache(out)
+            last, cache, mask, _ = self._prefill_causal(prompts, layout)
             for step in range(max_new):
-                nxt, keep = self._pick(out.logits[:, -1, :], active, gens, tokens, logprobs,
-                                       watch)
+                nxt, keep = self._pick(last, active, gens, tokens, logprobs, watch)
                 if not keep or step == max_new - 1:
                     break
                 if len(keep) < len(active):
@@ -209,6 +199,7 @@ class GenerationMixin:
                                 position_ids=next_pos[:, None], use_cache=True,
                                 **self._cache_kwargs(cache))
                 cache = output_cache(out)
+                last = out.logits[:, -1, :]
                 next_pos = next_pos + 1
         finally:
             _LAYOUT.reset(ctx)
