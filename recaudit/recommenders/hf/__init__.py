@@ -11,6 +11,7 @@ One module per job:
 * :mod:`.decode_attention` -- a decode step's attention in key blocks, checked per block;
 * :mod:`.fast_decode` -- the lean decode step of Llama-family models, checked against the
   forward at load;
+* :mod:`.shared_head` -- the chat template's opening, prefilled once and shared;
 * :mod:`.kv` -- KV-cache row helpers (pad, trim, join, select);
 * :mod:`.sizing` -- the batch size from the hardware, native bf16;
 * :mod:`.device` -- ``device: auto|cpu|cuda`` and the dtype it defaults to;
