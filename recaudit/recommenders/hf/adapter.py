@@ -512,7 +512,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                  and p[:n_head] == head]
         if not split:
             return self._prefill_whole(prompts, layout)
-        whole = [i for i in range(len(prompts)) if i not in set(split)]
+        shared = set(split)
+        whole = [i for i in range(len(prompts)) if i not in shared]
         logits, cache, mask, _ = self._prefill_tails([prompts[i][n_head:] for i in split],
                                                      layout)
         if whole:
