@@ -110,9 +110,17 @@ def test_sampling_and_early_stop_with_refills_are_batch_invariant(tiny):
                                              for p, k in zip(prompts, ks)]
 
 
-def test_refills_enter_in_whole_prefill_tiles(tiny):
-    rec = tiny[0]
+def test_refills_enter_in_whole_prefill_tiles(tiny, causal_dir):
+    on_heights = tiny[0]
+    if on_heights.batching.heights is not None:  # a prefill costs its rows: no tile to fill
+        on_heights.batch_size = 16
+        try:
+            assert on_heights._refill_count(15, [[1] * 10] * 20) == 1
+        finally:
+            on_heights.batch_size = 2
+    rec = HFRecommender(str(causal_dir), prefill_rows=64)  # prefill on BLAS tiles of 64 rows
     m_p = rec.tile_rows[0]
+    assert m_p == 64
     rec.batch_size = 16
     try:
         short, tile = [[1] * 10], [[1] * m_p]

@@ -29,7 +29,7 @@ def rec(dirs):
 
 
 def _lean_or_skip(rec):
-    if rec.batching.decode_heights is None:
+    if rec.batching.heights is None:
         pytest.skip("oneDNN heights not established on this CPU: no lean step")
     return rec.batching.lean_decoder
 
@@ -95,7 +95,7 @@ def test_build_names_why_it_does_not_serve(dirs):
     lean, why = fd.LeanDecoder.build(rec.model, None)
     assert lean is None and "oneDNN heights" in why
     bart = HFRecommender(str(dirs["bart"]), Decoding(max_new_tokens=4), batch_size=2)
-    heights = rec.batching.decode_heights
+    heights = rec.batching.heights
     if heights is not None:
         lean, why = fd.LeanDecoder.build(bart.model, heights)
         assert lean is None and "not a Llama-family" in why

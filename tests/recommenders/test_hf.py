@@ -11,7 +11,8 @@ import pytest
 from recaudit.errors import ModelRuntimeError, ModelSpecError
 from recaudit.recommenders.base import Decoding, Request
 from recaudit.recommenders.hf import HFRecommender, choose_tile_rows
-from recaudit.recommenders.hf.invariance import _attention_is_padding_only, _tile_rows_are_invariant
+from recaudit.recommenders.hf.invariance import (PREFILL_ROW_CHOICES, _attention_is_padding_only,
+                                                 _tile_rows_are_invariant)
 
 from . import tiny_models as tm
 
@@ -127,16 +128,26 @@ def test_row_count_dependent_blas_is_still_batch_invariant(tiny_dirs, monkeypatc
     import torch.nn.functional as F
 
     monkeypatch.setattr(F, "linear", _RowCountBLAS(F.linear))
-    rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=10), batch_size=4)
-    assert rec.exact_batching
+    # the prefill on BLAS tiles (not the oneDNN heights), so this BLAS serves it
+    rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=10), batch_size=4,
+                        prefill_rows=16)
+    assert rec.exact_batching and rec.tile_rows[0] == 16
     prompts = [rec.prompt_ids(r) for r in _requests()]
     assert_batch_composition_never_matters(rec, [prompts[4]] + prompts[:4] + prompts[5:9])
 
 
-def test_no_invariance_runs_one_request_at_a_time_and_says_why(tiny_dirs, monkeypatch):
+def _companion_kernels(monkeypatch) -> None:
+    """Make both matmul kernels (BLAS tiles and oneDNN heights) mix companions into a row."""
     import torch.nn.functional as F
 
+    from recaudit.recommenders.hf import heights as H
+
     monkeypatch.setattr(F, "linear", _CompanionBLAS(F.linear))
+    monkeypatch.setattr(H, "_onednn_linear", _CompanionBLAS(H._onednn_linear))
+
+
+def test_no_invariance_runs_one_request_at_a_time_and_says_why(tiny_dirs, monkeypatch):
+    _companion_kernels(monkeypatch)
     rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=6), batch_size=4)
     assert not rec.exact_batching and rec.tile_rows is None
     assert rec.batching.mode == "sequential"
@@ -169,7 +180,17 @@ def test_tile_choice_is_deterministic_and_in_the_fingerprint(tiny_dirs):
     m_p, m_d = rec.tile_rows
     other_d = 1 if m_d != 1 else 2
     forced = HFRecommender(str(tiny_dirs["causal"]), decode_rows=other_d)
-    assert forced.tile_rows == (m_p, other_d) and forced.fingerprint() != rec.fingerprint()
+    assert forced.tile_rows[1] == other_d and forced.fingerprint() != rec.fingerprint()
+    if rec.batching.heights is None:
+        assert forced.tile_rows[0] == m_p
+    else:  # oneDNN heights served both phases; a forced decode tile puts both on BLAS tiles
+        assert (m_p, m_d) == (None, None) and forced.batching.heights is None
+        assert forced.tile_rows[0] in PREFILL_ROW_CHOICES
+        prefill = HFRecommender(str(tiny_dirs["causal"]), prefill_rows=32)
+        assert prefill.tile_rows == (32, None) and prefill.batching.heights is not None
+        assert prefill.batching.numerics().startswith("tiles-p32-donednn")
+        assert rec.batching.numerics().startswith("tiles-ponednn")
+        assert len({rec.fingerprint(), prefill.fingerprint(), forced.fingerprint()}) == 3
     with pytest.raises(ModelSpecError, match="batching must be one of"):
         HFRecommender(str(tiny_dirs["causal"]), batching="fast")
     with pytest.raises(ModelSpecError, match="decode_rows must be a positive integer"):
@@ -396,8 +417,6 @@ def test_smollm2_prefix_reuse_scores_equal_naive(smollm2):
 
 def test_lost_invariance_reaches_plan_provenance_and_report(tiny_dirs, tmp_path, monkeypatch,
                                                             capsys):
-    import torch.nn.functional as F
-
     from recaudit.audit import run_audit
     from recaudit.catalog import Catalog
     from recaudit.config import parse_config
@@ -412,7 +431,7 @@ def test_lost_invariance_reaches_plan_provenance_and_report(tiny_dirs, tmp_path,
             "subjects": {"source": "inline", "items": ["Heat"]}}}],
         "stats": {"n_bootstrap": 200, "n_permutations": 200},
         "engine": {"cache": str(tmp_path / "c.sqlite")}})
-    monkeypatch.setattr(F, "linear", _CompanionBLAS(F.linear))
+    _companion_kernels(monkeypatch)
     for mode, expect in (("auto", "requests run one at a time"), ("plain", "plain batching")):
         rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=4), batching=mode)
         result = run_audit(cfg, recommender=rec, catalog=catalog, progress=True)

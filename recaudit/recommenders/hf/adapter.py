@@ -26,6 +26,7 @@ from .generation import GenerationMixin
 from .decode_attention import kernel_probe as attention_probe
 from .kv import _kv_rows, output_cache
 from .shared_head import find_head, left_align
+from .heights import Heights
 from .heights import kernel_probe as heights_probe
 from .invariance import (_DECODE_STEP, _LAYOUT, _TILE_ROWS, BATCHING_MODES, _RowLayout,
                          establish_batch_invariance)
@@ -241,8 +242,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         b = self.batching
         if b.mode == "tiles":
             linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
-            if b.decode_heights is not None:
-                kernels += heights_probe(linears, b.decode_heights)
+            if b.heights is not None:
+                kernels += heights_probe(linears, b.heights)
             cfg = self.model.config.get_text_config(decoder=True) \
                 if hasattr(self.model.config, "get_text_config") else self.model.config
             heads = getattr(cfg, "num_attention_heads", None)
@@ -283,8 +284,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         return self.batching.mode == "tiles"
 
     @property
-    def tile_rows(self) -> tuple[int, int] | None:
-        """(M_p, M_d): rows of every prefill / decode matmul, or None without tiles."""
+    def tile_rows(self) -> tuple[int | None, int | None] | None:
+        """(M_p, M_d): BLAS tile heights of prefill / decode, or None without tiles.
+
+        A phase on the verified oneDNN heights has None.
+        """
         b = self.batching
         return (b.prefill_rows, b.decode_rows) if b.mode == "tiles" else None
 
@@ -461,12 +465,9 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
             self._cache_name = "cache" if "cache" in params else "past_key_values"
         return {self._cache_name: cache}
 
-    def _rows(self, phase: str) -> int | None:
-        """Tile height of a phase ("prefill" or "decode"); None without tiles."""
-        b = self.batching
-        if b.mode != "tiles":
-            return None
-        return b.prefill_rows if phase == "prefill" else b.decode_rows
+    def _rows(self, phase: str) -> int | Heights | None:
+        """Return the rows of a phase's matmuls (:meth:`.invariance.BatchInvariance.rows`)."""
+        return self.batching.rows(phase)
 
     def _run(self, phase: str, target: Any = None, **inputs: Any) -> Any:
         """Run one forward pass with the phase's matmul rows and attention.
@@ -475,9 +476,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         step's attention runs in key blocks. ``target``: the module to run (default the model).
         """
         b = self.batching
-        rows = (b.decode_heights if phase == "decode" and b.mode == "tiles"
-                and b.decode_heights is not None else self._rows(phase))
-        token = _TILE_ROWS.set(rows)
+        token = _TILE_ROWS.set(self._rows(phase))
         step = _DECODE_STEP.set(phase == "decode" and b.mode == "tiles")
         try:
             layout = _LAYOUT.get()

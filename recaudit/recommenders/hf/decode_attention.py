@@ -21,29 +21,79 @@ served row by row (the row-wise SDPA, for every row of that P, alone or not).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KEY_BLOCK", "blocked_decode_attention", "kernel_probe"]
+__all__ = ["KEY_BLOCK", "Block", "blocked_decode_attention", "kernel_probe", "plan_blocks"]
 
 KEY_BLOCK = 32
 _VERIFIED: dict[tuple, bool] = {}
 
 
-def _attend(query: Any, key: Any, value: Any, lens: Any, scaling: float) -> Any:
+def _hidden(p_len: int, lens: Any) -> Any:
+    """Return a block's mask: True at the first ``P - lens[b]`` positions of row b."""
+    import torch
+
+    return torch.arange(p_len, device=lens.device)[None, :] < (p_len - lens)[:, None]
+
+
+def _attend(query: Any, key: Any, value: Any, lens: Any, scaling: float,
+            hidden: Any = None) -> Any:
     """Attend one-token queries to the last P positions, a row's last ``lens[b]`` its keys.
 
-    query [n, H, 1, D], key/value [n, Hkv, P, D] -> [n, 1, H, D].
+    query [n, H, 1, D], key/value [n, Hkv, P, D] -> [n, 1, H, D]. ``hidden``: the block's
+    mask (:func:`_hidden`), when already made.
     """
     import torch
 
     n, heads, _, dim = query.shape
     kv_heads, p_len = key.shape[1], key.shape[2]
     q = query.reshape(n, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(q, key.transpose(-1, -2)) * scaling
-    hidden = torch.arange(p_len, device=query.device)[None, :] < (p_len - lens)[:, None]
-    scores = scores.masked_fill(hidden[:, None, None, :], float("-inf"))
+    scores = torch.matmul(q, key.transpose(-1, -2)).mul_(scaling)
+    if hidden is None:
+        hidden = _hidden(p_len, lens)
+    scores.masked_fill_(hidden[:, None, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     return torch.matmul(probs, value).reshape(n, 1, heads, value.shape[-1])
+
+
+@dataclass(frozen=True)
+class Block:
+    """The rows of a decode step that share a key block length ``p_len`` (see module doc).
+
+    ``idx``: None when they are all the rows, a slice when they are consecutive (the engine
+    sorts prompts by length, so blocks usually are: views, no gather), else their indices as a
+    tensor; ``lens`` their key counts, ``hidden`` the block's mask.
+    """
+
+    p_len: int
+    rows: list[int]
+    idx: Any
+    lens: Any
+    hidden: Any
+
+
+def plan_blocks(left_pad: list[int], kv_len: int, device: Any) -> list[Block]:
+    """Group a step's rows by P = ceil(L / KEY_BLOCK) * KEY_BLOCK, L = ``kv_len - left_pad[b]``.
+
+    The same for every layer of a step, so a decode step plans once.
+    """
+    import torch
+
+    groups: dict[int, list[int]] = {}
+    for b, pad in enumerate(left_pad):
+        groups.setdefault(-(-(kv_len - pad) // KEY_BLOCK) * KEY_BLOCK, []).append(b)
+    blocks = []
+    for p_len, rows in groups.items():
+        lens = torch.tensor([kv_len - left_pad[b] for b in rows], device=device)
+        if len(rows) == len(left_pad):
+            idx = None
+        elif rows == list(range(rows[0], rows[-1] + 1)):
+            idx = slice(rows[0], rows[-1] + 1)
+        else:
+            idx = torch.tensor(rows, device=device)
+        blocks.append(Block(p_len, rows, idx, lens, _hidden(p_len, lens)))
+    return blocks
 
 
 def _block_is_invariant(p_len: int, heads: int, kv_heads: int, dim: int, dtype: Any,
@@ -95,26 +145,22 @@ def _verified(p_len: int, query: Any, key: Any) -> bool:
 
 
 def blocked_decode_attention(query: Any, key: Any, value: Any, left_pad: list[int],
-                             scaling: float, rowwise: Any) -> Any:
+                             scaling: float, rowwise: Any, blocks: list[Block] | None = None
+                             ) -> Any:
     """Attention of a decode step (one query token per row) over left-padded cache rows.
 
     ``left_pad[b]``: row b's padding in front of its keys (its keys are the last
     ``kv_len - left_pad[b]`` positions). ``rowwise(rows)`` computes the given rows one by
     one (the fallback for a P that failed its check); it returns [len(rows), 1, H, D].
-    Returns [n, 1, H, D].
+    ``blocks``: the step's :func:`plan_blocks`, when already made. Returns [n, 1, H, D].
     """
-    import torch
-
     n, kv_len = query.shape[0], key.shape[2]
-    groups: dict[int, list[int]] = {}
-    for b in range(n):
-        length = kv_len - left_pad[b]
-        groups.setdefault(-(-length // KEY_BLOCK) * KEY_BLOCK, []).append(b)
-    out = None if len(groups) == 1 else query.new_empty(n, 1, query.shape[1], value.shape[-1])
-    for p_len, rows in groups.items():
-        whole = len(rows) == n
-        idx = None if whole else torch.tensor(rows, device=query.device)
-        lens = torch.tensor([kv_len - left_pad[b] for b in rows], device=query.device)
+    if blocks is None:
+        blocks = plan_blocks(left_pad, kv_len, query.device)
+    out = None if len(blocks) == 1 else query.new_empty(n, 1, query.shape[1], value.shape[-1])
+    for block in blocks:
+        p_len, rows, idx = block.p_len, block.rows, block.idx
+        whole = idx is None
         if not _verified(p_len, query, key):
             part = rowwise(rows)
         else:
@@ -127,7 +173,8 @@ def blocked_decode_attention(query: Any, key: Any, value: Any, left_pad: list[in
                 vg = value.new_zeros(len(rows), value.shape[1], p_len, value.shape[-1])
                 kg[:, :, -start:] = key if whole else key[idx]
                 vg[:, :, -start:] = value if whole else value[idx]
-            part = _attend(query if whole else query[idx], kg, vg, lens, scaling)
+            part = _attend(query if whole else query[idx], kg, vg, block.lens, scaling,
+                           block.hidden)
         if out is None:
             return part
         out[idx] = part

@@ -27,7 +27,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from .decode_attention import blocked_decode_attention
+from .decode_attention import blocked_decode_attention, plan_blocks
 from .heights import Heights, decode_weight, verify_heights
 
 __all__ = ["LeanDecoder", "TOLERANCE"]
@@ -130,6 +130,9 @@ class LeanDecoder:
     def _rms(h: Any, norm: Any) -> Any:
         import torch
 
+        if h.dtype == torch.float32 and norm.weight.dtype == torch.float32:
+            # one fused call for the same formula (no casts in fp32)
+            return torch.rms_norm(h, (h.shape[-1],), norm.weight, norm.variance_epsilon)
         x = h.to(torch.float32)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
         return norm.weight * x.to(h.dtype)
@@ -170,22 +173,28 @@ class LeanDecoder:
         h = self.embed(input_ids[:, 0])
         cos, sin = self.rotary(h[:, None], position_ids)
         cos, sin = cos[:, None], sin[:, None]  # [n, 1, 1, dim]
+        blocks = None  # the step's key blocks: the same in every layer
         for i, (layer, (qkv, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
             x = self._rms(h, layer.input_layernorm)
-            q, k, v = self._linear(x, qkv).split(qkv.sizes, dim=-1)
-            q = self._rotate(q.view(n, heads, 1, dim), cos, sin)
-            k = self._rotate(k.view(n, kv_heads, 1, dim), cos, sin)
+            out = self._linear(x, qkv)
+            # q and k side by side in the fused output: one rotary call for both
+            qk = self._rotate(out[:, :(heads + kv_heads) * dim].view(n, heads + kv_heads, 1, dim),
+                              cos, sin)
+            q, k = qk[:, :heads].contiguous(), qk[:, heads:]
+            v = out[:, (heads + kv_heads) * dim:].view(n, kv_heads, 1, dim)
             store = cache.layers[i]
             keys = _append(store, "keys", k)
-            values = _append(store, "values", v.view(n, kv_heads, 1, dim))
+            values = _append(store, "values", v)
+            if blocks is None:
+                blocks = plan_blocks(left_pad, keys.shape[2], keys.device)
             att = blocked_decode_attention(
                 q, keys, values, left_pad, self.scaling,
                 lambda rows, q=q, keys=keys, values=values: self._rows_alone(
-                    q, keys, values, left_pad, rows))
+                    q, keys, values, left_pad, rows), blocks)
             h = h + self._linear(att.reshape(n, heads * dim), layer.self_attn.o_proj)
             x = self._rms(h, layer.post_attention_layernorm)
             g, u = self._linear(x, gate_up).split(gate_up.sizes, dim=-1)
-            h = h + self._linear(F.silu(g) * u, layer.mlp.down_proj)
+            h = h + self._linear(F.silu(g).mul_(u), layer.mlp.down_proj)
         logits = self._linear(self._rms(h, self.norm), self.lm_head)
         return SimpleNamespace(logits=logits[:, None], cache=cache, past_key_values=cache)
 

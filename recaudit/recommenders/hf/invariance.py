@@ -81,15 +81,17 @@ class BatchInvariance:
     ``mode``: ``"tiles"`` (fixed-shape tiles verified at load: batch-invariant), ``"sequential"``
     (invariance could not be established: one request at a time) or ``"plain"`` (the user opted
     into plain batching with ``batching: plain``: no tiles, no row-wise attention, not
-    batch-invariant). ``prefill_rows`` /
-    ``decode_rows`` are the tile heights M_p / M_d in ``"tiles"`` mode.
+    batch-invariant). ``prefill_rows`` / ``decode_rows`` are the BLAS tile heights M_p / M_d in
+    ``"tiles"`` mode; ``heights`` the verified oneDNN heights (:mod:`.heights`), which serve the
+    decode whenever they exist and the prefill too unless a prefill tile height was asked for
+    (then ``decode_rows`` and, respectively, ``prefill_rows`` are None).
     """
 
     mode: str
     reason: str = ""
     prefill_rows: int | None = None
     decode_rows: int | None = None
-    decode_heights: Heights | None = None
+    heights: Heights | None = None
     lean_decoder: Any = None
     lean_reason: str = ""
 
@@ -98,27 +100,45 @@ class BatchInvariance:
         """True when no request's output can depend on the other requests of its batch."""
         return self.mode in ("tiles", "sequential")
 
+    def rows(self, phase: str) -> int | Heights | None:
+        """Return the rows of every linear-layer matmul in a phase ("prefill" or "decode").
+
+        A BLAS tile height, the verified oneDNN heights, or None (no tiles).
+        """
+        if self.mode != "tiles":
+            return None
+        if phase == "decode":
+            return self.heights if self.heights is not None else self.decode_rows
+        return self.prefill_rows if self.prefill_rows is not None else self.heights
+
     def numerics(self) -> str:
         """Return the fingerprint's numerics tag: outputs differ between tags, never within one."""
         if self.mode == "tiles":
-            heights = self.decode_heights
-            decode = self.decode_rows if heights is None else \
-                ("onednnp" if heights.packed else "onednn")
+            heights = None if self.heights is None else \
+                ("onednnp" if self.heights.packed else "onednn")
+            prefill = self.prefill_rows if self.prefill_rows is not None else heights
+            decode = self.decode_rows if self.decode_rows is not None else heights
             lean = "-lean" if self.lean_decoder is not None else ""
-            return f"tiles-p{self.prefill_rows}-d{decode}-kb{KEY_BLOCK}{lean}"
+            return f"tiles-p{prefill}-d{decode}-kb{KEY_BLOCK}{lean}"
         return self.mode
 
     def describe(self) -> str:
         """One line for the plan, the provenance and the report."""
         if self.mode == "tiles":
-            heights = self.decode_heights
-            decode = f"decode {self.decode_rows} rows"
+            heights = self.heights
+            on_heights = ""
             if heights is not None:
                 how = " (reordered weights)" if heights.packed else ""
-                decode = f"decode on oneDNN{how} at {heights.describe()} rows"
+                on_heights = f"on oneDNN{how} at {heights.describe()} rows"
+            prefill = (f"prefill {self.prefill_rows} rows" if self.prefill_rows is not None
+                       else f"prefill {on_heights}")
+            decode = (f"decode {self.decode_rows} rows" if self.decode_rows is not None
+                      else f"decode {on_heights}")
+            if self.prefill_rows is None and self.decode_rows is None:
+                prefill, decode = "prefill", f"decode {on_heights}"
             lean = ("; decode steps on the lean Llama path, checked against the model's forward "
                     "at load" if self.lean_decoder is not None else "")
-            return (f"yes (fixed-shape tiles: prefill {self.prefill_rows} rows, {decode}, "
+            return (f"yes (fixed-shape tiles: {prefill} and {decode}, "
                     f"verified on this model's weights at load; decode attention in key blocks "
                     f"of {KEY_BLOCK}, each block length checked at first use{lean})")
         if self.mode == "sequential":
@@ -295,7 +315,7 @@ def tile_seconds(layers: list[tuple[Any, int]], rows: int, reps: int = 2) -> flo
 
 
 def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
-                     decode_rows: int | None = None, decode: bool = True
+                     decode_rows: int | None = None, decode: bool = True, prefill: bool = True
                      ) -> tuple[int | None, int | None]:
     """Tile heights (M_p, M_d) for prefill and decode, among those this BLAS keeps invariant.
 
@@ -307,8 +327,8 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
     not timed at load, so every load of a model on a machine gets the same numerics and the
     same fingerprint (timing under load picked different values, and invalidated the cache).
     The choice never depends on the batch size. ``prefill_rows`` / ``decode_rows`` force a value
-    (still checked). ``None`` where nothing passes; M_d is not searched (None) with
-    ``decode=False`` (decode runs on verified oneDNN heights instead).
+    (still checked). ``None`` where nothing passes; M_d (M_p) is not searched (None) with
+    ``decode=False`` (``prefill=False``): that phase runs on verified oneDNN heights instead.
     """
     import torch
 
@@ -322,16 +342,13 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
     def passes(rows: int) -> bool:
         return all(_tile_rows_are_invariant(lin, rows, gen) for lin in by_shape.values())
 
-    chosen: list[int | None] = []
-    phases = [(prefill_rows, PREFILL_ROW_CHOICES)]
-    if decode:
-        phases.append((decode_rows, DECODE_ROW_CHOICES))
-    for forced, choices in phases:
+    def choose(forced: int | None, choices: tuple[int, ...]) -> int | None:
         if forced is not None:
-            chosen.append(int(forced) if passes(int(forced)) else None)
-        else:
-            chosen.append(next((m for m in choices if passes(m)), None))
-    return chosen[0], (chosen[1] if decode else None)
+            return int(forced) if passes(int(forced)) else None
+        return next((m for m in choices if passes(m)), None)
+
+    return (choose(prefill_rows, PREFILL_ROW_CHOICES) if prefill else None,
+            choose(decode_rows, DECODE_ROW_CHOICES) if decode else None)
 
 
 def _attention_is_padding_only(config: Any) -> bool:
@@ -376,11 +393,11 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
     with torch.inference_mode():
         if decode_rows is None:  # a forced decode tile height keeps tiles
             heights = verify_heights(linears)
+        # the heights serve both phases unless a BLAS tile height is forced for one
+        tile_prefill = heights is None or prefill_rows is not None
         m_p, m_d = choose_tile_rows(linears, prefill_rows, decode_rows,
-                                    decode=heights is None)
-        if heights is not None:
-            m_d = None
-    if m_p is None or (m_d is None and heights is None):
+                                    prefill=tile_prefill, decode=heights is None)
+    if (m_p is None and tile_prefill) or (m_d is None and heights is None):
         forced = [f"{n}={v}" for n, v in (("prefill_rows", prefill_rows),
                                            ("decode_rows", decode_rows)) if v is not None]
         which = f" with {', '.join(forced)}" if forced else ""
@@ -406,5 +423,5 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
         agrees, diff = lean.agrees_with_forward()
         if not agrees:
             lean, why = None, f"the lean step's logits differ from the forward's by {diff:.1e}"
-    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, decode_heights=heights,
+    return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, heights=heights,
                            lean_decoder=lean, lean_reason=why)

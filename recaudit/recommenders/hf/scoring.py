@@ -96,7 +96,8 @@ class ScoringMixin:
         scores: list[list[float]] = [[0.0] * len(c) for c in cands]
         order = sorted((i for i in range(len(prompts)) if cands[i]),
                        key=lambda i: (len(prompts[i]), i))
-        budget = 2 * (self._rows("prefill") or 256)
+        tile = self._rows("prefill")
+        budget = 2 * (tile if isinstance(tile, int) else 256)
         layout = _RowLayout(left_pad=[])
         ctx = _LAYOUT.set(layout)
         try:
