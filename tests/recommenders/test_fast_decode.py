@@ -90,6 +90,22 @@ def test_a_lean_step_that_disagrees_with_the_forward_is_not_used(dirs, monkeypat
     assert "-lean" not in again.numerics()
 
 
+def test_a_lean_step_whose_rows_meet_is_not_used(dirs, monkeypatch):
+    rec = HFRecommender(str(dirs["causal"]), Decoding(max_new_tokens=4), batch_size=2)
+    lean = _lean_or_skip(rec)
+    assert lean.keeps_rows_apart()
+    real = fd.LeanDecoder._rms
+
+    def mixing_norm(h, norm):  # a batch-wide statistic: each row's result depends on the others
+        return real(h, norm) * (1 + 1e-6 * h.mean())
+
+    monkeypatch.setattr(fd.LeanDecoder, "_rms", staticmethod(mixing_norm))
+    assert not lean.keeps_rows_apart()
+    again = establish_batch_invariance(rec.model, "auto", None, None)
+    assert again.lean_decoder is None and "other rows of its batch" in again.lean_reason
+    assert "-lean" not in again.numerics()
+
+
 def test_build_names_why_it_does_not_serve(dirs):
     rec = HFRecommender(str(dirs["causal"]), Decoding(max_new_tokens=4), batch_size=2)
     lean, why = fd.LeanDecoder.build(rec.model, None)

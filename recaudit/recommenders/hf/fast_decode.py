@@ -18,8 +18,10 @@ on the verified oneDNN heights (:mod:`.heights`), and the key-block attention
 (:mod:`.decode_attention`). Every operation is row-wise or verified batch-invariant, so a row's
 output does not depend on its batch; it is not bit-identical to transformers' forward (other
 fused shapes round differently), so the fingerprint's numerics tag says which path ran. At load
-:meth:`LeanDecoder.build` checks the step against transformers' forward on probe prompts (logits
-within :data:`TOLERANCE`) and is not used where they disagree.
+the step is checked against transformers' forward on probe prompts (logits within
+:data:`TOLERANCE`, :meth:`LeanDecoder.agrees_with_forward`) and for each row alone against the
+same rows together (bit for bit, :meth:`LeanDecoder.keeps_rows_apart`); it is not used where
+either fails. In fp32 the norm is torch's fused ``rms_norm`` (the same formula, one call).
 """
 
 from __future__ import annotations
@@ -226,3 +228,32 @@ class LeanDecoder:
                                 **{name: cache}).logits.float()
         diff = float((mine - theirs).abs().max())
         return diff <= tolerance, diff
+
+    def keeps_rows_apart(self) -> bool:
+        """Check that a row's step is bit-identical alone and beside other rows.
+
+        Three fixed random prompts of 9 tokens are prefilled; the next step runs on the three
+        rows together and on each row's own cache alone. The heights and key blocks are
+        checked on their own; this checks the whole step (norms, rotary, activation).
+        """
+        import copy
+
+        import torch
+
+        gen = torch.Generator().manual_seed(4)
+        vocab = self.embed.num_embeddings
+        device = self.embed.weight.device
+        ids = torch.randint(0, vocab, (3, 9), generator=gen).to(device)
+        nxt = torch.randint(0, vocab, (3, 1), generator=gen).to(device)
+        pos = torch.full((3, 1), 9, device=device)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            together = self.step(nxt, pos, copy.deepcopy(cache), [0, 0, 0]).logits
+            for b in range(3):
+                alone = copy.deepcopy(cache)
+                alone.batch_select_indices(torch.tensor([b], device=device))
+                single = self.step(nxt[b:b + 1], pos[b:b + 1], alone, [0]).logits
+                if not torch.equal(single[0], together[b]):
+                    return False
+        return True

@@ -423,5 +423,7 @@ def establish_batch_invariance(model: Any, requested: str, prefill_rows: int | N
         agrees, diff = lean.agrees_with_forward()
         if not agrees:
             lean, why = None, f"the lean step's logits differ from the forward's by {diff:.1e}"
+        elif not lean.keeps_rows_apart():
+            lean, why = None, "a row's lean step depends on the other rows of its batch"
     return BatchInvariance("tiles", prefill_rows=m_p, decode_rows=m_d, heights=heights,
                            lean_decoder=lean, lean_reason=why)
