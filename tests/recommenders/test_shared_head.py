@@ -124,3 +124,23 @@ def test_the_head_is_prefilled_once(rec, monkeypatch):
     rec.generate_ids(ids)
     rec.generate_ids(ids[:1])
     assert heads == ["prefill"]
+
+
+def test_the_lean_tail_prefill_follows_the_forwards_tail_prefill(rec):
+    """The tails run on the lean prefill; through the model's forward (the lean step off) the
+    same rows give the same tokens, log-probs within float rounding, alone or batched."""
+    import dataclasses
+
+    if rec.shared_head is None:
+        pytest.skip("no lean decode path on this CPU: the head is not shared")
+    ids = _ids(rec)
+    lean = rec.generate_ids(ids)
+    saved = rec.batching
+    rec.batching = dataclasses.replace(saved, lean_decoder=None)
+    try:
+        forward = rec.generate_ids(ids)
+        assert forward == [rec.generate_ids([p])[0] for p in ids]
+    finally:
+        rec.batching = saved
+    for (t1, lp1), (t2, lp2) in zip(lean, forward, strict=True):
+        assert t1 == t2 and max(abs(a - b) for a, b in zip(lp1, lp2)) < 1e-4

@@ -551,15 +551,40 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
 
         The tails run right-padded, each row on the head's keys and its own (the row-wise
         attention); the last real position's hidden state goes through the LM head on the
-        prefill tiles, and the cache is then left-aligned for the decode.
+        prefill tiles, and the cache is then left-aligned for the decode. With the lean step
+        the tails run on its prefill (:meth:`.fast_decode.LeanDecoder.prefill_tails`), else
+        through the model's forward.
         """
-        import torch
-
         n_head = len(self.shared_head)
         n = len(tails)
         cache = _kv_rows(self._head_cache(), self._tensor([0] * n))
         width = max(len(t) for t in tails)
         ids = self._tensor([t + [self.pad_id] * (width - len(t)) for t in tails])
+        lean = self.batching.lean_decoder
+        if lean is not None:
+            token = _TILE_ROWS.set(self._rows("prefill"))
+            try:
+                logits = lean.prefill_tails(ids, [len(t) for t in tails], cache, n_head)
+            finally:
+                _TILE_ROWS.reset(token)
+        else:
+            logits, cache = self._prefill_tails_forward(ids, tails, cache, layout)
+        lengths = [n_head + len(t) for t in tails]
+        pads = left_align(cache, lengths, n_head + width)
+        layout.left_pad = list(pads)
+        mask = self._tensor([[0] * pad + [1] * m for pad, m in zip(pads, lengths, strict=True)])
+        return logits, cache, mask, pads
+
+    def _prefill_tails_forward(self, ids: Any, tails: list[list[int]], cache: Any,
+                               layout: _RowLayout) -> tuple[Any, Any]:
+        """Run right-padded tails through the model's forward, continuing ``cache``.
+
+        Returns (the logits at each tail's last token, the extended cache).
+        """
+        import torch
+
+        n, width = ids.shape
+        n_head = len(self.shared_head)
         real = self._tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails])
         positions = n_head + torch.arange(width, device=self.device)[None, :].expand(n, width)
         layout.left_pad = [0] * n
@@ -575,15 +600,9 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         last = out.last_hidden_state[rows, self._tensor([len(t) - 1 for t in tails])]
         token = _TILE_ROWS.set(self._rows("prefill"))
         try:
-            logits = self.model.lm_head(last)
+            return self.model.lm_head(last), output_cache(out)
         finally:
             _TILE_ROWS.reset(token)
-        cache = output_cache(out)
-        lengths = [n_head + len(t) for t in tails]
-        pads = left_align(cache, lengths, n_head + width)
-        layout.left_pad = list(pads)
-        mask = self._tensor([[0] * pad + [1] * m for pad, m in zip(pads, lengths, strict=True)])
-        return logits, cache, mask, pads
 
     def _prefill_whole(self, prompts: list[list[int]], layout: _RowLayout
                        ) -> tuple[Any, Any, Any, list[int]]:

@@ -31,6 +31,7 @@ from typing import Any
 
 from .decode_attention import blocked_decode_attention, plan_blocks
 from .heights import Heights, decode_weight, verify_heights
+from .kv import output_cache
 
 __all__ = ["LeanDecoder", "TOLERANCE"]
 
@@ -161,6 +162,54 @@ class LeanDecoder:
             out.append(o.transpose(1, 2))
         return torch.cat(out)
 
+    def prefill_tails(self, ids: Any, lens: list[int], cache: Any, start: int) -> Any:
+        """Prefill right-padded prompt tails continuing ``start`` cached positions per row.
+
+        ``ids`` [n, T] (row b's tail: its first ``lens[b]`` tokens), ``cache``: n rows of
+        ``start`` positions each (the shared head's). Every layer's keys and values gain the
+        tails' T positions (padding included: never read). Each row's attention is one SDPA call
+        on its own queries and keys (causal, aligned to the last key), the call it makes alone;
+        the matmuls run on the verified heights. Returns the logits at each row's last token
+        [n, vocab].
+        """
+        import torch
+        import torch.nn.functional as F
+
+        n, width = ids.shape
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        group = heads // kv_heads
+        h = self.embed(ids).reshape(n * width, -1)
+        positions = start + torch.arange(width, device=ids.device)[None, :].expand(n, width)
+        cos, sin = self.rotary(h, positions)
+        cos, sin = cos[:, None], sin[:, None]  # [n, 1, T, dim]
+        masks = {}
+        for i, (layer, (qkv, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
+            out = self._linear(self._rms(h, layer.input_layernorm), qkv)
+            out = out.view(n, width, heads + 2 * kv_heads, dim).transpose(1, 2)
+            qk = self._rotate(out[:, :heads + kv_heads], cos, sin)
+            store = cache.layers[i]
+            store.keys = torch.cat([store.keys, qk[:, heads:]], dim=2)
+            store.values = torch.cat([store.values, out[:, heads + kv_heads:]], dim=2)
+            att = h.new_zeros(n, width, heads, dim)
+            for b, m in enumerate(lens):
+                n_k = start + m
+                if m > 1 and (m, n_k) not in masks:
+                    masks[m, n_k] = torch.ones(m, n_k, dtype=torch.bool, device=h.device).tril(
+                        diagonal=n_k - m)
+                o = F.scaled_dot_product_attention(
+                    qk[b:b + 1, :heads, :m].contiguous(),
+                    store.keys[b:b + 1, :, :n_k].repeat_interleave(group, 1),
+                    store.values[b:b + 1, :, :n_k].repeat_interleave(group, 1),
+                    attn_mask=masks.get((m, n_k)), scale=self.scaling)
+                att[b, :m] = o[0].transpose(0, 1)
+            h = h + self._linear(att.view(n * width, heads * dim), layer.self_attn.o_proj)
+            g, u = self._linear(self._rms(h, layer.post_attention_layernorm),
+                                gate_up).split(gate_up.sizes, dim=-1)
+            h = h + self._linear(F.silu(g).mul_(u), layer.mlp.down_proj)
+        rows = torch.arange(n, device=ids.device) * width + torch.tensor(lens, device=ids.device)
+        last = h[rows - 1]
+        return self._linear(self._rms(last, self.norm), self.lm_head)
+
     def step(self, input_ids: Any, position_ids: Any, cache: Any, left_pad: list[int]) -> Any:
         """Run one decode step: ``input_ids`` [n, 1], ``position_ids`` [n, 1].
 
@@ -200,60 +249,80 @@ class LeanDecoder:
         logits = self._linear(self._rms(h, self.norm), self.lm_head)
         return SimpleNamespace(logits=logits[:, None], cache=cache, past_key_values=cache)
 
-    def agrees_with_forward(self, tolerance: float = TOLERANCE) -> tuple[bool, float]:
-        """Check one step against the model's own forward on probe tokens.
+    def _probe(self, rows: int, seed: int) -> tuple[Any, Any, Any, Any]:
+        """Return fixed random probe tokens and the forward's cache of their first 5.
 
-        Two fixed random prompts of 9 tokens are prefilled by the forward; the next step is
-        run by the forward and by :meth:`step` on copies of the cache. Returns (largest
-        |logit difference| <= ``tolerance``, that difference).
+        (prompts [rows, 9], next tokens [rows, 1], their positions, that cache).
+        """
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        vocab = self.embed.num_embeddings
+        device = self.embed.weight.device
+        ids = torch.randint(0, vocab, (rows, 9), generator=gen).to(device)
+        nxt = torch.randint(0, vocab, (rows, 1), generator=gen).to(device)
+        pos = torch.full((rows, 1), 9, device=device)
+        return ids, nxt, pos, output_cache(self.model(input_ids=ids[:, :5], use_cache=True))
+
+    def agrees_with_forward(self, tolerance: float = TOLERANCE) -> tuple[bool, float]:
+        """Check the tail prefill and one step against the model's own forward.
+
+        Two fixed random prompts of 9 tokens: their last 4 tokens are prefilled by
+        :meth:`prefill_tails` on the forward's cache of the first 5, and compared with the
+        forward of all 9; then the next step is run by the forward and by :meth:`step` on
+        copies of the forward's cache. Returns (largest |logit difference| <= ``tolerance``,
+        that difference).
         """
         import copy
         import inspect
 
         import torch
 
-        gen = torch.Generator().manual_seed(3)
-        vocab = self.embed.num_embeddings
-        device = self.embed.weight.device
-        ids = torch.randint(0, vocab, (2, 9), generator=gen).to(device)
-        nxt = torch.randint(0, vocab, (2, 1), generator=gen).to(device)
-        pos = torch.full((2, 1), 9, device=device)
         with torch.inference_mode():
+            ids, nxt, pos, head = self._probe(2, 3)
             out = self.model(input_ids=ids, use_cache=True)
-            cache = getattr(out, "cache", None) or out.past_key_values
+            tails = self.prefill_tails(ids[:, 5:], [4, 4], head, 5).float()
+            diff = float((tails - out.logits[:, -1].float()).abs().max())
+            cache = output_cache(out)
             mine = self.step(nxt, pos, copy.deepcopy(cache), [0, 0]).logits.float()
             params = inspect.signature(self.model.forward).parameters
             name = "cache" if "cache" in params else "past_key_values"
             theirs = self.model(input_ids=nxt, position_ids=pos, use_cache=True,
                                 **{name: cache}).logits.float()
-        diff = float((mine - theirs).abs().max())
+        diff = max(diff, float((mine - theirs).abs().max()))
         return diff <= tolerance, diff
 
     def keeps_rows_apart(self) -> bool:
-        """Check that a row's step is bit-identical alone and beside other rows.
+        """Check that a row's tail prefill and step are bit-identical alone and in a batch.
 
-        Three fixed random prompts of 9 tokens are prefilled; the next step runs on the three
-        rows together and on each row's own cache alone. The heights and key blocks are
-        checked on their own; this checks the whole step (norms, rotary, activation).
+        Three fixed random prompts of 9 tokens: tails of 4, 2 and 3 tokens are prefilled on
+        the forward's cache of their first 5, together (right-padded) and each alone; the
+        next step runs on the forward's caches of all 9 tokens, together and alone. The
+        heights and key blocks are checked on their own; this checks the whole pass (norms,
+        rotary, activation, the per-row attention).
         """
         import copy
 
         import torch
 
-        gen = torch.Generator().manual_seed(4)
-        vocab = self.embed.num_embeddings
-        device = self.embed.weight.device
-        ids = torch.randint(0, vocab, (3, 9), generator=gen).to(device)
-        nxt = torch.randint(0, vocab, (3, 1), generator=gen).to(device)
-        pos = torch.full((3, 1), 9, device=device)
+        def row(cache: Any, b: int) -> Any:
+            alone = copy.deepcopy(cache)
+            alone.batch_select_indices(torch.tensor([b], device=cache.layers[0].keys.device))
+            return alone
+
+        lens = [4, 2, 3]
         with torch.inference_mode():
-            out = self.model(input_ids=ids, use_cache=True)
-            cache = getattr(out, "cache", None) or out.past_key_values
+            ids, nxt, pos, head = self._probe(3, 4)
+            together = self.prefill_tails(ids[:, 5:], lens, copy.deepcopy(head), 5)
+            for b, m in enumerate(lens):
+                single = self.prefill_tails(ids[b:b + 1, 5:5 + m], [m], row(head, b), 5)
+                if not torch.equal(single[0], together[b]):
+                    return False
+            cache = output_cache(self.model(input_ids=ids, use_cache=True))
             together = self.step(nxt, pos, copy.deepcopy(cache), [0, 0, 0]).logits
             for b in range(3):
-                alone = copy.deepcopy(cache)
-                alone.batch_select_indices(torch.tensor([b], device=device))
-                single = self.step(nxt[b:b + 1], pos[b:b + 1], alone, [0]).logits
+                single = self.step(nxt[b:b + 1], pos[b:b + 1], row(cache, b), [0]).logits
                 if not torch.equal(single[0], together[b]):
                     return False
         return True
+

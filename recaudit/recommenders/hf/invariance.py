@@ -118,7 +118,8 @@ class BatchInvariance:
                 ("onednnp" if self.heights.packed else "onednn")
             prefill = self.prefill_rows if self.prefill_rows is not None else heights
             decode = self.decode_rows if self.decode_rows is not None else heights
-            lean = "-lean" if self.lean_decoder is not None else ""
+            # lean2: the lean step (fused RMSNorm in fp32) and the lean tail prefill
+            lean = "-lean2" if self.lean_decoder is not None else ""
             return f"tiles-p{prefill}-d{decode}-kb{KEY_BLOCK}{lean}"
         return self.mode
 
