@@ -187,7 +187,8 @@ def kernel_probe(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any,
 
     For comparing one thread count with another (:mod:`.threads`). Also causal SDPA of one
     row at several prompt lengths: the prefill's row-wise attention, whose CPU kernel splits
-    its work by the thread count at some lengths only (seen on a tiny model: 17 differed).
+    its work by the thread count at some lengths only (seen on a tiny model: 17 differed), in
+    the forward's form and in the lean tail prefill's (query heads stacked per key head).
     """
     import torch
 
@@ -211,5 +212,13 @@ def kernel_probe(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any,
             res = torch.nn.functional.scaled_dot_product_attention(
                 q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1),
                 is_causal=n > 1, scale=dim ** -0.5)
+            out.append(res.float().cpu().numpy().tobytes())
+            # the lean tail prefill's call: a key head's query heads stacked, after 8 cached keys
+            k8 = torch.randn(1, kv_heads, n + 8, dim, generator=gen).to(dtype=dtype, device=device)
+            v8 = torch.randn(1, kv_heads, n + 8, dim, generator=gen).to(dtype=dtype, device=device)
+            mask = torch.ones(n, n + 8, dtype=torch.bool, device=device).tril(diagonal=8)
+            res = torch.nn.functional.scaled_dot_product_attention(
+                q.reshape(1, kv_heads, group * n, dim), k8, v8,
+                attn_mask=mask.repeat(group, 1), scale=dim ** -0.5)
             out.append(res.float().cpu().numpy().tobytes())
     return out

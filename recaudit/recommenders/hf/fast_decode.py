@@ -193,15 +193,16 @@ class LeanDecoder:
             att = h.new_zeros(n, width, heads, dim)
             for b, m in enumerate(lens):
                 n_k = start + m
-                if m > 1 and (m, n_k) not in masks:
+                if m > 1 and (m, n_k) not in masks:  # causal, aligned to the last key
                     masks[m, n_k] = torch.ones(m, n_k, dtype=torch.bool, device=h.device).tril(
-                        diagonal=n_k - m)
+                        diagonal=n_k - m).repeat(group, 1)
+                # a key head's query heads stacked as one sequence of group * m queries
                 o = F.scaled_dot_product_attention(
-                    qk[b:b + 1, :heads, :m].contiguous(),
-                    store.keys[b:b + 1, :, :n_k].repeat_interleave(group, 1),
-                    store.values[b:b + 1, :, :n_k].repeat_interleave(group, 1),
+                    qk[b:b + 1, :heads, :m].contiguous().view(1, kv_heads, group * m, dim),
+                    store.keys[b:b + 1, :, :n_k].contiguous(),
+                    store.values[b:b + 1, :, :n_k].contiguous(),
                     attn_mask=masks.get((m, n_k)), scale=self.scaling)
-                att[b, :m] = o[0].transpose(0, 1)
+                att[b, :m] = o.view(heads, m, dim).transpose(0, 1)
             h = h + self._linear(att.view(n * width, heads * dim), layer.self_attn.o_proj)
             g, u = self._linear(self._rms(h, layer.post_attention_layernorm),
                                 gate_up).split(gate_up.sizes, dim=-1)
