@@ -126,9 +126,9 @@ def test_the_head_is_prefilled_once(rec, monkeypatch):
     assert heads == ["prefill"]
 
 
-def test_the_lean_tail_prefill_follows_the_forwards_tail_prefill(rec):
-    """The tails run on the lean prefill; through the model's forward (the lean step off) the
-    same rows give the same tokens, log-probs within float rounding, alone or batched."""
+def test_without_the_lean_path_the_head_is_not_shared(rec):
+    """The head's tails run on the lean prefill: with the lean step off, prompts are prefilled
+    whole, the numerics say so, and generation stays batch-invariant."""
     import dataclasses
 
     if rec.shared_head is None:
@@ -138,9 +138,12 @@ def test_the_lean_tail_prefill_follows_the_forwards_tail_prefill(rec):
     saved = rec.batching
     rec.batching = dataclasses.replace(saved, lean_decoder=None)
     try:
+        assert rec.shared_head is None and "-h" not in rec._numerics()
+        assert "prefilled once" not in rec.batch_invariance()
         forward = rec.generate_ids(ids)
         assert forward == [rec.generate_ids([p])[0] for p in ids]
     finally:
         rec.batching = saved
+    assert rec.shared_head is not None
     for (t1, lp1), (t2, lp2) in zip(lean, forward, strict=True):
         assert t1 == t2 and max(abs(a - b) for a, b in zip(lp1, lp2)) < 1e-4

@@ -187,10 +187,8 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         self._setup_tokens()
         self.batching = establish_batch_invariance(self.model, batching, prefill_rows,
                                                    decode_rows)
-        #: the chat template's opening, prefilled once (:mod:`.shared_head`); Llama-family
-        #: models on the lean decode path only (their base model and LM head are known)
-        self.shared_head = (find_head(self.tokenizer) if self.batching.lean_decoder is not None
-                            else None)
+        self._template_head = (find_head(self.tokenizer)
+                               if self.batching.lean_decoder is not None else None)
         self._head_kv = None
         #: the thread count where it is not torch's default (None: the default, or a GPU)
         self.threads = self._choose_threads(threads) if self.device == "cpu" else None
@@ -277,6 +275,18 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         if start is None and self.is_seq2seq:
             start = self.pad_id
         self.decoder_start_id = None if start is None else int(start)
+
+    @property
+    def shared_head(self) -> list[int] | None:
+        """The chat template's opening, prefilled once (:mod:`.shared_head`), or None.
+
+        Only on the lean path (Llama-family models, whose tails it prefills).
+        """
+        return self._template_head if self.batching.lean_decoder is not None else None
+
+    @shared_head.setter
+    def shared_head(self, head: list[int] | None) -> None:
+        self._template_head, self._head_kv = head, None
 
     @property
     def exact_batching(self) -> bool:
@@ -549,60 +559,22 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                        ) -> tuple[Any, Any, Any, list[int]]:
         """Prefill prompt tails continuing the shared head's keys (see :mod:`.shared_head`).
 
-        The tails run right-padded, each row on the head's keys and its own (the row-wise
-        attention); the last real position's hidden state goes through the LM head on the
-        prefill tiles, and the cache is then left-aligned for the decode. With the lean step
-        the tails run on its prefill (:meth:`.fast_decode.LeanDecoder.prefill_tails`), else
-        through the model's forward.
+        The tails run right-padded on the lean path's prefill
+        (:meth:`.fast_decode.LeanDecoder.prefill_tails`): each row on the head's keys and its
+        own, the logits at its last real token; the cache is then left-aligned for the decode.
         """
         n_head = len(self.shared_head)
         n = len(tails)
         cache = _kv_rows(self._head_cache(), self._tensor([0] * n))
         width = max(len(t) for t in tails)
         ids = self._tensor([t + [self.pad_id] * (width - len(t)) for t in tails])
-        lean = self.batching.lean_decoder
-        if lean is not None:
-            token = _TILE_ROWS.set(self._rows("prefill"))
-            try:
-                logits = lean.prefill_tails(ids, [len(t) for t in tails], cache, n_head)
-            finally:
-                _TILE_ROWS.reset(token)
-        else:
-            logits, cache = self._prefill_tails_forward(ids, tails, cache, layout)
+        logits = self.batching.lean_decoder.prefill_tails(ids, [len(t) for t in tails], cache,
+                                                          n_head)
         lengths = [n_head + len(t) for t in tails]
         pads = left_align(cache, lengths, n_head + width)
         layout.left_pad = list(pads)
         mask = self._tensor([[0] * pad + [1] * m for pad, m in zip(pads, lengths, strict=True)])
         return logits, cache, mask, pads
-
-    def _prefill_tails_forward(self, ids: Any, tails: list[list[int]], cache: Any,
-                               layout: _RowLayout) -> tuple[Any, Any]:
-        """Run right-padded tails through the model's forward, continuing ``cache``.
-
-        Returns (the logits at each tail's last token, the extended cache).
-        """
-        import torch
-
-        n, width = ids.shape
-        n_head = len(self.shared_head)
-        real = self._tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails])
-        positions = n_head + torch.arange(width, device=self.device)[None, :].expand(n, width)
-        layout.left_pad = [0] * n
-        layout.right_pad = [width - len(t) for t in tails]
-        try:
-            out = self._run("prefill", target=self.model.model, input_ids=ids,
-                            attention_mask=torch.cat([real.new_ones(n, n_head), real], dim=1),
-                            position_ids=positions, use_cache=True,
-                            **self._cache_kwargs(cache))
-        finally:
-            layout.right_pad = None
-        rows = torch.arange(n, device=self.device)
-        last = out.last_hidden_state[rows, self._tensor([len(t) - 1 for t in tails])]
-        token = _TILE_ROWS.set(self._rows("prefill"))
-        try:
-            return self.model.lm_head(last), output_cache(out)
-        finally:
-            _TILE_ROWS.reset(token)
 
     def _prefill_whole(self, prompts: list[list[int]], layout: _RowLayout
                        ) -> tuple[Any, Any, Any, list[int]]:
