@@ -10,7 +10,7 @@ differed by up to 1e-7 between the two).
 So rows are grouped by a length that depends on the row alone: its key count L rounded up to a
 multiple of :data:`KEY_BLOCK`, P. A group's keys are the last P positions of the (left-padded)
 cache, the first P - L of each row masked, and the attention is written out as two batched
-matmuls and a softmax (the eager formula: softmax(q k^T * scaling) v, softmax in fp32). A row
+matmuls and a softmax (the eager formula: softmax(q k^T * scaling + mask) v, softmax in fp32). A row
 alone makes the same three calls on the same P positions, with other contents only where the
 mask zeroes them, so it gets the same bits, provided those kernels keep a row independent of
 the group's size. That is checked, never assumed: the first time a (P, heads, head dim, dtype,
@@ -30,31 +30,41 @@ KEY_BLOCK = 32
 _VERIFIED: dict[tuple, bool] = {}
 
 
-def _hidden(p_len: int, lens: Any) -> Any:
-    """Return a block's mask: True at the first ``P - lens[b]`` positions of row b."""
+def _bias(p_len: int, lens: Any, kv_heads: int, dtype: Any) -> Any:
+    """Return a block's additive mask [n * Hkv, 1, P].
+
+    -inf at the first ``P - lens[b]`` positions of row b (not its keys), 0 at its keys.
+    """
     import torch
 
-    return torch.arange(p_len, device=lens.device)[None, :] < (p_len - lens)[:, None]
+    hidden = torch.arange(p_len, device=lens.device)[None, :] < (p_len - lens)[:, None]
+    bias = torch.zeros(hidden.shape, dtype=dtype, device=lens.device)
+    bias.masked_fill_(hidden, float("-inf"))
+    return bias.repeat_interleave(kv_heads, 0)[:, None, :]
 
 
 def _attend(query: Any, key: Any, value: Any, lens: Any, scaling: float,
-            hidden: Any = None) -> Any:
+            bias: Any = None) -> Any:
     """Attend one-token queries to the last P positions, a row's last ``lens[b]`` its keys.
 
-    query [n, H, 1, D], key/value [n, Hkv, P, D] -> [n, 1, H, D]. ``hidden``: the block's
-    mask (:func:`_hidden`), when already made.
+    query [n, H, 1, D], key/value [n, Hkv, P, D] -> [n, 1, H, D]: per row and key head,
+    softmax(scaling * q K^T + bias) V, the softmax in fp32, in three calls (``baddbmm``,
+    ``softmax``, ``bmm``: each call after a large matmul pays for code and data evicted from
+    the caches, so fewer calls is faster here). ``bias``: the block's mask (:func:`_bias`),
+    when already made.
     """
     import torch
 
     n, heads, _, dim = query.shape
     kv_heads, p_len = key.shape[1], key.shape[2]
-    q = query.reshape(n, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(q, key.transpose(-1, -2)).mul_(scaling)
-    if hidden is None:
-        hidden = _hidden(p_len, lens)
-    scores.masked_fill_(hidden[:, None, None, :], float("-inf"))
+    if bias is None:
+        bias = _bias(p_len, lens, kv_heads, query.dtype)
+    q = query.reshape(n * kv_heads, heads // kv_heads, dim)
+    scores = torch.baddbmm(bias, q, key.reshape(n * kv_heads, p_len, dim).transpose(1, 2),
+                           alpha=scaling)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    return torch.matmul(probs, value).reshape(n, 1, heads, value.shape[-1])
+    out = torch.bmm(probs, value.reshape(n * kv_heads, p_len, value.shape[-1]))
+    return out.reshape(n, 1, heads, value.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -63,17 +73,18 @@ class Block:
 
     ``idx``: None when they are all the rows, a slice when they are consecutive (the engine
     sorts prompts by length, so blocks usually are: views, no gather), else their indices as a
-    tensor; ``lens`` their key counts, ``hidden`` the block's mask.
+    tensor; ``lens`` their key counts, ``bias`` the block's mask (:func:`_bias`).
     """
 
     p_len: int
     rows: list[int]
     idx: Any
     lens: Any
-    hidden: Any
+    bias: Any
 
 
-def plan_blocks(left_pad: list[int], kv_len: int, device: Any) -> list[Block]:
+def plan_blocks(left_pad: list[int], kv_len: int, kv_heads: int, dtype: Any,
+                device: Any) -> list[Block]:
     """Group a step's rows by P = ceil(L / KEY_BLOCK) * KEY_BLOCK, L = ``kv_len - left_pad[b]``.
 
     The same for every layer of a step, so a decode step plans once.
@@ -92,7 +103,7 @@ def plan_blocks(left_pad: list[int], kv_len: int, device: Any) -> list[Block]:
             idx = slice(rows[0], rows[-1] + 1)
         else:
             idx = torch.tensor(rows, device=device)
-        blocks.append(Block(p_len, rows, idx, lens, _hidden(p_len, lens)))
+        blocks.append(Block(p_len, rows, idx, lens, _bias(p_len, lens, kv_heads, dtype)))
     return blocks
 
 
@@ -156,7 +167,7 @@ def blocked_decode_attention(query: Any, key: Any, value: Any, left_pad: list[in
     """
     n, kv_len = query.shape[0], key.shape[2]
     if blocks is None:
-        blocks = plan_blocks(left_pad, kv_len, query.device)
+        blocks = plan_blocks(left_pad, kv_len, key.shape[1], query.dtype, query.device)
     out = None if len(blocks) == 1 else query.new_empty(n, 1, query.shape[1], value.shape[-1])
     for block in blocks:
         p_len, rows, idx = block.p_len, block.rows, block.idx
@@ -174,7 +185,7 @@ def blocked_decode_attention(query: Any, key: Any, value: Any, left_pad: list[in
                 kg[:, :, -start:] = key if whole else key[idx]
                 vg[:, :, -start:] = value if whole else value[idx]
             part = _attend(query if whole else query[idx], kg, vg, block.lens, scaling,
-                           block.hidden)
+                           block.bias)
         if out is None:
             return part
         out[idx] = part

@@ -140,12 +140,27 @@ class LeanDecoder:
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
         return norm.weight * x.to(h.dtype)
 
-    @staticmethod
-    def _rotate(x: Any, cos: Any, sin: Any) -> Any:
+    def _rotary(self, h: Any, positions: Any) -> tuple[Any, Any]:
+        """Return the model's rotary cos and sin at ``positions`` ([n, T, dim]).
+
+        The sin's first half is negated (for :meth:`_rotate`).
+        """
         import torch
 
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+        cos, sin = self.rotary(h, positions)
+        half = sin.shape[-1] // 2
+        return cos, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+    @staticmethod
+    def _rotate(x: Any, cos: Any, signed_sin: Any) -> Any:
+        """Rotary embedding: x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1).
+
+        Written as x cos + (x2, x1) (-sin1, sin2): a roll and the sign folded into the sin
+        (the same products), three calls.
+        """
+        import torch
+
+        return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
 
     def _rows_alone(self, q: Any, keys: Any, values: Any, left_pad: list[int],
                     rows: list[int]) -> Any:
@@ -180,7 +195,7 @@ class LeanDecoder:
         group = heads // kv_heads
         h = self.embed(ids).reshape(n * width, -1)
         positions = start + torch.arange(width, device=ids.device)[None, :].expand(n, width)
-        cos, sin = self.rotary(h, positions)
+        cos, sin = self._rotary(h, positions)
         cos, sin = cos[:, None], sin[:, None]  # [n, 1, T, dim]
         masks = {}
         for i, (layer, (qkv, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
@@ -223,7 +238,7 @@ class LeanDecoder:
         n = input_ids.shape[0]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         h = self.embed(input_ids[:, 0])
-        cos, sin = self.rotary(h[:, None], position_ids)
+        cos, sin = self._rotary(h[:, None], position_ids)
         cos, sin = cos[:, None], sin[:, None]  # [n, 1, 1, dim]
         blocks = None  # the step's key blocks: the same in every layer
         for i, (layer, (qkv, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
@@ -238,7 +253,7 @@ class LeanDecoder:
             keys = _append(store, "keys", k)
             values = _append(store, "values", v)
             if blocks is None:
-                blocks = plan_blocks(left_pad, keys.shape[2], keys.device)
+                blocks = plan_blocks(left_pad, keys.shape[2], kv_heads, keys.dtype, keys.device)
             att = blocked_decode_attention(
                 q, keys, values, left_pad, self.scaling,
                 lambda rows, q=q, keys=keys, values=values: self._rows_alone(
