@@ -17,7 +17,8 @@ Instruct's chat template, greedy, ``--tokens`` new tokens at most, the same weig
   the ``openai:`` adapter at each client concurrency, as a share of the offline ceiling on the
   same prompts (a server's answers are not batch-invariant: vLLM batches whatever is in flight);
 * transformers ``generate`` one prompt at a time, and plain (padded, not invariant) batched;
-* the ratio in-process / vLLM offline: the medians of ``--pairs`` runs of each, alternated.
+* the ratio in-process / vLLM offline: the medians of ``--pairs`` runs of each, alternated,
+  recaudit in a process of its own (vLLM binds the OpenMP threads of the process it loads in).
 
 Ratios are taken within this run only; the machine is printed with them.
 """
@@ -63,9 +64,9 @@ def _timed_generation(rec, ids: list[list[int]]) -> tuple[int, float]:
     return sum(len(t) for t, _ in out), time.perf_counter() - t0
 
 
-def in_process_rows(ns: list[int], tokens: int) -> tuple[list[dict], object]:
+def in_process_rows(ns: list[int], tokens: int) -> list[dict]:
     """recaudit's hf adapter (tiles, auto batch), one request at a time with transformers, and
-    plain transformers batched generate, on the same prompts. Returns (rows, the adapter)."""
+    plain transformers batched generate, on the same prompts."""
     import torch
 
     from recaudit.recommenders.base import Decoding
@@ -107,7 +108,7 @@ def in_process_rows(ns: list[int], tokens: int) -> tuple[list[dict], object]:
                            for row in new))
             rows.append(_row(f"transformers generate plain batched, {m} prompts", toks / dt,
                              "tok/s", "left-padded batch: not batch-invariant"))
-    return rows, rec
+    return rows
 
 
 def _vllm_offline(rec, ids: list[list[int]]) -> tuple[int, float]:
@@ -119,21 +120,71 @@ def _vllm_offline(rec, ids: list[list[int]]) -> tuple[int, float]:
     return sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
 
 
-def paired_rows(ours, theirs, ns: list[int], pairs: int) -> list[dict]:
+class _Worker:
+    """recaudit in-process generation in its own process (``--worker``), timed on request.
+
+    vLLM's CPU worker binds the OpenMP threads of the process that loads it, so recaudit is
+    timed in a process of its own, as a user runs it, while vLLM's engine waits idle here.
+    """
+
+    def __init__(self, tokens: int):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tokens)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._read()  # loaded
+
+    def _read(self) -> dict:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the in-process worker exited")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def run(self, n: int) -> tuple[int, float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        got = self._read()
+        return got["tokens"], got["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+def worker(tokens: int) -> None:
+    """Serve ``_Worker``: load the hf adapter, then time one generation per prompt count read."""
+    from recaudit.recommenders.base import Decoding
+    from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
+
+    rec = GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=tokens))
+    warm = set()
+    print(json.dumps({"loaded": True}), flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        ids = [rec.prompt_ids(r) for r in _requests(n)]
+        if n not in warm:
+            rec.generate_ids(ids)  # first use of this batch's shapes and key blocks
+            warm.add(n)
+        toks, dt = _timed_generation(rec, ids)
+        print(json.dumps({"tokens": toks, "seconds": dt}), flush=True)
+
+
+def paired_rows(theirs, ns: list[int], pairs: int, tokens: int) -> list[dict]:
     """recaudit in-process and vLLM offline, alternated ``pairs`` times per prompt count.
 
     The ratio of the two medians: on a shared machine a single run of each, minutes apart,
-    measures the machine's drift as much as the engines (seen here: vLLM 147-215 tok/s at 64
-    prompts over four runs).
+    measures the machine's drift as much as the engines (seen here: vLLM 147-227 tok/s at 64
+    prompts over five runs). recaudit runs in its own process (:class:`_Worker`).
     """
     import statistics
 
+    ours = _Worker(tokens)
     rows = []
     for n in ns:
-        ids = [ours.prompt_ids(r) for r in _requests(n)]
+        ids = [theirs.prompt_ids(r) for r in _requests(n)]
         mine, vllm = [], []
         for _ in range(pairs):
-            toks, dt = _timed_generation(ours, ids)
+            toks, dt = ours.run(n)
             mine.append(toks / dt)
             toks, dt = _vllm_offline(theirs, ids)
             vllm.append(toks / dt)
@@ -143,6 +194,7 @@ def paired_rows(ours, theirs, ns: list[int], pairs: int) -> list[dict]:
             a / b, "x", f"target >= 1.0; recaudit {[round(x, 1) for x in mine]} tok/s, vLLM "
                         f"{[round(x, 1) for x in vllm]} tok/s"),
             **({"key": "vs_vllm"} if n == max(ns) else {})))
+    ours.close()
     return rows
 
 
@@ -232,12 +284,11 @@ def server_rows(model_dir: Path, n: int, tokens: int, concurrencies: list[int],
 def rows(ns: list[int], tokens: int, concurrencies: list[int], server: bool = True,
          in_process: bool = True, pairs: int = 3) -> list[dict]:
     """Every row of this benchmark (the ratio rows carry the ``make bench`` target keys)."""
-    out, ours = in_process_rows(ns, tokens) if in_process else ([], None)
+    out = in_process_rows(ns, tokens) if in_process else []
     v_rows, ceiling, rec = vllm_rows(ns, tokens)
     out += v_rows
-    if ours is not None:
-        out += paired_rows(ours, rec, ns, max(1, pairs))
-        del ours
+    if in_process:
+        out += paired_rows(rec, ns, max(1, pairs), tokens)
     model_dir = rec.model_dir
     del rec
     if server:
@@ -280,7 +331,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=3,
                     help="alternated in-process / vLLM offline runs per prompt count (median)")
     ap.add_argument("--out", default=str(HERE / "vllm_rows.json"))
+    ap.add_argument("--worker", type=int, metavar="TOKENS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.worker)
+        return
     ns = [int(x) for x in args.prompts.split(",")]
     from machine import describe
 

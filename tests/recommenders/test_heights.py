@@ -102,3 +102,28 @@ def test_reordered_weights_are_attached_and_a_refused_reorder_falls_back_to_plai
     plain = H.verify_heights(fresh, pack=True)
     assert plain is not None and not plain.packed
     assert all(H.decode_weight(lin) is lin.weight for lin in fresh)
+
+
+def test_the_fused_residual_add_is_used_only_where_it_equals_the_two_calls(monkeypatch):
+    import torch
+
+    lins = _linears()
+    found = H.verify_heights(lins)
+    if found is None:
+        pytest.skip("oneDNN does not keep rows equal across heights on this CPU")
+    lin = lins[0]
+    x, r = torch.randn(300, 24), torch.randn(300, 40)
+    with torch.inference_mode():
+        for m in (1, 3, 16, 17, 129, 300):
+            separate = found.linear_add(x[:m], lin.weight, lin.bias, r[:m], fused=False)
+            assert torch.equal(separate, r[:m] + found.linear(x[:m], lin.weight, lin.bias))
+            if H.fused_add_is_exact(lins, found):  # then one call gives the same bits
+                fused = found.linear_add(x[:m], lin.weight, lin.bias, r[:m], fused=True)
+                assert torch.equal(fused, separate), m
+    real = H._onednn_linear_add
+
+    def rounding_differently(x, residual, weight, bias):  # e.g. an FMA into the residual
+        return real(x, residual, weight, bias) + 1e-7 * residual
+
+    monkeypatch.setattr(H, "_onednn_linear_add", rounding_differently)
+    assert not H.fused_add_is_exact(lins, found)

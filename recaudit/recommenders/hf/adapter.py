@@ -241,7 +241,9 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         if b.mode == "tiles":
             linears = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
             if b.heights is not None:
-                kernels += heights_probe(linears, b.heights)
+                lean = b.lean_decoder
+                fused = lean.residual if lean is not None and lean.fused_add else ()
+                kernels += heights_probe(linears, b.heights, fused)
             cfg = self.model.config.get_text_config(decoder=True) \
                 if hasattr(self.model.config, "get_text_config") else self.model.config
             heads = getattr(cfg, "num_attention_heads", None)

@@ -21,7 +21,11 @@ fused shapes round differently), so the fingerprint's numerics tag says which pa
 the step is checked against transformers' forward on probe prompts (logits within
 :data:`TOLERANCE`, :meth:`LeanDecoder.agrees_with_forward`) and for each row alone against the
 same rows together (bit for bit, :meth:`LeanDecoder.keeps_rows_apart`); it is not used where
-either fails. In fp32 the norm is torch's fused ``rms_norm`` (the same formula, one call).
+either fails. In fp32 the norm is torch's fused ``rms_norm`` (the same formula, one call); the
+residual adds run inside the o and down matmuls (oneDNN's sum post-op) where that was shown
+bit-identical to a separate add at every kept height (:func:`.heights.fused_add_is_exact`).
+Each call after a large matmul pays for code and data the weights evicted from the caches, so
+fewer calls is faster here.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .decode_attention import blocked_decode_attention, plan_blocks
-from .heights import Heights, decode_weight, verify_heights
+from .heights import Heights, decode_weight, fused_add_is_exact, verify_heights
 from .kv import output_cache
 
 __all__ = ["LeanDecoder", "TOLERANCE"]
@@ -88,6 +92,11 @@ class LeanDecoder:
     def __init__(self, model: Any, heights: Heights, fused: list[tuple[_Fused, _Fused]]):
         self.model = model
         self.heights = heights
+        #: the layers whose output the residual adds to (o and down projections)
+        self.residual = tuple(m for layer in model.model.layers
+                              for m in (layer.self_attn.o_proj, layer.mlp.down_proj))
+        #: the residual adds run as those matmuls' sum post-op (checked exact at load)
+        self.fused_add = fused_add_is_exact(list(self.residual), heights)
         inner = model.model
         self.embed = inner.embed_tokens
         self.rotary = inner.rotary_emb
@@ -128,6 +137,10 @@ class LeanDecoder:
 
     def _linear(self, x: Any, lin: Any) -> Any:
         return self.heights.linear(x, decode_weight(lin), lin.bias)
+
+    def _linear_add(self, x: Any, lin: Any, residual: Any) -> Any:
+        return self.heights.linear_add(x, decode_weight(lin), lin.bias, residual,
+                                       self.fused_add)
 
     @staticmethod
     def _rms(h: Any, norm: Any) -> Any:
@@ -258,10 +271,10 @@ class LeanDecoder:
                 q, keys, values, left_pad, self.scaling,
                 lambda rows, q=q, keys=keys, values=values: self._rows_alone(
                     q, keys, values, left_pad, rows), blocks)
-            h = h + self._linear(att.reshape(n, heads * dim), layer.self_attn.o_proj)
+            h = self._linear_add(att.reshape(n, heads * dim), layer.self_attn.o_proj, h)
             x = self._rms(h, layer.post_attention_layernorm)
             g, u = self._linear(x, gate_up).split(gate_up.sizes, dim=-1)
-            h = h + self._linear(F.silu(g).mul_(u), layer.mlp.down_proj)
+            h = self._linear_add(F.silu(g).mul_(u), layer.mlp.down_proj, h)
         logits = self._linear(self._rms(h, self.norm), self.lm_head)
         return SimpleNamespace(logits=logits[:, None], cache=cache, past_key_values=cache)
 

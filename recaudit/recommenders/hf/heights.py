@@ -53,6 +53,13 @@ def _onednn_linear(x: Any, weight: Any, bias: Any) -> Any:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+def _onednn_linear_add(x: Any, residual: Any, weight: Any, bias: Any) -> Any:
+    """``residual + x @ weight.T + bias`` in one oneDNN call (a sum post-op)."""
+    import torch
+
+    return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+
+
 def _pack(weight: Any) -> Any:
     """Return ``weight`` reordered into oneDNN's blocked layout for its matmul."""
     import torch
@@ -114,6 +121,24 @@ class Heights:
         tile = x2.new_zeros(h, x2.shape[1])
         tile[:m] = x2
         return _onednn_linear(tile, weight, bias)[:m]
+
+    def linear_add(self, x2: Any, weight: Any, bias: Any, residual: Any, fused: bool) -> Any:
+        """Return ``residual + F.linear(x2)`` on verified heights.
+
+        One call where ``fused``: a sum post-op shown bit-identical to the two calls
+        (:func:`fused_add_is_exact`).
+        """
+        m = x2.shape[0]
+        if not fused or m > self.largest:
+            return residual + self.linear(x2, weight, bias)
+        h = self.padded(m)
+        if h == m and x2.is_contiguous() and residual.is_contiguous():
+            return _onednn_linear_add(x2, residual, weight, bias)
+        tile = x2.new_zeros(h, x2.shape[1])
+        tile[:m] = x2
+        res = residual.new_zeros(h, residual.shape[1])
+        res[:m] = residual
+        return _onednn_linear_add(tile, res, weight, bias)[:m]
 
     def _chunked(self, x2: Any, weight: Any, bias: Any) -> Any:
         m = x2.shape[0]
@@ -198,15 +223,49 @@ def verify_heights(linears: list[Any], candidates: tuple[int, ...] = DECODE_HEIG
     return Heights(tuple(kept), packed=pack)
 
 
-def kernel_probe(linears: list[Any], heights: Heights) -> list[bytes]:
+def fused_add_is_exact(linears: list[Any], heights: Heights) -> bool:
+    """Check oneDNN's sum post-op against the matmul and a separate add, bit for bit.
+
+    At every kept height and for each distinct layer shape, on random rows and residuals:
+    where equal, the fused call inherits the heights' row independence.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(5)
+    seen: set[tuple[int, int, bool]] = set()
+    try:
+        with torch.inference_mode():
+            for lin in linears:
+                shape = (lin.in_features, lin.out_features, lin.bias is not None)
+                if shape in seen:
+                    continue
+                seen.add(shape)
+                weight, dtype = decode_weight(lin), lin.weight.dtype
+                for h in heights.heights:
+                    x = torch.randn(h, lin.in_features, generator=gen, dtype=dtype)
+                    r = torch.randn(h, lin.out_features, generator=gen, dtype=dtype)
+                    x, r = x.to(lin.weight.device), r.to(lin.weight.device)
+                    if not torch.equal(_onednn_linear_add(x, r, weight, lin.bias),
+                                       r + _onednn_linear(x, weight, lin.bias)):
+                        return False
+    except RuntimeError:  # no sum post-op for these weights here
+        return False
+    return True
+
+
+def kernel_probe(linears: list[Any], heights: Heights, fused: tuple[Any, ...] = ()
+                 ) -> list[bytes]:
     """Return the bytes of each distinct layer shape's decode matmul at every kept height.
 
     Fixed inputs; for comparing one thread count with another (:mod:`.threads`), since a
-    kernel's work split may follow the thread count at some heights only.
+    kernel's work split may follow the thread count at some heights only. For the shapes of
+    ``fused`` (the layers whose residual add is fused) also the matmul with its residual added
+    in the same call.
     """
     import torch
 
     seen: set[tuple[int, int, bool]] = set()
+    with_add = {(lin.in_features, lin.out_features, lin.bias is not None) for lin in fused}
     gen = torch.Generator().manual_seed(1)
     out = []
     with torch.inference_mode():
@@ -217,7 +276,12 @@ def kernel_probe(linears: list[Any], heights: Heights) -> list[bytes]:
             seen.add(shape)
             x = torch.randn(heights.largest, lin.in_features, generator=gen,
                             dtype=lin.weight.dtype)
+            r = torch.randn(heights.largest, lin.out_features, generator=gen,
+                            dtype=lin.weight.dtype)
             for h in heights.heights:
                 y = heights.linear(x[:h], decode_weight(lin), lin.bias)
                 out.append(y.float().numpy().tobytes())
+                if shape in with_add:
+                    y = heights.linear_add(x[:h], decode_weight(lin), lin.bias, r[:h], True)
+                    out.append(y.float().numpy().tobytes())
     return out
