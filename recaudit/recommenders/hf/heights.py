@@ -200,19 +200,17 @@ def verify_heights(linears: list[Any], candidates: tuple[int, ...] = DECODE_HEIG
     """
     import torch
 
-    by_shape: dict[tuple[int, int, bool], Any] = {}
-    for lin in linears:
-        by_shape.setdefault((lin.in_features, lin.out_features, lin.bias is not None), lin)
-    if not by_shape or not all(onednn_available(lin.weight) for lin in by_shape.values()):
+    shapes = _distinct_shapes(linears)
+    if not shapes or not all(onednn_available(lin.weight) for lin in shapes):
         return None
     if pack is None:
         pack = _packing_fits(linears)
     try:
         with torch.inference_mode():
-            kept = _kept_heights(list(by_shape.values()), candidates, pack)
+            kept = _kept_heights(shapes, candidates, pack)
             if kept is None and pack:  # no reorder for this dtype on this CPU: plain weights
                 pack = False
-                kept = _kept_heights(list(by_shape.values()), candidates, pack)
+                kept = _kept_heights(shapes, candidates, pack)
             if kept is None or 2 not in kept or len(kept) < len(candidates) / 2:
                 return None
             if pack:
@@ -221,6 +219,18 @@ def verify_heights(linears: list[Any], candidates: tuple[int, ...] = DECODE_HEIG
     except RuntimeError:  # oneDNN refuses these weights on this CPU: tiles serve instead
         return None
     return Heights(tuple(kept), packed=pack)
+
+
+def _shape(lin: Any) -> tuple[int, int, bool]:
+    return lin.in_features, lin.out_features, lin.bias is not None
+
+
+def _distinct_shapes(linears: list[Any]) -> list[Any]:
+    """Return the first layer of each distinct shape (in, out, bias), in order."""
+    firsts: dict[tuple[int, int, bool], Any] = {}
+    for lin in linears:
+        firsts.setdefault(_shape(lin), lin)
+    return list(firsts.values())
 
 
 def fused_add_is_exact(linears: list[Any], heights: Heights) -> bool:
@@ -232,14 +242,9 @@ def fused_add_is_exact(linears: list[Any], heights: Heights) -> bool:
     import torch
 
     gen = torch.Generator().manual_seed(5)
-    seen: set[tuple[int, int, bool]] = set()
     try:
         with torch.inference_mode():
-            for lin in linears:
-                shape = (lin.in_features, lin.out_features, lin.bias is not None)
-                if shape in seen:
-                    continue
-                seen.add(shape)
+            for lin in _distinct_shapes(linears):
                 weight, dtype = decode_weight(lin), lin.weight.dtype
                 for h in heights.heights:
                     x = torch.randn(h, lin.in_features, generator=gen, dtype=dtype)
@@ -264,16 +269,11 @@ def kernel_probe(linears: list[Any], heights: Heights, fused: tuple[Any, ...] = 
     """
     import torch
 
-    seen: set[tuple[int, int, bool]] = set()
-    with_add = {(lin.in_features, lin.out_features, lin.bias is not None) for lin in fused}
+    with_add = {_shape(lin) for lin in fused}
     gen = torch.Generator().manual_seed(1)
     out = []
     with torch.inference_mode():
-        for lin in linears:
-            shape = (lin.in_features, lin.out_features, lin.bias is not None)
-            if shape in seen:
-                continue
-            seen.add(shape)
+        for lin in _distinct_shapes(linears):
             x = torch.randn(heights.largest, lin.in_features, generator=gen,
                             dtype=lin.weight.dtype)
             r = torch.randn(heights.largest, lin.out_features, generator=gen,
@@ -281,7 +281,7 @@ def kernel_probe(linears: list[Any], heights: Heights, fused: tuple[Any, ...] = 
             for h in heights.heights:
                 y = heights.linear(x[:h], decode_weight(lin), lin.bias)
                 out.append(y.float().numpy().tobytes())
-                if shape in with_add:
+                if _shape(lin) in with_add:
                     y = heights.linear_add(x[:h], decode_weight(lin), lin.bias, r[:h], True)
                     out.append(y.float().numpy().tobytes())
     return out
