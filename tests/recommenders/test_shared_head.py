@@ -114,10 +114,10 @@ def test_the_head_is_prefilled_once(rec, monkeypatch):
     heads = []
     run = rec._run
 
-    def counting(phase, target=None, **inputs):
+    def counting(phase, **inputs):
         if inputs["input_ids"].tolist() == [rec.shared_head]:
             heads.append(phase)
-        return run(phase, target=target, **inputs)
+        return run(phase, **inputs)
 
     monkeypatch.setattr(rec, "_run", counting)
     ids = _ids(rec)

@@ -481,11 +481,11 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         """Return the rows of a phase's matmuls (:meth:`.invariance.BatchInvariance.rows`)."""
         return self.batching.rows(phase)
 
-    def _run(self, phase: str, target: Any = None, **inputs: Any) -> Any:
+    def _run(self, phase: str, **inputs: Any) -> Any:
         """Run one forward pass with the phase's matmul rows and attention.
 
         The rows: a tile height, or the verified oneDNN heights of a decode step; a decode
-        step's attention runs in key blocks. ``target``: the module to run (default the model).
+        step's attention runs in key blocks.
         """
         b = self.batching
         token = _TILE_ROWS.set(self._rows(phase))
@@ -498,7 +498,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
                 pads = layout.left_pad or [0] * inputs["input_ids"].shape[0]
                 return b.lean_decoder.step(inputs["input_ids"], inputs["position_ids"], cache,
                                            pads)
-            return (self.model if target is None else target)(**inputs)
+            return self.model(**inputs)
         finally:
             _DECODE_STEP.reset(step)
             _TILE_ROWS.reset(token)
