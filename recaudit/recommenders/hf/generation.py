@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from recaudit.errors import ModelRuntimeError, first_line
 from recaudit.recommenders.base import Request, Response, sample_seed
 
+from .chosen_logprobs import chosen_log_probs
 from .early_stop import _ListWatch
 from .decode_attention import KEY_BLOCK
 from .invariance import _LAYOUT, _TILE_ROWS, _RowLayout
@@ -153,9 +154,7 @@ class GenerationMixin:
                                                generator=gens[row])
                              for j, row in enumerate(rows)]).to(logits.device)
         picked = nxt.tolist()
-        # the same per-row log_softmax as always, read back in one transfer
-        chosen = torch.stack([torch.log_softmax(logits[j], dim=-1)[tok]
-                              for j, tok in enumerate(picked)]).tolist() if picked else []
+        chosen = chosen_log_probs(logits, picked)
         keep = []
         for j, row in enumerate(rows):
             tok = picked[j]
