@@ -138,12 +138,13 @@ class GGUFRecommender(HFRecommender):
                  spec: str | None = None, batching: str = "auto", prefill_rows: int | None = None,
                  decode_rows: int | None = None, early_stop: bool = False,
                  continuous_batching: bool = True, dtype: str | None = None,
-                 device: str = "auto", threads: int | str = "auto") -> None:
+                 device: str = "auto", threads: int | str = "auto",
+                 compile: bool = False) -> None:
         resolve_device(device)  # a refused device is refused before the file is read
         batch_opts = {"batching": batching, "prefill_rows": prefill_rows,
                       "decode_rows": decode_rows, "early_stop": early_stop,
                       "continuous_batching": continuous_batching, "dtype": dtype,
-                      "device": device, "threads": threads}
+                      "device": device, "threads": threads, "compile": compile}
         source = Path(path).expanduser()
         _check_gguf_file(source)
         self.gguf_path = source

@@ -109,6 +109,8 @@ class LeanDecoder:
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.scaling = self.layers[0].self_attn.scaling
+        #: the step compiled by torch.compile (:meth:`compile`), or None: the eager step
+        self.compiled: Any = None
 
     @classmethod
     def build(cls, model: Any, heights: Heights | None) -> tuple[LeanDecoder | None, str]:
@@ -239,13 +241,42 @@ class LeanDecoder:
         last = h[rows - 1]
         return self._linear(self._rms(last, self.norm), self.lm_head)
 
+    def compile(self) -> str:
+        """Serve the step compiled (:mod:`.compiled_step`); return "" or why it is not.
+
+        The compiled step must pass the checks the eager one passed (:meth:`agrees_with_forward`,
+        :meth:`keeps_rows_apart`); where compiling or a check fails, the eager step serves.
+        """
+        from recaudit.errors import first_line
+
+        from .compiled_step import CompiledStep
+
+        try:
+            self.compiled = CompiledStep(self)
+            agrees, diff = self.agrees_with_forward()
+            why = ("" if agrees and self.keeps_rows_apart() else
+                   f"its logits differ from the forward's by {diff:.1e}" if not agrees else
+                   "a row's compiled step depends on the other rows of its batch")
+        except Exception as exc:  # noqa: BLE001 - no C++ compiler, an unsupported op, ...
+            why = f"torch.compile failed: {first_line(exc)}"
+        if why and self.compiled is not None:
+            self.compiled.close()
+            self.compiled = None
+        return why
+
     def step(self, input_ids: Any, position_ids: Any, cache: Any, left_pad: list[int]) -> Any:
         """Run one decode step: ``input_ids`` [n, 1], ``position_ids`` [n, 1].
 
         The cache's layers gain this token's keys and values (row b's keys are its last
         ``kv_len - left_pad[b]`` positions). Returns an object with ``logits`` [n, 1, vocab]
-        and ``cache``, like a forward pass's output.
+        and ``cache``, like a forward pass's output. The compiled step where there is one.
         """
+        if self.compiled is not None:
+            return self.compiled.step(input_ids, position_ids, cache, left_pad)
+        return self._eager_step(input_ids, position_ids, cache, left_pad)
+
+    def _eager_step(self, input_ids: Any, position_ids: Any, cache: Any,
+                    left_pad: list[int]) -> Any:
         import torch.nn.functional as F
 
         n = input_ids.shape[0]

@@ -119,7 +119,8 @@ class BatchInvariance:
             prefill = self.prefill_rows if self.prefill_rows is not None else heights
             decode = self.decode_rows if self.decode_rows is not None else heights
             # lean2: the lean step (fused RMSNorm in fp32) and the lean tail prefill
-            lean = "-lean2" if self.lean_decoder is not None else ""
+            lean = "" if self.lean_decoder is None else \
+                "-lean2c" if self.lean_decoder.compiled is not None else "-lean2"
             return f"tiles-p{prefill}-d{decode}-kb{KEY_BLOCK}{lean}"
         return self.mode
 
@@ -137,8 +138,10 @@ class BatchInvariance:
                       else f"decode {on_heights}")
             if self.prefill_rows is None and self.decode_rows is None:
                 prefill, decode = "prefill", f"decode {on_heights}"
-            lean = ("; decode steps on the lean Llama path, checked against the model's forward "
-                    "at load" if self.lean_decoder is not None else "")
+            compiled = (" (compiled by torch.compile)" if self.lean_decoder is not None
+                        and self.lean_decoder.compiled is not None else "")
+            lean = (f"; decode steps on the lean Llama path{compiled}, checked against the "
+                    "model's forward at load" if self.lean_decoder is not None else "")
             return (f"yes (fixed-shape tiles: {prefill} and {decode}, "
                     f"verified on this model's weights at load; decode attention in key blocks "
                     f"of {KEY_BLOCK}, each block length checked at first use{lean})")
