@@ -18,7 +18,9 @@ Instruct's chat template, greedy, ``--tokens`` new tokens at most, the same weig
   same prompts (a server's answers are not batch-invariant: vLLM batches whatever is in flight);
 * transformers ``generate`` one prompt at a time, and plain (padded, not invariant) batched;
 * the ratio in-process / vLLM offline: the medians of ``--pairs`` runs of each, alternated,
-  recaudit in a process of its own (vLLM binds the OpenMP threads of the process it loads in).
+  recaudit in a process of its own (vLLM binds the OpenMP threads of the process it loads in),
+  by default and with ``compile: true`` (the lean decode step compiled; its load, compile
+  included, is printed).
 
 Ratios are taken within this run only; the machine is printed with them.
 """
@@ -127,10 +129,13 @@ class _Worker:
     timed in a process of its own, as a user runs it, while vLLM's engine waits idle here.
     """
 
-    def __init__(self, tokens: int):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tokens)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._read()  # loaded
+    def __init__(self, tokens: int, compile_step: bool = False):
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(tokens)]
+            + (["--worker-compile"] if compile_step else []),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        #: the worker's load: seconds and the batching line
+        self.loaded = self._read()
 
     def _read(self) -> dict:
         while True:
@@ -151,14 +156,17 @@ class _Worker:
         self.proc.wait(60)
 
 
-def worker(tokens: int) -> None:
+def worker(tokens: int, compile_step: bool = False) -> None:
     """Serve ``_Worker``: load the hf adapter, then time one generation per prompt count read."""
     from recaudit.recommenders.base import Decoding
     from recaudit.recommenders.gguf import GGUFRecommender, bundled_smollm2_path
 
-    rec = GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=tokens))
+    t0 = time.perf_counter()
+    rec = GGUFRecommender(str(bundled_smollm2_path()), Decoding(max_new_tokens=tokens),
+                          compile=compile_step)
     warm = set()
-    print(json.dumps({"loaded": True}), flush=True)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "numerics": rec.batching.numerics(),
+                      "batching": rec.batch_invariance()}), flush=True)
     for line in sys.stdin:
         n = int(line)
         ids = [rec.prompt_ids(r) for r in _requests(n)]
@@ -178,23 +186,32 @@ def paired_rows(theirs, ns: list[int], pairs: int, tokens: int) -> list[dict]:
     """
     import statistics
 
-    ours = _Worker(tokens)
-    rows = []
+    ours = {"": _Worker(tokens), ", compile: true": _Worker(tokens, compile_step=True)}
+    compiled = ours[", compile: true"].loaded
+    rows = [_row("recaudit in-process, compile: true: load", compiled["seconds"], "s",
+                 f"compile included (Inductor's cache as found); {compiled['numerics']}; "
+                 f"{compiled['batching']}")]
     for n in ns:
         ids = [theirs.prompt_ids(r) for r in _requests(n)]
-        mine, vllm = [], []
+        mine: dict[str, list[float]] = {how: [] for how in ours}
+        vllm = []
         for _ in range(pairs):
-            toks, dt = ours.run(n)
-            mine.append(toks / dt)
+            for how, w in ours.items():
+                toks, dt = w.run(n)
+                mine[how].append(toks / dt)
             toks, dt = _vllm_offline(theirs, ids)
             vllm.append(toks / dt)
-        a, b = statistics.median(mine), statistics.median(vllm)
-        rows.append(dict(_row(
-            f"recaudit in-process / vLLM offline, {n} prompts (median of {pairs} alternated)",
-            a / b, "x", f"target >= 1.0; recaudit {[round(x, 1) for x in mine]} tok/s, vLLM "
-                        f"{[round(x, 1) for x in vllm]} tok/s"),
-            **({"key": "vs_vllm"} if n == max(ns) else {})))
-    ours.close()
+        b = statistics.median(vllm)
+        for how, runs in mine.items():
+            key = "vs_vllm" + ("_compiled" if how else "")
+            rows.append(dict(_row(
+                f"recaudit in-process{how} / vLLM offline, {n} prompts (median of {pairs} "
+                "alternated)", statistics.median(runs) / b, "x",
+                f"target >= 1.0; recaudit {[round(x, 1) for x in runs]} tok/s, vLLM "
+                f"{[round(x, 1) for x in vllm]} tok/s"),
+                **({"key": key} if n == max(ns) else {})))
+    for w in ours.values():
+        w.close()
     return rows
 
 
@@ -332,9 +349,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="alternated in-process / vLLM offline runs per prompt count (median)")
     ap.add_argument("--out", default=str(HERE / "vllm_rows.json"))
     ap.add_argument("--worker", type=int, metavar="TOKENS", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-compile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.worker_compile)
         return
     ns = [int(x) for x in args.prompts.split(",")]
     from machine import describe
