@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from recaudit.errors import ModelRuntimeError, ModelSpecError, first_line
 from recaudit.recommenders.base import GENERATE, SCORE, Decoding, Recommender, Request
 
+from .compiled_step import compile_lean_step
 from .device import default_dtype, device_label, resolve_device
 from .early_stop import EARLY_STOP_RULE
 from .files import (ADAPTER_CONFIG, _ADAPTER_CONFIG_INERT, files_sha256, load_checkpoint,
@@ -213,7 +214,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         lean = self.batching.lean_decoder
         if lean is None:
             return f"no lean decode step ({self.batching.lean_reason or self.batching.reason})"
-        return lean.compile()
+        return compile_lean_step(lean)
 
     def _choose_threads(self, requested: int | str) -> ThreadChoice | None:
         """Set torch's intra-op threads (:mod:`.threads`) and return the choice (None: unchanged).

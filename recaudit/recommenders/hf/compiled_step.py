@@ -30,7 +30,7 @@ import itertools
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["CompiledStep"]
+__all__ = ["CompiledStep", "compile_lean_step"]
 
 # the live compiled steps, by id: the custom ops find their decoder here
 _STEPS: dict[int, CompiledStep] = {}
@@ -177,3 +177,26 @@ class CompiledStep:
         finally:
             self._context = {}
         return SimpleNamespace(logits=logits[:, None], cache=cache, past_key_values=cache)
+
+
+def compile_lean_step(lean: Any) -> str:
+    """Serve ``lean``'s decode step compiled; return "" or why it is not.
+
+    The compiled step must pass the checks the eager one passed
+    (:meth:`.fast_decode.LeanDecoder.agrees_with_forward`, ``keeps_rows_apart``); where
+    compiling or a check fails, the eager step serves.
+    """
+    from recaudit.errors import first_line
+
+    try:
+        lean.compiled = CompiledStep(lean)
+        agrees, diff = lean.agrees_with_forward()
+        why = ("" if agrees and lean.keeps_rows_apart() else
+               f"its logits differ from the forward's by {diff:.1e}" if not agrees else
+               "a row's compiled step depends on the other rows of its batch")
+    except Exception as exc:  # noqa: BLE001 - no C++ compiler, an unsupported op, ...
+        why = f"torch.compile failed: {first_line(exc)}"
+    if why and lean.compiled is not None:
+        lean.compiled.close()
+        lean.compiled = None
+    return why

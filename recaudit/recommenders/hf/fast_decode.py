@@ -109,7 +109,8 @@ class LeanDecoder:
         self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.scaling = self.layers[0].self_attn.scaling
-        #: the step compiled by torch.compile (:meth:`compile`), or None: the eager step
+        #: the step compiled by torch.compile (:func:`.compiled_step.compile_lean_step`), or
+        #: None: the eager step
         self.compiled: Any = None
 
     @classmethod
@@ -240,29 +241,6 @@ class LeanDecoder:
         rows = torch.arange(n, device=ids.device) * width + torch.tensor(lens, device=ids.device)
         last = h[rows - 1]
         return self._linear(self._rms(last, self.norm), self.lm_head)
-
-    def compile(self) -> str:
-        """Serve the step compiled (:mod:`.compiled_step`); return "" or why it is not.
-
-        The compiled step must pass the checks the eager one passed (:meth:`agrees_with_forward`,
-        :meth:`keeps_rows_apart`); where compiling or a check fails, the eager step serves.
-        """
-        from recaudit.errors import first_line
-
-        from .compiled_step import CompiledStep
-
-        try:
-            self.compiled = CompiledStep(self)
-            agrees, diff = self.agrees_with_forward()
-            why = ("" if agrees and self.keeps_rows_apart() else
-                   f"its logits differ from the forward's by {diff:.1e}" if not agrees else
-                   "a row's compiled step depends on the other rows of its batch")
-        except Exception as exc:  # noqa: BLE001 - no C++ compiler, an unsupported op, ...
-            why = f"torch.compile failed: {first_line(exc)}"
-        if why and self.compiled is not None:
-            self.compiled.close()
-            self.compiled = None
-        return why
 
     def step(self, input_ids: Any, position_ids: Any, cache: Any, left_pad: list[int]) -> Any:
         """Run one decode step: ``input_ids`` [n, 1], ``position_ids`` [n, 1].
