@@ -273,7 +273,11 @@ def test_audit_through_transient_faults_equals_a_clean_audit(tmp_path, serve, ca
     assert flaky.faults_served >= 5  # seeded: the draw is fixed per request and attempt
     engine = result["provenance"]["engine"]
     assert engine["failed"] == 0 and engine["computed"] == 18
-    assert engine["retried"] >= 1 and engine["retries"] == flaky.faults_served
+    # every fault costs a retry; so may an answer that came after the client's 0.4 s timeout
+    # (a loaded CI machine: seen once, 15 retries for 14 faults). Every attempt reaches the
+    # server, which records each: the 18 answers kept, every other attempt retried.
+    assert engine["retried"] >= 1 and engine["retries"] >= flaky.faults_served
+    assert engine["retries"] == sum(flaky.served.values()) - 18
     assert measured(result) == measured(expected)
     ((metrics, records),) = measured(result)
     assert metrics and len(records) == 18 and all(r["item_ids"] for r in records)
