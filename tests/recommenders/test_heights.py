@@ -1,8 +1,18 @@
-"""oneDNN decode heights (recaudit.recommenders.hf.heights): verified equal, or refused."""
+"""oneDNN decode heights (recaudit.recommenders.hf.heights): verified equal, or refused.
+
+The panel kernel, tried first where it builds, is kept out of these tests (``oneDNN_only``)
+and checked in tests/recommenders/test_panel_gemm.py.
+"""
 
 import pytest
 
 from recaudit.recommenders.hf import heights as H
+from recaudit.recommenders.hf import panel_gemm
+
+
+@pytest.fixture(autouse=True)
+def oneDNN_only(monkeypatch):
+    monkeypatch.setattr(panel_gemm, "panel_kernel", lambda: (None, "off in this test"))
 
 
 def _linears():

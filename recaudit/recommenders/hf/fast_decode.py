@@ -133,7 +133,8 @@ class LeanDecoder:
         except AttributeError as exc:
             return None, f"unexpected layout ({exc})"
         shapes = [f for pair in fused for f in pair]
-        checked = verify_heights(shapes, candidates=heights.heights, pack=heights.packed)
+        checked = verify_heights(shapes, candidates=heights.heights,
+                                 backend=heights.backend)
         if checked is None or checked.heights != heights.heights:
             return None, "the fused q/k/v and gate/up matmuls lose rows' bits at some heights"
         return cls(model, heights, fused), ""

@@ -114,8 +114,7 @@ class BatchInvariance:
     def numerics(self) -> str:
         """Return the fingerprint's numerics tag: outputs differ between tags, never within one."""
         if self.mode == "tiles":
-            heights = None if self.heights is None else \
-                ("onednnp" if self.heights.packed else "onednn")
+            heights = None if self.heights is None else self.heights.tag
             prefill = self.prefill_rows if self.prefill_rows is not None else heights
             decode = self.decode_rows if self.decode_rows is not None else heights
             # lean2: the lean step (fused RMSNorm in fp32) and the lean tail prefill
@@ -130,8 +129,8 @@ class BatchInvariance:
             heights = self.heights
             on_heights = ""
             if heights is not None:
-                how = " (reordered weights)" if heights.packed else ""
-                on_heights = f"on oneDNN{how} at {heights.describe()} rows"
+                note = f"; {heights.note}" if heights.note else ""
+                on_heights = f"on {heights.backend.name} at {heights.describe()} rows{note}"
             prefill = (f"prefill {self.prefill_rows} rows" if self.prefill_rows is not None
                        else f"prefill {on_heights}")
             decode = (f"decode {self.decode_rows} rows" if self.decode_rows is not None
