@@ -152,7 +152,7 @@ def test_auto_batch_size_follows_the_hardware_and_never_the_numerics(tiny, causa
     monkeypatch.setattr(sizing, "_usable_cores", lambda: 4)
     monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 64 * 2 ** 30)
     auto = HFRecommender(str(causal_dir), Decoding(max_new_tokens=MAX_NEW))
-    m_d = auto.batching.decode_rows or 1  # None: decode on verified oneDNN heights
+    m_d = auto.batching.decode_rows or 1  # None: decode on verified heights
     want = min(4 * sizing._ROWS_PER_CORE, sizing._CPU_ROWS_CAP)
     assert auto.batch_size == -(-want // m_d) * m_d  # rows per core, whole decode tiles
     assert f"batch size {auto.batch_size} (auto: 4 cores)" in \

@@ -168,7 +168,7 @@ def test_the_fingerprint_and_model_line_record_a_gpu_device(on_cpu, monkeypatch,
 def test_auto_batch_size_on_a_gpu_is_bounded_by_the_gpus_memory(on_cpu, monkeypatch):
     from recaudit.recommenders.hf import sizing
 
-    m_d = on_cpu.batching.decode_rows or 1  # None: decode on verified oneDNN heights
+    m_d = on_cpu.batching.decode_rows or 1  # None: decode on verified heights
     rows, why = sizing.auto_batch_size(on_cpu.model, m_d, 8, "cuda")
     assert rows % m_d == 0 and rows >= sizing._GPU_ROWS and "cuda" in why
     monkeypatch.setattr(sizing, "_free_memory_bytes", lambda: 1)  # host memory plays no part

@@ -122,7 +122,7 @@ def test_a_lean_step_whose_rows_meet_is_not_used(dirs, monkeypatch):
 def test_build_names_why_it_does_not_serve(dirs):
     rec = HFRecommender(str(dirs["causal"]), Decoding(max_new_tokens=4), batch_size=2)
     lean, why = fd.LeanDecoder.build(rec.model, None)
-    assert lean is None and "oneDNN heights" in why
+    assert lean is None and "verified heights" in why
     bart = HFRecommender(str(dirs["bart"]), Decoding(max_new_tokens=4), batch_size=2)
     heights = rec.batching.heights
     if heights is not None:

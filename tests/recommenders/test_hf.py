@@ -128,7 +128,7 @@ def test_row_count_dependent_blas_is_still_batch_invariant(tiny_dirs, monkeypatc
     import torch.nn.functional as F
 
     monkeypatch.setattr(F, "linear", _RowCountBLAS(F.linear))
-    # the prefill on BLAS tiles (not the oneDNN heights), so this BLAS serves it
+    # the prefill on BLAS tiles (not the verified heights), so this BLAS serves it
     rec = HFRecommender(str(tiny_dirs["causal"]), Decoding(max_new_tokens=10), batch_size=4,
                         prefill_rows=16)
     assert rec.exact_batching and rec.tile_rows[0] == 16
@@ -136,14 +136,29 @@ def test_row_count_dependent_blas_is_still_batch_invariant(tiny_dirs, monkeypatc
     assert_batch_composition_never_matters(rec, [prompts[4]] + prompts[:4] + prompts[5:9])
 
 
+class _CompanionPanels:
+    """The panel kernel (where it builds) with companions mixed into every row."""
+
+    name, tag = "companion panels", "cpanels"
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.pack = kernel.pack
+        self.linear = _CompanionBLAS(kernel.linear)
+
+
 def _companion_kernels(monkeypatch) -> None:
-    """Make both matmul kernels (BLAS tiles and oneDNN heights) mix companions into a row."""
+    """Make every matmul kernel (BLAS tiles, oneDNN and panel heights) mix companions in."""
     import torch.nn.functional as F
 
     from recaudit.recommenders.hf import heights as H
+    from recaudit.recommenders.hf import panel_gemm
 
     monkeypatch.setattr(F, "linear", _CompanionBLAS(F.linear))
     monkeypatch.setattr(H, "_onednn_linear", _CompanionBLAS(H._onednn_linear))
+    kernel, why = panel_gemm.panel_kernel()
+    monkeypatch.setattr(panel_gemm, "panel_kernel", lambda: (
+        (_CompanionPanels(kernel), "") if kernel is not None else (None, why)))
 
 
 def test_no_invariance_runs_one_request_at_a_time_and_says_why(tiny_dirs, monkeypatch):
@@ -183,13 +198,14 @@ def test_tile_choice_is_deterministic_and_in_the_fingerprint(tiny_dirs):
     assert forced.tile_rows[1] == other_d and forced.fingerprint() != rec.fingerprint()
     if rec.batching.heights is None:
         assert forced.tile_rows[0] == m_p
-    else:  # oneDNN heights served both phases; a forced decode tile puts both on BLAS tiles
+    else:  # verified heights served both phases; a forced decode tile puts both on BLAS tiles
         assert (m_p, m_d) == (None, None) and forced.batching.heights is None
         assert forced.tile_rows[0] in PREFILL_ROW_CHOICES
         prefill = HFRecommender(str(tiny_dirs["causal"]), prefill_rows=32)
         assert prefill.tile_rows == (32, None) and prefill.batching.heights is not None
-        assert prefill.batching.numerics().startswith("tiles-p32-donednn")
-        assert rec.batching.numerics().startswith("tiles-ponednn")
+        tag = rec.batching.heights.tag  # onednn, onednnp or panels
+        assert prefill.batching.numerics().startswith(f"tiles-p32-d{tag}")
+        assert rec.batching.numerics().startswith(f"tiles-p{tag}")
         assert len({rec.fingerprint(), prefill.fingerprint(), forced.fingerprint()}) == 3
     with pytest.raises(ModelSpecError, match="batching must be one of"):
         HFRecommender(str(tiny_dirs["causal"]), batching="fast")

@@ -7,7 +7,7 @@ One module per job:
 
 * :mod:`.invariance` -- fixed-shape tiles, row-wise attention and the load-time self-check that
   make batched outputs bit-identical to one at a time;
-* :mod:`.heights` -- decode matmuls on oneDNN at row counts verified equal at load;
+* :mod:`.heights` -- decode matmuls at row counts verified equal at load (panel kernel or oneDNN);
 * :mod:`.decode_attention` -- a decode step's attention in key blocks, checked per block;
 * :mod:`.fast_decode` -- the lean decode step of Llama-family models, checked against the
   forward at load;

@@ -240,7 +240,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
         """Generate :data:`THREAD_PROBES` (8 new tokens at most) through the serving path.
 
         Beside the generations: the decode kernels' outputs on fixed inputs, at every verified
-        oneDNN height and at several attention block lengths, since the probe's few rows reach
+        verified height and at several attention block lengths, since the probe's few rows reach
         only some heights (:func:`.heights.kernel_probe`, :func:`.decode_attention.kernel_probe`).
         """
         from dataclasses import replace
@@ -318,7 +318,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
     def tile_rows(self) -> tuple[int | None, int | None] | None:
         """(M_p, M_d): BLAS tile heights of prefill / decode, or None without tiles.
 
-        A phase on the verified oneDNN heights has None.
+        A phase on the verified heights (:mod:`.heights`) has None.
         """
         b = self.batching
         return (b.prefill_rows, b.decode_rows) if b.mode == "tiles" else None
@@ -505,7 +505,7 @@ class HFRecommender(GenerationMixin, ScoringMixin, Recommender):
     def _run(self, phase: str, **inputs: Any) -> Any:
         """Run one forward pass with the phase's matmul rows and attention.
 
-        The rows: a tile height, or the verified oneDNN heights of a decode step; a decode
+        The rows: a tile height, or the verified heights of a decode step; a decode
         step's attention runs in key blocks.
         """
         b = self.batching

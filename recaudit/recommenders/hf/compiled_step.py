@@ -8,7 +8,7 @@ compiled the same way, with the parts whose bits are checked kept as they are, a
 custom ops that call the eager code:
 
 - every matmul: ``recaudit::lean_linear`` / ``recaudit::lean_linear_add``, on the verified
-  oneDNN heights (:class:`.heights.Heights`);
+  heights (:class:`.heights.Heights`: the panel kernel or oneDNN);
 - the cache append and the key-block attention: ``recaudit::lean_attend``
   (:func:`.decode_attention.blocked_decode_attention`, each block length checked).
 

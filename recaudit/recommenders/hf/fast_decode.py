@@ -14,16 +14,17 @@ at 16 rows they took about as long as the step's matmuls (measured on a 2-core A
 
 with RMSNorm(x) = w * x / sqrt(mean(x^2) + eps) in fp32 (transformers' ``LlamaRMSNorm``), the
 rotary cos/sin from the model's own rotary module, q/k/v and gate/up fused into one matmul each,
-on the verified oneDNN heights (:mod:`.heights`), and the key-block attention
-(:mod:`.decode_attention`). Every operation is row-wise or verified batch-invariant, so a row's
-output does not depend on its batch; it is not bit-identical to transformers' forward (other
+on the verified heights (:mod:`.heights`: the panel kernel, else oneDNN), and the key-block
+attention (:mod:`.decode_attention`). Every operation is row-wise or verified batch-invariant, so
+a row's output does not depend on its batch; it is not bit-identical to transformers' forward (other
 fused shapes round differently), so the fingerprint's numerics tag says which path ran. At load
 the step is checked against transformers' forward on probe prompts (logits within
 :data:`TOLERANCE`, :meth:`LeanDecoder.agrees_with_forward`) and for each row alone against the
 same rows together (bit for bit, :meth:`LeanDecoder.keeps_rows_apart`); it is not used where
 either fails. In fp32 the norm is torch's fused ``rms_norm`` (the same formula, one call); the
-residual adds run inside the o and down matmuls (oneDNN's sum post-op) where that was shown
-bit-identical to a separate add at every kept height (:func:`.heights.fused_add_is_exact`).
+residual adds run inside the o and down matmuls (the panel kernel's add, oneDNN's sum post-op)
+where that was shown bit-identical to a separate add at every kept height
+(:func:`.heights.fused_add_is_exact`).
 Each call after a large matmul pays for code and data the weights evicted from the caches, so
 fewer calls is faster here.
 """
@@ -117,7 +118,7 @@ class LeanDecoder:
     def build(cls, model: Any, heights: Heights | None) -> tuple[LeanDecoder | None, str]:
         """Return the decoder and "", or None and why it does not serve this model."""
         if heights is None:
-            return None, "decode matmuls are not on oneDNN heights"
+            return None, "decode matmuls are not on verified heights"
         name = type(model).__name__
         if name not in _ARCHITECTURES:
             return None, f"{name} is not a Llama-family causal LM"

@@ -304,7 +304,7 @@ class GenerationMixin:
         if n_active == 0 or len(waiting) <= free or 2 * free >= self.batch_size:
             return len(fit)
         rows = self._rows("prefill")
-        m_p = rows if isinstance(rows, int) else 1  # oneDNN heights: any row count is whole
+        m_p = rows if isinstance(rows, int) else 1  # verified heights: any row count is whole
 
         def rows(n: int) -> int:
             return n * max(len(p) for p in fit[:n])

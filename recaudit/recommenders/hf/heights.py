@@ -223,7 +223,7 @@ def _kept_heights(shapes: list[Any], candidates: tuple[int, ...], backend: Any
 
 
 def _backends(shapes: list[Any], pack: bool) -> tuple[list[Any], str]:
-    """The matmul backends to try, best first, and why the panel kernel is not among them."""
+    """Return the matmul backends to try, best first, and why the panel kernel is not one."""
     import torch
 
     onednn = [OneDNN(True), OneDNN(False)] if pack else [OneDNN(False)]

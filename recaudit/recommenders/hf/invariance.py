@@ -82,7 +82,7 @@ class BatchInvariance:
     (invariance could not be established: one request at a time) or ``"plain"`` (the user opted
     into plain batching with ``batching: plain``: no tiles, no row-wise attention, not
     batch-invariant). ``prefill_rows`` / ``decode_rows`` are the BLAS tile heights M_p / M_d in
-    ``"tiles"`` mode; ``heights`` the verified oneDNN heights (:mod:`.heights`), which serve the
+    ``"tiles"`` mode; ``heights`` the verified heights (:mod:`.heights`), which serve the
     decode whenever they exist and the prefill too unless a prefill tile height was asked for
     (then ``decode_rows`` and, respectively, ``prefill_rows`` are None).
     """
@@ -103,7 +103,7 @@ class BatchInvariance:
     def rows(self, phase: str) -> int | Heights | None:
         """Return the rows of every linear-layer matmul in a phase ("prefill" or "decode").
 
-        A BLAS tile height, the verified oneDNN heights, or None (no tiles).
+        A BLAS tile height, the verified heights, or None (no tiles).
         """
         if self.mode != "tiles":
             return None
@@ -154,7 +154,7 @@ class BatchInvariance:
 _LAYOUT: contextvars.ContextVar[_RowLayout | None] = contextvars.ContextVar(
     "recaudit_row_layout", default=None)
 # Rows of every linear-layer matmul while a generation/scoring phase runs: a tile height, the
-# verified oneDNN heights (decode), or None (plain F.linear).
+# verified heights (decode), or None (plain F.linear).
 _TILE_ROWS: contextvars.ContextVar[int | Heights | None] = contextvars.ContextVar(
     "recaudit_tile_rows", default=None)
 # True while a decode step runs (one new token per row): attention in key blocks
@@ -331,7 +331,7 @@ def choose_tile_rows(linears: list[Any], prefill_rows: int | None = None,
     same fingerprint (timing under load picked different values, and invalidated the cache).
     The choice never depends on the batch size. ``prefill_rows`` / ``decode_rows`` force a value
     (still checked). ``None`` where nothing passes; M_d (M_p) is not searched (None) with
-    ``decode=False`` (``prefill=False``): that phase runs on verified oneDNN heights instead.
+    ``decode=False`` (``prefill=False``): that phase runs on verified heights instead.
     """
     import torch
 
