@@ -93,7 +93,6 @@ class CompiledStep:
                         self._add(layer.mlp.down_proj))
                        for layer, (qkv, gate_up) in zip(lean.layers, lean.fused, strict=True)]
         self._head = self._add(lean.lm_head)
-        self._gate_up_sizes = list(lean.fused[0][1].sizes)
         self._custom_ops = _ops()
         self._compiled = torch.compile(self._body, dynamic=False, fullgraph=True)
 
@@ -119,56 +118,29 @@ class CompiledStep:
         return self.lean.heights.linear_add(x, weight, bias, residual, self.lean.fused_add)
 
     def attend(self, q: Any, k: Any, v: Any, layer: int) -> Any:
-        """``recaudit::lean_attend``: append k, v to the layer's cache; key-block attention."""
-        from .decode_attention import blocked_decode_attention, plan_blocks
-        from .fast_decode import _append
-
-        lean, ctx = self.lean, self._context
-        store = ctx["cache"].layers[layer]
-        keys, values = _append(store, "keys", k), _append(store, "values", v)
-        left_pad = ctx["left_pad"]
-        if ctx.get("blocks") is None:
-            ctx["blocks"] = plan_blocks(left_pad, keys.shape[2], lean.kv_heads, keys.dtype,
-                                        keys.device)
-        att = blocked_decode_attention(
-            q, keys, values, left_pad, lean.scaling,
-            lambda rows: lean._rows_alone(q, keys, values, left_pad, rows), ctx["blocks"])
-        return att.reshape(q.shape[0], -1)
+        """``recaudit::lean_attend``: the eager :meth:`.fast_decode.LeanDecoder.attend`."""
+        return self.lean.attend(q, k, v, layer, self._context)
 
     def _body(self, h: Any, cos: Any, sin: Any) -> Any:
-        """Run the step from the embeddings to the logits (the lean step's formulas)."""
+        """Run the lean step's formulas (``layer_stack``) on the custom ops: the traced graph."""
         import torch
-        import torch.nn.functional as F
 
         linear, linear_add, attend = self._custom_ops
-        lean, step = self.lean, self.id
-        n = h.shape[0]
+        step, n = self.id, h.shape[0]
         torch._check(n >= 1)
         torch._check(cos.shape[0] == n)
         torch._check(sin.shape[0] == n)
-        heads, kv_heads, dim = lean.heads, lean.kv_heads, lean.head_dim
-        for i, layer in enumerate(lean.layers):
-            qkv, o, gate_up, down = self._index[i]
-            out = linear(lean._rms(h, layer.input_layernorm), step, qkv)
-            qk = lean._rotate(out[:, :(heads + kv_heads) * dim].view(n, heads + kv_heads, 1, dim),
-                              cos, sin)
-            v = out[:, (heads + kv_heads) * dim:].view(n, kv_heads, 1, dim)
-            att = attend(qk[:, :heads].contiguous(), qk[:, heads:].contiguous(), v.contiguous(),
-                         step, i)
-            h = linear_add(att, h, step, o)
-            g, u = linear(lean._rms(h, layer.post_attention_layernorm), step,
-                          gate_up).split(self._gate_up_sizes, dim=-1)
-            h = linear_add(F.silu(g) * u, h, step, down)
-        return linear(lean._rms(h, lean.norm), step, self._head)
+        return self.lean.layer_stack(
+            h, cos, sin, self._index, self._head,
+            lambda x, index: linear(x, step, index),
+            lambda x, residual, index: linear_add(x, residual, step, index),
+            lambda q, k, v, layer: attend(q, k, v, step, layer))
 
     def step(self, input_ids: Any, position_ids: Any, cache: Any, left_pad: list[int]) -> Any:
         """Run one decode step, as :meth:`.fast_decode.LeanDecoder.step` does."""
         import torch
 
-        lean = self.lean
-        h = lean.embed(input_ids[:, 0])
-        cos, sin = lean._rotary(h[:, None], position_ids)
-        cos, sin = cos[:, None], sin[:, None]
+        h, cos, sin = self.lean.step_inputs(input_ids, position_ids)
         for t in (h, cos, sin):  # one graph for every row count
             torch._dynamo.decorators.mark_unbacked(t, 0)
         self._context = {"cache": cache, "left_pad": left_pad, "blocks": None}

@@ -143,7 +143,7 @@ class LeanDecoder:
     def _linear(self, x: Any, lin: Any) -> Any:
         return self.heights.linear(x, decode_weight(lin), lin.bias)
 
-    def _linear_add(self, x: Any, lin: Any, residual: Any) -> Any:
+    def _linear_add(self, x: Any, residual: Any, lin: Any) -> Any:
         return self.heights.linear_add(x, decode_weight(lin), lin.bias, residual,
                                        self.fused_add)
 
@@ -255,38 +255,69 @@ class LeanDecoder:
             return self.compiled.step(input_ids, position_ids, cache, left_pad)
         return self._eager_step(input_ids, position_ids, cache, left_pad)
 
-    def _eager_step(self, input_ids: Any, position_ids: Any, cache: Any,
-                    left_pad: list[int]) -> Any:
-        import torch.nn.functional as F
-
-        n = input_ids.shape[0]
-        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+    def step_inputs(self, input_ids: Any, position_ids: Any) -> tuple[Any, Any, Any]:
+        """Return a step's embeddings [n, hidden] and rotary cos, sin [n, 1, 1, dim]."""
         h = self.embed(input_ids[:, 0])
         cos, sin = self._rotary(h[:, None], position_ids)
-        cos, sin = cos[:, None], sin[:, None]  # [n, 1, 1, dim]
-        blocks = None  # the step's key blocks: the same in every layer
-        for i, (layer, (qkv, gate_up)) in enumerate(zip(self.layers, self.fused, strict=True)):
-            x = self._rms(h, layer.input_layernorm)
-            out = self._linear(x, qkv)
+        return h, cos[:, None], sin[:, None]
+
+    def attend(self, q: Any, k: Any, v: Any, layer: int, ctx: dict[str, Any]) -> Any:
+        """Append k, v to layer ``layer`` of ``ctx["cache"]``; return its key-block attention.
+
+        q [n, heads, 1, dim], k and v [n, kv_heads, 1, dim]; ``ctx``: the step's ``cache``,
+        ``left_pad`` and ``blocks`` (planned at the first layer: the same in every layer).
+        Returns [n, heads * dim].
+        """
+        store = ctx["cache"].layers[layer]
+        keys, values = _append(store, "keys", k), _append(store, "values", v)
+        left_pad = ctx["left_pad"]
+        if ctx.get("blocks") is None:
+            ctx["blocks"] = plan_blocks(left_pad, keys.shape[2], self.kv_heads, keys.dtype,
+                                        keys.device)
+        att = blocked_decode_attention(
+            q, keys, values, left_pad, self.scaling,
+            lambda rows: self._rows_alone(q, keys, values, left_pad, rows), ctx["blocks"])
+        return att.reshape(q.shape[0], -1)
+
+    def layer_stack(self, h: Any, cos: Any, sin: Any, handles: list[tuple[Any, ...]],
+                    head: Any, linear: Any, linear_add: Any, attend: Any) -> Any:
+        """Run the step's formulas (module docstring) from the embeddings to the logits.
+
+        On pluggable primitives: ``linear(x, handle)``, ``linear_add(x, residual, handle)``
+        and ``attend(q, k, v, layer)`` (-> [n, heads * dim]); ``handles[i]`` names layer i's
+        q/k/v, o, gate/up and down matmuls and ``head`` the LM head, as those take them. The
+        eager step passes the layers and :attr:`heights`; the compiled step its custom ops
+        (:mod:`.compiled_step`), so both run these same formulas.
+        """
+        import torch.nn.functional as F
+
+        n = h.shape[0]
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        sizes = self.fused[0][1].sizes
+        for i, layer in enumerate(self.layers):
+            qkv, o, gate_up, down = handles[i]
+            out = linear(self._rms(h, layer.input_layernorm), qkv)
             # q and k side by side in the fused output: one rotary call for both
             qk = self._rotate(out[:, :(heads + kv_heads) * dim].view(n, heads + kv_heads, 1, dim),
                               cos, sin)
-            q, k = qk[:, :heads].contiguous(), qk[:, heads:]
             v = out[:, (heads + kv_heads) * dim:].view(n, kv_heads, 1, dim)
-            store = cache.layers[i]
-            keys = _append(store, "keys", k)
-            values = _append(store, "values", v)
-            if blocks is None:
-                blocks = plan_blocks(left_pad, keys.shape[2], kv_heads, keys.dtype, keys.device)
-            att = blocked_decode_attention(
-                q, keys, values, left_pad, self.scaling,
-                lambda rows, q=q, keys=keys, values=values: self._rows_alone(
-                    q, keys, values, left_pad, rows), blocks)
-            h = self._linear_add(att.reshape(n, heads * dim), layer.self_attn.o_proj, h)
-            x = self._rms(h, layer.post_attention_layernorm)
-            g, u = self._linear(x, gate_up).split(gate_up.sizes, dim=-1)
-            h = self._linear_add(F.silu(g).mul_(u), layer.mlp.down_proj, h)
-        logits = self._linear(self._rms(h, self.norm), self.lm_head)
+            att = attend(qk[:, :heads].contiguous(), qk[:, heads:].contiguous(), v.contiguous(),
+                         i)
+            h = linear_add(att, h, o)
+            g, u = linear(self._rms(h, layer.post_attention_layernorm), gate_up).split(
+                sizes, dim=-1)
+            h = linear_add(F.silu(g) * u, h, down)
+        return linear(self._rms(h, self.norm), head)
+
+    def _eager_step(self, input_ids: Any, position_ids: Any, cache: Any,
+                    left_pad: list[int]) -> Any:
+        h, cos, sin = self.step_inputs(input_ids, position_ids)
+        ctx: dict[str, Any] = {"cache": cache, "left_pad": left_pad, "blocks": None}
+        handles = [(qkv, layer.self_attn.o_proj, gate_up, layer.mlp.down_proj)
+                   for layer, (qkv, gate_up) in zip(self.layers, self.fused, strict=True)]
+        logits = self.layer_stack(h, cos, sin, handles, self.lm_head, self._linear,
+                                  self._linear_add,
+                                  lambda q, k, v, i: self.attend(q, k, v, i, ctx))
         return SimpleNamespace(logits=logits[:, None], cache=cache, past_key_values=cache)
 
     def _probe(self, rows: int, seed: int) -> tuple[Any, Any, Any, Any]:
