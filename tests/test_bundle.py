@@ -286,13 +286,15 @@ def test_keygen_writes_private_0600_and_refuses_overwrite(keys, capsys):
 
 
 # -- bad input: one line, exit 2 ----------------------------------------------------------------
-def one_line_error(capsys, argv: list[str], expected: str) -> None:
+def one_line_error(capsys, argv: list[str], expected: str) -> str:
+    """Run ``argv``; check exit 2 and one ``recaudit: error:`` line holding ``expected``."""
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("recaudit: error: "), captured.err
     assert expected in lines[0]
     assert "Traceback" not in captured.err
+    return lines[0]
 
 
 def test_bundle_bad_inputs(work, out_dir, unsigned, capsys):
@@ -327,7 +329,8 @@ def test_bundle_bad_inputs(work, out_dir, unsigned, capsys):
 
 
 def test_verify_bad_inputs(work, signed, keys, capsys):
-    one_line_error(capsys, ["verify", str(work / "none.zip")], "bundle not found")
+    line = one_line_error(capsys, ["verify", str(work / "none.zip")], "bundle not found")
+    assert "none.zip" in line  # the line names the file it refused
     (work / "plain.zip").write_text("hello")
     one_line_error(capsys, ["verify", str(work / "plain.zip")], "not a zip archive")
     with zipfile.ZipFile(work / "nomanifest.zip", "w") as zf:

@@ -59,13 +59,15 @@ def _audit(capsys, path, tmp_path):
     return code, capsys.readouterr()
 
 
-def _one_line_error(capsys, path, tmp_path, *expected):
+def _one_line_error(capsys, path, tmp_path, *expected) -> str:
+    """Audit ``path``; check exit 2, one line holding ``expected``, no results; return it."""
     code, out = _audit(capsys, path, tmp_path)
     lines = out.err.strip().splitlines()
     assert code == 2 and len(lines) == 1, out.err
     for text in expected:
         assert text in lines[0], lines[0]
     assert not (tmp_path / "out" / "results.json").exists()
+    return lines[0]
 
 
 def _lines(path, *objs):
@@ -92,14 +94,18 @@ GOOD = {"request_id": "r1", "candidates": [{"id": "a", "group": "x"}, {"id": "b"
      ("log.jsonl:2: candidate 'a' has no 'group' group", "the candidates of this log have group")),
 ])
 def test_a_bad_jsonl_log_is_one_line_and_exit_2(capsys, tmp_path, objs, expected):
-    _one_line_error(capsys, _lines(tmp_path / "log.jsonl", *objs), tmp_path, *expected)
+    line = _one_line_error(capsys, _lines(tmp_path / "log.jsonl", *objs), tmp_path, *expected)
+    assert line.startswith("recaudit: error: ") and "Traceback" not in line
 
 
 def test_an_empty_or_missing_log_is_one_line_and_exit_2(capsys, tmp_path):
     empty = tmp_path / "log.jsonl"
     empty.write_text("\n\n", encoding="utf-8")
-    _one_line_error(capsys, empty, tmp_path, "holds no logged request (empty file)")
-    _one_line_error(capsys, tmp_path / "absent.jsonl", tmp_path, "absent.jsonl does not exist")
+    line = _one_line_error(capsys, empty, tmp_path, "holds no logged request (empty file)")
+    assert line.startswith("recaudit: error: rankings log ") and str(empty) in line
+    line = _one_line_error(capsys, tmp_path / "absent.jsonl", tmp_path,
+                           "absent.jsonl does not exist")
+    assert line.startswith("recaudit: error: ")
 
 
 @pytest.mark.parametrize(("header", "rows", "expected"), [
@@ -116,7 +122,8 @@ def test_a_bad_csv_log_is_one_line_and_exit_2(capsys, tmp_path, header, rows, ex
     path = tmp_path / "log.csv"
     with path.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows([header, *rows])
-    _one_line_error(capsys, path, tmp_path, *expected)
+    line = _one_line_error(capsys, path, tmp_path, *expected)
+    assert line.startswith("recaudit: error: ") and "Traceback" not in line
 
 
 def test_audit_needs_a_config_or_rankings_but_not_both(capsys, tmp_path):
